@@ -1,0 +1,139 @@
+//! The report of a run. Its JSON form is a public contract (schema
+//! `stampede.report.v1`): keys are only ever added, never renamed.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::histogram::LatencySummary;
+use crate::threshold::ThresholdResult;
+
+pub const REPORT_SCHEMA: &str = "stampede.report.v1";
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Ended, and every threshold held.
+    Passed,
+    /// Ended, and at least one threshold failed.
+    Failed,
+    /// Could not be carried out (for example the target was unreachable).
+    Error,
+    /// Cancelled by a user.
+    Aborted,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Passed => "passed",
+            Self::Failed => "failed",
+            Self::Error => "error",
+            Self::Aborted => "aborted",
+        }
+    }
+
+    /// The exit code of `stampede run` and `stampede submit --wait`.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Self::Passed => 0,
+            Self::Failed => 1,
+            Self::Error | Self::Aborted => 2,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TargetInfo {
+    pub kind: String,
+    pub endpoints: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScenarioInfo {
+    pub name: String,
+    pub target: TargetInfo,
+    pub workload: String,
+    pub load_model: String,
+    pub connections: u32,
+    pub pipeline: u32,
+    pub rate: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentReport {
+    pub id: String,
+    pub host: String,
+    pub ops: u64,
+    pub errors: u64,
+    pub clock_offset_us: i64,
+    pub clock_rtt_us: i64,
+    pub late_starts: u64,
+    pub intervals: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Totals {
+    /// Operations measured after the warm-up, errors included.
+    pub ops: u64,
+    pub errors: u64,
+    /// Operations per second over the measured part.
+    pub throughput: f64,
+    /// Requests of the open model that started later than intended.
+    pub late_starts: u64,
+    /// Samples above the histogram range, clamped to it.
+    pub clamped: u64,
+    /// Operations during the warm-up (not in the figures above).
+    pub warmup_ops: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OperationReport {
+    pub count: u64,
+    pub errors: u64,
+    pub errors_by_kind: BTreeMap<String, u64>,
+    pub throughput: f64,
+    /// Latency from the intended start (coordinated omission corrected).
+    pub latency_us: LatencySummary,
+    /// Time from the real send to the answer.
+    pub service_time_us: LatencySummary,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NodeReport {
+    pub ops: u64,
+    pub errors: u64,
+    pub connections: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct IntervalSummary {
+    pub index: u64,
+    pub warmup: bool,
+    pub ops: u64,
+    pub errors: u64,
+    pub p99_us: u64,
+    pub agents: u32,
+}
+
+/// The whole report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub schema: String,
+    pub run_id: String,
+    pub scenario: ScenarioInfo,
+    pub status: RunStatus,
+    /// Why the run ended in `error` or `aborted`.
+    pub error: Option<String>,
+    pub started_at_unix_ms: i64,
+    /// Measured seconds (warm-up excluded).
+    pub duration_s: f64,
+    pub warmup_s: f64,
+    pub agents: Vec<AgentReport>,
+    pub totals: Totals,
+    pub operations: BTreeMap<String, OperationReport>,
+    pub nodes: BTreeMap<String, NodeReport>,
+    pub intervals: Vec<IntervalSummary>,
+    pub thresholds: Vec<ThresholdResult>,
+}

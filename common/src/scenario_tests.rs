@@ -1,0 +1,112 @@
+use super::*;
+
+const GOOD: &str = "\
+name: demo
+duration: 10s
+warmup: 2s
+agents: 2
+target:
+  kind: redis
+  endpoints: [\"127.0.0.1:6379\"]
+load:
+  model: open
+  connections: 8
+  pipeline: 2
+  rate: 20000/s
+  arrival: poisson
+workload:
+  kind: kv
+  read_ratio: 0.8
+  keys: 1000
+  key_distribution: zipfian
+  value_size: 1KiB
+thresholds:
+  - p99 < 5ms
+  - get.p99.9 < 10ms
+  - error_rate < 1%
+";
+
+#[test]
+fn a_good_scenario_validates_into_typed_values() {
+    let s = Scenario::parse(GOOD).expect("valid");
+    assert_eq!(s.duration, Duration::from_secs(10));
+    assert_eq!(s.warmup, Duration::from_secs(2));
+    assert_eq!(s.agents, 2);
+    assert_eq!(s.target.kind, TargetKind::Redis);
+    assert_eq!(s.load.model, LoadModel::Open { rate: 20000.0, arrival: Arrival::Poisson });
+    assert_eq!((s.load.connections, s.load.pipeline), (8, 2));
+    let Workload::Kv(kv) = &s.workload;
+    assert_eq!(kv.value_size, 1024);
+    assert_eq!(kv.key_distribution, KeyDistribution::Zipfian { exponent: 0.99 });
+    assert_eq!(s.thresholds.len(), 3);
+}
+
+#[test]
+fn an_unknown_field_is_named_with_its_line() {
+    let text = GOOD.replace("  pipeline: 2", "  pipline: 2");
+    let error = Scenario::parse(&text).unwrap_err();
+    let issue = &error.issues[0];
+    assert!(issue.message.contains("unknown field `pipline`"), "{issue}");
+    assert_eq!(issue.line, Some(11));
+}
+
+#[test]
+fn validation_errors_name_field_and_line_and_are_all_reported() {
+    let text = GOOD
+        .replace("connections: 8", "connections: 0")
+        .replace("rate: 20000/s", "rate: 20000")
+        .replace("read_ratio: 0.8", "read_ratio: 1.8")
+        .replace("get.p99.9", "gte.p99.9");
+    let error = Scenario::parse(&text).unwrap_err();
+    let find = |field: &str| {
+        error.issues.iter().find(|i| i.field == field).unwrap_or_else(|| panic!("no issue for {field}: {error}"))
+    };
+    assert_eq!(find("load.connections").line, Some(10));
+    assert!(find("load.rate").message.contains("not a rate"));
+    assert_eq!(find("load.rate").line, Some(12));
+    assert_eq!(find("workload.read_ratio").line, Some(16));
+    let threshold = find("thresholds[1]");
+    assert_eq!(threshold.line, Some(22));
+    assert!(threshold.message.contains("operation `gte`"));
+    assert!(error.to_string().starts_with("invalid scenario: line"));
+}
+
+#[test]
+fn model_specific_fields_are_checked() {
+    let closed_with_rate = GOOD.replace("model: open", "model: closed");
+    let error = Scenario::parse(&closed_with_rate).unwrap_err();
+    assert!(error.issues.iter().any(|i| i.field == "load.rate" && i.message.contains("open")));
+    let open_without_rate = GOOD.replace("  rate: 20000/s\n", "");
+    let error = Scenario::parse(&open_without_rate).unwrap_err();
+    assert!(error.issues.iter().any(|i| i.field == "load.rate" && i.message.contains("needs a rate")));
+}
+
+#[test]
+fn redis_needs_endpoints_and_kv_does_not() {
+    let text = GOOD.replace("  endpoints: [\"127.0.0.1:6379\"]\n", "");
+    assert!(Scenario::parse(&text).unwrap_err().to_string().contains("target.endpoints"));
+    let kv = text.replace("kind: redis", "kind: kv");
+    assert!(Scenario::parse(&kv).expect("valid").target.endpoints.is_empty());
+    let bad = GOOD.replace("127.0.0.1:6379", "localhost");
+    assert!(Scenario::parse(&bad).unwrap_err().to_string().contains("host:port"));
+}
+
+#[test]
+fn unknown_target_kind_lists_the_known_ones() {
+    let text = GOOD.replace("kind: redis", "kind: mongodb");
+    let message = Scenario::parse(&text).unwrap_err().to_string();
+    assert!(message.contains("mongodb") && message.contains("redis"), "{message}");
+}
+
+#[test]
+fn warmup_must_fit_in_duration() {
+    let text = GOOD.replace("warmup: 2s", "warmup: 10s");
+    assert!(Scenario::parse(&text).unwrap_err().to_string().contains("warmup"));
+}
+
+#[test]
+fn garbage_is_an_error_not_a_panic() {
+    for text in ["", "::::", "- a\n- b", "name: [", "\u{0}\u{1}", "name: x\nduration: -5s\n"] {
+        assert!(Scenario::parse(text).is_err(), "{text:?}");
+    }
+}

@@ -1,0 +1,221 @@
+//! Threshold expressions such as `p99 < 5ms`, `get.p99.9 <= 2ms`,
+//! `error_rate < 1%` or `throughput > 10000/s`, and their verdicts.
+//!
+//! A threshold is parsed once, when the scenario is validated, and evaluated
+//! against merged results through a closure, so this module knows nothing
+//! about histograms or runs.
+
+use crate::units::{parse_duration, parse_rate};
+
+/// What a threshold measures.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Metric {
+    /// A latency quantile in (0, 1), for example 0.99 for `p99`.
+    Quantile(f64),
+    Min,
+    Max,
+    Mean,
+    /// Errors divided by operations, as a fraction.
+    ErrorRate,
+    /// Operations per second over the measured part of the run.
+    Throughput,
+}
+
+impl Metric {
+    /// The unit of observed values: `us`, `ratio` or `ops/s`.
+    pub fn unit(&self) -> &'static str {
+        match self {
+            Self::ErrorRate => "ratio",
+            Self::Throughput => "ops/s",
+            _ => "us",
+        }
+    }
+
+    fn parse(name: &str) -> Option<Self> {
+        match name {
+            "min" => Some(Self::Min),
+            "max" => Some(Self::Max),
+            "mean" => Some(Self::Mean),
+            "error_rate" => Some(Self::ErrorRate),
+            "throughput" => Some(Self::Throughput),
+            _ => {
+                let digits = name.strip_prefix('p')?;
+                if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit() || c == '.') {
+                    return None;
+                }
+                let percent: f64 = digits.parse().ok()?;
+                (percent > 0.0 && percent < 100.0).then_some(Self::Quantile(percent / 100.0))
+            }
+        }
+    }
+}
+
+/// How the observed value is compared with the limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Comparison {
+    Less,
+    LessOrEqual,
+    Greater,
+    GreaterOrEqual,
+}
+
+impl Comparison {
+    fn holds(self, observed: f64, limit: f64) -> bool {
+        match self {
+            Self::Less => observed < limit,
+            Self::LessOrEqual => observed <= limit,
+            Self::Greater => observed > limit,
+            Self::GreaterOrEqual => observed >= limit,
+        }
+    }
+}
+
+/// A parsed threshold.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Threshold {
+    /// The expression as the user wrote it.
+    pub expr: String,
+    /// The operation it applies to; `None` for all operations together.
+    pub operation: Option<String>,
+    pub metric: Metric,
+    pub comparison: Comparison,
+    /// The limit in the metric's unit (microseconds, fraction, ops/s).
+    pub limit: f64,
+}
+
+/// The verdict on one threshold.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ThresholdResult {
+    pub expr: String,
+    /// The observed value in `unit`; null when nothing was measured.
+    pub observed: Option<f64>,
+    pub unit: String,
+    pub passed: bool,
+}
+
+impl Threshold {
+    /// Parses an expression. The error says what is wrong and what is
+    /// expected.
+    pub fn parse(expr: &str) -> Result<Self, String> {
+        let text = expr.trim();
+        let (position, symbol, comparison) = [
+            ("<=", Comparison::LessOrEqual),
+            (">=", Comparison::GreaterOrEqual),
+            ("<", Comparison::Less),
+            (">", Comparison::Greater),
+        ]
+        .iter()
+        .find_map(|(symbol, comparison)| text.find(symbol).map(|i| (i, *symbol, *comparison)))
+        .ok_or_else(|| {
+            format!("`{text}` has no comparison; write it like `p99 < 5ms` or `error_rate < 1%`")
+        })?;
+        let left = text[..position].trim();
+        let right = text[position + symbol.len()..].trim();
+        let (operation, metric) = match Metric::parse(left) {
+            Some(metric) => (None, metric),
+            None => {
+                let (operation, metric_name) = left.split_once('.').ok_or_else(|| {
+                    format!(
+                        "`{left}` is not a metric; use p50..p99.99, min, max, mean, \
+                         error_rate or throughput, optionally after an operation like `get.p99`"
+                    )
+                })?;
+                let metric = Metric::parse(metric_name).ok_or_else(|| {
+                    format!(
+                        "`{metric_name}` is not a metric; use p50..p99.99, min, max, mean, \
+                         error_rate or throughput"
+                    )
+                })?;
+                if operation.is_empty() {
+                    return Err(format!("`{left}` names an empty operation"));
+                }
+                (Some(operation.to_string()), metric)
+            }
+        };
+        let limit = parse_limit(metric, right)?;
+        Ok(Self { expr: text.to_string(), operation, metric, comparison, limit })
+    }
+
+    /// Evaluates the threshold; `observe` gives the value of a metric for an
+    /// operation (or all operations), or `None` when nothing was measured.
+    /// A threshold on nothing measured fails: silence is not a pass.
+    pub fn evaluate(&self, observe: impl Fn(&Metric, Option<&str>) -> Option<f64>) -> ThresholdResult {
+        let observed = observe(&self.metric, self.operation.as_deref());
+        ThresholdResult {
+            expr: self.expr.clone(),
+            observed,
+            unit: self.metric.unit().to_string(),
+            passed: observed.is_some_and(|value| self.comparison.holds(value, self.limit)),
+        }
+    }
+}
+
+fn parse_limit(metric: Metric, text: &str) -> Result<f64, String> {
+    match metric {
+        Metric::ErrorRate => {
+            let (number, scale) = match text.strip_suffix('%') {
+                Some(number) => (number.trim(), 0.01),
+                None => (text, 1.0),
+            };
+            let value: f64 = number
+                .parse()
+                .map_err(|_| format!("`{text}` is not an error rate; write it like `1%` or `0.01`"))?;
+            let fraction = value * scale;
+            if !(0.0..=1.0).contains(&fraction) {
+                return Err(format!("error rate `{text}` must be between 0% and 100%"));
+            }
+            Ok(fraction)
+        }
+        Metric::Throughput => {
+            if text.contains('/') {
+                parse_rate(text).map_err(|e| e.0)
+            } else {
+                text.parse()
+                    .map_err(|_| format!("`{text}` is not a throughput; write it like `10000/s`"))
+            }
+        }
+        _ => {
+            let duration = parse_duration(text).map_err(|e| format!("latency limit {}", e.0))?;
+            Ok(duration.as_secs_f64() * 1e6)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_documented_forms() {
+        let t = Threshold::parse("p99 < 5ms").expect("valid");
+        assert_eq!((t.operation.as_deref(), t.metric, t.limit), (None, Metric::Quantile(0.99), 5000.0));
+        let t = Threshold::parse("get.p99.9 <= 2ms").expect("valid");
+        assert_eq!(t.operation.as_deref(), Some("get"));
+        assert!(matches!(t.metric, Metric::Quantile(q) if (q - 0.999).abs() < 1e-12));
+        assert_eq!(t.comparison, Comparison::LessOrEqual);
+        let t = Threshold::parse("error_rate < 1%").expect("valid");
+        assert!((t.limit - 0.01).abs() < 1e-12);
+        let t = Threshold::parse("throughput >= 20000/s").expect("valid");
+        assert_eq!((t.comparison, t.limit), (Comparison::GreaterOrEqual, 20000.0));
+        assert_eq!(Threshold::parse("set.max < 1s").expect("valid").limit, 1e6);
+    }
+
+    #[test]
+    fn rejects_with_a_reason() {
+        assert!(Threshold::parse("p99 5ms").unwrap_err().contains("no comparison"));
+        assert!(Threshold::parse("p100 < 5ms").unwrap_err().contains("not a metric"));
+        assert!(Threshold::parse("latency < 5ms").unwrap_err().contains("not a metric"));
+        assert!(Threshold::parse("p99 < 5").unwrap_err().contains("no unit"));
+        assert!(Threshold::parse("error_rate < 150%").unwrap_err().contains("between"));
+    }
+
+    #[test]
+    fn evaluates_and_fails_on_missing_data() {
+        let t = Threshold::parse("p99 < 5ms").expect("valid");
+        assert!(t.evaluate(|_, _| Some(4999.0)).passed);
+        assert!(!t.evaluate(|_, _| Some(5000.0)).passed);
+        let missing = t.evaluate(|_, _| None);
+        assert!(!missing.passed);
+        assert_eq!(missing.observed, None);
+    }
+}
