@@ -1,1 +1,10 @@
-//! placeholder
+//! The Stampede coordinator: registry, scheduler, aggregator, store, the
+//! run engine and the gRPC api.
+//!
+//! Decisions are pure (`scheduler::plan`, `aggregate`), state lives in one
+//! engine task that owns every run, and the gRPC services only convert and
+//! forward to it, so no lock is shared between requests.
+#![forbid(unsafe_code)]
+
+pub mod aggregate;
+pub mod scheduler;

@@ -1,0 +1,376 @@
+//! Merging agents' interval reports: histograms are added (never averaged)
+//! per operation, per node, per interval and for the whole run; thresholds
+//! are evaluated over the merged result. Pure data in, data out: it neither
+//! persists nor touches the network.
+//!
+//! Merging is idempotent by (agent, sequence): an agent that resends after
+//! a reconnect never counts twice.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use hdrhistogram::Histogram;
+use stampede_common::histogram::{self, HistogramError, LatencySummary};
+use stampede_common::interval::IntervalReport;
+use stampede_common::report::{
+    AgentReport, IntervalSummary, NodeReport, OperationReport, Report, RunStatus, ScenarioInfo,
+    TargetInfo, Totals, REPORT_SCHEMA,
+};
+use stampede_common::scenario::LoadModel;
+use stampede_common::threshold::{Metric, ThresholdResult};
+use stampede_common::Scenario;
+
+/// Interval histograms kept in full; older intervals keep only their figures,
+/// so a run of days does not grow without bound.
+const INTERVAL_HISTOGRAMS_KEPT: usize = 300;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AggregateError {
+    #[error("report {seq} from agent {agent} has a bad histogram for operation {operation}: {source}")]
+    BadHistogram { agent: String, seq: u64, operation: String, source: HistogramError },
+}
+
+/// Whether a report was new or already merged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MergeOutcome {
+    Merged,
+    Duplicate,
+}
+
+struct OperationAggregate {
+    count: u64,
+    errors_by_kind: BTreeMap<String, u64>,
+    latency: Histogram<u64>,
+    service: Histogram<u64>,
+}
+
+impl Default for OperationAggregate {
+    fn default() -> Self {
+        Self {
+            count: 0,
+            errors_by_kind: BTreeMap::new(),
+            latency: histogram::new_histogram(),
+            service: histogram::new_histogram(),
+        }
+    }
+}
+
+impl OperationAggregate {
+    fn errors(&self) -> u64 {
+        self.errors_by_kind.values().sum()
+    }
+}
+
+#[derive(Default, Clone)]
+struct AgentAggregate {
+    ops: u64,
+    errors: u64,
+    late_starts: u64,
+    intervals: u64,
+}
+
+struct IntervalAggregate {
+    warmup: bool,
+    ops: u64,
+    errors: u64,
+    agents: BTreeSet<String>,
+    latency: Option<Histogram<u64>>,
+    frozen_p99: u64,
+}
+
+/// The merged state of one run.
+pub struct RunAggregate {
+    warmup_intervals: u64,
+    seen: HashSet<(String, u64)>,
+    operations: BTreeMap<String, OperationAggregate>,
+    overall: Histogram<u64>,
+    nodes: BTreeMap<String, NodeReport>,
+    agents: BTreeMap<String, AgentAggregate>,
+    intervals: BTreeMap<u64, IntervalAggregate>,
+    warmup_ops: u64,
+    late_starts: u64,
+    clamped: u64,
+}
+
+/// A one-interval view for live progress.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IntervalView {
+    pub index: u64,
+    pub warmup: bool,
+    pub ops: u64,
+    pub p99_us: u64,
+    pub agents: u32,
+}
+
+/// What the aggregator needs to know about the run to write its report.
+pub struct ReportContext<'a> {
+    pub run_id: &'a str,
+    pub scenario: &'a Scenario,
+    pub endpoints: &'a [String],
+    pub started_at_unix_ms: i64,
+    /// (id, host, clock offset, clock rtt) of each agent of the run.
+    pub agents: &'a [(String, String, i64, i64)],
+    /// `None` when the run completed; otherwise how it ended and why.
+    pub failure: Option<(RunStatus, String)>,
+}
+
+impl RunAggregate {
+    /// `warmup_intervals`: the first intervals that are excluded from results.
+    pub fn new(warmup_intervals: u64) -> Self {
+        Self {
+            warmup_intervals,
+            seen: HashSet::new(),
+            operations: BTreeMap::new(),
+            overall: histogram::new_histogram(),
+            nodes: BTreeMap::new(),
+            agents: BTreeMap::new(),
+            intervals: BTreeMap::new(),
+            warmup_ops: 0,
+            late_starts: 0,
+            clamped: 0,
+        }
+    }
+
+    /// Merges one report. A report with a corrupt histogram is refused whole,
+    /// so nothing of it is counted.
+    pub fn merge(&mut self, agent: &str, report: &IntervalReport) -> Result<MergeOutcome, AggregateError> {
+        if self.seen.contains(&(agent.to_string(), report.seq)) {
+            return Ok(MergeOutcome::Duplicate);
+        }
+        let mut decoded = Vec::with_capacity(report.operations.len());
+        for stats in &report.operations {
+            let bad = |source| AggregateError::BadHistogram {
+                agent: agent.to_string(),
+                seq: report.seq,
+                operation: stats.operation.clone(),
+                source,
+            };
+            let latency = histogram::decode(&stats.latency).map_err(bad)?;
+            let service = histogram::decode(&stats.service).map_err(bad)?;
+            if latency.max() > histogram::MAX_LATENCY_US || service.max() > histogram::MAX_LATENCY_US {
+                return Err(bad(HistogramError::Range));
+            }
+            decoded.push((latency, service));
+        }
+        self.seen.insert((agent.to_string(), report.seq));
+        let warmup = report.interval < self.warmup_intervals;
+        let interval = self.intervals.entry(report.interval).or_insert_with(|| IntervalAggregate {
+            warmup,
+            ops: 0,
+            errors: 0,
+            agents: BTreeSet::new(),
+            latency: Some(histogram::new_histogram()),
+            frozen_p99: 0,
+        });
+        interval.agents.insert(agent.to_string());
+        let agent_entry = self.agents.entry(agent.to_string()).or_default();
+        agent_entry.intervals += 1;
+        agent_entry.late_starts += report.late_starts;
+        for (stats, (latency, service)) in report.operations.iter().zip(decoded) {
+            let errors = stats.error_count();
+            interval.ops += stats.count;
+            interval.errors += errors;
+            if let Some(h) = interval.latency.as_mut() {
+                // Ranges were checked above, so adding cannot fail.
+                let _ = histogram::add_into(h, &latency);
+            }
+            agent_entry.ops += stats.count;
+            agent_entry.errors += errors;
+            if warmup {
+                self.warmup_ops += stats.count;
+                continue;
+            }
+            let op = self.operations.entry(stats.operation.clone()).or_default();
+            op.count += stats.count;
+            for (kind, n) in &stats.errors {
+                *op.errors_by_kind.entry(kind.clone()).or_default() += n;
+            }
+            let _ = histogram::add_into(&mut op.latency, &latency);
+            let _ = histogram::add_into(&mut op.service, &service);
+            let _ = histogram::add_into(&mut self.overall, &latency);
+            let node = self.nodes.entry(stats.node.clone()).or_default();
+            node.ops += stats.count;
+            node.errors += errors;
+            self.clamped += stats.clamped;
+        }
+        if !warmup {
+            self.late_starts += report.late_starts;
+        }
+        for (node, connections) in &report.connections {
+            let entry = self.nodes.entry(node.clone()).or_default();
+            entry.connections = entry.connections.max(*connections);
+        }
+        self.compact_intervals();
+        Ok(MergeOutcome::Merged)
+    }
+
+    fn compact_intervals(&mut self) {
+        let full = self.intervals.values().filter(|i| i.latency.is_some()).count();
+        if full <= INTERVAL_HISTOGRAMS_KEPT {
+            return;
+        }
+        let excess = full - INTERVAL_HISTOGRAMS_KEPT;
+        for interval in self.intervals.values_mut().filter(|i| i.latency.is_some()).take(excess) {
+            if let Some(h) = interval.latency.take() {
+                interval.frozen_p99 = if h.is_empty() { 0 } else { h.value_at_quantile(0.99) };
+            }
+        }
+    }
+
+    /// The interval's merged figures, for live progress.
+    pub fn interval(&self, index: u64) -> Option<IntervalView> {
+        self.intervals.get(&index).map(|i| IntervalView {
+            index,
+            warmup: i.warmup,
+            ops: i.ops,
+            p99_us: interval_p99(i),
+            agents: i.agents.len() as u32,
+        })
+    }
+
+    /// Errors measured so far (warm-up excluded).
+    pub fn errors(&self) -> u64 {
+        self.operations.values().map(OperationAggregate::errors).sum()
+    }
+
+    /// Operations measured so far (warm-up excluded).
+    pub fn ops(&self) -> u64 {
+        self.operations.values().map(|o| o.count).sum()
+    }
+
+    /// The value of a threshold metric, or `None` when nothing was measured.
+    pub fn observe(&self, metric: &Metric, operation: Option<&str>, measured_s: f64) -> Option<f64> {
+        let (count, errors, latency) = match operation {
+            None => (self.ops(), self.errors(), &self.overall),
+            Some(name) => {
+                let op = self.operations.get(name)?;
+                (op.count, op.errors(), &op.latency)
+            }
+        };
+        if count == 0 {
+            return None;
+        }
+        let value_of = |f: fn(&Histogram<u64>) -> f64| (!latency.is_empty()).then(|| f(latency));
+        match metric {
+            Metric::ErrorRate => Some(errors as f64 / count as f64),
+            Metric::Throughput => (measured_s > 0.0).then(|| count as f64 / measured_s),
+            Metric::Min => value_of(|h| h.min() as f64),
+            Metric::Max => value_of(|h| h.max() as f64),
+            Metric::Mean => value_of(Histogram::mean),
+            Metric::Quantile(q) => {
+                let q = *q;
+                (!latency.is_empty()).then(|| latency.value_at_quantile(q) as f64)
+            }
+        }
+    }
+
+    /// Writes the report: merged figures, per-agent figures and verdicts.
+    pub fn report(&self, context: &ReportContext<'_>) -> Report {
+        let scenario = context.scenario;
+        let warmup_s = (self.warmup_intervals as f64).min(scenario.duration.as_secs_f64());
+        let measured_s = (scenario.duration.as_secs_f64() - warmup_s).max(0.0);
+        let thresholds: Vec<ThresholdResult> = scenario
+            .thresholds
+            .iter()
+            .map(|t| t.evaluate(|metric, op| self.observe(metric, op, measured_s)))
+            .collect();
+        let status = match &context.failure {
+            Some((status, _)) => *status,
+            None if thresholds.iter().all(|t| t.passed) => RunStatus::Passed,
+            None => RunStatus::Failed,
+        };
+        let per_second = |count: u64| if measured_s > 0.0 { count as f64 / measured_s } else { 0.0 };
+        let operations = self
+            .operations
+            .iter()
+            .map(|(name, op)| {
+                let report = OperationReport {
+                    count: op.count,
+                    errors: op.errors(),
+                    errors_by_kind: op.errors_by_kind.clone(),
+                    throughput: per_second(op.count),
+                    latency_us: LatencySummary::of(&op.latency),
+                    service_time_us: LatencySummary::of(&op.service),
+                };
+                (name.clone(), report)
+            })
+            .collect();
+        let agents = context
+            .agents
+            .iter()
+            .map(|(id, host, offset, rtt)| {
+                let merged = self.agents.get(id).cloned().unwrap_or_default();
+                AgentReport {
+                    id: id.clone(),
+                    host: host.clone(),
+                    ops: merged.ops,
+                    errors: merged.errors,
+                    clock_offset_us: *offset,
+                    clock_rtt_us: *rtt,
+                    late_starts: merged.late_starts,
+                    intervals: merged.intervals,
+                }
+            })
+            .collect();
+        let (load_model, rate) = match scenario.load.model {
+            LoadModel::Closed => ("closed", None),
+            LoadModel::Open { rate, .. } => ("open", Some(rate)),
+        };
+        Report {
+            schema: REPORT_SCHEMA.to_string(),
+            run_id: context.run_id.to_string(),
+            scenario: ScenarioInfo {
+                name: scenario.name.clone(),
+                target: TargetInfo {
+                    kind: scenario.target.kind.as_str().to_string(),
+                    endpoints: context.endpoints.to_vec(),
+                },
+                workload: scenario.workload.kind().to_string(),
+                load_model: load_model.to_string(),
+                connections: scenario.load.connections,
+                pipeline: scenario.load.pipeline,
+                rate,
+            },
+            status,
+            error: context.failure.as_ref().map(|(_, message)| message.clone()),
+            started_at_unix_ms: context.started_at_unix_ms,
+            duration_s: measured_s,
+            warmup_s,
+            agents,
+            totals: Totals {
+                ops: self.ops(),
+                errors: self.errors(),
+                throughput: per_second(self.ops()),
+                late_starts: self.late_starts,
+                clamped: self.clamped,
+                warmup_ops: self.warmup_ops,
+            },
+            operations,
+            nodes: self.nodes.clone(),
+            intervals: self
+                .intervals
+                .iter()
+                .map(|(index, i)| IntervalSummary {
+                    index: *index,
+                    warmup: i.warmup,
+                    ops: i.ops,
+                    errors: i.errors,
+                    p99_us: interval_p99(i),
+                    agents: i.agents.len() as u32,
+                })
+                .collect(),
+            thresholds,
+        }
+    }
+}
+
+fn interval_p99(interval: &IntervalAggregate) -> u64 {
+    match &interval.latency {
+        Some(h) if !h.is_empty() => h.value_at_quantile(0.99),
+        Some(_) => 0,
+        None => interval.frozen_p99,
+    }
+}
+
+#[cfg(test)]
+#[path = "aggregate_tests.rs"]
+mod tests;

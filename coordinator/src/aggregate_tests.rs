@@ -1,0 +1,114 @@
+use super::*;
+use stampede_common::interval::OperationStats;
+
+fn scenario(thresholds: &str) -> Scenario {
+    Scenario::parse(&format!(
+        "name: t\nduration: 4s\nwarmup: 1s\ntarget:\n  kind: kv\nworkload:\n  kind: kv\nthresholds:\n{thresholds}"
+    ))
+    .expect("valid")
+}
+
+fn stats(op: &str, node: &str, samples: &[u64], errors: u64) -> OperationStats {
+    let mut h = histogram::new_histogram();
+    for s in samples {
+        histogram::record_clamped(&mut h, *s);
+    }
+    let mut by_kind = BTreeMap::new();
+    if errors > 0 {
+        by_kind.insert("timeout".to_string(), errors);
+    }
+    OperationStats {
+        operation: op.into(),
+        node: node.into(),
+        count: samples.len() as u64,
+        errors: by_kind,
+        latency: histogram::encode(&h).expect("encode"),
+        service: histogram::encode(&h).expect("encode"),
+        clamped: 0,
+    }
+}
+
+fn report(seq: u64, interval: u64, operations: Vec<OperationStats>) -> IntervalReport {
+    IntervalReport { run_id: "r".into(), seq, interval, operations, ..IntervalReport::default() }
+}
+
+fn context<'a>(scenario: &'a Scenario, agents: &'a [(String, String, i64, i64)]) -> ReportContext<'a> {
+    ReportContext { run_id: "r", scenario, endpoints: &[], started_at_unix_ms: 0, agents, failure: None }
+}
+
+#[test]
+fn merged_percentiles_equal_those_of_all_samples_and_warmup_is_excluded() {
+    let s = scenario("  - p99 < 1s\n");
+    let mut agg = RunAggregate::new(1);
+    let a: Vec<u64> = (1..=1000).collect();
+    let b: Vec<u64> = (5000..5500).collect();
+    agg.merge("a1", &report(0, 0, vec![stats("get", "kv-0", &[99_999; 50], 0)])).expect("merge");
+    agg.merge("a1", &report(1, 1, vec![stats("get", "kv-0", &a, 2)])).expect("merge");
+    agg.merge("a2", &report(0, 1, vec![stats("get", "kv-1", &b, 0)])).expect("merge");
+    let mut all = histogram::new_histogram();
+    for v in a.iter().chain(&b) {
+        histogram::record_clamped(&mut all, *v);
+    }
+    let agents = [("a1".to_string(), "h1".to_string(), 5, 10), ("a2".to_string(), "h2".to_string(), -3, 12)];
+    let r = agg.report(&context(&s, &agents));
+    let get = &r.operations["get"];
+    assert_eq!(get.count, 1500);
+    assert_eq!(get.errors, 2);
+    assert_eq!(get.latency_us, LatencySummary::of(&all));
+    assert_eq!(r.totals.warmup_ops, 50);
+    assert_eq!(r.totals.ops, 1500);
+    assert_eq!(r.agents[0].ops, 1050);
+    assert_eq!(r.nodes["kv-1"].ops, 500);
+    assert!((r.duration_s - 3.0).abs() < 1e-9);
+    assert!((r.totals.throughput - 500.0).abs() < 1e-9);
+    assert_eq!(r.status, RunStatus::Passed);
+    assert_eq!(r.intervals.len(), 2);
+    assert_eq!(r.intervals[1].agents, 2);
+}
+
+#[test]
+fn a_resent_report_is_not_counted_twice() {
+    let mut agg = RunAggregate::new(0);
+    let rep = report(7, 0, vec![stats("set", "kv-0", &[10, 20, 30], 0)]);
+    assert_eq!(agg.merge("a1", &rep).expect("merge"), MergeOutcome::Merged);
+    assert_eq!(agg.merge("a1", &rep).expect("merge"), MergeOutcome::Duplicate);
+    assert_eq!(agg.merge("a2", &rep).expect("merge"), MergeOutcome::Merged);
+    assert_eq!(agg.ops(), 6);
+}
+
+#[test]
+fn a_corrupt_histogram_rejects_the_whole_report() {
+    let mut agg = RunAggregate::new(0);
+    let mut bad = stats("get", "kv-0", &[1, 2], 0);
+    bad.latency = b"garbage".to_vec();
+    let rep = report(0, 0, vec![stats("set", "kv-0", &[5], 0), bad]);
+    assert!(agg.merge("a1", &rep).is_err());
+    assert_eq!(agg.ops(), 0);
+    // The same sequence number may still arrive intact later.
+    let good = report(0, 0, vec![stats("set", "kv-0", &[5], 0)]);
+    assert_eq!(agg.merge("a1", &good).expect("merge"), MergeOutcome::Merged);
+}
+
+#[test]
+fn thresholds_give_a_verdict_and_nothing_measured_fails() {
+    let s = scenario("  - get.p50 < 1ms\n  - error_rate < 1%\n  - throughput > 1000/s\n  - set.max < 1s\n");
+    let mut agg = RunAggregate::new(1);
+    agg.merge("a1", &report(0, 2, vec![stats("get", "n", &[500; 99], 1)])).expect("merge");
+    let r = agg.report(&context(&s, &[]));
+    let passed: Vec<bool> = r.thresholds.iter().map(|t| t.passed).collect();
+    // p50 500us passes; 1/99 errors fails 1%; 33 ops/s fails; no set fails.
+    assert_eq!(passed, vec![true, false, false, false]);
+    assert_eq!(r.thresholds[3].observed, None);
+    assert_eq!(r.status, RunStatus::Failed);
+}
+
+#[test]
+fn a_failed_run_keeps_its_status_and_reason() {
+    let s = scenario("  - p99 < 1s\n");
+    let agg = RunAggregate::new(0);
+    let mut ctx = context(&s, &[]);
+    ctx.failure = Some((RunStatus::Error, "target unreachable".into()));
+    let r = agg.report(&ctx);
+    assert_eq!(r.status, RunStatus::Error);
+    assert_eq!(r.error.as_deref(), Some("target unreachable"));
+}
