@@ -8,3 +8,9 @@
 
 pub mod aggregate;
 pub mod scheduler;
+pub mod api;
+pub mod engine;
+pub mod registry;
+pub mod render;
+pub mod server;
+pub mod store;

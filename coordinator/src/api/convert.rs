@@ -1,0 +1,115 @@
+//! proto <-> domain conversions, kept apart from the services.
+
+use std::collections::BTreeMap;
+
+use stampede_common::interval::{IntervalReport, OperationStats};
+use stampede_proto::v1 as pb;
+
+use crate::engine::{AgentView, Progress, RunView, ToAgent, WatchUpdate};
+use crate::registry::AgentHello;
+
+pub fn hello(message: pb::Hello) -> AgentHello {
+    AgentHello {
+        agent_id: message.agent_id,
+        host: message.host,
+        labels: message.labels.into_iter().collect(),
+        capacity: message.capacity,
+        version: message.version,
+        active_runs: message.active_runs,
+    }
+}
+
+pub fn interval_report(message: pb::IntervalReport) -> IntervalReport {
+    let health = message.health.unwrap_or_default();
+    IntervalReport {
+        run_id: message.run_id,
+        seq: message.seq,
+        interval: message.interval,
+        warmup: message.warmup,
+        operations: message
+            .operations
+            .into_iter()
+            .map(|op| OperationStats {
+                operation: op.operation,
+                node: op.node,
+                count: op.count,
+                errors: op.errors.into_iter().map(|e| (e.kind, e.count)).collect(),
+                latency: op.latency_histogram,
+                service: op.service_histogram,
+                clamped: op.clamped,
+            })
+            .collect(),
+        connections: message.connections.into_iter().map(|c| (c.node, c.connections)).collect(),
+        late_starts: message.late_starts,
+        cpu_percent: health.cpu_percent,
+        max_schedule_lag_us: health.max_schedule_lag_us,
+    }
+}
+
+pub fn to_agent(message: ToAgent) -> pb::SessionResponse {
+    use pb::session_response::Body;
+    let body = match message {
+        ToAgent::Assignment(a) => Body::Assignment(pb::Assignment {
+            run_id: a.run_id,
+            scenario_yaml: a.scenario_yaml,
+            agent_index: a.plan.agent_index,
+            agent_count: a.plan.agent_count,
+            connections: a.plan.connections,
+            rate_per_s: a.plan.rate_per_s,
+            key_start: a.plan.key_start,
+            key_end: a.plan.key_end,
+            seed: a.plan.seed,
+            endpoints: a.endpoints,
+        }),
+        ToAgent::Start { run_id, start_at_us } => Body::Start(pb::Start { run_id, start_at_us }),
+        ToAgent::Ack { run_id, seq } => Body::Ack(pb::Ack { run_id, seq }),
+        ToAgent::Cancel { run_id, reason } => Body::Cancel(pb::Cancel { run_id, reason }),
+    };
+    pb::SessionResponse { body: Some(body) }
+}
+
+pub fn watch_update(update: WatchUpdate) -> pb::WatchRunResponse {
+    pb::WatchRunResponse {
+        run_id: update.run_id,
+        state: update.state,
+        progress: update.progress.map(progress),
+        report_json: update.report_json.unwrap_or_default(),
+        message: update.message,
+    }
+}
+
+fn progress(p: Progress) -> pb::Progress {
+    pb::Progress {
+        elapsed_s: p.elapsed_s,
+        duration_s: p.duration_s,
+        throughput: p.throughput,
+        p99_us: p.p99_us,
+        errors: p.errors,
+        agents: p.agents,
+        warmup: p.warmup,
+    }
+}
+
+pub fn run_summary(view: &RunView) -> pb::RunSummary {
+    pb::RunSummary {
+        run_id: view.record.run_id.clone(),
+        name: view.record.name.clone(),
+        state: view.record.state.clone(),
+        submitted_at_unix_s: view.record.submitted_at_unix_s,
+        target_kind: view.record.target_kind.clone(),
+    }
+}
+
+pub fn agent_summary(view: AgentView) -> pb::AgentSummary {
+    pb::AgentSummary {
+        agent_id: view.agent_id,
+        host: view.host,
+        labels: view.labels.into_iter().collect::<BTreeMap<_, _>>().into_iter().collect(),
+        capacity: view.capacity,
+        clock_offset_us: view.clock_offset_us,
+        clock_rtt_us: view.clock_rtt_us,
+        connected: view.connected,
+        busy_with: view.busy_with.unwrap_or_default(),
+        last_seen_ms_ago: view.last_seen_ms_ago,
+    }
+}

@@ -1,0 +1,415 @@
+//! Run transitions: queued -> preparing -> running -> passed / failed /
+//! error / aborted. Each function handles one event for one run.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{BuildHasher, RandomState};
+use std::time::Instant;
+
+use stampede_common::Scenario;
+use stampede_common::interval::IntervalReport;
+use stampede_common::report::RunStatus;
+use stampede_common::scenario::TargetKind;
+
+use super::{ActiveRun, AssignmentMessage, ControlError, Engine, Progress, ToAgent, WatchUpdate, now_unix_us};
+use crate::aggregate::{MergeOutcome, ReportContext, RunAggregate};
+use crate::render;
+use crate::scheduler::plan;
+use crate::store::{RunAgent, RunRecord, StoredInterval};
+
+impl Engine {
+    pub(super) fn load_previous_runs(&mut self) {
+        let records = match self.store.list() {
+            Ok(records) => records,
+            Err(error) => {
+                tracing::error!(%error, "cannot list stored runs");
+                return;
+            }
+        };
+        for mut record in records {
+            if !record.is_terminal() {
+                let was = record.state.clone();
+                record.state = "error".to_string();
+                record.error = Some(format!(
+                    "the coordinator restarted while the run was {was}; its stored intervals are kept in the data directory"
+                ));
+                if let Err(error) = self.store.update(&record) {
+                    tracing::error!(run = %record.run_id, %error, "cannot mark interrupted run");
+                }
+            }
+            self.ended.insert(record.run_id.clone(), record);
+        }
+    }
+
+    pub(super) fn submit(&mut self, scenario_yaml: String, agents: u32) -> Result<String, ControlError> {
+        let scenario = Scenario::parse(&scenario_yaml).map_err(|e| ControlError::InvalidScenario(e.to_string()))?;
+        let agent_count = if agents > 0 { agents } else { scenario.agents };
+        if scenario.load.connections < agent_count {
+            return Err(ControlError::InvalidScenario(format!(
+                "load.connections ({}) is smaller than the number of agents ({agent_count}); every agent needs a connection",
+                scenario.load.connections
+            )));
+        }
+        let endpoints = if scenario.target.endpoints.is_empty() {
+            match (scenario.target.kind, &self.config.embedded_kv) {
+                (TargetKind::Kv, Some(address)) => vec![address.clone()],
+                _ => {
+                    return Err(ControlError::InvalidScenario(
+                        "target.endpoints is empty: the built-in KV server is only embedded by `stampede run`; \
+                         list the server's `host:port` (for example of `stampede kv-server`) in target.endpoints"
+                            .to_string(),
+                    ));
+                }
+            }
+        } else {
+            scenario.target.endpoints.clone()
+        };
+        let run_id = new_run_id();
+        let record = RunRecord {
+            run_id: run_id.clone(),
+            name: scenario.name.clone(),
+            target_kind: scenario.target.kind.as_str().to_string(),
+            state: "queued".to_string(),
+            submitted_at_unix_s: now_unix_us() / 1_000_000,
+            agent_count,
+            endpoints,
+            agents: Vec::new(),
+            start_at_us: None,
+            error: None,
+        };
+        self.store.create(&record, &scenario_yaml).map_err(|e| ControlError::Store(e.to_string()))?;
+        tracing::info!(run = %run_id, name = %scenario.name, agents = agent_count, "run queued");
+        let warmup_intervals = scenario.warmup.as_secs_f64().ceil() as u64;
+        self.active.insert(
+            run_id.clone(),
+            ActiveRun {
+                record,
+                scenario,
+                scenario_yaml,
+                aggregate: RunAggregate::new(warmup_intervals),
+                plans: Vec::new(),
+                ready: BTreeSet::new(),
+                finals: BTreeMap::new(),
+                watchers: Vec::new(),
+                prepare_deadline: None,
+                end_at: None,
+                last_progress: None,
+                last_wait_notice: None,
+            },
+        );
+        Ok(run_id)
+    }
+
+    /// Gives queued runs their agents, oldest run first.
+    pub(super) fn schedule_queued(&mut self, now: Instant) {
+        let queued: Vec<String> =
+            self.active.iter().filter(|(_, r)| r.record.state == "queued").map(|(id, _)| id.clone()).collect();
+        for run_id in queued {
+            let idle = self.registry.idle();
+            let Some(run) = self.active.get_mut(&run_id) else { continue };
+            let needed = run.record.agent_count as usize;
+            if idle.len() < needed {
+                if run.last_wait_notice.is_none_or(|t| now.duration_since(t).as_secs() >= 2) {
+                    run.last_wait_notice = Some(now);
+                    let message = format!(
+                        "waiting for agents: {} of {needed} available ({} connected)",
+                        idle.len(),
+                        self.registry.connected_count()
+                    );
+                    notify(run, &message, None, None);
+                }
+                // Runs start in order: a later run does not overtake this one.
+                return;
+            }
+            let chosen = &idle[..needed];
+            let plans = match plan(&run.scenario, chosen, RandomState::new().hash_one(&run_id)) {
+                Ok(plans) => plans,
+                Err(error) => {
+                    let message = error.to_string();
+                    self.finish(&run_id, Some((RunStatus::Error, message)));
+                    continue;
+                }
+            };
+            run.record.agents = chosen
+                .iter()
+                .filter_map(|id| self.registry.get(id))
+                .map(|a| RunAgent {
+                    id: a.hello.agent_id.clone(),
+                    host: a.hello.host.clone(),
+                    clock_offset_us: a.clock_offset_us,
+                    clock_rtt_us: a.clock_rtt_us,
+                })
+                .collect();
+            run.record.state = "preparing".to_string();
+            run.prepare_deadline = Some(now + self.config.prepare_timeout);
+            for agent_plan in &plans {
+                self.registry.set_busy(&agent_plan.agent_id, Some(run_id.clone()));
+                let message = AssignmentMessage {
+                    run_id: run_id.clone(),
+                    scenario_yaml: run.scenario_yaml.clone(),
+                    plan: agent_plan.clone(),
+                    endpoints: run.record.endpoints.clone(),
+                };
+                self.registry.send(&agent_plan.agent_id, ToAgent::Assignment(Box::new(message)));
+            }
+            run.plans = plans;
+            tracing::info!(run = %run_id, agents = ?chosen, "run assigned");
+            notify(run, &format!("preparing on {needed} agents"), None, None);
+            persist(&*self.store, &run.record);
+        }
+    }
+
+    pub(super) fn on_ready(&mut self, agent_id: &str, run_id: &str) {
+        let Some(run) = self.active.get_mut(run_id) else { return };
+        if run.record.state != "preparing" {
+            return;
+        }
+        run.ready.insert(agent_id.to_string());
+        if run.ready.len() < run.plans.len() {
+            return;
+        }
+        let start_at_us = now_unix_us() + self.config.start_delay.as_micros() as i64;
+        run.record.start_at_us = Some(start_at_us);
+        run.record.state = "running".to_string();
+        run.prepare_deadline = None;
+        run.end_at = Some(Instant::now() + self.config.start_delay + run.scenario.duration);
+        for agent_plan in &run.plans {
+            self.registry.send(&agent_plan.agent_id, ToAgent::Start { run_id: run_id.to_string(), start_at_us });
+        }
+        tracing::info!(run = %run_id, "run started");
+        notify(run, "running", None, None);
+        persist(&*self.store, &run.record);
+    }
+
+    pub(super) fn on_agent_failed(&mut self, agent_id: &str, run_id: &str, error: &str) {
+        if self.active.contains_key(run_id) {
+            let message = format!("agent {agent_id} could not run its assignment: {error}");
+            tracing::error!(run = %run_id, %message);
+            self.finish(run_id, Some((RunStatus::Error, message)));
+        }
+    }
+
+    pub(super) fn on_report(&mut self, agent_id: &str, report: &IntervalReport) {
+        let run_id = report.run_id.clone();
+        let Some(run) = self.active.get_mut(&run_id) else {
+            // A resend for a run that has ended: its data is already counted,
+            // acknowledge so the agent can forget it.
+            if self.ended.contains_key(&run_id) {
+                self.registry.send(agent_id, ToAgent::Ack { run_id, seq: report.seq });
+            }
+            return;
+        };
+        if !run.plans.iter().any(|p| p.agent_id == agent_id) {
+            tracing::warn!(run = %run_id, agent = %agent_id, "report from an agent outside the run ignored");
+            return;
+        }
+        match run.aggregate.merge(agent_id, report) {
+            Ok(MergeOutcome::Merged) => {
+                let stored = StoredInterval { agent_id: agent_id.to_string(), report: report.clone() };
+                if let Err(error) = self.store.append_interval(&run_id, &stored) {
+                    // Not acknowledged: the agent keeps it and sends it again.
+                    tracing::error!(run = %run_id, %error, "cannot store interval report");
+                    return;
+                }
+            }
+            Ok(MergeOutcome::Duplicate) => {}
+            Err(error) => {
+                tracing::error!(run = %run_id, %error, "interval report refused");
+                self.registry.send(agent_id, ToAgent::Ack { run_id, seq: report.seq });
+                return;
+            }
+        }
+        self.registry.send(agent_id, ToAgent::Ack { run_id: run_id.clone(), seq: report.seq });
+        let agent_count = run.plans.len() as u32;
+        if let Some(view) = run.aggregate.interval(report.interval)
+            && view.agents == agent_count
+            && run.last_progress.is_none_or(|last| view.index > last)
+        {
+            run.last_progress = Some(view.index);
+            let progress = Progress {
+                elapsed_s: view.index + 1,
+                duration_s: run.scenario.duration.as_secs_f64().ceil() as u64,
+                throughput: view.ops as f64,
+                p99_us: view.p99_us,
+                errors: run.aggregate.errors(),
+                agents: view.agents,
+                warmup: view.warmup,
+            };
+            notify(run, "running", Some(progress), None);
+        }
+    }
+
+    pub(super) fn on_final(&mut self, agent_id: &str, run_id: &str, seq: u64, error: String) {
+        self.registry.send(agent_id, ToAgent::Ack { run_id: run_id.to_string(), seq });
+        let Some(run) = self.active.get_mut(run_id) else { return };
+        run.finals.insert(agent_id.to_string(), error);
+        if run.finals.len() == run.plans.len() && run.record.state == "running" {
+            let failures: Vec<String> = run
+                .finals
+                .iter()
+                .filter(|(_, e)| !e.is_empty())
+                .map(|(agent, e)| format!("agent {agent}: {e}"))
+                .collect();
+            let failure = (!failures.is_empty()).then(|| (RunStatus::Error, failures.join("; ")));
+            self.finish(run_id, failure);
+        }
+    }
+
+    pub(super) fn on_agent_lost(&mut self, agent_id: &str) {
+        let Some(run_id) = self.registry.get(agent_id).and_then(|a| a.busy_with.clone()) else { return };
+        let Some(run) = self.active.get(&run_id) else { return };
+        if run.record.state == "preparing" {
+            let message = format!("agent {agent_id} was lost before the run started");
+            self.finish(&run_id, Some((RunStatus::Error, message)));
+        }
+        // While running, the agent may come back and resend; the deadline
+        // check decides if it does not.
+    }
+
+    pub(super) fn check_deadlines(&mut self, now: Instant) {
+        let mut to_finish = Vec::new();
+        for (run_id, run) in &self.active {
+            if run.prepare_deadline.is_some_and(|d| now >= d) {
+                let missing: Vec<&str> = run
+                    .plans
+                    .iter()
+                    .map(|p| p.agent_id.as_str())
+                    .filter(|a| !run.ready.contains(*a))
+                    .collect();
+                let message = format!("agents {} did not get ready in time", missing.join(", "));
+                to_finish.push((run_id.clone(), Some((RunStatus::Error, message))));
+            } else if run.end_at.is_some_and(|end| now >= end + self.config.finish_grace) {
+                let missing: Vec<&str> = run
+                    .plans
+                    .iter()
+                    .map(|p| p.agent_id.as_str())
+                    .filter(|a| !run.finals.contains_key(*a))
+                    .collect();
+                let message = format!(
+                    "agents {} did not deliver their final report; their reported intervals are included",
+                    missing.join(", ")
+                );
+                to_finish.push((run_id.clone(), Some((RunStatus::Error, message))));
+            }
+        }
+        for (run_id, failure) in to_finish {
+            self.finish(&run_id, failure);
+        }
+    }
+
+    pub(super) fn cancel(&mut self, run_id: &str) -> Result<String, ControlError> {
+        if let Some(record) = self.ended.get(run_id) {
+            return Ok(record.state.clone());
+        }
+        if !self.active.contains_key(run_id) {
+            return Err(ControlError::NotFound(run_id.to_string()));
+        }
+        self.finish(run_id, Some((RunStatus::Aborted, "cancelled by a user".to_string())));
+        Ok("aborted".to_string())
+    }
+
+    /// Ends a run: writes the report, tells agents and watchers, frees agents.
+    pub(super) fn finish(&mut self, run_id: &str, failure: Option<(RunStatus, String)>) {
+        let Some(mut run) = self.active.remove(run_id) else { return };
+        let agents: Vec<(String, String, i64, i64)> = run
+            .record
+            .agents
+            .iter()
+            .map(|a| (a.id.clone(), a.host.clone(), a.clock_offset_us, a.clock_rtt_us))
+            .collect();
+        let report = run.aggregate.report(&ReportContext {
+            run_id,
+            scenario: &run.scenario,
+            endpoints: &run.record.endpoints,
+            started_at_unix_ms: run.record.start_at_us.unwrap_or(0) / 1000,
+            agents: &agents,
+            failure,
+        });
+        let json = serde_json::to_string_pretty(&report).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+        let text = render::text(&report);
+        if let Err(error) = self.store.save_report(run_id, &json, &text) {
+            tracing::error!(run = %run_id, %error, "cannot store report");
+        }
+        run.record.state = report.status.as_str().to_string();
+        run.record.error = report.error.clone();
+        persist(&*self.store, &run.record);
+        for agent_plan in &run.plans {
+            if !run.finals.contains_key(&agent_plan.agent_id) {
+                let reason = report.error.clone().unwrap_or_default();
+                self.registry.send(&agent_plan.agent_id, ToAgent::Cancel { run_id: run_id.to_string(), reason });
+            }
+            if self.registry.get(&agent_plan.agent_id).and_then(|a| a.busy_with.as_deref()) == Some(run_id) {
+                self.registry.set_busy(&agent_plan.agent_id, None);
+            }
+        }
+        tracing::info!(run = %run_id, status = report.status.as_str(), ops = report.totals.ops, "run ended");
+        let message = report.error.clone().unwrap_or_default();
+        notify(&mut run, &message, None, Some(json));
+        self.ended.insert(run_id.to_string(), run.record);
+    }
+}
+
+/// Sends an update to every watcher of the run, dropping those that left.
+fn notify(run: &mut ActiveRun, message: &str, progress: Option<Progress>, report_json: Option<String>) {
+    let update = WatchUpdate {
+        run_id: run.record.run_id.clone(),
+        state: run.record.state.clone(),
+        message: message.to_string(),
+        progress,
+        report_json,
+    };
+    run.watchers.retain(|w| match w.try_send(update.clone()) {
+        Ok(()) => true,
+        // A slow watcher misses a progress line but never the end.
+        Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => true,
+        Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => false,
+    });
+}
+
+fn persist(store: &dyn crate::store::RunStore, record: &RunRecord) {
+    if let Err(error) = store.update(record) {
+        tracing::error!(run = %record.run_id, %error, "cannot store run state");
+    }
+}
+
+/// A sortable, readable run id: `r-20261121-214700-3fa2`.
+fn new_run_id() -> String {
+    let now = now_unix_us();
+    let seconds = now / 1_000_000;
+    let (year, month, day) = civil_from_days(seconds.div_euclid(86_400));
+    let in_day = seconds.rem_euclid(86_400);
+    let suffix = RandomState::new().hash_one(now) & 0xffff;
+    format!(
+        "r-{year:04}{month:02}{day:02}-{:02}{:02}{:02}-{suffix:04x}",
+        in_day / 3600,
+        in_day / 60 % 60,
+        in_day % 60
+    )
+}
+
+/// Days since 1970-01-01 to a (year, month, day) date (Howard Hinnant's
+/// civil-from-days algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_come_out_right() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(20_413), (2025, 11, 21));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        assert!(new_run_id().starts_with("r-"));
+    }
+}

@@ -1,0 +1,271 @@
+//! The run engine: one task that owns the registry and every run, fed by
+//! events from the gRPC adapters and a tick. Because it is the only owner,
+//! run state needs no locks and every transition happens in one place.
+//!
+//! Reports are persisted before they are acknowledged, so an acknowledged
+//! report is never lost when the coordinator stops.
+
+mod lifecycle;
+mod queries;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use stampede_common::Scenario;
+use stampede_common::interval::IntervalReport;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::aggregate::RunAggregate;
+use crate::registry::{AgentHello, Registry};
+use crate::scheduler::AgentPlan;
+use crate::store::{RunRecord, RunStore};
+
+pub use queries::{AgentView, RunView};
+
+/// How the engine behaves; the CLI fills it from flags.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub coordinator_id: String,
+    /// An agent silent for this long is lost.
+    pub heartbeat_timeout: Duration,
+    /// Time between sending Start and the start instant, so every agent
+    /// receives it before it is due.
+    pub start_delay: Duration,
+    /// How long agents may take to connect to the target and answer Ready.
+    pub prepare_timeout: Duration,
+    /// How long after the planned end the coordinator waits for final reports.
+    pub finish_grace: Duration,
+    /// Address of the built-in KV server for `kv` targets without endpoints.
+    pub embedded_kv: Option<String>,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            coordinator_id: "coordinator".to_string(),
+            heartbeat_timeout: Duration::from_secs(5),
+            start_delay: Duration::from_millis(1000),
+            prepare_timeout: Duration::from_secs(30),
+            finish_grace: Duration::from_secs(10),
+            embedded_kv: None,
+        }
+    }
+}
+
+/// An assignment as sent to an agent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AssignmentMessage {
+    pub run_id: String,
+    pub scenario_yaml: String,
+    pub plan: AgentPlan,
+    pub endpoints: Vec<String>,
+}
+
+/// Messages from the coordinator to one agent.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ToAgent {
+    Assignment(Box<AssignmentMessage>),
+    Start { run_id: String, start_at_us: i64 },
+    Ack { run_id: String, seq: u64 },
+    Cancel { run_id: String, reason: String },
+}
+
+/// Live information about a run for watchers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WatchUpdate {
+    pub run_id: String,
+    pub state: String,
+    pub message: String,
+    pub progress: Option<Progress>,
+    /// The JSON report, once the run has ended.
+    pub report_json: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Progress {
+    pub elapsed_s: u64,
+    pub duration_s: u64,
+    pub throughput: f64,
+    pub p99_us: u64,
+    pub errors: u64,
+    pub agents: u32,
+    pub warmup: bool,
+}
+
+/// Why a control request failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ControlError {
+    #[error("{0}")]
+    InvalidScenario(String),
+    #[error("no run with id `{0}`; `stampede runs` lists the runs")]
+    NotFound(String),
+    #[error("the coordinator could not store the run: {0}")]
+    Store(String),
+    #[error("the coordinator is shutting down")]
+    Unavailable,
+}
+
+/// Everything that can happen to the engine.
+#[derive(Debug)]
+pub enum Event {
+    AgentConnected { hello: AgentHello, session: u64, outbox: mpsc::UnboundedSender<ToAgent> },
+    AgentClock { agent_id: String, offset_us: i64, rtt_us: i64 },
+    AgentHeartbeat { agent_id: String },
+    AgentReady { agent_id: String, run_id: String },
+    AgentFailed { agent_id: String, run_id: String, error: String },
+    AgentReport { agent_id: String, report: Box<IntervalReport> },
+    AgentFinal { agent_id: String, run_id: String, seq: u64, error: String },
+    AgentDisconnected { agent_id: String, session: u64 },
+    Submit { scenario_yaml: String, agents: u32, reply: oneshot::Sender<Result<String, ControlError>> },
+    Watch { run_id: String, reply: oneshot::Sender<Result<mpsc::Receiver<WatchUpdate>, ControlError>> },
+    GetRun { run_id: String, reply: oneshot::Sender<Result<RunView, ControlError>> },
+    ListRuns { reply: oneshot::Sender<Vec<RunView>> },
+    CancelRun { run_id: String, reply: oneshot::Sender<Result<String, ControlError>> },
+    ListAgents { reply: oneshot::Sender<Vec<AgentView>> },
+}
+
+/// A run that has not ended yet.
+struct ActiveRun {
+    record: RunRecord,
+    scenario: Scenario,
+    scenario_yaml: String,
+    aggregate: RunAggregate,
+    plans: Vec<AgentPlan>,
+    ready: BTreeSet<String>,
+    finals: BTreeMap<String, String>,
+    watchers: Vec<mpsc::Sender<WatchUpdate>>,
+    prepare_deadline: Option<Instant>,
+    end_at: Option<Instant>,
+    last_progress: Option<u64>,
+    last_wait_notice: Option<Instant>,
+}
+
+/// The engine's state; driven by [`run_engine`].
+pub struct Engine {
+    config: EngineConfig,
+    store: Arc<dyn RunStore>,
+    registry: Registry,
+    active: BTreeMap<String, ActiveRun>,
+    /// Ended runs (state kept in memory, reports on disk).
+    ended: BTreeMap<String, RunRecord>,
+}
+
+/// A handle to send events to the engine.
+#[derive(Clone, Debug)]
+pub struct EngineHandle {
+    events: mpsc::UnboundedSender<Event>,
+}
+
+impl EngineHandle {
+    pub fn send(&self, event: Event) -> Result<(), ControlError> {
+        self.events.send(event).map_err(|_| ControlError::Unavailable)
+    }
+
+    /// Sends an event built around a reply channel and waits for the answer.
+    pub async fn ask<T>(&self, build: impl FnOnce(oneshot::Sender<T>) -> Event) -> Result<T, ControlError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(build(tx))?;
+        rx.await.map_err(|_| ControlError::Unavailable)
+    }
+}
+
+const TICK: Duration = Duration::from_millis(100);
+
+/// Starts the engine task. Runs that a previous coordinator left unfinished
+/// are marked `error` (resuming them is not supported yet).
+pub fn start_engine(config: EngineConfig, store: Arc<dyn RunStore>) -> (EngineHandle, tokio::task::JoinHandle<()>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut engine = Engine { config, store, registry: Registry::default(), active: BTreeMap::new(), ended: BTreeMap::new() };
+    engine.load_previous_runs();
+    let task = tokio::spawn(run_engine(engine, rx));
+    (EngineHandle { events: tx }, task)
+}
+
+async fn run_engine(mut engine: Engine, mut events: mpsc::UnboundedReceiver<Event>) {
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            event = events.recv() => match event {
+                Some(event) => engine.handle(event),
+                None => return,
+            },
+            _ = tick.tick() => engine.tick(Instant::now()),
+        }
+    }
+}
+
+impl Engine {
+    fn handle(&mut self, event: Event) {
+        let now = Instant::now();
+        match event {
+            Event::AgentConnected { hello, session, outbox } => {
+                tracing::info!(agent = %hello.agent_id, host = %hello.host, "agent connected");
+                self.registry.connect(hello, session, outbox, now);
+            }
+            Event::AgentClock { agent_id, offset_us, rtt_us } => {
+                tracing::debug!(agent = %agent_id, offset_us, rtt_us, "agent clock measured");
+                self.registry.set_clock(&agent_id, offset_us, rtt_us);
+                self.registry.seen(&agent_id, now);
+            }
+            Event::AgentHeartbeat { agent_id } => self.registry.seen(&agent_id, now),
+            Event::AgentReady { agent_id, run_id } => {
+                self.registry.seen(&agent_id, now);
+                self.on_ready(&agent_id, &run_id);
+            }
+            Event::AgentFailed { agent_id, run_id, error } => {
+                self.registry.seen(&agent_id, now);
+                self.on_agent_failed(&agent_id, &run_id, &error);
+            }
+            Event::AgentReport { agent_id, report } => {
+                self.registry.seen(&agent_id, now);
+                self.on_report(&agent_id, &report);
+            }
+            Event::AgentFinal { agent_id, run_id, seq, error } => {
+                self.registry.seen(&agent_id, now);
+                self.on_final(&agent_id, &run_id, seq, error);
+            }
+            Event::AgentDisconnected { agent_id, session } => {
+                if self.registry.disconnect(&agent_id, session) {
+                    tracing::warn!(agent = %agent_id, "agent disconnected");
+                    self.on_agent_lost(&agent_id);
+                }
+            }
+            Event::Submit { scenario_yaml, agents, reply } => {
+                let _ = reply.send(self.submit(scenario_yaml, agents));
+            }
+            Event::Watch { run_id, reply } => {
+                let _ = reply.send(self.watch(&run_id));
+            }
+            Event::GetRun { run_id, reply } => {
+                let _ = reply.send(self.get_run(&run_id));
+            }
+            Event::ListRuns { reply } => {
+                let _ = reply.send(self.list_runs());
+            }
+            Event::CancelRun { run_id, reply } => {
+                let _ = reply.send(self.cancel(&run_id));
+            }
+            Event::ListAgents { reply } => {
+                let _ = reply.send(self.list_agents(now));
+            }
+        }
+    }
+
+    fn tick(&mut self, now: Instant) {
+        for agent_id in self.registry.expire(now, self.config.heartbeat_timeout) {
+            tracing::warn!(agent = %agent_id, "agent heartbeat timed out");
+            self.on_agent_lost(&agent_id);
+        }
+        self.schedule_queued(now);
+        self.check_deadlines(now);
+    }
+}
+
+/// Microseconds since the Unix epoch on this machine's clock.
+pub fn now_unix_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}

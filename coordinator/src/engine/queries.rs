@@ -1,0 +1,96 @@
+//! Read-only answers of the engine: run and agent listings and watches.
+
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+
+use super::{ControlError, Engine, WatchUpdate};
+use crate::store::RunRecord;
+
+/// A run as a client sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunView {
+    pub record: RunRecord,
+    pub report_json: Option<String>,
+    pub report_text: Option<String>,
+}
+
+/// An agent as a client sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentView {
+    pub agent_id: String,
+    pub host: String,
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub capacity: u32,
+    pub clock_offset_us: i64,
+    pub clock_rtt_us: i64,
+    pub connected: bool,
+    pub busy_with: Option<String>,
+    pub last_seen_ms_ago: u64,
+}
+
+const WATCH_BUFFER: usize = 64;
+
+impl Engine {
+    pub(super) fn watch(&mut self, run_id: &str) -> Result<mpsc::Receiver<WatchUpdate>, ControlError> {
+        let (tx, rx) = mpsc::channel(WATCH_BUFFER);
+        if let Some(run) = self.active.get_mut(run_id) {
+            let _ = tx.try_send(WatchUpdate {
+                run_id: run_id.to_string(),
+                state: run.record.state.clone(),
+                message: String::new(),
+                progress: None,
+                report_json: None,
+            });
+            run.watchers.push(tx);
+            return Ok(rx);
+        }
+        let view = self.get_run(run_id)?;
+        let _ = tx.try_send(WatchUpdate {
+            run_id: run_id.to_string(),
+            state: view.record.state.clone(),
+            message: view.record.error.clone().unwrap_or_default(),
+            progress: None,
+            report_json: view.report_json,
+        });
+        Ok(rx)
+    }
+
+    pub(super) fn get_run(&self, run_id: &str) -> Result<RunView, ControlError> {
+        if let Some(run) = self.active.get(run_id) {
+            return Ok(RunView { record: run.record.clone(), report_json: None, report_text: None });
+        }
+        let record = self.ended.get(run_id).ok_or_else(|| ControlError::NotFound(run_id.to_string()))?;
+        let report = self.store.load_report(run_id).map_err(|e| ControlError::Store(e.to_string()))?;
+        let (report_json, report_text) = report.map_or((None, None), |(json, text)| (Some(json), Some(text)));
+        Ok(RunView { record: record.clone(), report_json, report_text })
+    }
+
+    pub(super) fn list_runs(&self) -> Vec<RunView> {
+        let mut runs: Vec<RunView> = self
+            .ended
+            .values()
+            .chain(self.active.values().map(|r| &r.record))
+            .map(|record| RunView { record: record.clone(), report_json: None, report_text: None })
+            .collect();
+        runs.sort_by(|a, b| a.record.run_id.cmp(&b.record.run_id));
+        runs
+    }
+
+    pub(super) fn list_agents(&self, now: Instant) -> Vec<AgentView> {
+        self.registry
+            .all()
+            .map(|a| AgentView {
+                agent_id: a.hello.agent_id.clone(),
+                host: a.hello.host.clone(),
+                labels: a.hello.labels.clone(),
+                capacity: a.hello.capacity,
+                clock_offset_us: a.clock_offset_us,
+                clock_rtt_us: a.clock_rtt_us,
+                connected: a.connected,
+                busy_with: a.busy_with.clone(),
+                last_seen_ms_ago: now.saturating_duration_since(a.last_seen).as_millis() as u64,
+            })
+            .collect()
+    }
+}
