@@ -1,1 +1,54 @@
-//! placeholder
+//! The Stampede agent: a session with the coordinator, the runner (load
+//! models and timing), drivers (one file per target kind) and workloads
+//! (operation generators).
+//!
+//! The runner owns timing and drivers only execute; everything measured
+//! goes into an outbox that survives reconnects, so a coordinator that goes
+//! away loses nothing an agent measured.
+#![forbid(unsafe_code)]
+
+pub mod clock;
+mod convert;
+pub mod drivers;
+pub mod health;
+pub mod outbox;
+pub mod runner;
+pub mod session;
+pub mod workloads;
+
+use std::collections::BTreeMap;
+
+pub use session::run_agent;
+
+/// How an agent process runs.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// The coordinator's gRPC URL, like `http://10.0.0.5:7700`.
+    pub coordinator: String,
+    /// Stable for the life of the process, so resent reports merge once.
+    pub agent_id: String,
+    pub host: String,
+    pub labels: BTreeMap<String, String>,
+    /// Connections this agent is willing to drive.
+    pub capacity: u32,
+}
+
+impl AgentConfig {
+    /// A configuration with this machine's host name and a process-unique id.
+    pub fn new(coordinator: impl Into<String>) -> Self {
+        let host = gethostname::gethostname().to_string_lossy().into_owned();
+        Self {
+            coordinator: coordinator.into(),
+            agent_id: format!("{host}-{}", std::process::id()),
+            host,
+            labels: BTreeMap::new(),
+            capacity: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("`{0}` is not a valid coordinator URL ({1}); write it like http://127.0.0.1:7700")]
+    BadCoordinatorUrl(String, String),
+}

@@ -1,0 +1,65 @@
+//! Drivers execute operations against one kind of target; the runner owns
+//! all timing. One trait, one file per implementation: `connect` once per
+//! connection (learning which backend node answered), `execute` per request.
+//!
+//! A connection is `Clone` so that each pipeline slot holds its own handle
+//! to the same underlying connection.
+
+pub mod resp;
+
+use std::future::Future;
+
+use crate::workloads::Operation;
+
+/// How an operation failed. Counted by kind; never stops a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    Timeout,
+    Connection,
+    Server,
+    Protocol,
+}
+
+impl ErrorKind {
+    pub const ALL: [ErrorKind; 4] = [Self::Timeout, Self::Connection, Self::Server, Self::Protocol];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Timeout => "timeout",
+            Self::Connection => "connection",
+            Self::Server => "server",
+            Self::Protocol => "protocol",
+        }
+    }
+}
+
+/// A failed operation or connection attempt.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{kind:?} error: {message}")]
+pub struct DriverError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl DriverError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self { kind, message: message.into() }
+    }
+}
+
+/// A kind of target.
+pub trait Driver: Send + Sync + 'static {
+    type Connection: Connection;
+
+    /// Opens one connection to `endpoint` and learns the node behind it.
+    fn connect(&self, endpoint: &str) -> impl Future<Output = Result<Self::Connection, DriverError>> + Send;
+}
+
+/// One open connection (or a slot's handle to it).
+pub trait Connection: Clone + Send + Sync + 'static {
+    /// The backend node that serves this connection.
+    fn node(&self) -> &str;
+
+    /// Executes one operation.
+    fn execute(&mut self, operation: &Operation) -> impl Future<Output = Result<(), DriverError>> + Send;
+}

@@ -1,0 +1,150 @@
+//! Everything an agent must tell the coordinator, kept until it is
+//! acknowledged. Reports and final reports stay until the coordinator acks
+//! their (run, sequence); after a reconnect they are all sent again. The
+//! buffer is bounded: past the limit the oldest report is dropped and
+//! counted, so an agent cut off for days cannot run out of memory.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use stampede_common::interval::IntervalReport;
+use tokio::sync::Notify;
+
+/// A message for the coordinator.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outgoing {
+    Ready { run_id: String },
+    Failed { run_id: String, error: String },
+    Report(Box<IntervalReport>),
+    Final { run_id: String, seq: u64, interval_reports: u64, error: String },
+}
+
+impl Outgoing {
+    /// The (run, sequence) an acknowledgement names, for messages that wait
+    /// for one.
+    fn ack_key(&self) -> Option<(&str, u64)> {
+        match self {
+            Self::Report(r) => Some((&r.run_id, r.seq)),
+            Self::Final { run_id, seq, .. } => Some((run_id, *seq)),
+            Self::Ready { .. } | Self::Failed { .. } => None,
+        }
+    }
+}
+
+struct Entry {
+    message: Outgoing,
+    sent: bool,
+}
+
+#[derive(Default)]
+struct Inner {
+    entries: VecDeque<Entry>,
+    dropped: u64,
+}
+
+pub struct Outbox {
+    inner: Mutex<Inner>,
+    limit: usize,
+    pub notify: Notify,
+}
+
+impl Outbox {
+    pub fn new(limit: usize) -> Self {
+        Self { inner: Mutex::new(Inner::default()), limit, notify: Notify::new() }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub fn push(&self, message: Outgoing) {
+        {
+            let mut inner = self.lock();
+            inner.entries.push_back(Entry { message, sent: false });
+            while inner.entries.len() > self.limit {
+                let Some(position) = inner.entries.iter().position(|e| matches!(e.message, Outgoing::Report(_)))
+                else {
+                    break;
+                };
+                inner.entries.remove(position);
+                inner.dropped += 1;
+            }
+        }
+        self.notify.notify_one();
+    }
+
+    /// Messages not sent on the current session, in order. Those that wait
+    /// for no acknowledgement are forgotten once taken.
+    pub fn take_unsent(&self) -> Vec<Outgoing> {
+        let mut inner = self.lock();
+        let taken: Vec<Outgoing> =
+            inner.entries.iter_mut().filter(|e| !e.sent).map(|e| {
+                e.sent = true;
+                e.message.clone()
+            }).collect();
+        inner.entries.retain(|e| e.message.ack_key().is_some());
+        taken
+    }
+
+    /// Forgets an acknowledged message.
+    pub fn ack(&self, run_id: &str, seq: u64) {
+        self.lock().entries.retain(|e| e.message.ack_key() != Some((run_id, seq)));
+    }
+
+    /// After a reconnect: everything still held is sent again.
+    pub fn resend_all(&self) {
+        for entry in &mut self.lock().entries {
+            entry.sent = false;
+        }
+        self.notify.notify_one();
+    }
+
+    pub fn pending(&self) -> usize {
+        self.lock().entries.len()
+    }
+
+    /// Reports dropped because the buffer was full.
+    pub fn dropped(&self) -> u64 {
+        self.lock().dropped
+    }
+
+    /// Whether anything of this run still waits for an acknowledgement.
+    pub fn holds_run(&self, run_id: &str) -> bool {
+        self.lock().entries.iter().any(|e| e.message.ack_key().is_some_and(|(r, _)| r == run_id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(seq: u64) -> Outgoing {
+        Outgoing::Report(Box::new(IntervalReport { run_id: "r".into(), seq, ..Default::default() }))
+    }
+
+    #[test]
+    fn unacknowledged_reports_are_sent_again_after_reconnect() {
+        let outbox = Outbox::new(100);
+        outbox.push(Outgoing::Ready { run_id: "r".into() });
+        outbox.push(report(0));
+        outbox.push(report(1));
+        assert_eq!(outbox.take_unsent().len(), 3);
+        assert!(outbox.take_unsent().is_empty());
+        outbox.ack("r", 0);
+        outbox.resend_all();
+        assert_eq!(outbox.take_unsent(), vec![report(1)]);
+        outbox.ack("r", 1);
+        assert_eq!(outbox.pending(), 0);
+        assert!(!outbox.holds_run("r"));
+    }
+
+    #[test]
+    fn overflow_drops_the_oldest_report_and_counts_it() {
+        let outbox = Outbox::new(2);
+        for seq in 0..5 {
+            outbox.push(report(seq));
+        }
+        assert_eq!(outbox.dropped(), 3);
+        assert_eq!(outbox.take_unsent(), vec![report(3), report(4)]);
+    }
+}

@@ -1,0 +1,178 @@
+//! Per-connection recording and the per-interval collection that turns it
+//! into an `IntervalReport`. Each connection records into its own
+//! `Recorder`; once a second the reporter adds them up per (operation, node)
+//! and resets them.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use hdrhistogram::Histogram;
+use stampede_common::histogram;
+use stampede_common::interval::{IntervalReport, OperationStats};
+
+use crate::drivers::ErrorKind;
+
+pub struct OperationRecorder {
+    pub count: u64,
+    pub errors: [u64; 4],
+    pub latency: Histogram<u64>,
+    pub service: Histogram<u64>,
+    pub clamped: u64,
+}
+
+impl OperationRecorder {
+    fn new() -> Self {
+        Self {
+            count: 0,
+            errors: [0; 4],
+            latency: histogram::new_histogram(),
+            service: histogram::new_histogram(),
+            clamped: 0,
+        }
+    }
+
+    fn reset(&mut self) {
+        self.count = 0;
+        self.errors = [0; 4];
+        self.latency.reset();
+        self.service.reset();
+        self.clamped = 0;
+    }
+}
+
+/// What one connection measured since the last collection.
+pub struct Recorder {
+    pub node: Option<Arc<str>>,
+    pub connected: bool,
+    pub operations: Vec<OperationRecorder>,
+    pub late_starts: u64,
+    pub max_lag_us: u64,
+}
+
+pub type SharedRecorder = Arc<Mutex<Recorder>>;
+
+impl Recorder {
+    pub fn shared(operations: usize) -> SharedRecorder {
+        Arc::new(Mutex::new(Self {
+            node: None,
+            connected: false,
+            operations: (0..operations).map(|_| OperationRecorder::new()).collect(),
+            late_starts: 0,
+            max_lag_us: 0,
+        }))
+    }
+
+    /// Records one finished operation.
+    #[inline]
+    pub fn record(&mut self, operation: usize, latency_us: u64, service_us: u64, error: Option<ErrorKind>) {
+        let op = &mut self.operations[operation];
+        op.count += 1;
+        if let Some(kind) = error {
+            op.errors[kind as usize] += 1;
+        }
+        op.clamped += u64::from(histogram::record_clamped(&mut op.latency, latency_us));
+        histogram::record_clamped(&mut op.service, service_us);
+    }
+}
+
+pub fn lock(recorder: &SharedRecorder) -> std::sync::MutexGuard<'_, Recorder> {
+    // Recording never panics while holding the lock; if it ever did, the
+    // counters are still plain numbers worth reporting.
+    recorder.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Adds up every connection's recorder per (operation, node), resets them,
+/// and builds the report for `interval`.
+pub fn collect(
+    recorders: &[SharedRecorder],
+    operation_names: &[&str],
+    run_id: &str,
+    seq: u64,
+    interval: u64,
+    warmup: bool,
+) -> IntervalReport {
+    let mut merged: BTreeMap<(usize, Arc<str>), OperationRecorder> = BTreeMap::new();
+    let mut connections: BTreeMap<String, u64> = BTreeMap::new();
+    let mut late_starts = 0;
+    let mut max_lag_us = 0;
+    for recorder in recorders {
+        let mut r = lock(recorder);
+        let Some(node) = r.node.clone() else { continue };
+        if r.connected {
+            *connections.entry(node.to_string()).or_default() += 1;
+        }
+        late_starts += r.late_starts;
+        max_lag_us = max_lag_us.max(r.max_lag_us);
+        r.late_starts = 0;
+        r.max_lag_us = 0;
+        for (index, op) in r.operations.iter_mut().enumerate() {
+            if op.count == 0 {
+                continue;
+            }
+            let target = merged.entry((index, Arc::clone(&node))).or_insert_with(OperationRecorder::new);
+            target.count += op.count;
+            for (t, e) in target.errors.iter_mut().zip(op.errors) {
+                *t += e;
+            }
+            let _ = target.latency.add(&op.latency);
+            let _ = target.service.add(&op.service);
+            target.clamped += op.clamped;
+            op.reset();
+        }
+    }
+    let operations = merged
+        .into_iter()
+        .map(|((index, node), op)| OperationStats {
+            operation: operation_names.get(index).copied().unwrap_or("unknown").to_string(),
+            node: node.to_string(),
+            count: op.count,
+            errors: ErrorKind::ALL
+                .iter()
+                .filter(|kind| op.errors[**kind as usize] > 0)
+                .map(|kind| (kind.as_str().to_string(), op.errors[*kind as usize]))
+                .collect(),
+            latency: histogram::encode(&op.latency).unwrap_or_default(),
+            service: histogram::encode(&op.service).unwrap_or_default(),
+            clamped: op.clamped,
+        })
+        .collect();
+    IntervalReport {
+        run_id: run_id.to_string(),
+        seq,
+        interval,
+        warmup,
+        operations,
+        connections,
+        late_starts,
+        cpu_percent: 0.0,
+        max_schedule_lag_us: max_lag_us,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn collection_adds_per_node_and_resets() {
+        let a = Recorder::shared(2);
+        let b = Recorder::shared(2);
+        for (r, node) in [(&a, "n1"), (&b, "n1")] {
+            let mut g = lock(r);
+            g.node = Some(node.into());
+            g.connected = true;
+            g.record(0, 100, 90, None);
+            g.record(1, 200, 150, Some(ErrorKind::Timeout));
+        }
+        let report = collect(&[a.clone(), b], &["get", "set"], "r", 4, 2, false);
+        assert_eq!((report.seq, report.interval), (4, 2));
+        assert_eq!(report.connections.get("n1"), Some(&2));
+        assert_eq!(report.operations.len(), 2);
+        assert_eq!(report.operations[0].operation, "get");
+        assert_eq!(report.operations[0].count, 2);
+        assert_eq!(report.operations[1].errors.get("timeout"), Some(&2));
+        let decoded = histogram::decode(&report.operations[1].latency).expect("decode");
+        assert_eq!(decoded.len(), 2);
+        assert_eq!(lock(&a).operations[0].count, 0, "reset after collection");
+    }
+}

@@ -1,0 +1,231 @@
+//! The agent's session with the coordinator: connect (and reconnect with
+//! backoff), say hello, measure the clock offset, then carry out
+//! assignments while sending the outbox, heartbeats and acks' effects.
+//! Runs outlive sessions: a run keeps going while the coordinator is away,
+//! and its reports wait in the outbox.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use stampede_common::Scenario;
+use stampede_proto::v1 as pb;
+use stampede_proto::v1::agent_service_client::AgentServiceClient;
+use stampede_proto::v1::session_response::Body;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Streaming;
+
+use crate::clock::{PingSample, estimate};
+use crate::convert;
+use crate::outbox::{Outbox, Outgoing};
+use crate::runner::{self, Assignment};
+use crate::{AgentConfig, AgentError};
+
+const PINGS: u64 = 8;
+const PING_TIMEOUT: Duration = Duration::from_secs(2);
+
+struct RunHandle {
+    start: Option<oneshot::Sender<Instant>>,
+    cancel: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// State that outlives a session.
+struct Agent {
+    config: AgentConfig,
+    outbox: Arc<Outbox>,
+    runs: HashMap<String, RunHandle>,
+}
+
+pub fn now_unix_us() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
+}
+
+/// Runs the agent until `shutdown` completes.
+pub async fn run_agent(config: AgentConfig, shutdown: impl std::future::Future<Output = ()>) -> Result<(), AgentError> {
+    let endpoint = tonic::transport::Endpoint::from_shared(config.coordinator.clone())
+        .map_err(|e| AgentError::BadCoordinatorUrl(config.coordinator.clone(), e.to_string()))?
+        .connect_timeout(Duration::from_secs(5))
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(10));
+    let mut agent = Agent { config, outbox: Arc::new(Outbox::new(100_000)), runs: HashMap::new() };
+    tokio::pin!(shutdown);
+    let mut backoff = Duration::from_millis(200);
+    let mut announced_wait = false;
+    loop {
+        let attempt = async {
+            let channel = endpoint.connect().await.map_err(|e| e.to_string())?;
+            agent.session(channel).await
+        };
+        let result = tokio::select! {
+            result = attempt => result,
+            () = &mut shutdown => return Ok(()),
+        };
+        match result {
+            Ok(()) => {
+                backoff = Duration::from_millis(200);
+                announced_wait = false;
+                tracing::warn!(coordinator = %agent.config.coordinator, "session ended; reconnecting");
+            }
+            Err(error) => {
+                if !announced_wait {
+                    tracing::warn!(coordinator = %agent.config.coordinator, %error, "cannot reach the coordinator; retrying");
+                    announced_wait = true;
+                }
+            }
+        }
+        agent.runs.retain(|_, run| !run.task.is_finished());
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            () = &mut shutdown => return Ok(()),
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+impl Agent {
+    /// One session; returns when the stream ends (Ok) or fails to open (Err).
+    async fn session(&mut self, channel: tonic::transport::Channel) -> Result<(), String> {
+        let mut client = AgentServiceClient::new(channel)
+            .max_decoding_message_size(16 * 1024 * 1024)
+            .max_encoding_message_size(16 * 1024 * 1024);
+        let (tx, rx) = mpsc::channel::<pb::SessionRequest>(1024);
+        let hello = pb::Hello {
+            agent_id: self.config.agent_id.clone(),
+            host: self.config.host.clone(),
+            labels: self.config.labels.clone().into_iter().collect(),
+            capacity: self.config.capacity,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            active_runs: self.runs.keys().cloned().collect(),
+        };
+        send(&tx, pb::session_request::Body::Hello(hello)).await?;
+        let mut inbound = client.session(ReceiverStream::new(rx)).await.map_err(|s| s.message().to_string())?.into_inner();
+        let welcome = next(&mut inbound).await?;
+        let heartbeat = match welcome {
+            Some(Body::Welcome(w)) => Duration::from_millis(w.heartbeat_interval_ms.clamp(100, 60_000)),
+            _ => return Err("the coordinator did not answer hello with welcome".to_string()),
+        };
+        let offset_us = self.measure_clock(&tx, &mut inbound).await?;
+        tracing::info!(coordinator = %self.config.coordinator, offset_us, "connected to coordinator");
+        self.outbox.resend_all();
+        let mut ticker = tokio::time::interval(heartbeat);
+        loop {
+            for message in self.outbox.take_unsent() {
+                send(&tx, convert::outgoing(message)).await?;
+            }
+            tokio::select! {
+                message = next(&mut inbound) => match message? {
+                    Some(body) => self.handle(body, offset_us),
+                    None => return Ok(()),
+                },
+                () = self.outbox.notify.notified() => {}
+                _ = ticker.tick() => {
+                    send(&tx, pb::session_request::Body::Heartbeat(pb::Heartbeat { cpu_percent: 0.0 })).await?;
+                }
+            }
+        }
+    }
+
+    async fn measure_clock(
+        &self,
+        tx: &mpsc::Sender<pb::SessionRequest>,
+        inbound: &mut Streaming<pb::SessionResponse>,
+    ) -> Result<i64, String> {
+        let mut samples = Vec::new();
+        for seq in 0..PINGS {
+            let sent_us = now_unix_us();
+            send(tx, pb::session_request::Body::Ping(pb::Ping { seq, agent_time_us: sent_us })).await?;
+            let answer = tokio::time::timeout(PING_TIMEOUT, next(inbound))
+                .await
+                .map_err(|_| "the coordinator did not answer a clock ping within 2s".to_string())??;
+            match answer {
+                Some(Body::Pong(pong)) if pong.seq == seq => samples.push(PingSample {
+                    sent_us: pong.agent_time_us,
+                    coordinator_us: pong.coordinator_time_us,
+                    received_us: now_unix_us(),
+                }),
+                Some(_) => return Err("unexpected message during clock measurement".to_string()),
+                None => return Err("the coordinator closed the session".to_string()),
+            }
+        }
+        let (offset_us, rtt_us) = estimate(&samples).ok_or("no usable clock sample")?;
+        send(tx, pb::session_request::Body::ClockSync(pb::ClockSync { offset_us, rtt_us })).await?;
+        Ok(offset_us)
+    }
+
+    fn handle(&mut self, body: Body, offset_us: i64) {
+        match body {
+            Body::Assignment(a) => self.accept(a),
+            Body::Start(start) => {
+                // The coordinator's instant, moved onto this agent's clock.
+                let local_unix_us = start.start_at_us - offset_us;
+                let from_now = local_unix_us - now_unix_us();
+                let now = Instant::now();
+                let at = if from_now >= 0 {
+                    now + Duration::from_micros(from_now as u64)
+                } else {
+                    now.checked_sub(Duration::from_micros(from_now.unsigned_abs())).unwrap_or(now)
+                };
+                if let Some(run) = self.runs.get_mut(&start.run_id)
+                    && let Some(tx) = run.start.take()
+                {
+                    let _ = tx.send(at);
+                }
+            }
+            Body::Ack(ack) => self.outbox.ack(&ack.run_id, ack.seq),
+            Body::Cancel(cancel) => {
+                if let Some(run) = self.runs.get(&cancel.run_id) {
+                    tracing::info!(run = %cancel.run_id, reason = %cancel.reason, "run cancelled by the coordinator");
+                    let _ = run.cancel.send(true);
+                }
+            }
+            Body::Welcome(_) | Body::Pong(_) => {}
+        }
+    }
+
+    fn accept(&mut self, a: pb::Assignment) {
+        let run_id = a.run_id.clone();
+        if self.runs.contains_key(&run_id) {
+            return;
+        }
+        let scenario = match Scenario::parse(&a.scenario_yaml) {
+            Ok(scenario) => scenario,
+            Err(error) => {
+                self.outbox.push(Outgoing::Failed { run_id, error: error.to_string() });
+                return;
+            }
+        };
+        tracing::info!(run = %run_id, connections = a.connections, rate = a.rate_per_s, "assignment received");
+        let assignment = Assignment {
+            run_id: run_id.clone(),
+            scenario,
+            agent_index: a.agent_index,
+            connections: a.connections,
+            rate_per_s: a.rate_per_s,
+            key_start: a.key_start,
+            key_end: a.key_end,
+            seed: a.seed,
+            endpoints: a.endpoints,
+        };
+        let (start_tx, start_rx) = oneshot::channel();
+        let (cancel_tx, cancel_rx) = watch::channel(false);
+        let task = tokio::spawn(runner::run(assignment, Arc::clone(&self.outbox), start_rx, cancel_rx));
+        self.runs.insert(run_id, RunHandle { start: Some(start_tx), cancel: cancel_tx, task });
+    }
+}
+
+async fn send(tx: &mpsc::Sender<pb::SessionRequest>, body: pb::session_request::Body) -> Result<(), String> {
+    tx.send(pb::SessionRequest { body: Some(body) }).await.map_err(|_| "session closed".to_string())
+}
+
+async fn next(inbound: &mut Streaming<pb::SessionResponse>) -> Result<Option<Body>, String> {
+    loop {
+        match inbound.message().await {
+            Ok(Some(pb::SessionResponse { body: Some(body) })) => return Ok(Some(body)),
+            Ok(Some(pb::SessionResponse { body: None })) => continue,
+            Ok(None) => return Ok(None),
+            Err(status) => return Err(format!("session failed: {}", status.message())),
+        }
+    }
+}
