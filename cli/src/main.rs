@@ -1,1 +1,161 @@
-fn main() {}
+//! `stampede`: the one binary. Each subcommand wires the libraries; none
+//! holds logic of its own beyond arguments and output.
+#![forbid(unsafe_code)]
+
+mod client;
+mod daemons;
+mod local;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+const DEFAULT_COORDINATOR: &str = "http://127.0.0.1:7700";
+
+#[derive(Parser)]
+#[command(name = "stampede", version, about = "Distributed load generator and benchmark system for databases")]
+#[command(long_about = "Distributed load generator and benchmark system for databases.\n\n\
+Start with `stampede run`: it runs a 10-second quickstart against the built-in KV server with an \
+in-process coordinator and two agents. For several hosts, run `stampede coordinator` on one host, \
+`stampede agent --coordinator URL` on each load host, and `stampede submit SCENARIO --wait`.\n\n\
+Exit codes: 0 passed, 1 thresholds failed, 2 error.")]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value = "text", env = "STAMPEDE_LOG_FORMAT")]
+    log_format: LogFormat,
+    /// Log filter (tracing syntax, e.g. `info` or `stampede_agent=debug`).
+    #[arg(long, global = true, env = "STAMPEDE_LOG")]
+    log: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a scenario on this machine: in-process coordinator, agents and (for `kv` targets
+    /// without endpoints) the built-in KV server. Without SCENARIO runs the built-in quickstart.
+    Run {
+        /// Scenario file (YAML). Omit for the built-in quickstart.
+        scenario: Option<PathBuf>,
+        /// Agents to start (default: the scenario's `agents`).
+        #[arg(long)]
+        agents: Option<u32>,
+        /// Write the JSON report to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Keep the run's data (intervals, reports) in this directory instead of a temporary one.
+        #[arg(long, env = "STAMPEDE_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        /// No live progress line.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Run the coordinator: agents connect to it, clients submit scenarios to it.
+    Coordinator(daemons::CoordinatorArgs),
+    /// Run an agent that takes assignments from a coordinator.
+    Agent(daemons::AgentArgs),
+    /// Run the built-in RESP key-value server.
+    KvServer(daemons::KvServerArgs),
+    /// Submit a scenario to a coordinator.
+    Submit {
+        scenario: PathBuf,
+        #[arg(long, env = "STAMPEDE_COORDINATOR", default_value = DEFAULT_COORDINATOR)]
+        coordinator: String,
+        /// Agents to use (default: the scenario's `agents`).
+        #[arg(long)]
+        agents: Option<u32>,
+        /// Wait for the end, print the report, and exit 0 passed / 1 failed / 2 error.
+        #[arg(long)]
+        wait: bool,
+        /// With --wait: write the JSON report to this file.
+        #[arg(long, requires = "wait")]
+        json: Option<PathBuf>,
+        /// With --wait: no live progress line.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// List the coordinator's runs.
+    Runs {
+        #[arg(long, env = "STAMPEDE_COORDINATOR", default_value = DEFAULT_COORDINATOR)]
+        coordinator: String,
+    },
+    /// Print a run's report.
+    Report {
+        run_id: String,
+        #[arg(long, env = "STAMPEDE_COORDINATOR", default_value = DEFAULT_COORDINATOR)]
+        coordinator: String,
+        /// Print the JSON report instead of the text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel a queued or running run.
+    Cancel {
+        run_id: String,
+        #[arg(long, env = "STAMPEDE_COORDINATOR", default_value = DEFAULT_COORDINATOR)]
+        coordinator: String,
+    },
+    /// List the agents the coordinator knows.
+    Agents {
+        #[arg(long, env = "STAMPEDE_COORDINATOR", default_value = DEFAULT_COORDINATOR)]
+        coordinator: String,
+    },
+    /// Check a scenario file and print what it means, or every problem with its line.
+    Validate { scenario: PathBuf },
+}
+
+fn init_logging(format: LogFormat, filter: Option<&str>, default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter.unwrap_or(default))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let quiet_default = matches!(cli.command, Command::Run { .. } | Command::Submit { .. } | Command::Validate { .. });
+    init_logging(cli.log_format, cli.log.as_deref(), if quiet_default { "warn" } else { "info" });
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn dispatch(command: Command) -> anyhow::Result<u8> {
+    match command {
+        Command::Run { scenario, agents, json, data_dir, quiet } => {
+            local::run(scenario.as_deref(), agents, json.as_deref(), data_dir, quiet).await
+        }
+        Command::Coordinator(args) => daemons::coordinator(args).await.map(|()| 0),
+        Command::Agent(args) => daemons::agent(args).await.map(|()| 0),
+        Command::KvServer(args) => daemons::kv_server(args).await.map(|()| 0),
+        Command::Submit { scenario, coordinator, agents, wait, json, quiet } => {
+            client::submit(&coordinator, &scenario, agents, wait, json.as_deref(), quiet).await
+        }
+        Command::Runs { coordinator } => client::runs(&coordinator).await.map(|()| 0),
+        Command::Report { run_id, coordinator, json } => client::report(&coordinator, &run_id, json).await.map(|()| 0),
+        Command::Cancel { run_id, coordinator } => client::cancel(&coordinator, &run_id).await.map(|()| 0),
+        Command::Agents { coordinator } => client::agents(&coordinator).await.map(|()| 0),
+        Command::Validate { scenario } => client::validate(&scenario),
+    }
+}

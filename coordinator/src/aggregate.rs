@@ -84,6 +84,9 @@ pub struct RunAggregate {
     operations: BTreeMap<String, OperationAggregate>,
     overall: Histogram<u64>,
     nodes: BTreeMap<String, NodeReport>,
+    /// Open connections per (interval, node), summed over agents; a node's
+    /// connection count is the largest of these sums.
+    node_connections: BTreeMap<(u64, String), u64>,
     agents: BTreeMap<String, AgentAggregate>,
     intervals: BTreeMap<u64, IntervalAggregate>,
     warmup_ops: u64,
@@ -122,6 +125,7 @@ impl RunAggregate {
             operations: BTreeMap::new(),
             overall: histogram::new_histogram(),
             nodes: BTreeMap::new(),
+            node_connections: BTreeMap::new(),
             agents: BTreeMap::new(),
             intervals: BTreeMap::new(),
             warmup_ops: 0,
@@ -196,8 +200,11 @@ impl RunAggregate {
             self.late_starts += report.late_starts;
         }
         for (node, connections) in &report.connections {
+            let sum = self.node_connections.entry((report.interval, node.clone())).or_default();
+            *sum += connections;
+            let total = *sum;
             let entry = self.nodes.entry(node.clone()).or_default();
-            entry.connections = entry.connections.max(*connections);
+            entry.connections = entry.connections.max(total);
         }
         self.compact_intervals();
         Ok(MergeOutcome::Merged)

@@ -43,8 +43,12 @@ fn merged_percentiles_equal_those_of_all_samples_and_warmup_is_excluded() {
     let a: Vec<u64> = (1..=1000).collect();
     let b: Vec<u64> = (5000..5500).collect();
     agg.merge("a1", &report(0, 0, vec![stats("get", "kv-0", &[99_999; 50], 0)])).expect("merge");
-    agg.merge("a1", &report(1, 1, vec![stats("get", "kv-0", &a, 2)])).expect("merge");
-    agg.merge("a2", &report(0, 1, vec![stats("get", "kv-1", &b, 0)])).expect("merge");
+    let mut with_connections = report(1, 1, vec![stats("get", "kv-0", &a, 2)]);
+    with_connections.connections.insert("kv-0".into(), 3);
+    agg.merge("a1", &with_connections).expect("merge");
+    let mut other = report(0, 1, vec![stats("get", "kv-1", &b, 0)]);
+    other.connections.insert("kv-0".into(), 2);
+    agg.merge("a2", &other).expect("merge");
     let mut all = histogram::new_histogram();
     for v in a.iter().chain(&b) {
         histogram::record_clamped(&mut all, *v);
@@ -59,6 +63,7 @@ fn merged_percentiles_equal_those_of_all_samples_and_warmup_is_excluded() {
     assert_eq!(r.totals.ops, 1500);
     assert_eq!(r.agents[0].ops, 1050);
     assert_eq!(r.nodes["kv-1"].ops, 500);
+    assert_eq!(r.nodes["kv-0"].connections, 5, "summed over agents within an interval");
     assert!((r.duration_s - 3.0).abs() < 1e-9);
     assert!((r.totals.throughput - 500.0).abs() < 1e-9);
     assert_eq!(r.status, RunStatus::Passed);

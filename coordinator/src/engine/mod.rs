@@ -228,7 +228,10 @@ impl Engine {
             }
             Event::AgentDisconnected { agent_id, session } => {
                 if self.registry.disconnect(&agent_id, session) {
-                    tracing::warn!(agent = %agent_id, "agent disconnected");
+                    match self.registry.get(&agent_id).and_then(|a| a.busy_with.clone()) {
+                        Some(run) => tracing::warn!(agent = %agent_id, %run, "agent disconnected during a run"),
+                        None => tracing::info!(agent = %agent_id, "agent disconnected"),
+                    }
                     self.on_agent_lost(&agent_id);
                 }
             }

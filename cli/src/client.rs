@@ -1,0 +1,180 @@
+//! Client subcommands: submit (and watch), runs, report, cancel, agents,
+//! validate.
+
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use stampede_common::Scenario;
+use stampede_common::report::Report;
+use stampede_proto::v1 as pb;
+use stampede_proto::v1::control_service_client::ControlServiceClient;
+use tonic::transport::Channel;
+
+use crate::output::ProgressLine;
+
+pub async fn connect(url: &str) -> anyhow::Result<ControlServiceClient<Channel>> {
+    let endpoint = tonic::transport::Endpoint::from_shared(url.to_string())
+        .with_context(|| format!("`{url}` is not a valid coordinator URL; write it like http://127.0.0.1:7700"))?
+        .connect_timeout(std::time::Duration::from_secs(5));
+    let channel = endpoint.connect().await.with_context(|| {
+        format!("cannot reach the coordinator at {url}; is `stampede coordinator` running there (see --coordinator)?")
+    })?;
+    Ok(ControlServiceClient::new(channel).max_decoding_message_size(64 * 1024 * 1024))
+}
+
+fn read_scenario(path: &Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("cannot read scenario {}", path.display()))
+}
+
+pub fn validate(path: &Path) -> anyhow::Result<u8> {
+    let text = read_scenario(path)?;
+    match Scenario::parse(&text) {
+        Ok(s) => {
+            println!(
+                "{}: valid scenario `{}`: target {} , {} connections x pipeline {}, {:?} for {:?} (warm-up {:?}), {} agent(s), {} threshold(s)",
+                path.display(),
+                s.name,
+                s.target.kind.as_str(),
+                s.load.connections,
+                s.load.pipeline,
+                s.load.model,
+                s.duration,
+                s.warmup,
+                s.agents,
+                s.thresholds.len()
+            );
+            Ok(0)
+        }
+        Err(error) => {
+            eprintln!("{}: invalid scenario", path.display());
+            for issue in &error.issues {
+                eprintln!("  {}:{issue}", path.display());
+            }
+            Ok(2)
+        }
+    }
+}
+
+pub async fn submit(
+    url: &str,
+    path: &Path,
+    agents: Option<u32>,
+    wait: bool,
+    json: Option<&Path>,
+    quiet: bool,
+) -> anyhow::Result<u8> {
+    let text = read_scenario(path)?;
+    // Validate locally first: the same code, and errors name the file.
+    if let Err(error) = Scenario::parse(&text) {
+        bail!("{}: {error}", path.display());
+    }
+    let mut client = connect(url).await?;
+    let response = client
+        .submit_run(pb::SubmitRunRequest { scenario_yaml: text, agents: agents.unwrap_or(0) })
+        .await
+        .map_err(|s| anyhow::anyhow!("the coordinator refused the run: {}", s.message()))?;
+    let run_id = response.into_inner().run_id;
+    if !wait {
+        println!("{run_id}");
+        return Ok(0);
+    }
+    eprintln!("submitted run {run_id}");
+    watch(&mut client, &run_id, json, quiet).await
+}
+
+/// Follows a run to its end, prints its report, writes the JSON report and
+/// returns the exit code of its status.
+pub async fn watch(
+    client: &mut ControlServiceClient<Channel>,
+    run_id: &str,
+    json: Option<&Path>,
+    quiet: bool,
+) -> anyhow::Result<u8> {
+    let mut stream = client
+        .watch_run(pb::WatchRunRequest { run_id: run_id.to_string() })
+        .await
+        .map_err(|s| anyhow::anyhow!("cannot watch run {run_id}: {}", s.message()))?
+        .into_inner();
+    let mut progress = ProgressLine::new(quiet);
+    let mut report_json = None;
+    while let Some(update) = stream.message().await.map_err(|s| anyhow::anyhow!("lost the coordinator while watching run {run_id}: {}", s.message()))? {
+        if !update.report_json.is_empty() {
+            report_json = Some(update.report_json);
+            break;
+        }
+        progress.update(&update);
+    }
+    progress.finish();
+    let Some(report_json) = report_json else {
+        bail!("the coordinator closed the watch of run {run_id} before it ended; `stampede report {run_id}` shows it later");
+    };
+    let report: Report = serde_json::from_str(&report_json).context("the coordinator sent a report that is not valid JSON")?;
+    print!("{}", stampede_coordinator::render::text(&report));
+    if let Some(path) = json {
+        std::fs::write(path, &report_json).with_context(|| format!("cannot write the JSON report to {}", path.display()))?;
+        eprintln!("JSON report written to {}", path.display());
+    }
+    Ok(report.status.exit_code() as u8)
+}
+
+pub async fn runs(url: &str) -> anyhow::Result<()> {
+    let mut client = connect(url).await?;
+    let runs = client.list_runs(pb::ListRunsRequest {}).await.map_err(|s| anyhow::anyhow!("{}", s.message()))?.into_inner();
+    if runs.runs.is_empty() {
+        println!("no runs yet; `stampede submit SCENARIO` starts one");
+        return Ok(());
+    }
+    println!("{:<28} {:<10} {:<8} {}", "run", "state", "target", "name");
+    for run in runs.runs {
+        println!("{:<28} {:<10} {:<8} {}", run.run_id, run.state, run.target_kind, run.name);
+    }
+    Ok(())
+}
+
+pub async fn report(url: &str, run_id: &str, json: bool) -> anyhow::Result<()> {
+    let mut client = connect(url).await?;
+    let response = client
+        .get_run(pb::GetRunRequest { run_id: run_id.to_string() })
+        .await
+        .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+        .into_inner();
+    if response.report_json.is_empty() {
+        let state = response.run.map(|r| r.state).unwrap_or_default();
+        bail!("run {run_id} has no report yet (it is {state}); `stampede submit --wait` or a later `stampede report` shows it");
+    }
+    if json {
+        println!("{}", response.report_json);
+    } else {
+        print!("{}", response.report_text);
+    }
+    Ok(())
+}
+
+pub async fn cancel(url: &str, run_id: &str) -> anyhow::Result<()> {
+    let mut client = connect(url).await?;
+    let response = client
+        .cancel_run(pb::CancelRunRequest { run_id: run_id.to_string() })
+        .await
+        .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+        .into_inner();
+    println!("run {run_id} is {}", response.state);
+    Ok(())
+}
+
+pub async fn agents(url: &str) -> anyhow::Result<()> {
+    let mut client = connect(url).await?;
+    let agents = client.list_agents(pb::ListAgentsRequest {}).await.map_err(|s| anyhow::anyhow!("{}", s.message()))?.into_inner();
+    if agents.agents.is_empty() {
+        println!("no agents; start one with `stampede agent --coordinator URL`");
+        return Ok(());
+    }
+    println!("{:<24} {:<16} {:<10} {:>12} {:>10} {}", "agent", "host", "state", "clock offset", "rtt", "run");
+    for a in agents.agents {
+        let state = if a.connected { "connected" } else { "lost" };
+        println!(
+            "{:<24} {:<16} {:<10} {:>10}us {:>8}us {}",
+            a.agent_id, a.host, state, a.clock_offset_us, a.clock_rtt_us, a.busy_with
+        );
+    }
+    Ok(())
+}

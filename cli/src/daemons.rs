@@ -1,0 +1,130 @@
+//! Long-running subcommands: coordinator, agent and kv-server. Each stops
+//! cleanly on Ctrl-C or SIGTERM.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use stampede_agent::AgentConfig;
+use stampede_common::units::parse_duration;
+use stampede_coordinator::engine::EngineConfig;
+use stampede_coordinator::server::{Coordinator, CoordinatorConfig};
+
+#[derive(Args)]
+pub struct CoordinatorArgs {
+    /// gRPC address to listen on. Loopback by default; use 0.0.0.0:7700 to accept agents from other hosts.
+    #[arg(long, env = "STAMPEDE_LISTEN", default_value = "127.0.0.1:7700")]
+    listen: SocketAddr,
+    /// Directory where runs, intervals and reports are stored.
+    #[arg(long, env = "STAMPEDE_DATA_DIR", default_value = "stampede-data")]
+    data_dir: PathBuf,
+    /// An agent silent for this long is lost.
+    #[arg(long, default_value = "5s", value_parser = duration)]
+    heartbeat_timeout: Duration,
+    /// How long after a run's planned end to wait for agents' final reports.
+    #[arg(long, default_value = "10s", value_parser = duration)]
+    finish_grace: Duration,
+}
+
+#[derive(Args)]
+pub struct AgentArgs {
+    /// The coordinator's gRPC URL.
+    #[arg(long, env = "STAMPEDE_COORDINATOR", default_value = crate::DEFAULT_COORDINATOR)]
+    coordinator: String,
+    /// Agent id (default: host name and process id). Must be unique among agents.
+    #[arg(long, env = "STAMPEDE_AGENT_ID")]
+    id: Option<String>,
+    /// Labels as key=value, repeatable.
+    #[arg(long = "label", value_parser = label)]
+    labels: Vec<(String, String)>,
+    /// Connections this agent is willing to drive.
+    #[arg(long, default_value_t = 10_000)]
+    capacity: u32,
+}
+
+#[derive(Args)]
+pub struct KvServerArgs {
+    /// Address to listen on (port 0 picks a free port; the bound address is printed).
+    #[arg(long, env = "STAMPEDE_KV_LISTEN", default_value = "127.0.0.1:6380")]
+    listen: SocketAddr,
+    /// Node id reported in `INFO server`; agents attribute requests to it.
+    #[arg(long, default_value = "kv-0")]
+    node_id: String,
+}
+
+fn duration(text: &str) -> Result<Duration, String> {
+    parse_duration(text).map_err(|e| e.0)
+}
+
+fn label(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("`{text}` is not key=value"))
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}
+
+pub async fn coordinator(args: CoordinatorArgs) -> anyhow::Result<()> {
+    let config = CoordinatorConfig {
+        data_dir: args.data_dir.clone(),
+        engine: EngineConfig {
+            heartbeat_timeout: args.heartbeat_timeout,
+            finish_grace: args.finish_grace,
+            ..EngineConfig::default()
+        },
+        heartbeat_interval: Duration::from_secs(1),
+    };
+    let coordinator = Coordinator::bind(args.listen, config)
+        .await
+        .with_context(|| format!("cannot listen on {}; is another coordinator running there?", args.listen))?;
+    let addr = coordinator.local_addr()?;
+    println!("coordinator listening on {addr} (data in {})", args.data_dir.display());
+    coordinator.serve(shutdown_signal()).await.context("coordinator failed")?;
+    Ok(())
+}
+
+pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
+    let mut config = AgentConfig::new(args.coordinator);
+    if let Some(id) = args.id {
+        config.agent_id = id;
+    }
+    config.labels = args.labels.into_iter().collect::<BTreeMap<_, _>>();
+    config.capacity = args.capacity;
+    println!("agent {} connecting to {}", config.agent_id, config.coordinator);
+    stampede_agent::run_agent(config, shutdown_signal()).await?;
+    Ok(())
+}
+
+pub async fn kv_server(args: KvServerArgs) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}; is the port in use?", args.listen))?;
+    let addr = listener.local_addr()?;
+    println!("kv-server {} listening on {addr}", args.node_id);
+    let config = stampede_kvserver::ServerConfig { node_id: args.node_id };
+    stampede_kvserver::serve(listener, config, shutdown_signal()).await?;
+    Ok(())
+}

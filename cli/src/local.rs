@@ -1,0 +1,108 @@
+//! `stampede run`: the distributed flow on one machine. An in-process
+//! coordinator on a loopback port, N in-process agents that talk to it over
+//! real gRPC, and the built-in KV server when the target names no endpoint.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use stampede_agent::AgentConfig;
+use stampede_common::Scenario;
+use stampede_common::scenario::TargetKind;
+use stampede_coordinator::engine::EngineConfig;
+use stampede_coordinator::server::{Coordinator, CoordinatorConfig};
+use stampede_proto::v1 as pb;
+use tokio::sync::watch;
+
+const QUICKSTART: &str = include_str!("../../scenarios/quickstart.yaml");
+
+/// A temporary data directory removed when dropped.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub async fn run(
+    path: Option<&Path>,
+    agents: Option<u32>,
+    json: Option<&Path>,
+    data_dir: Option<PathBuf>,
+    quiet: bool,
+) -> anyhow::Result<u8> {
+    let (text, origin) = match path {
+        Some(path) => (
+            std::fs::read_to_string(path).with_context(|| format!("cannot read scenario {}", path.display()))?,
+            path.display().to_string(),
+        ),
+        None => (QUICKSTART.to_string(), "built-in quickstart".to_string()),
+    };
+    let scenario = Scenario::parse(&text).map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
+    let agent_count = agents.unwrap_or(scenario.agents);
+    if agent_count == 0 {
+        anyhow::bail!("--agents must be at least 1");
+    }
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+
+    let mut embedded_kv = None;
+    if scenario.target.kind == TargetKind::Kv && scenario.target.endpoints.is_empty() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("cannot start the built-in KV server")?;
+        let addr = listener.local_addr()?;
+        let config = stampede_kvserver::ServerConfig { node_id: "kv-0".to_string() };
+        tokio::spawn(stampede_kvserver::serve(listener, config, stopped(stop_rx.clone())));
+        embedded_kv = Some(addr.to_string());
+    }
+
+    let (data_dir, _cleanup) = match data_dir {
+        Some(dir) => (dir, None),
+        None => {
+            let dir = std::env::temp_dir().join(format!("stampede-run-{}", std::process::id()));
+            (dir.clone(), Some(TempDir(dir)))
+        }
+    };
+    let config = CoordinatorConfig {
+        data_dir,
+        engine: EngineConfig { embedded_kv, coordinator_id: "local".to_string(), ..EngineConfig::default() },
+        heartbeat_interval: Duration::from_secs(1),
+    };
+    let loopback: SocketAddr = "127.0.0.1:0".parse()?;
+    let coordinator = Coordinator::bind(loopback, config).await.context("cannot start the in-process coordinator")?;
+    let url = format!("http://{}", coordinator.local_addr()?);
+    let coordinator_task = tokio::spawn(coordinator.serve(stopped(stop_rx.clone())));
+
+    for index in 1..=agent_count {
+        let mut config = AgentConfig::new(url.clone());
+        config.agent_id = format!("local-{index}");
+        tokio::spawn(stampede_agent::run_agent(config, stopped(stop_rx.clone())));
+    }
+
+    let mut client = crate::client::connect(&url).await?;
+    let run_id = client
+        .submit_run(pb::SubmitRunRequest { scenario_yaml: text, agents: agent_count })
+        .await
+        .map_err(|s| anyhow::anyhow!("{origin}: {}", s.message()))?
+        .into_inner()
+        .run_id;
+    if !quiet {
+        eprintln!("run {run_id}: {} on {agent_count} in-process agent(s), {origin}", scenario.name);
+    }
+    // Ctrl-C cancels the run; the report of what was measured still prints.
+    let mut cancel_client = client.clone();
+    let cancel_id = run_id.clone();
+    let canceller = tokio::spawn(async move {
+        crate::daemons::shutdown_signal().await;
+        eprintln!("\ncancelling run {cancel_id}");
+        let _ = cancel_client.cancel_run(pb::CancelRunRequest { run_id: cancel_id }).await;
+    });
+    let code = crate::client::watch(&mut client, &run_id, json, quiet).await;
+    canceller.abort();
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(3), coordinator_task).await;
+    code
+}
