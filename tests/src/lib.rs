@@ -1,1 +1,170 @@
-//! End-to-end tests live in `tests/`; this crate has no library code.
+//! Harness for Stampede's end-to-end tests: real `stampede` processes and
+//! real services on loopback. Every process is killed when its handle drops,
+//! so a failing test leaves nothing running.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// The `stampede` binary next to the test executable (target/<profile>/).
+pub fn stampede_bin() -> PathBuf {
+    if let Ok(path) = std::env::var("STAMPEDE_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(Path::parent).expect("target directory");
+    let bin = dir.join("stampede");
+    assert!(
+        bin.exists(),
+        "{} is missing; build it first with `cargo build -p stampede` (deploy/test.sh does)",
+        bin.display()
+    );
+    bin
+}
+
+/// A child process that is killed on drop; its stdout lines are collected.
+pub struct Process {
+    pub name: String,
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Process {
+    pub fn start(name: &str, program: &Path, args: &[&str]) -> Self {
+        let mut child = Command::new(program)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name} ({}): {e}", program.display()));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self { name: name.to_string(), child, lines }
+    }
+
+    /// Starts `stampede` with arguments.
+    pub fn stampede(name: &str, args: &[&str]) -> Self {
+        Self::start(name, &stampede_bin(), args)
+    }
+
+    /// Waits for a stdout line containing `needle` and returns it.
+    pub fn wait_for_line(&self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("{} did not print `{needle}` within {timeout:?}", self.name),
+            }
+        }
+    }
+
+    /// The address at the end of the line announcing it ("... listening on ADDR").
+    pub fn listening_address(&self) -> String {
+        let line = self.wait_for_line("listening on ", Duration::from_secs(30));
+        let rest = line.split("listening on ").nth(1).expect("address after 'listening on'");
+        rest.split_whitespace().next().expect("address").to_string()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `stampede` to completion and returns (exit code, stdout, stderr).
+pub fn run_stampede(args: &[&str], timeout: Duration) -> (i32, String, String) {
+    let mut child = Command::new(stampede_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start stampede");
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("stampede {args:?} did not finish within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().expect("output");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// A free TCP port on loopback (bound and released; good enough for tests
+/// that start the server right away).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// A real `redis-server` on a free loopback port, stopped on drop.
+pub fn start_redis() -> (Process, u16) {
+    let program = which("redis-server").unwrap_or_else(|| {
+        panic!("redis-server is not installed; deploy/test.sh installs it (apt-get install redis-server)")
+    });
+    let port = free_port();
+    let port_text = port.to_string();
+    let process = Process::start(
+        "redis-server",
+        &program,
+        &["--port", &port_text, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no"],
+    );
+    process.wait_for_line("Ready to accept connections", Duration::from_secs(20));
+    (process, port)
+}
+
+pub fn which(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|dir| Path::new(dir).join(program))
+        .find(|path| path.is_file())
+}
+
+/// Calls per command from `INFO commandstats` (`cmdstat_get:calls=N,...`).
+pub fn command_calls(address: &str, command: &str) -> u64 {
+    let client = redis::Client::open(format!("redis://{address}/")).expect("redis url");
+    let mut connection = client.get_connection().expect("connect for INFO");
+    let info: String = redis::cmd("INFO").arg("commandstats").query(&mut connection).expect("INFO commandstats");
+    let prefix = format!("cmdstat_{command}:calls=");
+    info.lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .map(|rest| rest.split(',').next().unwrap_or("0").trim().parse().expect("calls number"))
+        .unwrap_or(0)
+}
+
+/// Writes `text` to a file in `dir` and returns its path as a string.
+pub fn write_file(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write file");
+    path.to_string_lossy().into_owned()
+}

@@ -1,0 +1,87 @@
+//! `stampede run` as a user runs it: the default quickstart, thresholds and
+//! exit codes, bad scenarios.
+
+use std::time::Duration;
+
+use stampede_tests::{run_stampede, write_file};
+
+#[test]
+fn stampede_run_with_no_arguments_passes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let json = dir.path().join("quickstart.json");
+    let json_arg = json.to_string_lossy().into_owned();
+    let (code, stdout, stderr) = run_stampede(&["run", "--json", &json_arg], Duration::from_secs(120));
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains("quickstart") && stdout.contains("PASSED"), "{stdout}");
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("json");
+    assert_eq!(report["agents"].as_array().map(Vec::len), Some(2));
+    assert_eq!(report["scenario"]["name"], "quickstart");
+    // Live progress went to stderr, one line per interval.
+    assert!(stderr.matches("ops/s").count() >= 8, "{stderr}");
+}
+
+#[test]
+fn an_open_model_run_keeps_its_rate_and_reports_thresholds() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write_file(
+        dir.path(),
+        "open.yaml",
+        "name: open\nduration: 3s\nagents: 2\ntarget:\n  kind: kv\nload:\n  model: open\n  rate: 2000/s\n  \
+         connections: 4\nworkload:\n  kind: kv\nthresholds:\n  - throughput > 1800/s\n  - throughput < 2200/s\n  - get.p99 < 100ms\n",
+    );
+    let json = dir.path().join("open.json");
+    let json_arg = json.to_string_lossy().into_owned();
+    let (code, stdout, stderr) = run_stampede(&["run", &path, "--json", &json_arg, "-q"], Duration::from_secs(60));
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("json");
+    let ops = report["totals"]["ops"].as_u64().expect("ops");
+    assert!((5_400..=6_600).contains(&ops), "about 2000/s for 3s: {ops}");
+}
+
+#[test]
+fn a_failed_threshold_exits_1() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write_file(
+        dir.path(),
+        "strict.yaml",
+        "name: strict\nduration: 2s\nagents: 1\ntarget:\n  kind: kv\nworkload:\n  kind: kv\nthresholds:\n  - max < 1us\n",
+    );
+    let (code, stdout, _) = run_stampede(&["run", &path, "-q"], Duration::from_secs(60));
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stdout.contains("FAILED") && stdout.contains("FAIL  max < 1us"), "{stdout}");
+}
+
+#[test]
+fn a_bad_scenario_exits_2_naming_field_and_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write_file(
+        dir.path(),
+        "bad.yaml",
+        "name: bad\nduration: 2s\ntarget:\n  kind: kv\nload:\n  connections: 0\nworkload:\n  kind: kv\n",
+    );
+    let (code, _, stderr) = run_stampede(&["run", &path], Duration::from_secs(30));
+    assert_eq!(code, 2);
+    assert!(stderr.contains("line 6") && stderr.contains("load.connections"), "{stderr}");
+    let (code, _, stderr) = run_stampede(&["validate", &path], Duration::from_secs(30));
+    assert_eq!(code, 2);
+    assert!(stderr.contains("line 6") && stderr.contains("load.connections"), "{stderr}");
+    let (code, _, stderr) = run_stampede(&["run", "/nonexistent/scenario.yaml"], Duration::from_secs(30));
+    assert_eq!(code, 2);
+    assert!(stderr.contains("cannot read scenario"), "{stderr}");
+}
+
+#[test]
+fn every_example_scenario_validates() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&root).expect("scenarios directory") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let path_arg = path.to_string_lossy().into_owned();
+            let (code, stdout, stderr) = run_stampede(&["validate", &path_arg], Duration::from_secs(30));
+            assert_eq!(code, 0, "{path_arg}: {stdout}{stderr}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 1);
+}
