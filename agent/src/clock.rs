@@ -31,9 +31,21 @@ mod tests {
     #[test]
     fn trusts_the_fastest_exchange() {
         let samples = [
-            PingSample { sent_us: 0, coordinator_us: 5_600, received_us: 1_000 },
-            PingSample { sent_us: 2_000, coordinator_us: 7_100, received_us: 2_200 },
-            PingSample { sent_us: 3_000, coordinator_us: 9_000, received_us: 2_000 },
+            PingSample {
+                sent_us: 0,
+                coordinator_us: 5_600,
+                received_us: 1_000,
+            },
+            PingSample {
+                sent_us: 2_000,
+                coordinator_us: 7_100,
+                received_us: 2_200,
+            },
+            PingSample {
+                sent_us: 3_000,
+                coordinator_us: 9_000,
+                received_us: 2_000,
+            },
         ];
         assert_eq!(estimate(&samples), Some((5_000, 200)));
         assert_eq!(estimate(&[]), None);

@@ -19,7 +19,10 @@ impl Default for CpuMeter {
 
 impl CpuMeter {
     pub fn new() -> Self {
-        Self { last_ticks: process_ticks(), last_at: Instant::now() }
+        Self {
+            last_ticks: process_ticks(),
+            last_at: Instant::now(),
+        }
     }
 
     /// CPU use of this process since the last call, in percent of one core.
@@ -29,7 +32,11 @@ impl CpuMeter {
         let percent = match (self.last_ticks, ticks) {
             (Some(before), Some(after)) => {
                 let seconds = now.duration_since(self.last_at).as_secs_f64();
-                if seconds > 0.0 { 100.0 * (after.saturating_sub(before)) as f64 / TICKS_PER_SECOND / seconds } else { 0.0 }
+                if seconds > 0.0 {
+                    100.0 * (after.saturating_sub(before)) as f64 / TICKS_PER_SECOND / seconds
+                } else {
+                    0.0
+                }
             }
             _ => 0.0,
         };

@@ -69,7 +69,10 @@ pub fn decode(bytes: &[u8]) -> Result<Histogram<u64>, HistogramError> {
 
 /// Adds `source` into `target`; fails only when `source` holds values outside
 /// Stampede's range (a foreign or corrupt histogram).
-pub fn add_into(target: &mut Histogram<u64>, source: &Histogram<u64>) -> Result<(), HistogramError> {
+pub fn add_into(
+    target: &mut Histogram<u64>,
+    source: &Histogram<u64>,
+) -> Result<(), HistogramError> {
     if source.is_empty() {
         return Ok(());
     }
@@ -165,7 +168,11 @@ mod tests {
         }
         assert_eq!(merged.len(), all.len());
         for q in [0.0, 0.5, 0.9, 0.99, 0.999, 0.9999, 1.0] {
-            assert_eq!(merged.value_at_quantile(q), all.value_at_quantile(q), "q={q}");
+            assert_eq!(
+                merged.value_at_quantile(q),
+                all.value_at_quantile(q),
+                "q={q}"
+            );
         }
         assert_eq!(LatencySummary::of(&merged), LatencySummary::of(&all));
     }

@@ -55,7 +55,9 @@ pub fn locate(text: &str, path: &[PathStep]) -> Option<usize> {
                     if !is_content(line) {
                         continue;
                     }
-                    let Some((key, column)) = key_of(line) else { continue };
+                    let Some((key, column)) = key_of(line) else {
+                        continue;
+                    };
                     if parent_indent.is_some_and(|p| column <= p) {
                         continue;
                     }

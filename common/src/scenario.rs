@@ -293,12 +293,17 @@ impl Scenario {
                 }],
             }
         })?;
-        let mut check = Checker { text, issues: Vec::new() };
+        let mut check = Checker {
+            text,
+            issues: Vec::new(),
+        };
         let scenario = validate(raw, &mut check);
         if check.issues.is_empty() {
             Ok(scenario)
         } else {
-            Err(ScenarioError { issues: check.issues })
+            Err(ScenarioError {
+                issues: check.issues,
+            })
         }
     }
 
@@ -337,7 +342,10 @@ fn validate(raw: RawScenario, check: &mut Checker<'_>) -> Scenario {
         None => Duration::ZERO,
         Some(Ok(w)) => {
             if !duration.is_zero() && w >= duration {
-                check.fail("warmup", "must be shorter than duration (warm-up is part of it)");
+                check.fail(
+                    "warmup",
+                    "must be shorter than duration (warm-up is part of it)",
+                );
             }
             w
         }
@@ -355,7 +363,10 @@ fn validate(raw: RawScenario, check: &mut Checker<'_>) -> Scenario {
     if load.connections < agents {
         check.fail(
             "load.connections",
-            format!("{} connections cannot be split over {agents} agents", load.connections),
+            format!(
+                "{} connections cannot be split over {agents} agents",
+                load.connections
+            ),
         );
     }
     let workload = match raw.workload {
@@ -398,12 +409,15 @@ fn validate(raw: RawScenario, check: &mut Checker<'_>) -> Scenario {
 
 fn validate_target(raw: RawTarget, check: &mut Checker<'_>) -> Target {
     if raw.kind == TargetKind::Redis && raw.endpoints.is_empty() {
-        check.fail("target.endpoints", "a redis target needs at least one `host:port` endpoint");
+        check.fail(
+            "target.endpoints",
+            "a redis target needs at least one `host:port` endpoint",
+        );
     }
     for (i, endpoint) in raw.endpoints.iter().enumerate() {
-        let valid = endpoint
-            .rsplit_once(':')
-            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
+        let valid = endpoint.rsplit_once(':').is_some_and(|(host, port)| {
+            !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+        });
         if !valid {
             check.fail(
                 &format!("target.endpoints[{i}]"),
@@ -411,17 +425,26 @@ fn validate_target(raw: RawTarget, check: &mut Checker<'_>) -> Target {
             );
         }
     }
-    Target { kind: raw.kind, endpoints: raw.endpoints }
+    Target {
+        kind: raw.kind,
+        endpoints: raw.endpoints,
+    }
 }
 
 fn validate_load(raw: RawLoad, check: &mut Checker<'_>) -> Load {
     let connections = raw.connections.unwrap_or(16);
     if connections == 0 || connections > MAX_CONNECTIONS {
-        check.fail("load.connections", format!("must be between 1 and {MAX_CONNECTIONS}"));
+        check.fail(
+            "load.connections",
+            format!("must be between 1 and {MAX_CONNECTIONS}"),
+        );
     }
     let pipeline = raw.pipeline.unwrap_or(1);
     if pipeline == 0 || pipeline > MAX_PIPELINE {
-        check.fail("load.pipeline", format!("must be between 1 and {MAX_PIPELINE}"));
+        check.fail(
+            "load.pipeline",
+            format!("must be between 1 and {MAX_PIPELINE}"),
+        );
     }
     let model = match raw.model {
         LoadModelKind::Closed => {
@@ -436,7 +459,10 @@ fn validate_load(raw: RawLoad, check: &mut Checker<'_>) -> Load {
         LoadModelKind::Open => {
             let rate = match raw.rate.as_ref().map(|r| parse_rate(&r.text())) {
                 None => {
-                    check.fail("load.rate", "the open model needs a rate, like `rate: 20000/s`");
+                    check.fail(
+                        "load.rate",
+                        "the open model needs a rate, like `rate: 20000/s`",
+                    );
                     0.0
                 }
                 Some(Ok(rate)) if rate > 0.0 => rate,
@@ -449,10 +475,17 @@ fn validate_load(raw: RawLoad, check: &mut Checker<'_>) -> Load {
                     0.0
                 }
             };
-            LoadModel::Open { rate, arrival: raw.arrival.unwrap_or(Arrival::Uniform) }
+            LoadModel::Open {
+                rate,
+                arrival: raw.arrival.unwrap_or(Arrival::Uniform),
+            }
         }
     };
-    Load { model, connections, pipeline }
+    Load {
+        model,
+        connections,
+        pipeline,
+    }
 }
 
 fn validate_kv(raw: RawKvWorkload, check: &mut Checker<'_>) -> KvWorkload {
@@ -467,14 +500,20 @@ fn validate_kv(raw: RawKvWorkload, check: &mut Checker<'_>) -> KvWorkload {
     let key_distribution = match raw.key_distribution.unwrap_or(KeyDistributionKind::Uniform) {
         KeyDistributionKind::Uniform => {
             if raw.zipf_exponent.is_some() {
-                check.fail("workload.zipf_exponent", "is only used with `key_distribution: zipfian`");
+                check.fail(
+                    "workload.zipf_exponent",
+                    "is only used with `key_distribution: zipfian`",
+                );
             }
             KeyDistribution::Uniform
         }
         KeyDistributionKind::Zipfian => {
             let exponent = raw.zipf_exponent.unwrap_or(0.99);
             if !(exponent > 0.0 && exponent <= 10.0) {
-                check.fail("workload.zipf_exponent", "must be more than 0 and at most 10");
+                check.fail(
+                    "workload.zipf_exponent",
+                    "must be more than 0 and at most 10",
+                );
             }
             KeyDistribution::Zipfian { exponent }
         }

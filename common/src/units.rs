@@ -78,7 +78,9 @@ pub fn parse_size(text: &str) -> Result<u64, UnitError> {
     };
     let bytes = value * factor;
     if bytes.fract() != 0.0 {
-        return Err(UnitError(format!("`{text}` is not a whole number of bytes")));
+        return Err(UnitError(format!(
+            "`{text}` is not a whole number of bytes"
+        )));
     }
     if bytes > u64::MAX as f64 / 2.0 {
         return Err(UnitError(format!("`{text}` is too large")));
@@ -95,7 +97,9 @@ pub fn parse_rate(text: &str) -> Result<f64, UnitError> {
     };
     let (value, rest) = split_number(number)?;
     if !rest.is_empty() {
-        return Err(UnitError(format!("`{text}` has extra text `{rest}` before `/`")));
+        return Err(UnitError(format!(
+            "`{text}` has extra text `{rest}` before `/`"
+        )));
     }
     let per_second = match per.trim() {
         "s" => value,
@@ -133,7 +137,12 @@ mod tests {
         assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
         assert_eq!(parse_duration("500us"), Ok(Duration::from_micros(500)));
         assert!(parse_duration("10").unwrap_err().0.contains("no unit"));
-        assert!(parse_duration("10parsecs").unwrap_err().0.contains("parsecs"));
+        assert!(
+            parse_duration("10parsecs")
+                .unwrap_err()
+                .0
+                .contains("parsecs")
+        );
         assert!(parse_duration("s").is_err());
     }
 

@@ -9,15 +9,15 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use hdrhistogram::Histogram;
+use stampede_common::Scenario;
 use stampede_common::histogram::{self, HistogramError, LatencySummary};
 use stampede_common::interval::IntervalReport;
 use stampede_common::report::{
-    AgentReport, IntervalSummary, NodeReport, OperationReport, Report, RunStatus, ScenarioInfo,
-    TargetInfo, Totals, REPORT_SCHEMA,
+    AgentReport, IntervalSummary, NodeReport, OperationReport, REPORT_SCHEMA, Report, RunStatus,
+    ScenarioInfo, TargetInfo, Totals,
 };
 use stampede_common::scenario::LoadModel;
 use stampede_common::threshold::{Metric, ThresholdResult};
-use stampede_common::Scenario;
 
 /// Interval histograms kept in full; older intervals keep only their figures,
 /// so a run of days does not grow without bound.
@@ -25,8 +25,15 @@ const INTERVAL_HISTOGRAMS_KEPT: usize = 300;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AggregateError {
-    #[error("report {seq} from agent {agent} has a bad histogram for operation {operation}: {source}")]
-    BadHistogram { agent: String, seq: u64, operation: String, source: HistogramError },
+    #[error(
+        "report {seq} from agent {agent} has a bad histogram for operation {operation}: {source}"
+    )]
+    BadHistogram {
+        agent: String,
+        seq: u64,
+        operation: String,
+        source: HistogramError,
+    },
 }
 
 /// Whether a report was new or already merged.
@@ -136,7 +143,11 @@ impl RunAggregate {
 
     /// Merges one report. A report with a corrupt histogram is refused whole,
     /// so nothing of it is counted.
-    pub fn merge(&mut self, agent: &str, report: &IntervalReport) -> Result<MergeOutcome, AggregateError> {
+    pub fn merge(
+        &mut self,
+        agent: &str,
+        report: &IntervalReport,
+    ) -> Result<MergeOutcome, AggregateError> {
         if self.seen.contains(&(agent.to_string(), report.seq)) {
             return Ok(MergeOutcome::Duplicate);
         }
@@ -150,21 +161,26 @@ impl RunAggregate {
             };
             let latency = histogram::decode(&stats.latency).map_err(bad)?;
             let service = histogram::decode(&stats.service).map_err(bad)?;
-            if latency.max() > histogram::MAX_LATENCY_US || service.max() > histogram::MAX_LATENCY_US {
+            if latency.max() > histogram::MAX_LATENCY_US
+                || service.max() > histogram::MAX_LATENCY_US
+            {
                 return Err(bad(HistogramError::Range));
             }
             decoded.push((latency, service));
         }
         self.seen.insert((agent.to_string(), report.seq));
         let warmup = report.interval < self.warmup_intervals;
-        let interval = self.intervals.entry(report.interval).or_insert_with(|| IntervalAggregate {
-            warmup,
-            ops: 0,
-            errors: 0,
-            agents: BTreeSet::new(),
-            latency: Some(histogram::new_histogram()),
-            frozen_p99: 0,
-        });
+        let interval = self
+            .intervals
+            .entry(report.interval)
+            .or_insert_with(|| IntervalAggregate {
+                warmup,
+                ops: 0,
+                errors: 0,
+                agents: BTreeSet::new(),
+                latency: Some(histogram::new_histogram()),
+                frozen_p99: 0,
+            });
         interval.agents.insert(agent.to_string());
         let agent_entry = self.agents.entry(agent.to_string()).or_default();
         agent_entry.intervals += 1;
@@ -200,7 +216,10 @@ impl RunAggregate {
             self.late_starts += report.late_starts;
         }
         for (node, connections) in &report.connections {
-            let sum = self.node_connections.entry((report.interval, node.clone())).or_default();
+            let sum = self
+                .node_connections
+                .entry((report.interval, node.clone()))
+                .or_default();
             *sum += connections;
             let total = *sum;
             let entry = self.nodes.entry(node.clone()).or_default();
@@ -211,14 +230,27 @@ impl RunAggregate {
     }
 
     fn compact_intervals(&mut self) {
-        let full = self.intervals.values().filter(|i| i.latency.is_some()).count();
+        let full = self
+            .intervals
+            .values()
+            .filter(|i| i.latency.is_some())
+            .count();
         if full <= INTERVAL_HISTOGRAMS_KEPT {
             return;
         }
         let excess = full - INTERVAL_HISTOGRAMS_KEPT;
-        for interval in self.intervals.values_mut().filter(|i| i.latency.is_some()).take(excess) {
+        for interval in self
+            .intervals
+            .values_mut()
+            .filter(|i| i.latency.is_some())
+            .take(excess)
+        {
             if let Some(h) = interval.latency.take() {
-                interval.frozen_p99 = if h.is_empty() { 0 } else { h.value_at_quantile(0.99) };
+                interval.frozen_p99 = if h.is_empty() {
+                    0
+                } else {
+                    h.value_at_quantile(0.99)
+                };
             }
         }
     }
@@ -236,7 +268,10 @@ impl RunAggregate {
 
     /// Errors measured so far (warm-up excluded).
     pub fn errors(&self) -> u64 {
-        self.operations.values().map(OperationAggregate::errors).sum()
+        self.operations
+            .values()
+            .map(OperationAggregate::errors)
+            .sum()
     }
 
     /// Operations measured so far (warm-up excluded).
@@ -245,7 +280,12 @@ impl RunAggregate {
     }
 
     /// The value of a threshold metric, or `None` when nothing was measured.
-    pub fn observe(&self, metric: &Metric, operation: Option<&str>, measured_s: f64) -> Option<f64> {
+    pub fn observe(
+        &self,
+        metric: &Metric,
+        operation: Option<&str>,
+        measured_s: f64,
+    ) -> Option<f64> {
         let (count, errors, latency) = match operation {
             None => (self.ops(), self.errors(), &self.overall),
             Some(name) => {
@@ -285,7 +325,13 @@ impl RunAggregate {
             None if thresholds.iter().all(|t| t.passed) => RunStatus::Passed,
             None => RunStatus::Failed,
         };
-        let per_second = |count: u64| if measured_s > 0.0 { count as f64 / measured_s } else { 0.0 };
+        let per_second = |count: u64| {
+            if measured_s > 0.0 {
+                count as f64 / measured_s
+            } else {
+                0.0
+            }
+        };
         let operations = self
             .operations
             .iter()

@@ -7,10 +7,10 @@
 #![forbid(unsafe_code)]
 
 pub mod aggregate;
-pub mod scheduler;
 pub mod api;
 pub mod engine;
 pub mod registry;
 pub mod render;
+pub mod scheduler;
 pub mod server;
 pub mod store;

@@ -41,8 +41,17 @@ pub struct Registry {
 impl Registry {
     /// Registers a (re)connected agent. A reconnecting agent keeps the run it
     /// is busy with; its clock must be measured again.
-    pub fn connect(&mut self, hello: AgentHello, session: u64, outbox: UnboundedSender<ToAgent>, now: Instant) {
-        let busy_with = self.agents.get(&hello.agent_id).and_then(|a| a.busy_with.clone());
+    pub fn connect(
+        &mut self,
+        hello: AgentHello,
+        session: u64,
+        outbox: UnboundedSender<ToAgent>,
+        now: Instant,
+    ) {
+        let busy_with = self
+            .agents
+            .get(&hello.agent_id)
+            .and_then(|a| a.busy_with.clone());
         self.agents.insert(
             hello.agent_id.clone(),
             AgentEntry {
@@ -166,8 +175,20 @@ mod tests {
         registry.seen("a", start + Duration::from_secs(4));
         let lost = registry.expire(start + Duration::from_secs(6), Duration::from_secs(5));
         assert_eq!(lost, vec!["b".to_string()]);
-        assert!(!registry.send("b", ToAgent::Ack { run_id: "r".into(), seq: 1 }));
-        assert!(registry.send("a", ToAgent::Ack { run_id: "r".into(), seq: 1 }));
+        assert!(!registry.send(
+            "b",
+            ToAgent::Ack {
+                run_id: "r".into(),
+                seq: 1
+            }
+        ));
+        assert!(registry.send(
+            "a",
+            ToAgent::Ack {
+                run_id: "r".into(),
+                seq: 1
+            }
+        ));
     }
 
     #[test]
@@ -178,7 +199,10 @@ mod tests {
         registry.set_busy("a", Some("run".into()));
         registry.connect(hello("a"), 2, tx, Instant::now());
         assert!(!registry.disconnect("a", 1));
-        assert_eq!(registry.get("a").map(|a| a.busy_with.clone()), Some(Some("run".into())));
+        assert_eq!(
+            registry.get("a").map(|a| a.busy_with.clone()),
+            Some(Some("run".into()))
+        );
         assert!(registry.disconnect("a", 2));
     }
 }

@@ -27,20 +27,29 @@ pub struct AgentPlan {
 pub enum PlanError {
     #[error("no agents to plan over")]
     NoAgents,
-    #[error("{connections} connections cannot be split over {agents} agents; lower the agent count or raise load.connections")]
+    #[error(
+        "{connections} connections cannot be split over {agents} agents; lower the agent count or raise load.connections"
+    )]
     TooFewConnections { connections: u32, agents: usize },
 }
 
 /// Splits `scenario` over `agents` (in the order given). `run_seed` makes
 /// every agent's seed reproducible for the same run.
-pub fn plan(scenario: &Scenario, agents: &[String], run_seed: u64) -> Result<Vec<AgentPlan>, PlanError> {
+pub fn plan(
+    scenario: &Scenario,
+    agents: &[String],
+    run_seed: u64,
+) -> Result<Vec<AgentPlan>, PlanError> {
     let count = agents.len();
     if count == 0 {
         return Err(PlanError::NoAgents);
     }
     let total = scenario.load.connections;
     if (total as usize) < count {
-        return Err(PlanError::TooFewConnections { connections: total, agents: count });
+        return Err(PlanError::TooFewConnections {
+            connections: total,
+            agents: count,
+        });
     }
     let connections = split_evenly(u64::from(total), count);
     let key_space = scenario.workload.key_space();
@@ -137,7 +146,10 @@ mod tests {
 
     #[test]
     fn refuses_what_cannot_be_split() {
-        assert_eq!(plan(&scenario(4, 10, None), &[], 1), Err(PlanError::NoAgents));
+        assert_eq!(
+            plan(&scenario(4, 10, None), &[], 1),
+            Err(PlanError::NoAgents)
+        );
         assert!(matches!(
             plan(&scenario(2, 10, None), &agents(3), 1),
             Err(PlanError::TooFewConnections { .. })

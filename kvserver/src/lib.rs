@@ -39,7 +39,9 @@ pub struct ServerConfig {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self { node_id: "kv-0".to_string() }
+        Self {
+            node_id: "kv-0".to_string(),
+        }
     }
 }
 
@@ -118,7 +120,11 @@ pub async fn serve(
 pub async fn spawn(
     addr: SocketAddr,
     config: ServerConfig,
-) -> std::io::Result<(SocketAddr, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<std::io::Result<()>>)> {
+) -> std::io::Result<(
+    SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+)> {
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -133,10 +139,19 @@ async fn handle_connection(
     shared: &Shared,
     mut stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    shared.stats.connected_clients.fetch_add(1, Ordering::Relaxed);
-    shared.stats.total_connections.fetch_add(1, Ordering::Relaxed);
+    shared
+        .stats
+        .connected_clients
+        .fetch_add(1, Ordering::Relaxed);
+    shared
+        .stats
+        .total_connections
+        .fetch_add(1, Ordering::Relaxed);
     let result = connection_loop(&mut socket, shared, &mut stop).await;
-    shared.stats.connected_clients.fetch_sub(1, Ordering::Relaxed);
+    shared
+        .stats
+        .connected_clients
+        .fetch_sub(1, Ordering::Relaxed);
     result
 }
 

@@ -28,7 +28,9 @@ impl Store {
         let index = (self.hasher.hash_one(key) as usize) % SHARDS;
         // A poisoned shard only means another thread panicked mid-operation on
         // a plain map; its data is still consistent, so keep serving it.
-        self.shards[index].lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.shards[index]
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub fn get(&self, key: &[u8]) -> Option<Bytes> {
@@ -47,7 +49,11 @@ impl Store {
     pub fn len(&self) -> usize {
         self.shards
             .iter()
-            .map(|s| s.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len())
+            .map(|s| {
+                s.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .len()
+            })
             .sum()
     }
 

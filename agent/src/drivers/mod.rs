@@ -21,7 +21,12 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 4] = [Self::Timeout, Self::Connection, Self::Server, Self::Protocol];
+    pub const ALL: [ErrorKind; 4] = [
+        Self::Timeout,
+        Self::Connection,
+        Self::Server,
+        Self::Protocol,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -43,7 +48,10 @@ pub struct DriverError {
 
 impl DriverError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into() }
+        Self {
+            kind,
+            message: message.into(),
+        }
     }
 }
 
@@ -52,7 +60,10 @@ pub trait Driver: Send + Sync + 'static {
     type Connection: Connection;
 
     /// Opens one connection to `endpoint` and learns the node behind it.
-    fn connect(&self, endpoint: &str) -> impl Future<Output = Result<Self::Connection, DriverError>> + Send;
+    fn connect(
+        &self,
+        endpoint: &str,
+    ) -> impl Future<Output = Result<Self::Connection, DriverError>> + Send;
 }
 
 /// One open connection (or a slot's handle to it).
@@ -61,5 +72,8 @@ pub trait Connection: Clone + Send + Sync + 'static {
     fn node(&self) -> &str;
 
     /// Executes one operation.
-    fn execute(&mut self, operation: &Operation) -> impl Future<Output = Result<(), DriverError>> + Send;
+    fn execute(
+        &mut self,
+        operation: &Operation,
+    ) -> impl Future<Output = Result<(), DriverError>> + Send;
 }

@@ -21,7 +21,10 @@ pub struct RespDriver {
 
 impl RespDriver {
     pub fn new(key_prefix: &str, value: Bytes) -> Self {
-        Self { key_prefix: key_prefix.as_bytes().into(), value }
+        Self {
+            key_prefix: key_prefix.as_bytes().into(),
+            value,
+        }
     }
 }
 
@@ -37,9 +40,13 @@ pub struct RespConnection {
 fn classify(error: &RedisError) -> ErrorKind {
     if error.is_timeout() {
         ErrorKind::Timeout
-    } else if error.is_io_error() || error.is_connection_dropped() || error.is_connection_refusal() {
+    } else if error.is_io_error() || error.is_connection_dropped() || error.is_connection_refusal()
+    {
         ErrorKind::Connection
-    } else if matches!(error.kind(), RedisErrorKind::Parse | RedisErrorKind::UnexpectedReturnType) {
+    } else if matches!(
+        error.kind(),
+        RedisErrorKind::Parse | RedisErrorKind::UnexpectedReturnType
+    ) {
         ErrorKind::Protocol
     } else {
         ErrorKind::Server
@@ -57,19 +64,32 @@ pub fn node_from_info(info: &str) -> Option<String> {
             .find_map(|line| line.strip_prefix(name).map(|v| v.trim().to_string()))
             .filter(|v| !v.is_empty())
     };
-    field("node_id:").or_else(|| field("run_id:").map(|id| format!("redis-{}", &id[..id.len().min(12)])))
+    field("node_id:")
+        .or_else(|| field("run_id:").map(|id| format!("redis-{}", &id[..id.len().min(12)])))
 }
 
 impl Driver for RespDriver {
     type Connection = RespConnection;
 
     async fn connect(&self, endpoint: &str) -> Result<RespConnection, DriverError> {
-        let client = redis::Client::open(format!("redis://{endpoint}/"))
-            .map_err(|e| DriverError::new(ErrorKind::Connection, format!("bad endpoint `{endpoint}`: {e}")))?;
-        let mut connection = tokio::time::timeout(CONNECT_TIMEOUT, client.get_multiplexed_async_connection())
-            .await
-            .map_err(|_| DriverError::new(ErrorKind::Timeout, format!("connecting to {endpoint} took over 5s")))?
-            .map_err(|e| DriverError::new(classify(&e), format!("cannot connect to {endpoint}: {e}")))?;
+        let client = redis::Client::open(format!("redis://{endpoint}/")).map_err(|e| {
+            DriverError::new(
+                ErrorKind::Connection,
+                format!("bad endpoint `{endpoint}`: {e}"),
+            )
+        })?;
+        let mut connection =
+            tokio::time::timeout(CONNECT_TIMEOUT, client.get_multiplexed_async_connection())
+                .await
+                .map_err(|_| {
+                    DriverError::new(
+                        ErrorKind::Timeout,
+                        format!("connecting to {endpoint} took over 5s"),
+                    )
+                })?
+                .map_err(|e| {
+                    DriverError::new(classify(&e), format!("cannot connect to {endpoint}: {e}"))
+                })?;
         let info: String = redis::cmd("INFO")
             .arg("server")
             .query_async(&mut connection)
@@ -101,7 +121,7 @@ impl Connection for RespConnection {
     }
 
     async fn execute(&mut self, operation: &Operation) -> Result<(), DriverError> {
-        let mut command = match operation {
+        let command = match operation {
             Operation::Get { key } => {
                 let mut c = redis::cmd("GET");
                 c.arg(self.key(*key));
@@ -114,7 +134,7 @@ impl Connection for RespConnection {
                 c
             }
         };
-        match self.connection.send_packed_command(&mut command).await {
+        match self.connection.send_packed_command(&command).await {
             Ok(Value::ServerError(error)) => {
                 Err(DriverError::new(ErrorKind::Server, format!("{error:?}")))
             }
@@ -130,7 +150,10 @@ mod tests {
 
     #[test]
     fn node_identity_comes_from_info() {
-        assert_eq!(node_from_info("# Server\r\nnode_id:kv-2\r\nrun_id:abc\r\n"), Some("kv-2".into()));
+        assert_eq!(
+            node_from_info("# Server\r\nnode_id:kv-2\r\nrun_id:abc\r\n"),
+            Some("kv-2".into())
+        );
         assert_eq!(
             node_from_info("# Server\r\nredis_version:7.0\r\nrun_id:0123456789abcdef\r\n"),
             Some("redis-0123456789ab".into())

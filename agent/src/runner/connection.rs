@@ -44,7 +44,12 @@ fn micros(d: Duration) -> u64 {
     d.as_micros().min(u128::from(u64::MAX)) as u64
 }
 
-async fn run_slot<C: Connection>(mut connection: C, context: &SlotContext, recorder: &SharedRecorder, seed: u64) -> SlotEnd {
+async fn run_slot<C: Connection>(
+    mut connection: C,
+    context: &SlotContext,
+    recorder: &SharedRecorder,
+    seed: u64,
+) -> SlotEnd {
     let mut rng = SmallRng::seed_from_u64(seed);
     while context.running() {
         let intended = match &context.arrivals {
@@ -67,7 +72,12 @@ async fn run_slot<C: Connection>(mut connection: C, context: &SlotContext, recor
         let lag = sent.saturating_duration_since(intended);
         {
             let mut r = lock(recorder);
-            r.record(operation.index(), micros(done - intended), micros(done - sent), error);
+            r.record(
+                operation.index(),
+                micros(done - intended),
+                micros(done - sent),
+                error,
+            );
             if lag > LATE_START {
                 r.late_starts += 1;
             }
@@ -108,8 +118,14 @@ pub async fn drive<D: Driver>(
             r.connected = true;
         }
         let slots = (0..pipeline).map(|slot| {
-            let seed = context.seed ^ (connection_index << 20) ^ (generation << 40) ^ u64::from(slot);
-            run_slot(current.clone(), &context, &recorder, seed.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+            let seed =
+                context.seed ^ (connection_index << 20) ^ (generation << 40) ^ u64::from(slot);
+            run_slot(
+                current.clone(),
+                &context,
+                &recorder,
+                seed.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            )
         });
         let ends = futures::future::join_all(slots).await;
         lock(&recorder).connected = false;

@@ -64,7 +64,13 @@ impl Recorder {
 
     /// Records one finished operation.
     #[inline]
-    pub fn record(&mut self, operation: usize, latency_us: u64, service_us: u64, error: Option<ErrorKind>) {
+    pub fn record(
+        &mut self,
+        operation: usize,
+        latency_us: u64,
+        service_us: u64,
+        error: Option<ErrorKind>,
+    ) {
         let op = &mut self.operations[operation];
         op.count += 1;
         if let Some(kind) = error {
@@ -109,7 +115,9 @@ pub fn collect(
             if op.count == 0 {
                 continue;
             }
-            let target = merged.entry((index, Arc::clone(&node))).or_insert_with(OperationRecorder::new);
+            let target = merged
+                .entry((index, Arc::clone(&node)))
+                .or_insert_with(OperationRecorder::new);
             target.count += op.count;
             for (t, e) in target.errors.iter_mut().zip(op.errors) {
                 *t += e;
@@ -123,7 +131,11 @@ pub fn collect(
     let operations = merged
         .into_iter()
         .map(|((index, node), op)| OperationStats {
-            operation: operation_names.get(index).copied().unwrap_or("unknown").to_string(),
+            operation: operation_names
+                .get(index)
+                .copied()
+                .unwrap_or("unknown")
+                .to_string(),
             node: node.to_string(),
             count: op.count,
             errors: ErrorKind::ALL

@@ -31,21 +31,33 @@ type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchRunResponse, Status
 impl pb::control_service_server::ControlService for ControlService {
     type WatchRunStream = WatchStream;
 
-    async fn submit_run(&self, request: Request<pb::SubmitRunRequest>) -> Result<Response<pb::SubmitRunResponse>, Status> {
+    async fn submit_run(
+        &self,
+        request: Request<pb::SubmitRunRequest>,
+    ) -> Result<Response<pb::SubmitRunResponse>, Status> {
         let request = request.into_inner();
         if request.scenario_yaml.len() > MAX_SCENARIO_BYTES {
-            return Err(Status::invalid_argument("the scenario is larger than 1 MiB"));
+            return Err(Status::invalid_argument(
+                "the scenario is larger than 1 MiB",
+            ));
         }
         let run_id = self
             .engine
-            .ask(|reply| Event::Submit { scenario_yaml: request.scenario_yaml, agents: request.agents, reply })
+            .ask(|reply| Event::Submit {
+                scenario_yaml: request.scenario_yaml,
+                agents: request.agents,
+                reply,
+            })
             .await
             .map_err(status)?
             .map_err(status)?;
         Ok(Response::new(pb::SubmitRunResponse { run_id }))
     }
 
-    async fn watch_run(&self, request: Request<pb::WatchRunRequest>) -> Result<Response<Self::WatchRunStream>, Status> {
+    async fn watch_run(
+        &self,
+        request: Request<pb::WatchRunRequest>,
+    ) -> Result<Response<Self::WatchRunStream>, Status> {
         let run_id = request.into_inner().run_id;
         let updates = self
             .engine
@@ -57,9 +69,17 @@ impl pb::control_service_server::ControlService for ControlService {
         Ok(Response::new(Box::pin(stream) as WatchStream))
     }
 
-    async fn get_run(&self, request: Request<pb::GetRunRequest>) -> Result<Response<pb::GetRunResponse>, Status> {
+    async fn get_run(
+        &self,
+        request: Request<pb::GetRunRequest>,
+    ) -> Result<Response<pb::GetRunResponse>, Status> {
         let run_id = request.into_inner().run_id;
-        let view = self.engine.ask(|reply| Event::GetRun { run_id, reply }).await.map_err(status)?.map_err(status)?;
+        let view = self
+            .engine
+            .ask(|reply| Event::GetRun { run_id, reply })
+            .await
+            .map_err(status)?
+            .map_err(status)?;
         Ok(Response::new(pb::GetRunResponse {
             run: Some(convert::run_summary(&view)),
             report_json: view.report_json.unwrap_or_default(),
@@ -67,19 +87,45 @@ impl pb::control_service_server::ControlService for ControlService {
         }))
     }
 
-    async fn list_runs(&self, _request: Request<pb::ListRunsRequest>) -> Result<Response<pb::ListRunsResponse>, Status> {
-        let runs = self.engine.ask(|reply| Event::ListRuns { reply }).await.map_err(status)?;
-        Ok(Response::new(pb::ListRunsResponse { runs: runs.iter().map(convert::run_summary).collect() }))
+    async fn list_runs(
+        &self,
+        _request: Request<pb::ListRunsRequest>,
+    ) -> Result<Response<pb::ListRunsResponse>, Status> {
+        let runs = self
+            .engine
+            .ask(|reply| Event::ListRuns { reply })
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::ListRunsResponse {
+            runs: runs.iter().map(convert::run_summary).collect(),
+        }))
     }
 
-    async fn cancel_run(&self, request: Request<pb::CancelRunRequest>) -> Result<Response<pb::CancelRunResponse>, Status> {
+    async fn cancel_run(
+        &self,
+        request: Request<pb::CancelRunRequest>,
+    ) -> Result<Response<pb::CancelRunResponse>, Status> {
         let run_id = request.into_inner().run_id;
-        let state = self.engine.ask(|reply| Event::CancelRun { run_id, reply }).await.map_err(status)?.map_err(status)?;
+        let state = self
+            .engine
+            .ask(|reply| Event::CancelRun { run_id, reply })
+            .await
+            .map_err(status)?
+            .map_err(status)?;
         Ok(Response::new(pb::CancelRunResponse { state }))
     }
 
-    async fn list_agents(&self, _request: Request<pb::ListAgentsRequest>) -> Result<Response<pb::ListAgentsResponse>, Status> {
-        let agents = self.engine.ask(|reply| Event::ListAgents { reply }).await.map_err(status)?;
-        Ok(Response::new(pb::ListAgentsResponse { agents: agents.into_iter().map(convert::agent_summary).collect() }))
+    async fn list_agents(
+        &self,
+        _request: Request<pb::ListAgentsRequest>,
+    ) -> Result<Response<pb::ListAgentsResponse>, Status> {
+        let agents = self
+            .engine
+            .ask(|reply| Event::ListAgents { reply })
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::ListAgentsResponse {
+            agents: agents.into_iter().map(convert::agent_summary).collect(),
+        }))
     }
 }

@@ -10,7 +10,9 @@ use stampede_common::interval::IntervalReport;
 use stampede_common::report::RunStatus;
 use stampede_common::scenario::TargetKind;
 
-use super::{ActiveRun, AssignmentMessage, ControlError, Engine, Progress, ToAgent, WatchUpdate, now_unix_us};
+use super::{
+    ActiveRun, AssignmentMessage, ControlError, Engine, Progress, ToAgent, WatchUpdate, now_unix_us,
+};
 use crate::aggregate::{MergeOutcome, ReportContext, RunAggregate};
 use crate::render;
 use crate::scheduler::plan;
@@ -40,8 +42,13 @@ impl Engine {
         }
     }
 
-    pub(super) fn submit(&mut self, scenario_yaml: String, agents: u32) -> Result<String, ControlError> {
-        let scenario = Scenario::parse(&scenario_yaml).map_err(|e| ControlError::InvalidScenario(e.to_string()))?;
+    pub(super) fn submit(
+        &mut self,
+        scenario_yaml: String,
+        agents: u32,
+    ) -> Result<String, ControlError> {
+        let scenario = Scenario::parse(&scenario_yaml)
+            .map_err(|e| ControlError::InvalidScenario(e.to_string()))?;
         let agent_count = if agents > 0 { agents } else { scenario.agents };
         if scenario.load.connections < agent_count {
             return Err(ControlError::InvalidScenario(format!(
@@ -76,7 +83,9 @@ impl Engine {
             start_at_us: None,
             error: None,
         };
-        self.store.create(&record, &scenario_yaml).map_err(|e| ControlError::Store(e.to_string()))?;
+        self.store
+            .create(&record, &scenario_yaml)
+            .map_err(|e| ControlError::Store(e.to_string()))?;
         tracing::info!(run = %run_id, name = %scenario.name, agents = agent_count, "run queued");
         let warmup_intervals = scenario.warmup.as_secs_f64().ceil() as u64;
         self.active.insert(
@@ -101,14 +110,23 @@ impl Engine {
 
     /// Gives queued runs their agents, oldest run first.
     pub(super) fn schedule_queued(&mut self, now: Instant) {
-        let queued: Vec<String> =
-            self.active.iter().filter(|(_, r)| r.record.state == "queued").map(|(id, _)| id.clone()).collect();
+        let queued: Vec<String> = self
+            .active
+            .iter()
+            .filter(|(_, r)| r.record.state == "queued")
+            .map(|(id, _)| id.clone())
+            .collect();
         for run_id in queued {
             let idle = self.registry.idle();
-            let Some(run) = self.active.get_mut(&run_id) else { continue };
+            let Some(run) = self.active.get_mut(&run_id) else {
+                continue;
+            };
             let needed = run.record.agent_count as usize;
             if idle.len() < needed {
-                if run.last_wait_notice.is_none_or(|t| now.duration_since(t).as_secs() >= 2) {
+                if run
+                    .last_wait_notice
+                    .is_none_or(|t| now.duration_since(t).as_secs() >= 2)
+                {
                     run.last_wait_notice = Some(now);
                     let message = format!(
                         "waiting for agents: {} of {needed} available ({} connected)",
@@ -142,14 +160,16 @@ impl Engine {
             run.record.state = "preparing".to_string();
             run.prepare_deadline = Some(now + self.config.prepare_timeout);
             for agent_plan in &plans {
-                self.registry.set_busy(&agent_plan.agent_id, Some(run_id.clone()));
+                self.registry
+                    .set_busy(&agent_plan.agent_id, Some(run_id.clone()));
                 let message = AssignmentMessage {
                     run_id: run_id.clone(),
                     scenario_yaml: run.scenario_yaml.clone(),
                     plan: agent_plan.clone(),
                     endpoints: run.record.endpoints.clone(),
                 };
-                self.registry.send(&agent_plan.agent_id, ToAgent::Assignment(Box::new(message)));
+                self.registry
+                    .send(&agent_plan.agent_id, ToAgent::Assignment(Box::new(message)));
             }
             run.plans = plans;
             tracing::info!(run = %run_id, agents = ?chosen, "run assigned");
@@ -159,7 +179,9 @@ impl Engine {
     }
 
     pub(super) fn on_ready(&mut self, agent_id: &str, run_id: &str) {
-        let Some(run) = self.active.get_mut(run_id) else { return };
+        let Some(run) = self.active.get_mut(run_id) else {
+            return;
+        };
         if run.record.state != "preparing" {
             return;
         }
@@ -173,7 +195,13 @@ impl Engine {
         run.prepare_deadline = None;
         run.end_at = Some(Instant::now() + self.config.start_delay + run.scenario.duration);
         for agent_plan in &run.plans {
-            self.registry.send(&agent_plan.agent_id, ToAgent::Start { run_id: run_id.to_string(), start_at_us });
+            self.registry.send(
+                &agent_plan.agent_id,
+                ToAgent::Start {
+                    run_id: run_id.to_string(),
+                    start_at_us,
+                },
+            );
         }
         tracing::info!(run = %run_id, "run started");
         notify(run, "running", None, None);
@@ -194,7 +222,13 @@ impl Engine {
             // A resend for a run that has ended: its data is already counted,
             // acknowledge so the agent can forget it.
             if self.ended.contains_key(&run_id) {
-                self.registry.send(agent_id, ToAgent::Ack { run_id, seq: report.seq });
+                self.registry.send(
+                    agent_id,
+                    ToAgent::Ack {
+                        run_id,
+                        seq: report.seq,
+                    },
+                );
             }
             return;
         };
@@ -204,7 +238,10 @@ impl Engine {
         }
         match run.aggregate.merge(agent_id, report) {
             Ok(MergeOutcome::Merged) => {
-                let stored = StoredInterval { agent_id: agent_id.to_string(), report: report.clone() };
+                let stored = StoredInterval {
+                    agent_id: agent_id.to_string(),
+                    report: report.clone(),
+                };
                 if let Err(error) = self.store.append_interval(&run_id, &stored) {
                     // Not acknowledged: the agent keeps it and sends it again.
                     tracing::error!(run = %run_id, %error, "cannot store interval report");
@@ -214,11 +251,23 @@ impl Engine {
             Ok(MergeOutcome::Duplicate) => {}
             Err(error) => {
                 tracing::error!(run = %run_id, %error, "interval report refused");
-                self.registry.send(agent_id, ToAgent::Ack { run_id, seq: report.seq });
+                self.registry.send(
+                    agent_id,
+                    ToAgent::Ack {
+                        run_id,
+                        seq: report.seq,
+                    },
+                );
                 return;
             }
         }
-        self.registry.send(agent_id, ToAgent::Ack { run_id: run_id.clone(), seq: report.seq });
+        self.registry.send(
+            agent_id,
+            ToAgent::Ack {
+                run_id: run_id.clone(),
+                seq: report.seq,
+            },
+        );
         let agent_count = run.plans.len() as u32;
         if let Some(view) = run.aggregate.interval(report.interval)
             && view.agents == agent_count
@@ -239,8 +288,16 @@ impl Engine {
     }
 
     pub(super) fn on_final(&mut self, agent_id: &str, run_id: &str, seq: u64, error: String) {
-        self.registry.send(agent_id, ToAgent::Ack { run_id: run_id.to_string(), seq });
-        let Some(run) = self.active.get_mut(run_id) else { return };
+        self.registry.send(
+            agent_id,
+            ToAgent::Ack {
+                run_id: run_id.to_string(),
+                seq,
+            },
+        );
+        let Some(run) = self.active.get_mut(run_id) else {
+            return;
+        };
         run.finals.insert(agent_id.to_string(), error);
         if run.finals.len() == run.plans.len() && run.record.state == "running" {
             let failures: Vec<String> = run
@@ -255,8 +312,16 @@ impl Engine {
     }
 
     pub(super) fn on_agent_lost(&mut self, agent_id: &str) {
-        let Some(run_id) = self.registry.get(agent_id).and_then(|a| a.busy_with.clone()) else { return };
-        let Some(run) = self.active.get(&run_id) else { return };
+        let Some(run_id) = self
+            .registry
+            .get(agent_id)
+            .and_then(|a| a.busy_with.clone())
+        else {
+            return;
+        };
+        let Some(run) = self.active.get(&run_id) else {
+            return;
+        };
         if run.record.state == "preparing" {
             let message = format!("agent {agent_id} was lost before the run started");
             self.finish(&run_id, Some((RunStatus::Error, message)));
@@ -277,7 +342,10 @@ impl Engine {
                     .collect();
                 let message = format!("agents {} did not get ready in time", missing.join(", "));
                 to_finish.push((run_id.clone(), Some((RunStatus::Error, message))));
-            } else if run.end_at.is_some_and(|end| now >= end + self.config.finish_grace) {
+            } else if run
+                .end_at
+                .is_some_and(|end| now >= end + self.config.finish_grace)
+            {
                 let missing: Vec<&str> = run
                     .plans
                     .iter()
@@ -303,18 +371,30 @@ impl Engine {
         if !self.active.contains_key(run_id) {
             return Err(ControlError::NotFound(run_id.to_string()));
         }
-        self.finish(run_id, Some((RunStatus::Aborted, "cancelled by a user".to_string())));
+        self.finish(
+            run_id,
+            Some((RunStatus::Aborted, "cancelled by a user".to_string())),
+        );
         Ok("aborted".to_string())
     }
 
     /// Ends a run: writes the report, tells agents and watchers, frees agents.
     pub(super) fn finish(&mut self, run_id: &str, failure: Option<(RunStatus, String)>) {
-        let Some(mut run) = self.active.remove(run_id) else { return };
+        let Some(mut run) = self.active.remove(run_id) else {
+            return;
+        };
         let agents: Vec<(String, String, i64, i64)> = run
             .record
             .agents
             .iter()
-            .map(|a| (a.id.clone(), a.host.clone(), a.clock_offset_us, a.clock_rtt_us))
+            .map(|a| {
+                (
+                    a.id.clone(),
+                    a.host.clone(),
+                    a.clock_offset_us,
+                    a.clock_rtt_us,
+                )
+            })
             .collect();
         let report = run.aggregate.report(&ReportContext {
             run_id,
@@ -324,7 +404,8 @@ impl Engine {
             agents: &agents,
             failure,
         });
-        let json = serde_json::to_string_pretty(&report).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+        let json = serde_json::to_string_pretty(&report)
+            .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
         let text = render::text(&report);
         if let Err(error) = self.store.save_report(run_id, &json, &text) {
             tracing::error!(run = %run_id, %error, "cannot store report");
@@ -335,9 +416,20 @@ impl Engine {
         for agent_plan in &run.plans {
             if !run.finals.contains_key(&agent_plan.agent_id) {
                 let reason = report.error.clone().unwrap_or_default();
-                self.registry.send(&agent_plan.agent_id, ToAgent::Cancel { run_id: run_id.to_string(), reason });
+                self.registry.send(
+                    &agent_plan.agent_id,
+                    ToAgent::Cancel {
+                        run_id: run_id.to_string(),
+                        reason,
+                    },
+                );
             }
-            if self.registry.get(&agent_plan.agent_id).and_then(|a| a.busy_with.as_deref()) == Some(run_id) {
+            if self
+                .registry
+                .get(&agent_plan.agent_id)
+                .and_then(|a| a.busy_with.as_deref())
+                == Some(run_id)
+            {
                 self.registry.set_busy(&agent_plan.agent_id, None);
             }
         }
@@ -349,7 +441,12 @@ impl Engine {
 }
 
 /// Sends an update to every watcher of the run, dropping those that left.
-fn notify(run: &mut ActiveRun, message: &str, progress: Option<Progress>, report_json: Option<String>) {
+fn notify(
+    run: &mut ActiveRun,
+    message: &str,
+    progress: Option<Progress>,
+    report_json: Option<String>,
+) {
     let update = WatchUpdate {
         run_id: run.record.run_id.clone(),
         state: run.record.state.clone(),

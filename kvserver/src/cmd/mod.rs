@@ -26,8 +26,14 @@ pub enum CommandName {
 
 impl CommandName {
     pub const COUNT: usize = 6;
-    pub const ALL: [CommandName; Self::COUNT] =
-        [Self::Ping, Self::Echo, Self::Get, Self::Set, Self::Del, Self::Info];
+    pub const ALL: [CommandName; Self::COUNT] = [
+        Self::Ping,
+        Self::Echo,
+        Self::Get,
+        Self::Set,
+        Self::Del,
+        Self::Info,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -58,7 +64,9 @@ pub struct CommandError(pub String);
 
 impl CommandError {
     pub fn wrong_arity(name: &str) -> Self {
-        Self(format!("ERR wrong number of arguments for '{name}' command"))
+        Self(format!(
+            "ERR wrong number of arguments for '{name}' command"
+        ))
     }
 
     pub fn syntax() -> Self {
@@ -112,8 +120,11 @@ impl Command {
 
 fn unknown_command(args: &[Bytes]) -> CommandError {
     let name = String::from_utf8_lossy(&args[0]);
-    let shown: Vec<String> =
-        args[1..].iter().take(8).map(|a| format!("'{}'", String::from_utf8_lossy(a))).collect();
+    let shown: Vec<String> = args[1..]
+        .iter()
+        .take(8)
+        .map(|a| format!("'{}'", String::from_utf8_lossy(a)))
+        .collect();
     CommandError(format!(
         "ERR unknown command '{name}', with args beginning with: {}",
         shown.join(" ")

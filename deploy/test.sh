@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it (.ci/run calls exactly this).
+# Installs what is missing (Debian packages) and then runs formatting,
+# lints, unit tests and end-to-end tests with real processes and services.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_packages=()
+command -v redis-server >/dev/null 2>&1 || need_packages+=(redis-server)
+command -v redis-cli >/dev/null 2>&1 || need_packages+=(redis-tools)
+if [ ${#need_packages[@]} -gt 0 ]; then
+  echo "==> installing ${need_packages[*]}"
+  if [ "$(id -u)" -ne 0 ]; then
+    SUDO=sudo
+  else
+    SUDO=
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq "${need_packages[@]}" >/dev/null
+fi
+# The Debian package starts no server here; the tests start their own on
+# free loopback ports. Make sure none of ours is left from a previous run.
+
+echo "==> cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "==> cargo clippy (warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "==> cargo build (the stampede binary the end-to-end tests run)"
+cargo build --workspace --locked
+
+echo "==> cargo test"
+cargo test --workspace --locked -- --test-threads "${STAMPEDE_TEST_THREADS:-4}"
