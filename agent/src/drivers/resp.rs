@@ -110,7 +110,19 @@ impl RespConnection {
     fn key(&mut self, key: u64) -> &[u8] {
         self.key.clear();
         self.key.extend_from_slice(&self.key_prefix);
-        self.key.extend_from_slice(key.to_string().as_bytes());
+        // Decimal digits without a temporary String.
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        let mut rest = key;
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
+        }
+        self.key.extend_from_slice(&digits[at..]);
         &self.key
     }
 }
