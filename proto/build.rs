@@ -9,10 +9,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut config = prost_build::Config::new();
     config.protoc_executable(protoc);
     println!("cargo:rerun-if-changed=proto/stampede.proto");
-    tonic_prost_build::configure().compile_with_config(
-        config,
-        &["proto/stampede.proto"],
-        &["proto"],
-    )?;
+    tonic_prost_build::configure().compile_with_config(config, &["proto/stampede.proto"], &["proto"])?;
     Ok(())
 }

@@ -13,15 +13,11 @@ pub struct PingSample {
 
 /// (offset, rtt): the offset is coordinator clock minus agent clock.
 pub fn estimate(samples: &[PingSample]) -> Option<(i64, i64)> {
-    samples
-        .iter()
-        .filter(|s| s.received_us >= s.sent_us)
-        .min_by_key(|s| s.received_us - s.sent_us)
-        .map(|s| {
-            let rtt = s.received_us - s.sent_us;
-            let midpoint = s.sent_us + rtt / 2;
-            (s.coordinator_us - midpoint, rtt)
-        })
+    samples.iter().filter(|s| s.received_us >= s.sent_us).min_by_key(|s| s.received_us - s.sent_us).map(|s| {
+        let rtt = s.received_us - s.sent_us;
+        let midpoint = s.sent_us + rtt / 2;
+        (s.coordinator_us - midpoint, rtt)
+    })
 }
 
 #[cfg(test)]
@@ -31,21 +27,9 @@ mod tests {
     #[test]
     fn trusts_the_fastest_exchange() {
         let samples = [
-            PingSample {
-                sent_us: 0,
-                coordinator_us: 5_600,
-                received_us: 1_000,
-            },
-            PingSample {
-                sent_us: 2_000,
-                coordinator_us: 7_100,
-                received_us: 2_200,
-            },
-            PingSample {
-                sent_us: 3_000,
-                coordinator_us: 9_000,
-                received_us: 2_000,
-            },
+            PingSample { sent_us: 0, coordinator_us: 5_600, received_us: 1_000 },
+            PingSample { sent_us: 2_000, coordinator_us: 7_100, received_us: 2_200 },
+            PingSample { sent_us: 3_000, coordinator_us: 9_000, received_us: 2_000 },
         ];
         assert_eq!(estimate(&samples), Some((5_000, 200)));
         assert_eq!(estimate(&[]), None);

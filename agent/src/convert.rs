@@ -8,20 +8,10 @@ use crate::outbox::Outgoing;
 pub fn outgoing(message: Outgoing) -> Body {
     match message {
         Outgoing::Ready { run_id } => Body::Ready(pb::Ready { run_id }),
-        Outgoing::Failed { run_id, error } => {
-            Body::AssignmentFailed(pb::AssignmentFailed { run_id, error })
+        Outgoing::Failed { run_id, error } => Body::AssignmentFailed(pb::AssignmentFailed { run_id, error }),
+        Outgoing::Final { run_id, seq, interval_reports, error } => {
+            Body::FinalReport(pb::FinalReport { run_id, seq, interval_reports, error })
         }
-        Outgoing::Final {
-            run_id,
-            seq,
-            interval_reports,
-            error,
-        } => Body::FinalReport(pb::FinalReport {
-            run_id,
-            seq,
-            interval_reports,
-            error,
-        }),
         Outgoing::Report(r) => Body::IntervalReport(pb::IntervalReport {
             run_id: r.run_id,
             seq: r.seq,
@@ -34,11 +24,7 @@ pub fn outgoing(message: Outgoing) -> Body {
                     operation: op.operation,
                     node: op.node,
                     count: op.count,
-                    errors: op
-                        .errors
-                        .into_iter()
-                        .map(|(kind, count)| pb::ErrorCount { kind, count })
-                        .collect(),
+                    errors: op.errors.into_iter().map(|(kind, count)| pb::ErrorCount { kind, count }).collect(),
                     latency_histogram: op.latency,
                     service_histogram: op.service,
                     clamped: op.clamped,
@@ -50,10 +36,7 @@ pub fn outgoing(message: Outgoing) -> Body {
                 .map(|(node, connections)| pb::NodeConnections { node, connections })
                 .collect(),
             late_starts: r.late_starts,
-            health: Some(pb::AgentHealth {
-                cpu_percent: r.cpu_percent,
-                max_schedule_lag_us: r.max_schedule_lag_us,
-            }),
+            health: Some(pb::AgentHealth { cpu_percent: r.cpu_percent, max_schedule_lag_us: r.max_schedule_lag_us }),
         }),
     }
 }

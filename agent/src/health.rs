@@ -19,10 +19,7 @@ impl Default for CpuMeter {
 
 impl CpuMeter {
     pub fn new() -> Self {
-        Self {
-            last_ticks: process_ticks(),
-            last_at: Instant::now(),
-        }
+        Self { last_ticks: process_ticks(), last_at: Instant::now() }
     }
 
     /// CPU use of this process since the last call, in percent of one core.

@@ -13,20 +13,10 @@ use tokio::sync::Notify;
 /// A message for the coordinator.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outgoing {
-    Ready {
-        run_id: String,
-    },
-    Failed {
-        run_id: String,
-        error: String,
-    },
+    Ready { run_id: String },
+    Failed { run_id: String, error: String },
     Report(Box<IntervalReport>),
-    Final {
-        run_id: String,
-        seq: u64,
-        interval_reports: u64,
-        error: String,
-    },
+    Final { run_id: String, seq: u64, interval_reports: u64, error: String },
 }
 
 impl Outgoing {
@@ -60,32 +50,19 @@ pub struct Outbox {
 
 impl Outbox {
     pub fn new(limit: usize) -> Self {
-        Self {
-            inner: Mutex::new(Inner::default()),
-            limit,
-            notify: Notify::new(),
-        }
+        Self { inner: Mutex::new(Inner::default()), limit, notify: Notify::new() }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub fn push(&self, message: Outgoing) {
         {
             let mut inner = self.lock();
-            inner.entries.push_back(Entry {
-                message,
-                sent: false,
-            });
+            inner.entries.push_back(Entry { message, sent: false });
             while inner.entries.len() > self.limit {
-                let Some(position) = inner
-                    .entries
-                    .iter()
-                    .position(|e| matches!(e.message, Outgoing::Report(_)))
-                else {
+                let Some(position) = inner.entries.iter().position(|e| matches!(e.message, Outgoing::Report(_))) else {
                     break;
                 };
                 inner.entries.remove(position);
@@ -114,9 +91,7 @@ impl Outbox {
 
     /// Forgets an acknowledged message.
     pub fn ack(&self, run_id: &str, seq: u64) {
-        self.lock()
-            .entries
-            .retain(|e| e.message.ack_key() != Some((run_id, seq)));
+        self.lock().entries.retain(|e| e.message.ack_key() != Some((run_id, seq)));
     }
 
     /// After a reconnect: everything still held is sent again.
@@ -138,10 +113,7 @@ impl Outbox {
 
     /// Whether anything of this run still waits for an acknowledgement.
     pub fn holds_run(&self, run_id: &str) -> bool {
-        self.lock()
-            .entries
-            .iter()
-            .any(|e| e.message.ack_key().is_some_and(|(r, _)| r == run_id))
+        self.lock().entries.iter().any(|e| e.message.ack_key().is_some_and(|(r, _)| r == run_id))
     }
 }
 
@@ -150,11 +122,7 @@ mod tests {
     use super::*;
 
     fn report(seq: u64) -> Outgoing {
-        Outgoing::Report(Box::new(IntervalReport {
-            run_id: "r".into(),
-            seq,
-            ..Default::default()
-        }))
+        Outgoing::Report(Box::new(IntervalReport { run_id: "r".into(), seq, ..Default::default() }))
     }
 
     #[test]

@@ -39,26 +39,17 @@ struct Agent {
 }
 
 pub fn now_unix_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
 }
 
 /// Runs the agent until `shutdown` completes.
-pub async fn run_agent(
-    config: AgentConfig,
-    shutdown: impl std::future::Future<Output = ()>,
-) -> Result<(), AgentError> {
+pub async fn run_agent(config: AgentConfig, shutdown: impl std::future::Future<Output = ()>) -> Result<(), AgentError> {
     let endpoint = tonic::transport::Endpoint::from_shared(config.coordinator.clone())
         .map_err(|e| AgentError::BadCoordinatorUrl(config.coordinator.clone(), e.to_string()))?
         .connect_timeout(Duration::from_secs(5))
         .http2_keep_alive_interval(Duration::from_secs(10))
         .keep_alive_timeout(Duration::from_secs(10));
-    let mut agent = Agent {
-        config,
-        outbox: Arc::new(Outbox::new(100_000)),
-        runs: HashMap::new(),
-    };
+    let mut agent = Agent { config, outbox: Arc::new(Outbox::new(100_000)), runs: HashMap::new() };
     tokio::pin!(shutdown);
     let mut backoff = Duration::from_millis(200);
     let mut announced_wait = false;
@@ -109,16 +100,11 @@ impl Agent {
             active_runs: self.runs.keys().cloned().collect(),
         };
         send(&tx, pb::session_request::Body::Hello(hello)).await?;
-        let mut inbound = client
-            .session(ReceiverStream::new(rx))
-            .await
-            .map_err(|s| s.message().to_string())?
-            .into_inner();
+        let mut inbound =
+            client.session(ReceiverStream::new(rx)).await.map_err(|s| s.message().to_string())?.into_inner();
         let welcome = next(&mut inbound).await?;
         let heartbeat = match welcome {
-            Some(Body::Welcome(w)) => {
-                Duration::from_millis(w.heartbeat_interval_ms.clamp(100, 60_000))
-            }
+            Some(Body::Welcome(w)) => Duration::from_millis(w.heartbeat_interval_ms.clamp(100, 60_000)),
             _ => return Err("the coordinator did not answer hello with welcome".to_string()),
         };
         let offset_us = self.measure_clock(&tx, &mut inbound).await?;
@@ -150,19 +136,10 @@ impl Agent {
         let mut samples = Vec::new();
         for seq in 0..PINGS {
             let sent_us = now_unix_us();
-            send(
-                tx,
-                pb::session_request::Body::Ping(pb::Ping {
-                    seq,
-                    agent_time_us: sent_us,
-                }),
-            )
-            .await?;
+            send(tx, pb::session_request::Body::Ping(pb::Ping { seq, agent_time_us: sent_us })).await?;
             let answer = tokio::time::timeout(PING_TIMEOUT, next(inbound))
                 .await
-                .map_err(|_| {
-                    "the coordinator did not answer a clock ping within 2s".to_string()
-                })??;
+                .map_err(|_| "the coordinator did not answer a clock ping within 2s".to_string())??;
             match answer {
                 Some(Body::Pong(pong)) if pong.seq == seq => samples.push(PingSample {
                     sent_us: pong.agent_time_us,
@@ -174,11 +151,7 @@ impl Agent {
             }
         }
         let (offset_us, rtt_us) = estimate(&samples).ok_or("no usable clock sample")?;
-        send(
-            tx,
-            pb::session_request::Body::ClockSync(pb::ClockSync { offset_us, rtt_us }),
-        )
-        .await?;
+        send(tx, pb::session_request::Body::ClockSync(pb::ClockSync { offset_us, rtt_us })).await?;
         Ok(offset_us)
     }
 
@@ -193,8 +166,7 @@ impl Agent {
                 let at = if from_now >= 0 {
                     now + Duration::from_micros(from_now as u64)
                 } else {
-                    now.checked_sub(Duration::from_micros(from_now.unsigned_abs()))
-                        .unwrap_or(now)
+                    now.checked_sub(Duration::from_micros(from_now.unsigned_abs())).unwrap_or(now)
                 };
                 if let Some(run) = self.runs.get_mut(&start.run_id)
                     && let Some(tx) = run.start.take()
@@ -221,10 +193,7 @@ impl Agent {
         let scenario = match Scenario::parse(&a.scenario_yaml) {
             Ok(scenario) => scenario,
             Err(error) => {
-                self.outbox.push(Outgoing::Failed {
-                    run_id,
-                    error: error.to_string(),
-                });
+                self.outbox.push(Outgoing::Failed { run_id, error: error.to_string() });
                 return;
             }
         };
@@ -242,30 +211,13 @@ impl Agent {
         };
         let (start_tx, start_rx) = oneshot::channel();
         let (cancel_tx, cancel_rx) = watch::channel(false);
-        let task = tokio::spawn(runner::run(
-            assignment,
-            Arc::clone(&self.outbox),
-            start_rx,
-            cancel_rx,
-        ));
-        self.runs.insert(
-            run_id,
-            RunHandle {
-                start: Some(start_tx),
-                cancel: cancel_tx,
-                task,
-            },
-        );
+        let task = tokio::spawn(runner::run(assignment, Arc::clone(&self.outbox), start_rx, cancel_rx));
+        self.runs.insert(run_id, RunHandle { start: Some(start_tx), cancel: cancel_tx, task });
     }
 }
 
-async fn send(
-    tx: &mpsc::Sender<pb::SessionRequest>,
-    body: pb::session_request::Body,
-) -> Result<(), String> {
-    tx.send(pb::SessionRequest { body: Some(body) })
-        .await
-        .map_err(|_| "session closed".to_string())
+async fn send(tx: &mpsc::Sender<pb::SessionRequest>, body: pb::session_request::Body) -> Result<(), String> {
+    tx.send(pb::SessionRequest { body: Some(body) }).await.map_err(|_| "session closed".to_string())
 }
 
 async fn next(inbound: &mut Streaming<pb::SessionResponse>) -> Result<Option<Body>, String> {

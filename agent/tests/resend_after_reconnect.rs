@@ -54,10 +54,7 @@ fn assignment(target: &str) -> Out {
 impl pb::agent_service_server::AgentService for Fake {
     type SessionStream = Stream;
 
-    async fn session(
-        &self,
-        request: Request<Streaming<pb::SessionRequest>>,
-    ) -> Result<Response<Stream>, Status> {
+    async fn session(&self, request: Request<Streaming<pb::SessionRequest>>) -> Result<Response<Stream>, Status> {
         let script = Arc::clone(&self.0);
         let session = script.sessions.fetch_add(1, Ordering::SeqCst) + 1;
         let mut inbound = request.into_inner();
@@ -65,20 +62,18 @@ impl pb::agent_service_server::AgentService for Fake {
         tokio::spawn(async move {
             while let Some(Ok(message)) = inbound.next().await {
                 let reply = match message.body {
-                    Some(In::Hello(_)) => Some(Out::Welcome(pb::Welcome {
-                        coordinator_id: "fake".into(),
-                        heartbeat_interval_ms: 500,
-                    })),
+                    Some(In::Hello(_)) => {
+                        Some(Out::Welcome(pb::Welcome { coordinator_id: "fake".into(), heartbeat_interval_ms: 500 }))
+                    }
                     Some(In::Ping(p)) => Some(Out::Pong(pb::Pong {
                         seq: p.seq,
                         agent_time_us: p.agent_time_us,
                         coordinator_time_us: now_us(),
                     })),
                     Some(In::ClockSync(_)) if session == 1 => Some(assignment(&script.target)),
-                    Some(In::Ready(r)) => Some(Out::Start(pb::Start {
-                        run_id: r.run_id,
-                        start_at_us: now_us() + 200_000,
-                    })),
+                    Some(In::Ready(r)) => {
+                        Some(Out::Start(pb::Start { run_id: r.run_id, start_at_us: now_us() + 200_000 }))
+                    }
                     Some(In::IntervalReport(r)) => {
                         let received = {
                             let mut reports = script.reports.lock().expect("lock");
@@ -89,27 +84,16 @@ impl pb::agent_service_server::AgentService for Fake {
                         if session == 1 && received >= 2 {
                             return;
                         }
-                        (session > 1).then(|| {
-                            Out::Ack(pb::Ack {
-                                run_id: r.run_id,
-                                seq: r.seq,
-                            })
-                        })
+                        (session > 1).then(|| Out::Ack(pb::Ack { run_id: r.run_id, seq: r.seq }))
                     }
                     Some(In::FinalReport(f)) => {
                         script.finals.lock().expect("lock").push(f.seq);
-                        Some(Out::Ack(pb::Ack {
-                            run_id: f.run_id,
-                            seq: f.seq,
-                        }))
+                        Some(Out::Ack(pb::Ack { run_id: f.run_id, seq: f.seq }))
                     }
                     _ => None,
                 };
                 if let Some(body) = reply
-                    && tx
-                        .send(Ok(pb::SessionResponse { body: Some(body) }))
-                        .await
-                        .is_err()
+                    && tx.send(Ok(pb::SessionResponse { body: Some(body) })).await.is_err()
                 {
                     return;
                 }
@@ -121,25 +105,16 @@ impl pb::agent_service_server::AgentService for Fake {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unacknowledged_reports_are_resent_on_the_next_session() {
-    let (kv, _kv_stop, _kv_task) = stampede_kvserver::spawn(
-        "127.0.0.1:0".parse().expect("addr"),
-        stampede_kvserver::ServerConfig::default(),
-    )
-    .await
-    .expect("kv server");
-    let script = Arc::new(Script {
-        target: kv.to_string(),
-        ..Script::default()
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
+    let (kv, _kv_stop, _kv_task) =
+        stampede_kvserver::spawn("127.0.0.1:0".parse().expect("addr"), stampede_kvserver::ServerConfig::default())
+            .await
+            .expect("kv server");
+    let script = Arc::new(Script { target: kv.to_string(), ..Script::default() });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr: SocketAddr = listener.local_addr().expect("addr");
     let service = pb::agent_service_server::AgentServiceServer::new(Fake(Arc::clone(&script)));
     tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(service)
-            .serve_with_incoming(TcpListenerStream::new(listener)),
+        tonic::transport::Server::builder().add_service(service).serve_with_incoming(TcpListenerStream::new(listener)),
     );
 
     let mut config = AgentConfig::new(format!("http://{addr}"));
@@ -151,27 +126,15 @@ async fn unacknowledged_reports_are_resent_on_the_next_session() {
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while script.finals.lock().expect("lock").is_empty() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no final report; reports: {:?}",
-            script.reports.lock()
-        );
+        assert!(tokio::time::Instant::now() < deadline, "no final report; reports: {:?}", script.reports.lock());
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let _ = stop_tx.send(());
     let _ = agent.await;
 
     let reports = script.reports.lock().expect("lock").clone();
-    let first: Vec<u64> = reports
-        .iter()
-        .filter(|(s, _)| *s == 1)
-        .map(|(_, q)| *q)
-        .collect();
-    let later: Vec<u64> = reports
-        .iter()
-        .filter(|(s, _)| *s > 1)
-        .map(|(_, q)| *q)
-        .collect();
+    let first: Vec<u64> = reports.iter().filter(|(s, _)| *s == 1).map(|(_, q)| *q).collect();
+    let later: Vec<u64> = reports.iter().filter(|(s, _)| *s > 1).map(|(_, q)| *q).collect();
     assert_eq!(first, vec![0, 1], "{reports:?}");
     for seq in &first {
         assert!(later.contains(seq), "seq {seq} was not resent: {reports:?}");
@@ -179,10 +142,7 @@ async fn unacknowledged_reports_are_resent_on_the_next_session() {
     let final_seq = script.finals.lock().expect("lock")[0];
     // Every interval up to the final one reached the coordinator.
     for seq in 0..final_seq {
-        assert!(
-            reports.iter().any(|(_, q)| *q == seq),
-            "seq {seq} missing: {reports:?}"
-        );
+        assert!(reports.iter().any(|(_, q)| *q == seq), "seq {seq} missing: {reports:?}");
     }
     assert!(script.sessions.load(Ordering::SeqCst) >= 2);
 }

@@ -14,9 +14,7 @@ use crate::output::ProgressLine;
 
 pub async fn connect(url: &str) -> anyhow::Result<ControlServiceClient<Channel>> {
     let endpoint = tonic::transport::Endpoint::from_shared(url.to_string())
-        .with_context(|| {
-            format!("`{url}` is not a valid coordinator URL; write it like http://127.0.0.1:7700")
-        })?
+        .with_context(|| format!("`{url}` is not a valid coordinator URL; write it like http://127.0.0.1:7700"))?
         .connect_timeout(std::time::Duration::from_secs(5));
     let channel = endpoint.connect().await.with_context(|| {
         format!("cannot reach the coordinator at {url}; is `stampede coordinator` running there (see --coordinator)?")
@@ -25,8 +23,7 @@ pub async fn connect(url: &str) -> anyhow::Result<ControlServiceClient<Channel>>
 }
 
 fn read_scenario(path: &Path) -> anyhow::Result<String> {
-    std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read scenario {}", path.display()))
+    std::fs::read_to_string(path).with_context(|| format!("cannot read scenario {}", path.display()))
 }
 
 pub fn validate(path: &Path) -> anyhow::Result<u8> {
@@ -73,10 +70,7 @@ pub async fn submit(
     }
     let mut client = connect(url).await?;
     let response = client
-        .submit_run(pb::SubmitRunRequest {
-            scenario_yaml: text,
-            agents: agents.unwrap_or(0),
-        })
+        .submit_run(pb::SubmitRunRequest { scenario_yaml: text, agents: agents.unwrap_or(0) })
         .await
         .map_err(|s| anyhow::anyhow!("the coordinator refused the run: {}", s.message()))?;
     let run_id = response.into_inner().run_id;
@@ -97,20 +91,17 @@ pub async fn watch(
     quiet: bool,
 ) -> anyhow::Result<u8> {
     let mut stream = client
-        .watch_run(pb::WatchRunRequest {
-            run_id: run_id.to_string(),
-        })
+        .watch_run(pb::WatchRunRequest { run_id: run_id.to_string() })
         .await
         .map_err(|s| anyhow::anyhow!("cannot watch run {run_id}: {}", s.message()))?
         .into_inner();
     let mut progress = ProgressLine::new(quiet);
     let mut report_json = None;
-    while let Some(update) = stream.message().await.map_err(|s| {
-        anyhow::anyhow!(
-            "lost the coordinator while watching run {run_id}: {}",
-            s.message()
-        )
-    })? {
+    while let Some(update) = stream
+        .message()
+        .await
+        .map_err(|s| anyhow::anyhow!("lost the coordinator while watching run {run_id}: {}", s.message()))?
+    {
         if !update.report_json.is_empty() {
             report_json = Some(update.report_json);
             break;
@@ -123,8 +114,8 @@ pub async fn watch(
             "the coordinator closed the watch of run {run_id} before it ended; `stampede report {run_id}` shows it later"
         );
     };
-    let report: Report = serde_json::from_str(&report_json)
-        .context("the coordinator sent a report that is not valid JSON")?;
+    let report: Report =
+        serde_json::from_str(&report_json).context("the coordinator sent a report that is not valid JSON")?;
     print!("{}", stampede_coordinator::render::text(&report));
     if let Some(path) = json {
         std::fs::write(path, &report_json)
@@ -136,21 +127,15 @@ pub async fn watch(
 
 pub async fn runs(url: &str) -> anyhow::Result<()> {
     let mut client = connect(url).await?;
-    let runs = client
-        .list_runs(pb::ListRunsRequest {})
-        .await
-        .map_err(|s| anyhow::anyhow!("{}", s.message()))?
-        .into_inner();
+    let runs =
+        client.list_runs(pb::ListRunsRequest {}).await.map_err(|s| anyhow::anyhow!("{}", s.message()))?.into_inner();
     if runs.runs.is_empty() {
         println!("no runs yet; `stampede submit SCENARIO` starts one");
         return Ok(());
     }
     println!("{:<28} {:<10} {:<8} name", "run", "state", "target");
     for run in runs.runs {
-        println!(
-            "{:<28} {:<10} {:<8} {}",
-            run.run_id, run.state, run.target_kind, run.name
-        );
+        println!("{:<28} {:<10} {:<8} {}", run.run_id, run.state, run.target_kind, run.name);
     }
     Ok(())
 }
@@ -158,9 +143,7 @@ pub async fn runs(url: &str) -> anyhow::Result<()> {
 pub async fn report(url: &str, run_id: &str, json: bool) -> anyhow::Result<()> {
     let mut client = connect(url).await?;
     let response = client
-        .get_run(pb::GetRunRequest {
-            run_id: run_id.to_string(),
-        })
+        .get_run(pb::GetRunRequest { run_id: run_id.to_string() })
         .await
         .map_err(|s| anyhow::anyhow!("{}", s.message()))?
         .into_inner();
@@ -181,9 +164,7 @@ pub async fn report(url: &str, run_id: &str, json: bool) -> anyhow::Result<()> {
 pub async fn cancel(url: &str, run_id: &str) -> anyhow::Result<()> {
     let mut client = connect(url).await?;
     let response = client
-        .cancel_run(pb::CancelRunRequest {
-            run_id: run_id.to_string(),
-        })
+        .cancel_run(pb::CancelRunRequest { run_id: run_id.to_string() })
         .await
         .map_err(|s| anyhow::anyhow!("{}", s.message()))?
         .into_inner();
@@ -202,10 +183,7 @@ pub async fn agents(url: &str) -> anyhow::Result<()> {
         println!("no agents; start one with `stampede agent --coordinator URL`");
         return Ok(());
     }
-    println!(
-        "{:<24} {:<16} {:<10} {:>12} {:>10} run",
-        "agent", "host", "state", "clock offset", "rtt"
-    );
+    println!("{:<24} {:<16} {:<10} {:>12} {:>10} run", "agent", "host", "state", "clock offset", "rtt");
     for a in agents.agents {
         let state = if a.connected { "connected" } else { "lost" };
         println!(

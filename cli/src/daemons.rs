@@ -99,21 +99,10 @@ pub async fn coordinator(args: CoordinatorArgs) -> anyhow::Result<()> {
     };
     let coordinator = Coordinator::bind(args.listen, config)
         .await
-        .with_context(|| {
-            format!(
-                "cannot listen on {}; is another coordinator running there?",
-                args.listen
-            )
-        })?;
+        .with_context(|| format!("cannot listen on {}; is another coordinator running there?", args.listen))?;
     let addr = coordinator.local_addr()?;
-    println!(
-        "coordinator listening on {addr} (data in {})",
-        args.data_dir.display()
-    );
-    coordinator
-        .serve(shutdown_signal())
-        .await
-        .context("coordinator failed")?;
+    println!("coordinator listening on {addr} (data in {})", args.data_dir.display());
+    coordinator.serve(shutdown_signal()).await.context("coordinator failed")?;
     Ok(())
 }
 
@@ -124,10 +113,7 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     }
     config.labels = args.labels.into_iter().collect::<BTreeMap<_, _>>();
     config.capacity = args.capacity;
-    println!(
-        "agent {} connecting to {}",
-        config.agent_id, config.coordinator
-    );
+    println!("agent {} connecting to {}", config.agent_id, config.coordinator);
     stampede_agent::run_agent(config, shutdown_signal()).await?;
     Ok(())
 }
@@ -138,9 +124,7 @@ pub async fn kv_server(args: KvServerArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}; is the port in use?", args.listen))?;
     let addr = listener.local_addr()?;
     println!("kv-server {} listening on {addr}", args.node_id);
-    let config = stampede_kvserver::ServerConfig {
-        node_id: args.node_id,
-    };
+    let config = stampede_kvserver::ServerConfig { node_id: args.node_id };
     stampede_kvserver::serve(listener, config, shutdown_signal()).await?;
     Ok(())
 }

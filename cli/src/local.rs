@@ -35,8 +35,7 @@ pub async fn run(
 ) -> anyhow::Result<u8> {
     let (text, origin) = match path {
         Some(path) => (
-            std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read scenario {}", path.display()))?,
+            std::fs::read_to_string(path).with_context(|| format!("cannot read scenario {}", path.display()))?,
             path.display().to_string(),
         ),
         None => (QUICKSTART.to_string(), "built-in quickstart".to_string()),
@@ -53,18 +52,11 @@ pub async fn run(
 
     let mut embedded_kv = None;
     if scenario.target.kind == TargetKind::Kv && scenario.target.endpoints.is_empty() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .context("cannot start the built-in KV server")?;
+        let listener =
+            tokio::net::TcpListener::bind("127.0.0.1:0").await.context("cannot start the built-in KV server")?;
         let addr = listener.local_addr()?;
-        let config = stampede_kvserver::ServerConfig {
-            node_id: "kv-0".to_string(),
-        };
-        tokio::spawn(stampede_kvserver::serve(
-            listener,
-            config,
-            stopped(stop_rx.clone()),
-        ));
+        let config = stampede_kvserver::ServerConfig { node_id: "kv-0".to_string() };
+        tokio::spawn(stampede_kvserver::serve(listener, config, stopped(stop_rx.clone())));
         embedded_kv = Some(addr.to_string());
     }
 
@@ -77,17 +69,11 @@ pub async fn run(
     };
     let config = CoordinatorConfig {
         data_dir,
-        engine: EngineConfig {
-            embedded_kv,
-            coordinator_id: "local".to_string(),
-            ..EngineConfig::default()
-        },
+        engine: EngineConfig { embedded_kv, coordinator_id: "local".to_string(), ..EngineConfig::default() },
         heartbeat_interval: Duration::from_secs(1),
     };
     let loopback: SocketAddr = "127.0.0.1:0".parse()?;
-    let coordinator = Coordinator::bind(loopback, config)
-        .await
-        .context("cannot start the in-process coordinator")?;
+    let coordinator = Coordinator::bind(loopback, config).await.context("cannot start the in-process coordinator")?;
     let url = format!("http://{}", coordinator.local_addr()?);
     let coordinator_task = tokio::spawn(coordinator.serve(stopped(stop_rx.clone())));
 
@@ -99,19 +85,13 @@ pub async fn run(
 
     let mut client = crate::client::connect(&url).await?;
     let run_id = client
-        .submit_run(pb::SubmitRunRequest {
-            scenario_yaml: text,
-            agents: agent_count,
-        })
+        .submit_run(pb::SubmitRunRequest { scenario_yaml: text, agents: agent_count })
         .await
         .map_err(|s| anyhow::anyhow!("{origin}: {}", s.message()))?
         .into_inner()
         .run_id;
     if !quiet {
-        eprintln!(
-            "run {run_id}: {} on {agent_count} in-process agent(s), {origin}",
-            scenario.name
-        );
+        eprintln!("run {run_id}: {} on {agent_count} in-process agent(s), {origin}", scenario.name);
     }
     // Ctrl-C cancels the run; the report of what was measured still prints.
     let mut cancel_client = client.clone();
@@ -119,9 +99,7 @@ pub async fn run(
     let canceller = tokio::spawn(async move {
         crate::daemons::shutdown_signal().await;
         eprintln!("\ncancelling run {cancel_id}");
-        let _ = cancel_client
-            .cancel_run(pb::CancelRunRequest { run_id: cancel_id })
-            .await;
+        let _ = cancel_client.cancel_run(pb::CancelRunRequest { run_id: cancel_id }).await;
     });
     let code = crate::client::watch(&mut client, &run_id, json, quiet).await;
     canceller.abort();

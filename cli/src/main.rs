@@ -15,27 +15,15 @@ use clap::{Parser, Subcommand, ValueEnum};
 const DEFAULT_COORDINATOR: &str = "http://127.0.0.1:7700";
 
 #[derive(Parser)]
-#[command(
-    name = "stampede",
-    version,
-    about = "Distributed load generator and benchmark system for databases"
-)]
-#[command(
-    long_about = "Distributed load generator and benchmark system for databases.\n\n\
+#[command(name = "stampede", version, about = "Distributed load generator and benchmark system for databases")]
+#[command(long_about = "Distributed load generator and benchmark system for databases.\n\n\
 Start with `stampede run`: it runs a 10-second quickstart against the built-in KV server with an \
 in-process coordinator and two agents. For several hosts, run `stampede coordinator` on one host, \
 `stampede agent --coordinator URL` on each load host, and `stampede submit SCENARIO --wait`.\n\n\
-Exit codes: 0 passed, 1 thresholds failed, 2 error."
-)]
+Exit codes: 0 passed, 1 thresholds failed, 2 error.")]
 struct Cli {
     /// Log format on stderr.
-    #[arg(
-        long,
-        global = true,
-        value_enum,
-        default_value = "text",
-        env = "STAMPEDE_LOG_FORMAT"
-    )]
+    #[arg(long, global = true, value_enum, default_value = "text", env = "STAMPEDE_LOG_FORMAT")]
     log_format: LogFormat,
     /// Log filter (tracing syntax, e.g. `info` or `stampede_agent=debug`).
     #[arg(long, global = true, env = "STAMPEDE_LOG")]
@@ -126,9 +114,7 @@ enum Command {
 fn init_logging(format: LogFormat, filter: Option<&str>, default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter.unwrap_or(default))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -137,15 +123,8 @@ fn init_logging(format: LogFormat, filter: Option<&str>, default: &str) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let quiet_default = matches!(
-        cli.command,
-        Command::Run { .. } | Command::Submit { .. } | Command::Validate { .. }
-    );
-    init_logging(
-        cli.log_format,
-        cli.log.as_deref(),
-        if quiet_default { "warn" } else { "info" },
-    );
+    let quiet_default = matches!(cli.command, Command::Run { .. } | Command::Submit { .. } | Command::Validate { .. });
+    init_logging(cli.log_format, cli.log.as_deref(), if quiet_default { "warn" } else { "info" });
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -164,55 +143,18 @@ fn main() -> ExitCode {
 
 async fn dispatch(command: Command) -> anyhow::Result<u8> {
     match command {
-        Command::Run {
-            scenario,
-            agents,
-            json,
-            data_dir,
-            quiet,
-        } => {
-            local::run(
-                scenario.as_deref(),
-                agents,
-                json.as_deref(),
-                data_dir,
-                quiet,
-            )
-            .await
+        Command::Run { scenario, agents, json, data_dir, quiet } => {
+            local::run(scenario.as_deref(), agents, json.as_deref(), data_dir, quiet).await
         }
         Command::Coordinator(args) => daemons::coordinator(args).await.map(|()| 0),
         Command::Agent(args) => daemons::agent(args).await.map(|()| 0),
         Command::KvServer(args) => daemons::kv_server(args).await.map(|()| 0),
-        Command::Submit {
-            scenario,
-            coordinator,
-            agents,
-            wait,
-            json,
-            quiet,
-        } => {
-            client::submit(
-                &coordinator,
-                &scenario,
-                agents,
-                wait,
-                json.as_deref(),
-                quiet,
-            )
-            .await
+        Command::Submit { scenario, coordinator, agents, wait, json, quiet } => {
+            client::submit(&coordinator, &scenario, agents, wait, json.as_deref(), quiet).await
         }
         Command::Runs { coordinator } => client::runs(&coordinator).await.map(|()| 0),
-        Command::Report {
-            run_id,
-            coordinator,
-            json,
-        } => client::report(&coordinator, &run_id, json)
-            .await
-            .map(|()| 0),
-        Command::Cancel {
-            run_id,
-            coordinator,
-        } => client::cancel(&coordinator, &run_id).await.map(|()| 0),
+        Command::Report { run_id, coordinator, json } => client::report(&coordinator, &run_id, json).await.map(|()| 0),
+        Command::Cancel { run_id, coordinator } => client::cancel(&coordinator, &run_id).await.map(|()| 0),
         Command::Agents { coordinator } => client::agents(&coordinator).await.map(|()| 0),
         Command::Validate { scenario } => client::validate(&scenario),
     }

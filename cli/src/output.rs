@@ -15,11 +15,7 @@ pub struct ProgressLine {
 
 impl ProgressLine {
     pub fn new(quiet: bool) -> Self {
-        Self {
-            terminal: std::io::stderr().is_terminal(),
-            quiet,
-            dirty: false,
-        }
+        Self { terminal: std::io::stderr().is_terminal(), quiet, dirty: false }
     }
 
     pub fn update(&mut self, update: &pb::WatchRunResponse) {

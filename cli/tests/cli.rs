@@ -5,10 +5,7 @@
 use std::process::Command;
 
 fn stampede(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_stampede"))
-        .args(args)
-        .output()
-        .expect("run stampede")
+    Command::new(env!("CARGO_BIN_EXE_stampede")).args(args).output().expect("run stampede")
 }
 
 #[test]
@@ -16,17 +13,7 @@ fn help_lists_every_subcommand() {
     let output = stampede(&["--help"]);
     assert!(output.status.success());
     let text = String::from_utf8_lossy(&output.stdout);
-    for command in [
-        "run",
-        "coordinator",
-        "agent",
-        "kv-server",
-        "submit",
-        "runs",
-        "report",
-        "agents",
-        "validate",
-    ] {
+    for command in ["run", "coordinator", "agent", "kv-server", "submit", "runs", "report", "agents", "validate"] {
         assert!(text.contains(command), "missing {command} in:\n{text}");
     }
     assert!(text.contains("Exit codes"));
@@ -46,8 +33,5 @@ fn an_unreachable_coordinator_is_named() {
     let output = stampede(&["runs", "--coordinator", "http://127.0.0.1:1"]);
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("cannot reach the coordinator at http://127.0.0.1:1"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("cannot reach the coordinator at http://127.0.0.1:1"), "{stderr}");
 }

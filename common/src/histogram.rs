@@ -26,8 +26,7 @@ pub enum HistogramError {
 /// A new empty latency histogram with Stampede's range and precision.
 pub fn new_histogram() -> Histogram<u64> {
     // The bounds are constants that satisfy hdrhistogram's preconditions.
-    Histogram::new_with_bounds(1, MAX_LATENCY_US, SIGNIFICANT_DIGITS)
-        .unwrap_or_else(|_| unreachable_bounds())
+    Histogram::new_with_bounds(1, MAX_LATENCY_US, SIGNIFICANT_DIGITS).unwrap_or_else(|_| unreachable_bounds())
 }
 
 #[cold]
@@ -46,6 +45,15 @@ pub fn record_clamped(histogram: &mut Histogram<u64>, micros: u64) -> bool {
     clamped != micros && micros > MAX_LATENCY_US
 }
 
+/// Records `count` samples of one value, clamping like [`record_clamped`].
+#[inline]
+pub fn record_clamped_n(histogram: &mut Histogram<u64>, micros: u64, count: u64) -> bool {
+    let clamped = micros.clamp(1, MAX_LATENCY_US);
+    // Cannot fail: the value is within the histogram's bounds.
+    let _ = histogram.record_n(clamped, count);
+    micros > MAX_LATENCY_US
+}
+
 /// Encodes a histogram as HdrHistogram V2 + deflate bytes.
 pub fn encode(histogram: &Histogram<u64>) -> Result<Vec<u8>, HistogramError> {
     let mut bytes = Vec::new();
@@ -61,18 +69,14 @@ pub fn decode(bytes: &[u8]) -> Result<Histogram<u64>, HistogramError> {
         return Ok(new_histogram());
     }
     let mut reader = bytes;
-    let decoded: Histogram<u64> = Deserializer::new()
-        .deserialize(&mut reader)
-        .map_err(|e| HistogramError::Decode(format!("{e:?}")))?;
+    let decoded: Histogram<u64> =
+        Deserializer::new().deserialize(&mut reader).map_err(|e| HistogramError::Decode(format!("{e:?}")))?;
     Ok(decoded)
 }
 
 /// Adds `source` into `target`; fails only when `source` holds values outside
 /// Stampede's range (a foreign or corrupt histogram).
-pub fn add_into(
-    target: &mut Histogram<u64>,
-    source: &Histogram<u64>,
-) -> Result<(), HistogramError> {
+pub fn add_into(target: &mut Histogram<u64>, source: &Histogram<u64>) -> Result<(), HistogramError> {
     if source.is_empty() {
         return Ok(());
     }
@@ -155,11 +159,8 @@ mod tests {
         for _agent in 0..5 {
             let mut part = new_histogram();
             for _ in 0..20_000 {
-                let v = if rng.random_bool(0.01) {
-                    rng.random_range(10_000..2_000_000)
-                } else {
-                    rng.random_range(20..900)
-                };
+                let v =
+                    if rng.random_bool(0.01) { rng.random_range(10_000..2_000_000) } else { rng.random_range(20..900) };
                 record_clamped(&mut part, v);
                 record_clamped(&mut all, v);
             }
@@ -168,11 +169,7 @@ mod tests {
         }
         assert_eq!(merged.len(), all.len());
         for q in [0.0, 0.5, 0.9, 0.99, 0.999, 0.9999, 1.0] {
-            assert_eq!(
-                merged.value_at_quantile(q),
-                all.value_at_quantile(q),
-                "q={q}"
-            );
+            assert_eq!(merged.value_at_quantile(q), all.value_at_quantile(q), "q={q}");
         }
         assert_eq!(LatencySummary::of(&merged), LatencySummary::of(&all));
     }

@@ -76,10 +76,7 @@ mod tests {
                 ..OperationStats::default()
             };
             let json = serde_json::to_string(&stats).expect("json");
-            assert_eq!(
-                serde_json::from_str::<OperationStats>(&json).expect("back"),
-                stats
-            );
+            assert_eq!(serde_json::from_str::<OperationStats>(&json).expect("back"), stats);
         }
     }
 }

@@ -107,8 +107,7 @@ pub fn locate(text: &str, path: &[PathStep]) -> Option<usize> {
             .find(|(_, line)| {
                 let indent = indent_of(line);
                 is_content(line)
-                    && (indent < column
-                        || (indent == column && !(is_key && line.trim_start().starts_with('-'))))
+                    && (indent < column || (indent == column && !(is_key && line.trim_start().starts_with('-'))))
             })
             .map_or(lines.len(), |(i, _)| i);
         start = line_index;

@@ -293,18 +293,9 @@ impl Scenario {
                 }],
             }
         })?;
-        let mut check = Checker {
-            text,
-            issues: Vec::new(),
-        };
+        let mut check = Checker { text, issues: Vec::new() };
         let scenario = validate(raw, &mut check);
-        if check.issues.is_empty() {
-            Ok(scenario)
-        } else {
-            Err(ScenarioError {
-                issues: check.issues,
-            })
-        }
+        if check.issues.is_empty() { Ok(scenario) } else { Err(ScenarioError { issues: check.issues }) }
     }
 
     /// Total operations per second offered in the open model.
@@ -342,10 +333,7 @@ fn validate(raw: RawScenario, check: &mut Checker<'_>) -> Scenario {
         None => Duration::ZERO,
         Some(Ok(w)) => {
             if !duration.is_zero() && w >= duration {
-                check.fail(
-                    "warmup",
-                    "must be shorter than duration (warm-up is part of it)",
-                );
+                check.fail("warmup", "must be shorter than duration (warm-up is part of it)");
             }
             w
         }
@@ -361,13 +349,8 @@ fn validate(raw: RawScenario, check: &mut Checker<'_>) -> Scenario {
     let target = validate_target(raw.target, check);
     let load = validate_load(raw.load, check);
     if load.connections < agents {
-        check.fail(
-            "load.connections",
-            format!(
-                "{} connections cannot be split over {agents} agents",
-                load.connections
-            ),
-        );
+        check
+            .fail("load.connections", format!("{} connections cannot be split over {agents} agents", load.connections));
     }
     let workload = match raw.workload {
         RawWorkload::Kv(kv) => Workload::Kv(validate_kv(kv, check)),
@@ -409,42 +392,27 @@ fn validate(raw: RawScenario, check: &mut Checker<'_>) -> Scenario {
 
 fn validate_target(raw: RawTarget, check: &mut Checker<'_>) -> Target {
     if raw.kind == TargetKind::Redis && raw.endpoints.is_empty() {
-        check.fail(
-            "target.endpoints",
-            "a redis target needs at least one `host:port` endpoint",
-        );
+        check.fail("target.endpoints", "a redis target needs at least one `host:port` endpoint");
     }
     for (i, endpoint) in raw.endpoints.iter().enumerate() {
-        let valid = endpoint.rsplit_once(':').is_some_and(|(host, port)| {
-            !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
-        });
+        let valid = endpoint
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
         if !valid {
-            check.fail(
-                &format!("target.endpoints[{i}]"),
-                format!("`{endpoint}` is not a `host:port` address"),
-            );
+            check.fail(&format!("target.endpoints[{i}]"), format!("`{endpoint}` is not a `host:port` address"));
         }
     }
-    Target {
-        kind: raw.kind,
-        endpoints: raw.endpoints,
-    }
+    Target { kind: raw.kind, endpoints: raw.endpoints }
 }
 
 fn validate_load(raw: RawLoad, check: &mut Checker<'_>) -> Load {
     let connections = raw.connections.unwrap_or(16);
     if connections == 0 || connections > MAX_CONNECTIONS {
-        check.fail(
-            "load.connections",
-            format!("must be between 1 and {MAX_CONNECTIONS}"),
-        );
+        check.fail("load.connections", format!("must be between 1 and {MAX_CONNECTIONS}"));
     }
     let pipeline = raw.pipeline.unwrap_or(1);
     if pipeline == 0 || pipeline > MAX_PIPELINE {
-        check.fail(
-            "load.pipeline",
-            format!("must be between 1 and {MAX_PIPELINE}"),
-        );
+        check.fail("load.pipeline", format!("must be between 1 and {MAX_PIPELINE}"));
     }
     let model = match raw.model {
         LoadModelKind::Closed => {
@@ -459,10 +427,7 @@ fn validate_load(raw: RawLoad, check: &mut Checker<'_>) -> Load {
         LoadModelKind::Open => {
             let rate = match raw.rate.as_ref().map(|r| parse_rate(&r.text())) {
                 None => {
-                    check.fail(
-                        "load.rate",
-                        "the open model needs a rate, like `rate: 20000/s`",
-                    );
+                    check.fail("load.rate", "the open model needs a rate, like `rate: 20000/s`");
                     0.0
                 }
                 Some(Ok(rate)) if rate > 0.0 => rate,
@@ -475,17 +440,10 @@ fn validate_load(raw: RawLoad, check: &mut Checker<'_>) -> Load {
                     0.0
                 }
             };
-            LoadModel::Open {
-                rate,
-                arrival: raw.arrival.unwrap_or(Arrival::Uniform),
-            }
+            LoadModel::Open { rate, arrival: raw.arrival.unwrap_or(Arrival::Uniform) }
         }
     };
-    Load {
-        model,
-        connections,
-        pipeline,
-    }
+    Load { model, connections, pipeline }
 }
 
 fn validate_kv(raw: RawKvWorkload, check: &mut Checker<'_>) -> KvWorkload {
@@ -500,20 +458,14 @@ fn validate_kv(raw: RawKvWorkload, check: &mut Checker<'_>) -> KvWorkload {
     let key_distribution = match raw.key_distribution.unwrap_or(KeyDistributionKind::Uniform) {
         KeyDistributionKind::Uniform => {
             if raw.zipf_exponent.is_some() {
-                check.fail(
-                    "workload.zipf_exponent",
-                    "is only used with `key_distribution: zipfian`",
-                );
+                check.fail("workload.zipf_exponent", "is only used with `key_distribution: zipfian`");
             }
             KeyDistribution::Uniform
         }
         KeyDistributionKind::Zipfian => {
             let exponent = raw.zipf_exponent.unwrap_or(0.99);
             if !(exponent > 0.0 && exponent <= 10.0) {
-                check.fail(
-                    "workload.zipf_exponent",
-                    "must be more than 0 and at most 10",
-                );
+                check.fail("workload.zipf_exponent", "must be more than 0 and at most 10");
             }
             KeyDistribution::Zipfian { exponent }
         }

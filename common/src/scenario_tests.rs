@@ -33,20 +33,11 @@ fn a_good_scenario_validates_into_typed_values() {
     assert_eq!(s.warmup, Duration::from_secs(2));
     assert_eq!(s.agents, 2);
     assert_eq!(s.target.kind, TargetKind::Redis);
-    assert_eq!(
-        s.load.model,
-        LoadModel::Open {
-            rate: 20000.0,
-            arrival: Arrival::Poisson
-        }
-    );
+    assert_eq!(s.load.model, LoadModel::Open { rate: 20000.0, arrival: Arrival::Poisson });
     assert_eq!((s.load.connections, s.load.pipeline), (8, 2));
     let Workload::Kv(kv) = &s.workload;
     assert_eq!(kv.value_size, 1024);
-    assert_eq!(
-        kv.key_distribution,
-        KeyDistribution::Zipfian { exponent: 0.99 }
-    );
+    assert_eq!(kv.key_distribution, KeyDistribution::Zipfian { exponent: 0.99 });
     assert_eq!(s.thresholds.len(), 3);
 }
 
@@ -68,11 +59,7 @@ fn validation_errors_name_field_and_line_and_are_all_reported() {
         .replace("get.p99.9", "gte.p99.9");
     let error = Scenario::parse(&text).unwrap_err();
     let find = |field: &str| {
-        error
-            .issues
-            .iter()
-            .find(|i| i.field == field)
-            .unwrap_or_else(|| panic!("no issue for {field}: {error}"))
+        error.issues.iter().find(|i| i.field == field).unwrap_or_else(|| panic!("no issue for {field}: {error}"))
     };
     assert_eq!(find("load.connections").line, Some(10));
     assert!(find("load.rate").message.contains("not a rate"));
@@ -88,79 +75,38 @@ fn validation_errors_name_field_and_line_and_are_all_reported() {
 fn model_specific_fields_are_checked() {
     let closed_with_rate = GOOD.replace("model: open", "model: closed");
     let error = Scenario::parse(&closed_with_rate).unwrap_err();
-    assert!(
-        error
-            .issues
-            .iter()
-            .any(|i| i.field == "load.rate" && i.message.contains("open"))
-    );
+    assert!(error.issues.iter().any(|i| i.field == "load.rate" && i.message.contains("open")));
     let open_without_rate = GOOD.replace("  rate: 20000/s\n", "");
     let error = Scenario::parse(&open_without_rate).unwrap_err();
-    assert!(
-        error
-            .issues
-            .iter()
-            .any(|i| i.field == "load.rate" && i.message.contains("needs a rate"))
-    );
+    assert!(error.issues.iter().any(|i| i.field == "load.rate" && i.message.contains("needs a rate")));
 }
 
 #[test]
 fn redis_needs_endpoints_and_kv_does_not() {
     let text = GOOD.replace("  endpoints: [\"127.0.0.1:6379\"]\n", "");
-    assert!(
-        Scenario::parse(&text)
-            .unwrap_err()
-            .to_string()
-            .contains("target.endpoints")
-    );
+    assert!(Scenario::parse(&text).unwrap_err().to_string().contains("target.endpoints"));
     let kv = text.replace("kind: redis", "kind: kv");
-    assert!(
-        Scenario::parse(&kv)
-            .expect("valid")
-            .target
-            .endpoints
-            .is_empty()
-    );
+    assert!(Scenario::parse(&kv).expect("valid").target.endpoints.is_empty());
     let bad = GOOD.replace("127.0.0.1:6379", "localhost");
-    assert!(
-        Scenario::parse(&bad)
-            .unwrap_err()
-            .to_string()
-            .contains("host:port")
-    );
+    assert!(Scenario::parse(&bad).unwrap_err().to_string().contains("host:port"));
 }
 
 #[test]
 fn unknown_target_kind_lists_the_known_ones() {
     let text = GOOD.replace("kind: redis", "kind: mongodb");
     let message = Scenario::parse(&text).unwrap_err().to_string();
-    assert!(
-        message.contains("mongodb") && message.contains("redis"),
-        "{message}"
-    );
+    assert!(message.contains("mongodb") && message.contains("redis"), "{message}");
 }
 
 #[test]
 fn warmup_must_fit_in_duration() {
     let text = GOOD.replace("warmup: 2s", "warmup: 10s");
-    assert!(
-        Scenario::parse(&text)
-            .unwrap_err()
-            .to_string()
-            .contains("warmup")
-    );
+    assert!(Scenario::parse(&text).unwrap_err().to_string().contains("warmup"));
 }
 
 #[test]
 fn garbage_is_an_error_not_a_panic() {
-    for text in [
-        "",
-        "::::",
-        "- a\n- b",
-        "name: [",
-        "\u{0}\u{1}",
-        "name: x\nduration: -5s\n",
-    ] {
+    for text in ["", "::::", "- a\n- b", "name: [", "\u{0}\u{1}", "name: x\nduration: -5s\n"] {
         assert!(Scenario::parse(text).is_err(), "{text:?}");
     }
 }

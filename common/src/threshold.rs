@@ -106,9 +106,7 @@ impl Threshold {
         ]
         .iter()
         .find_map(|(symbol, comparison)| text.find(symbol).map(|i| (i, *symbol, *comparison)))
-        .ok_or_else(|| {
-            format!("`{text}` has no comparison; write it like `p99 < 5ms` or `error_rate < 1%`")
-        })?;
+        .ok_or_else(|| format!("`{text}` has no comparison; write it like `p99 < 5ms` or `error_rate < 1%`"))?;
         let left = text[..position].trim();
         let right = text[position + symbol.len()..].trim();
         let (operation, metric) = match Metric::parse(left) {
@@ -133,22 +131,13 @@ impl Threshold {
             }
         };
         let limit = parse_limit(metric, right)?;
-        Ok(Self {
-            expr: text.to_string(),
-            operation,
-            metric,
-            comparison,
-            limit,
-        })
+        Ok(Self { expr: text.to_string(), operation, metric, comparison, limit })
     }
 
     /// Evaluates the threshold; `observe` gives the value of a metric for an
     /// operation (or all operations), or `None` when nothing was measured.
     /// A threshold on nothing measured fails: silence is not a pass.
-    pub fn evaluate(
-        &self,
-        observe: impl Fn(&Metric, Option<&str>) -> Option<f64>,
-    ) -> ThresholdResult {
+    pub fn evaluate(&self, observe: impl Fn(&Metric, Option<&str>) -> Option<f64>) -> ThresholdResult {
         let observed = observe(&self.metric, self.operation.as_deref());
         ThresholdResult {
             expr: self.expr.clone(),
@@ -166,9 +155,8 @@ fn parse_limit(metric: Metric, text: &str) -> Result<f64, String> {
                 Some(number) => (number.trim(), 0.01),
                 None => (text, 1.0),
             };
-            let value: f64 = number.parse().map_err(|_| {
-                format!("`{text}` is not an error rate; write it like `1%` or `0.01`")
-            })?;
+            let value: f64 =
+                number.parse().map_err(|_| format!("`{text}` is not an error rate; write it like `1%` or `0.01`"))?;
             let fraction = value * scale;
             if !(0.0..=1.0).contains(&fraction) {
                 return Err(format!("error rate `{text}` must be between 0% and 100%"));
@@ -179,8 +167,7 @@ fn parse_limit(metric: Metric, text: &str) -> Result<f64, String> {
             if text.contains('/') {
                 parse_rate(text).map_err(|e| e.0)
             } else {
-                text.parse()
-                    .map_err(|_| format!("`{text}` is not a throughput; write it like `10000/s`"))
+                text.parse().map_err(|_| format!("`{text}` is not a throughput; write it like `10000/s`"))
             }
         }
         _ => {
@@ -197,10 +184,7 @@ mod tests {
     #[test]
     fn parses_the_documented_forms() {
         let t = Threshold::parse("p99 < 5ms").expect("valid");
-        assert_eq!(
-            (t.operation.as_deref(), t.metric, t.limit),
-            (None, Metric::Quantile(0.99), 5000.0)
-        );
+        assert_eq!((t.operation.as_deref(), t.metric, t.limit), (None, Metric::Quantile(0.99), 5000.0));
         let t = Threshold::parse("get.p99.9 <= 2ms").expect("valid");
         assert_eq!(t.operation.as_deref(), Some("get"));
         assert!(matches!(t.metric, Metric::Quantile(q) if (q - 0.999).abs() < 1e-12));
@@ -208,36 +192,17 @@ mod tests {
         let t = Threshold::parse("error_rate < 1%").expect("valid");
         assert!((t.limit - 0.01).abs() < 1e-12);
         let t = Threshold::parse("throughput >= 20000/s").expect("valid");
-        assert_eq!(
-            (t.comparison, t.limit),
-            (Comparison::GreaterOrEqual, 20000.0)
-        );
+        assert_eq!((t.comparison, t.limit), (Comparison::GreaterOrEqual, 20000.0));
         assert_eq!(Threshold::parse("set.max < 1s").expect("valid").limit, 1e6);
     }
 
     #[test]
     fn rejects_with_a_reason() {
-        assert!(
-            Threshold::parse("p99 5ms")
-                .unwrap_err()
-                .contains("no comparison")
-        );
-        assert!(
-            Threshold::parse("p100 < 5ms")
-                .unwrap_err()
-                .contains("not a metric")
-        );
-        assert!(
-            Threshold::parse("latency < 5ms")
-                .unwrap_err()
-                .contains("not a metric")
-        );
+        assert!(Threshold::parse("p99 5ms").unwrap_err().contains("no comparison"));
+        assert!(Threshold::parse("p100 < 5ms").unwrap_err().contains("not a metric"));
+        assert!(Threshold::parse("latency < 5ms").unwrap_err().contains("not a metric"));
         assert!(Threshold::parse("p99 < 5").unwrap_err().contains("no unit"));
-        assert!(
-            Threshold::parse("error_rate < 150%")
-                .unwrap_err()
-                .contains("between")
-        );
+        assert!(Threshold::parse("error_rate < 150%").unwrap_err().contains("between"));
     }
 
     #[test]

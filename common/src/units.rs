@@ -14,17 +14,13 @@ pub struct UnitError(pub String);
 
 fn split_number(text: &str) -> Result<(f64, &str), UnitError> {
     let text = text.trim();
-    let end = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '_'))
-        .unwrap_or(text.len());
+    let end = text.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '_')).unwrap_or(text.len());
     let (number, unit) = text.split_at(end);
     let number: String = number.chars().filter(|c| *c != '_').collect();
     if number.is_empty() {
         return Err(UnitError(format!("`{text}` does not start with a number")));
     }
-    let value: f64 = number
-        .parse()
-        .map_err(|_| UnitError(format!("`{text}` does not start with a valid number")))?;
+    let value: f64 = number.parse().map_err(|_| UnitError(format!("`{text}` does not start with a valid number")))?;
     if !value.is_finite() {
         return Err(UnitError(format!("`{text}` is not a finite number")));
     }
@@ -43,14 +39,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, UnitError> {
         "h" => value * 3600.0,
         "d" => value * 86400.0,
         "" => {
-            return Err(UnitError(format!(
-                "`{text}` has no unit; write it like `10s`, `250ms` or `2m`"
-            )));
+            return Err(UnitError(format!("`{text}` has no unit; write it like `10s`, `250ms` or `2m`")));
         }
         other => {
-            return Err(UnitError(format!(
-                "`{other}` is not a duration unit (use ns, us, ms, s, m, h or d)"
-            )));
+            return Err(UnitError(format!("`{other}` is not a duration unit (use ns, us, ms, s, m, h or d)")));
         }
     };
     if seconds > 100.0 * 365.0 * 86400.0 {
@@ -71,16 +63,12 @@ pub fn parse_size(text: &str) -> Result<u64, UnitError> {
         "MiB" | "M" => 1024.0 * 1024.0,
         "GiB" | "G" => 1024.0 * 1024.0 * 1024.0,
         other => {
-            return Err(UnitError(format!(
-                "`{other}` is not a size unit (use B, KB, KiB, MB, MiB, GB or GiB)"
-            )));
+            return Err(UnitError(format!("`{other}` is not a size unit (use B, KB, KiB, MB, MiB, GB or GiB)")));
         }
     };
     let bytes = value * factor;
     if bytes.fract() != 0.0 {
-        return Err(UnitError(format!(
-            "`{text}` is not a whole number of bytes"
-        )));
+        return Err(UnitError(format!("`{text}` is not a whole number of bytes")));
     }
     if bytes > u64::MAX as f64 / 2.0 {
         return Err(UnitError(format!("`{text}` is too large")));
@@ -91,24 +79,18 @@ pub fn parse_size(text: &str) -> Result<u64, UnitError> {
 /// Parses a rate in operations per second: `20000/s`, `600/m`, `36000/h`.
 pub fn parse_rate(text: &str) -> Result<f64, UnitError> {
     let Some((number, per)) = text.trim().split_once('/') else {
-        return Err(UnitError(format!(
-            "`{text}` is not a rate; write it like `20000/s` or `600/m`"
-        )));
+        return Err(UnitError(format!("`{text}` is not a rate; write it like `20000/s` or `600/m`")));
     };
     let (value, rest) = split_number(number)?;
     if !rest.is_empty() {
-        return Err(UnitError(format!(
-            "`{text}` has extra text `{rest}` before `/`"
-        )));
+        return Err(UnitError(format!("`{text}` has extra text `{rest}` before `/`")));
     }
     let per_second = match per.trim() {
         "s" => value,
         "m" | "min" => value / 60.0,
         "h" => value / 3600.0,
         other => {
-            return Err(UnitError(format!(
-                "`/{other}` is not a rate unit (use /s, /m or /h)"
-            )));
+            return Err(UnitError(format!("`/{other}` is not a rate unit (use /s, /m or /h)")));
         }
     };
     Ok(per_second)
@@ -137,12 +119,7 @@ mod tests {
         assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
         assert_eq!(parse_duration("500us"), Ok(Duration::from_micros(500)));
         assert!(parse_duration("10").unwrap_err().0.contains("no unit"));
-        assert!(
-            parse_duration("10parsecs")
-                .unwrap_err()
-                .0
-                .contains("parsecs")
-        );
+        assert!(parse_duration("10parsecs").unwrap_err().0.contains("parsecs"));
         assert!(parse_duration("s").is_err());
     }
 

@@ -13,8 +13,8 @@ use stampede_common::Scenario;
 use stampede_common::histogram::{self, HistogramError, LatencySummary};
 use stampede_common::interval::IntervalReport;
 use stampede_common::report::{
-    AgentReport, IntervalSummary, NodeReport, OperationReport, REPORT_SCHEMA, Report, RunStatus,
-    ScenarioInfo, TargetInfo, Totals,
+    AgentReport, IntervalSummary, NodeReport, OperationReport, REPORT_SCHEMA, Report, RunStatus, ScenarioInfo,
+    TargetInfo, Totals,
 };
 use stampede_common::scenario::LoadModel;
 use stampede_common::threshold::{Metric, ThresholdResult};
@@ -25,15 +25,8 @@ const INTERVAL_HISTOGRAMS_KEPT: usize = 300;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AggregateError {
-    #[error(
-        "report {seq} from agent {agent} has a bad histogram for operation {operation}: {source}"
-    )]
-    BadHistogram {
-        agent: String,
-        seq: u64,
-        operation: String,
-        source: HistogramError,
-    },
+    #[error("report {seq} from agent {agent} has a bad histogram for operation {operation}: {source}")]
+    BadHistogram { agent: String, seq: u64, operation: String, source: HistogramError },
 }
 
 /// Whether a report was new or already merged.
@@ -143,11 +136,7 @@ impl RunAggregate {
 
     /// Merges one report. A report with a corrupt histogram is refused whole,
     /// so nothing of it is counted.
-    pub fn merge(
-        &mut self,
-        agent: &str,
-        report: &IntervalReport,
-    ) -> Result<MergeOutcome, AggregateError> {
+    pub fn merge(&mut self, agent: &str, report: &IntervalReport) -> Result<MergeOutcome, AggregateError> {
         if self.seen.contains(&(agent.to_string(), report.seq)) {
             return Ok(MergeOutcome::Duplicate);
         }
@@ -161,26 +150,21 @@ impl RunAggregate {
             };
             let latency = histogram::decode(&stats.latency).map_err(bad)?;
             let service = histogram::decode(&stats.service).map_err(bad)?;
-            if latency.max() > histogram::MAX_LATENCY_US
-                || service.max() > histogram::MAX_LATENCY_US
-            {
+            if latency.max() > histogram::MAX_LATENCY_US || service.max() > histogram::MAX_LATENCY_US {
                 return Err(bad(HistogramError::Range));
             }
             decoded.push((latency, service));
         }
         self.seen.insert((agent.to_string(), report.seq));
         let warmup = report.interval < self.warmup_intervals;
-        let interval = self
-            .intervals
-            .entry(report.interval)
-            .or_insert_with(|| IntervalAggregate {
-                warmup,
-                ops: 0,
-                errors: 0,
-                agents: BTreeSet::new(),
-                latency: Some(histogram::new_histogram()),
-                frozen_p99: 0,
-            });
+        let interval = self.intervals.entry(report.interval).or_insert_with(|| IntervalAggregate {
+            warmup,
+            ops: 0,
+            errors: 0,
+            agents: BTreeSet::new(),
+            latency: Some(histogram::new_histogram()),
+            frozen_p99: 0,
+        });
         interval.agents.insert(agent.to_string());
         let agent_entry = self.agents.entry(agent.to_string()).or_default();
         agent_entry.intervals += 1;
@@ -216,10 +200,7 @@ impl RunAggregate {
             self.late_starts += report.late_starts;
         }
         for (node, connections) in &report.connections {
-            let sum = self
-                .node_connections
-                .entry((report.interval, node.clone()))
-                .or_default();
+            let sum = self.node_connections.entry((report.interval, node.clone())).or_default();
             *sum += connections;
             let total = *sum;
             let entry = self.nodes.entry(node.clone()).or_default();
@@ -230,27 +211,14 @@ impl RunAggregate {
     }
 
     fn compact_intervals(&mut self) {
-        let full = self
-            .intervals
-            .values()
-            .filter(|i| i.latency.is_some())
-            .count();
+        let full = self.intervals.values().filter(|i| i.latency.is_some()).count();
         if full <= INTERVAL_HISTOGRAMS_KEPT {
             return;
         }
         let excess = full - INTERVAL_HISTOGRAMS_KEPT;
-        for interval in self
-            .intervals
-            .values_mut()
-            .filter(|i| i.latency.is_some())
-            .take(excess)
-        {
+        for interval in self.intervals.values_mut().filter(|i| i.latency.is_some()).take(excess) {
             if let Some(h) = interval.latency.take() {
-                interval.frozen_p99 = if h.is_empty() {
-                    0
-                } else {
-                    h.value_at_quantile(0.99)
-                };
+                interval.frozen_p99 = if h.is_empty() { 0 } else { h.value_at_quantile(0.99) };
             }
         }
     }
@@ -268,10 +236,7 @@ impl RunAggregate {
 
     /// Errors measured so far (warm-up excluded).
     pub fn errors(&self) -> u64 {
-        self.operations
-            .values()
-            .map(OperationAggregate::errors)
-            .sum()
+        self.operations.values().map(OperationAggregate::errors).sum()
     }
 
     /// Operations measured so far (warm-up excluded).
@@ -280,12 +245,7 @@ impl RunAggregate {
     }
 
     /// The value of a threshold metric, or `None` when nothing was measured.
-    pub fn observe(
-        &self,
-        metric: &Metric,
-        operation: Option<&str>,
-        measured_s: f64,
-    ) -> Option<f64> {
+    pub fn observe(&self, metric: &Metric, operation: Option<&str>, measured_s: f64) -> Option<f64> {
         let (count, errors, latency) = match operation {
             None => (self.ops(), self.errors(), &self.overall),
             Some(name) => {
@@ -315,22 +275,15 @@ impl RunAggregate {
         let scenario = context.scenario;
         let warmup_s = (self.warmup_intervals as f64).min(scenario.duration.as_secs_f64());
         let measured_s = (scenario.duration.as_secs_f64() - warmup_s).max(0.0);
-        let thresholds: Vec<ThresholdResult> = scenario
-            .thresholds
-            .iter()
-            .map(|t| t.evaluate(|metric, op| self.observe(metric, op, measured_s)))
-            .collect();
+        let thresholds: Vec<ThresholdResult> =
+            scenario.thresholds.iter().map(|t| t.evaluate(|metric, op| self.observe(metric, op, measured_s))).collect();
         let status = match &context.failure {
             Some((status, _)) => *status,
             None if thresholds.iter().all(|t| t.passed) => RunStatus::Passed,
             None => RunStatus::Failed,
         };
         let per_second = |count: u64| {
-            if measured_s > 0.0 {
-                count as f64 / measured_s
-            } else {
-                0.0
-            }
+            if measured_s > 0.0 { count as f64 / measured_s } else { 0.0 }
         };
         let operations = self
             .operations

@@ -29,27 +29,11 @@ fn stats(op: &str, node: &str, samples: &[u64], errors: u64) -> OperationStats {
 }
 
 fn report(seq: u64, interval: u64, operations: Vec<OperationStats>) -> IntervalReport {
-    IntervalReport {
-        run_id: "r".into(),
-        seq,
-        interval,
-        operations,
-        ..IntervalReport::default()
-    }
+    IntervalReport { run_id: "r".into(), seq, interval, operations, ..IntervalReport::default() }
 }
 
-fn context<'a>(
-    scenario: &'a Scenario,
-    agents: &'a [(String, String, i64, i64)],
-) -> ReportContext<'a> {
-    ReportContext {
-        run_id: "r",
-        scenario,
-        endpoints: &[],
-        started_at_unix_ms: 0,
-        agents,
-        failure: None,
-    }
+fn context<'a>(scenario: &'a Scenario, agents: &'a [(String, String, i64, i64)]) -> ReportContext<'a> {
+    ReportContext { run_id: "r", scenario, endpoints: &[], started_at_unix_ms: 0, agents, failure: None }
 }
 
 #[test]
@@ -58,11 +42,7 @@ fn merged_percentiles_equal_those_of_all_samples_and_warmup_is_excluded() {
     let mut agg = RunAggregate::new(1);
     let a: Vec<u64> = (1..=1000).collect();
     let b: Vec<u64> = (5000..5500).collect();
-    agg.merge(
-        "a1",
-        &report(0, 0, vec![stats("get", "kv-0", &[99_999; 50], 0)]),
-    )
-    .expect("merge");
+    agg.merge("a1", &report(0, 0, vec![stats("get", "kv-0", &[99_999; 50], 0)])).expect("merge");
     let mut with_connections = report(1, 1, vec![stats("get", "kv-0", &a, 2)]);
     with_connections.connections.insert("kv-0".into(), 3);
     agg.merge("a1", &with_connections).expect("merge");
@@ -73,10 +53,7 @@ fn merged_percentiles_equal_those_of_all_samples_and_warmup_is_excluded() {
     for v in a.iter().chain(&b) {
         histogram::record_clamped(&mut all, *v);
     }
-    let agents = [
-        ("a1".to_string(), "h1".to_string(), 5, 10),
-        ("a2".to_string(), "h2".to_string(), -3, 12),
-    ];
+    let agents = [("a1".to_string(), "h1".to_string(), 5, 10), ("a2".to_string(), "h2".to_string(), -3, 12)];
     let r = agg.report(&context(&s, &agents));
     let get = &r.operations["get"];
     assert_eq!(get.count, 1500);
@@ -86,10 +63,7 @@ fn merged_percentiles_equal_those_of_all_samples_and_warmup_is_excluded() {
     assert_eq!(r.totals.ops, 1500);
     assert_eq!(r.agents[0].ops, 1050);
     assert_eq!(r.nodes["kv-1"].ops, 500);
-    assert_eq!(
-        r.nodes["kv-0"].connections, 5,
-        "summed over agents within an interval"
-    );
+    assert_eq!(r.nodes["kv-0"].connections, 5, "summed over agents within an interval");
     assert!((r.duration_s - 3.0).abs() < 1e-9);
     assert!((r.totals.throughput - 500.0).abs() < 1e-9);
     assert_eq!(r.status, RunStatus::Passed);
@@ -102,10 +76,7 @@ fn a_resent_report_is_not_counted_twice() {
     let mut agg = RunAggregate::new(0);
     let rep = report(7, 0, vec![stats("set", "kv-0", &[10, 20, 30], 0)]);
     assert_eq!(agg.merge("a1", &rep).expect("merge"), MergeOutcome::Merged);
-    assert_eq!(
-        agg.merge("a1", &rep).expect("merge"),
-        MergeOutcome::Duplicate
-    );
+    assert_eq!(agg.merge("a1", &rep).expect("merge"), MergeOutcome::Duplicate);
     assert_eq!(agg.merge("a2", &rep).expect("merge"), MergeOutcome::Merged);
     assert_eq!(agg.ops(), 6);
 }
@@ -125,12 +96,9 @@ fn a_corrupt_histogram_rejects_the_whole_report() {
 
 #[test]
 fn thresholds_give_a_verdict_and_nothing_measured_fails() {
-    let s = scenario(
-        "  - get.p50 < 1ms\n  - error_rate < 1%\n  - throughput > 1000/s\n  - set.max < 1s\n",
-    );
+    let s = scenario("  - get.p50 < 1ms\n  - error_rate < 1%\n  - throughput > 1000/s\n  - set.max < 1s\n");
     let mut agg = RunAggregate::new(1);
-    agg.merge("a1", &report(0, 2, vec![stats("get", "n", &[500; 99], 1)]))
-        .expect("merge");
+    agg.merge("a1", &report(0, 2, vec![stats("get", "n", &[500; 99], 1)])).expect("merge");
     let r = agg.report(&context(&s, &[]));
     let passed: Vec<bool> = r.thresholds.iter().map(|t| t.passed).collect();
     // p50 500us passes; 1/99 errors fails 1%; 33 ops/s fails; no set fails.

@@ -41,17 +41,8 @@ pub struct Registry {
 impl Registry {
     /// Registers a (re)connected agent. A reconnecting agent keeps the run it
     /// is busy with; its clock must be measured again.
-    pub fn connect(
-        &mut self,
-        hello: AgentHello,
-        session: u64,
-        outbox: UnboundedSender<ToAgent>,
-        now: Instant,
-    ) {
-        let busy_with = self
-            .agents
-            .get(&hello.agent_id)
-            .and_then(|a| a.busy_with.clone());
+    pub fn connect(&mut self, hello: AgentHello, session: u64, outbox: UnboundedSender<ToAgent>, now: Instant) {
+        let busy_with = self.agents.get(&hello.agent_id).and_then(|a| a.busy_with.clone());
         self.agents.insert(
             hello.agent_id.clone(),
             AgentEntry {
@@ -137,10 +128,7 @@ impl Registry {
 
     /// Queues a message to the agent; false when it is not connected.
     pub fn send(&self, agent_id: &str, message: ToAgent) -> bool {
-        self.agents
-            .get(agent_id)
-            .and_then(|a| a.outbox.as_ref())
-            .is_some_and(|outbox| outbox.send(message).is_ok())
+        self.agents.get(agent_id).and_then(|a| a.outbox.as_ref()).is_some_and(|outbox| outbox.send(message).is_ok())
     }
 }
 
@@ -175,20 +163,8 @@ mod tests {
         registry.seen("a", start + Duration::from_secs(4));
         let lost = registry.expire(start + Duration::from_secs(6), Duration::from_secs(5));
         assert_eq!(lost, vec!["b".to_string()]);
-        assert!(!registry.send(
-            "b",
-            ToAgent::Ack {
-                run_id: "r".into(),
-                seq: 1
-            }
-        ));
-        assert!(registry.send(
-            "a",
-            ToAgent::Ack {
-                run_id: "r".into(),
-                seq: 1
-            }
-        ));
+        assert!(!registry.send("b", ToAgent::Ack { run_id: "r".into(), seq: 1 }));
+        assert!(registry.send("a", ToAgent::Ack { run_id: "r".into(), seq: 1 }));
     }
 
     #[test]
@@ -199,10 +175,7 @@ mod tests {
         registry.set_busy("a", Some("run".into()));
         registry.connect(hello("a"), 2, tx, Instant::now());
         assert!(!registry.disconnect("a", 1));
-        assert_eq!(
-            registry.get("a").map(|a| a.busy_with.clone()),
-            Some(Some("run".into()))
-        );
+        assert_eq!(registry.get("a").map(|a| a.busy_with.clone()), Some(Some("run".into())));
         assert!(registry.disconnect("a", 2));
     }
 }

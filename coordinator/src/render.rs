@@ -20,13 +20,7 @@ pub fn text(report: &Report) -> String {
 
 fn write_report(out: &mut String, r: &Report) -> std::fmt::Result {
     let s = &r.scenario;
-    writeln!(
-        out,
-        "run {} \"{}\": {}",
-        r.run_id,
-        s.name,
-        r.status.as_str().to_uppercase()
-    )?;
+    writeln!(out, "run {} \"{}\": {}", r.run_id, s.name, r.status.as_str().to_uppercase())?;
     if let Some(error) = &r.error {
         writeln!(out, "  reason: {error}")?;
     }
@@ -71,21 +65,13 @@ fn write_report(out: &mut String, r: &Report) -> std::fmt::Result {
             us(l.max)
         )?;
     }
-    writeln!(
-        out,
-        "{:<12} {:>11} {:>11.1} {:>8}",
-        "total", r.totals.ops, r.totals.throughput, r.totals.errors
-    )?;
+    writeln!(out, "{:<12} {:>11} {:>11.1} {:>8}", "total", r.totals.ops, r.totals.throughput, r.totals.errors)?;
     let with_errors: Vec<String> = r
         .operations
         .iter()
         .filter(|(_, op)| op.errors > 0)
         .map(|(name, op)| {
-            let kinds: Vec<String> = op
-                .errors_by_kind
-                .iter()
-                .map(|(k, n)| format!("{k}={n}"))
-                .collect();
+            let kinds: Vec<String> = op.errors_by_kind.iter().map(|(k, n)| format!("{k}={n}")).collect();
             format!("{name}: {}", kinds.join(" "))
         })
         .collect();
@@ -93,30 +79,18 @@ fn write_report(out: &mut String, r: &Report) -> std::fmt::Result {
         writeln!(out, "errors by kind: {}", with_errors.join("; "))?;
     }
     if r.totals.late_starts > 0 {
-        writeln!(
-            out,
-            "late starts (open model, sent >1ms after their intended time): {}",
-            r.totals.late_starts
-        )?;
+        writeln!(out, "late starts (open model, sent >1ms after their intended time): {}", r.totals.late_starts)?;
     }
     if r.totals.clamped > 0 {
         writeln!(out, "samples above 1h clamped: {}", r.totals.clamped)?;
     }
     if !r.nodes.is_empty() {
         writeln!(out)?;
-        writeln!(
-            out,
-            "{:<20} {:>11} {:>8} {:>8} {:>12}",
-            "node", "ops", "share", "errors", "connections"
-        )?;
+        writeln!(out, "{:<20} {:>11} {:>8} {:>8} {:>12}", "node", "ops", "share", "errors", "connections")?;
         let total = r.totals.ops.max(1) as f64;
         for (node, n) in &r.nodes {
             let share = 100.0 * n.ops as f64 / total;
-            writeln!(
-                out,
-                "{node:<20} {:>11} {:>7.1}% {:>8} {:>12}",
-                n.ops, share, n.errors, n.connections
-            )?;
+            writeln!(out, "{node:<20} {:>11} {:>7.1}% {:>8} {:>12}", n.ops, share, n.errors, n.connections)?;
         }
     }
     writeln!(out)?;
@@ -142,12 +116,7 @@ fn write_report(out: &mut String, r: &Report) -> std::fmt::Result {
                 (Some(v), "ratio") => format!("{:.3}%", v * 100.0),
                 (Some(v), _) => format!("{v:.1}/s"),
             };
-            writeln!(
-                out,
-                "  {}  {:<28} observed {observed}",
-                if t.passed { "PASS" } else { "FAIL" },
-                t.expr
-            )?;
+            writeln!(out, "  {}  {:<28} observed {observed}", if t.passed { "PASS" } else { "FAIL" }, t.expr)?;
         }
     }
     Ok(())

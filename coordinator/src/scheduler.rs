@@ -35,21 +35,14 @@ pub enum PlanError {
 
 /// Splits `scenario` over `agents` (in the order given). `run_seed` makes
 /// every agent's seed reproducible for the same run.
-pub fn plan(
-    scenario: &Scenario,
-    agents: &[String],
-    run_seed: u64,
-) -> Result<Vec<AgentPlan>, PlanError> {
+pub fn plan(scenario: &Scenario, agents: &[String], run_seed: u64) -> Result<Vec<AgentPlan>, PlanError> {
     let count = agents.len();
     if count == 0 {
         return Err(PlanError::NoAgents);
     }
     let total = scenario.load.connections;
     if (total as usize) < count {
-        return Err(PlanError::TooFewConnections {
-            connections: total,
-            agents: count,
-        });
+        return Err(PlanError::TooFewConnections { connections: total, agents: count });
     }
     let connections = split_evenly(u64::from(total), count);
     let key_space = scenario.workload.key_space();
@@ -91,10 +84,8 @@ fn split_proportionally(total: u64, weights: &[u64]) -> Vec<u64> {
     if sum == 0 {
         return split_evenly(total, weights.len());
     }
-    let mut parts: Vec<u64> = weights
-        .iter()
-        .map(|w| ((u128::from(total) * u128::from(*w)) / u128::from(sum)) as u64)
-        .collect();
+    let mut parts: Vec<u64> =
+        weights.iter().map(|w| ((u128::from(total) * u128::from(*w)) / u128::from(sum)) as u64).collect();
     let mut left = total - parts.iter().sum::<u64>();
     let count = parts.len();
     let mut i = 0;
@@ -146,14 +137,8 @@ mod tests {
 
     #[test]
     fn refuses_what_cannot_be_split() {
-        assert_eq!(
-            plan(&scenario(4, 10, None), &[], 1),
-            Err(PlanError::NoAgents)
-        );
-        assert!(matches!(
-            plan(&scenario(2, 10, None), &agents(3), 1),
-            Err(PlanError::TooFewConnections { .. })
-        ));
+        assert_eq!(plan(&scenario(4, 10, None), &[], 1), Err(PlanError::NoAgents));
+        assert!(matches!(plan(&scenario(2, 10, None), &agents(3), 1), Err(PlanError::TooFewConnections { .. })));
     }
 
     proptest! {

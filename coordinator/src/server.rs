@@ -69,18 +69,12 @@ async fn serve_grpc(
     config: &CoordinatorConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
-    let agents = AgentService::new(
-        engine.clone(),
-        config.engine.coordinator_id.clone(),
-        config.heartbeat_interval,
-    );
+    let agents = AgentService::new(engine.clone(), config.engine.coordinator_id.clone(), config.heartbeat_interval);
     let control = ControlService::new(engine);
     tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .add_service(AgentServiceServer::new(agents).max_decoding_message_size(MAX_MESSAGE_BYTES))
-        .add_service(
-            ControlServiceServer::new(control).max_decoding_message_size(MAX_MESSAGE_BYTES),
-        )
+        .add_service(ControlServiceServer::new(control).max_decoding_message_size(MAX_MESSAGE_BYTES))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await?;
     Ok(())

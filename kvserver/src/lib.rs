@@ -39,9 +39,7 @@ pub struct ServerConfig {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self {
-            node_id: "kv-0".to_string(),
-        }
+        Self { node_id: "kv-0".to_string() }
     }
 }
 
@@ -66,11 +64,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let port = listener.local_addr()?.port();
-    let run_id = format!(
-        "{:016x}{:016x}",
-        RandomState::new().hash_one(std::process::id()),
-        RandomState::new().hash_one(port)
-    );
+    let run_id =
+        format!("{:016x}{:016x}", RandomState::new().hash_one(std::process::id()), RandomState::new().hash_one(port));
     let shared = Arc::new(Shared {
         config,
         store: Store::default(),
@@ -105,10 +100,8 @@ pub async fn serve(
         }
     }
     let _ = stop_tx.send(true);
-    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
-        while connections.join_next().await.is_some() {}
-    })
-    .await;
+    let drained =
+        tokio::time::timeout(SHUTDOWN_GRACE, async { while connections.join_next().await.is_some() {} }).await;
     if drained.is_err() {
         connections.abort_all();
     }
@@ -120,11 +113,7 @@ pub async fn serve(
 pub async fn spawn(
     addr: SocketAddr,
     config: ServerConfig,
-) -> std::io::Result<(
-    SocketAddr,
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<std::io::Result<()>>,
-)> {
+) -> std::io::Result<(SocketAddr, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<std::io::Result<()>>)> {
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -139,19 +128,10 @@ async fn handle_connection(
     shared: &Shared,
     mut stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    shared
-        .stats
-        .connected_clients
-        .fetch_add(1, Ordering::Relaxed);
-    shared
-        .stats
-        .total_connections
-        .fetch_add(1, Ordering::Relaxed);
+    shared.stats.connected_clients.fetch_add(1, Ordering::Relaxed);
+    shared.stats.total_connections.fetch_add(1, Ordering::Relaxed);
     let result = connection_loop(&mut socket, shared, &mut stop).await;
-    shared
-        .stats
-        .connected_clients
-        .fetch_sub(1, Ordering::Relaxed);
+    shared.stats.connected_clients.fetch_sub(1, Ordering::Relaxed);
     result
 }
 

@@ -30,9 +30,7 @@ fn find_crlf(buf: &[u8], from: usize) -> Result<Option<usize>, ProtocolError> {
             }
         }
         Some(_) => Ok(None),
-        None if buf.len() - from > MAX_INLINE_LEN => Err(ProtocolError(
-            "too big inline request or length line".into(),
-        )),
+        None if buf.len() - from > MAX_INLINE_LEN => Err(ProtocolError("too big inline request or length line".into())),
         None => Ok(None),
     }
 }
@@ -72,10 +70,7 @@ pub fn parse_request(buf: &mut BytesMut) -> Result<Option<Vec<Bytes>>, ProtocolE
             return Ok(None);
         }
         if buf[pos] != b'$' {
-            return Err(ProtocolError(format!(
-                "expected '$', got '{}'",
-                char::from(buf[pos])
-            )));
+            return Err(ProtocolError(format!("expected '$', got '{}'", char::from(buf[pos]))));
         }
         let Some(end) = find_crlf(buf, pos + 1)? else {
             return Ok(None);
@@ -98,9 +93,7 @@ pub fn parse_request(buf: &mut BytesMut) -> Result<Option<Vec<Bytes>>, ProtocolE
         pos = stop + 2;
     }
     let frame = buf.split_to(pos).freeze();
-    Ok(Some(
-        spans.into_iter().map(|(a, b)| frame.slice(a..b)).collect(),
-    ))
+    Ok(Some(spans.into_iter().map(|(a, b)| frame.slice(a..b)).collect()))
 }
 
 fn parse_inline(buf: &mut BytesMut) -> Result<Option<Vec<Bytes>>, ProtocolError> {
@@ -114,15 +107,10 @@ fn parse_inline(buf: &mut BytesMut) -> Result<Option<Vec<Bytes>>, ProtocolError>
     let text = &line[..newline];
     let text = text.strip_suffix(b"\r").unwrap_or(text);
     if text.contains(&b'"') || text.contains(&b'\'') {
-        return Err(ProtocolError(
-            "quoted inline arguments are not supported".into(),
-        ));
+        return Err(ProtocolError("quoted inline arguments are not supported".into()));
     }
     Ok(Some(
-        text.split(|b| b.is_ascii_whitespace())
-            .filter(|part| !part.is_empty())
-            .map(Bytes::copy_from_slice)
-            .collect(),
+        text.split(|b| b.is_ascii_whitespace()).filter(|part| !part.is_empty()).map(Bytes::copy_from_slice).collect(),
     ))
 }
 
@@ -192,13 +180,7 @@ mod tests {
     #[test]
     fn parses_arrays_and_inline() {
         let frames = parse_all(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\nPING\r\n").expect("valid");
-        assert_eq!(
-            frames,
-            vec![
-                vec![Bytes::from("GET"), Bytes::from("k")],
-                vec![Bytes::from("PING")]
-            ]
-        );
+        assert_eq!(frames, vec![vec![Bytes::from("GET"), Bytes::from("k")], vec![Bytes::from("PING")]]);
     }
 
     #[test]

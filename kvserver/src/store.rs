@@ -16,10 +16,7 @@ pub struct Store {
 
 impl Default for Store {
     fn default() -> Self {
-        Self {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-            hasher: RandomState::new(),
-        }
+        Self { shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(), hasher: RandomState::new() }
     }
 }
 
@@ -28,9 +25,7 @@ impl Store {
         let index = (self.hasher.hash_one(key) as usize) % SHARDS;
         // A poisoned shard only means another thread panicked mid-operation on
         // a plain map; its data is still consistent, so keep serving it.
-        self.shards[index]
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.shards[index].lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub fn get(&self, key: &[u8]) -> Option<Bytes> {
@@ -47,14 +42,7 @@ impl Store {
     }
 
     pub fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| {
-                s.lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .len()
-            })
-            .sum()
+        self.shards.iter().map(|s| s.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len()).sum()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -5,19 +5,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn start(
     node: &str,
-) -> (
-    SocketAddr,
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<std::io::Result<()>>,
-) {
-    spawn(
-        "127.0.0.1:0".parse().expect("addr"),
-        ServerConfig {
-            node_id: node.to_string(),
-        },
-    )
-    .await
-    .expect("bind")
+) -> (SocketAddr, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<std::io::Result<()>>) {
+    spawn("127.0.0.1:0".parse().expect("addr"), ServerConfig { node_id: node.to_string() }).await.expect("bind")
 }
 
 async fn raw(addr: SocketAddr, input: &[u8]) -> Vec<u8> {
@@ -33,65 +22,23 @@ async fn raw(addr: SocketAddr, input: &[u8]) -> Vec<u8> {
 async fn commands_answer_like_redis() {
     let (addr, _stop, _task) = start("kv-7").await;
     let client = redis::Client::open(format!("redis://{addr}")).expect("url");
-    let mut con = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("connect");
-    let pong: String = redis::cmd("PING")
-        .query_async(&mut con)
-        .await
-        .expect("ping");
+    let mut con = client.get_multiplexed_async_connection().await.expect("connect");
+    let pong: String = redis::cmd("PING").query_async(&mut con).await.expect("ping");
     assert_eq!(pong, "PONG");
-    let echoed: String = redis::cmd("ECHO")
-        .arg("hi")
-        .query_async(&mut con)
-        .await
-        .expect("echo");
+    let echoed: String = redis::cmd("ECHO").arg("hi").query_async(&mut con).await.expect("echo");
     assert_eq!(echoed, "hi");
-    let missing: Option<String> = redis::cmd("GET")
-        .arg("k")
-        .query_async(&mut con)
-        .await
-        .expect("get");
+    let missing: Option<String> = redis::cmd("GET").arg("k").query_async(&mut con).await.expect("get");
     assert_eq!(missing, None);
-    let () = redis::cmd("SET")
-        .arg("k")
-        .arg("v")
-        .query_async(&mut con)
-        .await
-        .expect("set");
-    let value: String = redis::cmd("GET")
-        .arg("k")
-        .query_async(&mut con)
-        .await
-        .expect("get");
+    let () = redis::cmd("SET").arg("k").arg("v").query_async(&mut con).await.expect("set");
+    let value: String = redis::cmd("GET").arg("k").query_async(&mut con).await.expect("get");
     assert_eq!(value, "v");
-    let removed: i64 = redis::cmd("DEL")
-        .arg("k")
-        .arg("other")
-        .query_async(&mut con)
-        .await
-        .expect("del");
+    let removed: i64 = redis::cmd("DEL").arg("k").arg("other").query_async(&mut con).await.expect("del");
     assert_eq!(removed, 1);
-    let info: String = redis::cmd("INFO")
-        .arg("server")
-        .query_async(&mut con)
-        .await
-        .expect("info");
+    let info: String = redis::cmd("INFO").arg("server").query_async(&mut con).await.expect("info");
     assert!(info.contains("node_id:kv-7\r\n"), "{info}");
-    let error = redis::cmd("GET")
-        .query_async::<String>(&mut con)
-        .await
-        .unwrap_err();
-    assert!(
-        error.to_string().contains("wrong number of arguments"),
-        "{error}"
-    );
-    let error = redis::cmd("NOPE")
-        .arg("x")
-        .query_async::<String>(&mut con)
-        .await
-        .unwrap_err();
+    let error = redis::cmd("GET").query_async::<String>(&mut con).await.unwrap_err();
+    assert!(error.to_string().contains("wrong number of arguments"), "{error}");
+    let error = redis::cmd("NOPE").arg("x").query_async::<String>(&mut con).await.unwrap_err();
     assert!(error.to_string().contains("unknown command"), "{error}");
 }
 
@@ -109,10 +56,7 @@ async fn pipelined_requests_get_replies_in_order_and_are_counted() {
 async fn malformed_input_gets_a_protocol_error_and_other_clients_are_unharmed() {
     let (addr, _stop, _task) = start("kv-0").await;
     let out = raw(addr, b"*1\r\n$99999999999\r\n").await;
-    assert!(
-        String::from_utf8_lossy(&out).starts_with("-ERR Protocol error"),
-        "{out:?}"
-    );
+    assert!(String::from_utf8_lossy(&out).starts_with("-ERR Protocol error"), "{out:?}");
     let out = raw(addr, b"PING\r\n").await;
     assert_eq!(out, b"+PONG\r\n");
 }
@@ -127,10 +71,6 @@ async fn shutdown_stops_serving() {
     stop.send(()).expect("stop");
     task.await.expect("join").expect("serve");
     let mut buf = [0u8; 1];
-    assert_eq!(
-        idle.read(&mut buf).await.expect("read"),
-        0,
-        "idle connection closed"
-    );
+    assert_eq!(idle.read(&mut buf).await.expect("read"), 0, "idle connection closed");
     assert!(TcpStream::connect(addr).await.is_err());
 }

@@ -14,10 +14,7 @@ pub fn stampede_bin() -> PathBuf {
         return PathBuf::from(path);
     }
     let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target directory");
+    let dir = exe.parent().and_then(Path::parent).expect("target directory");
     let bin = dir.join("stampede");
     assert!(
         bin.exists(),
@@ -51,11 +48,7 @@ impl Process {
                 }
             }
         });
-        Self {
-            name: name.to_string(),
-            child,
-            lines,
-        }
+        Self { name: name.to_string(), child, lines }
     }
 
     /// Starts `stampede` with arguments.
@@ -79,10 +72,7 @@ impl Process {
     /// The address at the end of the line announcing it ("... listening on ADDR").
     pub fn listening_address(&self) -> String {
         let line = self.wait_for_line("listening on ", Duration::from_secs(30));
-        let rest = line
-            .split("listening on ")
-            .nth(1)
-            .expect("address after 'listening on'");
+        let rest = line.split("listening on ").nth(1).expect("address after 'listening on'");
         rest.split_whitespace().next().expect("address").to_string()
     }
 
@@ -133,11 +123,7 @@ pub fn run_stampede(args: &[&str], timeout: Duration) -> (i32, String, String) {
 /// A free TCP port on loopback (bound and released; good enough for tests
 /// that start the server right away).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
 /// A real `redis-server` on a free loopback port, stopped on drop.
@@ -150,50 +136,25 @@ pub fn start_redis() -> (Process, u16) {
     let process = Process::start(
         "redis-server",
         &program,
-        &[
-            "--port",
-            &port_text,
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--daemonize",
-            "no",
-        ],
+        &["--port", &port_text, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no"],
     );
     process.wait_for_line("Ready to accept connections", Duration::from_secs(20));
     (process, port)
 }
 
 pub fn which(program: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")?
-        .to_str()?
-        .split(':')
-        .map(|dir| Path::new(dir).join(program))
-        .find(|path| path.is_file())
+    std::env::var_os("PATH")?.to_str()?.split(':').map(|dir| Path::new(dir).join(program)).find(|path| path.is_file())
 }
 
 /// Calls per command from `INFO commandstats` (`cmdstat_get:calls=N,...`).
 pub fn command_calls(address: &str, command: &str) -> u64 {
     let client = redis::Client::open(format!("redis://{address}/")).expect("redis url");
     let mut connection = client.get_connection().expect("connect for INFO");
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query(&mut connection)
-        .expect("INFO commandstats");
+    let info: String = redis::cmd("INFO").arg("commandstats").query(&mut connection).expect("INFO commandstats");
     let prefix = format!("cmdstat_{command}:calls=");
     info.lines()
         .find_map(|line| line.strip_prefix(&prefix))
-        .map(|rest| {
-            rest.split(',')
-                .next()
-                .unwrap_or("0")
-                .trim()
-                .parse()
-                .expect("calls number")
-        })
+        .map(|rest| rest.split(',').next().unwrap_or("0").trim().parse().expect("calls number"))
         .unwrap_or(0)
 }
 

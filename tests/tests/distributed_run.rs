@@ -25,16 +25,8 @@ struct Cluster {
 fn start_cluster(agents: usize) -> Cluster {
     let data = tempfile::tempdir().expect("tempdir");
     let data_dir = data.path().to_string_lossy().into_owned();
-    let coordinator = Process::stampede(
-        "coordinator",
-        &[
-            "coordinator",
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            &data_dir,
-        ],
-    );
+    let coordinator =
+        Process::stampede("coordinator", &["coordinator", "--listen", "127.0.0.1:0", "--data-dir", &data_dir]);
     let url = format!("http://{}", coordinator.listening_address());
     let agents = (0..agents)
         .map(|i| {
@@ -42,12 +34,7 @@ fn start_cluster(agents: usize) -> Cluster {
             Process::stampede(&id, &["agent", "--coordinator", &url, "--id", &id])
         })
         .collect();
-    Cluster {
-        _coordinator: coordinator,
-        _agents: agents,
-        url,
-        _data: data,
-    }
+    Cluster { _coordinator: coordinator, _agents: agents, url, _data: data }
 }
 
 fn check_totals(report: &Value, target: &str) {
@@ -56,18 +43,11 @@ fn check_totals(report: &Value, target: &str) {
     assert_eq!(agents.len(), 3);
     // Every agent took part, and the totals (warm-up included) add up.
     let agent_ops: u64 = agents.iter().map(|a| a["ops"].as_u64().expect("ops")).sum();
-    assert!(
-        agents.iter().all(|a| a["ops"].as_u64().expect("ops") > 0),
-        "{agents:?}"
-    );
+    assert!(agents.iter().all(|a| a["ops"].as_u64().expect("ops") > 0), "{agents:?}");
     let measured = report["totals"]["ops"].as_u64().expect("ops");
     let warmup = report["totals"]["warmup_ops"].as_u64().expect("warmup ops");
     assert!(measured > 0);
-    assert_eq!(
-        agent_ops,
-        measured + warmup,
-        "sum over agents equals totals"
-    );
+    assert_eq!(agent_ops, measured + warmup, "sum over agents equals totals");
     let ops = &report["operations"];
     let get = ops["get"]["count"].as_u64().expect("get count");
     let set = ops["set"]["count"].as_u64().expect("set count");
@@ -75,58 +55,29 @@ fn check_totals(report: &Value, target: &str) {
     // What the target counted equals what the agents did (each operation is
     // one command; warm-up operations reached the target too).
     let seen = command_calls(target, "get") + command_calls(target, "set");
-    assert_eq!(
-        seen,
-        measured + warmup,
-        "target saw exactly the operations reported"
-    );
+    assert_eq!(seen, measured + warmup, "target saw exactly the operations reported");
     for key in ["min", "mean", "p50", "p90", "p99", "p999", "max"] {
-        assert!(
-            ops["get"]["latency_us"][key].is_number(),
-            "latency_us.{key}"
-        );
+        assert!(ops["get"]["latency_us"][key].is_number(), "latency_us.{key}");
     }
     assert!(report["totals"]["throughput"].as_f64().expect("throughput") > 0.0);
 }
 
 #[test]
 fn a_submitted_run_on_three_agent_processes_matches_the_kv_servers_own_count() {
-    let kv = Process::stampede(
-        "kv-server",
-        &[
-            "kv-server",
-            "--listen",
-            "127.0.0.1:0",
-            "--node-id",
-            "kv-e2e",
-        ],
-    );
+    let kv = Process::stampede("kv-server", &["kv-server", "--listen", "127.0.0.1:0", "--node-id", "kv-e2e"]);
     let target = kv.listening_address();
     let cluster = start_cluster(3);
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = write_file(
-        dir.path(),
-        "kv.yaml",
-        &scenario("kv", &target, "  - p99 < 1s\n  - error_rate < 1%\n"),
-    );
+    let path = write_file(dir.path(), "kv.yaml", &scenario("kv", &target, "  - p99 < 1s\n  - error_rate < 1%\n"));
     let json = dir.path().join("report.json");
     let json_arg = json.to_string_lossy().into_owned();
     let (code, stdout, stderr) = run_stampede(
-        &[
-            "submit",
-            &path,
-            "--coordinator",
-            &cluster.url,
-            "--wait",
-            "--json",
-            &json_arg,
-        ],
+        &["submit", &path, "--coordinator", &cluster.url, "--wait", "--json", &json_arg],
         Duration::from_secs(90),
     );
     assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(stdout.contains("PASSED"), "{stdout}");
-    let report: Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).expect("json report")).expect("json");
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).expect("json report")).expect("json");
     assert_eq!(report["status"], "passed");
     assert_eq!(report["scenario"]["target"]["kind"], "kv");
     assert_eq!(report["nodes"]["kv-e2e"]["connections"], 6);
@@ -134,26 +85,15 @@ fn a_submitted_run_on_three_agent_processes_matches_the_kv_servers_own_count() {
 
     // The run is listed and its report can be fetched again.
     let run_id = report["run_id"].as_str().expect("run id");
-    let (code, stdout, _) = run_stampede(
-        &["runs", "--coordinator", &cluster.url],
-        Duration::from_secs(20),
-    );
+    let (code, stdout, _) = run_stampede(&["runs", "--coordinator", &cluster.url], Duration::from_secs(20));
     assert_eq!(code, 0);
-    assert!(
-        stdout.contains(run_id) && stdout.contains("passed"),
-        "{stdout}"
-    );
-    let (code, stdout, _) = run_stampede(
-        &["report", run_id, "--json", "--coordinator", &cluster.url],
-        Duration::from_secs(20),
-    );
+    assert!(stdout.contains(run_id) && stdout.contains("passed"), "{stdout}");
+    let (code, stdout, _) =
+        run_stampede(&["report", run_id, "--json", "--coordinator", &cluster.url], Duration::from_secs(20));
     assert_eq!(code, 0);
     let again: Value = serde_json::from_str(&stdout).expect("json");
     assert_eq!(again["totals"], report["totals"]);
-    let (code, stdout, _) = run_stampede(
-        &["agents", "--coordinator", &cluster.url],
-        Duration::from_secs(20),
-    );
+    let (code, stdout, _) = run_stampede(&["agents", "--coordinator", &cluster.url], Duration::from_secs(20));
     assert_eq!(code, 0);
     assert_eq!(stdout.matches("e2e-agent-").count(), 3, "{stdout}");
 }
@@ -165,41 +105,19 @@ fn a_submitted_run_against_real_redis_matches_redis_commandstats() {
     let cluster = start_cluster(3);
     let dir = tempfile::tempdir().expect("tempdir");
     // One threshold that cannot hold: the verdict must be `failed`, exit 1.
-    let path = write_file(
-        dir.path(),
-        "redis.yaml",
-        &scenario("redis", &target, "  - p99 < 1us\n"),
-    );
+    let path = write_file(dir.path(), "redis.yaml", &scenario("redis", &target, "  - p99 < 1us\n"));
     let json = dir.path().join("report.json");
     let json_arg = json.to_string_lossy().into_owned();
     let (code, stdout, stderr) = run_stampede(
-        &[
-            "submit",
-            &path,
-            "--coordinator",
-            &cluster.url,
-            "--wait",
-            "--json",
-            &json_arg,
-        ],
+        &["submit", &path, "--coordinator", &cluster.url, "--wait", "--json", &json_arg],
         Duration::from_secs(90),
     );
-    assert_eq!(
-        code, 1,
-        "thresholds failed -> exit 1\nstdout:\n{stdout}\nstderr:\n{stderr}"
-    );
+    assert_eq!(code, 1, "thresholds failed -> exit 1\nstdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(stdout.contains("FAIL  p99 < 1us"), "{stdout}");
-    let report: Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).expect("json report")).expect("json");
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).expect("json report")).expect("json");
     assert_eq!(report["status"], "failed");
     assert_eq!(report["thresholds"][0]["passed"], false);
-    assert!(
-        report["nodes"]
-            .as_object()
-            .expect("nodes")
-            .keys()
-            .all(|n| n.starts_with("redis-"))
-    );
+    assert!(report["nodes"].as_object().expect("nodes").keys().all(|n| n.starts_with("redis-")));
     check_totals(&report, &target);
 }
 
@@ -208,18 +126,9 @@ fn an_unreachable_target_fails_the_run_quickly_naming_the_endpoint() {
     let cluster = start_cluster(3);
     let dir = tempfile::tempdir().expect("tempdir");
     let dead = format!("127.0.0.1:{}", stampede_tests::free_port());
-    let path = write_file(
-        dir.path(),
-        "dead.yaml",
-        &scenario("redis", &dead, "  - p99 < 1s\n"),
-    );
-    let (code, stdout, stderr) = run_stampede(
-        &["submit", &path, "--coordinator", &cluster.url, "--wait"],
-        Duration::from_secs(60),
-    );
+    let path = write_file(dir.path(), "dead.yaml", &scenario("redis", &dead, "  - p99 < 1s\n"));
+    let (code, stdout, stderr) =
+        run_stampede(&["submit", &path, "--coordinator", &cluster.url, "--wait"], Duration::from_secs(60));
     assert_eq!(code, 2, "stdout:\n{stdout}\nstderr:\n{stderr}");
-    assert!(
-        stdout.contains("ERROR") && stdout.contains(&dead),
-        "{stdout}"
-    );
+    assert!(stdout.contains("ERROR") && stdout.contains(&dead), "{stdout}");
 }

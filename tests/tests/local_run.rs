@@ -10,15 +10,10 @@ fn stampede_run_with_no_arguments_passes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let json = dir.path().join("quickstart.json");
     let json_arg = json.to_string_lossy().into_owned();
-    let (code, stdout, stderr) =
-        run_stampede(&["run", "--json", &json_arg], Duration::from_secs(120));
+    let (code, stdout, stderr) = run_stampede(&["run", "--json", &json_arg], Duration::from_secs(120));
     assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
-    assert!(
-        stdout.contains("quickstart") && stdout.contains("PASSED"),
-        "{stdout}"
-    );
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("json");
+    assert!(stdout.contains("quickstart") && stdout.contains("PASSED"), "{stdout}");
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("json");
     assert_eq!(report["agents"].as_array().map(Vec::len), Some(2));
     assert_eq!(report["scenario"]["name"], "quickstart");
     // Live progress went to stderr, one line per interval.
@@ -36,13 +31,9 @@ fn an_open_model_run_keeps_its_rate_and_reports_thresholds() {
     );
     let json = dir.path().join("open.json");
     let json_arg = json.to_string_lossy().into_owned();
-    let (code, stdout, stderr) = run_stampede(
-        &["run", &path, "--json", &json_arg, "-q"],
-        Duration::from_secs(60),
-    );
+    let (code, stdout, stderr) = run_stampede(&["run", &path, "--json", &json_arg, "-q"], Duration::from_secs(60));
     assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("json");
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("json");
     let ops = report["totals"]["ops"].as_u64().expect("ops");
     assert!((5_400..=6_600).contains(&ops), "about 2000/s for 3s: {ops}");
 }
@@ -57,10 +48,7 @@ fn a_failed_threshold_exits_1() {
     );
     let (code, stdout, _) = run_stampede(&["run", &path, "-q"], Duration::from_secs(60));
     assert_eq!(code, 1, "{stdout}");
-    assert!(
-        stdout.contains("FAILED") && stdout.contains("FAIL  max < 1us"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("FAILED") && stdout.contains("FAIL  max < 1us"), "{stdout}");
 }
 
 #[test]
@@ -73,20 +61,11 @@ fn a_bad_scenario_exits_2_naming_field_and_line() {
     );
     let (code, _, stderr) = run_stampede(&["run", &path], Duration::from_secs(30));
     assert_eq!(code, 2);
-    assert!(
-        stderr.contains("line 6") && stderr.contains("load.connections"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("line 6") && stderr.contains("load.connections"), "{stderr}");
     let (code, _, stderr) = run_stampede(&["validate", &path], Duration::from_secs(30));
     assert_eq!(code, 2);
-    assert!(
-        stderr.contains("line 6") && stderr.contains("load.connections"),
-        "{stderr}"
-    );
-    let (code, _, stderr) = run_stampede(
-        &["run", "/nonexistent/scenario.yaml"],
-        Duration::from_secs(30),
-    );
+    assert!(stderr.contains("line 6") && stderr.contains("load.connections"), "{stderr}");
+    let (code, _, stderr) = run_stampede(&["run", "/nonexistent/scenario.yaml"], Duration::from_secs(30));
     assert_eq!(code, 2);
     assert!(stderr.contains("cannot read scenario"), "{stderr}");
 }
@@ -99,8 +78,7 @@ fn every_example_scenario_validates() {
         let path = entry.expect("entry").path();
         if path.extension().is_some_and(|e| e == "yaml") {
             let path_arg = path.to_string_lossy().into_owned();
-            let (code, stdout, stderr) =
-                run_stampede(&["validate", &path_arg], Duration::from_secs(30));
+            let (code, stdout, stderr) = run_stampede(&["validate", &path_arg], Duration::from_secs(30));
             assert_eq!(code, 0, "{path_arg}: {stdout}{stderr}");
             checked += 1;
         }

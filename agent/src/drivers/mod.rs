@@ -21,12 +21,7 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 4] = [
-        Self::Timeout,
-        Self::Connection,
-        Self::Server,
-        Self::Protocol,
-    ];
+    pub const ALL: [ErrorKind; 4] = [Self::Timeout, Self::Connection, Self::Server, Self::Protocol];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -48,10 +43,7 @@ pub struct DriverError {
 
 impl DriverError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self {
-            kind,
-            message: message.into(),
-        }
+        Self { kind, message: message.into() }
     }
 }
 
@@ -60,10 +52,7 @@ pub trait Driver: Send + Sync + 'static {
     type Connection: Connection;
 
     /// Opens one connection to `endpoint` and learns the node behind it.
-    fn connect(
-        &self,
-        endpoint: &str,
-    ) -> impl Future<Output = Result<Self::Connection, DriverError>> + Send;
+    fn connect(&self, endpoint: &str) -> impl Future<Output = Result<Self::Connection, DriverError>> + Send;
 }
 
 /// One open connection (or a slot's handle to it).
@@ -72,8 +61,21 @@ pub trait Connection: Clone + Send + Sync + 'static {
     fn node(&self) -> &str;
 
     /// Executes one operation.
-    fn execute(
+    fn execute(&mut self, operation: &Operation) -> impl Future<Output = Result<(), DriverError>> + Send;
+
+    /// Executes a batch written together (the closed model's pipeline),
+    /// appending one result per operation to `results`. Drivers whose
+    /// protocol pipelines override this; the default runs them in turn.
+    fn execute_batch(
         &mut self,
-        operation: &Operation,
-    ) -> impl Future<Output = Result<(), DriverError>> + Send;
+        operations: &[Operation],
+        results: &mut Vec<Result<(), DriverError>>,
+    ) -> impl Future<Output = ()> + Send {
+        async move {
+            for operation in operations {
+                let result = self.execute(operation).await;
+                results.push(result);
+            }
+        }
+    }
 }

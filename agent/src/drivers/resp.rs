@@ -21,10 +21,7 @@ pub struct RespDriver {
 
 impl RespDriver {
     pub fn new(key_prefix: &str, value: Bytes) -> Self {
-        Self {
-            key_prefix: key_prefix.as_bytes().into(),
-            value,
-        }
+        Self { key_prefix: key_prefix.as_bytes().into(), value }
     }
 }
 
@@ -40,13 +37,9 @@ pub struct RespConnection {
 fn classify(error: &RedisError) -> ErrorKind {
     if error.is_timeout() {
         ErrorKind::Timeout
-    } else if error.is_io_error() || error.is_connection_dropped() || error.is_connection_refusal()
-    {
+    } else if error.is_io_error() || error.is_connection_dropped() || error.is_connection_refusal() {
         ErrorKind::Connection
-    } else if matches!(
-        error.kind(),
-        RedisErrorKind::Parse | RedisErrorKind::UnexpectedReturnType
-    ) {
+    } else if matches!(error.kind(), RedisErrorKind::Parse | RedisErrorKind::UnexpectedReturnType) {
         ErrorKind::Protocol
     } else {
         ErrorKind::Server
@@ -60,41 +53,23 @@ fn driver_error(error: &RedisError) -> DriverError {
 /// Reads the node identity out of an `INFO server` reply.
 pub fn node_from_info(info: &str) -> Option<String> {
     let field = |name: &str| {
-        info.lines()
-            .find_map(|line| line.strip_prefix(name).map(|v| v.trim().to_string()))
-            .filter(|v| !v.is_empty())
+        info.lines().find_map(|line| line.strip_prefix(name).map(|v| v.trim().to_string())).filter(|v| !v.is_empty())
     };
-    field("node_id:")
-        .or_else(|| field("run_id:").map(|id| format!("redis-{}", &id[..id.len().min(12)])))
+    field("node_id:").or_else(|| field("run_id:").map(|id| format!("redis-{}", &id[..id.len().min(12)])))
 }
 
 impl Driver for RespDriver {
     type Connection = RespConnection;
 
     async fn connect(&self, endpoint: &str) -> Result<RespConnection, DriverError> {
-        let client = redis::Client::open(format!("redis://{endpoint}/")).map_err(|e| {
-            DriverError::new(
-                ErrorKind::Connection,
-                format!("bad endpoint `{endpoint}`: {e}"),
-            )
-        })?;
-        let mut connection =
-            tokio::time::timeout(CONNECT_TIMEOUT, client.get_multiplexed_async_connection())
-                .await
-                .map_err(|_| {
-                    DriverError::new(
-                        ErrorKind::Timeout,
-                        format!("connecting to {endpoint} took over 5s"),
-                    )
-                })?
-                .map_err(|e| {
-                    DriverError::new(classify(&e), format!("cannot connect to {endpoint}: {e}"))
-                })?;
-        let info: String = redis::cmd("INFO")
-            .arg("server")
-            .query_async(&mut connection)
+        let client = redis::Client::open(format!("redis://{endpoint}/"))
+            .map_err(|e| DriverError::new(ErrorKind::Connection, format!("bad endpoint `{endpoint}`: {e}")))?;
+        let mut connection = tokio::time::timeout(CONNECT_TIMEOUT, client.get_multiplexed_async_connection())
             .await
-            .map_err(|e| driver_error(&e))?;
+            .map_err(|_| DriverError::new(ErrorKind::Timeout, format!("connecting to {endpoint} took over 5s")))?
+            .map_err(|e| DriverError::new(classify(&e), format!("cannot connect to {endpoint}: {e}")))?;
+        let info: String =
+            redis::cmd("INFO").arg("server").query_async(&mut connection).await.map_err(|e| driver_error(&e))?;
         let node = node_from_info(&info).unwrap_or_else(|| endpoint.to_string());
         Ok(RespConnection {
             connection,
@@ -133,7 +108,38 @@ impl Connection for RespConnection {
     }
 
     async fn execute(&mut self, operation: &Operation) -> Result<(), DriverError> {
-        let command = match operation {
+        let command = self.command(operation);
+        match self.connection.send_packed_command(&command).await {
+            Ok(value) => check(&value),
+            Err(error) => Err(driver_error(&error)),
+        }
+    }
+
+    async fn execute_batch(&mut self, operations: &[Operation], results: &mut Vec<Result<(), DriverError>>) {
+        let mut pipeline = redis::pipe();
+        for operation in operations {
+            pipeline.add_command(self.command(operation));
+        }
+        match self.connection.send_packed_commands(&pipeline, 0, operations.len()).await {
+            Ok(values) if values.len() == operations.len() => results.extend(values.iter().map(check)),
+            Ok(values) => {
+                let error = DriverError::new(
+                    ErrorKind::Protocol,
+                    format!("{} replies to a pipeline of {}", values.len(), operations.len()),
+                );
+                results.extend(operations.iter().map(|_| Err(error.clone())));
+            }
+            Err(error) => {
+                let error = driver_error(&error);
+                results.extend(operations.iter().map(|_| Err(error.clone())));
+            }
+        }
+    }
+}
+
+impl RespConnection {
+    fn command(&mut self, operation: &Operation) -> redis::Cmd {
+        match operation {
             Operation::Get { key } => {
                 let mut c = redis::cmd("GET");
                 c.arg(self.key(*key));
@@ -145,14 +151,14 @@ impl Connection for RespConnection {
                 c.arg(&self.value[..]);
                 c
             }
-        };
-        match self.connection.send_packed_command(&command).await {
-            Ok(Value::ServerError(error)) => {
-                Err(DriverError::new(ErrorKind::Server, format!("{error:?}")))
-            }
-            Ok(_) => Ok(()),
-            Err(error) => Err(driver_error(&error)),
         }
+    }
+}
+
+fn check(value: &Value) -> Result<(), DriverError> {
+    match value {
+        Value::ServerError(error) => Err(DriverError::new(ErrorKind::Server, format!("{error:?}"))),
+        _ => Ok(()),
     }
 }
 
@@ -162,10 +168,7 @@ mod tests {
 
     #[test]
     fn node_identity_comes_from_info() {
-        assert_eq!(
-            node_from_info("# Server\r\nnode_id:kv-2\r\nrun_id:abc\r\n"),
-            Some("kv-2".into())
-        );
+        assert_eq!(node_from_info("# Server\r\nnode_id:kv-2\r\nrun_id:abc\r\n"), Some("kv-2".into()));
         assert_eq!(
             node_from_info("# Server\r\nredis_version:7.0\r\nrun_id:0123456789abcdef\r\n"),
             Some("redis-0123456789ab".into())

@@ -26,28 +26,26 @@ pub fn start(
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<async_channel::Receiver<Instant>> {
     let (tx, rx) = async_channel::unbounded();
-    std::thread::Builder::new()
-        .name("stampede-arrivals".into())
-        .spawn(move || {
-            let mut rng = SmallRng::seed_from_u64(seed);
-            let mean_gap = 1.0 / rate_per_s.max(1e-9);
-            let exp = Exp::new(rate_per_s.max(1e-9)).ok();
-            let mut next = start;
-            while next < end && !stop.load(Ordering::Relaxed) {
-                let now = Instant::now();
-                if next > now {
-                    std::thread::sleep(next - now);
-                }
-                if tx.send_blocking(next).is_err() {
-                    return;
-                }
-                let gap = match (arrival, &exp) {
-                    (Arrival::Poisson, Some(exp)) => exp.sample(&mut rng),
-                    _ => mean_gap,
-                };
-                next += Duration::from_secs_f64(gap);
+    std::thread::Builder::new().name("stampede-arrivals".into()).spawn(move || {
+        let mut rng = SmallRng::seed_from_u64(seed);
+        let mean_gap = 1.0 / rate_per_s.max(1e-9);
+        let exp = Exp::new(rate_per_s.max(1e-9)).ok();
+        let mut next = start;
+        while next < end && !stop.load(Ordering::Relaxed) {
+            let now = Instant::now();
+            if next > now {
+                std::thread::sleep(next - now);
             }
-        })?;
+            if tx.send_blocking(next).is_err() {
+                return;
+            }
+            let gap = match (arrival, &exp) {
+                (Arrival::Poisson, Some(exp)) => exp.sample(&mut rng),
+                _ => mean_gap,
+            };
+            next += Duration::from_secs_f64(gap);
+        }
+    })?;
     Ok(rx)
 }
 

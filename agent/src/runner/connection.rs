@@ -53,10 +53,21 @@ fn micros(d: Duration) -> u64 {
 /// was sent.
 const TIMEOUT_SLACK: Duration = Duration::from_millis(250);
 
-async fn run_slot<C: Connection>(mut connection: C, context: &SlotContext, recorder: &SharedRecorder, seed: u64) -> SlotEnd {
+/// One slot's loop. `batch` operations are written together and the next
+/// batch goes when all have answered (the closed model's pipeline); open
+/// model slots use batches of one.
+async fn run_slot<C: Connection>(
+    mut connection: C,
+    context: &SlotContext,
+    recorder: &SharedRecorder,
+    seed: u64,
+    batch: usize,
+) -> SlotEnd {
     let mut rng = SmallRng::seed_from_u64(seed);
     let deadline = tokio::time::sleep(OPERATION_TIMEOUT + TIMEOUT_SLACK);
     tokio::pin!(deadline);
+    let mut operations = Vec::with_capacity(batch);
+    let mut results = Vec::with_capacity(batch);
     while context.running() {
         let intended = match &context.arrivals {
             None => None,
@@ -65,34 +76,64 @@ async fn run_slot<C: Connection>(mut connection: C, context: &SlotContext, recor
                 Err(_) => return SlotEnd::Finished,
             },
         };
-        let operation = context.generator.next(&mut rng);
+        operations.clear();
+        results.clear();
+        operations.extend((0..batch).map(|_| context.generator.next(&mut rng)));
         let sent = Instant::now();
         let exact = sent + OPERATION_TIMEOUT;
         if deadline.deadline().into_std() < exact {
             deadline.as_mut().reset((exact + TIMEOUT_SLACK).into());
         }
-        let result = tokio::select! {
-            biased;
-            result = connection.execute(&operation) => Some(result),
-            () = &mut deadline => None,
+        let finished = if batch == 1 {
+            tokio::select! {
+                biased;
+                result = connection.execute(&operations[0]) => { results.push(result); true }
+                () = &mut deadline => false,
+            }
+        } else {
+            tokio::select! {
+                biased;
+                () = connection.execute_batch(&operations, &mut results) => true,
+                () = &mut deadline => false,
+            }
         };
         let done = Instant::now();
-        let error = match result {
-            Some(Ok(())) => None,
-            Some(Err(error)) => Some(error.kind),
-            None => Some(ErrorKind::Timeout),
-        };
         let intended = intended.unwrap_or(sent);
         let lag = sent.saturating_duration_since(intended);
-        {
-            let mut r = lock(recorder);
-            r.record(operation.index(), micros(done - intended), micros(done - sent), error);
-            if lag > LATE_START {
-                r.late_starts += 1;
+        // Operations of a batch share their latency: count them per
+        // (operation, outcome) and record each group once.
+        const GROUPS: usize = 4;
+        let mut groups: [(usize, Option<ErrorKind>, u64); GROUPS] = [(0, None, 0); GROUPS];
+        let mut group_count = 0;
+        let mut lost = false;
+        let mut r = lock(recorder);
+        for (index, operation) in operations.iter().enumerate() {
+            let error = match results.get(index) {
+                Some(Ok(())) => None,
+                Some(Err(error)) => Some(error.kind),
+                None if finished => Some(ErrorKind::Protocol),
+                None => Some(ErrorKind::Timeout),
+            };
+            lost |= error == Some(ErrorKind::Connection);
+            let key = (operation.index(), error);
+            match groups[..group_count].iter_mut().find(|g| (g.0, g.1) == key) {
+                Some(group) => group.2 += 1,
+                None if group_count < GROUPS => {
+                    groups[group_count] = (key.0, key.1, 1);
+                    group_count += 1;
+                }
+                None => r.record(key.0, micros(done - intended), micros(done - sent), key.1),
             }
-            r.max_lag_us = r.max_lag_us.max(micros(lag));
         }
-        if error == Some(ErrorKind::Connection) {
+        for (operation, error, n) in &groups[..group_count] {
+            r.record_n(*operation, micros(done - intended), micros(done - sent), *error, *n);
+        }
+        if lag > LATE_START {
+            r.late_starts += 1;
+        }
+        r.max_lag_us = r.max_lag_us.max(micros(lag));
+        drop(r);
+        if lost {
             return SlotEnd::ConnectionLost;
         }
     }
@@ -126,15 +167,12 @@ pub async fn drive<D: Driver>(
             r.node = Some(current.node().into());
             r.connected = true;
         }
-        let slots = (0..pipeline).map(|slot| {
-            let seed =
-                context.seed ^ (connection_index << 20) ^ (generation << 40) ^ u64::from(slot);
-            run_slot(
-                current.clone(),
-                &context,
-                &recorder,
-                seed.wrapping_mul(0x9E37_79B9_7F4A_7C15),
-            )
+        // Closed model: one slot writes `pipeline` requests at a time.
+        // Open model: `pipeline` independent slots, one request each.
+        let (slot_count, batch) = if context.arrivals.is_some() { (pipeline, 1) } else { (1, pipeline as usize) };
+        let slots = (0..slot_count).map(|slot| {
+            let seed = context.seed ^ (connection_index << 20) ^ (generation << 40) ^ u64::from(slot);
+            run_slot(current.clone(), &context, &recorder, seed.wrapping_mul(0x9E37_79B9_7F4A_7C15), batch)
         });
         // FuturesUnordered polls only the slots that were woken; join_all
         // would poll every slot on every wake-up.

@@ -75,9 +75,7 @@ async fn run_with_driver<D: Driver>(
             return;
         }
     };
-    outbox.push(Outgoing::Ready {
-        run_id: run_id.clone(),
-    });
+    outbox.push(Outgoing::Ready { run_id: run_id.clone() });
     let start_at = tokio::select! {
         at = start => match at {
             Ok(at) => at,
@@ -95,20 +93,11 @@ async fn run_with_driver<D: Driver>(
     let arrivals = match scenario.load.model {
         LoadModel::Closed => None,
         LoadModel::Open { arrival, .. } => {
-            match arrivals::start(
-                assignment.rate_per_s,
-                arrival,
-                start_at,
-                end,
-                assignment.seed,
-                Arc::clone(&stop),
-            ) {
+            match arrivals::start(assignment.rate_per_s, arrival, start_at, end, assignment.seed, Arc::clone(&stop)) {
                 Ok(rx) => Some(rx),
                 Err(error) => {
-                    outbox.push(Outgoing::Failed {
-                        run_id,
-                        error: format!("cannot start the arrival thread: {error}"),
-                    });
+                    outbox
+                        .push(Outgoing::Failed { run_id, error: format!("cannot start the arrival thread: {error}") });
                     return;
                 }
             }
@@ -144,14 +133,7 @@ async fn run_with_driver<D: Driver>(
     let mut seq = 0u64;
     let mut interval = 0u64;
     let report = |interval: u64, seq: &mut u64, cpu: &mut CpuMeter| {
-        let mut r = collect(
-            &recorders,
-            operation_names,
-            &run_id,
-            *seq,
-            interval,
-            interval < warmup_intervals,
-        );
+        let mut r = collect(&recorders, operation_names, &run_id, *seq, interval, interval < warmup_intervals);
         r.cpu_percent = cpu.percent_since_last();
         outbox.push(Outgoing::Report(Box::new(r)));
         *seq += 1;
@@ -187,17 +169,8 @@ async fn run_with_driver<D: Driver>(
         tasks.abort_all();
     }
     report(interval, &mut seq, &mut cpu);
-    let error = if cancelled {
-        "cancelled".to_string()
-    } else {
-        String::new()
-    };
-    outbox.push(Outgoing::Final {
-        run_id: run_id.clone(),
-        seq,
-        interval_reports: seq,
-        error,
-    });
+    let error = if cancelled { "cancelled".to_string() } else { String::new() };
+    outbox.push(Outgoing::Final { run_id: run_id.clone(), seq, interval_reports: seq, error });
     tracing::info!(run = %run_id, intervals = seq, "assignment finished");
 }
 
@@ -217,8 +190,5 @@ async fn open_connections<D: Driver>(
             Ok::<_, String>((endpoint, connection))
         }
     });
-    futures::future::join_all(attempts)
-        .await
-        .into_iter()
-        .collect()
+    futures::future::join_all(attempts).await.into_iter().collect()
 }

@@ -64,20 +64,21 @@ impl Recorder {
 
     /// Records one finished operation.
     #[inline]
-    pub fn record(
-        &mut self,
-        operation: usize,
-        latency_us: u64,
-        service_us: u64,
-        error: Option<ErrorKind>,
-    ) {
+    pub fn record(&mut self, operation: usize, latency_us: u64, service_us: u64, error: Option<ErrorKind>) {
+        self.record_n(operation, latency_us, service_us, error, 1);
+    }
+
+    /// Records `n` operations that finished with the same latency and
+    /// outcome (a pipelined batch answers together).
+    #[inline]
+    pub fn record_n(&mut self, operation: usize, latency_us: u64, service_us: u64, error: Option<ErrorKind>, n: u64) {
         let op = &mut self.operations[operation];
-        op.count += 1;
+        op.count += n;
         if let Some(kind) = error {
-            op.errors[kind as usize] += 1;
+            op.errors[kind as usize] += n;
         }
-        op.clamped += u64::from(histogram::record_clamped(&mut op.latency, latency_us));
-        histogram::record_clamped(&mut op.service, service_us);
+        op.clamped += n * u64::from(histogram::record_clamped_n(&mut op.latency, latency_us, n));
+        histogram::record_clamped_n(&mut op.service, service_us, n);
     }
 }
 
@@ -115,9 +116,7 @@ pub fn collect(
             if op.count == 0 {
                 continue;
             }
-            let target = merged
-                .entry((index, Arc::clone(&node)))
-                .or_insert_with(OperationRecorder::new);
+            let target = merged.entry((index, Arc::clone(&node))).or_insert_with(OperationRecorder::new);
             target.count += op.count;
             for (t, e) in target.errors.iter_mut().zip(op.errors) {
                 *t += e;
@@ -131,11 +130,7 @@ pub fn collect(
     let operations = merged
         .into_iter()
         .map(|((index, node), op)| OperationStats {
-            operation: operation_names
-                .get(index)
-                .copied()
-                .unwrap_or("unknown")
-                .to_string(),
+            operation: operation_names.get(index).copied().unwrap_or("unknown").to_string(),
             node: node.to_string(),
             count: op.count,
             errors: ErrorKind::ALL

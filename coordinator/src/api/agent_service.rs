@@ -29,12 +29,7 @@ pub struct AgentService {
 
 impl AgentService {
     pub fn new(engine: EngineHandle, coordinator_id: String, heartbeat_interval: Duration) -> Self {
-        Self {
-            engine,
-            coordinator_id,
-            heartbeat_interval,
-            sessions: AtomicU64::new(1),
-        }
+        Self { engine, coordinator_id, heartbeat_interval, sessions: AtomicU64::new(1) }
     }
 }
 
@@ -51,26 +46,16 @@ impl pb::agent_service_server::AgentService for AgentService {
         let mut inbound = request.into_inner();
         let first = tokio::time::timeout(HELLO_TIMEOUT, inbound.message())
             .await
-            .map_err(|_| {
-                Status::deadline_exceeded("no hello within 10s of opening the session")
-            })??;
-        let Some(pb::SessionRequest {
-            body: Some(Body::Hello(hello)),
-        }) = first
-        else {
-            return Err(Status::invalid_argument(
-                "the first message of a session must be hello",
-            ));
+            .map_err(|_| Status::deadline_exceeded("no hello within 10s of opening the session"))??;
+        let Some(pb::SessionRequest { body: Some(Body::Hello(hello)) }) = first else {
+            return Err(Status::invalid_argument("the first message of a session must be hello"));
         };
         if hello.agent_id.is_empty() || hello.agent_id.len() > 200 {
-            return Err(Status::invalid_argument(
-                "hello.agent_id must be 1 to 200 characters",
-            ));
+            return Err(Status::invalid_argument("hello.agent_id must be 1 to 200 characters"));
         }
         let agent_id = hello.agent_id.clone();
         let session = self.sessions.fetch_add(1, Ordering::Relaxed);
-        let (output, output_rx) =
-            mpsc::channel::<Result<pb::SessionResponse, Status>>(OUTPUT_BUFFER);
+        let (output, output_rx) = mpsc::channel::<Result<pb::SessionResponse, Status>>(OUTPUT_BUFFER);
         let (to_agent, mut to_agent_rx) = mpsc::unbounded_channel();
 
         let welcome = pb::SessionResponse {
@@ -81,21 +66,13 @@ impl pb::agent_service_server::AgentService for AgentService {
         };
         let _ = output.send(Ok(welcome)).await;
         self.engine
-            .send(Event::AgentConnected {
-                hello: convert::hello(hello),
-                session,
-                outbox: to_agent,
-            })
+            .send(Event::AgentConnected { hello: convert::hello(hello), session, outbox: to_agent })
             .map_err(super::status)?;
 
         let forward_output = output.clone();
         tokio::spawn(async move {
             while let Some(message) = to_agent_rx.recv().await {
-                if forward_output
-                    .send(Ok(convert::to_agent(message)))
-                    .await
-                    .is_err()
-                {
+                if forward_output.send(Ok(convert::to_agent(message))).await.is_err() {
                     break;
                 }
             }
@@ -124,39 +101,22 @@ impl pb::agent_service_server::AgentService for AgentService {
                         let _ = output.send(Ok(pong)).await;
                         continue;
                     }
-                    Some(Body::ClockSync(c)) => Event::AgentClock {
-                        agent_id: agent_id.clone(),
-                        offset_us: c.offset_us,
-                        rtt_us: c.rtt_us,
-                    },
-                    Some(Body::Heartbeat(_)) => Event::AgentHeartbeat {
-                        agent_id: agent_id.clone(),
-                    },
-                    Some(Body::Ready(r)) => Event::AgentReady {
-                        agent_id: agent_id.clone(),
-                        run_id: r.run_id,
-                    },
-                    Some(Body::AssignmentFailed(f)) => Event::AgentFailed {
-                        agent_id: agent_id.clone(),
-                        run_id: f.run_id,
-                        error: f.error,
-                    },
-                    Some(Body::IntervalReport(r)) => Event::AgentReport {
-                        agent_id: agent_id.clone(),
-                        report: Box::new(convert::interval_report(r)),
-                    },
-                    Some(Body::FinalReport(f)) => Event::AgentFinal {
-                        agent_id: agent_id.clone(),
-                        run_id: f.run_id,
-                        seq: f.seq,
-                        error: f.error,
-                    },
+                    Some(Body::ClockSync(c)) => {
+                        Event::AgentClock { agent_id: agent_id.clone(), offset_us: c.offset_us, rtt_us: c.rtt_us }
+                    }
+                    Some(Body::Heartbeat(_)) => Event::AgentHeartbeat { agent_id: agent_id.clone() },
+                    Some(Body::Ready(r)) => Event::AgentReady { agent_id: agent_id.clone(), run_id: r.run_id },
+                    Some(Body::AssignmentFailed(f)) => {
+                        Event::AgentFailed { agent_id: agent_id.clone(), run_id: f.run_id, error: f.error }
+                    }
+                    Some(Body::IntervalReport(r)) => {
+                        Event::AgentReport { agent_id: agent_id.clone(), report: Box::new(convert::interval_report(r)) }
+                    }
+                    Some(Body::FinalReport(f)) => {
+                        Event::AgentFinal { agent_id: agent_id.clone(), run_id: f.run_id, seq: f.seq, error: f.error }
+                    }
                     Some(Body::Hello(_)) | None => {
-                        let _ = output
-                            .send(Err(Status::invalid_argument(
-                                "hello may only be the first message",
-                            )))
-                            .await;
+                        let _ = output.send(Err(Status::invalid_argument("hello may only be the first message"))).await;
                         break;
                     }
                 };
@@ -167,8 +127,6 @@ impl pb::agent_service_server::AgentService for AgentService {
             let _ = engine.send(Event::AgentDisconnected { agent_id, session });
         });
 
-        Ok(Response::new(
-            Box::pin(ReceiverStream::new(output_rx)) as SessionStream
-        ))
+        Ok(Response::new(Box::pin(ReceiverStream::new(output_rx)) as SessionStream))
     }
 }

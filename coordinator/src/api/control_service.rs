@@ -37,49 +37,27 @@ impl pb::control_service_server::ControlService for ControlService {
     ) -> Result<Response<pb::SubmitRunResponse>, Status> {
         let request = request.into_inner();
         if request.scenario_yaml.len() > MAX_SCENARIO_BYTES {
-            return Err(Status::invalid_argument(
-                "the scenario is larger than 1 MiB",
-            ));
+            return Err(Status::invalid_argument("the scenario is larger than 1 MiB"));
         }
         let run_id = self
             .engine
-            .ask(|reply| Event::Submit {
-                scenario_yaml: request.scenario_yaml,
-                agents: request.agents,
-                reply,
-            })
+            .ask(|reply| Event::Submit { scenario_yaml: request.scenario_yaml, agents: request.agents, reply })
             .await
             .map_err(status)?
             .map_err(status)?;
         Ok(Response::new(pb::SubmitRunResponse { run_id }))
     }
 
-    async fn watch_run(
-        &self,
-        request: Request<pb::WatchRunRequest>,
-    ) -> Result<Response<Self::WatchRunStream>, Status> {
+    async fn watch_run(&self, request: Request<pb::WatchRunRequest>) -> Result<Response<Self::WatchRunStream>, Status> {
         let run_id = request.into_inner().run_id;
-        let updates = self
-            .engine
-            .ask(|reply| Event::Watch { run_id, reply })
-            .await
-            .map_err(status)?
-            .map_err(status)?;
+        let updates = self.engine.ask(|reply| Event::Watch { run_id, reply }).await.map_err(status)?.map_err(status)?;
         let stream = ReceiverStream::new(updates).map(|update| Ok(convert::watch_update(update)));
         Ok(Response::new(Box::pin(stream) as WatchStream))
     }
 
-    async fn get_run(
-        &self,
-        request: Request<pb::GetRunRequest>,
-    ) -> Result<Response<pb::GetRunResponse>, Status> {
+    async fn get_run(&self, request: Request<pb::GetRunRequest>) -> Result<Response<pb::GetRunResponse>, Status> {
         let run_id = request.into_inner().run_id;
-        let view = self
-            .engine
-            .ask(|reply| Event::GetRun { run_id, reply })
-            .await
-            .map_err(status)?
-            .map_err(status)?;
+        let view = self.engine.ask(|reply| Event::GetRun { run_id, reply }).await.map_err(status)?.map_err(status)?;
         Ok(Response::new(pb::GetRunResponse {
             run: Some(convert::run_summary(&view)),
             report_json: view.report_json.unwrap_or_default(),
@@ -91,14 +69,8 @@ impl pb::control_service_server::ControlService for ControlService {
         &self,
         _request: Request<pb::ListRunsRequest>,
     ) -> Result<Response<pb::ListRunsResponse>, Status> {
-        let runs = self
-            .engine
-            .ask(|reply| Event::ListRuns { reply })
-            .await
-            .map_err(status)?;
-        Ok(Response::new(pb::ListRunsResponse {
-            runs: runs.iter().map(convert::run_summary).collect(),
-        }))
+        let runs = self.engine.ask(|reply| Event::ListRuns { reply }).await.map_err(status)?;
+        Ok(Response::new(pb::ListRunsResponse { runs: runs.iter().map(convert::run_summary).collect() }))
     }
 
     async fn cancel_run(
@@ -106,12 +78,8 @@ impl pb::control_service_server::ControlService for ControlService {
         request: Request<pb::CancelRunRequest>,
     ) -> Result<Response<pb::CancelRunResponse>, Status> {
         let run_id = request.into_inner().run_id;
-        let state = self
-            .engine
-            .ask(|reply| Event::CancelRun { run_id, reply })
-            .await
-            .map_err(status)?
-            .map_err(status)?;
+        let state =
+            self.engine.ask(|reply| Event::CancelRun { run_id, reply }).await.map_err(status)?.map_err(status)?;
         Ok(Response::new(pb::CancelRunResponse { state }))
     }
 
@@ -119,13 +87,7 @@ impl pb::control_service_server::ControlService for ControlService {
         &self,
         _request: Request<pb::ListAgentsRequest>,
     ) -> Result<Response<pb::ListAgentsResponse>, Status> {
-        let agents = self
-            .engine
-            .ask(|reply| Event::ListAgents { reply })
-            .await
-            .map_err(status)?;
-        Ok(Response::new(pb::ListAgentsResponse {
-            agents: agents.into_iter().map(convert::agent_summary).collect(),
-        }))
+        let agents = self.engine.ask(|reply| Event::ListAgents { reply }).await.map_err(status)?;
+        Ok(Response::new(pb::ListAgentsResponse { agents: agents.into_iter().map(convert::agent_summary).collect() }))
     }
 }

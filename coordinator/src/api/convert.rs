@@ -39,11 +39,7 @@ pub fn interval_report(message: pb::IntervalReport) -> IntervalReport {
                 clamped: op.clamped,
             })
             .collect(),
-        connections: message
-            .connections
-            .into_iter()
-            .map(|c| (c.node, c.connections))
-            .collect(),
+        connections: message.connections.into_iter().map(|c| (c.node, c.connections)).collect(),
         late_starts: message.late_starts,
         cpu_percent: health.cpu_percent,
         max_schedule_lag_us: health.max_schedule_lag_us,
@@ -65,13 +61,7 @@ pub fn to_agent(message: ToAgent) -> pb::SessionResponse {
             seed: a.plan.seed,
             endpoints: a.endpoints,
         }),
-        ToAgent::Start {
-            run_id,
-            start_at_us,
-        } => Body::Start(pb::Start {
-            run_id,
-            start_at_us,
-        }),
+        ToAgent::Start { run_id, start_at_us } => Body::Start(pb::Start { run_id, start_at_us }),
         ToAgent::Ack { run_id, seq } => Body::Ack(pb::Ack { run_id, seq }),
         ToAgent::Cancel { run_id, reason } => Body::Cancel(pb::Cancel { run_id, reason }),
     };
@@ -114,12 +104,7 @@ pub fn agent_summary(view: AgentView) -> pb::AgentSummary {
     pb::AgentSummary {
         agent_id: view.agent_id,
         host: view.host,
-        labels: view
-            .labels
-            .into_iter()
-            .collect::<BTreeMap<_, _>>()
-            .into_iter()
-            .collect(),
+        labels: view.labels.into_iter().collect::<BTreeMap<_, _>>().into_iter().collect(),
         capacity: view.capacity,
         clock_offset_us: view.clock_offset_us,
         clock_rtt_us: view.clock_rtt_us,

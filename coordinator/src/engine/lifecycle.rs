@@ -10,9 +10,7 @@ use stampede_common::interval::IntervalReport;
 use stampede_common::report::RunStatus;
 use stampede_common::scenario::TargetKind;
 
-use super::{
-    ActiveRun, AssignmentMessage, ControlError, Engine, Progress, ToAgent, WatchUpdate, now_unix_us,
-};
+use super::{ActiveRun, AssignmentMessage, ControlError, Engine, Progress, ToAgent, WatchUpdate, now_unix_us};
 use crate::aggregate::{MergeOutcome, ReportContext, RunAggregate};
 use crate::render;
 use crate::scheduler::plan;
@@ -42,13 +40,8 @@ impl Engine {
         }
     }
 
-    pub(super) fn submit(
-        &mut self,
-        scenario_yaml: String,
-        agents: u32,
-    ) -> Result<String, ControlError> {
-        let scenario = Scenario::parse(&scenario_yaml)
-            .map_err(|e| ControlError::InvalidScenario(e.to_string()))?;
+    pub(super) fn submit(&mut self, scenario_yaml: String, agents: u32) -> Result<String, ControlError> {
+        let scenario = Scenario::parse(&scenario_yaml).map_err(|e| ControlError::InvalidScenario(e.to_string()))?;
         let agent_count = if agents > 0 { agents } else { scenario.agents };
         if scenario.load.connections < agent_count {
             return Err(ControlError::InvalidScenario(format!(
@@ -83,9 +76,7 @@ impl Engine {
             start_at_us: None,
             error: None,
         };
-        self.store
-            .create(&record, &scenario_yaml)
-            .map_err(|e| ControlError::Store(e.to_string()))?;
+        self.store.create(&record, &scenario_yaml).map_err(|e| ControlError::Store(e.to_string()))?;
         tracing::info!(run = %run_id, name = %scenario.name, agents = agent_count, "run queued");
         let warmup_intervals = scenario.warmup.as_secs_f64().ceil() as u64;
         self.active.insert(
@@ -110,12 +101,8 @@ impl Engine {
 
     /// Gives queued runs their agents, oldest run first.
     pub(super) fn schedule_queued(&mut self, now: Instant) {
-        let queued: Vec<String> = self
-            .active
-            .iter()
-            .filter(|(_, r)| r.record.state == "queued")
-            .map(|(id, _)| id.clone())
-            .collect();
+        let queued: Vec<String> =
+            self.active.iter().filter(|(_, r)| r.record.state == "queued").map(|(id, _)| id.clone()).collect();
         for run_id in queued {
             let idle = self.registry.idle();
             let Some(run) = self.active.get_mut(&run_id) else {
@@ -123,10 +110,7 @@ impl Engine {
             };
             let needed = run.record.agent_count as usize;
             if idle.len() < needed {
-                if run
-                    .last_wait_notice
-                    .is_none_or(|t| now.duration_since(t).as_secs() >= 2)
-                {
+                if run.last_wait_notice.is_none_or(|t| now.duration_since(t).as_secs() >= 2) {
                     run.last_wait_notice = Some(now);
                     let message = format!(
                         "waiting for agents: {} of {needed} available ({} connected)",
@@ -160,16 +144,14 @@ impl Engine {
             run.record.state = "preparing".to_string();
             run.prepare_deadline = Some(now + self.config.prepare_timeout);
             for agent_plan in &plans {
-                self.registry
-                    .set_busy(&agent_plan.agent_id, Some(run_id.clone()));
+                self.registry.set_busy(&agent_plan.agent_id, Some(run_id.clone()));
                 let message = AssignmentMessage {
                     run_id: run_id.clone(),
                     scenario_yaml: run.scenario_yaml.clone(),
                     plan: agent_plan.clone(),
                     endpoints: run.record.endpoints.clone(),
                 };
-                self.registry
-                    .send(&agent_plan.agent_id, ToAgent::Assignment(Box::new(message)));
+                self.registry.send(&agent_plan.agent_id, ToAgent::Assignment(Box::new(message)));
             }
             run.plans = plans;
             tracing::info!(run = %run_id, agents = ?chosen, "run assigned");
@@ -195,13 +177,7 @@ impl Engine {
         run.prepare_deadline = None;
         run.end_at = Some(Instant::now() + self.config.start_delay + run.scenario.duration);
         for agent_plan in &run.plans {
-            self.registry.send(
-                &agent_plan.agent_id,
-                ToAgent::Start {
-                    run_id: run_id.to_string(),
-                    start_at_us,
-                },
-            );
+            self.registry.send(&agent_plan.agent_id, ToAgent::Start { run_id: run_id.to_string(), start_at_us });
         }
         tracing::info!(run = %run_id, "run started");
         notify(run, "running", None, None);
@@ -222,13 +198,7 @@ impl Engine {
             // A resend for a run that has ended: its data is already counted,
             // acknowledge so the agent can forget it.
             if self.ended.contains_key(&run_id) {
-                self.registry.send(
-                    agent_id,
-                    ToAgent::Ack {
-                        run_id,
-                        seq: report.seq,
-                    },
-                );
+                self.registry.send(agent_id, ToAgent::Ack { run_id, seq: report.seq });
             }
             return;
         };
@@ -238,10 +208,7 @@ impl Engine {
         }
         match run.aggregate.merge(agent_id, report) {
             Ok(MergeOutcome::Merged) => {
-                let stored = StoredInterval {
-                    agent_id: agent_id.to_string(),
-                    report: report.clone(),
-                };
+                let stored = StoredInterval { agent_id: agent_id.to_string(), report: report.clone() };
                 if let Err(error) = self.store.append_interval(&run_id, &stored) {
                     // Not acknowledged: the agent keeps it and sends it again.
                     tracing::error!(run = %run_id, %error, "cannot store interval report");
@@ -251,23 +218,11 @@ impl Engine {
             Ok(MergeOutcome::Duplicate) => {}
             Err(error) => {
                 tracing::error!(run = %run_id, %error, "interval report refused");
-                self.registry.send(
-                    agent_id,
-                    ToAgent::Ack {
-                        run_id,
-                        seq: report.seq,
-                    },
-                );
+                self.registry.send(agent_id, ToAgent::Ack { run_id, seq: report.seq });
                 return;
             }
         }
-        self.registry.send(
-            agent_id,
-            ToAgent::Ack {
-                run_id: run_id.clone(),
-                seq: report.seq,
-            },
-        );
+        self.registry.send(agent_id, ToAgent::Ack { run_id: run_id.clone(), seq: report.seq });
         let agent_count = run.plans.len() as u32;
         if let Some(view) = run.aggregate.interval(report.interval)
             && view.agents == agent_count
@@ -288,13 +243,7 @@ impl Engine {
     }
 
     pub(super) fn on_final(&mut self, agent_id: &str, run_id: &str, seq: u64, error: String) {
-        self.registry.send(
-            agent_id,
-            ToAgent::Ack {
-                run_id: run_id.to_string(),
-                seq,
-            },
-        );
+        self.registry.send(agent_id, ToAgent::Ack { run_id: run_id.to_string(), seq });
         let Some(run) = self.active.get_mut(run_id) else {
             return;
         };
@@ -312,11 +261,7 @@ impl Engine {
     }
 
     pub(super) fn on_agent_lost(&mut self, agent_id: &str) {
-        let Some(run_id) = self
-            .registry
-            .get(agent_id)
-            .and_then(|a| a.busy_with.clone())
-        else {
+        let Some(run_id) = self.registry.get(agent_id).and_then(|a| a.busy_with.clone()) else {
             return;
         };
         let Some(run) = self.active.get(&run_id) else {
@@ -334,24 +279,13 @@ impl Engine {
         let mut to_finish = Vec::new();
         for (run_id, run) in &self.active {
             if run.prepare_deadline.is_some_and(|d| now >= d) {
-                let missing: Vec<&str> = run
-                    .plans
-                    .iter()
-                    .map(|p| p.agent_id.as_str())
-                    .filter(|a| !run.ready.contains(*a))
-                    .collect();
+                let missing: Vec<&str> =
+                    run.plans.iter().map(|p| p.agent_id.as_str()).filter(|a| !run.ready.contains(*a)).collect();
                 let message = format!("agents {} did not get ready in time", missing.join(", "));
                 to_finish.push((run_id.clone(), Some((RunStatus::Error, message))));
-            } else if run
-                .end_at
-                .is_some_and(|end| now >= end + self.config.finish_grace)
-            {
-                let missing: Vec<&str> = run
-                    .plans
-                    .iter()
-                    .map(|p| p.agent_id.as_str())
-                    .filter(|a| !run.finals.contains_key(*a))
-                    .collect();
+            } else if run.end_at.is_some_and(|end| now >= end + self.config.finish_grace) {
+                let missing: Vec<&str> =
+                    run.plans.iter().map(|p| p.agent_id.as_str()).filter(|a| !run.finals.contains_key(*a)).collect();
                 let message = format!(
                     "agents {} did not deliver their final report; their reported intervals are included",
                     missing.join(", ")
@@ -371,10 +305,7 @@ impl Engine {
         if !self.active.contains_key(run_id) {
             return Err(ControlError::NotFound(run_id.to_string()));
         }
-        self.finish(
-            run_id,
-            Some((RunStatus::Aborted, "cancelled by a user".to_string())),
-        );
+        self.finish(run_id, Some((RunStatus::Aborted, "cancelled by a user".to_string())));
         Ok("aborted".to_string())
     }
 
@@ -387,14 +318,7 @@ impl Engine {
             .record
             .agents
             .iter()
-            .map(|a| {
-                (
-                    a.id.clone(),
-                    a.host.clone(),
-                    a.clock_offset_us,
-                    a.clock_rtt_us,
-                )
-            })
+            .map(|a| (a.id.clone(), a.host.clone(), a.clock_offset_us, a.clock_rtt_us))
             .collect();
         let report = run.aggregate.report(&ReportContext {
             run_id,
@@ -404,8 +328,7 @@ impl Engine {
             agents: &agents,
             failure,
         });
-        let json = serde_json::to_string_pretty(&report)
-            .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+        let json = serde_json::to_string_pretty(&report).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
         let text = render::text(&report);
         if let Err(error) = self.store.save_report(run_id, &json, &text) {
             tracing::error!(run = %run_id, %error, "cannot store report");
@@ -416,20 +339,9 @@ impl Engine {
         for agent_plan in &run.plans {
             if !run.finals.contains_key(&agent_plan.agent_id) {
                 let reason = report.error.clone().unwrap_or_default();
-                self.registry.send(
-                    &agent_plan.agent_id,
-                    ToAgent::Cancel {
-                        run_id: run_id.to_string(),
-                        reason,
-                    },
-                );
+                self.registry.send(&agent_plan.agent_id, ToAgent::Cancel { run_id: run_id.to_string(), reason });
             }
-            if self
-                .registry
-                .get(&agent_plan.agent_id)
-                .and_then(|a| a.busy_with.as_deref())
-                == Some(run_id)
-            {
+            if self.registry.get(&agent_plan.agent_id).and_then(|a| a.busy_with.as_deref()) == Some(run_id) {
                 self.registry.set_busy(&agent_plan.agent_id, None);
             }
         }
@@ -441,12 +353,7 @@ impl Engine {
 }
 
 /// Sends an update to every watcher of the run, dropping those that left.
-fn notify(
-    run: &mut ActiveRun,
-    message: &str,
-    progress: Option<Progress>,
-    report_json: Option<String>,
-) {
+fn notify(run: &mut ActiveRun, message: &str, progress: Option<Progress>, report_json: Option<String>) {
     let update = WatchUpdate {
         run_id: run.record.run_id.clone(),
         state: run.record.state.clone(),
@@ -475,12 +382,7 @@ fn new_run_id() -> String {
     let (year, month, day) = civil_from_days(seconds.div_euclid(86_400));
     let in_day = seconds.rem_euclid(86_400);
     let suffix = RandomState::new().hash_one(now) & 0xffff;
-    format!(
-        "r-{year:04}{month:02}{day:02}-{:02}{:02}{:02}-{suffix:04x}",
-        in_day / 3600,
-        in_day / 60 % 60,
-        in_day % 60
-    )
+    format!("r-{year:04}{month:02}{day:02}-{:02}{:02}{:02}-{suffix:04x}", in_day / 3600, in_day / 60 % 60, in_day % 60)
 }
 
 /// Days since 1970-01-01 to a (year, month, day) date (Howard Hinnant's

@@ -109,65 +109,20 @@ pub enum ControlError {
 /// Everything that can happen to the engine.
 #[derive(Debug)]
 pub enum Event {
-    AgentConnected {
-        hello: AgentHello,
-        session: u64,
-        outbox: mpsc::UnboundedSender<ToAgent>,
-    },
-    AgentClock {
-        agent_id: String,
-        offset_us: i64,
-        rtt_us: i64,
-    },
-    AgentHeartbeat {
-        agent_id: String,
-    },
-    AgentReady {
-        agent_id: String,
-        run_id: String,
-    },
-    AgentFailed {
-        agent_id: String,
-        run_id: String,
-        error: String,
-    },
-    AgentReport {
-        agent_id: String,
-        report: Box<IntervalReport>,
-    },
-    AgentFinal {
-        agent_id: String,
-        run_id: String,
-        seq: u64,
-        error: String,
-    },
-    AgentDisconnected {
-        agent_id: String,
-        session: u64,
-    },
-    Submit {
-        scenario_yaml: String,
-        agents: u32,
-        reply: oneshot::Sender<Result<String, ControlError>>,
-    },
-    Watch {
-        run_id: String,
-        reply: oneshot::Sender<Result<mpsc::Receiver<WatchUpdate>, ControlError>>,
-    },
-    GetRun {
-        run_id: String,
-        reply: oneshot::Sender<Result<RunView, ControlError>>,
-    },
-    ListRuns {
-        reply: oneshot::Sender<Vec<RunView>>,
-    },
-    CancelRun {
-        run_id: String,
-        reply: oneshot::Sender<Result<String, ControlError>>,
-    },
-    ListAgents {
-        reply: oneshot::Sender<Vec<AgentView>>,
-    },
+    AgentConnected { hello: AgentHello, session: u64, outbox: mpsc::UnboundedSender<ToAgent> },
+    AgentClock { agent_id: String, offset_us: i64, rtt_us: i64 },
+    AgentHeartbeat { agent_id: String },
+    AgentReady { agent_id: String, run_id: String },
+    AgentFailed { agent_id: String, run_id: String, error: String },
+    AgentReport { agent_id: String, report: Box<IntervalReport> },
+    AgentFinal { agent_id: String, run_id: String, seq: u64, error: String },
+    AgentDisconnected { agent_id: String, session: u64 },
+    Submit { scenario_yaml: String, agents: u32, reply: oneshot::Sender<Result<String, ControlError>> },
+    Watch { run_id: String, reply: oneshot::Sender<Result<mpsc::Receiver<WatchUpdate>, ControlError>> },
+    GetRun { run_id: String, reply: oneshot::Sender<Result<RunView, ControlError>> },
+    ListRuns { reply: oneshot::Sender<Vec<RunView>> },
+    CancelRun { run_id: String, reply: oneshot::Sender<Result<String, ControlError>> },
+    ListAgents { reply: oneshot::Sender<Vec<AgentView>> },
 }
 
 /// A run that has not ended yet.
@@ -204,16 +159,11 @@ pub struct EngineHandle {
 
 impl EngineHandle {
     pub fn send(&self, event: Event) -> Result<(), ControlError> {
-        self.events
-            .send(event)
-            .map_err(|_| ControlError::Unavailable)
+        self.events.send(event).map_err(|_| ControlError::Unavailable)
     }
 
     /// Sends an event built around a reply channel and waits for the answer.
-    pub async fn ask<T>(
-        &self,
-        build: impl FnOnce(oneshot::Sender<T>) -> Event,
-    ) -> Result<T, ControlError> {
+    pub async fn ask<T>(&self, build: impl FnOnce(oneshot::Sender<T>) -> Event) -> Result<T, ControlError> {
         let (tx, rx) = oneshot::channel();
         self.send(build(tx))?;
         rx.await.map_err(|_| ControlError::Unavailable)
@@ -224,18 +174,10 @@ const TICK: Duration = Duration::from_millis(100);
 
 /// Starts the engine task. Runs that a previous coordinator left unfinished
 /// are marked `error` (resuming them is not supported yet).
-pub fn start_engine(
-    config: EngineConfig,
-    store: Arc<dyn RunStore>,
-) -> (EngineHandle, tokio::task::JoinHandle<()>) {
+pub fn start_engine(config: EngineConfig, store: Arc<dyn RunStore>) -> (EngineHandle, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::unbounded_channel();
-    let mut engine = Engine {
-        config,
-        store,
-        registry: Registry::default(),
-        active: BTreeMap::new(),
-        ended: BTreeMap::new(),
-    };
+    let mut engine =
+        Engine { config, store, registry: Registry::default(), active: BTreeMap::new(), ended: BTreeMap::new() };
     engine.load_previous_runs();
     let task = tokio::spawn(run_engine(engine, rx));
     (EngineHandle { events: tx }, task)
@@ -259,19 +201,11 @@ impl Engine {
     fn handle(&mut self, event: Event) {
         let now = Instant::now();
         match event {
-            Event::AgentConnected {
-                hello,
-                session,
-                outbox,
-            } => {
+            Event::AgentConnected { hello, session, outbox } => {
                 tracing::info!(agent = %hello.agent_id, host = %hello.host, "agent connected");
                 self.registry.connect(hello, session, outbox, now);
             }
-            Event::AgentClock {
-                agent_id,
-                offset_us,
-                rtt_us,
-            } => {
+            Event::AgentClock { agent_id, offset_us, rtt_us } => {
                 tracing::debug!(agent = %agent_id, offset_us, rtt_us, "agent clock measured");
                 self.registry.set_clock(&agent_id, offset_us, rtt_us);
                 self.registry.seen(&agent_id, now);
@@ -281,11 +215,7 @@ impl Engine {
                 self.registry.seen(&agent_id, now);
                 self.on_ready(&agent_id, &run_id);
             }
-            Event::AgentFailed {
-                agent_id,
-                run_id,
-                error,
-            } => {
+            Event::AgentFailed { agent_id, run_id, error } => {
                 self.registry.seen(&agent_id, now);
                 self.on_agent_failed(&agent_id, &run_id, &error);
             }
@@ -293,22 +223,13 @@ impl Engine {
                 self.registry.seen(&agent_id, now);
                 self.on_report(&agent_id, &report);
             }
-            Event::AgentFinal {
-                agent_id,
-                run_id,
-                seq,
-                error,
-            } => {
+            Event::AgentFinal { agent_id, run_id, seq, error } => {
                 self.registry.seen(&agent_id, now);
                 self.on_final(&agent_id, &run_id, seq, error);
             }
             Event::AgentDisconnected { agent_id, session } => {
                 if self.registry.disconnect(&agent_id, session) {
-                    match self
-                        .registry
-                        .get(&agent_id)
-                        .and_then(|a| a.busy_with.clone())
-                    {
+                    match self.registry.get(&agent_id).and_then(|a| a.busy_with.clone()) {
                         Some(run) => {
                             tracing::warn!(agent = %agent_id, %run, "agent disconnected during a run")
                         }
@@ -317,11 +238,7 @@ impl Engine {
                     self.on_agent_lost(&agent_id);
                 }
             }
-            Event::Submit {
-                scenario_yaml,
-                agents,
-                reply,
-            } => {
+            Event::Submit { scenario_yaml, agents, reply } => {
                 let _ = reply.send(self.submit(scenario_yaml, agents));
             }
             Event::Watch { run_id, reply } => {
@@ -354,7 +271,5 @@ impl Engine {
 
 /// Microseconds since the Unix epoch on this machine's clock.
 pub fn now_unix_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
 }

@@ -32,10 +32,7 @@ pub struct AgentView {
 const WATCH_BUFFER: usize = 64;
 
 impl Engine {
-    pub(super) fn watch(
-        &mut self,
-        run_id: &str,
-    ) -> Result<mpsc::Receiver<WatchUpdate>, ControlError> {
+    pub(super) fn watch(&mut self, run_id: &str) -> Result<mpsc::Receiver<WatchUpdate>, ControlError> {
         let (tx, rx) = mpsc::channel(WATCH_BUFFER);
         if let Some(run) = self.active.get_mut(run_id) {
             let _ = tx.try_send(WatchUpdate {
@@ -61,27 +58,12 @@ impl Engine {
 
     pub(super) fn get_run(&self, run_id: &str) -> Result<RunView, ControlError> {
         if let Some(run) = self.active.get(run_id) {
-            return Ok(RunView {
-                record: run.record.clone(),
-                report_json: None,
-                report_text: None,
-            });
+            return Ok(RunView { record: run.record.clone(), report_json: None, report_text: None });
         }
-        let record = self
-            .ended
-            .get(run_id)
-            .ok_or_else(|| ControlError::NotFound(run_id.to_string()))?;
-        let report = self
-            .store
-            .load_report(run_id)
-            .map_err(|e| ControlError::Store(e.to_string()))?;
-        let (report_json, report_text) =
-            report.map_or((None, None), |(json, text)| (Some(json), Some(text)));
-        Ok(RunView {
-            record: record.clone(),
-            report_json,
-            report_text,
-        })
+        let record = self.ended.get(run_id).ok_or_else(|| ControlError::NotFound(run_id.to_string()))?;
+        let report = self.store.load_report(run_id).map_err(|e| ControlError::Store(e.to_string()))?;
+        let (report_json, report_text) = report.map_or((None, None), |(json, text)| (Some(json), Some(text)));
+        Ok(RunView { record: record.clone(), report_json, report_text })
     }
 
     pub(super) fn list_runs(&self) -> Vec<RunView> {
@@ -89,11 +71,7 @@ impl Engine {
             .ended
             .values()
             .chain(self.active.values().map(|r| &r.record))
-            .map(|record| RunView {
-                record: record.clone(),
-                report_json: None,
-                report_text: None,
-            })
+            .map(|record| RunView { record: record.clone(), report_json: None, report_text: None })
             .collect();
         runs.sort_by(|a, b| a.record.run_id.cmp(&b.record.run_id));
         runs

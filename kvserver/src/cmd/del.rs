@@ -16,9 +16,7 @@ impl Del {
         if args.is_empty() {
             return Err(CommandError::wrong_arity("del"));
         }
-        Ok(Self {
-            keys: args.to_vec(),
-        })
+        Ok(Self { keys: args.to_vec() })
     }
 
     pub fn apply(self, store: &Store, out: &mut BytesMut) {

@@ -13,9 +13,7 @@ pub struct Echo {
 impl Echo {
     pub fn parse(args: &[Bytes]) -> Result<Self, CommandError> {
         match args {
-            [message] => Ok(Self {
-                message: message.clone(),
-            }),
+            [message] => Ok(Self { message: message.clone() }),
             _ => Err(CommandError::wrong_arity("echo")),
         }
     }

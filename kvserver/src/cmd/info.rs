@@ -55,32 +55,16 @@ fn write_section(text: &mut String, section: &str, shared: &Shared) -> std::fmt:
             writeln!(text, "run_id:{}\r", shared.run_id)?;
             writeln!(text, "process_id:{}\r", std::process::id())?;
             writeln!(text, "tcp_port:{}\r", shared.port)?;
-            writeln!(
-                text,
-                "uptime_in_seconds:{}\r",
-                shared.started.elapsed().as_secs()
-            )?;
+            writeln!(text, "uptime_in_seconds:{}\r", shared.started.elapsed().as_secs())?;
         }
         "clients" => {
             writeln!(text, "# Clients\r")?;
-            writeln!(
-                text,
-                "connected_clients:{}\r",
-                stats.connected_clients.load(Ordering::Relaxed)
-            )?;
+            writeln!(text, "connected_clients:{}\r", stats.connected_clients.load(Ordering::Relaxed))?;
         }
         "stats" => {
             writeln!(text, "# Stats\r")?;
-            writeln!(
-                text,
-                "total_connections_received:{}\r",
-                stats.total_connections.load(Ordering::Relaxed)
-            )?;
-            writeln!(
-                text,
-                "total_commands_processed:{}\r",
-                stats.total_commands()
-            )?;
+            writeln!(text, "total_connections_received:{}\r", stats.total_connections.load(Ordering::Relaxed))?;
+            writeln!(text, "total_commands_processed:{}\r", stats.total_commands())?;
         }
         "commandstats" => {
             writeln!(text, "# Commandstats\r")?;

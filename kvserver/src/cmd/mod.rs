@@ -26,14 +26,7 @@ pub enum CommandName {
 
 impl CommandName {
     pub const COUNT: usize = 6;
-    pub const ALL: [CommandName; Self::COUNT] = [
-        Self::Ping,
-        Self::Echo,
-        Self::Get,
-        Self::Set,
-        Self::Del,
-        Self::Info,
-    ];
+    pub const ALL: [CommandName; Self::COUNT] = [Self::Ping, Self::Echo, Self::Get, Self::Set, Self::Del, Self::Info];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -64,9 +57,7 @@ pub struct CommandError(pub String);
 
 impl CommandError {
     pub fn wrong_arity(name: &str) -> Self {
-        Self(format!(
-            "ERR wrong number of arguments for '{name}' command"
-        ))
+        Self(format!("ERR wrong number of arguments for '{name}' command"))
     }
 
     pub fn syntax() -> Self {
@@ -120,15 +111,8 @@ impl Command {
 
 fn unknown_command(args: &[Bytes]) -> CommandError {
     let name = String::from_utf8_lossy(&args[0]);
-    let shown: Vec<String> = args[1..]
-        .iter()
-        .take(8)
-        .map(|a| format!("'{}'", String::from_utf8_lossy(a)))
-        .collect();
-    CommandError(format!(
-        "ERR unknown command '{name}', with args beginning with: {}",
-        shown.join(" ")
-    ))
+    let shown: Vec<String> = args[1..].iter().take(8).map(|a| format!("'{}'", String::from_utf8_lossy(a))).collect();
+    CommandError(format!("ERR unknown command '{name}', with args beginning with: {}", shown.join(" ")))
 }
 
 /// Writes a command error as a RESP error reply.

@@ -14,9 +14,7 @@ impl Ping {
     pub fn parse(args: &[Bytes]) -> Result<Self, CommandError> {
         match args {
             [] => Ok(Self { message: None }),
-            [message] => Ok(Self {
-                message: Some(message.clone()),
-            }),
+            [message] => Ok(Self { message: Some(message.clone()) }),
             _ => Err(CommandError::wrong_arity("ping")),
         }
     }

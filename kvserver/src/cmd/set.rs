@@ -15,10 +15,7 @@ pub struct Set {
 impl Set {
     pub fn parse(args: &[Bytes]) -> Result<Self, CommandError> {
         match args {
-            [key, value] => Ok(Self {
-                key: key.clone(),
-                value: value.clone(),
-            }),
+            [key, value] => Ok(Self { key: key.clone(), value: value.clone() }),
             [_, _, ..] => Err(CommandError::syntax()),
             _ => Err(CommandError::wrong_arity("set")),
         }
