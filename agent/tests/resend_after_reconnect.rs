@@ -84,7 +84,7 @@ impl pb::agent_service_server::AgentService for Fake {
                         if session == 1 && received >= 2 {
                             return;
                         }
-                        (session > 1).then(|| Out::Ack(pb::Ack { run_id: r.run_id, seq: r.seq }))
+                        (session > 1).then_some(Out::Ack(pb::Ack { run_id: r.run_id, seq: r.seq }))
                     }
                     Some(In::FinalReport(f)) => {
                         script.finals.lock().expect("lock").push(f.seq);
