@@ -32,4 +32,11 @@ echo "==> cargo build (the stampede binary the end-to-end tests run)"
 cargo build --workspace --locked
 
 echo "==> cargo test"
-cargo test --workspace --locked -- --test-threads "${STAMPEDE_TEST_THREADS:-4}"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --workspace --locked -- --test-threads "${STAMPEDE_TEST_THREADS:-4}" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+# One closing line over every test binary (cargo prints one per binary).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"

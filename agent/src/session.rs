@@ -44,7 +44,7 @@ pub fn now_unix_us() -> i64 {
 
 /// Runs the agent until `shutdown` completes.
 pub async fn run_agent(config: AgentConfig, shutdown: impl std::future::Future<Output = ()>) -> Result<(), AgentError> {
-    let endpoint = tonic::transport::Endpoint::from_shared(config.coordinator.clone())
+    let endpoint = tonic::transport::Endpoint::from_shared(stampede_common::coordinator_url(&config.coordinator))
         .map_err(|e| AgentError::BadCoordinatorUrl(config.coordinator.clone(), e.to_string()))?
         .connect_timeout(Duration::from_secs(5))
         .http2_keep_alive_interval(Duration::from_secs(10))

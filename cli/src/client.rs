@@ -13,7 +13,7 @@ use tonic::transport::Channel;
 use crate::output::ProgressLine;
 
 pub async fn connect(url: &str) -> anyhow::Result<ControlServiceClient<Channel>> {
-    let endpoint = tonic::transport::Endpoint::from_shared(url.to_string())
+    let endpoint = tonic::transport::Endpoint::from_shared(stampede_common::coordinator_url(url))
         .with_context(|| format!("`{url}` is not a valid coordinator URL; write it like http://127.0.0.1:7700"))?
         .connect_timeout(std::time::Duration::from_secs(5));
     let channel = endpoint.connect().await.with_context(|| {

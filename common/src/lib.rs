@@ -14,3 +14,19 @@ pub mod threshold;
 pub mod units;
 
 pub use scenario::{Scenario, ScenarioError};
+
+/// A coordinator address as a URL: `host:port` gets `http://` in front, a
+/// URL with a scheme is kept as it is.
+pub fn coordinator_url(address: &str) -> String {
+    let address = address.trim();
+    if address.contains("://") { address.to_string() } else { format!("http://{address}") }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn coordinator_addresses_become_urls() {
+        assert_eq!(super::coordinator_url("10.0.0.5:7700"), "http://10.0.0.5:7700");
+        assert_eq!(super::coordinator_url("https://c.example:443"), "https://c.example:443");
+    }
+}
