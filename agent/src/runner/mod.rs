@@ -54,7 +54,8 @@ pub async fn run(
     let Workload::Kv(workload) = &assignment.scenario.workload;
     let mut value = vec![0u8; workload.value_size as usize];
     rand::rngs::SmallRng::seed_from_u64(assignment.seed).fill_bytes(&mut value);
-    let driver = Arc::new(RespDriver::new(&workload.key_prefix, Bytes::from(value)));
+    let exclusive = matches!(assignment.scenario.load.model, LoadModel::Closed);
+    let driver = Arc::new(RespDriver::new(&workload.key_prefix, Bytes::from(value), exclusive));
     run_with_driver(assignment, driver, outbox, start, cancel).await;
 }
 
