@@ -190,6 +190,7 @@ impl Agent {
         if self.runs.contains_key(&run_id) {
             return;
         }
+        self.runs.retain(|_, run| !run.task.is_finished());
         let scenario = match Scenario::parse(&a.scenario_yaml) {
             Ok(scenario) => scenario,
             Err(error) => {

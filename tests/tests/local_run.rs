@@ -85,3 +85,26 @@ fn every_example_scenario_validates() {
     }
     assert!(checked >= 1);
 }
+
+#[test]
+fn open_model_arrivals_that_could_not_be_sent_are_counted_as_late() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // One connection cannot carry 100k/s here, so most arrivals queue.
+    let path = write_file(
+        dir.path(),
+        "overload.yaml",
+        "name: overload\nduration: 2s\nagents: 1\ntarget:\n  kind: kv\nload:\n  model: open\n  rate: 100000/s\n  \
+         connections: 1\nworkload:\n  kind: kv\n",
+    );
+    let json = dir.path().join("overload.json");
+    let json_arg = json.to_string_lossy().into_owned();
+    let (code, stdout, stderr) = run_stampede(&["run", &path, "--json", &json_arg, "-q"], Duration::from_secs(60));
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("json");
+    let sent = report["totals"]["ops"].as_u64().expect("ops");
+    let late = report["totals"]["late_starts"].as_u64().expect("late starts");
+    assert!(sent < 100_000, "the overload premise holds: {sent}");
+    // Every one of the 200k intended starts was either sent or counted late.
+    assert!(late + sent >= 199_000, "late {late} + sent {sent} falls short of 200000 arrivals");
+    assert!(stdout.contains("late starts"), "{stdout}");
+}

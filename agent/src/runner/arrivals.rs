@@ -15,23 +15,24 @@ use rand::rngs::SmallRng;
 use rand_distr::{Distribution, Exp};
 use stampede_common::scenario::Arrival;
 
-/// Starts the arrival thread; the returned receiver closes at `end` or when
-/// `stop` is set.
+/// Starts the arrival thread. It releases every arrival due before `end`
+/// (so that the ones no slot could send can be counted afterwards) unless
+/// `cancel` is set; the returned handle ends with it.
 pub fn start(
     rate_per_s: f64,
     arrival: Arrival,
     start: Instant,
     end: Instant,
     seed: u64,
-    stop: Arc<AtomicBool>,
-) -> std::io::Result<async_channel::Receiver<Instant>> {
+    cancel: Arc<AtomicBool>,
+) -> std::io::Result<(async_channel::Receiver<Instant>, std::thread::JoinHandle<()>)> {
     let (tx, rx) = async_channel::unbounded();
-    std::thread::Builder::new().name("stampede-arrivals".into()).spawn(move || {
+    let handle = std::thread::Builder::new().name("stampede-arrivals".into()).spawn(move || {
         let mut rng = SmallRng::seed_from_u64(seed);
         let mean_gap = 1.0 / rate_per_s.max(1e-9);
         let exp = Exp::new(rate_per_s.max(1e-9)).ok();
         let mut next = start;
-        while next < end && !stop.load(Ordering::Relaxed) {
+        while next < end && !cancel.load(Ordering::Relaxed) {
             let now = Instant::now();
             if next > now {
                 std::thread::sleep(next - now);
@@ -46,7 +47,7 @@ pub fn start(
             next += Duration::from_secs_f64(gap);
         }
     })?;
-    Ok(rx)
+    Ok((rx, handle))
 }
 
 #[cfg(test)]
@@ -57,8 +58,8 @@ mod tests {
     fn releases_the_expected_number_of_arrivals_in_order() {
         let start_at = Instant::now();
         let end = start_at + Duration::from_millis(200);
-        let stop = Arc::new(AtomicBool::new(false));
-        let rx = start(1000.0, Arrival::Uniform, start_at, end, 1, stop).expect("thread");
+        let cancel = Arc::new(AtomicBool::new(false));
+        let (rx, _thread) = start(1000.0, Arrival::Uniform, start_at, end, 1, cancel).expect("thread");
         let mut times = Vec::new();
         while let Ok(t) = rx.recv_blocking() {
             times.push(t);
@@ -72,8 +73,8 @@ mod tests {
     fn poisson_arrivals_average_the_rate() {
         let start_at = Instant::now() - Duration::from_secs(10);
         let end = start_at + Duration::from_secs(10);
-        let stop = Arc::new(AtomicBool::new(false));
-        let rx = start(500.0, Arrival::Poisson, start_at, end, 7, stop).expect("thread");
+        let cancel = Arc::new(AtomicBool::new(false));
+        let (rx, _thread) = start(500.0, Arrival::Poisson, start_at, end, 7, cancel).expect("thread");
         let mut count = 0;
         while rx.recv_blocking().is_ok() {
             count += 1;

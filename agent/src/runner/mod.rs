@@ -91,11 +91,17 @@ async fn run_with_driver<D: Driver>(
     let scenario = &assignment.scenario;
     let end = start_at + scenario.duration;
     let stop = Arc::new(AtomicBool::new(false));
+    let cancel_arrivals = Arc::new(AtomicBool::new(false));
+    let mut arrival_thread = None;
     let arrivals = match scenario.load.model {
         LoadModel::Closed => None,
         LoadModel::Open { arrival, .. } => {
-            match arrivals::start(assignment.rate_per_s, arrival, start_at, end, assignment.seed, Arc::clone(&stop)) {
-                Ok(rx) => Some(rx),
+            let cancel = Arc::clone(&cancel_arrivals);
+            match arrivals::start(assignment.rate_per_s, arrival, start_at, end, assignment.seed, cancel) {
+                Ok((rx, thread)) => {
+                    arrival_thread = Some(thread);
+                    Some(rx)
+                }
                 Err(error) => {
                     outbox
                         .push(Outgoing::Failed { run_id, error: format!("cannot start the arrival thread: {error}") });
@@ -154,10 +160,14 @@ async fn run_with_driver<D: Driver>(
     }
     if cancelled {
         stop.store(true, Ordering::Relaxed);
+        cancel_arrivals.store(true, Ordering::Relaxed);
     } else {
         tokio::select! {
             () = tokio::time::sleep_until(end.into()) => {}
-            _ = cancel.wait_for(|c| *c) => { cancelled = true; }
+            _ = cancel.wait_for(|c| *c) => {
+                cancelled = true;
+                cancel_arrivals.store(true, Ordering::Relaxed);
+            }
         }
     }
     stop.store(true, Ordering::Relaxed);
@@ -168,6 +178,20 @@ async fn run_with_driver<D: Driver>(
     .await;
     if drained.is_err() {
         tasks.abort_all();
+    }
+    // Open model: arrivals due within the run that no slot could send
+    // before it ended are late starts too, never silently dropped.
+    if let Some(thread) = arrival_thread {
+        // It has only arrivals from the past left to release, or was cancelled.
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    }
+    if let Some(arrivals) = &context.arrivals
+        && let Some(first) = recorders.first()
+        && !cancelled
+    {
+        let unsent = arrivals.len() as u64;
+        arrivals.close();
+        recorder::lock(first).late_starts += unsent;
     }
     report(interval, &mut seq, &mut cpu);
     let error = if cancelled { "cancelled".to_string() } else { String::new() };

@@ -180,7 +180,7 @@ impl Engine {
             self.registry.send(&agent_plan.agent_id, ToAgent::Start { run_id: run_id.to_string(), start_at_us });
         }
         tracing::info!(run = %run_id, "run started");
-        notify(run, "running", None, None);
+        notify(run, &format!("starting on {} agents", run.plans.len()), None, None);
         persist(&*self.store, &run.record);
     }
 
@@ -238,7 +238,7 @@ impl Engine {
                 agents: view.agents,
                 warmup: view.warmup,
             };
-            notify(run, "running", Some(progress), None);
+            notify(run, "", Some(progress), None);
         }
     }
 
