@@ -31,7 +31,7 @@ pub struct CoordinatorArgs {
 
 #[derive(Args)]
 pub struct AgentArgs {
-    /// The coordinator's gRPC URL.
+    /// The coordinator's gRPC address (`host:port` or a URL).
     #[arg(long, env = "STAMPEDE_COORDINATOR", default_value = crate::DEFAULT_COORDINATOR)]
     coordinator: String,
     /// Agent id (default: host name and process id). Must be unique among agents.

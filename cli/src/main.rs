@@ -66,7 +66,9 @@ enum Command {
     KvServer(daemons::KvServerArgs),
     /// Submit a scenario to a coordinator.
     Submit {
+        /// Scenario file (YAML); validated here before it is sent.
         scenario: PathBuf,
+        /// The coordinator's gRPC address (`host:port` or a URL).
         #[arg(long, env = "STAMPEDE_COORDINATOR", default_value = DEFAULT_COORDINATOR)]
         coordinator: String,
         /// Agents to use (default: the scenario's `agents`).
@@ -84,12 +86,15 @@ enum Command {
     },
     /// List the coordinator's runs.
     Runs {
+        /// The coordinator's gRPC address (`host:port` or a URL).
         #[arg(long, env = "STAMPEDE_COORDINATOR", default_value = DEFAULT_COORDINATOR)]
         coordinator: String,
     },
     /// Print a run's report.
     Report {
+        /// The run's id, as `stampede runs` lists it.
         run_id: String,
+        /// The coordinator's gRPC address (`host:port` or a URL).
         #[arg(long, env = "STAMPEDE_COORDINATOR", default_value = DEFAULT_COORDINATOR)]
         coordinator: String,
         /// Print the JSON report instead of the text.
@@ -98,17 +103,23 @@ enum Command {
     },
     /// Cancel a queued or running run.
     Cancel {
+        /// The run's id, as `stampede runs` lists it.
         run_id: String,
+        /// The coordinator's gRPC address (`host:port` or a URL).
         #[arg(long, env = "STAMPEDE_COORDINATOR", default_value = DEFAULT_COORDINATOR)]
         coordinator: String,
     },
     /// List the agents the coordinator knows.
     Agents {
+        /// The coordinator's gRPC address (`host:port` or a URL).
         #[arg(long, env = "STAMPEDE_COORDINATOR", default_value = DEFAULT_COORDINATOR)]
         coordinator: String,
     },
     /// Check a scenario file and print what it means, or every problem with its line.
-    Validate { scenario: PathBuf },
+    Validate {
+        /// Scenario file (YAML).
+        scenario: PathBuf,
+    },
 }
 
 fn init_logging(format: LogFormat, filter: Option<&str>, default: &str) {
