@@ -105,11 +105,10 @@ impl pb::agent_service_server::AgentService for Fake {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unacknowledged_reports_are_resent_on_the_next_session() {
-    let (kv, _kv_stop, _kv_task) =
-        stampede_kvserver::spawn("127.0.0.1:0".parse().expect("addr"), stampede_kvserver::ServerConfig::default())
-            .await
-            .expect("kv server");
-    let script = Arc::new(Script { target: kv.to_string(), ..Script::default() });
+    let kv = stampede_kvserver::spawn("127.0.0.1:0".parse().expect("addr"), stampede_kvserver::ServerConfig::default())
+        .await
+        .expect("kv server");
+    let script = Arc::new(Script { target: kv.addr.to_string(), ..Script::default() });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr: SocketAddr = listener.local_addr().expect("addr");
     let service = pb::agent_service_server::AgentServiceServer::new(Fake(Arc::clone(&script)));

@@ -48,11 +48,36 @@ pub struct AgentArgs {
 #[derive(Args)]
 pub struct KvServerArgs {
     /// Address to listen on (port 0 picks a free port; the bound address is printed).
-    #[arg(long, env = "STAMPEDE_KV_LISTEN", default_value = "127.0.0.1:6380")]
+    #[arg(long, env = "STAMPEDE_KV_LISTEN", default_value = "127.0.0.1:6380", conflicts_with = "nodes")]
     listen: SocketAddr,
     /// Node id reported in `INFO server`; agents attribute requests to it.
-    #[arg(long, default_value = "kv-0")]
+    #[arg(long, default_value = "kv-0", conflicts_with = "nodes")]
     node_id: String,
+    /// Start N nodes in this process, with node ids kv-0..kv-N-1, on ports base-port..base-port+N-1.
+    #[arg(long, requires = "base_port")]
+    nodes: Option<u16>,
+    /// First port for --nodes.
+    #[arg(long)]
+    base_port: Option<u16>,
+    /// Host to bind with --nodes.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: std::net::IpAddr,
+    /// Clients must AUTH with this password (read from the environment rather than the command line when you can).
+    #[arg(long, env = "STAMPEDE_KV_PASSWORD", hide_env_values = true)]
+    requirepass: Option<String>,
+    /// Writes get an OOM error above this much data (e.g. 512MiB); 0 is no limit.
+    #[arg(long, default_value = "0", value_parser = size)]
+    maxmemory: u64,
+    /// Connections beyond this many are refused.
+    #[arg(long, default_value_t = 10_000)]
+    max_clients: u64,
+    /// Close connections idle this long; 0s never.
+    #[arg(long, default_value = "300s", value_parser = duration)]
+    idle_timeout: Duration,
+}
+
+fn size(text: &str) -> Result<u64, String> {
+    stampede_common::units::parse_size(text).map_err(|e| e.0)
 }
 
 fn duration(text: &str) -> Result<Duration, String> {
@@ -119,12 +144,41 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
 }
 
 pub async fn kv_server(args: KvServerArgs) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}; is the port in use?", args.listen))?;
-    let addr = listener.local_addr()?;
-    println!("kv-server {} listening on {addr}", args.node_id);
-    let config = stampede_kvserver::ServerConfig { node_id: args.node_id };
-    stampede_kvserver::serve(listener, config, shutdown_signal()).await?;
+    let config = stampede_kvserver::ServerConfig {
+        node_id: args.node_id.clone(),
+        requirepass: args.requirepass.clone(),
+        maxmemory: args.maxmemory,
+        max_clients: args.max_clients,
+        idle_timeout: (!args.idle_timeout.is_zero()).then_some(args.idle_timeout),
+    };
+    let nodes: Vec<(SocketAddr, String)> = match (args.nodes, args.base_port) {
+        (Some(0), _) => anyhow::bail!("--nodes must be at least 1"),
+        (Some(count), Some(base)) => {
+            if u32::from(base) + u32::from(count) - 1 > u32::from(u16::MAX) {
+                anyhow::bail!("--base-port {base} with --nodes {count} runs past port 65535");
+            }
+            (0..count).map(|i| (SocketAddr::new(args.host, base + i), format!("kv-{i}"))).collect()
+        }
+        _ => vec![(args.listen, args.node_id.clone())],
+    };
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut servers = tokio::task::JoinSet::new();
+    for (addr, node_id) in nodes {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}; is the port in use?"))?;
+        let bound = listener.local_addr()?;
+        println!("kv-server {node_id} listening on {bound}");
+        let node_config = stampede_kvserver::ServerConfig { node_id, ..config.clone() };
+        let mut stop = stop_rx.clone();
+        servers.spawn(stampede_kvserver::serve(listener, node_config, async move {
+            let _ = stop.wait_for(|s| *s).await;
+        }));
+    }
+    shutdown_signal().await;
+    let _ = stop_tx.send(true);
+    while let Some(result) = servers.join_next().await {
+        result.context("a kv-server node panicked")??;
+    }
     Ok(())
 }

@@ -55,7 +55,7 @@ pub async fn run(
         let listener =
             tokio::net::TcpListener::bind("127.0.0.1:0").await.context("cannot start the built-in KV server")?;
         let addr = listener.local_addr()?;
-        let config = stampede_kvserver::ServerConfig { node_id: "kv-0".to_string() };
+        let config = stampede_kvserver::ServerConfig { node_id: "kv-0".to_string(), ..Default::default() };
         tokio::spawn(stampede_kvserver::serve(listener, config, stopped(stop_rx.clone())));
         embedded_kv = Some(addr.to_string());
     }

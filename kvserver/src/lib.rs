@@ -1,5 +1,6 @@
 //! Stampede's built-in key-value server: a RESP2 server on tokio that
-//! `redis-cli`, `redis-benchmark` and Redis client libraries can talk to.
+//! `redis-cli`, `redis-benchmark` and Redis client libraries talk to, with
+//! strings, lists, hashes, expiry and pub/sub.
 //!
 //! It is the embedded default target of `stampede run` and the backend of
 //! load-balancer tests, so `INFO server` reports a `node_id` that agents use
@@ -7,7 +8,9 @@
 //! batch, so pipelined requests cost one write.
 #![forbid(unsafe_code)]
 
+pub mod broker;
 pub mod cmd;
+pub mod connection;
 pub mod resp;
 pub mod stats;
 pub mod store;
@@ -16,30 +19,60 @@ use std::future::Future;
 use std::hash::{BuildHasher, RandomState};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::cmd::{Command, write_error};
-use crate::resp::{parse_request, reply};
+use crate::broker::Broker;
 use crate::stats::Stats;
 use crate::store::Store;
 
-/// How the server runs.
+/// How the server runs; the `kv-server` flags fill it.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// The identity reported as `node_id` in `INFO server`.
     pub node_id: String,
+    /// Clients must `AUTH` with this password first.
+    pub requirepass: Option<String>,
+    /// Bytes of keys and values above which writes get an OOM error; 0 is
+    /// no limit.
+    pub maxmemory: u64,
+    /// Connections beyond this are refused with an error.
+    pub max_clients: u64,
+    /// Connections silent this long are closed; `None` never.
+    pub idle_timeout: Option<Duration>,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self { node_id: "kv-0".to_string() }
+        Self {
+            node_id: "kv-0".to_string(),
+            requirepass: None,
+            maxmemory: 0,
+            max_clients: 10_000,
+            idle_timeout: Some(Duration::from_secs(300)),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The settings `CONFIG GET` shows.
+    pub fn settings(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("save", String::new()),
+            ("appendonly", "no".into()),
+            ("databases", "1".into()),
+            ("maxmemory", self.maxmemory.to_string()),
+            ("maxmemory-policy", "noeviction".into()),
+            ("maxclients", self.max_clients.to_string()),
+            ("timeout", self.idle_timeout.map_or(0, |t| t.as_secs()).to_string()),
+            ("requirepass", if self.requirepass.is_some() { "********".into() } else { String::new() }),
+            ("proto-max-bulk-len", resp::MAX_BULK_LEN.to_string()),
+        ]
     }
 }
 
@@ -48,13 +81,42 @@ pub struct Shared {
     pub config: ServerConfig,
     pub store: Store,
     pub stats: Stats,
+    pub broker: Broker,
     pub run_id: String,
     pub port: u16,
     pub started: Instant,
+    pub next_client_id: AtomicU64,
+}
+
+impl Shared {
+    pub fn new(config: ServerConfig, port: u16) -> Self {
+        let run_id = format!(
+            "{:016x}{:016x}{:08x}",
+            RandomState::new().hash_one(std::process::id()),
+            RandomState::new().hash_one(port),
+            RandomState::new().hash_one(Instant::now()) as u32
+        );
+        Self {
+            config,
+            store: Store::default(),
+            stats: Stats::default(),
+            broker: Broker::default(),
+            run_id,
+            port,
+            started: Instant::now(),
+            next_client_id: AtomicU64::new(1),
+        }
+    }
+
+    pub fn over_memory_limit(&self) -> bool {
+        self.config.maxmemory > 0 && self.store.used_memory() > self.config.maxmemory
+    }
 }
 
 /// Grace period for open connections after shutdown is asked.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+/// How often expired keys are swept.
+const SWEEP_EVERY: Duration = Duration::from_millis(100);
 
 /// Serves connections from `listener` until `shutdown` completes, then stops
 /// accepting, lets connections finish the batch they are in, and returns.
@@ -64,29 +126,32 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let port = listener.local_addr()?.port();
-    let run_id =
-        format!("{:016x}{:016x}", RandomState::new().hash_one(std::process::id()), RandomState::new().hash_one(port));
-    let shared = Arc::new(Shared {
-        config,
-        store: Store::default(),
-        stats: Stats::default(),
-        run_id,
-        port,
-        started: Instant::now(),
-    });
+    let shared = Arc::new(Shared::new(config, port));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut connections = JoinSet::new();
+    let mut sweep = tokio::time::interval(SWEEP_EVERY);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((socket, peer)) => {
+                Ok((mut socket, peer)) => {
+                    let stats = &shared.stats;
+                    if stats.connected_clients.load(Ordering::Relaxed) >= shared.config.max_clients {
+                        stats.rejected_connections.fetch_add(1, Ordering::Relaxed);
+                        tokio::spawn(async move {
+                            let _ = socket.write_all(b"-ERR max number of clients reached\r\n").await;
+                        });
+                        continue;
+                    }
+                    stats.connected_clients.fetch_add(1, Ordering::Relaxed);
+                    stats.total_connections.fetch_add(1, Ordering::Relaxed);
                     let shared = Arc::clone(&shared);
                     let stop = stop_rx.clone();
                     connections.spawn(async move {
-                        if let Err(error) = handle_connection(socket, &shared, stop).await {
+                        if let Err(error) = connection::handle(socket, &shared, stop).await {
                             tracing::debug!(%peer, %error, "connection ended with an error");
                         }
+                        shared.stats.connected_clients.fetch_sub(1, Ordering::Relaxed);
                     });
                 }
                 Err(error) => {
@@ -96,6 +161,9 @@ pub async fn serve(
                 }
             },
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            _ = sweep.tick() => {
+                shared.store.sweep_expired();
+            }
             () = &mut shutdown => break,
         }
     }
@@ -108,69 +176,32 @@ pub async fn serve(
     Ok(())
 }
 
-/// Binds `addr` and serves in a background task. Returns the bound address
-/// and a sender that stops the server when it is dropped or sent to.
-pub async fn spawn(
-    addr: SocketAddr,
-    config: ServerConfig,
-) -> std::io::Result<(SocketAddr, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<std::io::Result<()>>)> {
+/// A running server started by [`spawn`].
+pub struct Spawned {
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Spawned {
+    /// Stops the server and waits until it has closed its connections.
+    pub async fn stop(mut self) -> std::io::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        (&mut self.task).await.unwrap_or(Ok(()))
+    }
+}
+
+/// Binds `addr` and serves in a background task.
+pub async fn spawn(addr: SocketAddr, config: ServerConfig) -> std::io::Result<Spawned> {
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let handle = tokio::spawn(serve(listener, config, async move {
+    let task = tokio::spawn(serve(listener, config, async move {
         let _ = rx.await;
     }));
-    Ok((local, tx, handle))
-}
-
-async fn handle_connection(
-    mut socket: TcpStream,
-    shared: &Shared,
-    mut stop: watch::Receiver<bool>,
-) -> std::io::Result<()> {
-    shared.stats.connected_clients.fetch_add(1, Ordering::Relaxed);
-    shared.stats.total_connections.fetch_add(1, Ordering::Relaxed);
-    let result = connection_loop(&mut socket, shared, &mut stop).await;
-    shared.stats.connected_clients.fetch_sub(1, Ordering::Relaxed);
-    result
-}
-
-async fn connection_loop(
-    socket: &mut TcpStream,
-    shared: &Shared,
-    stop: &mut watch::Receiver<bool>,
-) -> std::io::Result<()> {
-    socket.set_nodelay(true)?;
-    let mut input = BytesMut::with_capacity(16 * 1024);
-    let mut output = BytesMut::with_capacity(16 * 1024);
-    loop {
-        let read = tokio::select! {
-            read = socket.read_buf(&mut input) => read?,
-            _ = stop.changed() => return Ok(()),
-        };
-        if read == 0 {
-            return Ok(());
-        }
-        loop {
-            match parse_request(&mut input) {
-                Ok(Some(args)) if args.is_empty() => {}
-                Ok(Some(args)) => match Command::parse(args) {
-                    Ok(command) => command.apply(shared, &mut output),
-                    Err(error) => write_error(&mut output, &error),
-                },
-                Ok(None) => break,
-                Err(error) => {
-                    reply::error(&mut output, &format!("ERR {error}"));
-                    socket.write_all(&output).await?;
-                    return Ok(());
-                }
-            }
-        }
-        if !output.is_empty() {
-            socket.write_all(&output).await?;
-            output.clear();
-        }
-    }
+    Ok(Spawned { addr: local, stop: Some(tx), task })
 }
 
 #[cfg(test)]

@@ -152,6 +152,10 @@ pub mod reply {
         out.put_slice(b"$-1\r\n");
     }
 
+    pub fn null_array(out: &mut BytesMut) {
+        out.put_slice(b"*-1\r\n");
+    }
+
     pub fn array_header(out: &mut BytesMut, len: usize) {
         out.put_u8(b'*');
         out.put_slice(itoa(len as i64).as_bytes());

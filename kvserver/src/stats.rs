@@ -3,22 +3,35 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::cmd::CommandName;
+use crate::cmd::SPECS;
 
-#[derive(Default)]
 pub struct Stats {
     pub connected_clients: AtomicU64,
     pub total_connections: AtomicU64,
-    calls: [AtomicU64; CommandName::COUNT],
+    pub rejected_connections: AtomicU64,
+    calls: Vec<AtomicU64>,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Self {
+            connected_clients: AtomicU64::new(0),
+            total_connections: AtomicU64::new(0),
+            rejected_connections: AtomicU64::new(0),
+            calls: SPECS.iter().map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
 }
 
 impl Stats {
-    pub fn count(&self, name: CommandName) {
-        self.calls[name as usize].fetch_add(1, Ordering::Relaxed);
+    /// Counts one call of `SPECS[index]`.
+    #[inline]
+    pub fn count(&self, index: usize) {
+        self.calls[index].fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn calls(&self, name: CommandName) -> u64 {
-        self.calls[name as usize].load(Ordering::Relaxed)
+    pub fn calls(&self, index: usize) -> u64 {
+        self.calls[index].load(Ordering::Relaxed)
     }
 
     pub fn total_commands(&self) -> u64 {

@@ -1,26 +1,29 @@
-//! `DEL key [key ...]`: replies with the number of keys removed.
+//! `DEL key [key ...]`: the number of keys removed.
 
 use bytes::{Bytes, BytesMut};
 
-use super::CommandError;
+use crate::Shared;
 use crate::resp::reply;
-use crate::store::Store;
 
-#[derive(Debug, PartialEq)]
+#[derive(Debug)]
 pub struct Del {
     keys: Vec<Bytes>,
 }
 
 impl Del {
-    pub fn parse(args: &[Bytes]) -> Result<Self, CommandError> {
-        if args.is_empty() {
-            return Err(CommandError::wrong_arity("del"));
-        }
-        Ok(Self { keys: args.to_vec() })
+    pub fn parse(args: &[Bytes]) -> Self {
+        Self { keys: args.to_vec() }
     }
 
-    pub fn apply(self, store: &Store, out: &mut BytesMut) {
-        let removed = self.keys.iter().filter(|key| store.remove(key)).count();
+    pub fn apply(self, shared: &Shared, out: &mut BytesMut) {
+        let removed = self
+            .keys
+            .iter()
+            .filter(|key| {
+                let mut shard = shared.store.shard(key);
+                shard.get(key).is_some() && shard.remove(key).is_some()
+            })
+            .count();
         reply::integer(out, removed as i64);
     }
 }

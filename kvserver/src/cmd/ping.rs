@@ -1,11 +1,12 @@
-//! `PING [message]`.
+//! `PING [message]`; in subscribed mode the reply is `["pong", message]`.
 
 use bytes::{Bytes, BytesMut};
 
 use super::CommandError;
+use crate::connection::Client;
 use crate::resp::reply;
 
-#[derive(Debug, PartialEq)]
+#[derive(Debug)]
 pub struct Ping {
     message: Option<Bytes>,
 }
@@ -19,7 +20,13 @@ impl Ping {
         }
     }
 
-    pub fn apply(self, out: &mut BytesMut) {
+    pub fn apply(self, client: &Client, out: &mut BytesMut) {
+        if client.subscribed() {
+            reply::array_header(out, 2);
+            reply::bulk(out, b"pong");
+            reply::bulk(out, self.message.as_deref().unwrap_or_default());
+            return;
+        }
         match self.message {
             None => reply::simple(out, "PONG"),
             Some(message) => reply::bulk(out, &message),

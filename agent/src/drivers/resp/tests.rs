@@ -15,12 +15,13 @@ fn node_identity_comes_from_info() {
 /// a refused connection and a dropped connection, both classified as
 /// connection errors.
 async fn conformance(exclusive: bool) {
-    let (addr, stop, task) = stampede_kvserver::spawn(
+    let server = stampede_kvserver::spawn(
         "127.0.0.1:0".parse().expect("addr"),
-        stampede_kvserver::ServerConfig { node_id: "kv-conf".into() },
+        stampede_kvserver::ServerConfig { node_id: "kv-conf".into(), ..Default::default() },
     )
     .await
     .expect("kv server");
+    let addr = server.addr;
     let driver = RespDriver::new("conf:", Bytes::from_static(b"value"), exclusive);
     let mut connection = driver.connect(&addr.to_string()).await.expect("connect");
     assert_eq!(connection.node(), "kv-conf");
@@ -37,8 +38,7 @@ async fn conformance(exclusive: bool) {
     assert_eq!(refused.kind, ErrorKind::Connection);
     assert!(refused.message.contains("127.0.0.1:1"), "{}", refused.message);
 
-    let _ = stop.send(());
-    let _ = task.await;
+    server.stop().await.expect("stop");
     let error = connection.execute(&Operation::Get { key: 7 }).await.expect_err("server is gone");
     assert_eq!(error.kind, ErrorKind::Connection, "{error:?}");
 }

@@ -1,0 +1,126 @@
+//! One client connection: read, parse every complete request, execute,
+//! write all replies at once (so a pipeline costs one write). Subscribed
+//! connections also write the messages the broker queues for them. A
+//! malformed request gets a protocol error and the connection is closed; an
+//! idle connection is closed after `--idle-timeout`.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
+use tokio::time::{Duration, Instant};
+
+use crate::Shared;
+use crate::cmd::execute;
+use crate::resp::{parse_request, reply};
+
+/// What the server knows about one connection.
+pub struct Client {
+    pub id: u64,
+    pub name: Option<Bytes>,
+    pub authenticated: bool,
+    pub subscriptions: BTreeSet<Bytes>,
+    pub quit: bool,
+    messages: Option<(mpsc::UnboundedSender<Bytes>, mpsc::UnboundedReceiver<Bytes>)>,
+}
+
+impl Client {
+    pub fn new(id: u64, authenticated: bool) -> Self {
+        Self { id, name: None, authenticated, subscriptions: BTreeSet::new(), quit: false, messages: None }
+    }
+
+    pub fn subscribed(&self) -> bool {
+        !self.subscriptions.is_empty()
+    }
+
+    /// The queue the broker delivers this client's messages to.
+    pub fn message_sender(&mut self) -> mpsc::UnboundedSender<Bytes> {
+        self.messages.get_or_insert_with(mpsc::unbounded_channel).0.clone()
+    }
+}
+
+async fn next_message(client: &mut Client) -> Option<Bytes> {
+    match &mut client.messages {
+        Some((_, rx)) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+pub async fn handle(mut socket: TcpStream, shared: &Shared, mut stop: watch::Receiver<bool>) -> std::io::Result<()> {
+    let id = shared.next_client_id.fetch_add(1, Ordering::Relaxed);
+    let mut client = Client::new(id, shared.config.requirepass.is_none());
+    let result = serve(&mut socket, shared, &mut client, &mut stop).await;
+    for channel in &client.subscriptions {
+        shared.broker.unsubscribe(channel, client.id);
+    }
+    result
+}
+
+async fn serve(
+    socket: &mut TcpStream,
+    shared: &Shared,
+    client: &mut Client,
+    stop: &mut watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    socket.set_nodelay(true)?;
+    let mut input = BytesMut::with_capacity(16 * 1024);
+    let mut output = BytesMut::with_capacity(16 * 1024);
+    // One reusable deadline, pushed forward only when it is more than a
+    // tenth of the timeout (at most 1 s) behind: no timer per request.
+    let idle = shared.config.idle_timeout;
+    let slack = idle.map_or(Duration::ZERO, |t| (t / 10).min(Duration::from_secs(1)));
+    let deadline = tokio::time::sleep(idle.unwrap_or(Duration::from_secs(3600)));
+    tokio::pin!(deadline);
+    loop {
+        let read = tokio::select! {
+            read = socket.read_buf(&mut input) => read?,
+            Some(message) = next_message(client) => {
+                socket.write_all(&message).await?;
+                continue;
+            }
+            () = &mut deadline, if idle.is_some() => {
+                tracing::debug!(client = client.id, "closing idle connection");
+                return Ok(());
+            }
+            _ = stop.changed() => return Ok(()),
+        };
+        if read == 0 {
+            return Ok(());
+        }
+        if let Some(idle) = idle {
+            let wanted = Instant::now() + idle;
+            if deadline.deadline() + slack < wanted {
+                deadline.as_mut().reset(wanted);
+            }
+        }
+        loop {
+            match parse_request(&mut input) {
+                Ok(Some(args)) if args.is_empty() => {}
+                Ok(Some(args)) => {
+                    execute(args, shared, client, &mut output);
+                    if client.quit {
+                        socket.write_all(&output).await?;
+                        return Ok(());
+                    }
+                }
+                Ok(None) => break,
+                Err(error) => {
+                    reply::error(&mut output, &format!("ERR {error}"));
+                    socket.write_all(&output).await?;
+                    return Ok(());
+                }
+            }
+        }
+        if !output.is_empty() {
+            socket.write_all(&output).await?;
+            output.clear();
+        }
+        // A large request may have grown the buffer; do not keep it.
+        if input.capacity() > 1024 * 1024 && input.is_empty() {
+            input = BytesMut::with_capacity(16 * 1024);
+        }
+    }
+}
