@@ -19,6 +19,10 @@ if [ ${#need_packages[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq "${need_packages[@]}" >/dev/null
 fi
+if ! python3 -c "import redis" >/dev/null 2>&1; then
+  echo "==> installing the Python redis package (for the KV server's client tests)"
+  python3 -m pip install --quiet --disable-pip-version-check "redis==5.2.1"
+fi
 # The Debian package starts no server here; the tests start their own on
 # free loopback ports. Make sure none of ours is left from a previous run.
 

@@ -1,0 +1,138 @@
+//! The KV server with the clients users point at it: `redis-cli`,
+//! `redis-benchmark`, the Python `redis` package (the redis crate is in the
+//! server's own tests), and `--nodes` for cluster and load-balancer setups.
+
+use std::process::Command;
+use std::time::Duration;
+
+use stampede_tests::{Process, command_calls, which};
+
+fn kv_server(args: &[&str]) -> (Process, String) {
+    let mut full = vec!["kv-server", "--listen", "127.0.0.1:0"];
+    full.extend_from_slice(args);
+    let server = Process::stampede("kv-server", &full);
+    let address = server.listening_address();
+    (server, address)
+}
+
+fn tool(name: &str) -> std::path::PathBuf {
+    which(name).unwrap_or_else(|| panic!("{name} is not installed; deploy/test.sh installs it (redis-tools)"))
+}
+
+fn redis_cli(port: &str, args: &[&str]) -> String {
+    let output =
+        Command::new(tool("redis-cli")).args(["-h", "127.0.0.1", "-p", port]).args(args).output().expect("redis-cli");
+    assert!(output.status.success(), "redis-cli {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).trim_end().to_string()
+}
+
+fn port_of(address: &str) -> &str {
+    address.rsplit(':').next().expect("port")
+}
+
+#[test]
+fn redis_cli_gets_redis_answers() {
+    let (_server, address) = kv_server(&["--node-id", "kv-cli"]);
+    let port = port_of(&address);
+    assert_eq!(redis_cli(port, &["PING"]), "PONG");
+    assert_eq!(redis_cli(port, &["SET", "greeting", "hello world"]), "OK");
+    assert_eq!(redis_cli(port, &["GET", "greeting"]), "hello world");
+    assert_eq!(redis_cli(port, &["RPUSH", "l", "a", "b"]), "2");
+    assert_eq!(redis_cli(port, &["LRANGE", "l", "0", "-1"]), "a\nb");
+    assert_eq!(redis_cli(port, &["HSET", "h", "f", "v"]), "1");
+    assert_eq!(redis_cli(port, &["HGETALL", "h"]), "f\nv");
+    assert_eq!(redis_cli(port, &["GET", "missing"]), "");
+    assert_eq!(redis_cli(port, &["DBSIZE"]), "3");
+    assert!(redis_cli(port, &["INFO", "server"]).contains("node_id:kv-cli"));
+    let wrong = redis_cli(port, &["LPUSH", "greeting", "x"]);
+    assert!(wrong.starts_with("WRONGTYPE"), "{wrong}");
+    // Commands typed on standard input, as an interactive user would.
+    let output = Command::new(tool("redis-cli"))
+        .args(["-h", "127.0.0.1", "-p", port])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().expect("stdin").write_all(b"INCR counter\nINCR counter\nECHO done\n")?;
+            child.wait_with_output()
+        })
+        .expect("redis-cli with stdin");
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim_end(), "1\n2\ndone");
+}
+
+#[test]
+fn redis_cli_authenticates() {
+    let (_server, address) = kv_server(&["--requirepass", "pw"]);
+    let port = port_of(&address);
+    assert!(redis_cli(port, &["GET", "k"]).starts_with("NOAUTH"));
+    assert_eq!(redis_cli(port, &["--no-auth-warning", "-a", "pw", "SET", "k", "v"]), "OK");
+}
+
+#[test]
+fn redis_benchmark_default_tests_on_supported_commands_complete_without_errors() {
+    let (_server, address) = kv_server(&[]);
+    let port = port_of(&address);
+    let tests = "ping,set,get,incr,lpush,rpush,lpop,rpop,hset,lrange,mset";
+    let output = Command::new(tool("redis-benchmark"))
+        .args(["-h", "127.0.0.1", "-p", port, "-n", "2000", "-c", "20", "-r", "1000", "-t", tests, "--csv"])
+        .output()
+        .expect("redis-benchmark");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}{stderr}");
+    assert!(!stderr.contains("Error") && !stderr.contains("ERR"), "{stderr}");
+    let rows: Vec<&str> = stdout.lines().filter(|l| l.starts_with('"') && !l.starts_with("\"test\"")).collect();
+    for expected in [
+        "PING_INLINE",
+        "PING_MBULK",
+        "SET",
+        "GET",
+        "INCR",
+        "LPUSH",
+        "RPUSH",
+        "LPOP",
+        "RPOP",
+        "HSET",
+        "LRANGE_100",
+        "LRANGE_600",
+        "MSET",
+    ] {
+        let row = rows
+            .iter()
+            .find(|r| r.starts_with(&format!("\"{expected}")))
+            .unwrap_or_else(|| panic!("no {expected} row in:\n{stdout}"));
+        let rps: f64 = row.split(',').nth(1).expect("rps").trim_matches('"').parse().expect("number");
+        assert!(rps > 0.0, "{row}");
+    }
+    // The server counted what the benchmark sent.
+    assert!(command_calls(&address, "set") >= 2000);
+    assert!(command_calls(&address, "lrange") >= 4 * 2000);
+}
+
+#[test]
+fn the_python_redis_package_works_against_it() {
+    let (_server, address) = kv_server(&["--node-id", "kv-py"]);
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("python/kv_client_test.py");
+    let output = Command::new("python3").arg(&script).arg(&address).output().expect("python3");
+    assert!(
+        output.status.success(),
+        "python redis client failed (deploy/test.sh installs the package):\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn nodes_start_several_servers_with_their_own_ids() {
+    // Ports next to a free ephemeral port are almost always free too; the
+    // server names the port if one is taken.
+    let base_text = stampede_tests::free_port().to_string();
+    let server = Process::stampede("kv-nodes", &["kv-server", "--nodes", "3", "--base-port", &base_text]);
+    for i in 0..3u16 {
+        let line = server.wait_for_line(&format!("kv-{i} listening on"), Duration::from_secs(20));
+        let address = line.rsplit(' ').next().expect("address");
+        let info = redis_cli(port_of(address), &["INFO", "server"]);
+        assert!(info.contains(&format!("node_id:kv-{i}")), "{info}");
+    }
+}
