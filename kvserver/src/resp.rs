@@ -162,8 +162,45 @@ pub mod reply {
         out.put_slice(b"\r\n");
     }
 
-    fn itoa(value: i64) -> String {
-        value.to_string()
+    /// Decimal digits on the stack: replies are written without allocating.
+    struct Digits {
+        buf: [u8; 20],
+        start: usize,
+    }
+
+    impl Digits {
+        fn as_bytes(&self) -> &[u8] {
+            &self.buf[self.start..]
+        }
+    }
+
+    fn itoa(value: i64) -> Digits {
+        let mut buf = [0u8; 20];
+        let mut at = buf.len();
+        let mut rest = value.unsigned_abs();
+        loop {
+            at -= 1;
+            buf[at] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
+        }
+        if value < 0 {
+            at -= 1;
+            buf[at] = b'-';
+        }
+        Digits { buf, start: at }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn digits_match_to_string() {
+            for value in [0, 7, -7, 10, 123_456, i64::MAX, i64::MIN] {
+                assert_eq!(super::itoa(value).as_bytes(), value.to_string().as_bytes());
+            }
+        }
     }
 }
 

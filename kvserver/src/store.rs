@@ -160,6 +160,11 @@ impl ShardGuard<'_> {
     /// Stores `value` under `key` with the given expiry, replacing any value.
     pub fn set(&mut self, key: Bytes, value: Value, expires_at: Option<u64>) {
         self.remove(&key);
+        let key = owned(&key);
+        let value = match value {
+            Value::Str(s) => Value::Str(owned(&s)),
+            other => other,
+        };
         let size = key.len() + value.size() + ENTRY_OVERHEAD;
         self.account(size as i64);
         if let Some(at) = expires_at {
@@ -214,6 +219,13 @@ impl ShardGuard<'_> {
             self.remove(key);
         }
     }
+}
+
+/// A copy with its own allocation. Request arguments are slices of the
+/// connection's read buffer; storing them as they are would keep that whole
+/// buffer alive for as long as the key lives.
+pub fn owned(bytes: &Bytes) -> Bytes {
+    Bytes::copy_from_slice(bytes)
 }
 
 /// Accounted bytes of one list or hash element.

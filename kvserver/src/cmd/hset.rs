@@ -5,7 +5,7 @@ use bytes::{Bytes, BytesMut};
 use super::CommandError;
 use crate::Shared;
 use crate::resp::reply;
-use crate::store::{FastMap, Value, element_size};
+use crate::store::{FastMap, Value, element_size, owned};
 
 #[derive(Debug)]
 pub struct Hset {
@@ -34,7 +34,7 @@ impl Hset {
         let mut delta = 0;
         for (field, value) in self.pairs {
             delta += element_size(&[&field, &value]);
-            match hash.insert(field.clone(), value) {
+            match hash.insert(owned(&field), owned(&value)) {
                 Some(old) => delta -= element_size(&[&field, &old]),
                 None => added += 1,
             }

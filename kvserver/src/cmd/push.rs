@@ -8,7 +8,7 @@ use bytes::{Bytes, BytesMut};
 use super::CommandError;
 use crate::Shared;
 use crate::resp::reply;
-use crate::store::{Value, element_size};
+use crate::store::{Value, element_size, owned};
 
 #[derive(Debug)]
 pub struct Push {
@@ -34,6 +34,7 @@ impl Push {
         let mut delta = 0;
         for element in self.elements {
             delta += element_size(&[&element]);
+            let element = owned(&element);
             if self.left {
                 list.push_front(element);
             } else {

@@ -1,0 +1,93 @@
+#!/usr/bin/env python3
+"""Stampede's KV server against redis-server, driven by redis-benchmark.
+
+Both servers run on this machine in the same run; redis-benchmark drives
+each with 50 connections, SET and GET, pipeline 1 and 16, a 100k key space
+and 100-byte values. For every row it prints both servers' requests per
+second, the ratio (KV server / Redis; target >= 1.0) and each server's CPU
+seconds per million requests (user + system, from /proc/<pid>/stat).
+
+Usage: deploy/bench/kv_vs_redis.py [--requests N]
+"""
+
+import argparse
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def wait_ready(port):
+    for _ in range(100):
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    sys.exit(f"server on port {port} did not start")
+
+
+def benchmark(port, pid, test, pipeline, requests):
+    before = cpu_seconds(pid)
+    out = subprocess.run([
+        "redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-c", "50", "-P", str(pipeline),
+        "-t", test, "-n", str(requests), "-r", "100000", "-d", "100", "--csv",
+    ], check=True, capture_output=True, text=True).stdout
+    cpu = cpu_seconds(pid) - before
+    row = [line for line in out.splitlines() if line.startswith(f'"{test.upper()}"')][-1]
+    return float(row.split(",")[1].strip('"')), cpu / (requests / 1e6)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=0, help="requests per row (default: 500k at P1, 4M at P16)")
+    parser.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "stampede"))
+    args = parser.parse_args()
+    for tool in ("redis-server", "redis-benchmark"):
+        if shutil.which(tool) is None:
+            sys.exit(f"{tool} is not installed: apt-get install redis-server redis-tools")
+    if not os.path.exists(args.binary):
+        print("building the release binary (cargo build --release -p stampede)", file=sys.stderr)
+        subprocess.run(["cargo", "build", "--release", "-p", "stampede"], cwd=ROOT, check=True)
+
+    kv_port, redis_port = free_port(), free_port()
+    kv = subprocess.Popen([args.binary, "kv-server", "--listen", f"127.0.0.1:{kv_port}"], stdout=subprocess.DEVNULL)
+    redis = subprocess.Popen(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
+                              "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    try:
+        wait_ready(kv_port)
+        wait_ready(redis_port)
+        print(f"{'test':<5} {'P':>3} | {'redis ops/s':>12} {'kv ops/s':>12} {'ratio':>6} | "
+              f"{'redis cpu s/M':>13} {'kv cpu s/M':>11}")
+        for pipeline in (1, 16):
+            for test in ("set", "get"):
+                requests = args.requests or (500_000 if pipeline == 1 else 4_000_000)
+                r_ops, r_cpu = benchmark(redis_port, redis.pid, test, pipeline, requests)
+                k_ops, k_cpu = benchmark(kv_port, kv.pid, test, pipeline, requests)
+                print(f"{test:<5} {pipeline:>3} | {r_ops:>12.0f} {k_ops:>12.0f} {k_ops / r_ops:>6.2f} | "
+                      f"{r_cpu:>13.2f} {k_cpu:>11.2f}", flush=True)
+    finally:
+        for process in (kv, redis):
+            process.terminate()
+            process.wait()
+
+
+if __name__ == "__main__":
+    main()
