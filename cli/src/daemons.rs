@@ -74,6 +74,10 @@ pub struct KvServerArgs {
     /// Close connections idle this long; 0s never.
     #[arg(long, default_value = "300s", value_parser = duration)]
     idle_timeout: Duration,
+    /// Threads serving connections. 1 (the default) is one event loop, as
+    /// Redis has: the least CPU per request, and no thread hand-offs.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub threads: u16,
 }
 
 fn size(text: &str) -> Result<u64, String> {

@@ -136,7 +136,18 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let quiet_default = matches!(cli.command, Command::Run { .. } | Command::Submit { .. } | Command::Validate { .. });
     init_logging(cli.log_format, cli.log.as_deref(), if quiet_default { "warn" } else { "info" });
-    let runtime = match tokio::runtime::Runtime::new() {
+    // The KV server runs on the number of threads it is given (one event
+    // loop by default); everything else on the default multi-thread runtime.
+    let runtime = match &cli.command {
+        Command::KvServer(args) if args.threads == 1 => {
+            tokio::runtime::Builder::new_current_thread().enable_all().build()
+        }
+        Command::KvServer(args) => {
+            tokio::runtime::Builder::new_multi_thread().worker_threads(usize::from(args.threads)).enable_all().build()
+        }
+        _ => tokio::runtime::Runtime::new(),
+    };
+    let runtime = match runtime {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");

@@ -5,7 +5,9 @@ Both servers run on this machine in the same run; redis-benchmark drives
 each with 50 connections, SET and GET, pipeline 1 and 16, a 100k key space
 and 100-byte values. For every row it prints both servers' requests per
 second, the ratio (KV server / Redis; target >= 1.0) and each server's CPU
-seconds per million requests (user + system, from /proc/<pid>/stat).
+seconds per million requests (user + system, from /proc/<pid>/stat). Each
+row is the median of --repeat measurements per server, taken alternately,
+because the load generator and both servers share the machine's cores.
 
 Usage: deploy/bench/kv_vs_redis.py [--requests N]
 """
@@ -55,9 +57,19 @@ def benchmark(port, pid, test, pipeline, requests):
     return float(row.split(",")[1].strip('"')), cpu / (requests / 1e6)
 
 
+def median(measurements):
+    """Median ops/s and median CPU per million over repeated measurements."""
+    ops = sorted(m[0] for m in measurements)
+    cpu = sorted(m[1] for m in measurements)
+    return ops[len(ops) // 2], cpu[len(cpu) // 2]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=0, help="requests per row (default: 500k at P1, 4M at P16)")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="measurements per row and server, alternating which server goes first; "
+                             "the median is printed (default 3)")
     parser.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "stampede"))
     args = parser.parse_args()
     for tool in ("redis-server", "redis-benchmark"):
@@ -79,8 +91,13 @@ def main():
         for pipeline in (1, 16):
             for test in ("set", "get"):
                 requests = args.requests or (500_000 if pipeline == 1 else 4_000_000)
-                r_ops, r_cpu = benchmark(redis_port, redis.pid, test, pipeline, requests)
-                k_ops, k_cpu = benchmark(kv_port, kv.pid, test, pipeline, requests)
+                runs = {"redis": [], "kv": []}
+                for attempt in range(args.repeat):
+                    order = [("redis", redis_port, redis.pid), ("kv", kv_port, kv.pid)]
+                    for name, port, pid in (order if attempt % 2 == 0 else order[::-1]):
+                        runs[name].append(benchmark(port, pid, test, pipeline, requests))
+                r_ops, r_cpu = median(runs["redis"])
+                k_ops, k_cpu = median(runs["kv"])
                 print(f"{test:<5} {pipeline:>3} | {r_ops:>12.0f} {k_ops:>12.0f} {k_ops / r_ops:>6.2f} | "
                       f"{r_cpu:>13.2f} {k_cpu:>11.2f}", flush=True)
     finally:

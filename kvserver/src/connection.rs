@@ -74,6 +74,10 @@ async fn serve(
     let slack = idle.map_or(Duration::ZERO, |t| (t / 10).min(Duration::from_secs(1)));
     let deadline = tokio::time::sleep(idle.unwrap_or(Duration::from_secs(3600)));
     tokio::pin!(deadline);
+    // Created once: a fresh `changed()` per request would register and
+    // unregister a waiter every time.
+    let stopped = stop.changed();
+    tokio::pin!(stopped);
     loop {
         let read = tokio::select! {
             read = socket.read_buf(&mut input) => read?,
@@ -85,7 +89,7 @@ async fn serve(
                 tracing::debug!(client = client.id, "closing idle connection");
                 return Ok(());
             }
-            _ = stop.changed() => return Ok(()),
+            _ = &mut stopped => return Ok(()),
         };
         if read == 0 {
             return Ok(());
