@@ -14,6 +14,7 @@ Usage: deploy/bench/kv_vs_redis.py [--requests N]
 
 import argparse
 import os
+import resource
 import shutil
 import socket
 import subprocess
@@ -46,22 +47,29 @@ def wait_ready(port):
     sys.exit(f"server on port {port} did not start")
 
 
+def client_cpu():
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def benchmark(port, pid, test, pipeline, requests):
+    """(ops/s, server CPU s per million requests, redis-benchmark's CPU use
+    in percent of one core: near 100 means the client is the limit)."""
     before = cpu_seconds(pid)
+    client_before, wall_before = client_cpu(), time.monotonic()
     out = subprocess.run([
         "redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-c", "50", "-P", str(pipeline),
         "-t", test, "-n", str(requests), "-r", "100000", "-d", "100", "--csv",
     ], check=True, capture_output=True, text=True).stdout
     cpu = cpu_seconds(pid) - before
+    client = 100 * (client_cpu() - client_before) / (time.monotonic() - wall_before)
     row = [line for line in out.splitlines() if line.startswith(f'"{test.upper()}"')][-1]
-    return float(row.split(",")[1].strip('"')), cpu / (requests / 1e6)
+    return float(row.split(",")[1].strip('"')), cpu / (requests / 1e6), client
 
 
 def median(measurements):
-    """Median ops/s and median CPU per million over repeated measurements."""
-    ops = sorted(m[0] for m in measurements)
-    cpu = sorted(m[1] for m in measurements)
-    return ops[len(ops) // 2], cpu[len(cpu) // 2]
+    """The median of each figure over repeated measurements."""
+    return tuple(sorted(m[i] for m in measurements)[len(measurements) // 2] for i in range(3))
 
 
 def main():
@@ -87,7 +95,7 @@ def main():
         wait_ready(kv_port)
         wait_ready(redis_port)
         print(f"{'test':<5} {'P':>3} | {'redis ops/s':>12} {'kv ops/s':>12} {'ratio':>6} | "
-              f"{'redis cpu s/M':>13} {'kv cpu s/M':>11}")
+              f"{'redis cpu s/M':>13} {'kv cpu s/M':>11} | {'client cpu % (redis/kv)':>23}")
         for pipeline in (1, 16):
             for test in ("set", "get"):
                 requests = args.requests or (500_000 if pipeline == 1 else 4_000_000)
@@ -96,10 +104,10 @@ def main():
                     order = [("redis", redis_port, redis.pid), ("kv", kv_port, kv.pid)]
                     for name, port, pid in (order if attempt % 2 == 0 else order[::-1]):
                         runs[name].append(benchmark(port, pid, test, pipeline, requests))
-                r_ops, r_cpu = median(runs["redis"])
-                k_ops, k_cpu = median(runs["kv"])
+                r_ops, r_cpu, r_client = median(runs["redis"])
+                k_ops, k_cpu, k_client = median(runs["kv"])
                 print(f"{test:<5} {pipeline:>3} | {r_ops:>12.0f} {k_ops:>12.0f} {k_ops / r_ops:>6.2f} | "
-                      f"{r_cpu:>13.2f} {k_cpu:>11.2f}", flush=True)
+                      f"{r_cpu:>13.2f} {k_cpu:>11.2f} | {r_client:>11.0f}/{k_client:<11.0f}", flush=True)
     finally:
         for process in (kv, redis):
             process.terminate()

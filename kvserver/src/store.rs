@@ -147,25 +147,51 @@ impl ShardGuard<'_> {
         self.used.fetch_add(delta, Ordering::Relaxed);
     }
 
-    /// The live entry of `key`; an expired one is removed first.
-    pub fn get(&mut self, key: &[u8]) -> Option<&mut Entry> {
-        let expired = self.shard.map.get(key).and_then(|e| e.expires_at).is_some_and(|at| at <= self.now);
-        if expired {
-            self.remove(key);
-            return None;
+    /// The live entry of `key`; an expired one is removed first. One hash
+    /// lookup either way.
+    pub fn get(&mut self, key: &Bytes) -> Option<&mut Entry> {
+        use std::collections::hash_map::Entry as Slot;
+        let now = self.now;
+        let used = self.used;
+        let shard = &mut *self.shard;
+        match shard.map.entry(key.clone()) {
+            Slot::Vacant(_) => None,
+            Slot::Occupied(slot) if slot.get().expires_at.is_some_and(|at| at <= now) => {
+                let (key, entry) = slot.remove_entry();
+                if let Some(at) = entry.expires_at {
+                    shard.expiries.remove(&(at, key));
+                }
+                used.fetch_add(-(entry.size as i64), Ordering::Relaxed);
+                None
+            }
+            Slot::Occupied(slot) => Some(slot.into_mut()),
         }
-        self.shard.map.get_mut(key)
     }
 
     /// Stores `value` under `key` with the given expiry, replacing any value.
+    /// An existing key is updated in place (no new key, no re-insert).
     pub fn set(&mut self, key: Bytes, value: Value, expires_at: Option<u64>) {
-        self.remove(&key);
-        let key = owned(&key);
         let value = match value {
             Value::Str(s) => Value::Str(owned(&s)),
             other => other,
         };
         let size = key.len() + value.size() + ENTRY_OVERHEAD;
+        if let Some(entry) = self.shard.map.get_mut(&key) {
+            let old_expiry = std::mem::replace(&mut entry.expires_at, expires_at);
+            let old_size = std::mem::replace(&mut entry.size, size);
+            entry.value = value;
+            if old_expiry != expires_at {
+                if let Some(at) = old_expiry {
+                    self.shard.expiries.remove(&(at, key.clone()));
+                }
+                if let Some(at) = expires_at {
+                    self.shard.expiries.insert((at, owned(&key)));
+                }
+            }
+            self.account(size as i64 - old_size as i64);
+            return;
+        }
+        let key = owned(&key);
         self.account(size as i64);
         if let Some(at) = expires_at {
             self.shard.expiries.insert((at, key.clone()));
@@ -189,10 +215,10 @@ impl ShardGuard<'_> {
     }
 
     /// Sets or clears the expiry of a live key; false when there is none.
-    pub fn set_expiry(&mut self, key: &[u8], expires_at: Option<u64>) -> bool {
+    pub fn set_expiry(&mut self, key: &Bytes, expires_at: Option<u64>) -> bool {
         let Some(entry) = self.get(key) else { return false };
         let old = std::mem::replace(&mut entry.expires_at, expires_at);
-        let key = Bytes::copy_from_slice(key);
+        let key = owned(key);
         if let Some(at) = old {
             self.shard.expiries.remove(&(at, key.clone()));
         }
@@ -244,10 +270,10 @@ mod tests {
         store.shard(b"a").set(Bytes::from("a"), Value::Str(Bytes::from("1")), Some(now));
         store.shard(b"b").set(Bytes::from("b"), Value::Str(Bytes::from("2")), Some(now));
         store.shard(b"c").set(Bytes::from("c"), Value::Str(Bytes::from("3")), None);
-        assert!(store.shard(b"a").get(b"a").is_none());
+        assert!(store.shard(b"a").get(&Bytes::from("a")).is_none());
         assert_eq!(store.sweep_expired(), 1);
         assert_eq!(store.counts(), (1, 0));
-        assert!(store.shard(b"c").get(b"c").is_some());
+        assert!(store.shard(b"c").get(&Bytes::from("c")).is_some());
     }
 
     #[test]
