@@ -79,13 +79,15 @@ async fn serve(
     let stopped = stop.changed();
     tokio::pin!(stopped);
     loop {
+        // Subscribers wait for messages and may be silent for ever, as in Redis.
+        let may_idle_out = idle.is_some() && !client.subscribed();
         let read = tokio::select! {
             read = socket.read_buf(&mut input) => read?,
             Some(message) = next_message(client) => {
                 socket.write_all(&message).await?;
                 continue;
             }
-            () = &mut deadline, if idle.is_some() => {
+            () = &mut deadline, if may_idle_out => {
                 tracing::debug!(client = client.id, "closing idle connection");
                 return Ok(());
             }

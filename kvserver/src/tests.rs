@@ -107,6 +107,20 @@ async fn idle_connections_are_closed() {
 }
 
 #[tokio::test]
+async fn subscribers_are_not_closed_for_being_idle() {
+    let server =
+        start_with(ServerConfig { idle_timeout: Some(Duration::from_millis(200)), ..ServerConfig::default() }).await;
+    let mut subscriber = TcpStream::connect(server.addr).await.expect("connect");
+    subscriber.write_all(b"SUBSCRIBE quiet\r\n").await.expect("subscribe");
+    let mut buf = vec![0u8; 128];
+    let _ = subscriber.read(&mut buf).await.expect("confirmation");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(raw(server.addr, b"PUBLISH quiet still-here\r\n").await, b":1\r\n");
+    let n = subscriber.read(&mut buf).await.expect("message");
+    assert!(buf[..n].ends_with(b"still-here\r\n"), "{:?}", &buf[..n]);
+}
+
+#[tokio::test]
 async fn published_messages_reach_subscribers() {
     let server = start("kv-0").await;
     let mut subscriber = TcpStream::connect(server.addr).await.expect("connect");
