@@ -136,13 +136,13 @@ pub mod reply {
 
     pub fn integer(out: &mut BytesMut, value: i64) {
         out.put_u8(b':');
-        out.put_slice(itoa(value).as_bytes());
+        put_decimal(out, value);
         out.put_slice(b"\r\n");
     }
 
     pub fn bulk(out: &mut BytesMut, value: &[u8]) {
         out.put_u8(b'$');
-        out.put_slice(itoa(value.len() as i64).as_bytes());
+        put_decimal(out, value.len() as i64);
         out.put_slice(b"\r\n");
         out.put_slice(value);
         out.put_slice(b"\r\n");
@@ -158,49 +158,13 @@ pub mod reply {
 
     pub fn array_header(out: &mut BytesMut, len: usize) {
         out.put_u8(b'*');
-        out.put_slice(itoa(len as i64).as_bytes());
+        put_decimal(out, len as i64);
         out.put_slice(b"\r\n");
     }
 
-    /// Decimal digits on the stack: replies are written without allocating.
-    struct Digits {
-        buf: [u8; 20],
-        start: usize,
-    }
-
-    impl Digits {
-        fn as_bytes(&self) -> &[u8] {
-            &self.buf[self.start..]
-        }
-    }
-
-    fn itoa(value: i64) -> Digits {
-        let mut buf = [0u8; 20];
-        let mut at = buf.len();
-        let mut rest = value.unsigned_abs();
-        loop {
-            at -= 1;
-            buf[at] = b'0' + (rest % 10) as u8;
-            rest /= 10;
-            if rest == 0 {
-                break;
-            }
-        }
-        if value < 0 {
-            at -= 1;
-            buf[at] = b'-';
-        }
-        Digits { buf, start: at }
-    }
-
-    #[cfg(test)]
-    mod tests {
-        #[test]
-        fn digits_match_to_string() {
-            for value in [0, 7, -7, 10, 123_456, i64::MAX, i64::MIN] {
-                assert_eq!(super::itoa(value).as_bytes(), value.to_string().as_bytes());
-            }
-        }
+    /// Appends decimal digits formatted on the stack (no allocation).
+    fn put_decimal(out: &mut BytesMut, value: i64) {
+        out.put_slice(itoa::Buffer::new().format(value).as_bytes());
     }
 }
 

@@ -20,18 +20,7 @@ pub fn encode_command(out: &mut Vec<u8>, args: &[&[u8]]) {
 
 /// Appends the decimal digits of `value` without a temporary String.
 pub fn push_decimal(out: &mut Vec<u8>, value: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    let mut rest = value;
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[at..]);
+    out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
 }
 
 /// One scanned reply.
