@@ -19,19 +19,13 @@ import json
 import os
 import resource
 import shutil
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+from benchlib import RELEASE_BINARY, free_port, require_tools_and_binary
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def children_cpu():
@@ -87,14 +81,9 @@ workload:
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=5, help="measured seconds per agent row (default 5)")
-    parser.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "stampede"))
+    parser.add_argument("--binary", default=RELEASE_BINARY)
     args = parser.parse_args()
-    for tool in ("redis-server", "redis-benchmark"):
-        if shutil.which(tool) is None:
-            sys.exit(f"{tool} is not installed: apt-get install redis-server redis-tools")
-    if not os.path.exists(args.binary):
-        print("building the release binary (cargo build --release -p stampede)", file=sys.stderr)
-        subprocess.run(["cargo", "build", "--release", "-p", "stampede"], cwd=ROOT, check=True)
+    require_tools_and_binary(args.binary)
 
     port = free_port()
     server = subprocess.Popen(

@@ -15,20 +15,15 @@ Usage: deploy/bench/kv_vs_redis.py [--requests N]
 import argparse
 import os
 import resource
-import shutil
 import socket
 import subprocess
 import sys
 import time
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+from benchlib import RELEASE_BINARY, free_port, require_tools_and_binary
+
 TICKS = os.sysconf("SC_CLK_TCK")
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def cpu_seconds(pid):
@@ -78,14 +73,9 @@ def main():
     parser.add_argument("--repeat", type=int, default=3,
                         help="measurements per row and server, alternating which server goes first; "
                              "the median is printed (default 3)")
-    parser.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "stampede"))
+    parser.add_argument("--binary", default=RELEASE_BINARY)
     args = parser.parse_args()
-    for tool in ("redis-server", "redis-benchmark"):
-        if shutil.which(tool) is None:
-            sys.exit(f"{tool} is not installed: apt-get install redis-server redis-tools")
-    if not os.path.exists(args.binary):
-        print("building the release binary (cargo build --release -p stampede)", file=sys.stderr)
-        subprocess.run(["cargo", "build", "--release", "-p", "stampede"], cwd=ROOT, check=True)
+    require_tools_and_binary(args.binary)
 
     kv_port, redis_port = free_port(), free_port()
     kv = subprocess.Popen([args.binary, "kv-server", "--listen", f"127.0.0.1:{kv_port}"], stdout=subprocess.DEVNULL)
