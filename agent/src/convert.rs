@@ -37,6 +37,8 @@ pub fn outgoing(message: Outgoing) -> Body {
                 .collect(),
             late_starts: r.late_starts,
             health: Some(pb::AgentHealth { cpu_percent: r.cpu_percent, max_schedule_lag_us: r.max_schedule_lag_us }),
+            counters: r.counters.into_iter().collect(),
+            notes: r.notes,
         }),
     }
 }

@@ -45,6 +45,12 @@ pub struct IntervalReport {
     pub late_starts: u64,
     pub cpu_percent: f64,
     pub max_schedule_lag_us: u64,
+    /// Workload counters (`rows`, `cache_hits`, ...) for this interval.
+    #[serde(default)]
+    pub counters: BTreeMap<String, u64>,
+    /// Facts about the target, listed once in the report.
+    #[serde(default)]
+    pub notes: Vec<String>,
 }
 
 mod base64_bytes {

@@ -12,6 +12,7 @@ pub mod report;
 pub mod scenario;
 pub mod threshold;
 pub mod units;
+pub mod workload;
 
 pub use scenario::{Scenario, ScenarioError};
 

@@ -136,4 +136,18 @@ pub struct Report {
     pub nodes: BTreeMap<String, NodeReport>,
     pub intervals: Vec<IntervalSummary>,
     pub thresholds: Vec<ThresholdResult>,
+    /// Workload counters over the whole run, warm-up included (`rows`
+    /// written, `rows_failed`, `cache_hits`, `cache_misses`, `published`,
+    /// `delivered`, ...).
+    #[serde(default)]
+    pub counters: BTreeMap<String, u64>,
+    /// The same counters per second over the measured part.
+    #[serde(default)]
+    pub counter_rates: BTreeMap<String, f64>,
+    /// Cache hits / (hits + misses) over the measured part (`cache` workload).
+    #[serde(default)]
+    pub cache_hit_ratio: Option<f64>,
+    /// Facts about the target that agents reported, each once.
+    #[serde(default)]
+    pub notes: Vec<String>,
 }

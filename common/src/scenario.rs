@@ -8,7 +8,9 @@ use serde::Deserialize;
 
 use crate::locate::{locate, parse_path};
 use crate::threshold::Threshold;
-use crate::units::{parse_duration, parse_rate, parse_size};
+use crate::units::{parse_duration, parse_rate};
+pub use crate::workload::*;
+use crate::workload::{self, RawWorkload};
 
 /// One problem in a scenario, with the field it concerns and its place.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,13 +73,13 @@ struct RawScenario {
 /// A YAML scalar that may be written as a number or a string (`100`, `1KiB`).
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
-enum Scalar {
+pub(crate) enum Scalar {
     Number(f64),
     Text(String),
 }
 
 impl Scalar {
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         match self {
             Self::Number(n) => format!("{n}"),
             Self::Text(t) => t.clone(),
@@ -116,36 +118,6 @@ enum LoadModelKind {
     Open,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-enum RawWorkload {
-    Kv(RawKvWorkload),
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawKvWorkload {
-    #[serde(default)]
-    read_ratio: Option<f64>,
-    #[serde(default)]
-    keys: Option<u64>,
-    #[serde(default)]
-    key_distribution: Option<KeyDistributionKind>,
-    #[serde(default)]
-    zipf_exponent: Option<f64>,
-    #[serde(default)]
-    value_size: Option<Scalar>,
-    #[serde(default)]
-    key_prefix: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum KeyDistributionKind {
-    Uniform,
-    Zipfian,
-}
-
 // ------------------------------------------------------------ validated model
 
 /// The kind of database a target is.
@@ -156,6 +128,12 @@ pub enum TargetKind {
     Kv,
     /// A Redis server.
     Redis,
+    /// PostgreSQL.
+    Postgres,
+    /// PostgreSQL with the TimescaleDB extension (hypertables when present).
+    Timescaledb,
+    /// CrateDB over its HTTP `/_sql` endpoint.
+    Cratedb,
 }
 
 impl TargetKind {
@@ -163,6 +141,9 @@ impl TargetKind {
         match self {
             Self::Kv => "kv",
             Self::Redis => "redis",
+            Self::Postgres => "postgres",
+            Self::Timescaledb => "timescaledb",
+            Self::Cratedb => "cratedb",
         }
     }
 }
@@ -194,48 +175,6 @@ pub struct Load {
     pub pipeline: u32,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum KeyDistribution {
-    Uniform,
-    Zipfian { exponent: f64 },
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct KvWorkload {
-    pub read_ratio: f64,
-    pub keys: u64,
-    pub key_distribution: KeyDistribution,
-    pub value_size: u64,
-    pub key_prefix: String,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum Workload {
-    Kv(KvWorkload),
-}
-
-impl Workload {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::Kv(_) => "kv",
-        }
-    }
-
-    /// The operations this workload produces, as named in reports.
-    pub fn operations(&self) -> &'static [&'static str] {
-        match self {
-            Self::Kv(_) => &["get", "set"],
-        }
-    }
-
-    /// Size of the key space that the scheduler splits over agents.
-    pub fn key_space(&self) -> u64 {
-        match self {
-            Self::Kv(kv) => kv.keys,
-        }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct Target {
     pub kind: TargetKind,
@@ -260,16 +199,15 @@ pub struct Scenario {
 
 pub const MAX_CONNECTIONS: u32 = 100_000;
 pub const MAX_PIPELINE: u32 = 1024;
-pub const MAX_VALUE_SIZE: u64 = 64 * 1024 * 1024;
 pub const MAX_AGENTS: u32 = 10_000;
 
-struct Checker<'a> {
+pub(crate) struct Checker<'a> {
     text: &'a str,
     issues: Vec<ScenarioIssue>,
 }
 
 impl Checker<'_> {
-    fn fail(&mut self, field: &str, message: impl Into<String>) {
+    pub(crate) fn fail(&mut self, field: &str, message: impl Into<String>) {
         self.issues.push(ScenarioIssue {
             field: field.to_string(),
             line: locate(self.text, &parse_path(field)),
@@ -352,9 +290,19 @@ fn validate(raw: RawScenario, check: &mut Checker<'_>) -> Scenario {
         check
             .fail("load.connections", format!("{} connections cannot be split over {agents} agents", load.connections));
     }
-    let workload = match raw.workload {
-        RawWorkload::Kv(kv) => Workload::Kv(validate_kv(kv, check)),
-    };
+    let workload = workload::validate(raw.workload, check);
+    if !workload.supports().contains(&target.kind) {
+        let kinds: Vec<&str> = workload.supports().iter().map(|k| k.as_str()).collect();
+        check.fail(
+            "workload.kind",
+            format!(
+                "workload `{}` does not run against target kind `{}` (it runs against: {})",
+                workload.kind(),
+                target.kind.as_str(),
+                kinds.join(", ")
+            ),
+        );
+    }
     let mut thresholds = Vec::new();
     for (i, expr) in raw.thresholds.iter().enumerate() {
         let field = format!("thresholds[{i}]");
@@ -391,18 +339,61 @@ fn validate(raw: RawScenario, check: &mut Checker<'_>) -> Scenario {
 }
 
 fn validate_target(raw: RawTarget, check: &mut Checker<'_>) -> Target {
-    if raw.kind == TargetKind::Redis && raw.endpoints.is_empty() {
-        check.fail("target.endpoints", "a redis target needs at least one `host:port` endpoint");
+    let form = match raw.kind {
+        TargetKind::Kv | TargetKind::Redis => "`host:port`",
+        TargetKind::Postgres | TargetKind::Timescaledb => {
+            "`host:port` or `postgres://user:password@host:port/database`"
+        }
+        TargetKind::Cratedb => "`host:port` or `http(s)://user:password@host:port`",
+    };
+    if raw.kind != TargetKind::Kv && raw.endpoints.is_empty() {
+        check.fail("target.endpoints", format!("a {} target needs at least one {form} endpoint", raw.kind.as_str()));
     }
     for (i, endpoint) in raw.endpoints.iter().enumerate() {
-        let valid = endpoint
-            .rsplit_once(':')
-            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
-        if !valid {
-            check.fail(&format!("target.endpoints[{i}]"), format!("`{endpoint}` is not a `host:port` address"));
+        if let Err(problem) = check_endpoint(raw.kind, endpoint) {
+            check.fail(&format!("target.endpoints[{i}]"), format!("`{}`: {problem}; write {form}", redact(endpoint)));
         }
     }
     Target { kind: raw.kind, endpoints: raw.endpoints }
+}
+
+fn host_port(address: &str) -> bool {
+    address.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0))
+}
+
+/// Checks one endpoint's form for its target kind.
+fn check_endpoint(kind: TargetKind, endpoint: &str) -> Result<(), String> {
+    let Some((scheme, rest)) = endpoint.split_once("://") else {
+        return if host_port(endpoint) { Ok(()) } else { Err("not a `host:port` address".into()) };
+    };
+    let allowed: &[&str] = match kind {
+        TargetKind::Kv | TargetKind::Redis => &[],
+        TargetKind::Postgres | TargetKind::Timescaledb => &["postgres", "postgresql"],
+        TargetKind::Cratedb => &["http", "https"],
+    };
+    if !allowed.contains(&scheme) {
+        return Err(format!("scheme `{scheme}` is not used with this target kind"));
+    }
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    if host.is_empty() || host.contains(':') && !host_port(host) {
+        return Err("the URL has no valid host".into());
+    }
+    Ok(())
+}
+
+/// An endpoint with its password replaced by `***`, for messages and logs.
+pub fn redact(endpoint: &str) -> String {
+    let Some((scheme, rest)) = endpoint.split_once("://") else { return endpoint.to_string() };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((credentials, host)) => match credentials.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}{tail}"),
+            None => endpoint.to_string(),
+        },
+        None => endpoint.to_string(),
+    }
 }
 
 fn validate_load(raw: RawLoad, check: &mut Checker<'_>) -> Load {
@@ -444,51 +435,6 @@ fn validate_load(raw: RawLoad, check: &mut Checker<'_>) -> Load {
         }
     };
     Load { model, connections, pipeline }
-}
-
-fn validate_kv(raw: RawKvWorkload, check: &mut Checker<'_>) -> KvWorkload {
-    let read_ratio = raw.read_ratio.unwrap_or(0.9);
-    if !(0.0..=1.0).contains(&read_ratio) {
-        check.fail("workload.read_ratio", "must be between 0 and 1");
-    }
-    let keys = raw.keys.unwrap_or(100_000);
-    if keys == 0 {
-        check.fail("workload.keys", "must be at least 1");
-    }
-    let key_distribution = match raw.key_distribution.unwrap_or(KeyDistributionKind::Uniform) {
-        KeyDistributionKind::Uniform => {
-            if raw.zipf_exponent.is_some() {
-                check.fail("workload.zipf_exponent", "is only used with `key_distribution: zipfian`");
-            }
-            KeyDistribution::Uniform
-        }
-        KeyDistributionKind::Zipfian => {
-            let exponent = raw.zipf_exponent.unwrap_or(0.99);
-            if !(exponent > 0.0 && exponent <= 10.0) {
-                check.fail("workload.zipf_exponent", "must be more than 0 and at most 10");
-            }
-            KeyDistribution::Zipfian { exponent }
-        }
-    };
-    let value_size = match raw.value_size.as_ref().map(|v| parse_size(&v.text())) {
-        None => 100,
-        Some(Ok(size)) if size <= MAX_VALUE_SIZE => size,
-        Some(Ok(_)) => {
-            check.fail("workload.value_size", "must be at most 64MiB");
-            0
-        }
-        Some(Err(e)) => {
-            check.fail("workload.value_size", e.0);
-            0
-        }
-    };
-    KvWorkload {
-        read_ratio,
-        keys,
-        key_distribution,
-        value_size,
-        key_prefix: raw.key_prefix.unwrap_or_else(|| "stampede:".to_string()),
-    }
 }
 
 #[cfg(test)]

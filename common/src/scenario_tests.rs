@@ -35,9 +35,9 @@ fn a_good_scenario_validates_into_typed_values() {
     assert_eq!(s.target.kind, TargetKind::Redis);
     assert_eq!(s.load.model, LoadModel::Open { rate: 20000.0, arrival: Arrival::Poisson });
     assert_eq!((s.load.connections, s.load.pipeline), (8, 2));
-    let Workload::Kv(kv) = &s.workload;
-    assert_eq!(kv.value_size, 1024);
-    assert_eq!(kv.key_distribution, KeyDistribution::Zipfian { exponent: 0.99 });
+    let Workload::Kv(kv) = &s.workload else { panic!("not kv: {:?}", s.workload) };
+    assert_eq!(kv.space.value.size, 1024);
+    assert_eq!(kv.space.distribution, KeyDistribution::Zipfian { exponent: 0.99 });
     assert_eq!(s.thresholds.len(), 3);
 }
 
@@ -109,4 +109,60 @@ fn garbage_is_an_error_not_a_panic() {
     for text in ["", "::::", "- a\n- b", "name: [", "\u{0}\u{1}", "name: x\nduration: -5s\n"] {
         assert!(Scenario::parse(text).is_err(), "{text:?}");
     }
+}
+
+fn with_workload(target: &str, endpoint: &str, workload: &str) -> String {
+    format!(
+        "name: w\nduration: 5s\ntarget:\n  kind: {target}\n  endpoints: [\"{endpoint}\"]\nload:\n  connections: 2\nworkload:\n{workload}"
+    )
+}
+
+#[test]
+fn every_workload_kind_parses_with_its_defaults() {
+    let cases = [
+        ("redis", "127.0.0.1:6379", "mixed", 5),
+        ("kv", "127.0.0.1:6379", "cache", 1),
+        ("redis", "127.0.0.1:6379", "chat", 2),
+        ("redis", "127.0.0.1:6379", "pubsub", 2),
+        ("postgres", "postgres://u:p@127.0.0.1:5432/db", "metrics", 1),
+        ("timescaledb", "127.0.0.1:5432", "query", 3),
+        ("postgres", "127.0.0.1:5432", "pool", 1),
+        ("cratedb", "https://crate:secret@db.example:4200", "records", 1),
+        ("cratedb", "127.0.0.1:4200", "query", 3),
+    ];
+    for (target, endpoint, kind, operations) in cases {
+        let text = with_workload(target, endpoint, &format!("  kind: {kind}\n"));
+        let scenario = Scenario::parse(&text).unwrap_or_else(|e| panic!("{kind} on {target}: {e}"));
+        assert_eq!(scenario.workload.kind(), kind);
+        assert_eq!(scenario.workload.operations().len(), operations, "{kind}");
+    }
+}
+
+#[test]
+fn a_workload_on_the_wrong_target_kind_is_rejected_with_the_kinds_it_supports() {
+    let text = with_workload("redis", "127.0.0.1:6379", "  kind: metrics\n");
+    let message = Scenario::parse(&text).unwrap_err().to_string();
+    assert!(message.contains("workload.kind") && message.contains("postgres, timescaledb"), "{message}");
+}
+
+#[test]
+fn workload_fields_are_checked_by_name() {
+    let text = with_workload("redis", "127.0.0.1:6379", "  kind: mixed\n  weights: {set: 1, sett: 2}\n  ttl: 5s\n");
+    let error = Scenario::parse(&text).unwrap_err();
+    let fields: Vec<&str> = error.issues.iter().map(|i| i.field.as_str()).collect();
+    assert!(fields.contains(&"workload.weights.sett"), "{error}");
+    assert!(fields.contains(&"workload.ttl"), "{error}");
+    let text = with_workload("postgres", "127.0.0.1:5432", "  kind: metrics\n  table: \"x; drop table y\"\n");
+    assert!(Scenario::parse(&text).unwrap_err().to_string().contains("workload.table"));
+    let text = with_workload("cratedb", "127.0.0.1:4200", "  kind: records\n  batch_size: 0\n");
+    assert!(Scenario::parse(&text).unwrap_err().to_string().contains("workload.batch_size"));
+}
+
+#[test]
+fn endpoint_urls_are_checked_per_kind_and_passwords_are_redacted_in_errors() {
+    let text = with_workload("postgres", "http://u:hunter2@h:5432", "  kind: pool\n");
+    let message = Scenario::parse(&text).unwrap_err().to_string();
+    assert!(message.contains("scheme `http`") && !message.contains("hunter2"), "{message}");
+    assert_eq!(redact("https://crate:secret@h:4200/x"), "https://crate:***@h:4200/x");
+    assert_eq!(redact("127.0.0.1:6379"), "127.0.0.1:6379");
 }

@@ -92,6 +92,9 @@ pub struct RunAggregate {
     warmup_ops: u64,
     late_starts: u64,
     clamped: u64,
+    counters: BTreeMap<String, u64>,
+    measured_counters: BTreeMap<String, u64>,
+    notes: BTreeSet<String>,
 }
 
 /// A one-interval view for live progress.
@@ -131,6 +134,9 @@ impl RunAggregate {
             warmup_ops: 0,
             late_starts: 0,
             clamped: 0,
+            counters: BTreeMap::new(),
+            measured_counters: BTreeMap::new(),
+            notes: BTreeSet::new(),
         }
     }
 
@@ -199,6 +205,13 @@ impl RunAggregate {
         if !warmup {
             self.late_starts += report.late_starts;
         }
+        for (name, value) in &report.counters {
+            *self.counters.entry(name.clone()).or_default() += value;
+            if !warmup {
+                *self.measured_counters.entry(name.clone()).or_default() += value;
+            }
+        }
+        self.notes.extend(report.notes.iter().cloned());
         for (node, connections) in &report.connections {
             let sum = self.node_connections.entry((report.interval, node.clone())).or_default();
             *sum += connections;
@@ -328,7 +341,7 @@ impl RunAggregate {
                 name: scenario.name.clone(),
                 target: TargetInfo {
                     kind: scenario.target.kind.as_str().to_string(),
-                    endpoints: context.endpoints.to_vec(),
+                    endpoints: context.endpoints.iter().map(|e| stampede_common::scenario::redact(e)).collect(),
                 },
                 workload: scenario.workload.kind().to_string(),
                 load_model: load_model.to_string(),
@@ -365,6 +378,14 @@ impl RunAggregate {
                 })
                 .collect(),
             thresholds,
+            counters: self.counters.clone(),
+            counter_rates: self.measured_counters.iter().map(|(name, n)| (name.clone(), per_second(*n))).collect(),
+            cache_hit_ratio: {
+                let hits = self.measured_counters.get("cache_hits").copied().unwrap_or(0);
+                let misses = self.measured_counters.get("cache_misses").copied().unwrap_or(0);
+                (hits + misses > 0).then(|| hits as f64 / (hits + misses) as f64)
+            },
+            notes: self.notes.iter().cloned().collect(),
         }
     }
 }

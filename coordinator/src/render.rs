@@ -84,6 +84,23 @@ fn write_report(out: &mut String, r: &Report) -> std::fmt::Result {
     if r.totals.clamped > 0 {
         writeln!(out, "samples above 1h clamped: {}", r.totals.clamped)?;
     }
+    if !r.counters.is_empty() {
+        let counters: Vec<String> = r
+            .counters
+            .iter()
+            .map(|(name, n)| match r.counter_rates.get(name) {
+                Some(rate) => format!("{name} {n} ({rate:.1}/s)"),
+                None => format!("{name} {n}"),
+            })
+            .collect();
+        writeln!(out, "counters (whole run; rates over the measured part): {}", counters.join(", "))?;
+    }
+    if let Some(ratio) = r.cache_hit_ratio {
+        writeln!(out, "cache hit ratio: {:.1}%", ratio * 100.0)?;
+    }
+    for note in &r.notes {
+        writeln!(out, "note: {note}")?;
+    }
     if !r.nodes.is_empty() {
         writeln!(out)?;
         writeln!(out, "{:<20} {:>11} {:>8} {:>8} {:>12}", "node", "ops", "share", "errors", "connections")?;

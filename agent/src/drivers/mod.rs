@@ -5,11 +5,38 @@
 //! A connection is `Clone` so that each pipeline slot holds its own handle
 //! to the same underlying connection.
 
+#[cfg(test)]
+mod conformance;
+pub mod cratedb;
+pub mod postgres;
 pub mod resp;
 
 use std::future::Future;
 
 use crate::workloads::Operation;
+
+/// What a successful operation produced besides its latency; the runner
+/// adds these into the interval's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Done {
+    /// Rows written (or read, for queries).
+    pub rows: u32,
+    /// Rows of a bulk request that the target refused.
+    pub rows_failed: u32,
+    /// `Some(true)` for a cache hit, `Some(false)` for a miss.
+    pub hit: Option<bool>,
+    /// Subscribers a published message reached, as the server counted them.
+    pub fanout: u32,
+}
+
+/// The part of the run one agent does, as drivers need it for setup and
+/// teardown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Part {
+    pub agent_index: u32,
+    pub key_start: u64,
+    pub key_end: u64,
+}
 
 /// How an operation failed. Counted by kind; never stops a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +80,27 @@ pub trait Driver: Send + Sync + 'static {
 
     /// Opens one connection to `endpoint` and learns the node behind it.
     fn connect(&self, endpoint: &str) -> impl Future<Output = Result<Self::Connection, DriverError>> + Send;
+
+    /// Runs before the agent reports Ready: creates tables, preloads keys.
+    /// Returns notes for the report. An error fails the run before it starts.
+    fn setup(
+        &self,
+        endpoints: &[String],
+        part: &Part,
+    ) -> impl Future<Output = Result<Vec<String>, DriverError>> + Send {
+        let _ = (endpoints, part);
+        async { Ok(Vec::new()) }
+    }
+
+    /// Runs after the measured part: drops tables, deletes keys.
+    fn teardown(
+        &self,
+        endpoints: &[String],
+        part: &Part,
+    ) -> impl Future<Output = Result<Vec<String>, DriverError>> + Send {
+        let _ = (endpoints, part);
+        async { Ok(Vec::new()) }
+    }
 }
 
 /// One open connection (or a slot's handle to it).
@@ -61,7 +109,7 @@ pub trait Connection: Clone + Send + Sync + 'static {
     fn node(&self) -> &str;
 
     /// Executes one operation.
-    fn execute(&mut self, operation: &Operation) -> impl Future<Output = Result<(), DriverError>> + Send;
+    fn execute(&mut self, operation: &Operation) -> impl Future<Output = Result<Done, DriverError>> + Send;
 
     /// Executes a batch written together (the closed model's pipeline),
     /// appending one result per operation to `results`. Drivers whose
@@ -69,7 +117,7 @@ pub trait Connection: Clone + Send + Sync + 'static {
     fn execute_batch(
         &mut self,
         operations: &[Operation],
-        results: &mut Vec<Result<(), DriverError>>,
+        results: &mut Vec<Result<Done, DriverError>>,
     ) -> impl Future<Output = ()> + Send {
         async move {
             for operation in operations {

@@ -15,7 +15,7 @@ use rand::rngs::SmallRng;
 
 use super::recorder::{SharedRecorder, lock};
 use crate::drivers::{Connection, Driver, DriverError, ErrorKind};
-use crate::workloads::kv::KvGenerator;
+use crate::workloads::Generator;
 
 /// A request sent this much after its intended start counts as a late start.
 pub const LATE_START: Duration = Duration::from_millis(1);
@@ -24,7 +24,9 @@ pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What every slot of every connection shares.
 pub struct SlotContext {
-    pub generator: KvGenerator,
+    pub generator: Generator,
+    /// Pause after each operation of a slot (CrateDB's `batch_interval`).
+    pub pause: Duration,
     pub end: Instant,
     pub stop: Arc<AtomicBool>,
     pub arrivals: Option<async_channel::Receiver<Instant>>,
@@ -106,35 +108,42 @@ async fn run_slot<C: Connection>(
         let mut groups: [(usize, Option<ErrorKind>, u64); GROUPS] = [(0, None, 0); GROUPS];
         let mut group_count = 0;
         let mut lost = false;
-        let mut r = lock(recorder);
-        for (index, operation) in operations.iter().enumerate() {
-            let error = match results.get(index) {
-                Some(Ok(())) => None,
-                Some(Err(error)) => Some(error.kind),
-                None if finished => Some(ErrorKind::Protocol),
-                None => Some(ErrorKind::Timeout),
-            };
-            lost |= error == Some(ErrorKind::Connection);
-            let key = (operation.index(), error);
-            match groups[..group_count].iter_mut().find(|g| (g.0, g.1) == key) {
-                Some(group) => group.2 += 1,
-                None if group_count < GROUPS => {
-                    groups[group_count] = (key.0, key.1, 1);
-                    group_count += 1;
+        {
+            let mut r = lock(recorder);
+            for (index, operation) in operations.iter().enumerate() {
+                let error = match results.get(index) {
+                    Some(Ok(done)) => {
+                        r.count(done);
+                        None
+                    }
+                    Some(Err(error)) => Some(error.kind),
+                    None if finished => Some(ErrorKind::Protocol),
+                    None => Some(ErrorKind::Timeout),
+                };
+                lost |= error == Some(ErrorKind::Connection);
+                let key = (operation.index(), error);
+                match groups[..group_count].iter_mut().find(|g| (g.0, g.1) == key) {
+                    Some(group) => group.2 += 1,
+                    None if group_count < GROUPS => {
+                        groups[group_count] = (key.0, key.1, 1);
+                        group_count += 1;
+                    }
+                    None => r.record(key.0, micros(done - intended), micros(done - sent), key.1),
                 }
-                None => r.record(key.0, micros(done - intended), micros(done - sent), key.1),
             }
+            for (operation, error, n) in &groups[..group_count] {
+                r.record_n(*operation, micros(done - intended), micros(done - sent), *error, *n);
+            }
+            if lag > LATE_START {
+                r.late_starts += 1;
+            }
+            r.max_lag_us = r.max_lag_us.max(micros(lag));
         }
-        for (operation, error, n) in &groups[..group_count] {
-            r.record_n(*operation, micros(done - intended), micros(done - sent), *error, *n);
-        }
-        if lag > LATE_START {
-            r.late_starts += 1;
-        }
-        r.max_lag_us = r.max_lag_us.max(micros(lag));
-        drop(r);
         if lost {
             return SlotEnd::ConnectionLost;
+        }
+        if !context.pause.is_zero() {
+            tokio::time::sleep(context.pause).await;
         }
     }
     SlotEnd::Finished

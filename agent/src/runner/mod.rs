@@ -12,19 +12,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use rand::{RngCore, SeedableRng};
 use stampede_common::Scenario;
-use stampede_common::scenario::{LoadModel, Workload};
+use stampede_common::scenario::{Compression, LoadModel, TargetKind, ValueFormat, ValueSpec, Workload};
 use tokio::sync::{oneshot, watch};
 
-use crate::drivers::Driver;
-use crate::drivers::resp::RespDriver;
+use crate::drivers::cratedb::CrateDriver;
+use crate::drivers::postgres::PostgresDriver;
+use crate::drivers::resp::pubsub::Subscriber;
+use crate::drivers::resp::{RespConfig, RespDriver};
+use crate::drivers::{Driver, Part};
 use crate::health::CpuMeter;
 use crate::outbox::{Outbox, Outgoing};
-use crate::workloads::kv::KvGenerator;
+use crate::workloads::{Generator, values};
 use connection::{OPERATION_TIMEOUT, SlotContext, drive};
-use recorder::{Recorder, SharedRecorder, collect};
+use recorder::{DELIVERED, Recorder, SharedRecorder, collect, lock};
 
 /// One agent's part of a run, as the coordinator assigned it.
 #[derive(Debug, Clone)]
@@ -44,6 +45,10 @@ pub struct Assignment {
 const START_TIMEOUT: Duration = Duration::from_secs(120);
 const INTERVAL: Duration = Duration::from_secs(1);
 
+/// How long pub/sub subscribers keep listening after the run's end, for
+/// messages still in flight.
+const DELIVERY_DRAIN: Duration = Duration::from_millis(500);
+
 /// Carries out an assignment; everything it produces goes to the outbox.
 pub async fn run(
     assignment: Assignment,
@@ -51,26 +56,83 @@ pub async fn run(
     start: oneshot::Receiver<Instant>,
     cancel: watch::Receiver<bool>,
 ) {
-    let Workload::Kv(workload) = &assignment.scenario.workload;
-    let mut value = vec![0u8; workload.value_size as usize];
-    rand::rngs::SmallRng::seed_from_u64(assignment.seed).fill_bytes(&mut value);
+    let scenario = &assignment.scenario;
+    match scenario.target.kind {
+        TargetKind::Kv | TargetKind::Redis => match resp_config(&assignment) {
+            Ok((config, notes)) => {
+                let driver = Arc::new(RespDriver::new(config));
+                run_with_driver(assignment, driver, notes, outbox, start, cancel).await;
+            }
+            Err(error) => outbox.push(Outgoing::Failed { run_id: assignment.run_id, error }),
+        },
+        TargetKind::Postgres | TargetKind::Timescaledb => {
+            let driver = Arc::new(PostgresDriver::new(scenario, assignment.seed));
+            run_with_driver(assignment, driver, Vec::new(), outbox, start, cancel).await;
+        }
+        TargetKind::Cratedb => {
+            let driver = Arc::new(CrateDriver::new(scenario, assignment.seed));
+            run_with_driver(assignment, driver, Vec::new(), outbox, start, cancel).await;
+        }
+    }
+}
+
+/// The RESP driver's configuration for a key-value workload, and a note on
+/// the values it writes.
+fn resp_config(assignment: &Assignment) -> Result<(RespConfig, Vec<String>), String> {
     let exclusive = matches!(assignment.scenario.load.model, LoadModel::Closed);
-    let driver = Arc::new(RespDriver::new(&workload.key_prefix, Bytes::from(value), exclusive));
-    run_with_driver(assignment, driver, outbox, start, cancel).await;
+    let mut config = RespConfig::simple("", bytes::Bytes::new(), exclusive);
+    let workload = &assignment.scenario.workload;
+    let spec = if let Some(space) = workload.key_value_space() {
+        config.prefix.clone_from(&space.prefix);
+        config.preload = space.preload;
+        config.cleanup = space.cleanup;
+        if let Workload::Cache(cache) = workload {
+            config.ttl_ms = cache.ttl.as_millis().max(1) as u64;
+        }
+        space.value
+    } else {
+        match workload {
+            Workload::Chat(chat) => {
+                config.prefix.clone_from(&chat.prefix);
+                config.cleanup = chat.cleanup;
+                config.history = chat.history;
+                config.page = chat.page;
+                chat.value
+            }
+            Workload::Pubsub(pubsub) => {
+                config.prefix.clone_from(&pubsub.prefix);
+                // The first 8 bytes of a message are its send time.
+                ValueSpec { size: pubsub.message_size - 8, format: ValueFormat::Raw, compress: Compression::None }
+            }
+            other => return Err(format!("workload {} does not run against a RESP target", other.kind())),
+        }
+    };
+    config.values = values::pool(&spec, assignment.seed)?;
+    let notes = vec![values::describe(&spec, &config.values)];
+    Ok((config, notes))
 }
 
 async fn run_with_driver<D: Driver>(
     assignment: Assignment,
     driver: Arc<D>,
+    mut notes: Vec<String>,
     outbox: Arc<Outbox>,
     start: oneshot::Receiver<Instant>,
     mut cancel: watch::Receiver<bool>,
 ) {
     let run_id = assignment.run_id.clone();
-    // Prepare: open every connection now, so that a target that cannot be
-    // reached fails the run before it starts.
-    let connections = match open_connections(&*driver, &assignment).await {
-        Ok(connections) => connections,
+    let part =
+        Part { agent_index: assignment.agent_index, key_start: assignment.key_start, key_end: assignment.key_end };
+    // Prepare: set the target up and open every connection now, so that a
+    // target that cannot be reached fails the run before it starts.
+    let prepared = async {
+        notes.extend(driver.setup(&assignment.endpoints, &part).await.map_err(|e| e.message)?);
+        let connections = open_connections(&*driver, &assignment).await?;
+        let subscribers = open_subscribers(&assignment).await?;
+        Ok::<_, String>((connections, subscribers))
+    };
+    let (connections, subscribers) = match prepared.await {
+        Ok(prepared) => prepared,
         Err(error) => {
             outbox.push(Outgoing::Failed { run_id, error });
             return;
@@ -110,9 +172,12 @@ async fn run_with_driver<D: Driver>(
             }
         }
     };
-    let Workload::Kv(workload) = &scenario.workload;
     let context = Arc::new(SlotContext {
-        generator: KvGenerator::new(workload, assignment.key_start, assignment.key_end),
+        generator: Generator::new(&scenario.workload, assignment.key_start, assignment.key_end),
+        pause: match &scenario.workload {
+            Workload::Records(w) => w.batch_interval,
+            _ => Duration::ZERO,
+        },
         end,
         stop: Arc::clone(&stop),
         arrivals,
@@ -135,13 +200,39 @@ async fn run_with_driver<D: Driver>(
             index as u64,
         ));
     }
+    let (stop_listening, listening) = watch::channel(false);
+    let has_subscribers = !subscribers.is_empty();
+    for subscriber in subscribers {
+        let recorder = Recorder::shared(operation_names.len());
+        {
+            let mut r = lock(&recorder);
+            r.node = Some(subscriber.node.as_str().into());
+            r.connected = true;
+        }
+        recorders.push(Arc::clone(&recorder));
+        let mut listening = listening.clone();
+        tasks.spawn(async move {
+            let until = async move {
+                let _ = listening.wait_for(|stop| *stop).await;
+            };
+            subscriber
+                .listen(until, |latency_us| {
+                    let mut r = lock(&recorder);
+                    r.record(1, latency_us, latency_us, None);
+                    r.counters[DELIVERED] += 1;
+                })
+                .await;
+            lock(&recorder).connected = false;
+        });
+    }
     let warmup_intervals = scenario.warmup.as_secs_f64().ceil() as u64;
     let mut cpu = CpuMeter::new();
     let mut seq = 0u64;
     let mut interval = 0u64;
-    let report = |interval: u64, seq: &mut u64, cpu: &mut CpuMeter| {
+    let report = |interval: u64, seq: &mut u64, cpu: &mut CpuMeter, notes: &mut Vec<String>| {
         let mut r = collect(&recorders, operation_names, &run_id, *seq, interval, interval < warmup_intervals);
         r.cpu_percent = cpu.percent_since_last();
+        r.notes = std::mem::take(notes);
         outbox.push(Outgoing::Report(Box::new(r)));
         *seq += 1;
     };
@@ -155,7 +246,7 @@ async fn run_with_driver<D: Driver>(
             () = tokio::time::sleep_until(boundary.into()) => {}
             _ = cancel.wait_for(|c| *c) => { cancelled = true; break; }
         }
-        report(interval, &mut seq, &mut cpu);
+        report(interval, &mut seq, &mut cpu, &mut notes);
         interval += 1;
     }
     if cancelled {
@@ -171,6 +262,10 @@ async fn run_with_driver<D: Driver>(
         }
     }
     stop.store(true, Ordering::Relaxed);
+    if has_subscribers && !cancelled {
+        tokio::time::sleep(DELIVERY_DRAIN).await;
+    }
+    let _ = stop_listening.send(true);
     // Operations in flight at the end still finish and are counted.
     let drained = tokio::time::timeout(OPERATION_TIMEOUT + Duration::from_secs(1), async {
         while tasks.join_next().await.is_some() {}
@@ -193,10 +288,30 @@ async fn run_with_driver<D: Driver>(
         arrivals.close();
         recorder::lock(first).late_starts += unsent;
     }
-    report(interval, &mut seq, &mut cpu);
+    if !cancelled {
+        match driver.teardown(&assignment.endpoints, &part).await {
+            Ok(more) => notes.extend(more),
+            Err(error) => notes.push(format!("teardown failed: {}", error.message)),
+        }
+    }
+    report(interval, &mut seq, &mut cpu, &mut notes);
     let error = if cancelled { "cancelled".to_string() } else { String::new() };
     outbox.push(Outgoing::Final { run_id: run_id.clone(), seq, interval_reports: seq, error });
     tracing::info!(run = %run_id, intervals = seq, "assignment finished");
+}
+
+/// Opens the pub/sub subscribers of a `pubsub` run (none for other
+/// workloads), spread over the endpoints round robin.
+async fn open_subscribers(assignment: &Assignment) -> Result<Vec<Subscriber>, String> {
+    let Workload::Pubsub(workload) = &assignment.scenario.workload else { return Ok(Vec::new()) };
+    let channels: Vec<String> = (0..workload.channels).map(|c| format!("{}{c}", workload.prefix)).collect();
+    let config = Arc::new(RespConfig::simple(&workload.prefix, bytes::Bytes::new(), true));
+    let attempts = (0..workload.subscribers as usize).map(|i| {
+        let endpoint = &assignment.endpoints[i % assignment.endpoints.len()];
+        let (config, channels) = (&config, &channels);
+        async move { Subscriber::connect(config, endpoint, channels).await.map_err(|e| e.message) }
+    });
+    futures::future::join_all(attempts).await.into_iter().collect()
 }
 
 /// Opens this agent's connections, spread over the endpoints round robin.

@@ -10,7 +10,12 @@ use hdrhistogram::Histogram;
 use stampede_common::histogram;
 use stampede_common::interval::{IntervalReport, OperationStats};
 
-use crate::drivers::ErrorKind;
+use crate::drivers::{Done, ErrorKind};
+
+/// The workload counters, as named in reports.
+pub const COUNTERS: [&str; 6] = ["rows", "rows_failed", "cache_hits", "cache_misses", "fanout", "delivered"];
+/// Index of `delivered` in `COUNTERS` (counted by pub/sub subscribers).
+pub const DELIVERED: usize = 5;
 
 pub struct OperationRecorder {
     pub count: u64,
@@ -47,6 +52,7 @@ pub struct Recorder {
     pub operations: Vec<OperationRecorder>,
     pub late_starts: u64,
     pub max_lag_us: u64,
+    pub counters: [u64; COUNTERS.len()],
 }
 
 pub type SharedRecorder = Arc<Mutex<Recorder>>;
@@ -59,7 +65,21 @@ impl Recorder {
             operations: (0..operations).map(|_| OperationRecorder::new()).collect(),
             late_starts: 0,
             max_lag_us: 0,
+            counters: [0; COUNTERS.len()],
         }))
+    }
+
+    /// Adds what a successful operation produced to the counters.
+    #[inline]
+    pub fn count(&mut self, done: &Done) {
+        self.counters[0] += u64::from(done.rows);
+        self.counters[1] += u64::from(done.rows_failed);
+        match done.hit {
+            Some(true) => self.counters[2] += 1,
+            Some(false) => self.counters[3] += 1,
+            None => {}
+        }
+        self.counters[4] += u64::from(done.fanout);
     }
 
     /// Records one finished operation.
@@ -102,8 +122,12 @@ pub fn collect(
     let mut connections: BTreeMap<String, u64> = BTreeMap::new();
     let mut late_starts = 0;
     let mut max_lag_us = 0;
+    let mut counters = [0u64; COUNTERS.len()];
     for recorder in recorders {
         let mut r = lock(recorder);
+        for (total, n) in counters.iter_mut().zip(std::mem::take(&mut r.counters)) {
+            *total += n;
+        }
         let Some(node) = r.node.clone() else { continue };
         if r.connected {
             *connections.entry(node.to_string()).or_default() += 1;
@@ -153,6 +177,13 @@ pub fn collect(
         late_starts,
         cpu_percent: 0.0,
         max_schedule_lag_us: max_lag_us,
+        counters: COUNTERS
+            .iter()
+            .zip(counters)
+            .filter(|(_, n)| *n > 0)
+            .map(|(name, n)| (name.to_string(), n))
+            .collect(),
+        notes: Vec::new(),
     }
 }
 

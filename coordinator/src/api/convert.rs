@@ -43,6 +43,8 @@ pub fn interval_report(message: pb::IntervalReport) -> IntervalReport {
         late_starts: message.late_starts,
         cpu_percent: health.cpu_percent,
         max_schedule_lag_us: health.max_schedule_lag_us,
+        counters: message.counters.into_iter().collect(),
+        notes: message.notes,
     }
 }
 

@@ -10,6 +10,7 @@
 //!   (`wire`), which avoids the task hand-off and the per-reply allocation
 //!   that dominated CPU at high pipeline depth.
 
+pub mod pubsub;
 mod wire;
 
 use std::sync::Arc;
@@ -22,22 +23,54 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 
-use super::{Connection, Driver, DriverError, ErrorKind};
-use crate::workloads::Operation;
+use super::{Connection, Done, Driver, DriverError, ErrorKind, Part};
+use crate::workloads::{Action, Operation};
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What a RESP connection needs to know of the workload.
+#[derive(Debug, Clone)]
+pub struct RespConfig {
+    pub prefix: String,
+    /// Values to write, picked by key.
+    pub values: Vec<Bytes>,
+    /// Each connection is used by one slot at a time (the closed model), so
+    /// it may own its socket.
+    pub exclusive: bool,
+    /// `SET ... PX ttl` (the cache workload); 0 for no expiry.
+    pub ttl_ms: u64,
+    /// Chat: messages kept per room, and messages per history read.
+    pub history: u32,
+    pub page: u32,
+    /// Write every key of the agent's range before the run.
+    pub preload: bool,
+    /// Delete the agent's keys (or rooms) after the run.
+    pub cleanup: bool,
+}
+
+impl RespConfig {
+    /// A plain key-value configuration (tests and the `kv` workload).
+    pub fn simple(prefix: &str, value: Bytes, exclusive: bool) -> Self {
+        Self {
+            prefix: prefix.to_string(),
+            values: vec![value],
+            exclusive,
+            ttl_ms: 0,
+            history: 100,
+            page: 20,
+            preload: false,
+            cleanup: false,
+        }
+    }
+}
 
 pub struct RespDriver {
-    key_prefix: Arc<[u8]>,
-    value: Bytes,
-    exclusive: bool,
+    config: Arc<RespConfig>,
 }
 
 impl RespDriver {
-    /// `exclusive`: each connection is used by one slot at a time (the
-    /// closed model), so it may own its socket.
-    pub fn new(key_prefix: &str, value: Bytes, exclusive: bool) -> Self {
-        Self { key_prefix: key_prefix.as_bytes().into(), value, exclusive }
+    pub fn new(config: RespConfig) -> Self {
+        Self { config: Arc::new(config) }
     }
 }
 
@@ -54,13 +87,24 @@ enum Transport {
     Exclusive(Arc<Mutex<Owned>>),
 }
 
+/// The second round of a cache read that missed: fill the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Main,
+    Fill,
+}
+
 #[derive(Clone)]
 pub struct RespConnection {
     transport: Transport,
     node: Arc<str>,
-    key_prefix: Arc<[u8]>,
-    value: Bytes,
+    config: Arc<RespConfig>,
     key: Vec<u8>,
+    scratch: Vec<u8>,
+    summaries: Vec<wire::Summary>,
+    counts: Vec<u8>,
+    /// The batch being sent (kept to reuse its allocation).
+    plan: Vec<(Action, Phase)>,
 }
 
 fn classify(error: &RedisError) -> ErrorKind {
@@ -134,112 +178,315 @@ async fn connect_exclusive(endpoint: &str) -> Result<(Transport, String), Driver
     Ok((Transport::Exclusive(Arc::new(Mutex::new(Owned { stream, output, input }))), info))
 }
 
+/// Keys per pipelined request during preload and cleanup.
+const BULK_CHUNK: u64 = 1000;
+
+impl RespDriver {
+    /// Runs `action(n)` for every number of the agent's range, in pipelined
+    /// chunks, on a connection of its own to each endpoint.
+    async fn over_range(
+        &self,
+        endpoints: &[String],
+        part: &Part,
+        action: fn(u64) -> Action,
+    ) -> Result<u64, DriverError> {
+        let mut written = 0;
+        for endpoint in endpoints {
+            let mut connection = connect_with(&self.config, endpoint, true).await?;
+            let mut results = Vec::with_capacity(BULK_CHUNK as usize);
+            let mut start = part.key_start;
+            while start < part.key_end {
+                let end = (start + BULK_CHUNK).min(part.key_end);
+                let batch: Vec<Operation> = (start..end).map(|n| Operation { index: 0, action: action(n) }).collect();
+                results.clear();
+                connection.execute_batch(&batch, &mut results).await;
+                if let Some(Err(error)) = results.iter().find(|r| r.is_err()) {
+                    return Err(error.clone());
+                }
+                written += end - start;
+                start = end;
+            }
+        }
+        Ok(written)
+    }
+}
+
 impl Driver for RespDriver {
     type Connection = RespConnection;
 
     async fn connect(&self, endpoint: &str) -> Result<RespConnection, DriverError> {
-        let attempt =
-            async { if self.exclusive { connect_exclusive(endpoint).await } else { connect_shared(endpoint).await } };
-        let (transport, info) = tokio::time::timeout(CONNECT_TIMEOUT, attempt)
-            .await
-            .map_err(|_| DriverError::new(ErrorKind::Timeout, format!("connecting to {endpoint} took over 5s")))??;
-        let node = node_from_info(&info).unwrap_or_else(|| endpoint.to_string());
-        Ok(RespConnection {
-            transport,
-            node: node.into(),
-            key_prefix: Arc::clone(&self.key_prefix),
-            value: self.value.clone(),
-            key: Vec::with_capacity(64),
-        })
+        connect_with(&self.config, endpoint, self.config.exclusive).await
+    }
+
+    async fn setup(&self, endpoints: &[String], part: &Part) -> Result<Vec<String>, DriverError> {
+        let mut notes = Vec::new();
+        if self.config.preload {
+            let keys = self.over_range(endpoints, part, Action::Set).await?;
+            tracing::info!(keys, "preloaded the key range");
+            notes.push("keys preloaded before the run".to_string());
+        }
+        Ok(notes)
+    }
+
+    async fn teardown(&self, endpoints: &[String], part: &Part) -> Result<Vec<String>, DriverError> {
+        if !self.config.cleanup {
+            return Ok(Vec::new());
+        }
+        self.over_range(endpoints, part, Action::Delete).await?;
+        Ok(vec!["keys deleted after the run".to_string()])
     }
 }
 
+async fn connect_with(
+    config: &Arc<RespConfig>,
+    endpoint: &str,
+    exclusive: bool,
+) -> Result<RespConnection, DriverError> {
+    let attempt = async { if exclusive { connect_exclusive(endpoint).await } else { connect_shared(endpoint).await } };
+    let (transport, info) = tokio::time::timeout(CONNECT_TIMEOUT, attempt)
+        .await
+        .map_err(|_| DriverError::new(ErrorKind::Timeout, format!("connecting to {endpoint} took over 5s")))??;
+    let node = node_from_info(&info).unwrap_or_else(|| endpoint.to_string());
+    Ok(RespConnection {
+        transport,
+        node: node.into(),
+        config: Arc::clone(config),
+        key: Vec::with_capacity(64),
+        scratch: Vec::with_capacity(64),
+        summaries: Vec::new(),
+        counts: Vec::new(),
+        plan: Vec::new(),
+    })
+}
+
 impl RespConnection {
-    fn key(&mut self, key: u64) -> &[u8] {
+    /// Sets the key buffer to prefix + `tag` + number.
+    fn set_key(&mut self, tag: &[u8], n: u64) {
         self.key.clear();
-        self.key.extend_from_slice(&self.key_prefix);
-        wire::push_decimal(&mut self.key, key);
-        &self.key
+        self.key.extend_from_slice(self.config.prefix.as_bytes());
+        self.key.extend_from_slice(tag);
+        wire::push_decimal(&mut self.key, n);
     }
 
-    fn command(&mut self, operation: &Operation) -> redis::Cmd {
-        match operation {
-            Operation::Get { key } => {
-                let mut c = redis::cmd("GET");
-                c.arg(self.key(*key));
-                c
+    fn value(&self, n: u64) -> &[u8] {
+        let values = &self.config.values;
+        values.get((n % values.len().max(1) as u64) as usize).map_or(&[], |v| &v[..])
+    }
+
+    /// Emits the commands of one operation; returns how many.
+    fn commands(&mut self, action: Action, phase: Phase, emit: &mut dyn FnMut(&[&[u8]])) -> u8 {
+        match (action, phase) {
+            (Action::Get(k), _) | (Action::CacheRead(k), Phase::Main) => {
+                self.set_key(b"", k);
+                emit(&[b"GET", &self.key]);
+                1
             }
-            Operation::Set { key } => {
-                let mut c = redis::cmd("SET");
-                c.arg(self.key(*key));
-                c.arg(&self.value[..]);
-                c
+            (Action::Set(k), _) | (Action::CacheRead(k), Phase::Fill) => {
+                self.set_key(b"", k);
+                if self.config.ttl_ms > 0 {
+                    self.scratch.clear();
+                    wire::push_decimal(&mut self.scratch, self.config.ttl_ms);
+                    emit(&[b"SET", &self.key, self.value(k), b"PX", &self.scratch]);
+                } else {
+                    emit(&[b"SET", &self.key, self.value(k)]);
+                }
+                1
+            }
+            (Action::Incr(k), _) => {
+                self.set_key(b"n:", k);
+                emit(&[b"INCR", &self.key]);
+                1
+            }
+            (Action::LPush(k), _) => {
+                self.set_key(b"l:", k);
+                emit(&[b"LPUSH", &self.key, self.value(k)]);
+                1
+            }
+            (Action::HSet(k), _) => {
+                self.set_key(b"h:", k);
+                self.scratch.clear();
+                self.scratch.push(b'f');
+                wire::push_decimal(&mut self.scratch, k % 16);
+                emit(&[b"HSET", &self.key, &self.scratch, self.value(k)]);
+                1
+            }
+            (Action::ChatPost(room), _) => {
+                self.set_key(b"", room);
+                emit(&[b"LPUSH", &self.key, self.value(room)]);
+                self.scratch.clear();
+                wire::push_decimal(&mut self.scratch, u64::from(self.config.history.saturating_sub(1)));
+                emit(&[b"LTRIM", &self.key, b"0", &self.scratch]);
+                2
+            }
+            (Action::ChatHistory(room), _) => {
+                self.set_key(b"", room);
+                self.scratch.clear();
+                wire::push_decimal(&mut self.scratch, u64::from(self.config.page.saturating_sub(1)));
+                emit(&[b"LRANGE", &self.key, b"0", &self.scratch]);
+                1
+            }
+            (Action::Publish(channel), _) => {
+                self.set_key(b"", channel);
+                let payload = pubsub::message(&self.config.values, channel);
+                emit(&[b"PUBLISH", &self.key, &payload]);
+                1
+            }
+            (Action::Delete(k), _) => {
+                let mut keys: Vec<Vec<u8>> = Vec::with_capacity(4);
+                for tag in [&b""[..], b"n:", b"l:", b"h:"] {
+                    self.set_key(tag, k);
+                    keys.push(self.key.clone());
+                }
+                let mut args: Vec<&[u8]> = vec![b"DEL"];
+                args.extend(keys.iter().map(Vec::as_slice));
+                emit(&args);
+                1
+            }
+            (Action::Insert(_) | Action::Query(..) | Action::Cycle, _) => 0,
+        }
+    }
+
+    /// Sends the commands of `plan` in one write and summarizes the replies
+    /// into `self.summaries`, with the command count per operation in
+    /// `self.counts`.
+    async fn round(&mut self, plan: &[(Action, Phase)]) -> Result<(), DriverError> {
+        self.summaries.clear();
+        self.counts.clear();
+        match self.transport.clone() {
+            Transport::Exclusive(owned) => {
+                let mut guard = owned.lock().await;
+                let owned = &mut *guard;
+                owned.output.clear();
+                let mut total = 0usize;
+                for (action, phase) in plan {
+                    let output = &mut owned.output;
+                    let n = self.commands(*action, *phase, &mut |args| wire::encode_command(output, args));
+                    self.counts.push(n);
+                    total += usize::from(n);
+                }
+                owned.stream.write_all(&owned.output).await.map_err(|e| io_error(&self.node, &e))?;
+                while self.summaries.len() < total {
+                    match wire::scan_reply(&owned.input) {
+                        Ok(Some(reply)) => {
+                            self.summaries.push(wire::summarize(&owned.input, reply));
+                            owned.input.advance(reply.len);
+                            continue;
+                        }
+                        Ok(None) => {}
+                        Err(malformed) => {
+                            // The stream cannot be resynchronised; a later
+                            // batch finds it closed and the slot reconnects.
+                            let _ = owned.stream.shutdown().await;
+                            return Err(DriverError::new(ErrorKind::Protocol, malformed.0));
+                        }
+                    }
+                    match owned.stream.read_buf(&mut owned.input).await {
+                        Ok(0) => {
+                            return Err(DriverError::new(
+                                ErrorKind::Connection,
+                                format!("{} closed the connection", self.node),
+                            ));
+                        }
+                        Ok(_) => {}
+                        Err(error) => return Err(io_error(&self.node, &error)),
+                    }
+                }
+                Ok(())
+            }
+            Transport::Shared(mut connection) => {
+                let mut pipeline = redis::pipe();
+                for (action, phase) in plan {
+                    let n = self.commands(*action, *phase, &mut |args| {
+                        let mut command = redis::Cmd::new();
+                        for arg in args {
+                            command.arg(*arg);
+                        }
+                        pipeline.add_command(command);
+                    });
+                    self.counts.push(n);
+                }
+                let total: usize = self.counts.iter().map(|n| usize::from(*n)).sum();
+                let values =
+                    connection.send_packed_commands(&pipeline, 0, total).await.map_err(|e| driver_error(&e))?;
+                if values.len() != total {
+                    return Err(DriverError::new(
+                        ErrorKind::Protocol,
+                        format!("{} replies to a pipeline of {total}", values.len()),
+                    ));
+                }
+                self.summaries.extend(values.iter().map(summarize_value));
+                Ok(())
             }
         }
     }
 
-    fn encode(&mut self, operation: &Operation, out: &mut Vec<u8>) {
-        match operation {
-            Operation::Get { key } => {
-                let key = self.key(*key);
-                wire::encode_command(out, &[b"GET", key]);
-            }
-            Operation::Set { key } => {
-                self.key(*key);
-                wire::encode_command(out, &[b"SET", &self.key, &self.value]);
-            }
-        }
-    }
-
-    /// Writes a batch on an owned socket and scans its replies.
-    async fn exchange(
-        &mut self,
-        owned: &Mutex<Owned>,
-        operations: &[Operation],
-        results: &mut Vec<Result<(), DriverError>>,
-    ) {
-        let mut guard = owned.lock().await;
-        let owned = &mut *guard;
-        owned.output.clear();
-        for operation in operations {
-            self.encode(operation, &mut owned.output);
-        }
-        if let Err(error) = owned.stream.write_all(&owned.output).await {
-            let error = io_error(&self.node, &error);
+    /// Executes a batch: one round for every operation, and a second for
+    /// the cache reads that missed.
+    async fn exchange(&mut self, operations: &[Operation], results: &mut Vec<Result<Done, DriverError>>) {
+        let mut plan = std::mem::take(&mut self.plan);
+        plan.clear();
+        plan.extend(operations.iter().map(|op| (op.action, Phase::Main)));
+        let sent = self.round(&plan).await;
+        self.plan = plan;
+        if let Err(error) = sent {
             results.extend(operations.iter().map(|_| Err(error.clone())));
             return;
         }
-        while results.len() < operations.len() {
-            match wire::scan_reply(&owned.input) {
-                Ok(Some(reply)) => {
-                    results.push(if reply.is_error {
-                        let text = String::from_utf8_lossy(&owned.input[1..reply.len.saturating_sub(2)]);
-                        Err(DriverError::new(ErrorKind::Server, text.into_owned()))
-                    } else {
-                        Ok(())
-                    });
-                    owned.input.advance(reply.len);
-                    continue;
-                }
-                Ok(None) => {}
-                Err(malformed) => {
-                    let error = DriverError::new(ErrorKind::Protocol, malformed.0);
-                    results.extend((results.len()..operations.len()).map(|_| Err(error.clone())));
-                    // The stream cannot be resynchronised; a later batch
-                    // finds it closed and the slot reconnects.
-                    let _ = owned.stream.shutdown().await;
-                    return;
-                }
-            }
-            let error = match owned.stream.read_buf(&mut owned.input).await {
-                Ok(0) => DriverError::new(ErrorKind::Connection, format!("{} closed the connection", self.node)),
-                Ok(_) => continue,
-                Err(error) => io_error(&self.node, &error),
-            };
-            results.extend((results.len()..operations.len()).map(|_| Err(error.clone())));
+        let first = results.len();
+        let mut at = 0;
+        for (operation, n) in operations.iter().zip(&self.counts) {
+            let replies = &self.summaries[at..at + usize::from(*n)];
+            at += usize::from(*n);
+            results.push(interpret(operation.action, replies));
+        }
+        let misses: Vec<usize> =
+            (0..operations.len()).filter(|i| matches!(results[first + i], Ok(Done { hit: Some(false), .. }))).collect();
+        if misses.is_empty() {
             return;
         }
+        let fill: Vec<(Action, Phase)> = misses.iter().map(|i| (operations[*i].action, Phase::Fill)).collect();
+        let outcome = self.round(&fill).await;
+        for (j, i) in misses.iter().enumerate() {
+            let failed = match &outcome {
+                Err(error) => Some(error.clone()),
+                Ok(()) => {
+                    self.summaries.get(j).and_then(|s| s.error.clone()).map(|e| DriverError::new(ErrorKind::Server, e))
+                }
+            };
+            if let Some(error) = failed {
+                results[first + i] = Err(error);
+            }
+        }
     }
+}
+
+fn summarize_value(value: &Value) -> wire::Summary {
+    match value {
+        Value::ServerError(error) => wire::Summary { error: Some(format!("{error:?}")), ..wire::Summary::default() },
+        Value::Nil => wire::Summary { nil: true, ..wire::Summary::default() },
+        Value::Int(n) => wire::Summary { integer: Some(*n), ..wire::Summary::default() },
+        _ => wire::Summary::default(),
+    }
+}
+
+/// The outcome of one operation from its replies.
+fn interpret(action: Action, replies: &[wire::Summary]) -> Result<Done, DriverError> {
+    if replies.is_empty() {
+        return Err(DriverError::new(
+            ErrorKind::Protocol,
+            format!("{action:?} is not an operation of the RESP driver"),
+        ));
+    }
+    if let Some(error) = replies.iter().find_map(|r| r.error.as_ref()) {
+        return Err(DriverError::new(ErrorKind::Server, error.clone()));
+    }
+    Ok(match action {
+        Action::CacheRead(_) => Done { hit: Some(!replies[0].nil), ..Done::default() },
+        Action::Publish(_) => {
+            Done { fanout: replies[0].integer.unwrap_or(0).clamp(0, i64::from(u32::MAX)) as u32, ..Done::default() }
+        }
+        _ => Done::default(),
+    })
 }
 
 impl Connection for RespConnection {
@@ -247,53 +494,14 @@ impl Connection for RespConnection {
         &self.node
     }
 
-    async fn execute(&mut self, operation: &Operation) -> Result<(), DriverError> {
-        match self.transport.clone() {
-            Transport::Shared(mut connection) => {
-                let command = self.command(operation);
-                match connection.send_packed_command(&command).await {
-                    Ok(value) => check(&value),
-                    Err(error) => Err(driver_error(&error)),
-                }
-            }
-            Transport::Exclusive(owned) => {
-                let mut results = Vec::with_capacity(1);
-                self.exchange(&owned, std::slice::from_ref(operation), &mut results).await;
-                results.pop().unwrap_or_else(|| Err(DriverError::new(ErrorKind::Protocol, "no reply")))
-            }
-        }
+    async fn execute(&mut self, operation: &Operation) -> Result<Done, DriverError> {
+        let mut results = Vec::with_capacity(1);
+        self.exchange(std::slice::from_ref(operation), &mut results).await;
+        results.pop().unwrap_or_else(|| Err(DriverError::new(ErrorKind::Protocol, "no reply")))
     }
 
-    async fn execute_batch(&mut self, operations: &[Operation], results: &mut Vec<Result<(), DriverError>>) {
-        let mut connection = match self.transport.clone() {
-            Transport::Exclusive(owned) => return self.exchange(&owned, operations, results).await,
-            Transport::Shared(connection) => connection,
-        };
-        let mut pipeline = redis::pipe();
-        for operation in operations {
-            pipeline.add_command(self.command(operation));
-        }
-        match connection.send_packed_commands(&pipeline, 0, operations.len()).await {
-            Ok(values) if values.len() == operations.len() => results.extend(values.iter().map(check)),
-            Ok(values) => {
-                let error = DriverError::new(
-                    ErrorKind::Protocol,
-                    format!("{} replies to a pipeline of {}", values.len(), operations.len()),
-                );
-                results.extend(operations.iter().map(|_| Err(error.clone())));
-            }
-            Err(error) => {
-                let error = driver_error(&error);
-                results.extend(operations.iter().map(|_| Err(error.clone())));
-            }
-        }
-    }
-}
-
-fn check(value: &Value) -> Result<(), DriverError> {
-    match value {
-        Value::ServerError(error) => Err(DriverError::new(ErrorKind::Server, format!("{error:?}"))),
-        _ => Ok(()),
+    async fn execute_batch(&mut self, operations: &[Operation], results: &mut Vec<Result<Done, DriverError>>) {
+        self.exchange(operations, results).await;
     }
 }
 

@@ -1,4 +1,5 @@
 use super::*;
+use crate::drivers::conformance::{self, Operations};
 
 #[test]
 fn node_identity_comes_from_info() {
@@ -10,37 +11,37 @@ fn node_identity_comes_from_info() {
     assert_eq!(node_from_info("# Server\r\n"), None);
 }
 
-/// The conformance checks every transport must pass, against the real KV
-/// server: connect and learn the node, write then read, a pipelined batch,
-/// a refused connection and a dropped connection, both classified as
-/// connection errors.
+fn op(index: u8, action: Action) -> Operation {
+    Operation { index, action }
+}
+
+/// The shared conformance checks against the real KV server, with cache
+/// reads so that a hit and a miss are told apart.
 async fn conformance(exclusive: bool) {
-    let server = stampede_kvserver::spawn(
-        "127.0.0.1:0".parse().expect("addr"),
-        stampede_kvserver::ServerConfig { node_id: "kv-conf".into(), ..Default::default() },
-    )
-    .await
-    .expect("kv server");
+    let config = server_config();
+    let server = stampede_kvserver::spawn("127.0.0.1:0".parse().expect("addr"), config.clone()).await.expect("kv");
     let addr = server.addr;
-    let driver = RespDriver::new("conf:", Bytes::from_static(b"value"), exclusive);
-    let mut connection = driver.connect(&addr.to_string()).await.expect("connect");
-    assert_eq!(connection.node(), "kv-conf");
-    connection.execute(&Operation::Set { key: 7 }).await.expect("set");
-    connection.execute(&Operation::Get { key: 7 }).await.expect("get");
-    let mut results = Vec::new();
-    let batch: Vec<Operation> =
-        (0..32).map(|k| if k % 2 == 0 { Operation::Set { key: k } } else { Operation::Get { key: k } }).collect();
-    connection.execute_batch(&batch, &mut results).await;
-    assert_eq!(results.len(), 32);
-    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    let mut driver_config = RespConfig::simple("conf:", Bytes::from_static(b"value"), exclusive);
+    driver_config.ttl_ms = 60_000;
+    let driver = RespDriver::new(driver_config);
+    let operations = Operations {
+        write: op(1, Action::Set(7)),
+        read: op(0, Action::CacheRead(7)),
+        check_read: |done| done.hit == Some(true),
+        missing: op(0, Action::Get(123_456)),
+        check_missing: |done| done.hit.is_none(),
+    };
+    let restart = async move || {
+        server.stop().await.expect("stop");
+        // The same port again, as a restarted server would have.
+        let again = stampede_kvserver::spawn(addr, config).await.expect("restart");
+        std::mem::forget(again);
+    };
+    conformance::check(&driver, &addr.to_string(), |a| a.to_string(), operations, restart).await;
+}
 
-    let refused = driver.connect("127.0.0.1:1").await.err().expect("nothing listens on port 1");
-    assert_eq!(refused.kind, ErrorKind::Connection);
-    assert!(refused.message.contains("127.0.0.1:1"), "{}", refused.message);
-
-    server.stop().await.expect("stop");
-    let error = connection.execute(&Operation::Get { key: 7 }).await.expect_err("server is gone");
-    assert_eq!(error.kind, ErrorKind::Connection, "{error:?}");
+fn server_config() -> stampede_kvserver::ServerConfig {
+    stampede_kvserver::ServerConfig { node_id: "kv-conf".into(), ..Default::default() }
 }
 
 #[tokio::test]
@@ -51,4 +52,61 @@ async fn the_exclusive_transport_passes_the_conformance_checks() {
 #[tokio::test]
 async fn the_shared_transport_passes_the_conformance_checks() {
     conformance(false).await;
+}
+
+#[tokio::test]
+async fn every_key_value_action_runs_against_the_kv_server() {
+    let server = stampede_kvserver::spawn("127.0.0.1:0".parse().expect("addr"), server_config()).await.expect("kv");
+    for exclusive in [true, false] {
+        let mut config = RespConfig::simple("acts:", Bytes::from_static(b"v"), exclusive);
+        config.ttl_ms = 10_000;
+        config.history = 3;
+        config.page = 2;
+        let driver = RespDriver::new(config);
+        let mut connection = driver.connect(&server.addr.to_string()).await.expect("connect");
+        let actions = [
+            Action::Set(1),
+            Action::Get(1),
+            Action::Incr(1),
+            Action::LPush(1),
+            Action::HSet(1),
+            Action::ChatPost(9),
+            Action::ChatPost(9),
+            Action::ChatPost(9),
+            Action::ChatPost(9),
+            Action::ChatHistory(9),
+            Action::Publish(2),
+        ];
+        let batch: Vec<Operation> = actions.iter().map(|a| op(0, *a)).collect();
+        let mut results = Vec::new();
+        connection.execute_batch(&batch, &mut results).await;
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+        // A cache read of a new key misses and fills it; the next one hits.
+        let key = if exclusive { 77 } else { 78 };
+        let miss = connection.execute(&op(0, Action::CacheRead(key))).await.expect("miss");
+        let hit = connection.execute(&op(0, Action::CacheRead(key))).await.expect("hit");
+        assert_eq!((miss.hit, hit.hit), (Some(false), Some(true)));
+        // INCR on a string that is not a number is the server's error.
+        let error = connection.execute(&op(0, Action::Incr(1))).await;
+        assert!(error.is_ok(), "counters live under their own keys: {error:?}");
+    }
+    let mut check = RespConfig::simple("acts:", Bytes::from_static(b"v"), true);
+    check.history = 3;
+    let driver = RespDriver::new(check);
+    let mut connection = driver.connect(&server.addr.to_string()).await.expect("connect");
+    // LTRIM kept the room at its history length.
+    connection.set_key(b"", 9);
+    let key = connection.key.clone();
+    let Transport::Exclusive(owned) = connection.transport.clone() else { panic!("exclusive") };
+    let mut owned = owned.lock().await;
+    owned.output.clear();
+    wire::encode_command(&mut owned.output, &[b"LLEN", &key]);
+    let output = owned.output.clone();
+    owned.stream.write_all(&output).await.expect("write");
+    let mut reply = [0u8; 16];
+    let n = owned.stream.read(&mut reply).await.expect("read");
+    assert_eq!(&reply[..n], b":3\r\n");
+    drop(owned);
+    let _ = driver.teardown(&[server.addr.to_string()], &Part { agent_index: 0, key_start: 0, key_end: 10 }).await;
+    server.stop().await.expect("stop");
 }

@@ -91,6 +91,32 @@ fn scan_at(buf: &[u8], at: usize, depth: usize) -> Result<Option<(usize, bool)>,
     }
 }
 
+/// What a driver needs to know of one reply.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// The error text of a `-ERR ...` reply (or of an error inside an array).
+    pub error: Option<String>,
+    /// A null bulk string or null array (`$-1`, `*-1`).
+    pub nil: bool,
+    /// The value of an integer reply.
+    pub integer: Option<i64>,
+}
+
+/// Summarizes a reply that `scan_reply` found at the start of `buf`.
+pub fn summarize(buf: &[u8], reply: Reply) -> Summary {
+    let body = buf.get(1..reply.len).unwrap_or_default();
+    let line = line_end(buf, 1).map_or(body, |end| &buf[1..end]);
+    Summary {
+        error: reply.is_error.then(|| {
+            // A top-level error is its own line; an error nested in an array
+            // is reported by the array's first bytes.
+            String::from_utf8_lossy(if buf[0] == b'-' { line } else { body }).trim().to_string()
+        }),
+        nil: matches!(buf[0], b'$' | b'*') && line == b"-1",
+        integer: (buf[0] == b':').then(|| std::str::from_utf8(line).ok().and_then(|s| s.parse().ok())).flatten(),
+    }
+}
+
 /// The text of a bulk string reply at the start of `buf`, if complete.
 pub fn bulk_text(buf: &[u8]) -> Result<Option<(String, usize)>, MalformedReply> {
     let Some(reply) = scan_reply(buf)? else { return Ok(None) };
@@ -138,6 +164,15 @@ mod tests {
         assert_eq!(scan_reply(b"$5\r\nhel"), Ok(None));
         assert!(scan_reply(b"?what\r\n").is_err());
         assert!(scan_reply(b"$x\r\n").is_err());
+    }
+
+    #[test]
+    fn summaries_tell_errors_nils_and_integers() {
+        let summary = |wire: &[u8]| summarize(wire, scan_reply(wire).expect("valid").expect("complete"));
+        assert_eq!(summary(b"$-1\r\n"), Summary { nil: true, ..Summary::default() });
+        assert_eq!(summary(b":17\r\n").integer, Some(17));
+        assert_eq!(summary(b"-WRONGTYPE no\r\n").error.as_deref(), Some("WRONGTYPE no"));
+        assert_eq!(summary(b"$2\r\n-1\r\n"), Summary::default());
     }
 
     #[test]

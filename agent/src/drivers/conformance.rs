@@ -1,0 +1,88 @@
+//! The checks every driver passes (test builds only): connect and learn the
+//! node, write then read, a read of missing data, a batch, a connection
+//! that cannot be opened in time classified as a timeout, a refused one as
+//! a connection error, and a fresh connection working after the server
+//! dropped the old one.
+
+use std::time::{Duration, Instant};
+
+use tokio::io::AsyncReadExt;
+
+use super::{Connection, Done, Driver, ErrorKind};
+use crate::workloads::Operation;
+
+/// The operations a driver is checked with.
+pub struct Operations {
+    pub write: Operation,
+    /// Reads what `write` wrote; `check_read` judges its outcome.
+    pub read: Operation,
+    pub check_read: fn(&Done) -> bool,
+    /// Reads something that does not exist; must succeed.
+    pub missing: Operation,
+    pub check_missing: fn(&Done) -> bool,
+}
+
+/// A TCP server that accepts and reads but never answers.
+async fn silent_server() -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address").to_string();
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((mut socket, _)) = listener.accept().await {
+            held.push(tokio::spawn(async move {
+                let mut sink = [0u8; 1024];
+                while matches!(socket.read(&mut sink).await, Ok(n) if n > 0) {}
+            }));
+        }
+    });
+    (address, task)
+}
+
+/// Runs the checks. `endpoint` serves the driver; `url` turns a bare
+/// `host:port` into the endpoint form the driver takes; `drop_connections`
+/// makes the server close every open connection.
+pub async fn check<D: Driver>(
+    driver: &D,
+    endpoint: &str,
+    url: fn(&str) -> String,
+    operations: Operations,
+    drop_connections: impl AsyncFnOnce(),
+) {
+    let mut connection = driver.connect(endpoint).await.expect("connect");
+    assert!(!connection.node().is_empty(), "a connection knows its node");
+
+    connection.execute(&operations.write).await.expect("write");
+    let read = connection.execute(&operations.read).await.expect("read");
+    assert!((operations.check_read)(&read), "read after write: {read:?}");
+    let missing = connection.execute(&operations.missing).await.expect("a missing read is not an error");
+    assert!((operations.check_missing)(&missing), "missing read: {missing:?}");
+
+    let batch = vec![operations.write, operations.read, operations.missing, operations.read];
+    let mut results = Vec::new();
+    connection.execute_batch(&batch, &mut results).await;
+    assert_eq!(results.len(), batch.len());
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+
+    let (silent, server) = silent_server().await;
+    let started = Instant::now();
+    let error = driver.connect(&url(&silent)).await.err().expect("a silent server cannot be connected to");
+    assert_eq!(error.kind, ErrorKind::Timeout, "{error:?}");
+    assert!(started.elapsed() < Duration::from_secs(15), "the connect timeout applies");
+    server.abort();
+
+    let refused = driver.connect(&url("127.0.0.1:1")).await.err().expect("nothing listens on port 1");
+    assert_eq!(refused.kind, ErrorKind::Connection, "{refused:?}");
+    assert!(refused.message.contains("127.0.0.1:1"), "the error names the endpoint: {}", refused.message);
+
+    drop_connections().await;
+    // The old connection fails (or a stateless driver quietly reconnects);
+    // either way a connection opened now works.
+    if let Err(error) = connection.execute(&operations.read).await {
+        assert!(matches!(error.kind, ErrorKind::Connection | ErrorKind::Server), "{error:?}");
+    }
+    let mut fresh = driver.connect(endpoint).await.expect("reconnect after the server dropped the connection");
+    // A restarted server may have lost what was written before.
+    fresh.execute(&operations.write).await.expect("write on the new connection");
+    let read = fresh.execute(&operations.read).await.expect("read on the new connection");
+    assert!((operations.check_read)(&read), "read after reconnect: {read:?}");
+}

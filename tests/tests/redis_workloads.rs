@@ -1,0 +1,146 @@
+//! The Redis and KV workloads (`mixed`, `cache`, `chat`, `pubsub`, value
+//! formats) run by `stampede run` with two in-process agents against a real
+//! `redis-server` or a KV server process; every figure of the report is
+//! checked against what the target itself counted.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use stampede_tests::{Process, command_calls, run_stampede, start_redis, write_file};
+
+/// Runs `workload` against `target` and returns the JSON report.
+fn run(kind: &str, target: &str, load: &str, workload: &str) -> Value {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = format!(
+        "name: wl\nduration: 3s\nagents: 2\ntarget:\n  kind: {kind}\n  endpoints: [\"{target}\"]\nload:\n{load}\nworkload:\n{workload}\nthresholds:\n  - error_rate < 0.1%\n"
+    );
+    let path = write_file(dir.path(), "scenario.yaml", &text);
+    let json = dir.path().join("report.json");
+    let json_arg = json.to_string_lossy().into_owned();
+    let (code, stdout, stderr) = run_stampede(&["run", &path, "--json", &json_arg], Duration::from_secs(90));
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    serde_json::from_str(&std::fs::read_to_string(&json).expect("report")).expect("json")
+}
+
+fn count(report: &Value, operation: &str) -> u64 {
+    report["operations"][operation]["count"].as_u64().unwrap_or(0)
+}
+
+fn counter(report: &Value, name: &str) -> u64 {
+    report["counters"][name].as_u64().unwrap_or(0)
+}
+
+fn redis_query(address: &str, args: &[&str]) -> redis::Value {
+    let client = redis::Client::open(format!("redis://{address}/")).expect("url");
+    let mut connection = client.get_connection().expect("connect");
+    let mut command = redis::cmd(args[0]);
+    for arg in &args[1..] {
+        command.arg(*arg);
+    }
+    command.query(&mut connection).expect("query")
+}
+
+#[test]
+fn a_mixed_run_matches_redis_commandstats_per_operation() {
+    let (_redis, port) = start_redis();
+    let target = format!("127.0.0.1:{port}");
+    let report = run(
+        "redis",
+        &target,
+        "  connections: 4\n  pipeline: 4",
+        "  kind: mixed\n  keys: 2000\n  weights: {set: 3, get: 4, incr: 1, lpush: 1, hset: 1}",
+    );
+    for operation in ["set", "get", "incr", "lpush", "hset"] {
+        let reported = count(&report, operation);
+        assert!(reported > 0, "{operation} ran");
+        assert_eq!(reported, command_calls(&target, operation), "{operation}: report equals Redis's own count");
+    }
+    assert_eq!(report["totals"]["errors"], 0);
+}
+
+#[test]
+fn a_cache_run_reports_its_hit_ratio_and_fills_misses_with_a_ttl() {
+    let kv = Process::stampede("kv-server", &["kv-server", "--listen", "127.0.0.1:0", "--node-id", "kv-cache"]);
+    let target = kv.listening_address();
+    // Every key is preloaded with a TTL shorter than the run, so misses
+    // appear once keys expire.
+    let report =
+        run("kv", &target, "  connections: 4", "  kind: cache\n  keys: 500\n  ttl: 1s\n  key_distribution: zipfian");
+    let reads = count(&report, "read");
+    let (hits, misses) = (counter(&report, "cache_hits"), counter(&report, "cache_misses"));
+    assert_eq!(hits + misses, reads, "every read is a hit or a miss");
+    assert!(hits > 0 && misses > 0, "hits {hits}, misses {misses}");
+    let ratio = report["cache_hit_ratio"].as_f64().expect("hit ratio");
+    assert!((ratio - hits as f64 / reads as f64).abs() < 1e-9);
+    // GET once per read; SET once per miss plus once per preloaded key.
+    assert_eq!(command_calls(&target, "get"), reads);
+    assert_eq!(command_calls(&target, "set"), misses + 500);
+    let notes = report["notes"].as_array().expect("notes");
+    assert!(notes.iter().any(|n| n.as_str().is_some_and(|n| n.contains("preloaded"))), "{notes:?}");
+}
+
+#[test]
+fn a_chat_run_keeps_rooms_at_their_history_and_cleans_up() {
+    let (_redis, port) = start_redis();
+    let target = format!("127.0.0.1:{port}");
+    let report = run(
+        "redis",
+        &target,
+        "  connections: 4\n  pipeline: 2",
+        "  kind: chat\n  rooms: 20\n  history: 10\n  page: 5\n  read_ratio: 0.3\n  cleanup: false",
+    );
+    let (posts, reads) = (count(&report, "post"), count(&report, "history"));
+    assert!(posts > 0 && reads > 0);
+    assert_eq!(command_calls(&target, "lpush"), posts);
+    assert_eq!(command_calls(&target, "ltrim"), posts);
+    assert_eq!(command_calls(&target, "lrange"), reads);
+    for room in 0..20 {
+        let length = redis_query(&target, &["LLEN", &format!("stampede:chat:{room}")]);
+        assert!(matches!(length, redis::Value::Int(n) if n <= 10), "room {room}: {length:?}");
+    }
+    // The same run with cleanup (the default) leaves no room behind.
+    let _ = redis_query(&target, &["FLUSHALL"]);
+    run("redis", &target, "  connections: 2", "  kind: chat\n  rooms: 20");
+    assert_eq!(redis_query(&target, &["DBSIZE"]), redis::Value::Int(0));
+}
+
+#[test]
+fn a_pubsub_run_delivers_every_message_to_every_subscriber() {
+    let kv = Process::stampede("kv-server", &["kv-server", "--listen", "127.0.0.1:0", "--node-id", "kv-pubsub"]);
+    let target = kv.listening_address();
+    let report = run(
+        "kv",
+        &target,
+        "  model: open\n  connections: 2\n  rate: 500/s",
+        "  kind: pubsub\n  channels: 4\n  subscribers: 3",
+    );
+    let published = count(&report, "publish");
+    assert!(published > 1000, "{published}");
+    assert_eq!(command_calls(&target, "publish"), published);
+    // Two agents with three subscribers each, all on every channel.
+    assert_eq!(counter(&report, "fanout"), published * 6, "the server counted six receivers per message");
+    assert_eq!(counter(&report, "delivered"), published * 6, "every message reached every subscriber");
+    assert_eq!(count(&report, "deliver"), published * 6);
+    assert!(report["operations"]["deliver"]["latency_us"]["p99"].as_u64().expect("p99") > 0);
+}
+
+#[test]
+fn values_are_written_in_the_chosen_format() {
+    let (_redis, port) = start_redis();
+    let target = format!("127.0.0.1:{port}");
+    let report = run(
+        "redis",
+        &target,
+        "  connections: 2",
+        "  kind: kv\n  keys: 100\n  read_ratio: 0\n  value_size: 300B\n  value_format: json\n  compress: zstd",
+    );
+    assert!(count(&report, "set") > 0);
+    let notes = report["notes"].as_array().expect("notes");
+    assert!(notes.iter().any(|n| n.as_str().is_some_and(|n| n.starts_with("values: json+zstd"))), "{notes:?}");
+    let redis::Value::BulkString(stored) = redis_query(&target, &["GET", "stampede:7"]) else {
+        panic!("key 7 was written")
+    };
+    let json = zstd::bulk::decompress(&stored, 1 << 20).expect("a zstd frame");
+    let record: Value = serde_json::from_slice(&json).expect("a JSON record");
+    assert_eq!(record["body"].as_str().map(str::len), Some(300));
+}
