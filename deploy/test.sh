@@ -8,6 +8,9 @@ cd "$(dirname "$0")/.."
 need_packages=()
 command -v redis-server >/dev/null 2>&1 || need_packages+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || need_packages+=(redis-tools)
+# PostgreSQL 15 server and client (initdb, postgres, psql, pg_isready, pgbench)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_packages+=(postgresql-15)
+command -v psql >/dev/null 2>&1 || need_packages+=(postgresql-client-15)
 if [ ${#need_packages[@]} -gt 0 ]; then
   echo "==> installing ${need_packages[*]}"
   if [ "$(id -u)" -ne 0 ]; then

@@ -291,6 +291,16 @@ fn validate(raw: RawScenario, check: &mut Checker<'_>) -> Scenario {
             .fail("load.connections", format!("{} connections cannot be split over {agents} agents", load.connections));
     }
     let workload = workload::validate(raw.workload, check);
+    if matches!(target.kind, TargetKind::Postgres | TargetKind::Timescaledb | TargetKind::Cratedb) && load.pipeline > 1
+    {
+        check.fail(
+            "load.pipeline",
+            format!(
+                "a {} connection runs one statement at a time; leave pipeline at 1 and raise load.connections",
+                target.kind.as_str()
+            ),
+        );
+    }
     if !workload.supports().contains(&target.kind) {
         let kinds: Vec<&str> = workload.supports().iter().map(|k| k.as_str()).collect();
         check.fail(

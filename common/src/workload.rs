@@ -13,6 +13,8 @@ use crate::units::{parse_duration, parse_size};
 pub const MAX_VALUE_SIZE: u64 = 64 * 1024 * 1024;
 pub const MAX_BATCH_SIZE: u32 = 100_000;
 pub const MAX_OBJECTS: u32 = 1_000;
+/// Rows of one multi-row INSERT (14 bound parameters each, 65535 at most).
+pub const MAX_INSERT_ROWS: u32 = 4_000;
 
 // ------------------------------------------------------------ the file format
 
@@ -458,11 +460,21 @@ pub(crate) fn validate(raw: RawWorkload, check: &mut Checker<'_>) -> Workload {
             if batch_size == 0 || batch_size > MAX_BATCH_SIZE {
                 check.fail("workload.batch_size", format!("must be between 1 and {MAX_BATCH_SIZE}"));
             }
+            let method = raw.method.unwrap_or(InsertMethod::Insert);
+            if method == InsertMethod::Insert && batch_size > MAX_INSERT_ROWS {
+                check.fail(
+                    "workload.batch_size",
+                    format!(
+                        "a multi-row INSERT binds 14 parameters per row and PostgreSQL allows 65535, so at most \
+                         {MAX_INSERT_ROWS} rows; use `method: copy` for larger batches"
+                    ),
+                );
+            }
             Workload::Metrics(MetricsWorkload {
                 table: table(raw.table, "stampede_cpu", check),
                 hosts: hosts(raw.hosts, check),
                 batch_size,
-                method: raw.method.unwrap_or(InsertMethod::Insert),
+                method,
                 keep: raw.keep.unwrap_or(false),
             })
         }

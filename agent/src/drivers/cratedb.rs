@@ -8,7 +8,7 @@ use crate::workloads::Operation;
 pub struct CrateDriver {}
 
 impl CrateDriver {
-    pub fn new(_scenario: &Scenario, _seed: u64) -> Self {
+    pub fn new(_scenario: &Scenario, _part: &super::Part, _seed: u64) -> Self {
         Self {}
     }
 }

@@ -1,33 +1,561 @@
-//! PostgreSQL and TimescaleDB (sqlx).
+//! PostgreSQL and TimescaleDB (sqlx), target kinds `postgres` and
+//! `timescaledb`. The node behind a connection is the server's address and
+//! port as the server reports them (`inet_server_addr`, `inet_server_port`).
+//!
+//! Workloads:
+//! - `metrics`: rows in the style of a devops CPU metric (host, region,
+//!   datacenter and ten usage figures per timestamp), a batch per operation,
+//!   sent as one multi-row `INSERT` with bound parameters or as `COPY`;
+//! - `query`: a time-bucketed aggregation, the last point per host, and a
+//!   range scan of one host;
+//! - `pool`: open a connection, run one query, close it.
+//!
+//! Agent 0 creates the table before the run (a hypertable when the
+//! `timescaledb` extension is there, a plain table otherwise, and the report
+//! says which) and drops it afterwards unless `keep: true`.
 
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use sqlx::postgres::{PgConnectOptions, PgRow};
+use sqlx::{AssertSqlSafe, Connection as _, Row as _};
 use stampede_common::Scenario;
+use stampede_common::scenario::{InsertMethod, TargetKind, Workload};
+use tokio::sync::Mutex;
 
-use super::{Connection, Done, Driver, DriverError, ErrorKind};
-use crate::workloads::Operation;
+use super::{Connection, Done, Driver, DriverError, ErrorKind, Part};
+use crate::workloads::{Action, Operation, QueryKind};
 
-pub struct PostgresDriver {}
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Seconds between two rows of one host (as in TSBS's devops data).
+const ROW_INTERVAL_S: i64 = 10;
+/// How long agent 0 waits after its own end before dropping the table, so
+/// that other agents' last batches land first.
+const TEARDOWN_GRACE: Duration = Duration::from_secs(2);
 
-impl PostgresDriver {
-    pub fn new(_scenario: &Scenario, _seed: u64) -> Self {
-        Self {}
+const REGIONS: [&str; 4] = ["us-east-1", "us-west-2", "eu-central-1", "ap-southeast-1"];
+const USAGE: [&str; 10] = [
+    "usage_user",
+    "usage_system",
+    "usage_idle",
+    "usage_nice",
+    "usage_iowait",
+    "usage_irq",
+    "usage_softirq",
+    "usage_steal",
+    "usage_guest",
+    "usage_guest_nice",
+];
+/// Columns bound per row by the multi-row INSERT.
+pub const COLUMNS_PER_ROW: usize = 4 + USAGE.len();
+
+/// What every connection of a run shares.
+struct Plan {
+    kind: TargetKind,
+    workload: Workload,
+    /// The agent's hosts: `[start, start + count)`.
+    host_start: u64,
+    host_count: u64,
+    /// Timestamp of row 0.
+    base: DateTime<Utc>,
+    /// The full-batch INSERT statement, built once.
+    insert_sql: Arc<str>,
+}
+
+pub struct PostgresDriver {
+    plan: Arc<Plan>,
+}
+
+fn table_of(workload: &Workload) -> Option<&str> {
+    match workload {
+        Workload::Metrics(w) => Some(&w.table),
+        Workload::Query(w) => Some(&w.table),
+        _ => None,
     }
 }
 
+fn columns() -> String {
+    let mut columns = vec!["time", "hostname", "region", "datacenter"];
+    columns.extend(USAGE);
+    columns.join(", ")
+}
+
+impl PostgresDriver {
+    pub fn new(scenario: &Scenario, part: &Part) -> Self {
+        let (host_start, host_count) = match part.key_end.checked_sub(part.key_start) {
+            Some(count) if count > 0 => (part.key_start, count),
+            _ => (0, scenario.workload.key_space().max(1)),
+        };
+        let insert_sql = match &scenario.workload {
+            Workload::Metrics(w) => insert_statement(&w.table, w.batch_size as usize).into(),
+            _ => "".into(),
+        };
+        Self {
+            plan: Arc::new(Plan {
+                kind: scenario.target.kind,
+                workload: scenario.workload.clone(),
+                host_start,
+                host_count,
+                base: Utc::now(),
+                insert_sql,
+            }),
+        }
+    }
+}
+
+/// `INSERT INTO t (...) VALUES ($1, ..., $14), ($15, ...), ...`.
+fn insert_statement(table: &str, rows: usize) -> String {
+    let mut sql = format!("INSERT INTO {table} ({}) VALUES ", columns());
+    for row in 0..rows {
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for column in 0..COLUMNS_PER_ROW {
+            if column > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('$');
+            sql.push_str(itoa::Buffer::new().format(row * COLUMNS_PER_ROW + column + 1));
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+/// One generated row.
+struct MetricRow {
+    time: DateTime<Utc>,
+    host: u64,
+    usage: [f64; USAGE.len()],
+}
+
+impl MetricRow {
+    /// Row `index` of the agent's stream: hosts take turns, and each round
+    /// of hosts is `ROW_INTERVAL_S` later than the last. The figures are a
+    /// cheap deterministic function of the index.
+    fn new(plan: &Plan, index: u64) -> Self {
+        let host = plan.host_start + index % plan.host_count;
+        let round = (index / plan.host_count) as i64;
+        let time = plan.base + TimeDelta::seconds(round * ROW_INTERVAL_S);
+        let mut usage = [0.0; USAGE.len()];
+        let mut x = index.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ host;
+        for value in &mut usage {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            *value = (x % 10_000) as f64 / 100.0;
+        }
+        Self { time, host, usage }
+    }
+
+    fn hostname(&self) -> String {
+        format!("host_{}", self.host)
+    }
+
+    fn region(&self) -> &'static str {
+        REGIONS[(self.host % REGIONS.len() as u64) as usize]
+    }
+
+    fn datacenter(&self) -> String {
+        format!("{}{}", self.region(), ["a", "b", "c"][(self.host % 3) as usize])
+    }
+}
+
+/// Classifies an sqlx error by kind.
+fn classify(error: &sqlx::Error) -> ErrorKind {
+    match error {
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => {
+            ErrorKind::Connection
+        }
+        sqlx::Error::PoolTimedOut => ErrorKind::Timeout,
+        sqlx::Error::Protocol(_) | sqlx::Error::Decode(_) | sqlx::Error::ColumnDecode { .. } => ErrorKind::Protocol,
+        _ => ErrorKind::Server,
+    }
+}
+
+fn driver_error(context: &str, error: &sqlx::Error) -> DriverError {
+    DriverError::new(classify(error), format!("{context}: {error}"))
+}
+
+/// Connection options from `host:port` (user `postgres`, database
+/// `postgres`) or a `postgres://` URL.
+fn options(endpoint: &str) -> Result<PgConnectOptions, DriverError> {
+    let url = if endpoint.contains("://") {
+        endpoint.to_string()
+    } else {
+        format!("postgres://postgres@{endpoint}/postgres")
+    };
+    let redacted = stampede_common::scenario::redact(&url);
+    PgConnectOptions::from_str(&url)
+        .map(|o| o.application_name("stampede"))
+        .map_err(|e| DriverError::new(ErrorKind::Connection, format!("bad endpoint `{redacted}`: {e}")))
+}
+
+async fn open(endpoint: &str) -> Result<sqlx::PgConnection, DriverError> {
+    let options = options(endpoint)?;
+    let redacted = stampede_common::scenario::redact(endpoint);
+    match tokio::time::timeout(CONNECT_TIMEOUT, sqlx::PgConnection::connect_with(&options)).await {
+        Ok(Ok(connection)) => Ok(connection),
+        Ok(Err(error)) => Err(driver_error(&format!("cannot connect to {redacted}"), &error)),
+        Err(_) => Err(DriverError::new(ErrorKind::Timeout, format!("connecting to {redacted} took over 5s"))),
+    }
+}
+
+/// Runs one statement built here from validated names (table names are
+/// plain identifiers, checked when the scenario is parsed).
+async fn run(connection: &mut sqlx::PgConnection, sql: String, context: &str) -> Result<u64, DriverError> {
+    sqlx::query(AssertSqlSafe(sql))
+        .execute(connection)
+        .await
+        .map(|done| done.rows_affected())
+        .map_err(|e| driver_error(context, &e))
+}
+
 #[derive(Clone)]
-pub struct PgConnection {}
+pub struct PgConnection {
+    connection: Arc<Mutex<sqlx::PgConnection>>,
+    endpoint: Arc<str>,
+    node: Arc<str>,
+    plan: Arc<Plan>,
+}
 
 impl Driver for PostgresDriver {
     type Connection = PgConnection;
-    async fn connect(&self, _endpoint: &str) -> Result<PgConnection, DriverError> {
-        Err(DriverError::new(ErrorKind::Connection, "not yet"))
+
+    async fn connect(&self, endpoint: &str) -> Result<PgConnection, DriverError> {
+        let mut connection = open(endpoint).await?;
+        let row = sqlx::query("SELECT coalesce(host(inet_server_addr()), 'local'), coalesce(inet_server_port(), 0)")
+            .fetch_one(&mut connection)
+            .await
+            .map_err(|e| driver_error("reading the server address", &e))?;
+        let address: String = row.try_get(0).unwrap_or_default();
+        let port: i32 = row.try_get(1).unwrap_or_default();
+        Ok(PgConnection {
+            connection: Arc::new(Mutex::new(connection)),
+            endpoint: endpoint.into(),
+            node: format!("{address}:{port}").into(),
+            plan: Arc::clone(&self.plan),
+        })
     }
+
+    async fn setup(&self, endpoints: &[String], part: &Part) -> Result<Vec<String>, DriverError> {
+        let Some(table) = table_of(&self.plan.workload) else { return Ok(Vec::new()) };
+        if part.agent_index != 0 {
+            return Ok(Vec::new());
+        }
+        let endpoint = endpoints.first().map(String::as_str).unwrap_or_default();
+        let mut connection = open(endpoint).await?;
+        let mut notes = Vec::new();
+        let mut usage_columns: Vec<String> = USAGE.iter().map(|c| format!("{c} DOUBLE PRECISION")).collect();
+        usage_columns.insert(
+            0,
+            "time TIMESTAMPTZ NOT NULL, hostname TEXT NOT NULL, region TEXT NOT NULL, datacenter TEXT NOT NULL".into(),
+        );
+        let create = format!("CREATE TABLE IF NOT EXISTS {table} ({})", usage_columns.join(", "));
+        run(&mut connection, create, &format!("creating table {table}")).await?;
+        if self.plan.kind == TargetKind::Timescaledb {
+            // Without the extension available this fails; the table stays plain.
+            let _ = run(&mut connection, "CREATE EXTENSION IF NOT EXISTS timescaledb".into(), "").await;
+        }
+        let timescale: Option<String> =
+            sqlx::query_scalar("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'")
+                .fetch_optional(&mut connection)
+                .await
+                .map_err(|e| driver_error("looking for the timescaledb extension", &e))?;
+        match timescale {
+            Some(version) => {
+                let hypertable = format!("SELECT create_hypertable('{table}', 'time', if_not_exists => TRUE)");
+                run(&mut connection, hypertable, &format!("making {table} a hypertable")).await?;
+                notes.push(format!("table {table} is a hypertable (timescaledb {version})"));
+            }
+            None => {
+                notes.push(format!("table {table} is a plain table (the timescaledb extension is not installed)"));
+            }
+        }
+        let index = format!("CREATE INDEX IF NOT EXISTS {table}_host_time ON {table} (hostname, time DESC)");
+        run(&mut connection, index, "creating the index").await?;
+        if let Workload::Query(w) = &self.plan.workload {
+            let rows: i64 = sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
+                .fetch_one(&mut connection)
+                .await
+                .map_err(|e| driver_error("counting rows", &e))?;
+            if rows == 0 && w.preload_rows > 0 {
+                let preload = format!(
+                    "INSERT INTO {table} ({}) SELECT now() - (i / {hosts}) * interval '{ROW_INTERVAL_S} seconds', \
+                     'host_' || (i % {hosts}), 'region_' || (i % 4), 'dc_' || (i % 12), {} \
+                     FROM generate_series(0, {last}) AS i",
+                    columns(),
+                    USAGE
+                        .iter()
+                        .enumerate()
+                        .map(|(n, _)| format!("((i * {}) % 10000) / 100.0", 7 + n))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    hosts = w.hosts,
+                    last = w.preload_rows - 1,
+                );
+                run(&mut connection, preload, "preloading rows").await?;
+                notes.push(format!("{} rows preloaded into {table}", w.preload_rows));
+            } else {
+                notes.push(format!("table {table} had {rows} rows before the run"));
+            }
+            run(&mut connection, format!("ANALYZE {table}"), "ANALYZE").await?;
+        }
+        let _ = connection.close().await;
+        Ok(notes)
+    }
+
+    async fn teardown(&self, endpoints: &[String], part: &Part) -> Result<Vec<String>, DriverError> {
+        let keep = match &self.plan.workload {
+            Workload::Metrics(w) => w.keep,
+            Workload::Query(w) => w.keep,
+            _ => true,
+        };
+        let Some(table) = table_of(&self.plan.workload) else { return Ok(Vec::new()) };
+        if keep || part.agent_index != 0 {
+            return Ok(Vec::new());
+        }
+        tokio::time::sleep(TEARDOWN_GRACE).await;
+        let mut connection = open(endpoints.first().map(String::as_str).unwrap_or_default()).await?;
+        run(&mut connection, format!("DROP TABLE IF EXISTS {table}"), &format!("dropping {table}")).await?;
+        let _ = connection.close().await;
+        Ok(vec![format!("table {table} dropped after the run (keep: true keeps it)")])
+    }
+}
+
+impl PgConnection {
+    async fn insert(&self, batch: u64) -> Result<Done, DriverError> {
+        let Workload::Metrics(w) = &self.plan.workload else { return Err(unsupported("insert")) };
+        let size = w.batch_size as usize;
+        let first = batch * size as u64;
+        let rows: Vec<MetricRow> = (0..size as u64).map(|i| MetricRow::new(&self.plan, first + i)).collect();
+        let mut connection = self.connection.lock().await;
+        let written = match w.method {
+            InsertMethod::Insert => {
+                let mut query = sqlx::query(AssertSqlSafe(Arc::clone(&self.plan.insert_sql)));
+                for row in &rows {
+                    query = query.bind(row.time).bind(row.hostname()).bind(row.region()).bind(row.datacenter());
+                    for value in row.usage {
+                        query = query.bind(value);
+                    }
+                }
+                query.execute(&mut *connection).await.map_err(|e| driver_error("insert", &e))?.rows_affected()
+            }
+            InsertMethod::Copy => {
+                let mut text = String::with_capacity(size * 120);
+                for row in &rows {
+                    use std::fmt::Write;
+                    let _ = write!(
+                        text,
+                        "{}\t{}\t{}\t{}",
+                        row.time.format("%Y-%m-%d %H:%M:%S%.6f+00"),
+                        row.hostname(),
+                        row.region(),
+                        row.datacenter()
+                    );
+                    for value in row.usage {
+                        let _ = write!(text, "\t{value}");
+                    }
+                    text.push('\n');
+                }
+                let statement = format!("COPY {} ({}) FROM STDIN", w.table, columns());
+                let mut copy = connection.copy_in_raw(&statement).await.map_err(|e| driver_error("COPY", &e))?;
+                if let Err(error) = copy.send(text.as_bytes()).await {
+                    let _ = copy.abort("send failed").await;
+                    return Err(driver_error("COPY", &error));
+                }
+                copy.finish().await.map_err(|e| driver_error("COPY", &e))?
+            }
+        };
+        Ok(Done { rows: written.min(u64::from(u32::MAX)) as u32, ..Done::default() })
+    }
+
+    async fn query(&self, kind: QueryKind, host: u64) -> Result<Done, DriverError> {
+        let table = table_of(&self.plan.workload).ok_or_else(|| unsupported("query"))?;
+        let sql = match kind {
+            QueryKind::Bucket => format!(
+                "SELECT date_trunc('minute', time) AS bucket, avg(usage_user), max(usage_system) FROM {table} \
+                 WHERE time > now() - interval '1 hour' GROUP BY bucket ORDER BY bucket"
+            ),
+            QueryKind::LastPoint => format!(
+                "SELECT DISTINCT ON (hostname) hostname, time, usage_user FROM {table} ORDER BY hostname, time DESC"
+            ),
+            QueryKind::Range => format!(
+                "SELECT time, usage_user, usage_system FROM {table} WHERE hostname = $1 \
+                 AND time > now() - interval '1 hour' ORDER BY time DESC LIMIT 100"
+            ),
+        };
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        if kind == QueryKind::Range {
+            query = query.bind(format!("host_{host}"));
+        }
+        let mut connection = self.connection.lock().await;
+        let rows: Vec<PgRow> = query.fetch_all(&mut *connection).await.map_err(|e| driver_error("query", &e))?;
+        Ok(Done { rows: rows.len() as u32, ..Done::default() })
+    }
+
+    async fn cycle(&self) -> Result<Done, DriverError> {
+        let Workload::Pool(w) = &self.plan.workload else { return Err(unsupported("cycle")) };
+        let mut connection = open(&self.endpoint).await?;
+        // The pool query is the user's own SQL from the scenario.
+        let result = run(&mut connection, w.query.clone(), "pool query").await;
+        let closed = connection.close().await.map_err(|e| driver_error("closing", &e));
+        result?;
+        closed?;
+        Ok(Done::default())
+    }
+}
+
+fn unsupported(what: &str) -> DriverError {
+    DriverError::new(ErrorKind::Protocol, format!("{what} is not an operation of this workload"))
 }
 
 impl Connection for PgConnection {
     fn node(&self) -> &str {
-        ""
+        &self.node
     }
-    async fn execute(&mut self, _operation: &Operation) -> Result<Done, DriverError> {
-        Err(DriverError::new(ErrorKind::Protocol, "not yet"))
+
+    async fn execute(&mut self, operation: &Operation) -> Result<Done, DriverError> {
+        match operation.action {
+            Action::Insert(batch) => self.insert(batch).await,
+            Action::Query(kind, host) => self.query(kind, host).await,
+            Action::Cycle => self.cycle().await,
+            other => Err(unsupported(&format!("{other:?}"))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_insert_statement_binds_every_column_of_every_row() {
+        let sql = insert_statement("t", 3);
+        assert!(sql.starts_with("INSERT INTO t (time, hostname, region, datacenter, usage_user,"));
+        assert!(sql.ends_with(&format!("${})", 3 * COLUMNS_PER_ROW)));
+        assert_eq!(sql.matches('$').count(), 3 * COLUMNS_PER_ROW);
+    }
+
+    #[test]
+    fn rows_cycle_through_the_agents_hosts_and_advance_in_time() {
+        let scenario = Scenario::parse(
+            "name: t\nduration: 1s\ntarget:\n  kind: postgres\n  endpoints: [\"h:1\"]\nworkload:\n  kind: metrics\n  hosts: 10\n",
+        )
+        .expect("valid");
+        let driver = PostgresDriver::new(&scenario, &Part { agent_index: 1, key_start: 4, key_end: 7 });
+        let rows: Vec<MetricRow> = (0..6).map(|i| MetricRow::new(&driver.plan, i)).collect();
+        let hosts: Vec<u64> = rows.iter().map(|r| r.host).collect();
+        assert_eq!(hosts, vec![4, 5, 6, 4, 5, 6]);
+        assert_eq!((rows[3].time - rows[0].time).num_seconds(), ROW_INTERVAL_S);
+        assert!(rows.iter().all(|r| r.usage.iter().all(|u| (0.0..100.0).contains(u))));
+    }
+
+    fn scenario(workload: &str) -> Scenario {
+        Scenario::parse(&format!(
+            "name: t\nduration: 1s\ntarget:\n  kind: postgres\n  endpoints: [\"h:1\"]\nworkload:\n{workload}"
+        ))
+        .expect("valid")
+    }
+
+    /// The shared conformance checks against a real PostgreSQL: batches of
+    /// four rows over two hosts written, then read back by a range scan.
+    #[tokio::test]
+    async fn the_driver_passes_the_conformance_checks() {
+        use crate::drivers::conformance::{self, Operations};
+        let server = stampede_tests::Postgres::start();
+        let part = Part { agent_index: 0, key_start: 0, key_end: 2 };
+        for (method, table) in [("insert", "conf_insert"), ("copy", "conf_copy")] {
+            let workload = format!(
+                "  kind: metrics\n  table: {table}\n  hosts: 2\n  batch_size: 4\n  method: {method}\n  keep: true\n"
+            );
+            let driver = PostgresDriver::new(&scenario(&workload), &part);
+            let notes = driver.setup(&[server.url()], &part).await.expect("setup");
+            assert!(notes.iter().any(|n| n.contains("plain table")), "{notes:?}");
+            // The range query of the query workload reads the same table.
+            let mut reader = PostgresDriver::new(
+                &scenario(&format!("  kind: query\n  table: {table}\n  preload_rows: 0\n  hosts: 2\n  keep: true\n")),
+                &part,
+            );
+            let plan = Arc::get_mut(&mut reader.plan).expect("one owner");
+            plan.insert_sql = Arc::clone(&driver.plan.insert_sql);
+            let operations = Operations {
+                write: Operation { index: 0, action: Action::Insert(0) },
+                read: Operation { index: 2, action: Action::Query(QueryKind::Range, 0) },
+                check_read: |done| done.rows >= 2,
+                missing: Operation { index: 2, action: Action::Query(QueryKind::Range, 999) },
+                check_missing: |done| done.rows == 0,
+            };
+            let url = server.url();
+            let terminate = async || {
+                let _ = server.psql(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                     WHERE application_name = 'stampede' AND pid <> pg_backend_pid()",
+                );
+            };
+            // Writes go through the metrics driver, reads through the query
+            // driver: one `Combined` driver dispatches by action.
+            let combined = Combined { write: driver, read: reader };
+            conformance::check(&combined, &url, |a| format!("postgres://postgres@{a}/postgres"), operations, terminate)
+                .await;
+            assert!(server.psql(&format!("SELECT count(*) FROM {table}")).parse::<u64>().expect("count") >= 8);
+        }
+    }
+
+    /// Two drivers behind one: inserts to `write`, everything else to `read`.
+    struct Combined {
+        write: PostgresDriver,
+        read: PostgresDriver,
+    }
+
+    #[derive(Clone)]
+    struct CombinedConnection(PgConnection, PgConnection);
+
+    impl Driver for Combined {
+        type Connection = CombinedConnection;
+
+        async fn connect(&self, endpoint: &str) -> Result<CombinedConnection, DriverError> {
+            Ok(CombinedConnection(self.write.connect(endpoint).await?, self.read.connect(endpoint).await?))
+        }
+    }
+
+    impl Connection for CombinedConnection {
+        fn node(&self) -> &str {
+            self.0.node()
+        }
+
+        async fn execute(&mut self, operation: &Operation) -> Result<Done, DriverError> {
+            match operation.action {
+                Action::Insert(_) => self.0.execute(operation).await,
+                _ => self.1.execute(operation).await,
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn the_pool_workload_opens_and_closes_a_connection_per_operation() {
+        let server = stampede_tests::Postgres::start();
+        let part = Part { agent_index: 0, key_start: 0, key_end: 0 };
+        let driver = PostgresDriver::new(&scenario("  kind: pool\n  query: SELECT 42\n"), &part);
+        let mut connection = driver.connect(&server.url()).await.expect("connect");
+        assert_eq!(connection.node(), format!("127.0.0.1:{}", server.port));
+        for _ in 0..5 {
+            connection.execute(&Operation { index: 0, action: Action::Cycle }).await.expect("cycle");
+        }
+        let bad = PostgresDriver::new(&scenario("  kind: pool\n  query: SELEC 1\n"), &part);
+        let mut connection = bad.connect(&server.url()).await.expect("connect");
+        let error = connection.execute(&Operation { index: 0, action: Action::Cycle }).await.expect_err("bad SQL");
+        assert_eq!(error.kind, ErrorKind::Server, "{error:?}");
+    }
+
+    #[test]
+    fn endpoints_become_connection_options() {
+        assert!(options("127.0.0.1:5432").is_ok());
+        assert!(options("postgres://u:p@db:5433/bench").is_ok());
+        let error = options("postgres://u:secret@db:notaport/x").err().expect("bad port");
+        assert!(!error.message.contains("secret"), "{}", error.message);
     }
 }

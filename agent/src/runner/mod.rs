@@ -57,6 +57,8 @@ pub async fn run(
     cancel: watch::Receiver<bool>,
 ) {
     let scenario = &assignment.scenario;
+    let part =
+        Part { agent_index: assignment.agent_index, key_start: assignment.key_start, key_end: assignment.key_end };
     match scenario.target.kind {
         TargetKind::Kv | TargetKind::Redis => match resp_config(&assignment) {
             Ok((config, notes)) => {
@@ -66,11 +68,11 @@ pub async fn run(
             Err(error) => outbox.push(Outgoing::Failed { run_id: assignment.run_id, error }),
         },
         TargetKind::Postgres | TargetKind::Timescaledb => {
-            let driver = Arc::new(PostgresDriver::new(scenario, assignment.seed));
+            let driver = Arc::new(PostgresDriver::new(scenario, &part));
             run_with_driver(assignment, driver, Vec::new(), outbox, start, cancel).await;
         }
         TargetKind::Cratedb => {
-            let driver = Arc::new(CrateDriver::new(scenario, assignment.seed));
+            let driver = Arc::new(CrateDriver::new(scenario, &part, assignment.seed));
             run_with_driver(assignment, driver, Vec::new(), outbox, start, cancel).await;
         }
     }

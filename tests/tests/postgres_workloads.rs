@@ -1,0 +1,72 @@
+//! The PostgreSQL workloads run by `stampede run` with two in-process
+//! agents against a real PostgreSQL server: the rows the report says were
+//! inserted are the rows in the table.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use stampede_tests::{Postgres, run_stampede, write_file};
+
+fn run(server: &Postgres, connections: u32, workload: &str) -> Value {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = format!(
+        "name: pg\nduration: 3s\nwarmup: 1s\nagents: 2\ntarget:\n  kind: postgres\n  endpoints: [\"{}\"]\n\
+         load:\n  connections: {connections}\nworkload:\n{workload}\nthresholds:\n  - error_rate < 0.1%\n",
+        server.url()
+    );
+    let path = write_file(dir.path(), "scenario.yaml", &text);
+    let json = dir.path().join("report.json");
+    let json_arg = json.to_string_lossy().into_owned();
+    let (code, stdout, stderr) = run_stampede(&["run", &path, "--json", &json_arg], Duration::from_secs(120));
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    serde_json::from_str(&std::fs::read_to_string(&json).expect("report")).expect("json")
+}
+
+fn notes(report: &Value) -> Vec<String> {
+    report["notes"].as_array().expect("notes").iter().filter_map(|n| n.as_str().map(String::from)).collect()
+}
+
+#[test]
+fn metrics_runs_insert_exactly_the_rows_they_report() {
+    let server = Postgres::start();
+    for method in ["insert", "copy"] {
+        let table = format!("cpu_{method}");
+        let report = run(
+            &server,
+            4,
+            &format!(
+                "  kind: metrics\n  table: {table}\n  hosts: 50\n  batch_size: 200\n  method: {method}\n  keep: true"
+            ),
+        );
+        let rows = report["counters"]["rows"].as_u64().expect("rows counter");
+        let batches = report["operations"]["insert"]["count"].as_u64().expect("insert count")
+            + report["totals"]["warmup_ops"].as_u64().expect("warm-up");
+        assert!(rows > 0);
+        assert_eq!(rows, batches * 200, "{method}: every batch wrote 200 rows");
+        let in_table: u64 = server.psql(&format!("SELECT count(*) FROM {table}")).parse().expect("count");
+        assert_eq!(in_table, rows, "{method}: SELECT count(*) equals the rows reported");
+        assert!(report["counter_rates"]["rows"].as_f64().expect("rows/s") > 0.0);
+        assert!(notes(&report).iter().any(|n| n.contains(&format!("table {table} is a plain table"))), "{report}");
+        let hosts: u64 = server.psql(&format!("SELECT count(DISTINCT hostname) FROM {table}")).parse().expect("hosts");
+        assert_eq!(hosts, 50, "the two agents cover all hosts");
+    }
+    // Without keep, the table is dropped after the run.
+    run(&server, 2, "  kind: metrics\n  table: cpu_dropped\n  batch_size: 10");
+    assert_eq!(server.psql("SELECT count(*) FROM pg_tables WHERE tablename = 'cpu_dropped'"), "0");
+}
+
+#[test]
+fn query_and_pool_runs_complete_with_a_histogram_per_query() {
+    let server = Postgres::start();
+    let report = run(&server, 2, "  kind: query\n  table: cpu_q\n  preload_rows: 20000\n  hosts: 20");
+    for query in ["bucket", "last_point", "range"] {
+        assert!(report["operations"][query]["count"].as_u64().expect("count") > 0, "{query}");
+        assert!(report["operations"][query]["latency_us"]["p99"].as_u64().expect("p99") > 0, "{query}");
+    }
+    assert!(notes(&report).iter().any(|n| n.contains("20000 rows preloaded")), "{report}");
+    assert!(report["counters"]["rows"].as_u64().expect("rows read") > 0);
+    let report = run(&server, 2, "  kind: pool");
+    assert!(report["operations"]["cycle"]["count"].as_u64().expect("cycles") > 10);
+    let node = format!("127.0.0.1:{}", server.port);
+    assert!(report["nodes"][&node]["ops"].as_u64().is_some(), "{}", report["nodes"]);
+}
