@@ -555,7 +555,7 @@ mod tests {
     fn endpoints_become_connection_options() {
         assert!(options("127.0.0.1:5432").is_ok());
         assert!(options("postgres://u:p@db:5433/bench").is_ok());
-        let error = options("postgres://u:secret@db:notaport/x").err().expect("bad port");
+        let error = options("postgres://u:secret@db:notaport/x").expect_err("bad port");
         assert!(!error.message.contains("secret"), "{}", error.message);
     }
 }
