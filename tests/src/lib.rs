@@ -2,6 +2,8 @@
 //! real services on loopback. Every process is killed when its handle drops,
 //! so a failing test leaves nothing running.
 
+pub mod cratedb_standin;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

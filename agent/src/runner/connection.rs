@@ -114,7 +114,8 @@ async fn run_slot<C: Connection>(
                 let error = match results.get(index) {
                     Some(Ok(done)) => {
                         r.count(done);
-                        None
+                        // A bulk request with refused rows is an error.
+                        (done.rows_failed > 0).then_some(ErrorKind::Server)
                     }
                     Some(Err(error)) => Some(error.kind),
                     None if finished => Some(ErrorKind::Protocol),
