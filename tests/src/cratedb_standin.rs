@@ -274,8 +274,7 @@ fn sql(state: &Mutex<State>, body: &[u8]) -> (u16, Value) {
                     '(' => depth += 1,
                     ')' => depth -= 1,
                     ',' if depth == 0 => {
-                        columns
-                            .push(current.split_whitespace().next().unwrap_or("").trim_matches('"').to_string());
+                        columns.push(current.split_whitespace().next().unwrap_or("").trim_matches('"').to_string());
                         current.clear();
                         continue;
                     }
