@@ -1,0 +1,128 @@
+use super::*;
+
+#[test]
+fn the_insert_statement_binds_every_column_of_every_row() {
+    let sql = insert_statement("t", 3);
+    assert!(sql.starts_with("INSERT INTO t (time, hostname, region, datacenter, usage_user,"));
+    assert!(sql.ends_with(&format!("${})", 3 * COLUMNS_PER_ROW)));
+    assert_eq!(sql.matches('$').count(), 3 * COLUMNS_PER_ROW);
+}
+
+#[test]
+fn rows_cycle_through_the_agents_hosts_and_advance_in_time() {
+    let scenario = Scenario::parse(
+        "name: t\nduration: 1s\ntarget:\n  kind: postgres\n  endpoints: [\"h:1\"]\nworkload:\n  kind: metrics\n  hosts: 10\n",
+    )
+    .expect("valid");
+    let driver = PostgresDriver::new(&scenario, &Part { agent_index: 1, key_start: 4, key_end: 7 });
+    let rows: Vec<MetricRow> = (0..6).map(|i| MetricRow::new(&driver.plan, i)).collect();
+    let hosts: Vec<u64> = rows.iter().map(|r| r.host).collect();
+    assert_eq!(hosts, vec![4, 5, 6, 4, 5, 6]);
+    assert_eq!((rows[3].time - rows[0].time).num_seconds(), ROW_INTERVAL_S);
+    assert!(rows.iter().all(|r| r.usage.iter().all(|u| (0.0..100.0).contains(u))));
+}
+
+fn scenario(workload: &str) -> Scenario {
+    Scenario::parse(&format!(
+        "name: t\nduration: 1s\ntarget:\n  kind: postgres\n  endpoints: [\"h:1\"]\nworkload:\n{workload}"
+    ))
+    .expect("valid")
+}
+
+/// The shared conformance checks against a real PostgreSQL: batches of
+/// four rows over two hosts written, then read back by a range scan.
+#[tokio::test]
+async fn the_driver_passes_the_conformance_checks() {
+    use crate::drivers::conformance::{self, Operations};
+    let server = stampede_tests::Postgres::start();
+    let part = Part { agent_index: 0, key_start: 0, key_end: 2 };
+    for (method, table) in [("insert", "conf_insert"), ("copy", "conf_copy")] {
+        let workload = format!(
+            "  kind: metrics\n  table: {table}\n  hosts: 2\n  batch_size: 4\n  method: {method}\n  keep: true\n"
+        );
+        let driver = PostgresDriver::new(&scenario(&workload), &part);
+        let notes = driver.setup(&[server.url()], &part).await.expect("setup");
+        assert!(notes.iter().any(|n| n.contains("plain table")), "{notes:?}");
+        // The range query of the query workload reads the same table.
+        let mut reader = PostgresDriver::new(
+            &scenario(&format!("  kind: query\n  table: {table}\n  preload_rows: 0\n  hosts: 2\n  keep: true\n")),
+            &part,
+        );
+        let plan = Arc::get_mut(&mut reader.plan).expect("one owner");
+        plan.insert_sql = Arc::clone(&driver.plan.insert_sql);
+        let operations = Operations {
+            write: Operation { index: 0, action: Action::Insert(0) },
+            read: Operation { index: 2, action: Action::Query(QueryKind::Range, 0) },
+            check_read: |done| done.rows >= 2,
+            missing: Operation { index: 2, action: Action::Query(QueryKind::Range, 999) },
+            check_missing: |done| done.rows == 0,
+        };
+        let url = server.url();
+        let terminate = async || {
+            let _ = server.psql(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE application_name = 'stampede' AND pid <> pg_backend_pid()",
+            );
+        };
+        // Writes go through the metrics driver, reads through the query
+        // driver: one `Combined` driver dispatches by action.
+        let combined = Combined { write: driver, read: reader };
+        conformance::check(&combined, &url, |a| format!("postgres://postgres@{a}/postgres"), operations, terminate)
+            .await;
+        assert!(server.psql(&format!("SELECT count(*) FROM {table}")).parse::<u64>().expect("count") >= 8);
+    }
+}
+
+/// Two drivers behind one: inserts to `write`, everything else to `read`.
+struct Combined {
+    write: PostgresDriver,
+    read: PostgresDriver,
+}
+
+#[derive(Clone)]
+struct CombinedConnection(PgConnection, PgConnection);
+
+impl Driver for Combined {
+    type Connection = CombinedConnection;
+
+    async fn connect(&self, endpoint: &str) -> Result<CombinedConnection, DriverError> {
+        Ok(CombinedConnection(self.write.connect(endpoint).await?, self.read.connect(endpoint).await?))
+    }
+}
+
+impl Connection for CombinedConnection {
+    fn node(&self) -> &str {
+        self.0.node()
+    }
+
+    async fn execute(&mut self, operation: &Operation) -> Result<Done, DriverError> {
+        match operation.action {
+            Action::Insert(_) => self.0.execute(operation).await,
+            _ => self.1.execute(operation).await,
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_pool_workload_opens_and_closes_a_connection_per_operation() {
+    let server = stampede_tests::Postgres::start();
+    let part = Part { agent_index: 0, key_start: 0, key_end: 0 };
+    let driver = PostgresDriver::new(&scenario("  kind: pool\n  query: SELECT 42\n"), &part);
+    let mut connection = driver.connect(&server.url()).await.expect("connect");
+    assert_eq!(connection.node(), format!("127.0.0.1:{}", server.port));
+    for _ in 0..5 {
+        connection.execute(&Operation { index: 0, action: Action::Cycle }).await.expect("cycle");
+    }
+    let bad = PostgresDriver::new(&scenario("  kind: pool\n  query: SELEC 1\n"), &part);
+    let mut connection = bad.connect(&server.url()).await.expect("connect");
+    let error = connection.execute(&Operation { index: 0, action: Action::Cycle }).await.expect_err("bad SQL");
+    assert_eq!(error.kind, ErrorKind::Server, "{error:?}");
+}
+
+#[test]
+fn endpoints_become_connection_options() {
+    assert!(options("127.0.0.1:5432").is_ok());
+    assert!(options("postgres://u:p@db:5433/bench").is_ok());
+    let error = options("postgres://u:secret@db:notaport/x").expect_err("bad port");
+    assert!(!error.message.contains("secret"), "{}", error.message);
+}
