@@ -13,6 +13,10 @@
 //! - errors are `{"error": {"message", "code"}}` with CrateDB's codes:
 //!   4000 for a statement it cannot parse, 4041 for an unknown table, 4011
 //!   for missing or wrong credentials (when it was started with some).
+//!
+//! [`CrateStandIn::start_tls`] serves the same over https with a
+//! certificate made for the test; its PEM is in `certificate_pem`, for the
+//! client to trust (for example through `SSL_CERT_FILE`).
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -33,6 +37,10 @@ struct Table {
 #[derive(Default)]
 struct State {
     tables: BTreeMap<String, Table>,
+    /// Refuse every n-th inserted row (0: never), as CrateDB refuses a row
+    /// that breaks a constraint; see [`CrateStandIn::refuse_every_nth_row`].
+    refuse_every: u64,
+    offered: u64,
 }
 
 /// A running stand-in; it stops accepting when dropped.
@@ -43,6 +51,8 @@ pub struct CrateStandIn {
     stop: Arc<AtomicBool>,
     /// Requests refused as malformed (for tests of the stand-in itself).
     pub rejected: Arc<AtomicU64>,
+    /// The self-signed certificate (PEM) when it serves https.
+    pub certificate_pem: Option<String>,
 }
 
 impl CrateStandIn {
@@ -53,6 +63,33 @@ impl CrateStandIn {
 
     /// Starts on `address` (to take a stopped stand-in's place).
     pub fn start_at(address: &str, node: &str, credentials: Option<(&str, &str)>) -> Self {
+        Self::launch(address, node, credentials, None)
+    }
+
+    /// Starts on a free loopback port serving https only, with a fresh
+    /// self-signed certificate for `localhost` and `127.0.0.1`.
+    pub fn start_tls(node: &str, credentials: Option<(&str, &str)>) -> Self {
+        let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .expect("make a certificate");
+        let key = rustls::pki_types::PrivateKeyDer::try_from(certified.signing_key.serialize_der()).expect("key");
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions")
+            .with_no_client_auth()
+            .with_single_cert(vec![certified.cert.der().clone()], key)
+            .expect("server certificate");
+        let mut standin = Self::launch("127.0.0.1:0", node, credentials, Some(Arc::new(config)));
+        standin.certificate_pem = Some(certified.cert.pem());
+        standin
+    }
+
+    fn launch(
+        address: &str,
+        node: &str,
+        credentials: Option<(&str, &str)>,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> Self {
         // A stopped stand-in's listener closes shortly after it is dropped.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         let listener = loop {
@@ -78,19 +115,36 @@ impl CrateStandIn {
                         break;
                     }
                     let Ok(stream) = stream else { continue };
+                    let _ = stream.set_nodelay(true);
                     let (state, rejected, node, auth) =
                         (state.clone(), rejected.clone(), node.clone(), expected_auth.clone());
-                    let stop = stop.clone();
-                    std::thread::spawn(move || serve(stream, &state, &rejected, &node, auth.as_deref(), &stop));
+                    let (stop, tls) = (stop.clone(), tls.clone());
+                    std::thread::spawn(move || {
+                        let auth = auth.as_deref();
+                        match tls {
+                            None => serve(stream, &state, &rejected, &node, auth, &stop),
+                            Some(config) => {
+                                let Ok(session) = rustls::ServerConnection::new(config) else { return };
+                                let stream = rustls::StreamOwned::new(session, stream);
+                                serve(stream, &state, &rejected, &node, auth, &stop);
+                            }
+                        }
+                    });
                 }
             });
         }
-        Self { address, node: node.to_string(), state, stop, rejected }
+        Self { address, node: node.to_string(), state, stop, rejected, certificate_pem: None }
     }
 
     /// Rows in a table (what `SELECT count(*)` would say after a refresh).
     pub fn row_count(&self, table: &str) -> Option<usize> {
         self.state.lock().expect("state").tables.get(table).map(|t| t.rows.len())
+    }
+
+    /// From now on, every `n`-th row offered to an INSERT is refused
+    /// (`rowcount: -2` in a bulk answer), like a row CrateDB rejects.
+    pub fn refuse_every_nth_row(&self, n: u64) {
+        self.state.lock().expect("state").refuse_every = n;
     }
 
     pub fn has_table(&self, table: &str) -> bool {
@@ -119,7 +173,7 @@ struct Request {
     body: Vec<u8>,
 }
 
-fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Request> {
+fn read_request<S: Read>(reader: &mut BufReader<S>) -> Option<Request> {
     let mut line = String::new();
     if reader.read_line(&mut line).ok()? == 0 {
         return None;
@@ -146,7 +200,7 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Request> {
     Some(Request { method, path, headers, body })
 }
 
-fn respond(stream: &mut TcpStream, status: u16, body: &Value) -> std::io::Result<()> {
+fn respond(stream: &mut impl Write, status: u16, body: &Value) -> std::io::Result<()> {
     let text = body.to_string();
     let reason = match status {
         200 => "OK",
@@ -156,26 +210,27 @@ fn respond(stream: &mut TcpStream, status: u16, body: &Value) -> std::io::Result
         409 => "Conflict",
         _ => "Error",
     };
-    write!(
-        stream,
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{text}",
+    // One write: several small ones would wait on Nagle's algorithm.
+    let head = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
         text.len()
-    )
+    );
+    stream.write_all([head.as_bytes(), text.as_bytes()].concat().as_slice())?;
+    stream.flush()
 }
 
 fn error(status: u16, code: u32, message: impl Into<String>) -> (u16, Value) {
     (status, json!({ "error": { "message": message.into(), "code": code } }))
 }
 
-fn serve(
-    stream: TcpStream,
+fn serve<S: Read + Write>(
+    stream: S,
     state: &Mutex<State>,
     rejected: &AtomicU64,
     node: &str,
     auth: Option<&str>,
     stop: &AtomicBool,
 ) {
-    let Ok(mut writer) = stream.try_clone() else { return };
     let mut reader = BufReader::new(stream);
     while let Some(request) = read_request(&mut reader) {
         if stop.load(Ordering::Relaxed) {
@@ -208,7 +263,7 @@ fn serve(
         if status == 400 {
             rejected.fetch_add(1, Ordering::Relaxed);
         }
-        if respond(&mut writer, status, &body).is_err() {
+        if respond(reader.get_mut(), status, &body).is_err() {
             return;
         }
     }
@@ -298,7 +353,8 @@ fn sql(state: &Mutex<State>, body: &[u8]) -> (u16, Value) {
             false => error(404, 4041, format!("Relation '{name}' unknown")),
         },
         ["INSERT", "INTO", name, ..] => {
-            let Some(table) = state.tables.get_mut(*name) else {
+            let State { tables, refuse_every, offered } = &mut *state;
+            let Some(table) = tables.get_mut(*name) else {
                 return error(404, 4041, format!("Relation '{name}' unknown"));
             };
             let (Some(open), Some(close)) = (statement.find('('), statement.find(") VALUES")) else {
@@ -315,6 +371,10 @@ fn sql(state: &Mutex<State>, body: &[u8]) -> (u16, Value) {
             let mut insert = |values: &[Value]| -> bool {
                 let row: BTreeMap<String, Value> = columns.iter().cloned().zip(values.iter().cloned()).collect();
                 let id = row.get("id").map(Value::to_string).unwrap_or_default();
+                *offered += 1;
+                if *refuse_every > 0 && offered.is_multiple_of(*refuse_every) {
+                    return false;
+                }
                 if !table.ids.insert(id) {
                     return false;
                 }

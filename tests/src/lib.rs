@@ -96,8 +96,14 @@ impl Drop for Process {
 
 /// Runs `stampede` to completion and returns (exit code, stdout, stderr).
 pub fn run_stampede(args: &[&str], timeout: Duration) -> (i32, String, String) {
+    run_stampede_env(args, &[], timeout)
+}
+
+/// [`run_stampede`] with extra environment variables.
+pub fn run_stampede_env(args: &[&str], env: &[(&str, &str)], timeout: Duration) -> (i32, String, String) {
     let mut child = Command::new(stampede_bin())
         .args(args)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -126,7 +126,18 @@ impl Http {
         } else {
             ErrorKind::Connection
         };
-        DriverError::new(kind, format!("{}: {error}", self.shown))
+        // reqwest's own message leaves the cause (a refused connection, a
+        // certificate the system does not trust) to its sources.
+        let mut message = format!("{}: {error}", self.shown);
+        let mut source = std::error::Error::source(error);
+        while let Some(cause) = source {
+            message.push_str(&format!(": {cause}"));
+            source = cause.source();
+        }
+        if message.contains("certificate") {
+            message.push_str(" (the system's CA store decides; for a private CA set SSL_CERT_FILE to its PEM file)");
+        }
+        DriverError::new(kind, message)
     }
 
     /// Sends one `/_sql` request and returns the answer's JSON.
