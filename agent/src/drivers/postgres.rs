@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use sqlx::postgres::{PgConnectOptions, PgRow};
-use sqlx::{AssertSqlSafe, Connection as _, Row as _};
+use sqlx::{Connection as _, Row as _};
 use stampede_common::Scenario;
 use stampede_common::scenario::{InsertMethod, TargetKind, Workload};
 use tokio::sync::Mutex;
@@ -207,11 +207,7 @@ async fn open(endpoint: &str) -> Result<sqlx::PgConnection, DriverError> {
 /// Runs one statement built here from validated names (table names are
 /// plain identifiers, checked when the scenario is parsed).
 async fn run(connection: &mut sqlx::PgConnection, sql: String, context: &str) -> Result<u64, DriverError> {
-    sqlx::query(AssertSqlSafe(sql))
-        .execute(connection)
-        .await
-        .map(|done| done.rows_affected())
-        .map_err(|e| driver_error(context, &e))
+    sqlx::query(&sql).execute(connection).await.map(|done| done.rows_affected()).map_err(|e| driver_error(context, &e))
 }
 
 #[derive(Clone)]
@@ -278,7 +274,8 @@ impl Driver for PostgresDriver {
         let index = format!("CREATE INDEX IF NOT EXISTS {table}_host_time ON {table} (hostname, time DESC)");
         run(&mut connection, index, "creating the index").await?;
         if let Workload::Query(w) = &self.plan.workload {
-            let rows: i64 = sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
+            let count = format!("SELECT count(*) FROM {table}");
+            let rows: i64 = sqlx::query_scalar(&count)
                 .fetch_one(&mut connection)
                 .await
                 .map_err(|e| driver_error("counting rows", &e))?;
@@ -335,7 +332,7 @@ impl PgConnection {
         let mut connection = self.connection.lock().await;
         let written = match w.method {
             InsertMethod::Insert => {
-                let mut query = sqlx::query(AssertSqlSafe(Arc::clone(&self.plan.insert_sql)));
+                let mut query = sqlx::query(&self.plan.insert_sql);
                 for row in &rows {
                     query = query.bind(row.time).bind(row.hostname()).bind(row.region()).bind(row.datacenter());
                     for value in row.usage {
@@ -388,7 +385,7 @@ impl PgConnection {
                  AND time > now() - interval '1 hour' ORDER BY time DESC LIMIT 100"
             ),
         };
-        let mut query = sqlx::query(AssertSqlSafe(sql));
+        let mut query = sqlx::query(&sql);
         if kind == QueryKind::Range {
             query = query.bind(format!("host_{host}"));
         }
