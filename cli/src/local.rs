@@ -29,6 +29,7 @@ impl Drop for TempDir {
 pub async fn run(
     path: Option<&Path>,
     agents: Option<u32>,
+    endpoints: &[String],
     json: Option<&Path>,
     data_dir: Option<PathBuf>,
     quiet: bool,
@@ -40,7 +41,11 @@ pub async fn run(
         ),
         None => (QUICKSTART.to_string(), "built-in quickstart".to_string()),
     };
-    let scenario = Scenario::parse(&text).map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
+    let (scenario, text) = match endpoints {
+        [] => Scenario::parse(&text).map(|s| (s, text)),
+        _ => Scenario::with_endpoints(&text, endpoints),
+    }
+    .map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
     let agent_count = agents.unwrap_or(scenario.agents);
     if agent_count == 0 {
         anyhow::bail!("--agents must be at least 1");

@@ -48,6 +48,10 @@ enum Command {
         /// Agents to start (default: the scenario's `agents`).
         #[arg(long)]
         agents: Option<u32>,
+        /// Target endpoint instead of the scenario's `target.endpoints` (repeat for several),
+        /// e.g. `--endpoint postgres://bench@db1:5432/bench`.
+        #[arg(long = "endpoint", short = 'e', value_name = "ENDPOINT")]
+        endpoints: Vec<String>,
         /// Write the JSON report to this file.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -74,6 +78,9 @@ enum Command {
         /// Agents to use (default: the scenario's `agents`).
         #[arg(long)]
         agents: Option<u32>,
+        /// Target endpoint instead of the scenario's `target.endpoints` (repeat for several).
+        #[arg(long = "endpoint", short = 'e', value_name = "ENDPOINT")]
+        endpoints: Vec<String>,
         /// Wait for the end, print the report, and exit 0 passed / 1 failed / 2 error.
         #[arg(long)]
         wait: bool,
@@ -165,14 +172,14 @@ fn main() -> ExitCode {
 
 async fn dispatch(command: Command) -> anyhow::Result<u8> {
     match command {
-        Command::Run { scenario, agents, json, data_dir, quiet } => {
-            local::run(scenario.as_deref(), agents, json.as_deref(), data_dir, quiet).await
+        Command::Run { scenario, agents, endpoints, json, data_dir, quiet } => {
+            local::run(scenario.as_deref(), agents, &endpoints, json.as_deref(), data_dir, quiet).await
         }
         Command::Coordinator(args) => daemons::coordinator(args).await.map(|()| 0),
         Command::Agent(args) => daemons::agent(args).await.map(|()| 0),
         Command::KvServer(args) => daemons::kv_server(args).await.map(|()| 0),
-        Command::Submit { scenario, coordinator, agents, wait, json, quiet } => {
-            client::submit(&coordinator, &scenario, agents, wait, json.as_deref(), quiet).await
+        Command::Submit { scenario, coordinator, agents, endpoints, wait, json, quiet } => {
+            client::submit(&coordinator, &scenario, agents, &endpoints, wait, json.as_deref(), quiet).await
         }
         Command::Runs { coordinator } => client::runs(&coordinator).await.map(|()| 0),
         Command::Report { run_id, coordinator, json } => client::report(&coordinator, &run_id, json).await.map(|()| 0),

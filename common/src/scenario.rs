@@ -236,6 +236,34 @@ impl Scenario {
         if check.issues.is_empty() { Ok(scenario) } else { Err(ScenarioError { issues: check.issues }) }
     }
 
+    /// The scenario text with `target.endpoints` replaced (the `--endpoint`
+    /// option of `run` and `submit`), checked again as a whole. Comments
+    /// are not kept in the returned text.
+    pub fn with_endpoints(text: &str, endpoints: &[String]) -> Result<(Self, String), ScenarioError> {
+        let problem = |message: String| ScenarioError {
+            issues: vec![ScenarioIssue { field: "target".into(), line: None, column: None, message }],
+        };
+        // The file's own problems first, with their lines.
+        Self::parse(text)?;
+        let mut document: serde_yaml::Value =
+            serde_yaml::from_str(text).map_err(|e| problem(strip_location(&e.to_string())))?;
+        let Some(target) = document.get_mut("target").and_then(serde_yaml::Value::as_mapping_mut) else {
+            return Err(problem("the scenario has no `target` mapping to set endpoints in".into()));
+        };
+        let list = endpoints.iter().map(|e| serde_yaml::Value::String(e.clone())).collect();
+        target.insert("endpoints".into(), serde_yaml::Value::Sequence(list));
+        let rewritten = serde_yaml::to_string(&document).map_err(|e| problem(e.to_string()))?;
+        let scenario = Self::parse(&rewritten).map_err(|mut error| {
+            for issue in &mut error.issues {
+                // Lines of the rewritten text mean nothing to the user.
+                (issue.line, issue.column) = (None, None);
+                issue.message = format!("{} (from --endpoint)", issue.message);
+            }
+            error
+        })?;
+        Ok((scenario, rewritten))
+    }
+
     /// Total operations per second offered in the open model.
     pub fn rate(&self) -> Option<f64> {
         match self.load.model {

@@ -166,3 +166,22 @@ fn endpoint_urls_are_checked_per_kind_and_passwords_are_redacted_in_errors() {
     assert_eq!(redact("https://crate:secret@h:4200/x"), "https://crate:***@h:4200/x");
     assert_eq!(redact("127.0.0.1:6379"), "127.0.0.1:6379");
 }
+
+#[test]
+fn endpoints_given_on_the_command_line_replace_the_scenarios() {
+    let text = "name: pg\nduration: 5s\n# a comment\ntarget:\n  kind: postgres\n  endpoints: [\"db0:5432\"]\nworkload:\n  kind: metrics\n";
+    let endpoints = vec!["postgres://bench:pw@db1:5432/bench".to_string(), "db2:5432".to_string()];
+    let (scenario, rewritten) = Scenario::with_endpoints(text, &endpoints).expect("valid");
+    assert_eq!(scenario.target.endpoints, endpoints);
+    assert_eq!(Scenario::parse(&rewritten).expect("the rewritten text parses"), scenario);
+
+    // A bad endpoint is named and marked as coming from the option.
+    let error = Scenario::with_endpoints(text, &["https://db1".to_string()]).expect_err("wrong scheme");
+    let message = error.to_string();
+    assert!(message.contains("target.endpoints[0]") && message.contains("(from --endpoint)"), "{message}");
+
+    // The file's own problems keep their lines.
+    let broken = "name: pg\nduration: 5s\ntarget:\n  kind: postgres\n  endpoints: [\"db0:5432\"]\nworkload:\n  kind: nope\n";
+    let error = Scenario::with_endpoints(broken, &endpoints).expect_err("bad workload");
+    assert!(error.issues.iter().any(|i| i.line.is_some()), "{error}");
+}
