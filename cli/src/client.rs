@@ -30,19 +30,10 @@ pub fn validate(path: &Path) -> anyhow::Result<u8> {
     let text = read_scenario(path)?;
     match Scenario::parse(&text) {
         Ok(s) => {
-            println!(
-                "{}: valid scenario `{}`: target {} , {} connections x pipeline {}, {:?} for {:?} (warm-up {:?}), {} agent(s), {} threshold(s)",
-                path.display(),
-                s.name,
-                s.target.kind.as_str(),
-                s.load.connections,
-                s.load.pipeline,
-                s.load.model,
-                s.duration,
-                s.warmup,
-                s.agents,
-                s.thresholds.len()
-            );
+            println!("{}: valid scenario `{}`", path.display(), s.name);
+            for (label, value) in describe(&s) {
+                println!("  {label:<11} {value}");
+            }
             Ok(0)
         }
         Err(error) => {
@@ -53,6 +44,53 @@ pub fn validate(path: &Path) -> anyhow::Result<u8> {
             Ok(2)
         }
     }
+}
+
+/// What a valid scenario means, line by line, for `stampede validate`.
+fn describe(s: &Scenario) -> Vec<(&'static str, String)> {
+    use stampede_common::scenario::{Arrival, LoadModel, TargetKind, redact};
+    let target = match (s.target.kind, s.target.endpoints.as_slice()) {
+        (TargetKind::Kv, []) => "kv: the built-in KV server, started by `stampede run`".to_string(),
+        (kind, endpoints) => {
+            let shown: Vec<String> = endpoints.iter().map(|e| redact(e)).collect();
+            format!("{} at {}", kind.as_str(), shown.join(", "))
+        }
+    };
+    let load = match s.load.model {
+        LoadModel::Closed => format!(
+            "closed model: {} connections x pipeline {}, each sends again when answered",
+            s.load.connections, s.load.pipeline
+        ),
+        LoadModel::Open { rate, arrival } => format!(
+            "open model: {rate} ops/s with {} arrivals over {} connections x pipeline {}",
+            match arrival {
+                Arrival::Uniform => "uniform",
+                Arrival::Poisson => "poisson",
+            },
+            s.load.connections,
+            s.load.pipeline
+        ),
+    };
+    let thresholds = match s.thresholds.as_slice() {
+        [] => "none (the run passes unless it fails to run)".to_string(),
+        list => list.iter().map(|t| t.expr.as_str()).collect::<Vec<_>>().join("; "),
+    };
+    vec![
+        ("target", target),
+        ("workload", format!("{} (operations: {})", s.workload.kind(), s.workload.operations().join(", "))),
+        ("load", load),
+        (
+            "time",
+            format!(
+                "{:?} in all: {:?} warm-up (reported apart), then {:?} measured, on {} agent(s)",
+                s.duration,
+                s.warmup,
+                s.duration.saturating_sub(s.warmup),
+                s.agents
+            ),
+        ),
+        ("thresholds", thresholds),
+    ]
 }
 
 pub async fn submit(

@@ -181,7 +181,8 @@ fn endpoints_given_on_the_command_line_replace_the_scenarios() {
     assert!(message.contains("target.endpoints[0]") && message.contains("(from --endpoint)"), "{message}");
 
     // The file's own problems keep their lines.
-    let broken = "name: pg\nduration: 5s\ntarget:\n  kind: postgres\n  endpoints: [\"db0:5432\"]\nworkload:\n  kind: nope\n";
+    let broken =
+        "name: pg\nduration: 5s\ntarget:\n  kind: postgres\n  endpoints: [\"db0:5432\"]\nworkload:\n  kind: nope\n";
     let error = Scenario::with_endpoints(broken, &endpoints).expect_err("bad workload");
     assert!(error.issues.iter().any(|i| i.line.is_some()), "{error}");
 }
