@@ -48,6 +48,11 @@ const USAGE: [&str; 10] = [
     "usage_guest",
     "usage_guest_nice",
 ];
+/// Hostnames made ahead of time; an agent with more hosts formats the rest
+/// per row.
+const MAX_NAMED_HOSTS: u64 = 1_000_000;
+/// Microseconds from the Unix epoch to PostgreSQL's (2000-01-01).
+const PG_EPOCH_US: i64 = 946_684_800_000_000;
 /// Columns bound per row by the multi-row INSERT.
 pub const COLUMNS_PER_ROW: usize = 4 + USAGE.len();
 
@@ -62,6 +67,10 @@ struct Plan {
     base: DateTime<Utc>,
     /// The full-batch INSERT statement, built once.
     insert_sql: Arc<str>,
+    /// `host_<n>` for the agent's hosts, made once (rows borrow them).
+    hostnames: Vec<String>,
+    /// Region plus zone letter, by `host % 12`.
+    datacenters: Vec<String>,
 }
 
 pub struct PostgresDriver {
@@ -100,6 +109,12 @@ impl PostgresDriver {
                 host_count,
                 base: Utc::now(),
                 insert_sql,
+                hostnames: (host_start..host_start + host_count.min(MAX_NAMED_HOSTS))
+                    .map(|h| format!("host_{h}"))
+                    .collect(),
+                datacenters: (0..12u64)
+                    .map(|h| format!("{}{}", REGIONS[(h % 4) as usize], ["a", "b", "c"][(h % 3) as usize]))
+                    .collect(),
             }),
         }
     }
@@ -151,17 +166,49 @@ impl MetricRow {
         Self { time, host, usage }
     }
 
-    fn hostname(&self) -> String {
-        format!("host_{}", self.host)
+    fn hostname<'p>(&self, plan: &'p Plan) -> std::borrow::Cow<'p, str> {
+        match plan.hostnames.get((self.host - plan.host_start) as usize) {
+            Some(name) => name.as_str().into(),
+            None => format!("host_{}", self.host).into(),
+        }
     }
 
     fn region(&self) -> &'static str {
         REGIONS[(self.host % REGIONS.len() as u64) as usize]
     }
 
-    fn datacenter(&self) -> String {
-        format!("{}{}", self.region(), ["a", "b", "c"][(self.host % 3) as usize])
+    fn datacenter<'p>(&self, plan: &'p Plan) -> &'p str {
+        &plan.datacenters[(self.host % 12) as usize]
     }
+}
+
+/// Rows in PostgreSQL's binary COPY format: the signature, flags and
+/// header extension, then per row the field count and each field as a
+/// length and its binary value (timestamptz: microseconds since
+/// 2000-01-01; float8: big-endian IEEE 754), and -1 at the end.
+fn binary_copy(plan: &Plan, rows: &[MetricRow]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(19 + rows.len() * (2 + COLUMNS_PER_ROW * 4 + 8 + 40 + USAGE.len() * 8) + 2);
+    out.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
+    out.extend_from_slice(&0i32.to_be_bytes());
+    out.extend_from_slice(&0i32.to_be_bytes());
+    let text = |out: &mut Vec<u8>, value: &str| {
+        out.extend_from_slice(&(value.len() as i32).to_be_bytes());
+        out.extend_from_slice(value.as_bytes());
+    };
+    for row in rows {
+        out.extend_from_slice(&(COLUMNS_PER_ROW as i16).to_be_bytes());
+        out.extend_from_slice(&8i32.to_be_bytes());
+        out.extend_from_slice(&(row.time.timestamp_micros() - PG_EPOCH_US).to_be_bytes());
+        text(&mut out, &row.hostname(plan));
+        text(&mut out, row.region());
+        text(&mut out, row.datacenter(plan));
+        for value in row.usage {
+            out.extend_from_slice(&8i32.to_be_bytes());
+            out.extend_from_slice(&value.to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&(-1i16).to_be_bytes());
+    out
 }
 
 /// Classifies an sqlx error by kind.
@@ -332,9 +379,10 @@ impl PgConnection {
         let mut connection = self.connection.lock().await;
         let written = match w.method {
             InsertMethod::Insert => {
-                let mut query = sqlx::query(&self.plan.insert_sql);
+                let plan = &*self.plan;
+                let mut query = sqlx::query(&plan.insert_sql);
                 for row in &rows {
-                    query = query.bind(row.time).bind(row.hostname()).bind(row.region()).bind(row.datacenter());
+                    query = query.bind(row.time).bind(row.hostname(plan)).bind(row.region()).bind(row.datacenter(plan));
                     for value in row.usage {
                         query = query.bind(value);
                     }
@@ -342,25 +390,10 @@ impl PgConnection {
                 query.execute(&mut *connection).await.map_err(|e| driver_error("insert", &e))?.rows_affected()
             }
             InsertMethod::Copy => {
-                let mut text = String::with_capacity(size * 120);
-                for row in &rows {
-                    use std::fmt::Write;
-                    let _ = write!(
-                        text,
-                        "{}\t{}\t{}\t{}",
-                        row.time.format("%Y-%m-%d %H:%M:%S%.6f+00"),
-                        row.hostname(),
-                        row.region(),
-                        row.datacenter()
-                    );
-                    for value in row.usage {
-                        let _ = write!(text, "\t{value}");
-                    }
-                    text.push('\n');
-                }
-                let statement = format!("COPY {} ({}) FROM STDIN", w.table, columns());
+                let data = binary_copy(&self.plan, &rows);
+                let statement = format!("COPY {} ({}) FROM STDIN (FORMAT binary)", w.table, columns());
                 let mut copy = connection.copy_in_raw(&statement).await.map_err(|e| driver_error("COPY", &e))?;
-                if let Err(error) = copy.send(text.as_bytes()).await {
+                if let Err(error) = copy.send(data.as_slice()).await {
                     let _ = copy.abort("send failed").await;
                     return Err(driver_error("COPY", &error));
                 }

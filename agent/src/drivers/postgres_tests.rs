@@ -126,3 +126,21 @@ fn endpoints_become_connection_options() {
     let error = options("postgres://u:secret@db:notaport/x").expect_err("bad port");
     assert!(!error.message.contains("secret"), "{}", error.message);
 }
+
+#[test]
+fn binary_copy_data_has_the_documented_layout() {
+    let scenario = scenario("  kind: metrics\n  hosts: 2\n  method: copy\n");
+    let driver = PostgresDriver::new(&scenario, &Part { agent_index: 0, key_start: 0, key_end: 2 });
+    let rows: Vec<MetricRow> = (0..3).map(|i| MetricRow::new(&driver.plan, i)).collect();
+    let data = binary_copy(&driver.plan, &rows);
+    assert!(data.starts_with(b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0"));
+    assert!(data.ends_with(&[0xff, 0xff]), "the trailer is a field count of -1");
+    // The first row: 14 fields, then an 8-byte timestamp, then `host_0`.
+    let row = &data[19..];
+    assert_eq!(i16::from_be_bytes([row[0], row[1]]), COLUMNS_PER_ROW as i16);
+    assert_eq!(i32::from_be_bytes(row[2..6].try_into().expect("4 bytes")), 8);
+    let micros = i64::from_be_bytes(row[6..14].try_into().expect("8 bytes"));
+    assert_eq!(micros + PG_EPOCH_US, rows[0].time.timestamp_micros());
+    assert_eq!(i32::from_be_bytes(row[14..18].try_into().expect("4 bytes")), 6);
+    assert_eq!(&row[18..24], b"host_0");
+}
