@@ -50,7 +50,7 @@ const USAGE: [&str; 10] = [
 ];
 /// Hostnames made ahead of time; an agent with more hosts formats the rest
 /// per row.
-const MAX_NAMED_HOSTS: u64 = 1_000_000;
+const MAX_NAMED_HOSTS: u64 = 100_000;
 /// Microseconds from the Unix epoch to PostgreSQL's (2000-01-01).
 const PG_EPOCH_US: i64 = 946_684_800_000_000;
 /// Columns bound per row by the multi-row INSERT.
