@@ -5,6 +5,7 @@
 //! agent agree on what a scenario means by calling the same pure code.
 #![forbid(unsafe_code)]
 
+pub mod distribution;
 pub mod histogram;
 pub mod interval;
 pub mod locate;

@@ -1,0 +1,385 @@
+//! How load spread over backend nodes: each node's share of requests and of
+//! connections against the expected share (uniform or weighted), Pearson's
+//! chi-square with its p-value, the largest deviation, the max/min ratio,
+//! the agent x node matrix (source affinity), and findings for nodes that
+//! were expected but unseen, unexpected, or whose share changed during the
+//! run. Pure: counts in, analysis out.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+/// Default largest deviation, in percentage points, for a balanced verdict.
+pub const DEFAULT_TOLERANCE_PP: f64 = 5.0;
+/// An interval needs this many requests before its shares are judged.
+const MIN_INTERVAL_REQUESTS: u64 = 50;
+/// A share this far from the node's run-wide share in an interval, in
+/// percentage points (or the tolerance if larger), is a change.
+const CHANGE_PP: f64 = 10.0;
+/// Cramér's V from which agents count as pinned to nodes.
+const AFFINITY_V: f64 = 0.5;
+
+/// What the scenario expects.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Expectation {
+    /// Node -> relative weight; `None`: uniform over the nodes seen.
+    pub weights: Option<BTreeMap<String, f64>>,
+    pub tolerance_pp: f64,
+}
+
+impl Default for Expectation {
+    fn default() -> Self {
+        Self { weights: None, tolerance_pp: DEFAULT_TOLERANCE_PP }
+    }
+}
+
+/// Counts as merged from every agent.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Observations {
+    /// Measured requests per agent and node.
+    pub requests: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Connections opened per agent and node (the whole run).
+    pub connections: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Measured requests per interval index and node.
+    pub intervals: BTreeMap<u64, BTreeMap<String, u64>>,
+}
+
+/// One node's part.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeShare {
+    pub count: u64,
+    /// Fraction of the total, 0..1.
+    pub share: f64,
+    pub expected_share: f64,
+    /// `share - expected_share` in percentage points.
+    pub deviation_pp: f64,
+}
+
+/// The spread of one kind of count (requests or connections).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Spread {
+    pub total: u64,
+    pub nodes: BTreeMap<String, NodeShare>,
+    pub chi_square: f64,
+    pub degrees_of_freedom: u64,
+    /// Probability of a chi-square this large if the shares were as
+    /// expected; null with fewer than two expected nodes.
+    pub p_value: Option<f64>,
+    pub max_deviation_pp: f64,
+    /// Largest count over smallest among expected nodes; null when one of
+    /// them has none.
+    pub max_min_ratio: Option<f64>,
+    /// Every deviation within the tolerance and every expected node seen.
+    pub balanced: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    /// `unseen`, `unexpected`, `affinity` or `share_change`.
+    pub kind: String,
+    pub message: String,
+}
+
+/// Shares in one interval.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IntervalShares {
+    pub index: u64,
+    pub total: u64,
+    pub shares: BTreeMap<String, f64>,
+}
+
+/// The `distribution` key of the report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Distribution {
+    /// `uniform` or `weighted`.
+    pub expected: String,
+    pub tolerance_pp: f64,
+    pub requests: Spread,
+    pub connections: Spread,
+    /// Measured requests per agent and node.
+    pub agents: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Cramér's V of the agent x node table: 0 when every agent spreads
+    /// like the total, 1 when each agent reaches a single node.
+    pub affinity: Option<f64>,
+    pub intervals: Vec<IntervalShares>,
+    /// `balanced` or `unbalanced` (by requests), `no data`.
+    pub verdict: String,
+    pub findings: Vec<Finding>,
+}
+
+fn totals(by_agent: &BTreeMap<String, BTreeMap<String, u64>>) -> BTreeMap<String, u64> {
+    let mut sum = BTreeMap::new();
+    for nodes in by_agent.values() {
+        for (node, n) in nodes {
+            *sum.entry(node.clone()).or_default() += n;
+        }
+    }
+    sum
+}
+
+/// Expected shares over `seen` nodes (uniform) or the weighted nodes.
+fn expected_shares(seen: &BTreeMap<String, u64>, expect: &Expectation) -> BTreeMap<String, f64> {
+    match &expect.weights {
+        Some(weights) => {
+            let sum: f64 = weights.values().sum();
+            weights.iter().map(|(node, w)| (node.clone(), if sum > 0.0 { w / sum } else { 0.0 })).collect()
+        }
+        None => {
+            let n = seen.len().max(1) as f64;
+            seen.keys().map(|node| (node.clone(), 1.0 / n)).collect()
+        }
+    }
+}
+
+fn spread(counts: &BTreeMap<String, u64>, expect: &Expectation) -> Spread {
+    let expected = expected_shares(counts, expect);
+    let total: u64 = counts.values().sum();
+    let names: BTreeSet<&String> = counts.keys().chain(expected.keys()).collect();
+    let mut nodes = BTreeMap::new();
+    let mut chi_square = 0.0;
+    let mut max_deviation_pp: f64 = 0.0;
+    for name in names {
+        let count = counts.get(name).copied().unwrap_or(0);
+        let share = if total > 0 { count as f64 / total as f64 } else { 0.0 };
+        let expected_share = expected.get(name).copied().unwrap_or(0.0);
+        let deviation_pp = (share - expected_share) * 100.0;
+        max_deviation_pp = max_deviation_pp.max(deviation_pp.abs());
+        let e = expected_share * total as f64;
+        if e > 0.0 {
+            chi_square += (count as f64 - e).powi(2) / e;
+        }
+        nodes.insert(name.clone(), NodeShare { count, share, expected_share, deviation_pp });
+    }
+    let expected_nodes: Vec<u64> =
+        expected.iter().filter(|(_, s)| **s > 0.0).map(|(n, _)| counts.get(n).copied().unwrap_or(0)).collect();
+    let degrees_of_freedom = expected_nodes.len().saturating_sub(1) as u64;
+    let p_value =
+        (degrees_of_freedom > 0 && total > 0).then(|| chi_square_survival(chi_square, degrees_of_freedom as f64));
+    let max_min_ratio = match (expected_nodes.iter().max(), expected_nodes.iter().min()) {
+        (Some(&max), Some(&min)) if min > 0 => Some(max as f64 / min as f64),
+        _ => None,
+    };
+    let all_seen = expected.iter().all(|(n, s)| *s == 0.0 || counts.get(n).copied().unwrap_or(0) > 0);
+    let balanced = total > 0 && all_seen && max_deviation_pp <= expect.tolerance_pp;
+    Spread { total, nodes, chi_square, degrees_of_freedom, p_value, max_deviation_pp, max_min_ratio, balanced }
+}
+
+/// Cramér's V of an agent x node table, when it has at least two of each.
+fn cramers_v(table: &BTreeMap<String, BTreeMap<String, u64>>) -> Option<f64> {
+    let columns = totals(table);
+    let rows: Vec<u64> = table.values().map(|r| r.values().sum()).collect();
+    let n: u64 = rows.iter().sum();
+    let (r, c) = (rows.iter().filter(|&&x| x > 0).count(), columns.values().filter(|&&x| x > 0).count());
+    if r < 2 || c < 2 || n == 0 {
+        return None;
+    }
+    let mut chi = 0.0;
+    for (row, row_total) in table.values().zip(&rows) {
+        for (node, column_total) in &columns {
+            let e = *row_total as f64 * *column_total as f64 / n as f64;
+            if e > 0.0 {
+                chi += (row.get(node).copied().unwrap_or(0) as f64 - e).powi(2) / e;
+            }
+        }
+    }
+    Some((chi / (n as f64 * (r.min(c) - 1) as f64)).sqrt().min(1.0))
+}
+
+fn percent(x: f64) -> String {
+    format!("{:.1}%", x * 100.0)
+}
+
+/// The analysis of a run's counts.
+pub fn analyse(observations: &Observations, expect: &Expectation) -> Distribution {
+    let request_totals = totals(&observations.requests);
+    let requests = spread(&request_totals, expect);
+    let connections = spread(&totals(&observations.connections), expect);
+    let mut findings = Vec::new();
+    if let Some(weights) = &expect.weights {
+        for (node, weight) in weights {
+            if *weight > 0.0 && request_totals.get(node).copied().unwrap_or(0) == 0 {
+                findings.push(Finding {
+                    kind: "unseen".into(),
+                    message: format!("node {node} was expected (weight {weight}) but served no request"),
+                });
+            }
+        }
+        for (node, n) in &request_totals {
+            if !weights.contains_key(node) && *n > 0 {
+                findings.push(Finding {
+                    kind: "unexpected".into(),
+                    message: format!("node {node} served {n} requests but is not among the expected nodes"),
+                });
+            }
+        }
+    }
+    let affinity = cramers_v(&observations.requests);
+    if let Some(v) = affinity.filter(|v| *v >= AFFINITY_V) {
+        let pinned: Vec<String> = observations
+            .requests
+            .iter()
+            .filter_map(|(agent, nodes)| {
+                let total: u64 = nodes.values().sum();
+                let (node, n) = nodes.iter().max_by_key(|(_, n)| **n)?;
+                (total > 0).then(|| format!("{agent} -> {node} ({})", percent(*n as f64 / total as f64)))
+            })
+            .collect();
+        let overall =
+            if requests.balanced { "although the total looks balanced" } else { "and the total is not balanced" };
+        findings.push(Finding {
+            kind: "affinity".into(),
+            message: format!(
+                "source affinity: agents are pinned to nodes (Cramér's V {v:.2}) {overall}: {}",
+                pinned.join(", ")
+            ),
+        });
+    }
+    let intervals: Vec<IntervalShares> = observations
+        .intervals
+        .iter()
+        .map(|(index, nodes)| {
+            let total: u64 = nodes.values().sum();
+            let shares = request_totals
+                .keys()
+                .map(|node| {
+                    let n = nodes.get(node).copied().unwrap_or(0);
+                    (node.clone(), if total > 0 { n as f64 / total as f64 } else { 0.0 })
+                })
+                .collect();
+            IntervalShares { index: *index, total, shares }
+        })
+        .collect();
+    let limit_pp = CHANGE_PP.max(expect.tolerance_pp);
+    let judged: Vec<&IntervalShares> = intervals.iter().filter(|i| i.total >= MIN_INTERVAL_REQUESTS).collect();
+    for node in requests.nodes.iter().filter(|(_, s)| s.count > 0).map(|(node, _)| node) {
+        let share_in = |i: &IntervalShares| i.shares.get(node).copied().unwrap_or(0.0);
+        // The node's typical share: the median over the judged intervals.
+        let mut sorted: Vec<f64> = judged.iter().map(|i| share_in(i)).collect();
+        sorted.sort_by(f64::total_cmp);
+        let Some(&typical) = sorted.get(sorted.len() / 2) else { continue };
+        // Consecutive intervals off in the same direction form a window:
+        // (first, last, above, most extreme share).
+        let mut windows: Vec<(u64, u64, bool, f64)> = Vec::new();
+        for interval in &judged {
+            let share = share_in(interval);
+            if ((share - typical) * 100.0).abs() <= limit_pp {
+                continue;
+            }
+            let above = share > typical;
+            match windows.last_mut() {
+                Some((_, last, up, extreme)) if *last + 1 == interval.index && *up == above => {
+                    *last = interval.index;
+                    *extreme = if above { extreme.max(share) } else { extreme.min(share) };
+                }
+                _ => windows.push((interval.index, interval.index, above, share)),
+            }
+        }
+        for (first, last, _, share) in windows {
+            let when = if first == last { format!("interval {first}") } else { format!("intervals {first}-{last}") };
+            findings.push(Finding {
+                kind: "share_change".into(),
+                message: format!(
+                    "node {node}'s share was {} in {when}, against a typical {} per interval",
+                    percent(share),
+                    percent(typical)
+                ),
+            });
+        }
+    }
+    let verdict = match (requests.total, requests.balanced) {
+        (0, _) => "no data",
+        (_, true) => "balanced",
+        (_, false) => "unbalanced",
+    };
+    Distribution {
+        expected: if expect.weights.is_some() { "weighted" } else { "uniform" }.into(),
+        tolerance_pp: expect.tolerance_pp,
+        requests,
+        connections,
+        agents: observations.requests.clone(),
+        affinity,
+        intervals,
+        verdict: verdict.into(),
+        findings,
+    }
+}
+
+/// P(X >= x) for a chi-square variable with `k` degrees of freedom: the
+/// regularized upper incomplete gamma function Q(k/2, x/2).
+pub fn chi_square_survival(x: f64, k: f64) -> f64 {
+    if x <= 0.0 {
+        return 1.0;
+    }
+    let (a, x) = (k / 2.0, x / 2.0);
+    if x < a + 1.0 { 1.0 - lower_gamma_series(a, x) } else { upper_gamma_fraction(a, x) }.clamp(0.0, 1.0)
+}
+
+/// ln Γ(a) by Lanczos' approximation (g = 7, nine coefficients).
+fn ln_gamma(a: f64) -> f64 {
+    const G: [f64; 9] = [
+        0.999_999_999_999_809_9,
+        676.520_368_121_885_1,
+        -1_259.139_216_722_402_8,
+        771.323_428_777_653_1,
+        -176.615_029_162_140_6,
+        12.507_343_278_686_905,
+        -0.138_571_095_265_720_12,
+        9.984_369_578_019_572e-6,
+        1.505_632_735_149_311_6e-7,
+    ];
+    let z = a - 1.0;
+    let mut sum = G[0];
+    for (i, g) in G.iter().enumerate().skip(1) {
+        sum += g / (z + i as f64);
+    }
+    let t = z + 7.5;
+    0.5 * (2.0 * std::f64::consts::PI).ln() + (z + 0.5) * t.ln() - t + sum.ln()
+}
+
+/// P(a, x) by its power series (converges fast for x < a + 1).
+fn lower_gamma_series(a: f64, x: f64) -> f64 {
+    let mut term = 1.0 / a;
+    let mut sum = term;
+    let mut n = a;
+    for _ in 0..1000 {
+        n += 1.0;
+        term *= x / n;
+        sum += term;
+        if term.abs() < sum.abs() * 1e-15 {
+            break;
+        }
+    }
+    sum * (-x + a * x.ln() - ln_gamma(a)).exp()
+}
+
+/// Q(a, x) by its continued fraction, evaluated with Lentz's method.
+fn upper_gamma_fraction(a: f64, x: f64) -> f64 {
+    const TINY: f64 = 1e-300;
+    let mut b = x + 1.0 - a;
+    let mut c = 1.0 / TINY;
+    let mut d = 1.0 / b;
+    let mut h = d;
+    for i in 1..1000 {
+        let an = -(i as f64) * (i as f64 - a);
+        b += 2.0;
+        d = an * d + b;
+        if d.abs() < TINY {
+            d = TINY;
+        }
+        c = b + an / c;
+        if c.abs() < TINY {
+            c = TINY;
+        }
+        d = 1.0 / d;
+        let step = d * c;
+        h *= step;
+        if (step - 1.0).abs() < 1e-15 {
+            break;
+        }
+    }
+    (-x + a * x.ln() - ln_gamma(a)).exp() * h
+}
+
+#[cfg(test)]
+#[path = "distribution_tests.rs"]
+mod tests;

@@ -1,0 +1,137 @@
+use super::*;
+
+fn table(rows: &[(&str, &[(&str, u64)])]) -> BTreeMap<String, BTreeMap<String, u64>> {
+    rows.iter()
+        .map(|(agent, nodes)| (agent.to_string(), nodes.iter().map(|(n, c)| (n.to_string(), *c)).collect()))
+        .collect()
+}
+
+fn weights(pairs: &[(&str, f64)]) -> Expectation {
+    Expectation { weights: Some(pairs.iter().map(|(n, w)| (n.to_string(), *w)).collect()), ..Expectation::default() }
+}
+
+#[test]
+fn chi_square_tail_probabilities_match_the_tables() {
+    // Critical values at 5% for 1, 2 and 10 degrees of freedom, and at 1% for 4.
+    for (x, k, p) in [(3.841, 1.0, 0.05), (5.991, 2.0, 0.05), (18.307, 10.0, 0.05), (13.277, 4.0, 0.01)] {
+        let q = chi_square_survival(x, k);
+        assert!((q - p).abs() < 2e-4, "Q({x}, {k}) = {q}, expected {p}");
+    }
+    // With two degrees of freedom the tail is exactly exp(-x/2).
+    assert!((chi_square_survival(1.0, 2.0) - (-0.5f64).exp()).abs() < 1e-12);
+    assert_eq!(chi_square_survival(0.0, 3.0), 1.0);
+    assert!(chi_square_survival(10_000.0, 2.0) < 1e-300);
+}
+
+#[test]
+fn an_even_spread_is_balanced_under_a_uniform_expectation() {
+    let observations = Observations {
+        requests: table(&[("a1", &[("kv-0", 1000), ("kv-1", 1010), ("kv-2", 990)])]),
+        connections: table(&[("a1", &[("kv-0", 4), ("kv-1", 4), ("kv-2", 4)])]),
+        ..Observations::default()
+    };
+    let d = analyse(&observations, &Expectation::default());
+    assert_eq!(d.verdict, "balanced");
+    assert_eq!(d.requests.total, 3000);
+    assert_eq!(d.requests.degrees_of_freedom, 2);
+    assert!((d.requests.chi_square - 0.2).abs() < 1e-9, "{}", d.requests.chi_square);
+    assert!(d.requests.p_value.expect("p") > 0.9);
+    assert!((d.requests.max_deviation_pp - 0.3333).abs() < 1e-3);
+    assert!((d.requests.max_min_ratio.expect("ratio") - 1010.0 / 990.0).abs() < 1e-12);
+    assert!(d.connections.balanced && d.connections.max_deviation_pp == 0.0);
+    assert!(d.findings.is_empty(), "{:?}", d.findings);
+    assert_eq!(d.affinity, None, "one agent: no affinity statistic");
+}
+
+#[test]
+fn weights_are_the_expectation_and_a_uniform_one_is_rejected() {
+    let observations = Observations {
+        requests: table(&[("a1", &[("kv-0", 3000), ("kv-1", 1000), ("kv-2", 1000)])]),
+        ..Observations::default()
+    };
+    let weighted = analyse(&observations, &weights(&[("kv-0", 3.0), ("kv-1", 1.0), ("kv-2", 1.0)]));
+    assert_eq!(weighted.verdict, "balanced");
+    assert_eq!(weighted.expected, "weighted");
+    assert!((weighted.requests.nodes["kv-0"].expected_share - 0.6).abs() < 1e-12);
+    assert!(weighted.requests.max_deviation_pp < 1e-9);
+    let uniform = analyse(&observations, &Expectation::default());
+    assert_eq!(uniform.verdict, "unbalanced");
+    assert!((uniform.requests.max_deviation_pp - 26.6667).abs() < 1e-3);
+    assert!(uniform.requests.p_value.expect("p") < 1e-100);
+    assert_eq!(uniform.requests.max_min_ratio, Some(3.0));
+}
+
+#[test]
+fn nodes_expected_but_unseen_and_seen_but_unexpected_are_findings() {
+    let observations = Observations {
+        requests: table(&[("a1", &[("kv-0", 500), ("kv-1", 500), ("stray", 5)])]),
+        ..Observations::default()
+    };
+    let d = analyse(&observations, &weights(&[("kv-0", 1.0), ("kv-1", 1.0), ("kv-2", 1.0)]));
+    assert_eq!(d.verdict, "unbalanced");
+    let kinds: Vec<&str> = d.findings.iter().map(|f| f.kind.as_str()).collect();
+    assert_eq!(kinds, ["unseen", "unexpected"], "{:?}", d.findings);
+    assert!(d.findings[0].message.contains("kv-2"));
+    assert!(d.findings[1].message.contains("stray"));
+    assert_eq!(d.requests.max_min_ratio, None, "an expected node with nothing has no ratio");
+    assert_eq!(d.requests.nodes["stray"].expected_share, 0.0);
+}
+
+#[test]
+fn agents_pinned_to_nodes_are_found_although_the_total_is_balanced() {
+    let observations = Observations {
+        requests: table(&[("a1", &[("kv-0", 1000)]), ("a2", &[("kv-1", 1000)]), ("a3", &[("kv-2", 1000)])]),
+        ..Observations::default()
+    };
+    let d = analyse(&observations, &Expectation::default());
+    assert_eq!(d.verdict, "balanced");
+    assert!((d.affinity.expect("V") - 1.0).abs() < 1e-9);
+    let finding = d.findings.iter().find(|f| f.kind == "affinity").expect("affinity finding");
+    assert!(finding.message.contains("although the total looks balanced"), "{}", finding.message);
+    assert!(finding.message.contains("a2 -> kv-1 (100.0%)"), "{}", finding.message);
+
+    // Agents that each spread evenly show no affinity.
+    let even = Observations {
+        requests: table(&[("a1", &[("kv-0", 500), ("kv-1", 500)]), ("a2", &[("kv-0", 510), ("kv-1", 490)])]),
+        ..Observations::default()
+    };
+    let d = analyse(&even, &Expectation::default());
+    assert!(d.affinity.expect("V") < 0.05);
+    assert!(d.findings.is_empty(), "{:?}", d.findings);
+}
+
+#[test]
+fn a_node_that_stops_serving_mid_run_is_a_share_change_with_its_window() {
+    let mut intervals = BTreeMap::new();
+    for i in 0..10u64 {
+        let mut nodes: BTreeMap<String, u64> = [("kv-0".to_string(), 300), ("kv-1".to_string(), 300)].into();
+        if i < 6 {
+            nodes.insert("kv-2".into(), 300);
+        }
+        intervals.insert(i, nodes);
+    }
+    // A quiet interval is not judged.
+    intervals.insert(10, [("kv-0".to_string(), 10)].into());
+    let mut requests = BTreeMap::new();
+    for nodes in intervals.values() {
+        for (node, n) in nodes {
+            *requests.entry(node.clone()).or_insert(0) += n;
+        }
+    }
+    let observations =
+        Observations { requests: [("a1".to_string(), requests)].into(), intervals, ..Default::default() };
+    let d = analyse(&observations, &Expectation::default());
+    let changes: Vec<&str> =
+        d.findings.iter().filter(|f| f.kind == "share_change").map(|f| f.message.as_str()).collect();
+    assert!(changes.iter().any(|m| m.starts_with("node kv-2's share was 0.0% in intervals 6-9")), "{changes:?}");
+    assert_eq!(d.intervals.len(), 11);
+    assert_eq!(d.intervals[7].shares["kv-2"], 0.0);
+    assert!((d.intervals[0].shares["kv-2"] - 1.0 / 3.0).abs() < 1e-12);
+}
+
+#[test]
+fn no_requests_is_no_data_not_balanced() {
+    let d = analyse(&Observations::default(), &Expectation::default());
+    assert_eq!(d.verdict, "no data");
+    assert_eq!(d.requests.p_value, None);
+}
