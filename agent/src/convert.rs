@@ -39,6 +39,7 @@ pub fn outgoing(message: Outgoing) -> Body {
             health: Some(pb::AgentHealth { cpu_percent: r.cpu_percent, max_schedule_lag_us: r.max_schedule_lag_us }),
             counters: r.counters.into_iter().collect(),
             notes: r.notes,
+            opened: r.opened.into_iter().map(|(node, connections)| pb::NodeConnections { node, connections }).collect(),
         }),
     }
 }

@@ -17,7 +17,7 @@ const MIN_INTERVAL_REQUESTS: u64 = 50;
 /// percentage points (or the tolerance if larger), is a change.
 const CHANGE_PP: f64 = 10.0;
 /// Cramér's V from which agents count as pinned to nodes.
-const AFFINITY_V: f64 = 0.5;
+const AFFINITY_V: f64 = 0.7;
 
 /// What the scenario expects.
 #[derive(Debug, Clone, PartialEq)]

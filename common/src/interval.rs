@@ -51,6 +51,9 @@ pub struct IntervalReport {
     /// Facts about the target, listed once in the report.
     #[serde(default)]
     pub notes: Vec<String>,
+    /// Connections opened in this interval, per node.
+    #[serde(default)]
+    pub opened: BTreeMap<String, u64>,
 }
 
 mod base64_bytes {

@@ -104,7 +104,21 @@ pub struct OperationReport {
 pub struct NodeReport {
     pub ops: u64,
     pub errors: u64,
+    /// Most connections open to the node at once (summed over agents).
     pub connections: u64,
+    /// Connections opened to the node over the run.
+    #[serde(default)]
+    pub opened: u64,
+    /// Per operation: count, errors and latency, merged over agents.
+    #[serde(default)]
+    pub operations: BTreeMap<String, NodeOperationReport>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NodeOperationReport {
+    pub count: u64,
+    pub errors: u64,
+    pub latency_us: LatencySummary,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -150,4 +164,7 @@ pub struct Report {
     /// Facts about the target that agents reported, each once.
     #[serde(default)]
     pub notes: Vec<String>,
+    /// How requests and connections spread over the backend nodes.
+    #[serde(default)]
+    pub distribution: Option<crate::distribution::Distribution>,
 }

@@ -2,6 +2,7 @@
 //! rejected, then validated into typed structs. Every error names the field
 //! and, where it can be found, its line.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -68,6 +69,27 @@ struct RawScenario {
     workload: RawWorkload,
     #[serde(default)]
     thresholds: Vec<String>,
+    #[serde(default)]
+    distribution: Option<RawDistribution>,
+}
+
+/// `distribution:` what spread over the backend nodes is expected.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDistribution {
+    /// `uniform`, or node -> weight.
+    #[serde(default)]
+    expect: Option<RawExpect>,
+    /// Largest deviation for a balanced verdict (`5%`, or percentage points).
+    #[serde(default)]
+    tolerance: Option<Scalar>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawExpect {
+    Named(String),
+    Weights(BTreeMap<String, f64>),
 }
 
 /// A YAML scalar that may be written as a number or a string (`100`, `1KiB`).
@@ -93,6 +115,9 @@ struct RawTarget {
     kind: TargetKind,
     #[serde(default)]
     endpoints: Vec<String>,
+    /// Node identity (a Redis run id, `host:port`, ...) -> the name to report.
+    #[serde(default)]
+    nodes: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -108,6 +133,8 @@ struct RawLoad {
     rate: Option<Scalar>,
     #[serde(default)]
     arrival: Option<Arrival>,
+    #[serde(default)]
+    reconnect_every: Option<u64>,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -173,6 +200,9 @@ pub struct Load {
     pub connections: u32,
     /// Requests in flight per connection.
     pub pipeline: u32,
+    /// Close and reopen each connection after this many requests, so that
+    /// a layer-4 balancer chooses again (a new source port each time).
+    pub reconnect_every: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -180,6 +210,8 @@ pub struct Target {
     pub kind: TargetKind,
     /// `host:port` addresses. Empty for `kv` means the embedded server.
     pub endpoints: Vec<String>,
+    /// Node identity -> name in the report (`target.nodes`).
+    pub nodes: BTreeMap<String, String>,
 }
 
 /// A validated scenario.
@@ -195,6 +227,8 @@ pub struct Scenario {
     pub load: Load,
     pub workload: Workload,
     pub thresholds: Vec<Threshold>,
+    /// What spread over backend nodes the distribution analysis expects.
+    pub distribution: crate::distribution::Expectation,
 }
 
 pub const MAX_CONNECTIONS: u32 = 100_000;
@@ -319,6 +353,7 @@ fn validate(raw: RawScenario, check: &mut Checker<'_>) -> Scenario {
             .fail("load.connections", format!("{} connections cannot be split over {agents} agents", load.connections));
     }
     let workload = workload::validate(raw.workload, check);
+    let distribution = validate_distribution(raw.distribution, check);
     if matches!(target.kind, TargetKind::Postgres | TargetKind::Timescaledb | TargetKind::Cratedb) && load.pipeline > 1
     {
         check.fail(
@@ -373,6 +408,7 @@ fn validate(raw: RawScenario, check: &mut Checker<'_>) -> Scenario {
         load,
         workload,
         thresholds,
+        distribution,
     }
 }
 
@@ -392,7 +428,12 @@ fn validate_target(raw: RawTarget, check: &mut Checker<'_>) -> Target {
             check.fail(&format!("target.endpoints[{i}]"), format!("`{}`: {problem}; write {form}", redact(endpoint)));
         }
     }
-    Target { kind: raw.kind, endpoints: raw.endpoints }
+    for (identity, name) in &raw.nodes {
+        if identity.trim().is_empty() || name.trim().is_empty() {
+            check.fail("target.nodes", "node identities and names must not be empty");
+        }
+    }
+    Target { kind: raw.kind, endpoints: raw.endpoints, nodes: raw.nodes }
 }
 
 fn host_port(address: &str) -> bool {
@@ -472,7 +513,41 @@ fn validate_load(raw: RawLoad, check: &mut Checker<'_>) -> Load {
             LoadModel::Open { rate, arrival: raw.arrival.unwrap_or(Arrival::Uniform) }
         }
     };
-    Load { model, connections, pipeline }
+    if raw.reconnect_every == Some(0) {
+        check.fail("load.reconnect_every", "must be at least 1 request (leave it out to keep connections)");
+    }
+    Load { model, connections, pipeline, reconnect_every: raw.reconnect_every }
+}
+
+fn validate_distribution(raw: Option<RawDistribution>, check: &mut Checker<'_>) -> crate::distribution::Expectation {
+    let mut expect = crate::distribution::Expectation::default();
+    let Some(raw) = raw else { return expect };
+    match raw.expect {
+        None => {}
+        Some(RawExpect::Named(name)) if name == "uniform" => {}
+        Some(RawExpect::Named(other)) => check
+            .fail("distribution.expect", format!("`{other}`: write `uniform` or weights like {{kv-0: 3, kv-1: 1}}")),
+        Some(RawExpect::Weights(weights)) => {
+            if weights.is_empty() || weights.values().any(|w| !w.is_finite() || *w < 0.0) {
+                check.fail("distribution.expect", "weights must be numbers of 0 or more, at least one node");
+            } else if weights.values().sum::<f64>() <= 0.0 {
+                check.fail("distribution.expect", "at least one weight must be more than 0");
+            }
+            expect.weights = Some(weights);
+        }
+    }
+    if let Some(tolerance) = raw.tolerance {
+        let text = tolerance.text();
+        let number = text.trim().trim_end_matches('%').trim();
+        match number.parse::<f64>() {
+            Ok(pp) if (0.0..=100.0).contains(&pp) => expect.tolerance_pp = pp,
+            _ => check.fail(
+                "distribution.tolerance",
+                format!("`{text}` is not a deviation; write percentage points like `5%`"),
+            ),
+        }
+    }
+    expect
 }
 
 #[cfg(test)]

@@ -1,5 +1,8 @@
 //! Threshold expressions such as `p99 < 5ms`, `get.p99.9 <= 2ms`,
-//! `error_rate < 1%` or `throughput > 10000/s`, and their verdicts.
+//! `error_rate < 1%` or `throughput > 10000/s`, on one backend node
+//! (`node(kv-1).p99 < 2ms`, `node(kv-1).share > 20%`) or on the
+//! distribution over nodes (`distribution.max_deviation < 5%`), and their
+//! verdicts.
 //!
 //! A threshold is parsed once, when the scenario is validated, and evaluated
 //! against merged results through a closure, so this module knows nothing
@@ -19,14 +22,33 @@ pub enum Metric {
     ErrorRate,
     /// Operations per second over the measured part of the run.
     Throughput,
+    /// A node's fraction of the requests (`node(X).share`).
+    Share,
+    /// `distribution.max_deviation`: the largest share deviation, as a fraction.
+    MaxDeviation,
+    /// `distribution.p_value` of the chi-square test.
+    PValue,
+    /// `distribution.chi_square`.
+    ChiSquare,
+    /// `distribution.max_min_ratio`: most requests over fewest, per node.
+    MaxMinRatio,
 }
+
+/// The `distribution.` metrics, as written.
+const DISTRIBUTION_METRICS: [(&str, Metric); 4] = [
+    ("max_deviation", Metric::MaxDeviation),
+    ("p_value", Metric::PValue),
+    ("chi_square", Metric::ChiSquare),
+    ("max_min_ratio", Metric::MaxMinRatio),
+];
 
 impl Metric {
     /// The unit of observed values: `us`, `ratio` or `ops/s`.
     pub fn unit(&self) -> &'static str {
         match self {
-            Self::ErrorRate => "ratio",
+            Self::ErrorRate | Self::Share | Self::MaxDeviation => "ratio",
             Self::Throughput => "ops/s",
+            Self::PValue | Self::ChiSquare | Self::MaxMinRatio => "number",
             _ => "us",
         }
     }
@@ -77,6 +99,8 @@ pub struct Threshold {
     pub expr: String,
     /// The operation it applies to; `None` for all operations together.
     pub operation: Option<String>,
+    /// The backend node it applies to (`node(NAME).`); `None` for all.
+    pub node: Option<String>,
     pub metric: Metric,
     pub comparison: Comparison,
     /// The limit in the metric's unit (microseconds, fraction, ops/s).
@@ -109,6 +133,40 @@ impl Threshold {
         .ok_or_else(|| format!("`{text}` has no comparison; write it like `p99 < 5ms` or `error_rate < 1%`"))?;
         let left = text[..position].trim();
         let right = text[position + symbol.len()..].trim();
+        if let Some(name) = left.strip_prefix("distribution.") {
+            let metric = DISTRIBUTION_METRICS.iter().find(|(n, _)| *n == name).map(|(_, m)| *m).ok_or_else(|| {
+                format!(
+                    "`{name}` is not a distribution metric; use max_deviation, p_value, chi_square or max_min_ratio"
+                )
+            })?;
+            let limit = parse_limit(metric, right)?;
+            return Ok(Self { expr: text.to_string(), operation: None, node: None, metric, comparison, limit });
+        }
+        let (node, left) = match left.strip_prefix("node(") {
+            None => (None, left),
+            Some(rest) => {
+                let (name, rest) = rest
+                    .split_once(')')
+                    .ok_or_else(|| format!("`{left}`: write a node threshold like `node(kv-1).p99 < 2ms`"))?;
+                let rest =
+                    rest.strip_prefix('.').ok_or_else(|| format!("`{left}`: a metric must follow `node({name})`"))?;
+                if name.trim().is_empty() {
+                    return Err(format!("`{left}` names an empty node"));
+                }
+                (Some(name.trim().to_string()), rest)
+            }
+        };
+        if node.is_some() && left == "share" {
+            let limit = parse_limit(Metric::Share, right)?;
+            return Ok(Self {
+                expr: text.to_string(),
+                operation: None,
+                node,
+                metric: Metric::Share,
+                comparison,
+                limit,
+            });
+        }
         let (operation, metric) = match Metric::parse(left) {
             Some(metric) => (None, metric),
             None => {
@@ -131,14 +189,14 @@ impl Threshold {
             }
         };
         let limit = parse_limit(metric, right)?;
-        Ok(Self { expr: text.to_string(), operation, metric, comparison, limit })
+        Ok(Self { expr: text.to_string(), operation, node, metric, comparison, limit })
     }
 
-    /// Evaluates the threshold; `observe` gives the value of a metric for an
-    /// operation (or all operations), or `None` when nothing was measured.
-    /// A threshold on nothing measured fails: silence is not a pass.
-    pub fn evaluate(&self, observe: impl Fn(&Metric, Option<&str>) -> Option<f64>) -> ThresholdResult {
-        let observed = observe(&self.metric, self.operation.as_deref());
+    /// Evaluates the threshold; `observe` gives the value of its metric (for
+    /// its operation and node), or `None` when nothing was measured. A
+    /// threshold on nothing measured fails: silence is not a pass.
+    pub fn evaluate(&self, observe: impl Fn(&Threshold) -> Option<f64>) -> ThresholdResult {
+        let observed = observe(self);
         ThresholdResult {
             expr: self.expr.clone(),
             observed,
@@ -150,7 +208,7 @@ impl Threshold {
 
 fn parse_limit(metric: Metric, text: &str) -> Result<f64, String> {
     match metric {
-        Metric::ErrorRate => {
+        Metric::ErrorRate | Metric::Share | Metric::MaxDeviation => {
             let (number, scale) = match text.strip_suffix('%') {
                 Some(number) => (number.trim(), 0.01),
                 None => (text, 1.0),
@@ -159,9 +217,16 @@ fn parse_limit(metric: Metric, text: &str) -> Result<f64, String> {
                 number.parse().map_err(|_| format!("`{text}` is not an error rate; write it like `1%` or `0.01`"))?;
             let fraction = value * scale;
             if !(0.0..=1.0).contains(&fraction) {
-                return Err(format!("error rate `{text}` must be between 0% and 100%"));
+                return Err(format!("`{text}` must be between 0% and 100%"));
             }
             Ok(fraction)
+        }
+        Metric::PValue | Metric::ChiSquare | Metric::MaxMinRatio => {
+            let value: f64 = text.parse().map_err(|_| format!("`{text}` is not a number"))?;
+            if !value.is_finite() || value < 0.0 {
+                return Err(format!("`{text}` must be a number of 0 or more"));
+            }
+            Ok(value)
         }
         Metric::Throughput => {
             if text.contains('/') {
@@ -197,6 +262,24 @@ mod tests {
     }
 
     #[test]
+    fn parses_node_and_distribution_thresholds() {
+        let t = Threshold::parse("node(kv-1).p99 < 2ms").expect("valid");
+        assert_eq!((t.node.as_deref(), t.operation.as_deref(), t.limit), (Some("kv-1"), None, 2000.0));
+        let t = Threshold::parse("node(10.0.0.7:6379).get.error_rate < 1%").expect("valid");
+        assert_eq!((t.node.as_deref(), t.operation.as_deref()), (Some("10.0.0.7:6379"), Some("get")));
+        let t = Threshold::parse("node(kv-0).share > 20%").expect("valid");
+        assert_eq!((t.metric, t.limit), (Metric::Share, 0.2));
+        let t = Threshold::parse("distribution.max_deviation < 5%").expect("valid");
+        assert_eq!((t.metric, t.limit, t.metric.unit()), (Metric::MaxDeviation, 0.05, "ratio"));
+        let t = Threshold::parse("distribution.p_value > 0.01").expect("valid");
+        assert_eq!((t.metric, t.limit, t.metric.unit()), (Metric::PValue, 0.01, "number"));
+        assert!(Threshold::parse("distribution.spread < 1").unwrap_err().contains("max_deviation"));
+        assert!(Threshold::parse("node(kv-1 < 2ms").unwrap_err().contains("node(kv-1).p99"));
+        assert!(Threshold::parse("node().p99 < 2ms").unwrap_err().contains("empty node"));
+        assert!(Threshold::parse("share > 20%").unwrap_err().contains("not a metric"));
+    }
+
+    #[test]
     fn rejects_with_a_reason() {
         assert!(Threshold::parse("p99 5ms").unwrap_err().contains("no comparison"));
         assert!(Threshold::parse("p100 < 5ms").unwrap_err().contains("not a metric"));
@@ -208,9 +291,9 @@ mod tests {
     #[test]
     fn evaluates_and_fails_on_missing_data() {
         let t = Threshold::parse("p99 < 5ms").expect("valid");
-        assert!(t.evaluate(|_, _| Some(4999.0)).passed);
-        assert!(!t.evaluate(|_, _| Some(5000.0)).passed);
-        let missing = t.evaluate(|_, _| None);
+        assert!(t.evaluate(|_| Some(4999.0)).passed);
+        assert!(!t.evaluate(|_| Some(5000.0)).passed);
+        let missing = t.evaluate(|_| None);
         assert!(!missing.passed);
         assert_eq!(missing.observed, None);
     }

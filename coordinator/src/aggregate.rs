@@ -10,14 +10,15 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use hdrhistogram::Histogram;
 use stampede_common::Scenario;
+use stampede_common::distribution::{self, Distribution, Observations};
 use stampede_common::histogram::{self, HistogramError, LatencySummary};
 use stampede_common::interval::IntervalReport;
 use stampede_common::report::{
-    AgentReport, IntervalSummary, NodeReport, OperationReport, REPORT_SCHEMA, Report, RunStatus, ScenarioInfo,
-    TargetInfo, Totals,
+    AgentReport, IntervalSummary, NodeOperationReport, NodeReport, OperationReport, REPORT_SCHEMA, Report, RunStatus,
+    ScenarioInfo, TargetInfo, Totals,
 };
 use stampede_common::scenario::LoadModel;
-use stampede_common::threshold::{Metric, ThresholdResult};
+use stampede_common::threshold::{Metric, Threshold, ThresholdResult};
 
 /// Interval histograms kept in full; older intervals keep only their figures,
 /// so a run of days does not grow without bound.
@@ -95,6 +96,12 @@ pub struct RunAggregate {
     counters: BTreeMap<String, u64>,
     measured_counters: BTreeMap<String, u64>,
     notes: BTreeSet<String>,
+    /// Node identity -> reported name (`target.nodes`).
+    node_names: BTreeMap<String, String>,
+    /// Measured requests per (node, operation), with their histograms.
+    node_operations: BTreeMap<(String, String), OperationAggregate>,
+    /// The distribution analysis' inputs.
+    observations: Observations,
 }
 
 /// A one-interval view for live progress.
@@ -137,7 +144,21 @@ impl RunAggregate {
             counters: BTreeMap::new(),
             measured_counters: BTreeMap::new(),
             notes: BTreeSet::new(),
+            node_names: BTreeMap::new(),
+            node_operations: BTreeMap::new(),
+            observations: Observations::default(),
         }
+    }
+
+    /// Reports nodes under these names (identity -> name) instead of their
+    /// identities.
+    pub fn naming(mut self, names: BTreeMap<String, String>) -> Self {
+        self.node_names = names;
+        self
+    }
+
+    fn name_of(&self, identity: &str) -> String {
+        name_of(&self.node_names, identity)
     }
 
     /// Merges one report. A report with a corrupt histogram is refused whole,
@@ -197,7 +218,18 @@ impl RunAggregate {
             let _ = histogram::add_into(&mut op.latency, &latency);
             let _ = histogram::add_into(&mut op.service, &service);
             let _ = histogram::add_into(&mut self.overall, &latency);
-            let node = self.nodes.entry(stats.node.clone()).or_default();
+            let name = name_of(&self.node_names, &stats.node);
+            let node_op = self.node_operations.entry((name.clone(), stats.operation.clone())).or_default();
+            node_op.count += stats.count;
+            for (kind, n) in &stats.errors {
+                *node_op.errors_by_kind.entry(kind.clone()).or_default() += n;
+            }
+            let _ = histogram::add_into(&mut node_op.latency, &latency);
+            *self.observations.requests.entry(agent.to_string()).or_default().entry(name.clone()).or_default() +=
+                stats.count;
+            *self.observations.intervals.entry(report.interval).or_default().entry(name.clone()).or_default() +=
+                stats.count;
+            let node = self.nodes.entry(name).or_default();
             node.ops += stats.count;
             node.errors += errors;
             self.clamped += stats.clamped;
@@ -212,7 +244,14 @@ impl RunAggregate {
             }
         }
         self.notes.extend(report.notes.iter().cloned());
-        for (node, connections) in &report.connections {
+        for (identity, opened) in &report.opened {
+            let name = self.name_of(identity);
+            *self.observations.connections.entry(agent.to_string()).or_default().entry(name.clone()).or_default() +=
+                opened;
+            self.nodes.entry(name).or_default().opened += opened;
+        }
+        for (identity, connections) in &report.connections {
+            let node = &self.name_of(identity);
             let sum = self.node_connections.entry((report.interval, node.clone())).or_default();
             *sum += connections;
             let total = *sum;
@@ -257,7 +296,39 @@ impl RunAggregate {
         self.operations.values().map(|o| o.count).sum()
     }
 
-    /// The value of a threshold metric, or `None` when nothing was measured.
+    /// The value a threshold looks at, or `None` when nothing was measured.
+    pub fn observe_threshold(&self, threshold: &Threshold, scenario: &Scenario, measured_s: f64) -> Option<f64> {
+        let distribution = || self.distribution(scenario);
+        match (threshold.metric, threshold.node.as_deref()) {
+            (Metric::MaxDeviation, _) => Some(distribution().requests.max_deviation_pp / 100.0),
+            (Metric::PValue, _) => distribution().requests.p_value,
+            (Metric::ChiSquare, _) => Some(distribution().requests.chi_square),
+            (Metric::MaxMinRatio, _) => distribution().requests.max_min_ratio,
+            (Metric::Share, Some(node)) => {
+                let total = self.ops();
+                (total > 0).then(|| self.nodes.get(node).map_or(0, |n| n.ops) as f64 / total as f64)
+            }
+            (metric, Some(node)) => {
+                // One node: its operations' histograms, added.
+                let mut merged = OperationAggregate::default();
+                for ((name, op), agg) in &self.node_operations {
+                    if name != node || threshold.operation.as_deref().is_some_and(|o| o != op) {
+                        continue;
+                    }
+                    merged.count += agg.count;
+                    for (kind, n) in &agg.errors_by_kind {
+                        *merged.errors_by_kind.entry(kind.clone()).or_default() += n;
+                    }
+                    let _ = histogram::add_into(&mut merged.latency, &agg.latency);
+                }
+                observe(&metric, merged.count, merged.errors(), &merged.latency, measured_s)
+            }
+            (metric, None) => self.observe(&metric, threshold.operation.as_deref(), measured_s),
+        }
+    }
+
+    /// The value of a metric over all operations or one, or `None` when
+    /// nothing was measured.
     pub fn observe(&self, metric: &Metric, operation: Option<&str>, measured_s: f64) -> Option<f64> {
         let (count, errors, latency) = match operation {
             None => (self.ops(), self.errors(), &self.overall),
@@ -266,30 +337,18 @@ impl RunAggregate {
                 (op.count, op.errors(), &op.latency)
             }
         };
-        if count == 0 {
-            return None;
-        }
-        let value_of = |f: fn(&Histogram<u64>) -> f64| (!latency.is_empty()).then(|| f(latency));
-        match metric {
-            Metric::ErrorRate => Some(errors as f64 / count as f64),
-            Metric::Throughput => (measured_s > 0.0).then(|| count as f64 / measured_s),
-            Metric::Min => value_of(|h| h.min() as f64),
-            Metric::Max => value_of(|h| h.max() as f64),
-            Metric::Mean => value_of(Histogram::mean),
-            Metric::Quantile(q) => {
-                let q = *q;
-                (!latency.is_empty()).then(|| latency.value_at_quantile(q) as f64)
-            }
-        }
+        observe(metric, count, errors, latency, measured_s)
     }
-
     /// Writes the report: merged figures, per-agent figures and verdicts.
     pub fn report(&self, context: &ReportContext<'_>) -> Report {
         let scenario = context.scenario;
         let warmup_s = (self.warmup_intervals as f64).min(scenario.duration.as_secs_f64());
         let measured_s = (scenario.duration.as_secs_f64() - warmup_s).max(0.0);
-        let thresholds: Vec<ThresholdResult> =
-            scenario.thresholds.iter().map(|t| t.evaluate(|metric, op| self.observe(metric, op, measured_s))).collect();
+        let thresholds: Vec<ThresholdResult> = scenario
+            .thresholds
+            .iter()
+            .map(|t| t.evaluate(|t| self.observe_threshold(t, scenario, measured_s)))
+            .collect();
         let status = match &context.failure {
             Some((status, _)) => *status,
             None if thresholds.iter().all(|t| t.passed) => RunStatus::Passed,
@@ -364,7 +423,27 @@ impl RunAggregate {
                 warmup_ops: self.warmup_ops,
             },
             operations,
-            nodes: self.nodes.clone(),
+            nodes: self
+                .nodes
+                .iter()
+                .map(|(name, node)| {
+                    let mut node = node.clone();
+                    node.operations = self
+                        .node_operations
+                        .range((name.clone(), String::new())..)
+                        .take_while(|((n, _), _)| n == name)
+                        .map(|((_, op), agg)| {
+                            let report = NodeOperationReport {
+                                count: agg.count,
+                                errors: agg.errors(),
+                                latency_us: LatencySummary::of(&agg.latency),
+                            };
+                            (op.clone(), report)
+                        })
+                        .collect();
+                    (name.clone(), node)
+                })
+                .collect(),
             intervals: self
                 .intervals
                 .iter()
@@ -386,8 +465,36 @@ impl RunAggregate {
                 (hits + misses > 0).then(|| hits as f64 / (hits + misses) as f64)
             },
             notes: self.notes.iter().cloned().collect(),
+            distribution: (!self.nodes.is_empty()).then(|| self.distribution(scenario)),
         }
     }
+
+    /// The distribution analysis of what was merged so far.
+    pub fn distribution(&self, scenario: &Scenario) -> Distribution {
+        distribution::analyse(&self.observations, &scenario.distribution)
+    }
+}
+
+/// A metric's value from a count, its errors and its latency histogram.
+fn observe(metric: &Metric, count: u64, errors: u64, latency: &Histogram<u64>, measured_s: f64) -> Option<f64> {
+    if count == 0 {
+        return None;
+    }
+    let value_of = |f: fn(&Histogram<u64>) -> f64| (!latency.is_empty()).then(|| f(latency));
+    match metric {
+        Metric::ErrorRate => Some(errors as f64 / count as f64),
+        Metric::Throughput => (measured_s > 0.0).then(|| count as f64 / measured_s),
+        Metric::Min => value_of(|h| h.min() as f64),
+        Metric::Max => value_of(|h| h.max() as f64),
+        Metric::Mean => value_of(Histogram::mean),
+        Metric::Quantile(q) => (!latency.is_empty()).then(|| latency.value_at_quantile(*q) as f64),
+        // Node and distribution metrics are observed by `observe_threshold`.
+        Metric::Share | Metric::MaxDeviation | Metric::PValue | Metric::ChiSquare | Metric::MaxMinRatio => None,
+    }
+}
+
+fn name_of(names: &BTreeMap<String, String>, identity: &str) -> String {
+    names.get(identity).cloned().unwrap_or_else(|| identity.to_string())
 }
 
 fn interval_p99(interval: &IntervalAggregate) -> u64 {

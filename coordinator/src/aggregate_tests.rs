@@ -117,3 +117,42 @@ fn a_failed_run_keeps_its_status_and_reason() {
     assert_eq!(r.status, RunStatus::Error);
     assert_eq!(r.error.as_deref(), Some("target unreachable"));
 }
+
+#[test]
+fn nodes_are_named_analysed_and_judged_by_node_and_distribution_thresholds() {
+    let s = Scenario::parse(
+        "name: t\nduration: 3s\ntarget:\n  kind: redis\n  endpoints: [\"lb:6379\"]\n  nodes: {run-aaa: redis-a}\n\
+         workload:\n  kind: kv\ndistribution:\n  expect: {redis-a: 3, redis-b: 1}\n  tolerance: 2%\n\
+         thresholds:\n  - node(redis-a).p99 < 2ms\n  - node(redis-b).p99 < 2ms\n  - node(redis-a).share > 70%\n\
+         \x20 - distribution.max_deviation < 2%\n  - distribution.p_value > 0.01\n",
+    )
+    .expect("valid");
+    let mut agg = RunAggregate::new(0).naming(s.target.nodes.clone());
+    let fast: Vec<u64> = vec![500; 300];
+    let slow: Vec<u64> = vec![10_000; 100];
+    let mut a1 = report(0, 0, vec![stats("get", "run-aaa", &fast, 0), stats("get", "redis-b", &slow, 0)]);
+    a1.opened = [("run-aaa".to_string(), 3), ("redis-b".to_string(), 1)].into();
+    agg.merge("a1", &a1).expect("merge");
+    let agents = [("a1".to_string(), "h1".to_string(), 0, 0)];
+    let r = agg.report(&context(&s, &agents));
+    assert_eq!(r.nodes["redis-a"].ops, 300, "the identity is reported under its name");
+    assert_eq!(r.nodes["redis-a"].opened, 3);
+    assert_eq!(r.nodes["redis-b"].operations["get"].latency_us.p99, 10_007);
+    let d = r.distribution.as_ref().expect("distribution");
+    assert_eq!(d.verdict, "balanced");
+    assert_eq!(d.connections.total, 4);
+    let verdicts: Vec<(String, bool)> = r.thresholds.iter().map(|t| (t.expr.clone(), t.passed)).collect();
+    assert_eq!(
+        verdicts,
+        vec![
+            ("node(redis-a).p99 < 2ms".to_string(), true),
+            ("node(redis-b).p99 < 2ms".to_string(), false),
+            ("node(redis-a).share > 70%".to_string(), true),
+            ("distribution.max_deviation < 2%".to_string(), true),
+            ("distribution.p_value > 0.01".to_string(), true),
+        ]
+    );
+    let text = crate::render::text(&r);
+    assert!(text.contains("distribution over nodes (expected weighted, tolerance 2.0 pp): BALANCED"), "{text}");
+    assert!(text.contains("redis-a                     300"), "{text}");
+}

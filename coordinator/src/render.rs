@@ -3,6 +3,7 @@
 
 use std::fmt::Write;
 
+use stampede_common::distribution::Distribution;
 use stampede_common::report::Report;
 use stampede_common::units::format_micros;
 
@@ -101,14 +102,8 @@ fn write_report(out: &mut String, r: &Report) -> std::fmt::Result {
     for note in &r.notes {
         writeln!(out, "note: {note}")?;
     }
-    if !r.nodes.is_empty() {
-        writeln!(out)?;
-        writeln!(out, "{:<20} {:>11} {:>8} {:>8} {:>12}", "node", "ops", "share", "errors", "connections")?;
-        let total = r.totals.ops.max(1) as f64;
-        for (node, n) in &r.nodes {
-            let share = 100.0 * n.ops as f64 / total;
-            writeln!(out, "{node:<20} {:>11} {:>7.1}% {:>8} {:>12}", n.ops, share, n.errors, n.connections)?;
-        }
+    if let Some(d) = &r.distribution {
+        distribution(out, r, d)?;
     }
     writeln!(out)?;
     writeln!(
@@ -131,10 +126,87 @@ fn write_report(out: &mut String, r: &Report) -> std::fmt::Result {
                 (None, _) => "nothing measured".to_string(),
                 (Some(v), "us") => format_micros(v),
                 (Some(v), "ratio") => format!("{:.3}%", v * 100.0),
+                (Some(v), "number") => format!("{v:.4}"),
                 (Some(v), _) => format!("{v:.1}/s"),
             };
             writeln!(out, "  {}  {:<28} observed {observed}", if t.passed { "PASS" } else { "FAIL" }, t.expr)?;
         }
     }
     Ok(())
+}
+
+/// The node table with bars, the statistics, the agent x node matrix and
+/// the findings.
+fn distribution(out: &mut impl Write, r: &Report, d: &Distribution) -> std::fmt::Result {
+    const BAR: f64 = 30.0;
+    writeln!(out)?;
+    writeln!(
+        out,
+        "distribution over nodes (expected {}, tolerance {:.1} pp): {}",
+        d.expected,
+        d.tolerance_pp,
+        d.verdict.to_uppercase()
+    )?;
+    writeln!(
+        out,
+        "{:<20} {:>10} {:>7} {:>8} {:>7} {:>7} {:>6} {:>6}  share",
+        "node", "requests", "share", "expected", "dev pp", "errors", "conns", "opened"
+    )?;
+    for (node, share) in &d.requests.nodes {
+        let report = r.nodes.get(node);
+        let bar = "#".repeat((share.share * BAR).round() as usize);
+        writeln!(
+            out,
+            "{node:<20} {:>10} {:>6.1}% {:>7.1}% {:>+7.1} {:>7} {:>6} {:>6}  {bar}",
+            share.count,
+            share.share * 100.0,
+            share.expected_share * 100.0,
+            share.deviation_pp,
+            report.map_or(0, |n| n.errors),
+            report.map_or(0, |n| n.connections),
+            report.map_or(0, |n| n.opened),
+        )?;
+    }
+    for (label, spread) in [("requests", &d.requests), ("connections opened", &d.connections)] {
+        if spread.total == 0 {
+            continue;
+        }
+        let p = spread.p_value.map_or("n/a".to_string(), |p| format!("{p:.3}"));
+        let ratio = spread.max_min_ratio.map_or("n/a".to_string(), |x| format!("{x:.2}"));
+        writeln!(
+            out,
+            "{label}: {} in all, chi-square {:.2} ({} dof), p = {p}, largest deviation {:.1} pp, max/min {ratio}{}",
+            spread.total,
+            spread.chi_square,
+            spread.degrees_of_freedom,
+            spread.max_deviation_pp,
+            if spread.balanced { "" } else { " (outside the expectation)" }
+        )?;
+    }
+    if d.agents.len() > 1 {
+        let nodes: Vec<&String> = d.requests.nodes.keys().collect();
+        write!(out, "{:<20}", "agent x node")?;
+        for node in &nodes {
+            write!(out, " {:>12}", truncate(node, 12))?;
+        }
+        writeln!(out)?;
+        for (agent, counts) in &d.agents {
+            write!(out, "{:<20}", truncate(agent, 20))?;
+            for node in &nodes {
+                write!(out, " {:>12}", counts.get(*node).copied().unwrap_or(0))?;
+            }
+            writeln!(out)?;
+        }
+        if let Some(v) = d.affinity {
+            writeln!(out, "source affinity (Cramér's V, 0 none .. 1 pinned): {v:.2}")?;
+        }
+    }
+    for finding in &d.findings {
+        writeln!(out, "finding: {}", finding.message)?;
+    }
+    Ok(())
+}
+
+fn truncate(text: &str, width: usize) -> String {
+    text.chars().take(width).collect()
 }

@@ -5,7 +5,7 @@
 //! connection is re-opened with backoff until the run ends.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -31,6 +31,8 @@ pub struct SlotContext {
     pub stop: Arc<AtomicBool>,
     pub arrivals: Option<async_channel::Receiver<Instant>>,
     pub seed: u64,
+    /// `load.reconnect_every`: requests per connection before it is renewed.
+    pub reconnect_every: Option<u64>,
 }
 
 impl SlotContext {
@@ -42,6 +44,8 @@ impl SlotContext {
 enum SlotEnd {
     Finished,
     ConnectionLost,
+    /// The connection served its `reconnect_every` requests.
+    Renew,
 }
 
 fn micros(d: Duration) -> u64 {
@@ -64,6 +68,7 @@ async fn run_slot<C: Connection>(
     recorder: &SharedRecorder,
     seed: u64,
     batch: usize,
+    budget: Option<&AtomicI64>,
 ) -> SlotEnd {
     let mut rng = SmallRng::seed_from_u64(seed);
     let deadline = tokio::time::sleep(OPERATION_TIMEOUT + TIMEOUT_SLACK);
@@ -71,6 +76,13 @@ async fn run_slot<C: Connection>(
     let mut operations = Vec::with_capacity(batch);
     let mut results = Vec::with_capacity(batch);
     while context.running() {
+        // The connection's remaining requests before it is renewed, shared
+        // by its slots.
+        if let Some(budget) = budget
+            && budget.fetch_sub(batch as i64, Ordering::Relaxed) <= 0
+        {
+            return SlotEnd::Renew;
+        }
         let intended = match &context.arrivals {
             None => None,
             Some(arrivals) => match arrivals.recv().await {
@@ -174,29 +186,37 @@ pub async fn drive<D: Driver>(
         };
         {
             let mut r = lock(&recorder);
-            r.node = Some(current.node().into());
+            let node: Arc<str> = current.node().into();
+            *r.opened.entry(Arc::clone(&node)).or_default() += 1;
+            r.node = Some(node);
             r.connected = true;
         }
+        let budget = context.reconnect_every.map(|n| AtomicI64::new(n.min(i64::MAX as u64) as i64));
         // Closed model: one slot writes `pipeline` requests at a time.
         // Open model: `pipeline` independent slots, one request each.
         let (slot_count, batch) = if context.arrivals.is_some() { (pipeline, 1) } else { (1, pipeline as usize) };
         let slots = (0..slot_count).map(|slot| {
             let seed = context.seed ^ (connection_index << 20) ^ (generation << 40) ^ u64::from(slot);
-            run_slot(current.clone(), &context, &recorder, seed.wrapping_mul(0x9E37_79B9_7F4A_7C15), batch)
+            let seed = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            run_slot(current.clone(), &context, &recorder, seed, batch, budget.as_ref())
         });
         // FuturesUnordered polls only the slots that were woken; join_all
         // would poll every slot on every wake-up.
         let mut slots: FuturesUnordered<_> = slots.collect();
-        let mut lost = false;
+        let (mut lost, mut renew) = (false, false);
         while let Some(end) = slots.next().await {
             lost |= matches!(end, SlotEnd::ConnectionLost);
+            renew |= matches!(end, SlotEnd::Renew);
         }
         lock(&recorder).connected = false;
         generation += 1;
-        if !lost {
+        // Close this connection before the next one opens (a new source port).
+        drop(current);
+        if lost {
+            tracing::warn!(endpoint = %endpoint, "connection lost; reconnecting");
+        } else if !renew {
             break;
         }
-        tracing::warn!(endpoint = %endpoint, "connection lost; reconnecting");
     }
 }
 

@@ -184,6 +184,7 @@ async fn run_with_driver<D: Driver>(
         stop: Arc::clone(&stop),
         arrivals,
         seed: assignment.seed,
+        reconnect_every: scenario.load.reconnect_every,
     });
     tokio::time::sleep_until(start_at.into()).await;
     let operation_names = scenario.workload.operations();

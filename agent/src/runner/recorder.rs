@@ -53,6 +53,8 @@ pub struct Recorder {
     pub late_starts: u64,
     pub max_lag_us: u64,
     pub counters: [u64; COUNTERS.len()],
+    /// Connections opened since the last collection, per node.
+    pub opened: BTreeMap<Arc<str>, u64>,
 }
 
 pub type SharedRecorder = Arc<Mutex<Recorder>>;
@@ -66,6 +68,7 @@ impl Recorder {
             late_starts: 0,
             max_lag_us: 0,
             counters: [0; COUNTERS.len()],
+            opened: BTreeMap::new(),
         }))
     }
 
@@ -123,8 +126,12 @@ pub fn collect(
     let mut late_starts = 0;
     let mut max_lag_us = 0;
     let mut counters = [0u64; COUNTERS.len()];
+    let mut opened: BTreeMap<String, u64> = BTreeMap::new();
     for recorder in recorders {
         let mut r = lock(recorder);
+        for (node, n) in std::mem::take(&mut r.opened) {
+            *opened.entry(node.to_string()).or_default() += n;
+        }
         for (total, n) in counters.iter_mut().zip(std::mem::take(&mut r.counters)) {
             *total += n;
         }
@@ -184,6 +191,7 @@ pub fn collect(
             .map(|(name, n)| (name.to_string(), n))
             .collect(),
         notes: Vec::new(),
+        opened,
     }
 }
 

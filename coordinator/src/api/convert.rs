@@ -45,6 +45,7 @@ pub fn interval_report(message: pb::IntervalReport) -> IntervalReport {
         max_schedule_lag_us: health.max_schedule_lag_us,
         counters: message.counters.into_iter().collect(),
         notes: message.notes,
+        opened: message.opened.into_iter().map(|c| (c.node, c.connections)).collect(),
     }
 }
 

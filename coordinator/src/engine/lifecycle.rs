@@ -79,13 +79,14 @@ impl Engine {
         self.store.create(&record, &scenario_yaml).map_err(|e| ControlError::Store(e.to_string()))?;
         tracing::info!(run = %run_id, name = %scenario.name, agents = agent_count, "run queued");
         let warmup_intervals = scenario.warmup.as_secs_f64().ceil() as u64;
+        let aggregate = RunAggregate::new(warmup_intervals).naming(scenario.target.nodes.clone());
         self.active.insert(
             run_id.clone(),
             ActiveRun {
                 record,
                 scenario,
                 scenario_yaml,
-                aggregate: RunAggregate::new(warmup_intervals),
+                aggregate,
                 plans: Vec::new(),
                 ready: BTreeSet::new(),
                 finals: BTreeMap::new(),
