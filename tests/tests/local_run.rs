@@ -27,7 +27,7 @@ fn an_open_model_run_keeps_its_rate_and_reports_thresholds() {
         dir.path(),
         "open.yaml",
         "name: open\nduration: 3s\nagents: 2\ntarget:\n  kind: kv\nload:\n  model: open\n  rate: 2000/s\n  \
-         connections: 4\nworkload:\n  kind: kv\nthresholds:\n  - throughput > 1800/s\n  - throughput < 2200/s\n  - get.p99 < 100ms\n",
+         connections: 4\nworkload:\n  kind: kv\nthresholds:\n  - throughput > 1800/s\n  - throughput < 2200/s\n  - get.error_rate < 1%\n",
     );
     let json = dir.path().join("open.json");
     let json_arg = json.to_string_lossy().into_owned();
