@@ -253,37 +253,41 @@ pub fn analyse(observations: &Observations, expect: &Expectation) -> Distributio
     let judged: Vec<&IntervalShares> = intervals.iter().filter(|i| i.total >= MIN_INTERVAL_REQUESTS).collect();
     for node in requests.nodes.iter().filter(|(_, s)| s.count > 0).map(|(node, _)| node) {
         let share_in = |i: &IntervalShares| i.shares.get(node).copied().unwrap_or(0.0);
-        // The node's typical share: the median over the judged intervals.
-        let mut sorted: Vec<f64> = judged.iter().map(|i| share_in(i)).collect();
-        sorted.sort_by(f64::total_cmp);
-        let Some(&typical) = sorted.get(sorted.len() / 2) else { continue };
-        // Consecutive intervals off in the same direction form a window:
-        // (first, last, above, most extreme share).
-        let mut windows: Vec<(u64, u64, bool, f64)> = Vec::new();
-        for interval in &judged {
-            let share = share_in(interval);
-            if ((share - typical) * 100.0).abs() <= limit_pp {
-                continue;
-            }
-            let above = share > typical;
-            match windows.last_mut() {
-                Some((_, last, up, extreme)) if *last + 1 == interval.index && *up == above => {
-                    *last = interval.index;
-                    *extreme = if above { extreme.max(share) } else { extreme.min(share) };
-                }
-                _ => windows.push((interval.index, interval.index, above, share)),
-            }
-        }
-        for (first, last, _, share) in windows {
-            let when = if first == last { format!("interval {first}") } else { format!("intervals {first}-{last}") };
+        // Windows where the node served nothing at all: it left, or had not
+        // come yet.
+        for (first, last) in windows(&judged, |i| share_in(i) == 0.0) {
             findings.push(Finding {
                 kind: "share_change".into(),
                 message: format!(
-                    "node {node}'s share was {} in {when}, against a typical {} per interval",
-                    percent(share),
-                    percent(typical)
+                    "node {node} served no requests in {} (it had {} over the run)",
+                    span(first, last),
+                    percent(requests.nodes[node].share)
                 ),
             });
+        }
+        // Otherwise, windows where its share is far from its typical one
+        // (the median over the intervals in which it served).
+        let mut sorted: Vec<f64> = judged.iter().map(|i| share_in(i)).filter(|s| *s > 0.0).collect();
+        sorted.sort_by(f64::total_cmp);
+        let Some(&typical) = sorted.get(sorted.len() / 2) else { continue };
+        for above in [true, false] {
+            let off = |i: &IntervalShares| {
+                let share = share_in(i);
+                share > 0.0 && (share > typical) == above && ((share - typical) * 100.0).abs() > limit_pp
+            };
+            for (first, last) in windows(&judged, off) {
+                let shares = judged.iter().filter(|i| (first..=last).contains(&i.index)).map(|i| share_in(i));
+                let extreme = if above { shares.fold(0.0, f64::max) } else { shares.fold(1.0, f64::min) };
+                findings.push(Finding {
+                    kind: "share_change".into(),
+                    message: format!(
+                        "node {node}'s share was {} in {}, against a typical {} per interval",
+                        percent(extreme),
+                        span(first, last),
+                        percent(typical)
+                    ),
+                });
+            }
         }
     }
     let verdict = match (requests.total, requests.balanced) {
@@ -302,6 +306,22 @@ pub fn analyse(observations: &Observations, expect: &Expectation) -> Distributio
         verdict: verdict.into(),
         findings,
     }
+}
+
+/// Runs of consecutive intervals for which `test` holds, as (first, last).
+fn windows(intervals: &[&IntervalShares], test: impl Fn(&IntervalShares) -> bool) -> Vec<(u64, u64)> {
+    let mut found: Vec<(u64, u64)> = Vec::new();
+    for interval in intervals.iter().filter(|i| test(i)) {
+        match found.last_mut() {
+            Some((_, last)) if *last + 1 == interval.index => *last = interval.index,
+            _ => found.push((interval.index, interval.index)),
+        }
+    }
+    found
+}
+
+fn span(first: u64, last: u64) -> String {
+    if first == last { format!("interval {first}") } else { format!("intervals {first}-{last}") }
 }
 
 /// P(X >= x) for a chi-square variable with `k` degrees of freedom: the

@@ -123,7 +123,12 @@ fn a_node_that_stops_serving_mid_run_is_a_share_change_with_its_window() {
     let d = analyse(&observations, &Expectation::default());
     let changes: Vec<&str> =
         d.findings.iter().filter(|f| f.kind == "share_change").map(|f| f.message.as_str()).collect();
-    assert!(changes.iter().any(|m| m.starts_with("node kv-2's share was 0.0% in intervals 6-9")), "{changes:?}");
+    assert!(
+        changes.contains(&"node kv-2 served no requests in intervals 6-9 (it had 23.0% over the run)"),
+        "{changes:?}"
+    );
+    // The others took its part: their share rose in the same window.
+    assert!(changes.iter().any(|m| m.starts_with("node kv-0's share was 50.0% in intervals 6-9")), "{changes:?}");
     assert_eq!(d.intervals.len(), 11);
     assert_eq!(d.intervals[7].shares["kv-2"], 0.0);
     assert!((d.intervals[0].shares["kv-2"] - 1.0 / 3.0).abs() < 1e-12);

@@ -3,6 +3,7 @@
 //! so a failing test leaves nothing running.
 
 pub mod cratedb_standin;
+pub mod netns;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -35,12 +36,18 @@ pub struct Process {
 
 impl Process {
     pub fn start(name: &str, program: &Path, args: &[&str]) -> Self {
-        let mut child = Command::new(program)
-            .args(args)
+        let mut command = Command::new(program);
+        command.args(args);
+        Self::spawn(name, command)
+    }
+
+    /// Starts a prepared command (stdout collected, stderr passed through).
+    pub fn spawn(name: &str, mut command: Command) -> Self {
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name} ({}): {e}", program.display()));
+            .unwrap_or_else(|e| panic!("cannot start {name} ({command:?}): {e}"));
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
@@ -101,31 +108,46 @@ pub fn run_stampede(args: &[&str], timeout: Duration) -> (i32, String, String) {
 
 /// [`run_stampede`] with extra environment variables.
 pub fn run_stampede_env(args: &[&str], env: &[(&str, &str)], timeout: Duration) -> (i32, String, String) {
-    let mut child = Command::new(stampede_bin())
-        .args(args)
-        .envs(env.iter().copied())
+    let mut command = Command::new(stampede_bin());
+    command.args(args).envs(env.iter().copied());
+    run_command(command, timeout)
+}
+
+/// Runs a command to completion within `timeout` (killed and a panic
+/// after it); returns (exit code, stdout, stderr).
+pub fn run_command(mut command: Command, timeout: Duration) -> (i32, String, String) {
+    let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("start stampede");
+        .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
+    // Read both pipes while waiting, so that a long output cannot block it.
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let out = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stdout, &mut text);
+        text
+    });
+    let err = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+        text
+    });
     let deadline = Instant::now() + timeout;
-    loop {
-        if let Ok(Some(_)) = child.try_wait() {
-            break;
+    let status = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            break status;
         }
         if Instant::now() > deadline {
             let _ = child.kill();
-            panic!("stampede {args:?} did not finish within {timeout:?}");
+            let _ = child.wait();
+            panic!("{command:?} did not finish within {timeout:?}");
         }
         std::thread::sleep(Duration::from_millis(50));
-    }
-    let output = child.wait_with_output().expect("output");
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    };
+    (status.code().unwrap_or(-1), out.join().unwrap_or_default(), err.join().unwrap_or_default())
 }
 
 /// A free TCP port on loopback (bound and released; good enough for tests

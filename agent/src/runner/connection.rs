@@ -188,7 +188,7 @@ pub async fn drive<D: Driver>(
             let mut r = lock(&recorder);
             let node: Arc<str> = current.node().into();
             *r.opened.entry(Arc::clone(&node)).or_default() += 1;
-            r.node = Some(node);
+            r.set_node(node);
             r.connected = true;
         }
         let budget = context.reconnect_every.map(|n| AtomicI64::new(n.min(i64::MAX as u64) as i64));

@@ -209,7 +209,7 @@ async fn run_with_driver<D: Driver>(
         let recorder = Recorder::shared(operation_names.len());
         {
             let mut r = lock(&recorder);
-            r.node = Some(subscriber.node.as_str().into());
+            r.set_node(subscriber.node.as_str().into());
             r.connected = true;
         }
         recorders.push(Arc::clone(&recorder));

@@ -45,11 +45,15 @@ impl OperationRecorder {
     }
 }
 
-/// What one connection measured since the last collection.
+/// What one connection measured since the last collection. `operations`
+/// belong to the current `node`; when the connection is renewed to another
+/// node, they are parked under the old one so that every operation is
+/// reported against the node that served it.
 pub struct Recorder {
-    pub node: Option<Arc<str>>,
+    node: Option<Arc<str>>,
     pub connected: bool,
     pub operations: Vec<OperationRecorder>,
+    parked: Vec<(Arc<str>, Vec<OperationRecorder>)>,
     pub late_starts: u64,
     pub max_lag_us: u64,
     pub counters: [u64; COUNTERS.len()],
@@ -65,11 +69,34 @@ impl Recorder {
             node: None,
             connected: false,
             operations: (0..operations).map(|_| OperationRecorder::new()).collect(),
+            parked: Vec::new(),
             late_starts: 0,
             max_lag_us: 0,
             counters: [0; COUNTERS.len()],
             opened: BTreeMap::new(),
         }))
+    }
+
+    /// Makes `node` the node of the operations recorded from now on.
+    pub fn set_node(&mut self, node: Arc<str>) {
+        let old = match self.node.take() {
+            Some(current) if current == node => {
+                self.node = Some(current);
+                return;
+            }
+            Some(current) => current,
+            None => {
+                self.node = Some(node);
+                return;
+            }
+        };
+        let resumed = match self.parked.iter().position(|(n, _)| *n == node) {
+            Some(i) => self.parked.swap_remove(i).1,
+            None => (0..self.operations.len()).map(|_| OperationRecorder::new()).collect(),
+        };
+        let finished = std::mem::replace(&mut self.operations, resumed);
+        self.parked.push((old, finished));
+        self.node = Some(node);
     }
 
     /// Adds what a successful operation produced to the counters.
@@ -143,19 +170,23 @@ pub fn collect(
         max_lag_us = max_lag_us.max(r.max_lag_us);
         r.late_starts = 0;
         r.max_lag_us = 0;
-        for (index, op) in r.operations.iter_mut().enumerate() {
-            if op.count == 0 {
-                continue;
+        let r = &mut *r;
+        let current = std::iter::once((&node, &mut r.operations));
+        for (node, operations) in current.chain(r.parked.iter_mut().map(|(n, ops)| (&*n, ops))) {
+            for (index, op) in operations.iter_mut().enumerate() {
+                if op.count == 0 {
+                    continue;
+                }
+                let target = merged.entry((index, Arc::clone(node))).or_insert_with(OperationRecorder::new);
+                target.count += op.count;
+                for (t, e) in target.errors.iter_mut().zip(op.errors) {
+                    *t += e;
+                }
+                let _ = target.latency.add(&op.latency);
+                let _ = target.service.add(&op.service);
+                target.clamped += op.clamped;
+                op.reset();
             }
-            let target = merged.entry((index, Arc::clone(&node))).or_insert_with(OperationRecorder::new);
-            target.count += op.count;
-            for (t, e) in target.errors.iter_mut().zip(op.errors) {
-                *t += e;
-            }
-            let _ = target.latency.add(&op.latency);
-            let _ = target.service.add(&op.service);
-            target.clamped += op.clamped;
-            op.reset();
         }
     }
     let operations = merged
@@ -200,12 +231,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn operations_stay_with_the_node_that_served_them_when_the_connection_moves() {
+        let r = Recorder::shared(1);
+        {
+            let mut g = lock(&r);
+            g.set_node("n1".into());
+            g.record_n(0, 100, 100, None, 3);
+            g.set_node("n2".into());
+            g.record_n(0, 200, 200, None, 5);
+            g.set_node("n1".into());
+            g.record_n(0, 100, 100, None, 1);
+        }
+        let report = collect(&[Arc::clone(&r)], &["get"], "run", 0, 0, false);
+        let counts: Vec<(&str, u64)> = report.operations.iter().map(|o| (o.node.as_str(), o.count)).collect();
+        assert_eq!(counts, vec![("n1", 4), ("n2", 5)]);
+        let again = collect(&[r], &["get"], "run", 1, 1, false);
+        assert!(again.operations.is_empty(), "everything was reset: {:?}", again.operations);
+    }
+
+    #[test]
     fn collection_adds_per_node_and_resets() {
         let a = Recorder::shared(2);
         let b = Recorder::shared(2);
         for (r, node) in [(&a, "n1"), (&b, "n1")] {
             let mut g = lock(r);
-            g.node = Some(node.into());
+            g.set_node(node.into());
             g.connected = true;
             g.record(0, 100, 90, None);
             g.record(1, 200, 150, Some(ErrorKind::Timeout));
