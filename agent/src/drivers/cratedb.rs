@@ -11,7 +11,8 @@
 //! Endpoints are `host:port` or `http(s)://user:password@host:port`;
 //! credentials become basic authentication.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use rand::rngs::SmallRng;
@@ -183,10 +184,47 @@ fn crate_error(status: u16, error: &Value) -> DriverError {
     DriverError::new(ErrorKind::Server, format!("CrateDB {cause} (HTTP {status}, code {code}): {message}"))
 }
 
+/// The node name from CrateDB's root endpoint (`GET /`).
+async fn probe(http: &Http) -> Result<Arc<str>, DriverError> {
+    let root = async {
+        let response = http
+            .authorize(http.client.get(format!("{}/", http.base)))
+            .send()
+            .await
+            .map_err(|e| http.transport_error(&e))?;
+        let status = response.status();
+        let answer: Value = response.json().await.map_err(|e| {
+            DriverError::new(
+                ErrorKind::Protocol,
+                format!("{}: GET / answered HTTP {status}, not JSON: {e}", http.shown),
+            )
+        })?;
+        if let Some(error) = answer.get("error") {
+            return Err(crate_error(status.as_u16(), error));
+        }
+        Ok::<_, DriverError>(answer)
+    };
+    let answer = tokio::time::timeout(CONNECT_TIMEOUT, root)
+        .await
+        .map_err(|_| DriverError::new(ErrorKind::Timeout, format!("connecting to {} took over 5s", http.shown)))??;
+    let node = answer.get("name").and_then(Value::as_str).unwrap_or(&http.shown).to_string();
+    Ok(node.into())
+}
+
+/// The node requests are counted against, renewed every `SAMPLE_EVERY`.
+struct Sampled {
+    operations: AtomicU64,
+    node: Mutex<Arc<str>>,
+}
+
+/// Requests per connection between two `GET /` samples of the node.
+const SAMPLE_EVERY: u64 = 32;
+
 #[derive(Clone)]
 pub struct CrateConnection {
     http: Http,
     node: Arc<str>,
+    sampled: Arc<Sampled>,
     plan: Arc<Plan>,
 }
 
@@ -195,29 +233,9 @@ impl Driver for CrateDriver {
 
     async fn connect(&self, endpoint: &str) -> Result<CrateConnection, DriverError> {
         let http = Http::new(endpoint)?;
-        let root = async {
-            let response = http
-                .authorize(http.client.get(format!("{}/", http.base)))
-                .send()
-                .await
-                .map_err(|e| http.transport_error(&e))?;
-            let status = response.status();
-            let answer: Value = response.json().await.map_err(|e| {
-                DriverError::new(
-                    ErrorKind::Protocol,
-                    format!("{}: GET / answered HTTP {status}, not JSON: {e}", http.shown),
-                )
-            })?;
-            if let Some(error) = answer.get("error") {
-                return Err(crate_error(status.as_u16(), error));
-            }
-            Ok::<_, DriverError>(answer)
-        };
-        let answer = tokio::time::timeout(CONNECT_TIMEOUT, root).await.map_err(|_| {
-            DriverError::new(ErrorKind::Timeout, format!("connecting to {} took over 5s", http.shown))
-        })??;
-        let node = answer.get("name").and_then(Value::as_str).unwrap_or(&http.shown).to_string();
-        Ok(CrateConnection { http, node: node.into(), plan: Arc::clone(&self.plan) })
+        let node = probe(&http).await?;
+        let sampled = Arc::new(Sampled { operations: AtomicU64::new(0), node: Mutex::new(Arc::clone(&node)) });
+        Ok(CrateConnection { http, node, sampled, plan: Arc::clone(&self.plan) })
     }
 
     async fn setup(&self, endpoints: &[String], part: &Part) -> Result<Vec<String>, DriverError> {
@@ -250,10 +268,16 @@ impl Driver for CrateDriver {
             plan.replicas
         );
         http.sql(&json!({ "stmt": create })).await?;
-        let mut notes = vec![format!(
-            "table {} with {} shards and {} replicas ({} object columns)",
-            plan.table, plan.shards, plan.replicas, plan.objects
-        )];
+        let mut notes = vec![
+            format!(
+                "table {} with {} shards and {} replicas ({} object columns)",
+                plan.table, plan.shards, plan.replicas, plan.objects
+            ),
+            format!(
+                "cratedb nodes are sampled: GET / every {SAMPLE_EVERY} requests per connection names the node \
+                 that requests are counted against until the next sample (an HTTP balancer may route each request)"
+            ),
+        ];
         if let Workload::Query(w) = &plan.workload {
             let _ = http.sql(&json!({ "stmt": format!("REFRESH TABLE {}", plan.table) })).await?;
             let count = http.sql(&json!({ "stmt": format!("SELECT count(*) FROM {}", plan.table) })).await?;
@@ -409,11 +433,22 @@ impl Connection for CrateConnection {
     }
 
     async fn execute(&mut self, operation: &Operation) -> Result<Done, DriverError> {
-        match operation.action {
+        // An HTTP balancer may send every request elsewhere: sample the node.
+        if self.sampled.operations.fetch_add(1, Ordering::Relaxed) % SAMPLE_EVERY == SAMPLE_EVERY - 1
+            && let Ok(node) = probe(&self.http).await
+        {
+            *self.sampled.node.lock().unwrap_or_else(PoisonError::into_inner) = node;
+        }
+        let mut done = match operation.action {
             Action::Insert(batch) => self.insert(batch).await,
             Action::Query(kind, user) => self.query(kind, user).await,
             other => Err(DriverError::new(ErrorKind::Protocol, format!("{other:?} is not a CrateDB operation"))),
+        }?;
+        let node = Arc::clone(&self.sampled.node.lock().unwrap_or_else(PoisonError::into_inner));
+        if *node != *self.node {
+            done.node = Some(node);
         }
+        Ok(done)
     }
 }
 

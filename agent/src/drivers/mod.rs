@@ -12,12 +12,13 @@ pub mod postgres;
 pub mod resp;
 
 use std::future::Future;
+use std::sync::Arc;
 
 use crate::workloads::Operation;
 
 /// What a successful operation produced besides its latency; the runner
 /// adds these into the interval's counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Done {
     /// Rows written (or read, for queries).
     pub rows: u32,
@@ -27,6 +28,9 @@ pub struct Done {
     pub hit: Option<bool>,
     /// Subscribers a published message reached, as the server counted them.
     pub fanout: u32,
+    /// The node that served this operation when it is not the connection's
+    /// (a new connection per operation, or a node sampled per request).
+    pub node: Option<Arc<str>>,
 }
 
 /// The part of the run one agent does, as drivers need it for setup and

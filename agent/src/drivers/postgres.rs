@@ -251,6 +251,18 @@ async fn open(endpoint: &str) -> Result<sqlx::PgConnection, DriverError> {
     }
 }
 
+/// The node behind a connection: the server's address and port as the
+/// server sees them (behind a balancer, the backend's).
+async fn identity(connection: &mut sqlx::PgConnection) -> Result<Arc<str>, DriverError> {
+    let row = sqlx::query("SELECT coalesce(host(inet_server_addr()), 'local'), coalesce(inet_server_port(), 0)")
+        .fetch_one(connection)
+        .await
+        .map_err(|e| driver_error("reading the server address", &e))?;
+    let address: String = row.try_get(0).unwrap_or_default();
+    let port: i32 = row.try_get(1).unwrap_or_default();
+    Ok(format!("{address}:{port}").into())
+}
+
 /// Runs one statement built here from validated names (table names are
 /// plain identifiers, checked when the scenario is parsed).
 async fn run(connection: &mut sqlx::PgConnection, sql: String, context: &str) -> Result<u64, DriverError> {
@@ -270,16 +282,11 @@ impl Driver for PostgresDriver {
 
     async fn connect(&self, endpoint: &str) -> Result<PgConnection, DriverError> {
         let mut connection = open(endpoint).await?;
-        let row = sqlx::query("SELECT coalesce(host(inet_server_addr()), 'local'), coalesce(inet_server_port(), 0)")
-            .fetch_one(&mut connection)
-            .await
-            .map_err(|e| driver_error("reading the server address", &e))?;
-        let address: String = row.try_get(0).unwrap_or_default();
-        let port: i32 = row.try_get(1).unwrap_or_default();
+        let node = identity(&mut connection).await?;
         Ok(PgConnection {
             connection: Arc::new(Mutex::new(connection)),
             endpoint: endpoint.into(),
-            node: format!("{address}:{port}").into(),
+            node,
             plan: Arc::clone(&self.plan),
         })
     }
@@ -430,12 +437,16 @@ impl PgConnection {
     async fn cycle(&self) -> Result<Done, DriverError> {
         let Workload::Pool(w) = &self.plan.workload else { return Err(unsupported("cycle")) };
         let mut connection = open(&self.endpoint).await?;
-        // The pool query is the user's own SQL from the scenario.
+        // The pool query is the user's own SQL from the scenario; each new
+        // connection also asks which node it reached (one more query), so
+        // that a balancer's choice per connection is attributed.
         let result = run(&mut connection, w.query.clone(), "pool query").await;
+        let node = identity(&mut connection).await;
         let closed = connection.close().await.map_err(|e| driver_error("closing", &e));
         result?;
+        let node = node?;
         closed?;
-        Ok(Done::default())
+        Ok(Done { node: Some(node), ..Done::default() })
     }
 }
 

@@ -14,7 +14,7 @@ use rand::SeedableRng;
 use rand::rngs::SmallRng;
 
 use super::recorder::{SharedRecorder, lock};
-use crate::drivers::{Connection, Driver, DriverError, ErrorKind};
+use crate::drivers::{Connection, Done, Driver, DriverError, ErrorKind};
 use crate::workloads::Generator;
 
 /// A request sent this much after its intended start counts as a late start.
@@ -134,6 +134,17 @@ async fn run_slot<C: Connection>(
                     None => Some(ErrorKind::Timeout),
                 };
                 lost |= error == Some(ErrorKind::Connection);
+                if let Some(Ok(Done { node: Some(node), .. })) = results.get(index) {
+                    // Served by another node than the connection's (a new
+                    // connection per operation, or a sampled node).
+                    let home = r.node().cloned();
+                    r.set_node(Arc::clone(node));
+                    r.record(operation.index(), micros(done - intended), micros(done - sent), error);
+                    if let Some(home) = home {
+                        r.set_node(home);
+                    }
+                    continue;
+                }
                 let key = (operation.index(), error);
                 match groups[..group_count].iter_mut().find(|g| (g.0, g.1) == key) {
                     Some(group) => group.2 += 1,

@@ -77,6 +77,11 @@ impl Recorder {
         }))
     }
 
+    /// The node operations are recorded against now.
+    pub fn node(&self) -> Option<&Arc<str>> {
+        self.node.as_ref()
+    }
+
     /// Makes `node` the node of the operations recorded from now on.
     pub fn set_node(&mut self, node: Arc<str>) {
         let old = match self.node.take() {
