@@ -236,6 +236,18 @@ pub struct Postgres {
 
 impl Postgres {
     pub fn start() -> Self {
+        Self::start_in(None, free_port())
+    }
+
+    /// Starts the server inside a lab host's network namespace (listening
+    /// on its loopback at `port`), or here when `host` is `None`.
+    pub fn start_in(host: Option<&netns::Host>, port: u16) -> Self {
+        let inside = |command: Command| -> Command {
+            let Some(host) = host else { return command };
+            let mut wrapped = host.command(command.get_program());
+            wrapped.args(command.get_args());
+            wrapped
+        };
         static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("stampede-pg-{}-{n}", std::process::id()));
@@ -253,25 +265,21 @@ impl Postgres {
             .output()
             .expect("run initdb");
         assert!(output.status.success(), "initdb failed: {}", String::from_utf8_lossy(&output.stderr));
-        let port = free_port();
-        let child = postgres_command("postgres")
+        let mut server = postgres_command("postgres");
+        server
             .arg("-D")
             .arg(&data)
             .args(["-p", &port.to_string(), "-k"])
             .arg(&dir)
             .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off"])
-            .args(["-c", "full_page_writes=off", "-c", "max_connections=200"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start postgres");
+            .args(["-c", "full_page_writes=off", "-c", "max_connections=200"]);
+        let child = inside(server).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start postgres");
         let server = Self { port, child, dir };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let ready = Command::new(postgres_program("pg_isready"))
-                .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres", "-q"])
-                .status()
-                .is_ok_and(|s| s.success());
+            let mut check = Command::new(postgres_program("pg_isready"));
+            check.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres", "-q"]);
+            let ready = inside(check).status().is_ok_and(|s| s.success());
             if ready {
                 break;
             }

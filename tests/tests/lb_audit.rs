@@ -18,12 +18,14 @@ use stampede_tests::netns::{Host, Lab};
 use stampede_tests::{Process, run_command, stampede_bin, which, write_file};
 
 const BACKEND_PORTS: [u16; 3] = [7101, 7102, 7103];
+const PG_PORTS: [u16; 2] = [5501, 5502];
 
 struct Audit {
     coordinator_host: Host,
     url: String,
     balancer: Host,
     backends: Vec<Option<Process>>,
+    _postgres: Vec<stampede_tests::Postgres>,
     dir: tempfile::TempDir,
     // Dropped last: processes first, then the namespaces.
     _haproxy: Process,
@@ -35,6 +37,12 @@ struct Audit {
 /// The lab: coordinator, three agents, and haproxy with `balance` and
 /// `weights` in front of three KV server processes.
 fn build(balance: &str, weights: [u32; 3]) -> Option<Audit> {
+    build_with(balance, Some(weights))
+}
+
+/// With `kv_weights` `None`: haproxy in front of two PostgreSQL servers
+/// (frontend port 5432, servers pg-0 and pg-1) instead of KV servers.
+fn build_with(balance: &str, kv_weights: Option<[u32; 3]>) -> Option<Audit> {
     let mut lab = Lab::new()?;
     assert!(
         which("haproxy").is_some(),
@@ -56,31 +64,46 @@ fn build(balance: &str, weights: [u32; 3]) -> Option<Audit> {
         .map(|host| host.stampede(&host.name, &["agent", "--coordinator", &url, "--id", &host.name]))
         .collect();
 
-    let backends: Vec<Option<Process>> = BACKEND_PORTS
-        .iter()
-        .enumerate()
-        .map(|(i, port)| {
-            let node = format!("kv-{i}");
-            let address = format!("127.0.0.1:{port}");
-            let process = balancer.stampede(&node, &["kv-server", "--listen", &address, "--node-id", &node]);
-            process.wait_for_line("listening on", Duration::from_secs(30));
-            Some(process)
-        })
-        .collect();
+    let (backends, postgres, servers, port) = match kv_weights {
+        Some(weights) => {
+            let backends: Vec<Option<Process>> = BACKEND_PORTS
+                .iter()
+                .enumerate()
+                .map(|(i, port)| {
+                    let node = format!("kv-{i}");
+                    let address = format!("127.0.0.1:{port}");
+                    let process = balancer.stampede(&node, &["kv-server", "--listen", &address, "--node-id", &node]);
+                    process.wait_for_line("listening on", Duration::from_secs(30));
+                    Some(process)
+                })
+                .collect();
+            let servers: Vec<String> = BACKEND_PORTS
+                .iter()
+                .zip(weights)
+                .enumerate()
+                .map(|(i, (port, weight))| {
+                    format!("  server kv-{i} 127.0.0.1:{port} weight {weight} check inter 200ms fall 1 rise 2\n")
+                })
+                .collect();
+            (backends, Vec::new(), servers, 6379)
+        }
+        None => {
+            let postgres: Vec<stampede_tests::Postgres> =
+                PG_PORTS.iter().map(|port| stampede_tests::Postgres::start_in(Some(&balancer), *port)).collect();
+            let servers = PG_PORTS
+                .iter()
+                .enumerate()
+                .map(|(i, port)| format!("  server pg-{i} 127.0.0.1:{port} check inter 200ms\n"))
+                .collect();
+            (Vec::new(), postgres, servers, 5432)
+        }
+    };
     let socket = dir.path().join("haproxy.sock");
-    let servers: Vec<String> = BACKEND_PORTS
-        .iter()
-        .zip(weights)
-        .enumerate()
-        .map(|(i, (port, weight))| {
-            format!("  server kv-{i} 127.0.0.1:{port} weight {weight} check inter 200ms fall 1 rise 2\n")
-        })
-        .collect();
     let config = format!(
         "global\n  maxconn 4000\n  stats socket {} mode 600 level admin\n\
          defaults\n  mode tcp\n  timeout connect 2s\n  timeout client 30s\n  timeout server 30s\n  retries 2\n  option redispatch\n\
-         frontend kv\n  bind {}:6379\n  default_backend kvs\n\
-         backend kvs\n  balance {balance}\n{}",
+         frontend front\n  bind {}:{port}\n  default_backend back\n\
+         backend back\n  balance {balance}\n{}",
         socket.display(),
         balancer.address,
         servers.concat()
@@ -106,6 +129,7 @@ fn build(balance: &str, weights: [u32; 3]) -> Option<Audit> {
         url,
         balancer,
         backends,
+        _postgres: postgres,
         dir,
         _haproxy: haproxy,
         _agents: agents,
@@ -123,7 +147,11 @@ impl Audit {
              load:\n  connections: 6\n  reconnect_every: 40\nworkload:\n  kind: kv\n  keys: 1000\n{extra}",
             self.balancer.address
         );
-        let path = write_file(self.dir.path(), &format!("{name}.yaml"), &text);
+        self.submit_text(name, &text)
+    }
+
+    fn submit_text(&self, name: &str, text: &str) -> (i32, Value, String) {
+        let path = write_file(self.dir.path(), &format!("{name}.yaml"), text);
         let json = self.dir.path().join(format!("{name}.json")).to_string_lossy().into_owned();
         let mut command = self.coordinator_host.command(stampede_bin());
         command.args(["submit", &path, "--coordinator", &self.url, "--wait", "--json", &json, "-q"]);
@@ -145,7 +173,7 @@ impl Audit {
         let (proxy, server, sessions) = (column("pxname"), column("svname"), column("stot"));
         lines
             .map(|l| l.split(',').collect::<Vec<_>>())
-            .filter(|f| f.len() > sessions && f[proxy] == "kvs" && f[server].starts_with("kv-"))
+            .filter(|f| f.len() > sessions && f[proxy] == "back" && f[server] != "BACKEND")
             .map(|f| (f[server].to_string(), f[sessions].parse().expect("stot")))
             .collect()
     }
@@ -243,4 +271,29 @@ fn a_backend_stopped_mid_run_leaves_the_distribution_and_the_run_completes() {
     assert!(d["findings"].to_string().contains("node kv-2 served no requests in interval"), "{}", d["findings"]);
     let errors = report["totals"]["errors"].as_u64().expect("errors");
     assert!(errors > 0, "the cut connections are errors: {}", report["operations"]);
+}
+
+#[test]
+fn connection_churn_through_haproxy_spreads_over_two_postgresql_servers() {
+    let Some(audit) = build_with("roundrobin", None) else { return };
+    let text = format!(
+        "name: pg-pool\nduration: 4s\nwarmup: 1s\nagents: 3\ntarget:\n  kind: postgres\n  \
+         endpoints: [\"postgres://postgres@{}:5432/postgres\"]\n  nodes: {{\"127.0.0.1:5501\": pg-0, \"127.0.0.1:5502\": pg-1}}\n\
+         load:\n  connections: 3\nworkload:\n  kind: pool\ndistribution:\n  expect: uniform\n",
+        audit.balancer.address
+    );
+    let (code, report, output) = audit.submit_text("pg-pool", &text);
+    assert_eq!(code, 0, "{output}");
+    let d = &report["distribution"];
+    assert_eq!(d["verdict"], "balanced", "{d}");
+    let cycles = report["operations"]["cycle"]["count"].as_u64().expect("cycles");
+    assert!(cycles > 50, "{cycles}");
+    for node in ["pg-0", "pg-1"] {
+        assert!((share(&report, "requests", node) - 0.5).abs() < 0.05, "{node}: {d}");
+        assert!(report["nodes"][node]["operations"]["cycle"]["latency_us"]["p99"].as_u64() > Some(0), "{node}");
+    }
+    // Each cycle was one haproxy session, as were the run's long-lived connections.
+    let sessions = audit.haproxy_sessions();
+    let total: u64 = sessions.values().sum();
+    assert!(total >= cycles, "{sessions:?} against {cycles} cycles");
 }
