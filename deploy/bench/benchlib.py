@@ -79,9 +79,20 @@ class Postgres:
                                "-d", "postgres", "-Atqc", sql], check=True, capture_output=True, text=True).stdout
 
     def stop(self):
-        self.process.send_signal(2)  # fast shutdown
+        # runuser does not pass signals on: signal the postmaster itself
+        # (first line of postmaster.pid); SIGINT is a fast shutdown.
+        import time
         try:
-            self.process.wait(timeout=20)
+            with open(os.path.join(self.dir, "data", "postmaster.pid")) as f:
+                pid = int(f.readline())
+            os.kill(pid, 2)
+            deadline = time.monotonic() + 20
+            while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+                time.sleep(0.05)
+        except (OSError, ValueError):
+            pass
+        try:
+            self.process.wait(timeout=5)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()

@@ -306,14 +306,22 @@ impl Postgres {
 
 impl Drop for Postgres {
     fn drop(&mut self) {
-        // Fast shutdown (SIGINT) lets PostgreSQL release its shared memory.
-        let _ = Command::new("kill").args(["-INT", &self.child.id().to_string()]).status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
+        // The child is `runuser` (or `ip netns exec`), which does not pass
+        // signals on: signal the postmaster itself, whose pid is the first
+        // line of postmaster.pid. Fast shutdown (SIGINT) releases its
+        // shared memory.
+        let postmaster = std::fs::read_to_string(self.dir.join("data").join("postmaster.pid"))
+            .ok()
+            .and_then(|text| text.lines().next().and_then(|l| l.trim().parse::<u32>().ok()));
+        if let Some(pid) = postmaster {
+            let _ = Command::new("kill").args(["-INT", &pid.to_string()]).status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
             }
-            std::thread::sleep(Duration::from_millis(50));
+            if Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            }
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
