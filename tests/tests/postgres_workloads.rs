@@ -47,6 +47,9 @@ fn metrics_runs_insert_exactly_the_rows_they_report() {
         assert_eq!(in_table, rows, "{method}: SELECT count(*) equals the rows reported");
         assert!(report["counter_rates"]["rows"].as_f64().expect("rows/s") > 0.0);
         assert!(notes(&report).iter().any(|n| n.contains(&format!("table {table} is a plain table"))), "{report}");
+        let system = server.psql("SELECT system_identifier FROM pg_control_system()");
+        let expected = format!("node 127.0.0.1:{}: PostgreSQL system identifier {system}", server.port);
+        assert!(notes(&report).contains(&expected), "{expected} in {:?}", notes(&report));
         let hosts: u64 = server.psql(&format!("SELECT count(DISTINCT hostname) FROM {table}")).parse().expect("hosts");
         assert_eq!(hosts, 50, "the two agents cover all hosts");
     }

@@ -299,6 +299,18 @@ impl Driver for PostgresDriver {
         let endpoint = endpoints.first().map(String::as_str).unwrap_or_default();
         let mut connection = open(endpoint).await?;
         let mut notes = Vec::new();
+        // The cluster's system identifier tells apart servers that share an
+        // address behind a proxy (replicas share their primary's). Reading
+        // it may need privileges; without them the note is left out.
+        let system: Option<i64> = sqlx::query_scalar("SELECT system_identifier FROM pg_control_system()")
+            .fetch_optional(&mut connection)
+            .await
+            .ok()
+            .flatten();
+        if let Some(system) = system {
+            let node = identity(&mut connection).await?;
+            notes.push(format!("node {node}: PostgreSQL system identifier {system}"));
+        }
         let mut usage_columns: Vec<String> = USAGE.iter().map(|c| format!("{c} DOUBLE PRECISION")).collect();
         usage_columns.insert(
             0,
