@@ -18,7 +18,7 @@ use stampede_common::report::{
     ScenarioInfo, TargetInfo, Totals,
 };
 use stampede_common::scenario::LoadModel;
-use stampede_common::threshold::{Metric, Threshold, ThresholdResult};
+use stampede_common::threshold::ThresholdResult;
 
 /// Interval histograms kept in full; older intervals keep only their figures,
 /// so a run of days does not grow without bound.
@@ -296,58 +296,16 @@ impl RunAggregate {
         self.operations.values().map(|o| o.count).sum()
     }
 
-    /// The value a threshold looks at, or `None` when nothing was measured.
-    pub fn observe_threshold(&self, threshold: &Threshold, scenario: &Scenario, measured_s: f64) -> Option<f64> {
-        let distribution = || self.distribution(scenario);
-        match (threshold.metric, threshold.node.as_deref()) {
-            (Metric::MaxDeviation, _) => Some(distribution().requests.max_deviation_pp / 100.0),
-            (Metric::PValue, _) => distribution().requests.p_value,
-            (Metric::ChiSquare, _) => Some(distribution().requests.chi_square),
-            (Metric::MaxMinRatio, _) => distribution().requests.max_min_ratio,
-            (Metric::Share, Some(node)) => {
-                let total = self.ops();
-                (total > 0).then(|| self.nodes.get(node).map_or(0, |n| n.ops) as f64 / total as f64)
-            }
-            (metric, Some(node)) => {
-                // One node: its operations' histograms, added.
-                let mut merged = OperationAggregate::default();
-                for ((name, op), agg) in &self.node_operations {
-                    if name != node || threshold.operation.as_deref().is_some_and(|o| o != op) {
-                        continue;
-                    }
-                    merged.count += agg.count;
-                    for (kind, n) in &agg.errors_by_kind {
-                        *merged.errors_by_kind.entry(kind.clone()).or_default() += n;
-                    }
-                    let _ = histogram::add_into(&mut merged.latency, &agg.latency);
-                }
-                observe(&metric, merged.count, merged.errors(), &merged.latency, measured_s)
-            }
-            (metric, None) => self.observe(&metric, threshold.operation.as_deref(), measured_s),
-        }
-    }
-
-    /// The value of a metric over all operations or one, or `None` when
-    /// nothing was measured.
-    pub fn observe(&self, metric: &Metric, operation: Option<&str>, measured_s: f64) -> Option<f64> {
-        let (count, errors, latency) = match operation {
-            None => (self.ops(), self.errors(), &self.overall),
-            Some(name) => {
-                let op = self.operations.get(name)?;
-                (op.count, op.errors(), &op.latency)
-            }
-        };
-        observe(metric, count, errors, latency, measured_s)
-    }
     /// Writes the report: merged figures, per-agent figures and verdicts.
     pub fn report(&self, context: &ReportContext<'_>) -> Report {
         let scenario = context.scenario;
         let warmup_s = (self.warmup_intervals as f64).min(scenario.duration.as_secs_f64());
         let measured_s = (scenario.duration.as_secs_f64() - warmup_s).max(0.0);
+        let distribution = self.distribution(scenario);
         let thresholds: Vec<ThresholdResult> = scenario
             .thresholds
             .iter()
-            .map(|t| t.evaluate(|t| self.observe_threshold(t, scenario, measured_s)))
+            .map(|t| t.evaluate(|t| self.observe_threshold(t, &distribution, measured_s)))
             .collect();
         let status = match &context.failure {
             Some((status, _)) => *status,
@@ -465,31 +423,13 @@ impl RunAggregate {
                 (hits + misses > 0).then(|| hits as f64 / (hits + misses) as f64)
             },
             notes: self.notes.iter().cloned().collect(),
-            distribution: (!self.nodes.is_empty()).then(|| self.distribution(scenario)),
+            distribution: (!self.nodes.is_empty()).then_some(distribution),
         }
     }
 
     /// The distribution analysis of what was merged so far.
     pub fn distribution(&self, scenario: &Scenario) -> Distribution {
         distribution::analyse(&self.observations, &scenario.distribution)
-    }
-}
-
-/// A metric's value from a count, its errors and its latency histogram.
-fn observe(metric: &Metric, count: u64, errors: u64, latency: &Histogram<u64>, measured_s: f64) -> Option<f64> {
-    if count == 0 {
-        return None;
-    }
-    let value_of = |f: fn(&Histogram<u64>) -> f64| (!latency.is_empty()).then(|| f(latency));
-    match metric {
-        Metric::ErrorRate => Some(errors as f64 / count as f64),
-        Metric::Throughput => (measured_s > 0.0).then(|| count as f64 / measured_s),
-        Metric::Min => value_of(|h| h.min() as f64),
-        Metric::Max => value_of(|h| h.max() as f64),
-        Metric::Mean => value_of(Histogram::mean),
-        Metric::Quantile(q) => (!latency.is_empty()).then(|| latency.value_at_quantile(*q) as f64),
-        // Node and distribution metrics are observed by `observe_threshold`.
-        Metric::Share | Metric::MaxDeviation | Metric::PValue | Metric::ChiSquare | Metric::MaxMinRatio => None,
     }
 }
 
@@ -504,6 +444,9 @@ fn interval_p99(interval: &IntervalAggregate) -> u64 {
         None => interval.frozen_p99,
     }
 }
+
+#[path = "aggregate_observe.rs"]
+mod observe;
 
 #[cfg(test)]
 #[path = "aggregate_tests.rs"]
