@@ -104,11 +104,8 @@ pub async fn submit(
 ) -> anyhow::Result<u8> {
     let text = read_scenario(path)?;
     // Validate locally first: the same code, and errors name the file.
-    let checked = match endpoints {
-        [] => Scenario::parse(&text).map(|_| text),
-        _ => Scenario::with_endpoints(&text, endpoints).map(|(_, text)| text),
-    };
-    let text = checked.map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))?;
+    let (_, text) =
+        Scenario::with_endpoints(&text, endpoints).map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))?;
     let mut client = connect(url).await?;
     let response = client
         .submit_run(pb::SubmitRunRequest { scenario_yaml: text, agents: agents.unwrap_or(0) })

@@ -41,11 +41,7 @@ pub async fn run(
         ),
         None => (QUICKSTART.to_string(), "built-in quickstart".to_string()),
     };
-    let (scenario, text) = match endpoints {
-        [] => Scenario::parse(&text).map(|s| (s, text)),
-        _ => Scenario::with_endpoints(&text, endpoints),
-    }
-    .map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
+    let (scenario, text) = Scenario::with_endpoints(&text, endpoints).map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
     let agent_count = agents.unwrap_or(scenario.agents);
     if agent_count == 0 {
         anyhow::bail!("--agents must be at least 1");

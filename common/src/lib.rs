@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod distribution;
+pub mod endpoint;
 pub mod histogram;
 pub mod interval;
 pub mod locate;

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::endpoint::check_endpoint;
+pub use crate::endpoint::redact;
 use crate::locate::{locate, parse_path};
 use crate::threshold::Threshold;
 use crate::units::{parse_duration, parse_rate};
@@ -270,34 +272,6 @@ impl Scenario {
         if check.issues.is_empty() { Ok(scenario) } else { Err(ScenarioError { issues: check.issues }) }
     }
 
-    /// The scenario text with `target.endpoints` replaced (the `--endpoint`
-    /// option of `run` and `submit`), checked again as a whole. Comments
-    /// are not kept in the returned text.
-    pub fn with_endpoints(text: &str, endpoints: &[String]) -> Result<(Self, String), ScenarioError> {
-        let problem = |message: String| ScenarioError {
-            issues: vec![ScenarioIssue { field: "target".into(), line: None, column: None, message }],
-        };
-        // The file's own problems first, with their lines.
-        Self::parse(text)?;
-        let mut document: serde_yaml::Value =
-            serde_yaml::from_str(text).map_err(|e| problem(strip_location(&e.to_string())))?;
-        let Some(target) = document.get_mut("target").and_then(serde_yaml::Value::as_mapping_mut) else {
-            return Err(problem("the scenario has no `target` mapping to set endpoints in".into()));
-        };
-        let list = endpoints.iter().map(|e| serde_yaml::Value::String(e.clone())).collect();
-        target.insert("endpoints".into(), serde_yaml::Value::Sequence(list));
-        let rewritten = serde_yaml::to_string(&document).map_err(|e| problem(e.to_string()))?;
-        let scenario = Self::parse(&rewritten).map_err(|mut error| {
-            for issue in &mut error.issues {
-                // Lines of the rewritten text mean nothing to the user.
-                (issue.line, issue.column) = (None, None);
-                issue.message = format!("{} (from --endpoint)", issue.message);
-            }
-            error
-        })?;
-        Ok((scenario, rewritten))
-    }
-
     /// Total operations per second offered in the open model.
     pub fn rate(&self) -> Option<f64> {
         match self.load.model {
@@ -307,7 +281,7 @@ impl Scenario {
     }
 }
 
-fn strip_location(message: &str) -> String {
+pub(crate) fn strip_location(message: &str) -> String {
     match message.rfind(" at line ") {
         Some(i) => message[..i].to_string(),
         None => message.to_string(),
@@ -434,45 +408,6 @@ fn validate_target(raw: RawTarget, check: &mut Checker<'_>) -> Target {
         }
     }
     Target { kind: raw.kind, endpoints: raw.endpoints, nodes: raw.nodes }
-}
-
-fn host_port(address: &str) -> bool {
-    address.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0))
-}
-
-/// Checks one endpoint's form for its target kind.
-fn check_endpoint(kind: TargetKind, endpoint: &str) -> Result<(), String> {
-    let Some((scheme, rest)) = endpoint.split_once("://") else {
-        return if host_port(endpoint) { Ok(()) } else { Err("not a `host:port` address".into()) };
-    };
-    let allowed: &[&str] = match kind {
-        TargetKind::Kv | TargetKind::Redis => &[],
-        TargetKind::Postgres | TargetKind::Timescaledb => &["postgres", "postgresql"],
-        TargetKind::Cratedb => &["http", "https"],
-    };
-    if !allowed.contains(&scheme) {
-        return Err(format!("scheme `{scheme}` is not used with this target kind"));
-    }
-    let authority = rest.split(['/', '?']).next().unwrap_or_default();
-    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
-    if host.is_empty() || host.contains(':') && !host_port(host) {
-        return Err("the URL has no valid host".into());
-    }
-    Ok(())
-}
-
-/// An endpoint with its password replaced by `***`, for messages and logs.
-pub fn redact(endpoint: &str) -> String {
-    let Some((scheme, rest)) = endpoint.split_once("://") else { return endpoint.to_string() };
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((credentials, host)) => match credentials.split_once(':') {
-            Some((user, _)) => format!("{scheme}://{user}:***@{host}{tail}"),
-            None => endpoint.to_string(),
-        },
-        None => endpoint.to_string(),
-    }
 }
 
 fn validate_load(raw: RawLoad, check: &mut Checker<'_>) -> Load {

@@ -1,0 +1,76 @@
+//! Target endpoints: the forms each target kind takes, passwords hidden
+//! for messages, and a scenario's endpoints replaced from the command line.
+
+use crate::scenario::{Scenario, ScenarioError, ScenarioIssue, TargetKind, strip_location};
+
+impl Scenario {
+    /// The scenario text with `target.endpoints` replaced (the `--endpoint`
+    /// option of `run` and `submit`), checked again as a whole. Comments
+    /// are not kept in the returned text. No endpoints: the text as it is.
+    pub fn with_endpoints(text: &str, endpoints: &[String]) -> Result<(Self, String), ScenarioError> {
+        if endpoints.is_empty() {
+            return Self::parse(text).map(|scenario| (scenario, text.to_string()));
+        }
+        let problem = |message: String| ScenarioError {
+            issues: vec![ScenarioIssue { field: "target".into(), line: None, column: None, message }],
+        };
+        // The file's own problems first, with their lines.
+        Self::parse(text)?;
+        let mut document: serde_yaml::Value =
+            serde_yaml::from_str(text).map_err(|e| problem(strip_location(&e.to_string())))?;
+        let Some(target) = document.get_mut("target").and_then(serde_yaml::Value::as_mapping_mut) else {
+            return Err(problem("the scenario has no `target` mapping to set endpoints in".into()));
+        };
+        let list = endpoints.iter().map(|e| serde_yaml::Value::String(e.clone())).collect();
+        target.insert("endpoints".into(), serde_yaml::Value::Sequence(list));
+        let rewritten = serde_yaml::to_string(&document).map_err(|e| problem(e.to_string()))?;
+        let scenario = Self::parse(&rewritten).map_err(|mut error| {
+            for issue in &mut error.issues {
+                // Lines of the rewritten text mean nothing to the user.
+                (issue.line, issue.column) = (None, None);
+                issue.message = format!("{} (from --endpoint)", issue.message);
+            }
+            error
+        })?;
+        Ok((scenario, rewritten))
+    }
+}
+
+fn host_port(address: &str) -> bool {
+    address.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0))
+}
+
+/// Checks one endpoint's form for its target kind.
+pub(crate) fn check_endpoint(kind: TargetKind, endpoint: &str) -> Result<(), String> {
+    let Some((scheme, rest)) = endpoint.split_once("://") else {
+        return if host_port(endpoint) { Ok(()) } else { Err("not a `host:port` address".into()) };
+    };
+    let allowed: &[&str] = match kind {
+        TargetKind::Kv | TargetKind::Redis => &[],
+        TargetKind::Postgres | TargetKind::Timescaledb => &["postgres", "postgresql"],
+        TargetKind::Cratedb => &["http", "https"],
+    };
+    if !allowed.contains(&scheme) {
+        return Err(format!("scheme `{scheme}` is not used with this target kind"));
+    }
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    if host.is_empty() || host.contains(':') && !host_port(host) {
+        return Err("the URL has no valid host".into());
+    }
+    Ok(())
+}
+
+/// An endpoint with its password replaced by `***`, for messages and logs.
+pub fn redact(endpoint: &str) -> String {
+    let Some((scheme, rest)) = endpoint.split_once("://") else { return endpoint.to_string() };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((credentials, host)) => match credentials.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}{tail}"),
+            None => endpoint.to_string(),
+        },
+        None => endpoint.to_string(),
+    }
+}

@@ -1,0 +1,270 @@
+//! Checking a raw `workload:` section and turning it into a `Workload`:
+//! defaults, limits, and a message naming each bad field.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::*;
+use crate::scenario::{Checker, Scalar};
+use crate::units::{parse_duration, parse_size};
+
+pub(crate) fn validate(raw: RawWorkload, check: &mut Checker<'_>) -> Workload {
+    match raw {
+        RawWorkload::Kv(mut raw) => {
+            only_for(&mut raw, "kv", check);
+            let read_ratio = ratio(raw.read_ratio, 0.9, "workload.read_ratio", check);
+            Workload::Kv(KvWorkload { read_ratio, space: keys(raw, false, check) })
+        }
+        RawWorkload::Mixed(mut raw) => {
+            only_for(&mut raw, "mixed", check);
+            let weights = weights(raw.weights.take(), &MIXED_OPERATIONS, [30.0, 50.0, 10.0, 5.0, 5.0], check);
+            Workload::Mixed(MixedWorkload { weights, space: keys(raw, false, check) })
+        }
+        RawWorkload::Cache(mut raw) => {
+            only_for(&mut raw, "cache", check);
+            let ttl = duration(raw.ttl.as_ref(), Duration::from_secs(60), "workload.ttl", check);
+            if ttl < Duration::from_millis(1) {
+                check.fail("workload.ttl", "must be at least 1ms");
+            }
+            // The seed's cache test fills the cache before measuring.
+            Workload::Cache(CacheWorkload { ttl, space: keys(raw, true, check) })
+        }
+        RawWorkload::Chat(raw) => {
+            let rooms = raw.rooms.unwrap_or(100);
+            if rooms == 0 {
+                check.fail("workload.rooms", "must be at least 1");
+            }
+            let history = raw.history.unwrap_or(100);
+            if history == 0 {
+                check.fail("workload.history", "must be at least 1");
+            }
+            let page = raw.page.unwrap_or(20);
+            if page == 0 || page > history {
+                check.fail("workload.page", format!("must be between 1 and history ({history})"));
+            }
+            Workload::Chat(ChatWorkload {
+                rooms,
+                history,
+                page,
+                read_ratio: ratio(raw.read_ratio, 0.2, "workload.read_ratio", check),
+                prefix: raw.key_prefix.unwrap_or_else(|| "stampede:chat:".into()),
+                value: ValueSpec {
+                    size: size(raw.message_size.as_ref(), 128, "workload.message_size", check),
+                    format: raw.value_format.unwrap_or_default(),
+                    compress: raw.compress.unwrap_or_default(),
+                },
+                cleanup: raw.cleanup.unwrap_or(true),
+            })
+        }
+        RawWorkload::Pubsub(raw) => {
+            let channels = raw.channels.unwrap_or(10);
+            if channels == 0 || channels > 10_000 {
+                check.fail("workload.channels", "must be between 1 and 10000");
+            }
+            let subscribers = raw.subscribers.unwrap_or(4);
+            if subscribers == 0 || subscribers > 10_000 {
+                check.fail("workload.subscribers", "must be between 1 and 10000");
+            }
+            let message_size = size(raw.message_size.as_ref(), 64, "workload.message_size", check);
+            if message_size < 8 {
+                check.fail("workload.message_size", "must be at least 8B (messages carry their send time)");
+            }
+            Workload::Pubsub(PubsubWorkload {
+                channels,
+                subscribers,
+                message_size,
+                prefix: raw.key_prefix.unwrap_or_else(|| "stampede:room:".into()),
+            })
+        }
+        RawWorkload::Metrics(raw) => {
+            let batch_size = raw.batch_size.unwrap_or(500);
+            if batch_size == 0 || batch_size > MAX_BATCH_SIZE {
+                check.fail("workload.batch_size", format!("must be between 1 and {MAX_BATCH_SIZE}"));
+            }
+            let method = raw.method.unwrap_or(InsertMethod::Insert);
+            if method == InsertMethod::Insert && batch_size > MAX_INSERT_ROWS {
+                check.fail(
+                    "workload.batch_size",
+                    format!(
+                        "a multi-row INSERT binds 14 parameters per row and PostgreSQL allows 65535, so at most \
+                         {MAX_INSERT_ROWS} rows; use `method: copy` for larger batches"
+                    ),
+                );
+            }
+            Workload::Metrics(MetricsWorkload {
+                table: table(raw.table, "stampede_cpu", check),
+                hosts: hosts(raw.hosts, check),
+                batch_size,
+                method,
+                keep: raw.keep.unwrap_or(false),
+            })
+        }
+        RawWorkload::Query(raw) => Workload::Query(QueryWorkload {
+            table: table(raw.table, "stampede_cpu", check),
+            weights: weights(raw.weights, &QUERY_OPERATIONS, [1.0, 1.0, 1.0], check),
+            preload_rows: raw.preload_rows.unwrap_or(100_000),
+            hosts: hosts(raw.hosts, check),
+            keep: raw.keep.unwrap_or(false),
+        }),
+        RawWorkload::Pool(raw) => {
+            let query = raw.query.unwrap_or_else(|| "SELECT 1".into());
+            if query.trim().is_empty() {
+                check.fail("workload.query", "must not be empty");
+            }
+            Workload::Pool(PoolWorkload { query })
+        }
+        RawWorkload::Records(raw) => {
+            let batch_size = raw.batch_size.unwrap_or(1000);
+            if batch_size == 0 || batch_size > MAX_BATCH_SIZE {
+                check.fail("workload.batch_size", format!("must be between 1 and {MAX_BATCH_SIZE}"));
+            }
+            let objects = raw.objects.unwrap_or(0);
+            if objects > MAX_OBJECTS {
+                check.fail("workload.objects", format!("must be at most {MAX_OBJECTS}"));
+            }
+            let shards = raw.shards.unwrap_or(4);
+            if shards == 0 {
+                check.fail("workload.shards", "must be at least 1");
+            }
+            Workload::Records(RecordsWorkload {
+                table: table(raw.table, "stampede_records", check),
+                batch_size,
+                batch_interval: duration(raw.batch_interval.as_ref(), Duration::ZERO, "workload.batch_interval", check),
+                objects,
+                number_of_replicas: raw.number_of_replicas.unwrap_or(0),
+                shards,
+                keep: raw.keep.unwrap_or(false),
+            })
+        }
+    }
+}
+
+fn ratio(value: Option<f64>, default: f64, field: &str, check: &mut Checker<'_>) -> f64 {
+    let value = value.unwrap_or(default);
+    if !(0.0..=1.0).contains(&value) {
+        check.fail(field, "must be between 0 and 1");
+    }
+    value
+}
+
+fn duration(value: Option<&Scalar>, default: Duration, field: &str, check: &mut Checker<'_>) -> Duration {
+    match value.map(|v| parse_duration(&v.text())) {
+        None => default,
+        Some(Ok(d)) => d,
+        Some(Err(e)) => {
+            check.fail(field, e.0);
+            default
+        }
+    }
+}
+
+fn size(value: Option<&Scalar>, default: u64, field: &str, check: &mut Checker<'_>) -> u64 {
+    match value.map(|v| parse_size(&v.text())) {
+        None => default,
+        Some(Ok(size)) if size <= MAX_VALUE_SIZE => size,
+        Some(Ok(_)) => {
+            check.fail(field, "must be at most 64MiB");
+            0
+        }
+        Some(Err(e)) => {
+            check.fail(field, e.0);
+            0
+        }
+    }
+}
+
+fn hosts(value: Option<u64>, check: &mut Checker<'_>) -> u64 {
+    let hosts = value.unwrap_or(100);
+    if hosts == 0 || hosts > 10_000_000 {
+        check.fail("workload.hosts", "must be between 1 and 10000000");
+    }
+    hosts
+}
+
+/// A table name: letters, digits and underscores, not starting with a digit
+/// (it is written into SQL statements unquoted).
+fn table(value: Option<String>, default: &str, check: &mut Checker<'_>) -> String {
+    let name = value.unwrap_or_else(|| default.to_string());
+    let valid = name.len() <= 63
+        && name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid {
+        check.fail(
+            "workload.table",
+            format!("`{name}` is not a plain table name (letters, digits, `_`, at most 63, not starting with a digit)"),
+        );
+    }
+    name
+}
+
+fn weights<const N: usize>(
+    raw: Option<BTreeMap<String, f64>>,
+    names: &[&str; N],
+    default: [f64; N],
+    check: &mut Checker<'_>,
+) -> [f64; N] {
+    let Some(raw) = raw else { return default };
+    let mut weights = [0.0; N];
+    for (name, weight) in raw {
+        match names.iter().position(|n| *n == name) {
+            Some(i) if weight >= 0.0 && weight.is_finite() => weights[i] = weight,
+            Some(_) => check.fail(&format!("workload.weights.{name}"), "must be a number of at least 0"),
+            None => check.fail(
+                &format!("workload.weights.{name}"),
+                format!("unknown operation `{name}`; the operations are {}", names.join(", ")),
+            ),
+        }
+    }
+    if weights.iter().sum::<f64>() <= 0.0 {
+        check.fail("workload.weights", "at least one weight must be more than 0");
+    }
+    weights
+}
+
+/// Rejects the fields of the other key-value workloads.
+fn only_for(raw: &mut RawKeyValueWorkload, kind: &str, check: &mut Checker<'_>) {
+    let owners = [
+        ("read_ratio", "kv", raw.read_ratio.is_some()),
+        ("weights", "mixed", raw.weights.is_some()),
+        ("ttl", "cache", raw.ttl.is_some()),
+    ];
+    for (field, owner, present) in owners {
+        if present && owner != kind {
+            check.fail(&format!("workload.{field}"), format!("is only used with `kind: {owner}`, not `kind: {kind}`"));
+        }
+    }
+}
+
+fn keys(raw: RawKeyValueWorkload, preload_default: bool, check: &mut Checker<'_>) -> KeySpace {
+    let keys = raw.keys.unwrap_or(100_000);
+    if keys == 0 {
+        check.fail("workload.keys", "must be at least 1");
+    }
+    let distribution = match raw.key_distribution.unwrap_or(KeyDistributionKind::Uniform) {
+        KeyDistributionKind::Uniform => {
+            if raw.zipf_exponent.is_some() {
+                check.fail("workload.zipf_exponent", "is only used with `key_distribution: zipfian`");
+            }
+            KeyDistribution::Uniform
+        }
+        KeyDistributionKind::Zipfian => {
+            let exponent = raw.zipf_exponent.unwrap_or(0.99);
+            if !(exponent > 0.0 && exponent <= 10.0) {
+                check.fail("workload.zipf_exponent", "must be more than 0 and at most 10");
+            }
+            KeyDistribution::Zipfian { exponent }
+        }
+    };
+    KeySpace {
+        keys,
+        distribution,
+        prefix: raw.key_prefix.unwrap_or_else(|| "stampede:".to_string()),
+        value: ValueSpec {
+            size: size(raw.value_size.as_ref(), 100, "workload.value_size", check),
+            format: raw.value_format.unwrap_or_default(),
+            compress: raw.compress.unwrap_or_default(),
+        },
+        preload: raw.preload.unwrap_or(preload_default),
+        cleanup: raw.cleanup.unwrap_or(false),
+    }
+}
