@@ -14,6 +14,10 @@
 //!   4000 for a statement it cannot parse, 4041 for an unknown table, 4011
 //!   for missing or wrong credentials (when it was started with some).
 //!
+//! [`CrateStandIn::add_node`] starts another node of the same cluster: it
+//! shares the tables and answers `GET /` with its own name, so that a test
+//! can put an HTTP balancer in front of several nodes.
+//!
 //! [`CrateStandIn::start_tls`] serves the same over https with a
 //! certificate made for the test; its PEM is in `certificate_pem`, for the
 //! client to trust (for example through `SSL_CERT_FILE`).
@@ -53,6 +57,9 @@ pub struct CrateStandIn {
     pub rejected: Arc<AtomicU64>,
     /// The self-signed certificate (PEM) when it serves https.
     pub certificate_pem: Option<String>,
+    /// `POST /_sql` requests this node answered.
+    pub sql_requests: Arc<AtomicU64>,
+    credentials: Option<(String, String)>,
 }
 
 impl CrateStandIn {
@@ -63,7 +70,14 @@ impl CrateStandIn {
 
     /// Starts on `address` (to take a stopped stand-in's place).
     pub fn start_at(address: &str, node: &str, credentials: Option<(&str, &str)>) -> Self {
-        Self::launch(address, node, credentials, None)
+        Self::launch(address, node, credentials, None, Arc::default())
+    }
+
+    /// Starts another node of this one's cluster on a free loopback port:
+    /// same tables and credentials, its own name and request counter.
+    pub fn add_node(&self, node: &str) -> Self {
+        let credentials = self.credentials.as_ref().map(|(user, password)| (user.as_str(), password.as_str()));
+        Self::launch("127.0.0.1:0", node, credentials, None, Arc::clone(&self.state))
     }
 
     /// Starts on a free loopback port serving https only, with a fresh
@@ -79,7 +93,7 @@ impl CrateStandIn {
             .with_no_client_auth()
             .with_single_cert(vec![certified.cert.der().clone()], key)
             .expect("server certificate");
-        let mut standin = Self::launch("127.0.0.1:0", node, credentials, Some(Arc::new(config)));
+        let mut standin = Self::launch("127.0.0.1:0", node, credentials, Some(Arc::new(config)), Arc::default());
         standin.certificate_pem = Some(certified.cert.pem());
         standin
     }
@@ -89,6 +103,7 @@ impl CrateStandIn {
         node: &str,
         credentials: Option<(&str, &str)>,
         tls: Option<Arc<rustls::ServerConfig>>,
+        state: Arc<Mutex<State>>,
     ) -> Self {
         // A stopped stand-in's listener closes shortly after it is dropped.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
@@ -100,15 +115,16 @@ impl CrateStandIn {
             }
         };
         let address = listener.local_addr().expect("address").to_string();
-        let state = Arc::new(Mutex::new(State::default()));
         let stop = Arc::new(AtomicBool::new(false));
         let rejected = Arc::new(AtomicU64::new(0));
+        let sql_requests = Arc::new(AtomicU64::new(0));
         let expected_auth = credentials.map(|(user, password)| {
             use base64::Engine;
             format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")))
         });
         {
             let (state, stop, rejected, node) = (state.clone(), stop.clone(), rejected.clone(), node.to_string());
+            let sql_requests = Arc::clone(&sql_requests);
             std::thread::spawn(move || {
                 for stream in listener.incoming() {
                     if stop.load(Ordering::Relaxed) {
@@ -118,22 +134,23 @@ impl CrateStandIn {
                     let _ = stream.set_nodelay(true);
                     let (state, rejected, node, auth) =
                         (state.clone(), rejected.clone(), node.clone(), expected_auth.clone());
-                    let (stop, tls) = (stop.clone(), tls.clone());
+                    let (stop, tls, sql_requests) = (stop.clone(), tls.clone(), sql_requests.clone());
                     std::thread::spawn(move || {
-                        let auth = auth.as_deref();
+                        let node = Node { name: &node, auth: auth.as_deref(), sql_requests: &sql_requests };
                         match tls {
-                            None => serve(stream, &state, &rejected, &node, auth, &stop),
+                            None => serve(stream, &state, &rejected, &node, &stop),
                             Some(config) => {
                                 let Ok(session) = rustls::ServerConnection::new(config) else { return };
                                 let stream = rustls::StreamOwned::new(session, stream);
-                                serve(stream, &state, &rejected, &node, auth, &stop);
+                                serve(stream, &state, &rejected, &node, &stop);
                             }
                         }
                     });
                 }
             });
         }
-        Self { address, node: node.to_string(), state, stop, rejected, certificate_pem: None }
+        let credentials = credentials.map(|(user, password)| (user.to_string(), password.to_string()));
+        Self { address, node: node.to_string(), state, stop, rejected, certificate_pem: None, sql_requests, credentials }
     }
 
     /// Rows in a table (what `SELECT count(*)` would say after a refresh).
@@ -223,14 +240,15 @@ fn error(status: u16, code: u32, message: impl Into<String>) -> (u16, Value) {
     (status, json!({ "error": { "message": message.into(), "code": code } }))
 }
 
-fn serve<S: Read + Write>(
-    stream: S,
-    state: &Mutex<State>,
-    rejected: &AtomicU64,
-    node: &str,
-    auth: Option<&str>,
-    stop: &AtomicBool,
-) {
+/// What one node of the stand-in knows of itself.
+struct Node<'a> {
+    name: &'a str,
+    /// The expected `Authorization` header, when credentials are required.
+    auth: Option<&'a str>,
+    sql_requests: &'a AtomicU64,
+}
+
+fn serve<S: Read + Write>(stream: S, state: &Mutex<State>, rejected: &AtomicU64, node: &Node<'_>, stop: &AtomicBool) {
     let mut reader = BufReader::new(stream);
     while let Some(request) = read_request(&mut reader) {
         if stop.load(Ordering::Relaxed) {
@@ -238,17 +256,18 @@ fn serve<S: Read + Write>(
             return;
         }
         let authorized =
-            auth.is_none_or(|expected| request.headers.get("authorization").map(String::as_str) == Some(expected));
+            node.auth.is_none_or(|expected| request.headers.get("authorization").map(String::as_str) == Some(expected));
         let (status, body) = if !authorized {
             error(401, 4011, "trying to access the cluster with an unknown user or a wrong password")
         } else {
             match (request.method.as_str(), request.path.as_str()) {
                 ("GET", "/") => (
                     200,
-                    json!({ "ok": true, "status": 200, "name": node, "cluster_name": "stampede-standin",
+                    json!({ "ok": true, "status": 200, "name": node.name, "cluster_name": "stampede-standin",
                             "version": { "number": "5.8.0-standin" } }),
                 ),
                 ("POST", path) if path == "/_sql" || path.starts_with("/_sql?") => {
+                    node.sql_requests.fetch_add(1, Ordering::Relaxed);
                     let is_json =
                         request.headers.get("content-type").is_some_and(|t| t.starts_with("application/json"));
                     if is_json {

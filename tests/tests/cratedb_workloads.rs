@@ -2,22 +2,30 @@
 //! against the CrateDB STAND-IN (`stampede_tests::cratedb_standin`; CrateDB
 //! itself cannot be installed on the test machines): the rows the report
 //! says were inserted are the rows the stand-in holds, refused rows are
-//! counted as errors, and https works with a certificate the client trusts.
+//! counted as errors, https works with a certificate the client trusts, and
+//! behind an HTTP balancer that routes each request the sampled node
+//! follows the balancer's choices.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde_json::Value;
 use stampede_tests::cratedb_standin::CrateStandIn;
-use stampede_tests::{run_stampede_env, write_file};
+use stampede_tests::{Process, free_port, run_command, run_stampede_env, which, write_file};
 
 /// Runs a scenario against `endpoint`; returns (exit code, report or Null, stderr).
 fn run(endpoint: &str, workload: &str, env: &[(&str, &str)]) -> (i32, Value, String) {
-    let dir = tempfile::tempdir().expect("tempdir");
     let text = format!(
         "name: crate\nduration: 3s\nwarmup: 1s\nagents: 2\ntarget:\n  kind: cratedb\n  endpoints: [\"{endpoint}\"]\n\
          load:\n  connections: 3\nworkload:\n{workload}\n"
     );
-    let path = write_file(dir.path(), "scenario.yaml", &text);
+    run_scenario(&text, env)
+}
+
+/// Runs a scenario text; returns (exit code, report or Null, stderr).
+fn run_scenario(text: &str, env: &[(&str, &str)]) -> (i32, Value, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write_file(dir.path(), "scenario.yaml", text);
     let json = dir.path().join("report.json");
     let json_arg = json.to_string_lossy().into_owned();
     let (code, stdout, stderr) = run_stampede_env(&["run", &path, "--json", &json_arg], env, Duration::from_secs(120));
@@ -103,4 +111,67 @@ fn https_works_with_a_trusted_certificate_and_fails_clearly_without() {
     assert!(output.to_lowercase().contains("certificate"), "the cause is named: {output}");
     assert!(output.contains(&untrusted.address), "the endpoint is named: {output}");
     assert!(output.contains("SSL_CERT_FILE"), "the way out is named: {output}");
+}
+
+/// haproxy in HTTP mode on loopback, balancing each request over `servers`
+/// (name, address, weight) round robin.
+fn http_balancer(dir: &std::path::Path, servers: &[(&str, &str, u32)]) -> (Process, String) {
+    assert!(which("haproxy").is_some(), "haproxy is not installed; deploy/test.sh installs it (apt-get install haproxy)");
+    let address = format!("127.0.0.1:{}", free_port());
+    let lines: String =
+        servers.iter().map(|(name, server, weight)| format!("  server {name} {server} weight {weight}\n")).collect();
+    let config = format!(
+        "global\n  maxconn 200\ndefaults\n  mode http\n  timeout connect 2s\n  timeout client 30s\n  timeout server 30s\n\
+         frontend front\n  bind {address}\n  default_backend back\nbackend back\n  balance roundrobin\n{lines}"
+    );
+    let path = write_file(dir, "haproxy.cfg", &config);
+    let mut check = std::process::Command::new("haproxy");
+    check.args(["-c", "-f", &path]);
+    let (code, out, err) = run_command(check, Duration::from_secs(20));
+    assert_eq!(code, 0, "haproxy rejects its configuration: {out}{err}");
+    let mut command = std::process::Command::new("haproxy");
+    command.args(["-db", "-f", &path]);
+    let process = Process::spawn("haproxy", command);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(&address).is_err() {
+        assert!(std::time::Instant::now() < deadline, "haproxy did not listen on {address}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (process, address)
+}
+
+#[test]
+fn sampled_node_follows_an_http_balancer_that_routes_each_request() {
+    // Two nodes of one stand-in cluster behind haproxy in HTTP mode, which
+    // chooses a server for every request (weights 3:1). One connection, so
+    // the balancer's sequence is not mixed with another client's and every
+    // `GET /` sample lands at a different place of its 4-request cycle.
+    let a = CrateStandIn::start("crate-a", None);
+    let b = a.add_node("crate-b");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_haproxy, address) = http_balancer(dir.path(), &[("a", &a.address, 3), ("b", &b.address, 1)]);
+    let text = format!(
+        "name: crate-behind-http-balancer\nduration: 4s\nwarmup: 1s\nagents: 1\n\
+         target:\n  kind: cratedb\n  endpoints: [\"{address}\"]\nload:\n  connections: 1\n\
+         workload:\n  kind: records\n  table: balanced\n  batch_size: 5\n  keep: true\n\
+         distribution:\n  expect: {{crate-a: 3, crate-b: 1}}\n  tolerance: 3%\n"
+    );
+    let (code, report, output) = run_scenario(&text, &[]);
+    assert_eq!(code, 0, "{output}");
+    let nodes = &report["distribution"]["requests"]["nodes"];
+    let share = |node: &str| nodes[node]["share"].as_f64();
+    let (sampled_a, sampled_b) = (share("crate-a"), share("crate-b"));
+    let (served_a, served_b) = (a.sql_requests.load(Ordering::Relaxed), b.sql_requests.load(Ordering::Relaxed));
+    let served_a = served_a as f64 / (served_a + served_b) as f64;
+    assert!((served_a - 0.75).abs() < 0.01, "haproxy sent 3 of 4 inserts to crate-a: {served_a}");
+    let sampled_a = sampled_a.unwrap_or_else(|| panic!("crate-a in {nodes}"));
+    eprintln!("crate-a: served {served_a:.4} of the requests, sampled share {sampled_a:.4}");
+    assert!(sampled_b.is_some_and(|b| b > 0.0), "crate-b was sampled too: {nodes}");
+    assert!(
+        (sampled_a - served_a).abs() < 0.03,
+        "the sampled share of crate-a ({sampled_a}) is within 3 points of what it served ({served_a}): {nodes}"
+    );
+    assert_eq!(report["distribution"]["verdict"], "balanced", "{}", report["distribution"]);
+    assert!(report["notes"].to_string().contains("cratedb nodes are sampled"), "the report says so: {}", report["notes"]);
+    assert_eq!(a.row_count("balanced"), Some(count(&report, "/counters/rows") as usize), "both nodes wrote one table");
 }
