@@ -150,7 +150,16 @@ impl CrateStandIn {
             });
         }
         let credentials = credentials.map(|(user, password)| (user.to_string(), password.to_string()));
-        Self { address, node: node.to_string(), state, stop, rejected, certificate_pem: None, sql_requests, credentials }
+        Self {
+            address,
+            node: node.to_string(),
+            state,
+            stop,
+            rejected,
+            certificate_pem: None,
+            sql_requests,
+            credentials,
+        }
     }
 
     /// Rows in a table (what `SELECT count(*)` would say after a refresh).

@@ -116,7 +116,10 @@ fn https_works_with_a_trusted_certificate_and_fails_clearly_without() {
 /// haproxy in HTTP mode on loopback, balancing each request over `servers`
 /// (name, address, weight) round robin.
 fn http_balancer(dir: &std::path::Path, servers: &[(&str, &str, u32)]) -> (Process, String) {
-    assert!(which("haproxy").is_some(), "haproxy is not installed; deploy/test.sh installs it (apt-get install haproxy)");
+    assert!(
+        which("haproxy").is_some(),
+        "haproxy is not installed; deploy/test.sh installs it (apt-get install haproxy)"
+    );
     let address = format!("127.0.0.1:{}", free_port());
     let lines: String =
         servers.iter().map(|(name, server, weight)| format!("  server {name} {server} weight {weight}\n")).collect();
@@ -172,6 +175,10 @@ fn sampled_node_follows_an_http_balancer_that_routes_each_request() {
         "the sampled share of crate-a ({sampled_a}) is within 3 points of what it served ({served_a}): {nodes}"
     );
     assert_eq!(report["distribution"]["verdict"], "balanced", "{}", report["distribution"]);
-    assert!(report["notes"].to_string().contains("cratedb nodes are sampled"), "the report says so: {}", report["notes"]);
+    assert!(
+        report["notes"].to_string().contains("cratedb nodes are sampled"),
+        "the report says so: {}",
+        report["notes"]
+    );
     assert_eq!(a.row_count("balanced"), Some(count(&report, "/counters/rows") as usize), "both nodes wrote one table");
 }
