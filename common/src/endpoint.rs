@@ -46,7 +46,7 @@ pub(crate) fn check_endpoint(kind: TargetKind, endpoint: &str) -> Result<(), Str
         return if host_port(endpoint) { Ok(()) } else { Err("not a `host:port` address".into()) };
     };
     let allowed: &[&str] = match kind {
-        TargetKind::Kv | TargetKind::Redis => &[],
+        TargetKind::Kv | TargetKind::Redis | TargetKind::RedisCluster => &[],
         TargetKind::Postgres | TargetKind::Timescaledb => &["postgres", "postgresql"],
         TargetKind::Cratedb => &["http", "https"],
     };

@@ -157,6 +157,10 @@ pub enum TargetKind {
     Kv,
     /// A Redis server.
     Redis,
+    /// A Redis Cluster, through the redis crate's cluster client; the
+    /// endpoints are seed nodes and each operation goes to the master that
+    /// owns its key's hash slot.
+    RedisCluster,
     /// PostgreSQL.
     Postgres,
     /// PostgreSQL with the TimescaleDB extension (hypertables when present).
@@ -170,6 +174,7 @@ impl TargetKind {
         match self {
             Self::Kv => "kv",
             Self::Redis => "redis",
+            Self::RedisCluster => "redis_cluster",
             Self::Postgres => "postgres",
             Self::Timescaledb => "timescaledb",
             Self::Cratedb => "cratedb",
@@ -388,7 +393,7 @@ fn validate(raw: RawScenario, check: &mut Checker<'_>) -> Scenario {
 
 fn validate_target(raw: RawTarget, check: &mut Checker<'_>) -> Target {
     let form = match raw.kind {
-        TargetKind::Kv | TargetKind::Redis => "`host:port`",
+        TargetKind::Kv | TargetKind::Redis | TargetKind::RedisCluster => "`host:port`",
         TargetKind::Postgres | TargetKind::Timescaledb => {
             "`host:port` or `postgres://user:password@host:port/database`"
         }

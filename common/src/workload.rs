@@ -366,7 +366,9 @@ impl Workload {
     pub fn supports(&self) -> &'static [TargetKind] {
         use TargetKind::*;
         match self {
-            Self::Kv(_) | Self::Mixed(_) | Self::Cache(_) | Self::Chat(_) | Self::Pubsub(_) => &[Kv, Redis],
+            Self::Kv(_) | Self::Mixed(_) | Self::Cache(_) | Self::Chat(_) => &[Kv, Redis, RedisCluster],
+            // PUBLISH on a cluster node counts only that node's subscribers.
+            Self::Pubsub(_) => &[Kv, Redis],
             Self::Metrics(_) | Self::Pool(_) => &[Postgres, Timescaledb],
             Self::Query(_) => &[Postgres, Timescaledb, Cratedb],
             Self::Records(_) => &[Cratedb],

@@ -4,6 +4,7 @@
 
 pub mod cratedb_standin;
 pub mod netns;
+pub mod redis_cluster;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -1,13 +1,14 @@
 //! Every example in `scenarios/` runs: each is validated, shortened to a few
 //! seconds and run by `stampede run` against the real service of its target
-//! (the built-in KV server, a real Redis, a throwaway PostgreSQL, the
-//! CrateDB stand-in), with the endpoint given by `--endpoint`.
+//! (the built-in KV server, a real Redis, a real Redis Cluster, a throwaway
+//! PostgreSQL, the CrateDB stand-in), with the endpoint given by `--endpoint`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::Value;
 use stampede_tests::cratedb_standin::CrateStandIn;
+use stampede_tests::redis_cluster::RedisCluster;
 use stampede_tests::{Postgres, run_stampede, start_redis, write_file};
 
 fn scenarios(prefix: &str) -> Vec<PathBuf> {
@@ -75,9 +76,18 @@ fn the_redis_scenarios_run_against_redis() {
     let endpoint = format!("127.0.0.1:{port}");
     let files = scenarios("redis-");
     assert!(files.len() >= 5, "{files:?}");
-    for path in files {
-        run(&path, Some(&endpoint));
+    for path in files.iter().filter(|p| !p.to_string_lossy().contains("redis-cluster")) {
+        run(path, Some(&endpoint));
     }
+}
+
+#[test]
+fn the_redis_cluster_scenario_runs_against_a_cluster() {
+    let cluster = RedisCluster::start(3);
+    let files = scenarios("redis-cluster");
+    assert_eq!(files.len(), 1, "{files:?}");
+    let report = run(&files[0], Some(&cluster.addresses[1]));
+    assert_eq!(report["nodes"].as_object().map(|n| n.len()), Some(3), "one row per master: {}", report["nodes"]);
 }
 
 #[test]

@@ -9,6 +9,7 @@
 mod conformance;
 pub mod cratedb;
 pub mod postgres;
+pub mod redis_cluster;
 pub mod resp;
 
 use std::future::Future;
@@ -70,11 +71,19 @@ impl ErrorKind {
 pub struct DriverError {
     pub kind: ErrorKind,
     pub message: String,
+    /// The node the failed operation went to, when it is not the
+    /// connection's (as [`Done::node`]).
+    pub node: Option<Arc<str>>,
 }
 
 impl DriverError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into() }
+        Self { kind, message: message.into(), node: None }
+    }
+
+    /// The same error, counted against `node`.
+    pub fn at(self, node: Arc<str>) -> Self {
+        Self { node: Some(node), ..self }
     }
 }
 
@@ -111,6 +120,12 @@ pub trait Driver: Send + Sync + 'static {
 pub trait Connection: Clone + Send + Sync + 'static {
     /// The backend node that serves this connection.
     fn node(&self) -> &str;
+
+    /// Every node this connection holds a socket to, when that is more than
+    /// [`Connection::node`] (a cluster client); counted as connections.
+    fn nodes(&self) -> &[Arc<str>] {
+        &[]
+    }
 
     /// Executes one operation.
     fn execute(&mut self, operation: &Operation) -> impl Future<Output = Result<Done, DriverError>> + Send;

@@ -134,9 +134,14 @@ async fn run_slot<C: Connection>(
                     None => Some(ErrorKind::Timeout),
                 };
                 lost |= error == Some(ErrorKind::Connection);
-                if let Some(Ok(Done { node: Some(node), .. })) = results.get(index) {
+                let served_by = match results.get(index) {
+                    Some(Ok(Done { node, .. }) | Err(DriverError { node, .. })) => node.as_ref(),
+                    None => None,
+                };
+                if let Some(node) = served_by {
                     // Served by another node than the connection's (a new
-                    // connection per operation, or a sampled node).
+                    // connection per operation, a sampled node, or a
+                    // cluster's node for the key).
                     let home = r.node().cloned();
                     r.set_node(Arc::clone(node));
                     r.record(operation.index(), micros(done - intended), micros(done - sent), error);
@@ -198,7 +203,11 @@ pub async fn drive<D: Driver>(
         {
             let mut r = lock(&recorder);
             let node: Arc<str> = current.node().into();
-            *r.opened.entry(Arc::clone(&node)).or_default() += 1;
+            r.links = if current.nodes().is_empty() { vec![Arc::clone(&node)] } else { current.nodes().to_vec() };
+            let r = &mut *r;
+            for link in &r.links {
+                *r.opened.entry(Arc::clone(link)).or_default() += 1;
+            }
             r.set_node(node);
             r.connected = true;
         }

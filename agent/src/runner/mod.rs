@@ -18,6 +18,7 @@ use tokio::sync::{oneshot, watch};
 
 use crate::drivers::cratedb::CrateDriver;
 use crate::drivers::postgres::PostgresDriver;
+use crate::drivers::redis_cluster::ClusterDriver;
 use crate::drivers::resp::pubsub::Subscriber;
 use crate::drivers::resp::{RespConfig, RespDriver};
 use crate::drivers::{Driver, Part};
@@ -63,6 +64,13 @@ pub async fn run(
         TargetKind::Kv | TargetKind::Redis => match resp_config(&assignment) {
             Ok((config, notes)) => {
                 let driver = Arc::new(RespDriver::new(config));
+                run_with_driver(assignment, driver, notes, outbox, start, cancel).await;
+            }
+            Err(error) => outbox.push(Outgoing::Failed { run_id: assignment.run_id, error }),
+        },
+        TargetKind::RedisCluster => match resp_config(&assignment) {
+            Ok((config, notes)) => {
+                let driver = Arc::new(ClusterDriver::new(config, &assignment.endpoints));
                 run_with_driver(assignment, driver, notes, outbox, start, cancel).await;
             }
             Err(error) => outbox.push(Outgoing::Failed { run_id: assignment.run_id, error }),

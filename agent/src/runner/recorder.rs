@@ -52,6 +52,9 @@ impl OperationRecorder {
 pub struct Recorder {
     node: Option<Arc<str>>,
     pub connected: bool,
+    /// The nodes the open connection holds sockets to (a cluster client
+    /// holds several); empty means the current node.
+    pub links: Vec<Arc<str>>,
     pub operations: Vec<OperationRecorder>,
     parked: Vec<(Arc<str>, Vec<OperationRecorder>)>,
     pub late_starts: u64,
@@ -68,6 +71,7 @@ impl Recorder {
         Arc::new(Mutex::new(Self {
             node: None,
             connected: false,
+            links: Vec::new(),
             operations: (0..operations).map(|_| OperationRecorder::new()).collect(),
             parked: Vec::new(),
             late_starts: 0,
@@ -169,7 +173,9 @@ pub fn collect(
         }
         let Some(node) = r.node.clone() else { continue };
         if r.connected {
-            *connections.entry(node.to_string()).or_default() += 1;
+            for link in if r.links.is_empty() { std::slice::from_ref(&node) } else { &r.links[..] } {
+                *connections.entry(link.to_string()).or_default() += 1;
+            }
         }
         late_starts += r.late_starts;
         max_lag_us = max_lag_us.max(r.max_lag_us);

@@ -10,8 +10,9 @@
 //!   (`wire`), which avoids the task hand-off and the per-reply allocation
 //!   that dominated CPU at high pipeline depth.
 
+mod encode;
 pub mod pubsub;
-mod wire;
+pub(crate) mod wire;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +26,7 @@ use tokio::sync::Mutex;
 
 use super::{Connection, Done, Driver, DriverError, ErrorKind, Part};
 use crate::workloads::{Action, Operation};
+pub(crate) use encode::{Encoder, Phase};
 
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -87,27 +89,18 @@ enum Transport {
     Exclusive(Arc<Mutex<Owned>>),
 }
 
-/// The second round of a cache read that missed: fill the key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    Main,
-    Fill,
-}
-
 #[derive(Clone)]
 pub struct RespConnection {
     transport: Transport,
     node: Arc<str>,
-    config: Arc<RespConfig>,
-    key: Vec<u8>,
-    scratch: Vec<u8>,
+    encoder: Encoder,
     summaries: Vec<wire::Summary>,
     counts: Vec<u8>,
     /// The batch being sent (kept to reuse its allocation).
     plan: Vec<(Action, Phase)>,
 }
 
-fn classify(error: &RedisError) -> ErrorKind {
+pub(crate) fn classify(error: &RedisError) -> ErrorKind {
     if error.is_timeout() {
         ErrorKind::Timeout
     } else if error.is_io_error() || error.is_connection_dropped() || error.is_connection_refusal() {
@@ -119,7 +112,7 @@ fn classify(error: &RedisError) -> ErrorKind {
     }
 }
 
-fn driver_error(error: &RedisError) -> DriverError {
+pub(crate) fn driver_error(error: &RedisError) -> DriverError {
     DriverError::new(classify(error), error.to_string())
 }
 
@@ -250,9 +243,7 @@ async fn connect_with(
     Ok(RespConnection {
         transport,
         node: node.into(),
-        config: Arc::clone(config),
-        key: Vec::with_capacity(64),
-        scratch: Vec::with_capacity(64),
+        encoder: Encoder::new(config),
         summaries: Vec::new(),
         counts: Vec::new(),
         plan: Vec::new(),
@@ -260,92 +251,6 @@ async fn connect_with(
 }
 
 impl RespConnection {
-    /// Sets the key buffer to prefix + `tag` + number.
-    fn set_key(&mut self, tag: &[u8], n: u64) {
-        self.key.clear();
-        self.key.extend_from_slice(self.config.prefix.as_bytes());
-        self.key.extend_from_slice(tag);
-        wire::push_decimal(&mut self.key, n);
-    }
-
-    fn value(&self, n: u64) -> &[u8] {
-        let values = &self.config.values;
-        values.get((n % values.len().max(1) as u64) as usize).map_or(&[], |v| &v[..])
-    }
-
-    /// Emits the commands of one operation; returns how many.
-    fn commands(&mut self, action: Action, phase: Phase, emit: &mut dyn FnMut(&[&[u8]])) -> u8 {
-        match (action, phase) {
-            (Action::Get(k), _) | (Action::CacheRead(k), Phase::Main) => {
-                self.set_key(b"", k);
-                emit(&[b"GET", &self.key]);
-                1
-            }
-            (Action::Set(k), _) | (Action::CacheRead(k), Phase::Fill) => {
-                self.set_key(b"", k);
-                if self.config.ttl_ms > 0 {
-                    self.scratch.clear();
-                    wire::push_decimal(&mut self.scratch, self.config.ttl_ms);
-                    emit(&[b"SET", &self.key, self.value(k), b"PX", &self.scratch]);
-                } else {
-                    emit(&[b"SET", &self.key, self.value(k)]);
-                }
-                1
-            }
-            (Action::Incr(k), _) => {
-                self.set_key(b"n:", k);
-                emit(&[b"INCR", &self.key]);
-                1
-            }
-            (Action::LPush(k), _) => {
-                self.set_key(b"l:", k);
-                emit(&[b"LPUSH", &self.key, self.value(k)]);
-                1
-            }
-            (Action::HSet(k), _) => {
-                self.set_key(b"h:", k);
-                self.scratch.clear();
-                self.scratch.push(b'f');
-                wire::push_decimal(&mut self.scratch, k % 16);
-                emit(&[b"HSET", &self.key, &self.scratch, self.value(k)]);
-                1
-            }
-            (Action::ChatPost(room), _) => {
-                self.set_key(b"", room);
-                emit(&[b"LPUSH", &self.key, self.value(room)]);
-                self.scratch.clear();
-                wire::push_decimal(&mut self.scratch, u64::from(self.config.history.saturating_sub(1)));
-                emit(&[b"LTRIM", &self.key, b"0", &self.scratch]);
-                2
-            }
-            (Action::ChatHistory(room), _) => {
-                self.set_key(b"", room);
-                self.scratch.clear();
-                wire::push_decimal(&mut self.scratch, u64::from(self.config.page.saturating_sub(1)));
-                emit(&[b"LRANGE", &self.key, b"0", &self.scratch]);
-                1
-            }
-            (Action::Publish(channel), _) => {
-                self.set_key(b"", channel);
-                let payload = pubsub::message(&self.config.values, channel);
-                emit(&[b"PUBLISH", &self.key, &payload]);
-                1
-            }
-            (Action::Delete(k), _) => {
-                let mut keys: Vec<Vec<u8>> = Vec::with_capacity(4);
-                for tag in [&b""[..], b"n:", b"l:", b"h:"] {
-                    self.set_key(tag, k);
-                    keys.push(self.key.clone());
-                }
-                let mut args: Vec<&[u8]> = vec![b"DEL"];
-                args.extend(keys.iter().map(Vec::as_slice));
-                emit(&args);
-                1
-            }
-            (Action::Insert(_) | Action::Query(..) | Action::Cycle, _) => 0,
-        }
-    }
-
     /// Sends the commands of `plan` in one write and summarizes the replies
     /// into `self.summaries`, with the command count per operation in
     /// `self.counts`.
@@ -360,7 +265,7 @@ impl RespConnection {
                 let mut total = 0usize;
                 for (action, phase) in plan {
                     let output = &mut owned.output;
-                    let n = self.commands(*action, *phase, &mut |args| wire::encode_command(output, args));
+                    let n = self.encoder.commands(*action, *phase, &mut |args| wire::encode_command(output, args));
                     self.counts.push(n);
                     total += usize::from(n);
                 }
@@ -396,7 +301,7 @@ impl RespConnection {
             Transport::Shared(mut connection) => {
                 let mut pipeline = redis::pipe();
                 for (action, phase) in plan {
-                    let n = self.commands(*action, *phase, &mut |args| {
+                    let n = self.encoder.commands(*action, *phase, &mut |args| {
                         let mut command = redis::Cmd::new();
                         for arg in args {
                             command.arg(*arg);
@@ -460,7 +365,7 @@ impl RespConnection {
     }
 }
 
-fn summarize_value(value: &Value) -> wire::Summary {
+pub(crate) fn summarize_value(value: &Value) -> wire::Summary {
     match value {
         Value::ServerError(error) => wire::Summary { error: Some(format!("{error:?}")), ..wire::Summary::default() },
         Value::Nil => wire::Summary { nil: true, ..wire::Summary::default() },
@@ -470,7 +375,7 @@ fn summarize_value(value: &Value) -> wire::Summary {
 }
 
 /// The outcome of one operation from its replies.
-fn interpret(action: Action, replies: &[wire::Summary]) -> Result<Done, DriverError> {
+pub(crate) fn interpret(action: Action, replies: &[wire::Summary]) -> Result<Done, DriverError> {
     if replies.is_empty() {
         return Err(DriverError::new(
             ErrorKind::Protocol,

@@ -93,10 +93,9 @@ async fn every_key_value_action_runs_against_the_kv_server() {
     let mut check = RespConfig::simple("acts:", Bytes::from_static(b"v"), true);
     check.history = 3;
     let driver = RespDriver::new(check);
-    let mut connection = driver.connect(&server.addr.to_string()).await.expect("connect");
+    let connection = driver.connect(&server.addr.to_string()).await.expect("connect");
     // LTRIM kept the room at its history length.
-    connection.set_key(b"", 9);
-    let key = connection.key.clone();
+    let key = b"acts:9".to_vec();
     let Transport::Exclusive(owned) = connection.transport.clone() else { panic!("exclusive") };
     let mut owned = owned.lock().await;
     owned.output.clear();

@@ -1,0 +1,406 @@
+//! The driver for the `redis_cluster` target kind: a Redis Cluster through
+//! the redis crate's cluster client, which keeps its own copy of the slot
+//! map and follows MOVED and ASK redirections. The endpoints are seed nodes.
+//!
+//! Node identity: when a connection opens, the driver reads the cluster's
+//! slot map (`CLUSTER SLOTS`) and each master's `INFO server` (its run id,
+//! named like a single Redis server's and renamed through the scenario's
+//! node map). Every operation is then counted against the master that owns
+//! its key's hash slot. A connection holds a socket to every master, so it
+//! counts as a connection on each.
+//!
+//! The workloads' commands are the RESP driver's (`resp::Encoder`); a batch
+//! (the closed model's pipeline) is sent as concurrent requests, which the
+//! cluster client writes to each node's socket together.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use redis::aio::ConnectionLike;
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection as Client;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use redis::io::tcp::TcpSettings;
+use redis::{Value, from_redis_value_ref};
+
+use super::resp::{CONNECT_TIMEOUT, Encoder, Phase, RespConfig, classify, interpret, node_from_info, summarize_value};
+use super::{Connection, Done, Driver, DriverError, ErrorKind, Part};
+use crate::workloads::{Action, Operation};
+
+/// Hash slots of a Redis Cluster.
+pub const SLOTS: u32 = 16384;
+
+/// How long a slot map read for one connection serves the next ones.
+const TOPOLOGY_REUSE: Duration = Duration::from_secs(1);
+
+/// Keys per chunk during preload and cleanup.
+const BULK_CHUNK: u64 = 1000;
+
+/// CRC16 with the XMODEM parameters (polynomial 0x1021, initial value 0),
+/// the checksum Redis Cluster hashes keys with.
+fn crc16(bytes: &[u8]) -> u16 {
+    let mut crc: u16 = 0;
+    for byte in bytes {
+        crc ^= u16::from(*byte) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 { (crc << 1) ^ 0x1021 } else { crc << 1 };
+        }
+    }
+    crc
+}
+
+/// The hash slot of a key: of its hash tag when it has one (the text
+/// between the first `{` and the next `}`, when not empty), else of the
+/// whole key.
+pub fn key_slot(key: &[u8]) -> u16 {
+    let hashed = key
+        .iter()
+        .position(|b| *b == b'{')
+        .and_then(|open| {
+            let rest = &key[open + 1..];
+            rest.iter().position(|b| *b == b'}').map(|close| &rest[..close])
+        })
+        .filter(|tag| !tag.is_empty())
+        .unwrap_or(key);
+    (u32::from(crc16(hashed)) % SLOTS) as u16
+}
+
+/// Which master owns which hash slots.
+#[derive(Debug)]
+pub struct Topology {
+    /// `(first slot, last slot, index into nodes)`, sorted by first slot.
+    ranges: Vec<(u16, u16, usize)>,
+    /// The masters' names.
+    nodes: Vec<Arc<str>>,
+}
+
+impl Topology {
+    /// The master that owns `key`'s slot.
+    pub fn node_of(&self, key: &[u8]) -> Option<&Arc<str>> {
+        let slot = key_slot(key);
+        let at = self.ranges.partition_point(|(first, _, _)| *first <= slot).checked_sub(1)?;
+        let (_, last, node) = self.ranges[at];
+        (slot <= last).then(|| &self.nodes[node])
+    }
+
+    /// Builds the map from a `CLUSTER SLOTS` reply; each master's name comes
+    /// from `name(host, port)`. `seed_host` stands for an empty host (a node
+    /// that does not know its own address).
+    pub fn from_slots(
+        reply: &Value,
+        seed_host: &str,
+        mut name: impl FnMut(&str, u16) -> Arc<str>,
+    ) -> Result<Topology, String> {
+        let Value::Array(entries) = reply else { return Err(format!("CLUSTER SLOTS replied {reply:?}")) };
+        let mut ranges = Vec::with_capacity(entries.len());
+        let mut masters: Vec<(String, u16)> = Vec::new();
+        for entry in entries {
+            let parsed = (|| {
+                let Value::Array(fields) = entry else { return None };
+                let first: u16 = from_redis_value_ref(fields.first()?).ok()?;
+                let last: u16 = from_redis_value_ref(fields.get(1)?).ok()?;
+                let Value::Array(master) = fields.get(2)? else { return None };
+                let host: String = from_redis_value_ref(master.first()?).ok()?;
+                let port: u16 = from_redis_value_ref(master.get(1)?).ok()?;
+                Some((first, last, host, port))
+            })();
+            let Some((first, last, host, port)) = parsed else {
+                return Err(format!("unexpected CLUSTER SLOTS entry {entry:?}"));
+            };
+            let host = if host.is_empty() { seed_host.to_string() } else { host };
+            let index = match masters.iter().position(|m| *m == (host.clone(), port)) {
+                Some(index) => index,
+                None => {
+                    masters.push((host, port));
+                    masters.len() - 1
+                }
+            };
+            ranges.push((first, last, index));
+        }
+        ranges.sort_unstable();
+        let covered: u32 = ranges.iter().map(|(first, last, _)| u32::from(last.saturating_sub(*first)) + 1).sum();
+        if covered != SLOTS {
+            return Err(format!(
+                "the cluster's slot map covers {covered} of {SLOTS} hash slots; finish setting the cluster up \
+                 (for example `redis-cli --cluster create ...`) and check `CLUSTER INFO` says cluster_state:ok"
+            ));
+        }
+        let nodes = masters.iter().map(|(host, port)| name(host, *port)).collect();
+        Ok(Topology { ranges, nodes })
+    }
+}
+
+pub struct ClusterDriver {
+    config: Arc<RespConfig>,
+    /// The scenario's endpoints, tried in turn as seeds.
+    seeds: Vec<String>,
+    topology: tokio::sync::Mutex<Option<(Instant, Arc<Topology>)>>,
+}
+
+impl ClusterDriver {
+    pub fn new(config: RespConfig, seeds: &[String]) -> Self {
+        Self { config: Arc::new(config), seeds: seeds.to_vec(), topology: tokio::sync::Mutex::new(None) }
+    }
+
+    /// The slot map with every master's name, read through `client` unless
+    /// a recent one is at hand.
+    async fn topology(&self, client: &mut Client, endpoint: &str) -> Result<Arc<Topology>, DriverError> {
+        let mut cached = self.topology.lock().await;
+        if let Some((read, topology)) = &*cached
+            && read.elapsed() < TOPOLOGY_REUSE
+        {
+            return Ok(Arc::clone(topology));
+        }
+        let failed = |what: &str, e: &redis::RedisError| {
+            DriverError::new(classify(e), format!("{what} through the cluster client (seed {endpoint}): {e}"))
+        };
+        let mut slots = redis::cmd("CLUSTER");
+        slots.arg("SLOTS");
+        let reply = client
+            .route_command(slots, RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random))
+            .await
+            .map_err(|e| failed("CLUSTER SLOTS", &e))?;
+        let seed_host = endpoint.rsplit_once(':').map_or(endpoint, |(host, _)| host);
+        let mut masters = Vec::new();
+        Topology::from_slots(&reply, seed_host, |host, port| {
+            masters.push((host.to_string(), port));
+            format!("{host}:{port}").into()
+        })
+        .map_err(|message| DriverError::new(ErrorKind::Server, format!("{endpoint}: {message}")))?;
+        let mut names = Vec::with_capacity(masters.len());
+        for (host, port) in masters {
+            let mut info = redis::cmd("INFO");
+            info.arg("server");
+            let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host: host.clone(), port });
+            let reply = client.route_command(info, routing).await.map_err(|e| failed("INFO server", &e))?;
+            let text: String = from_redis_value_ref(&reply).unwrap_or_default();
+            names.push(node_from_info(&text).unwrap_or_else(|| format!("{host}:{port}")));
+        }
+        let mut names = names.into_iter();
+        let topology = Topology::from_slots(&reply, seed_host, |host, port| {
+            names.next().map_or_else(|| format!("{host}:{port}").into(), Into::into)
+        })
+        .map_err(|message| DriverError::new(ErrorKind::Server, format!("{endpoint}: {message}")))?;
+        let topology = Arc::new(topology);
+        *cached = Some((Instant::now(), Arc::clone(&topology)));
+        Ok(topology)
+    }
+
+    /// Runs `action(n)` for every number of the agent's range in chunks.
+    async fn over_range(&self, part: &Part, action: fn(u64) -> Action) -> Result<u64, DriverError> {
+        let Some(seed) = self.seeds.first() else { return Ok(0) };
+        let mut connection = self.connect(seed).await?;
+        let mut results = Vec::with_capacity(BULK_CHUNK as usize);
+        let mut start = part.key_start;
+        while start < part.key_end {
+            let end = (start + BULK_CHUNK).min(part.key_end);
+            let batch: Vec<Operation> = (start..end).map(|n| Operation { index: 0, action: action(n) }).collect();
+            results.clear();
+            connection.execute_batch(&batch, &mut results).await;
+            if let Some(Err(error)) = results.iter().find(|r| r.is_err()) {
+                return Err(error.clone());
+            }
+            start = end;
+        }
+        Ok(part.key_end.saturating_sub(part.key_start))
+    }
+}
+
+impl Driver for ClusterDriver {
+    type Connection = ClusterConnection;
+
+    async fn connect(&self, endpoint: &str) -> Result<ClusterConnection, DriverError> {
+        // The endpoint this connection was given first, then the others.
+        let seeds = std::iter::once(endpoint)
+            .chain(self.seeds.iter().map(String::as_str).filter(|s| *s != endpoint))
+            .map(|seed| format!("redis://{seed}/"));
+        let attempt = async {
+            let client = ClusterClientBuilder::new(seeds)
+                .connection_timeout(CONNECT_TIMEOUT)
+                // The runner times operations out itself; a dead node should
+                // surface as errors, not as minutes of retries.
+                .retries(2)
+                .tcp_settings(TcpSettings::default().set_nodelay(true))
+                .build()
+                .map_err(|e| DriverError::new(ErrorKind::Connection, format!("bad endpoint `{endpoint}`: {e}")))?;
+            let mut client = client.get_async_connection().await.map_err(|e| {
+                DriverError::new(
+                    classify(&e),
+                    format!(
+                        "cannot connect to the Redis Cluster at {endpoint}: {e} (a single Redis server is \
+                         `kind: redis`)"
+                    ),
+                )
+            })?;
+            let topology = self.topology(&mut client, endpoint).await?;
+            Ok::<_, DriverError>((client, topology))
+        };
+        let (client, topology) = tokio::time::timeout(CONNECT_TIMEOUT * 2, attempt).await.map_err(|_| {
+            DriverError::new(ErrorKind::Timeout, format!("connecting to the Redis Cluster at {endpoint} took over 10s"))
+        })??;
+        Ok(ClusterConnection { client, topology, encoder: Encoder::new(&self.config) })
+    }
+
+    async fn setup(&self, endpoints: &[String], part: &Part) -> Result<Vec<String>, DriverError> {
+        let Some(seed) = endpoints.first() else { return Ok(Vec::new()) };
+        let connection = self.connect(seed).await?;
+        let masters: Vec<&str> = connection.topology.nodes.iter().map(|n| &**n).collect();
+        let mut notes = vec![format!(
+            "redis_cluster: {} masters ({}); each operation is counted against the master that owns its key's hash \
+             slot, from the slot map read when its connection opened",
+            masters.len(),
+            masters.join(", ")
+        )];
+        if self.config.preload {
+            let keys = self.over_range(part, Action::Set).await?;
+            tracing::info!(keys, "preloaded the key range");
+            notes.push("keys preloaded before the run".to_string());
+        }
+        Ok(notes)
+    }
+
+    async fn teardown(&self, _endpoints: &[String], part: &Part) -> Result<Vec<String>, DriverError> {
+        if !self.config.cleanup {
+            return Ok(Vec::new());
+        }
+        self.over_range(part, Action::Delete).await?;
+        Ok(vec!["keys deleted after the run".to_string()])
+    }
+}
+
+/// A cluster client (a socket to every master) with the slot map it
+/// attributes operations by.
+#[derive(Clone)]
+pub struct ClusterConnection {
+    client: Client,
+    topology: Arc<Topology>,
+    encoder: Encoder,
+}
+
+impl ClusterConnection {
+    /// Sends the commands of one phase of an operation; returns the node
+    /// that owns its (first) key and the replies.
+    async fn round(&mut self, action: Action, phase: Phase) -> (Option<Arc<str>>, Result<Vec<Value>, DriverError>) {
+        let mut commands: Vec<redis::Cmd> = Vec::with_capacity(2);
+        let mut node = None;
+        let topology = &self.topology;
+        self.encoder.commands(action, phase, &mut |args| {
+            if node.is_none() {
+                node = args.get(1).and_then(|key| topology.node_of(key)).cloned();
+            }
+            let mut command = redis::Cmd::new();
+            for arg in args {
+                command.arg(*arg);
+            }
+            commands.push(command);
+        });
+        let replies = match commands.len() {
+            0 => Ok(Vec::new()),
+            1 => self.client.req_packed_command(&commands[0]).await.map(|value| vec![value]),
+            n => {
+                // The commands of one operation share a key, so one node.
+                let mut pipeline = redis::pipe();
+                for command in commands {
+                    pipeline.add_command(command);
+                }
+                self.client.req_packed_commands(&pipeline, 0, n).await
+            }
+        };
+        (node, replies.map_err(|e| DriverError::new(classify(&e), e.to_string())))
+    }
+
+    async fn run(&mut self, operation: &Operation) -> Result<Done, DriverError> {
+        let action = operation.action;
+        let (node, replies) = self.round(action, Phase::Main).await;
+        let at = |error: DriverError| match &node {
+            Some(node) => error.at(Arc::clone(node)),
+            None => error,
+        };
+        let summaries: Vec<_> = replies.map_err(at)?.iter().map(summarize_value).collect();
+        let mut done = interpret(action, &summaries).map_err(at)?;
+        if done.hit == Some(false) {
+            // A cache read that missed fills the key.
+            let (_, filled) = self.round(action, Phase::Fill).await;
+            if let Some(error) = filled.map_err(at)?.iter().map(summarize_value).find_map(|s| s.error) {
+                return Err(at(DriverError::new(ErrorKind::Server, error)));
+            }
+        }
+        done.node = node.clone();
+        Ok(done)
+    }
+}
+
+impl Connection for ClusterConnection {
+    fn node(&self) -> &str {
+        self.topology.nodes.first().map_or("cluster", |n| n)
+    }
+
+    fn nodes(&self) -> &[Arc<str>] {
+        &self.topology.nodes
+    }
+
+    async fn execute(&mut self, operation: &Operation) -> Result<Done, DriverError> {
+        self.run(operation).await
+    }
+
+    async fn execute_batch(&mut self, operations: &[Operation], results: &mut Vec<Result<Done, DriverError>>) {
+        let requests = operations.iter().map(|operation| {
+            let mut connection = self.clone();
+            async move { connection.run(operation).await }
+        });
+        results.extend(futures::future::join_all(requests).await);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc16_matches_the_cluster_specification() {
+        // The test vector of Redis Cluster's specification.
+        assert_eq!(crc16(b"123456789"), 0x31C3);
+    }
+
+    #[test]
+    fn hash_tags_pick_the_hashed_part() {
+        assert_eq!(key_slot(b"{user1000}.following"), key_slot(b"user1000"));
+        assert_eq!(key_slot(b"foo{}{bar}"), key_slot(b"foo{}{bar}"), "an empty tag hashes the whole key");
+        assert_ne!(key_slot(b"foo{}{bar}"), key_slot(b"bar"));
+        assert_eq!(key_slot(b"foo{{bar}}zap"), key_slot(b"{bar"));
+        assert_eq!(key_slot(b"foo"), 12182, "as CLUSTER KEYSLOT foo answers");
+    }
+
+    fn entry(first: i64, last: i64, host: &str, port: i64) -> Value {
+        Value::Array(vec![
+            Value::Int(first),
+            Value::Int(last),
+            Value::Array(vec![Value::BulkString(host.as_bytes().to_vec()), Value::Int(port)]),
+        ])
+    }
+
+    #[test]
+    fn slot_map_names_the_owner_of_every_key() {
+        let reply = Value::Array(vec![
+            entry(10923, 16383, "10.0.0.3", 7002),
+            entry(0, 5460, "", 7000),
+            entry(5461, 10922, "10.0.0.2", 7001),
+        ]);
+        let topology =
+            Topology::from_slots(&reply, "10.0.0.1", |host, port| format!("{host}:{port}").into()).expect("map");
+        assert_eq!(topology.nodes.len(), 3);
+        assert_eq!(topology.node_of(b"foo").map(|n| &**n), Some("10.0.0.3:7002"), "slot 12182");
+        assert_eq!(topology.node_of(b"hello").map(|n| &**n), Some("10.0.0.1:7000"), "slot 866, empty host");
+        assert_eq!(topology.node_of(b"c").map(|n| &**n), Some("10.0.0.2:7001"), "slot 7365");
+    }
+
+    #[test]
+    fn an_incomplete_slot_map_is_refused_with_what_to_do() {
+        let reply = Value::Array(vec![entry(0, 5460, "h", 1), entry(5461, 10922, "h", 2)]);
+        let error = Topology::from_slots(&reply, "h", |_, _| "n".into()).expect_err("incomplete");
+        assert!(error.contains("covers 10923 of 16384"), "{error}");
+        assert!(error.contains("redis-cli --cluster create"), "{error}");
+        let error = Topology::from_slots(&Value::Array(vec![Value::Int(1)]), "h", |_, _| "n".into()).expect_err("bad");
+        assert!(error.contains("unexpected CLUSTER SLOTS entry"), "{error}");
+    }
+}
