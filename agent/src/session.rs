@@ -209,6 +209,8 @@ impl Agent {
             key_end: a.key_end,
             seed: a.seed,
             endpoints: a.endpoints,
+            first_seq: a.first_seq,
+            rejoin: a.rejoin,
         };
         let (start_tx, start_rx) = oneshot::channel();
         let (cancel_tx, cancel_rx) = watch::channel(false);

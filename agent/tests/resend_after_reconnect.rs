@@ -47,6 +47,8 @@ fn assignment(target: &str) -> Out {
         key_end: 100,
         seed: 1,
         endpoints: vec![target.to_string()],
+        first_seq: 0,
+        rejoin: false,
     })
 }
 

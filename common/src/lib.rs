@@ -10,6 +10,7 @@ pub mod endpoint;
 pub mod histogram;
 pub mod interval;
 pub mod locate;
+pub mod loss;
 pub mod report;
 pub mod scenario;
 pub mod threshold;

@@ -167,4 +167,8 @@ pub struct Report {
     /// How requests and connections spread over the backend nodes.
     #[serde(default)]
     pub distribution: Option<crate::distribution::Distribution>,
+    /// Agents lost during the run: when, the intervals they missed and the
+    /// operations that were not done because of it.
+    #[serde(default)]
+    pub agent_losses: Vec<crate::loss::AgentLoss>,
 }

@@ -73,6 +73,8 @@ struct RawScenario {
     thresholds: Vec<String>,
     #[serde(default)]
     distribution: Option<RawDistribution>,
+    #[serde(default)]
+    on_agent_loss: Option<crate::loss::RawAgentLoss>,
 }
 
 /// `distribution:` what spread over the backend nodes is expected.
@@ -236,6 +238,8 @@ pub struct Scenario {
     pub thresholds: Vec<Threshold>,
     /// What spread over backend nodes the distribution analysis expects.
     pub distribution: crate::distribution::Expectation,
+    /// What the run does when an agent is lost (`on_agent_loss`).
+    pub on_agent_loss: crate::loss::AgentLossPolicy,
 }
 
 pub const MAX_CONNECTIONS: u32 = 100_000;
@@ -333,6 +337,10 @@ fn validate(raw: RawScenario, check: &mut Checker<'_>) -> Scenario {
     }
     let workload = workload::validate(raw.workload, check);
     let distribution = validate_distribution(raw.distribution, check);
+    let on_agent_loss = crate::loss::validate(raw.on_agent_loss).unwrap_or_else(|message| {
+        check.fail("on_agent_loss", message);
+        crate::loss::AgentLossPolicy::default()
+    });
     if matches!(target.kind, TargetKind::Postgres | TargetKind::Timescaledb | TargetKind::Cratedb) && load.pipeline > 1
     {
         check.fail(
@@ -388,6 +396,7 @@ fn validate(raw: RawScenario, check: &mut Checker<'_>) -> Scenario {
         workload,
         thresholds,
         distribution,
+        on_agent_loss,
     }
 }
 

@@ -67,6 +67,9 @@ struct AgentAggregate {
     errors: u64,
     late_starts: u64,
     intervals: u64,
+    /// Operations and intervals after the warm-up.
+    measured_ops: u64,
+    measured_intervals: u64,
 }
 
 struct IntervalAggregate {
@@ -124,6 +127,8 @@ pub struct ReportContext<'a> {
     pub agents: &'a [(String, String, i64, i64)],
     /// `None` when the run completed; otherwise how it ended and why.
     pub failure: Option<(RunStatus, String)>,
+    /// Agents lost during the run.
+    pub losses: &'a [crate::store::RecordedLoss],
 }
 
 impl RunAggregate {
@@ -195,6 +200,7 @@ impl RunAggregate {
         interval.agents.insert(agent.to_string());
         let agent_entry = self.agents.entry(agent.to_string()).or_default();
         agent_entry.intervals += 1;
+        agent_entry.measured_intervals += u64::from(!warmup);
         agent_entry.late_starts += report.late_starts;
         for (stats, (latency, service)) in report.operations.iter().zip(decoded) {
             let errors = stats.error_count();
@@ -206,6 +212,9 @@ impl RunAggregate {
             }
             agent_entry.ops += stats.count;
             agent_entry.errors += errors;
+            if !warmup {
+                agent_entry.measured_ops += stats.count;
+            }
             if warmup {
                 self.warmup_ops += stats.count;
                 continue;
@@ -424,6 +433,7 @@ impl RunAggregate {
             },
             notes: self.notes.iter().cloned().collect(),
             distribution: (!self.nodes.is_empty()).then_some(distribution),
+            agent_losses: self.losses(context.losses, scenario.duration.as_secs_f64().ceil() as u64),
         }
     }
 
@@ -447,6 +457,9 @@ fn interval_p99(interval: &IntervalAggregate) -> u64 {
 
 #[path = "aggregate_observe.rs"]
 mod observe;
+
+#[path = "aggregate_loss.rs"]
+mod loss;
 
 #[cfg(test)]
 #[path = "aggregate_tests.rs"]

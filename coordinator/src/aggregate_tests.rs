@@ -33,7 +33,32 @@ fn report(seq: u64, interval: u64, operations: Vec<OperationStats>) -> IntervalR
 }
 
 fn context<'a>(scenario: &'a Scenario, agents: &'a [(String, String, i64, i64)]) -> ReportContext<'a> {
-    ReportContext { run_id: "r", scenario, endpoints: &[], started_at_unix_ms: 0, agents, failure: None }
+    ReportContext { run_id: "r", scenario, endpoints: &[], started_at_unix_ms: 0, agents, failure: None, losses: &[] }
+}
+
+#[test]
+fn a_lost_agent_is_reported_with_its_missing_intervals_and_shortfall() {
+    // 4 intervals, the first is warm-up. a2 reports intervals 0 and 1 (10
+    // measured operations), is lost, and comes back for interval 3.
+    let s = scenario("  - p99 < 1s\n");
+    let mut agg = RunAggregate::new(1);
+    for interval in 0..4 {
+        agg.merge("a1", &report(interval, interval, vec![stats("get", "kv-0", &[10; 20], 0)])).expect("merge");
+    }
+    agg.merge("a2", &report(0, 0, vec![stats("get", "kv-1", &[10; 10], 0)])).expect("merge");
+    agg.merge("a2", &report(1, 1, vec![stats("get", "kv-1", &[10; 10], 0)])).expect("merge");
+    agg.merge("a2", &report(9, 3, vec![stats("get", "kv-1", &[10; 14], 0)])).expect("merge");
+    assert_eq!(agg.next_seq("a2"), 10);
+    assert_eq!(agg.next_seq("a3"), 0);
+    let losses = [crate::store::RecordedLoss { agent: "a2".into(), lost_at_s: 2.4, back_at_s: Some(3.2) }];
+    let agents = [("a1".to_string(), "h".to_string(), 0, 0), ("a2".to_string(), "h".to_string(), 0, 0)];
+    let r = agg.report(&ReportContext { losses: &losses, ..context(&s, &agents) });
+    assert_eq!(r.agent_losses.len(), 1);
+    let loss = &r.agent_losses[0];
+    assert_eq!(loss.missing_intervals, vec![2]);
+    assert_eq!(loss.shortfall_ops, 12, "its mean over intervals 1 and 3: (10 + 14) / 2");
+    assert_eq!(loss.back_at_s, Some(3.2));
+    assert!((loss.shortfall_share - 12.0 / (60.0 + 24.0 + 12.0)).abs() < 1e-9);
 }
 
 #[test]

@@ -118,6 +118,19 @@ fn write_report(out: &mut String, r: &Report) -> std::fmt::Result {
             a.id, a.host, a.ops, a.errors, a.clock_offset_us, a.clock_rtt_us
         )?;
     }
+    for loss in &r.agent_losses {
+        let back = loss.back_at_s.map_or("did not come back".to_string(), |at| format!("back at {at:.1}s"));
+        let missing = if loss.missing_intervals.is_empty() { "none".to_string() } else { loss.windows() };
+        writeln!(
+            out,
+            "agent lost: {} at {:.1}s, {back}; measured intervals missing: {missing}; shortfall about {} operations \
+             ({:.1}% of the offered load)",
+            loss.agent,
+            loss.lost_at_s,
+            loss.shortfall_ops,
+            loss.shortfall_share * 100.0
+        )?;
+    }
     if !r.thresholds.is_empty() {
         writeln!(out)?;
         writeln!(out, "thresholds:")?;

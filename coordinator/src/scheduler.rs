@@ -8,7 +8,7 @@
 use stampede_common::Scenario;
 
 /// One agent's part of a run: the whole description of what it does.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AgentPlan {
     pub agent_id: String,
     pub agent_index: u32,

@@ -41,6 +41,23 @@ pub struct RunRecord {
     pub agents: Vec<RunAgent>,
     pub start_at_us: Option<i64>,
     pub error: Option<String>,
+    /// Each agent's part, so that a restarted coordinator can resume.
+    #[serde(default)]
+    pub plans: Vec<crate::scheduler::AgentPlan>,
+    /// Agents that delivered their final report, with its error ("" for none).
+    #[serde(default)]
+    pub finals: std::collections::BTreeMap<String, String>,
+    /// Agents lost during the run.
+    #[serde(default)]
+    pub losses: Vec<RecordedLoss>,
+}
+
+/// An agent's absence as the engine saw it (seconds after the start).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordedLoss {
+    pub agent: String,
+    pub lost_at_s: f64,
+    pub back_at_s: Option<f64>,
 }
 
 impl RunRecord {
@@ -204,6 +221,9 @@ mod tests {
             agents: vec![],
             start_at_us: None,
             error: None,
+            plans: vec![],
+            finals: Default::default(),
+            losses: vec![],
         }
     }
 

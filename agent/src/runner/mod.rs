@@ -40,6 +40,10 @@ pub struct Assignment {
     pub key_end: u64,
     pub seed: u64,
     pub endpoints: Vec<String>,
+    /// The sequence number of the first report.
+    pub first_seq: u64,
+    /// Rejoining a run that is going: no setup, start at the current interval.
+    pub rejoin: bool,
 }
 
 /// How long an agent waits for Start after Ready before giving up.
@@ -136,7 +140,9 @@ async fn run_with_driver<D: Driver>(
     // Prepare: set the target up and open every connection now, so that a
     // target that cannot be reached fails the run before it starts.
     let prepared = async {
-        notes.extend(driver.setup(&assignment.endpoints, &part).await.map_err(|e| e.message)?);
+        if !assignment.rejoin {
+            notes.extend(driver.setup(&assignment.endpoints, &part).await.map_err(|e| e.message)?);
+        }
         let connections = open_connections(&*driver, &assignment).await?;
         let subscribers = open_subscribers(&assignment).await?;
         Ok::<_, String>((connections, subscribers))
@@ -238,8 +244,10 @@ async fn run_with_driver<D: Driver>(
     }
     let warmup_intervals = scenario.warmup.as_secs_f64().ceil() as u64;
     let mut cpu = CpuMeter::new();
-    let mut seq = 0u64;
-    let mut interval = 0u64;
+    let mut seq = assignment.first_seq;
+    // A rejoining agent starts with the interval under way; the ones before
+    // were reported by its earlier self, or are missing.
+    let mut interval = Instant::now().saturating_duration_since(start_at).as_secs();
     let report = |interval: u64, seq: &mut u64, cpu: &mut CpuMeter, notes: &mut Vec<String>| {
         let mut r = collect(&recorders, operation_names, &run_id, *seq, interval, interval < warmup_intervals);
         r.cpu_percent = cpu.percent_since_last();
@@ -307,7 +315,8 @@ async fn run_with_driver<D: Driver>(
     }
     report(interval, &mut seq, &mut cpu, &mut notes);
     let error = if cancelled { "cancelled".to_string() } else { String::new() };
-    outbox.push(Outgoing::Final { run_id: run_id.clone(), seq, interval_reports: seq, error });
+    let interval_reports = seq - assignment.first_seq;
+    outbox.push(Outgoing::Final { run_id: run_id.clone(), seq, interval_reports, error });
     tracing::info!(run = %run_id, intervals = seq, "assignment finished");
 }
 

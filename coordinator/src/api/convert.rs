@@ -63,6 +63,8 @@ pub fn to_agent(message: ToAgent) -> pb::SessionResponse {
             key_end: a.plan.key_end,
             seed: a.plan.seed,
             endpoints: a.endpoints,
+            first_seq: a.first_seq,
+            rejoin: a.rejoin,
         }),
         ToAgent::Start { run_id, start_at_us } => Body::Start(pb::Start { run_id, start_at_us }),
         ToAgent::Ack { run_id, seq } => Body::Ack(pb::Ack { run_id, seq }),

@@ -1,7 +1,7 @@
 //! Run transitions: queued -> preparing -> running -> passed / failed /
 //! error / aborted. Each function handles one event for one run.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::hash::{BuildHasher, RandomState};
 use std::time::Instant;
 
@@ -16,6 +16,9 @@ use crate::render;
 use crate::scheduler::plan;
 use crate::store::{RunAgent, RunRecord, StoredInterval};
 
+/// How long agents that are alive may take to finish after the grace.
+const TEARDOWN_LIMIT: std::time::Duration = std::time::Duration::from_secs(600);
+
 impl Engine {
     pub(super) fn load_previous_runs(&mut self) {
         let records = match self.store.list() {
@@ -25,18 +28,25 @@ impl Engine {
                 return;
             }
         };
-        for mut record in records {
-            if !record.is_terminal() {
-                let was = record.state.clone();
-                record.state = "error".to_string();
-                record.error = Some(format!(
-                    "the coordinator restarted while the run was {was}; its stored intervals are kept in the data directory"
-                ));
-                if let Err(error) = self.store.update(&record) {
-                    tracing::error!(run = %record.run_id, %error, "cannot mark interrupted run");
+        for record in records {
+            if record.is_terminal() {
+                self.ended.insert(record.run_id.clone(), record);
+                continue;
+            }
+            match self.resume(&record) {
+                Ok(run) => {
+                    self.active.insert(record.run_id.clone(), run);
+                }
+                Err(why) => {
+                    let mut record = record;
+                    record.state = "error".to_string();
+                    record.error = Some(format!("{why}; its stored intervals are kept in the data directory"));
+                    if let Err(error) = self.store.update(&record) {
+                        tracing::error!(run = %record.run_id, %error, "cannot mark interrupted run");
+                    }
+                    self.ended.insert(record.run_id.clone(), record);
                 }
             }
-            self.ended.insert(record.run_id.clone(), record);
         }
     }
 
@@ -75,28 +85,15 @@ impl Engine {
             agents: Vec::new(),
             start_at_us: None,
             error: None,
+            plans: Vec::new(),
+            finals: BTreeMap::new(),
+            losses: Vec::new(),
         };
         self.store.create(&record, &scenario_yaml).map_err(|e| ControlError::Store(e.to_string()))?;
         tracing::info!(run = %run_id, name = %scenario.name, agents = agent_count, "run queued");
         let warmup_intervals = scenario.warmup.as_secs_f64().ceil() as u64;
         let aggregate = RunAggregate::new(warmup_intervals).naming(scenario.target.nodes.clone());
-        self.active.insert(
-            run_id.clone(),
-            ActiveRun {
-                record,
-                scenario,
-                scenario_yaml,
-                aggregate,
-                plans: Vec::new(),
-                ready: BTreeSet::new(),
-                finals: BTreeMap::new(),
-                watchers: Vec::new(),
-                prepare_deadline: None,
-                end_at: None,
-                last_progress: None,
-                last_wait_notice: None,
-            },
-        );
+        self.active.insert(run_id.clone(), ActiveRun::new(record, scenario, scenario_yaml, aggregate));
         Ok(run_id)
     }
 
@@ -151,9 +148,12 @@ impl Engine {
                     scenario_yaml: run.scenario_yaml.clone(),
                     plan: agent_plan.clone(),
                     endpoints: run.record.endpoints.clone(),
+                    first_seq: 0,
+                    rejoin: false,
                 };
                 self.registry.send(&agent_plan.agent_id, ToAgent::Assignment(Box::new(message)));
             }
+            run.record.plans.clone_from(&plans);
             run.plans = plans;
             tracing::info!(run = %run_id, agents = ?chosen, "run assigned");
             notify(run, &format!("preparing on {needed} agents"), None, None);
@@ -165,6 +165,15 @@ impl Engine {
         let Some(run) = self.active.get_mut(run_id) else {
             return;
         };
+        if run.record.state == "running"
+            && run.plans.iter().any(|p| p.agent_id == agent_id)
+            && let Some(start_at_us) = run.record.start_at_us
+        {
+            // A rejoining agent starts at the run's instant, in the past.
+            run.ready.insert(agent_id.to_string());
+            self.registry.send(agent_id, ToAgent::Start { run_id: run_id.to_string(), start_at_us });
+            return;
+        }
         if run.record.state != "preparing" {
             return;
         }
@@ -248,8 +257,10 @@ impl Engine {
         let Some(run) = self.active.get_mut(run_id) else {
             return;
         };
-        run.finals.insert(agent_id.to_string(), error);
-        if run.finals.len() == run.plans.len() && run.record.state == "running" {
+        run.finals.insert(agent_id.to_string(), error.clone());
+        run.record.finals.insert(agent_id.to_string(), error);
+        persist(&*self.store, &run.record);
+        if run.all_accounted_for() && run.record.state == "running" {
             let failures: Vec<String> = run
                 .finals
                 .iter()
@@ -278,15 +289,35 @@ impl Engine {
 
     pub(super) fn check_deadlines(&mut self, now: Instant) {
         let mut to_finish = Vec::new();
-        for (run_id, run) in &self.active {
+        let timeout = self.config.heartbeat_timeout;
+        for (run_id, run) in &mut self.active {
             if run.prepare_deadline.is_some_and(|d| now >= d) {
                 let missing: Vec<&str> =
                     run.plans.iter().map(|p| p.agent_id.as_str()).filter(|a| !run.ready.contains(*a)).collect();
                 let message = format!("agents {} did not get ready in time", missing.join(", "));
                 to_finish.push((run_id.clone(), Some((RunStatus::Error, message))));
-            } else if run.end_at.is_some_and(|end| now >= end + self.config.finish_grace) {
-                let missing: Vec<&str> =
-                    run.plans.iter().map(|p| p.agent_id.as_str()).filter(|a| !run.finals.contains_key(*a)).collect();
+            } else if let Some(end) = run.end_at
+                && now >= end + self.config.finish_grace
+            {
+                let missing: Vec<String> = run
+                    .plans
+                    .iter()
+                    .map(|p| p.agent_id.clone())
+                    .filter(|a| !run.finals.contains_key(a) && !run.is_lost(a))
+                    .collect();
+                // Agents still heartbeating are tearing down (deleting keys,
+                // dropping tables): wait for them, within a limit.
+                let alive = missing
+                    .iter()
+                    .all(|a| self.registry.get(a).is_some_and(|e| now.duration_since(e.last_seen) <= timeout));
+                if alive && now < end + self.config.finish_grace + TEARDOWN_LIMIT {
+                    if run.last_wait_notice.is_none_or(|t| now.duration_since(t).as_secs() >= 5) {
+                        run.last_wait_notice = Some(now);
+                        let message = format!("waiting for agents {} to finish their teardown", missing.join(", "));
+                        notify(run, &message, None, None);
+                    }
+                    continue;
+                }
                 let message = format!(
                     "agents {} did not deliver their final report; their reported intervals are included",
                     missing.join(", ")
@@ -328,6 +359,7 @@ impl Engine {
             started_at_unix_ms: run.record.start_at_us.unwrap_or(0) / 1000,
             agents: &agents,
             failure,
+            losses: &run.record.losses,
         });
         let json = serde_json::to_string_pretty(&report).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
         let text = render::text(&report);
@@ -354,7 +386,7 @@ impl Engine {
 }
 
 /// Sends an update to every watcher of the run, dropping those that left.
-fn notify(run: &mut ActiveRun, message: &str, progress: Option<Progress>, report_json: Option<String>) {
+pub(super) fn notify(run: &mut ActiveRun, message: &str, progress: Option<Progress>, report_json: Option<String>) {
     let update = WatchUpdate {
         run_id: run.record.run_id.clone(),
         state: run.record.state.clone(),
@@ -370,7 +402,7 @@ fn notify(run: &mut ActiveRun, message: &str, progress: Option<Progress>, report
     });
 }
 
-fn persist(store: &dyn crate::store::RunStore, record: &RunRecord) {
+pub(super) fn persist(store: &dyn crate::store::RunStore, record: &RunRecord) {
     if let Err(error) = store.update(record) {
         tracing::error!(run = %record.run_id, %error, "cannot store run state");
     }

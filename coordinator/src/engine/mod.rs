@@ -6,6 +6,7 @@
 //! report is never lost when the coordinator stops.
 
 mod lifecycle;
+mod loss;
 mod queries;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -60,6 +61,10 @@ pub struct AssignmentMessage {
     pub scenario_yaml: String,
     pub plan: AgentPlan,
     pub endpoints: Vec<String>,
+    /// The first report sequence number (above those already merged).
+    pub first_seq: u64,
+    /// The agent rejoins a run that is going (after a restart).
+    pub rejoin: bool,
 }
 
 /// Messages from the coordinator to one agent.
@@ -139,6 +144,29 @@ struct ActiveRun {
     end_at: Option<Instant>,
     last_progress: Option<u64>,
     last_wait_notice: Option<Instant>,
+    /// A resumed run does not count silence as loss before this instant
+    /// (its agents are reconnecting).
+    loss_checks_from: Option<Instant>,
+}
+
+impl ActiveRun {
+    fn new(record: RunRecord, scenario: Scenario, scenario_yaml: String, aggregate: RunAggregate) -> Self {
+        Self {
+            record,
+            scenario,
+            scenario_yaml,
+            aggregate,
+            plans: Vec::new(),
+            ready: BTreeSet::new(),
+            finals: BTreeMap::new(),
+            watchers: Vec::new(),
+            prepare_deadline: None,
+            end_at: None,
+            last_progress: None,
+            last_wait_notice: None,
+            loss_checks_from: None,
+        }
+    }
 }
 
 /// The engine's state; driven by [`run_engine`].
@@ -172,8 +200,8 @@ impl EngineHandle {
 
 const TICK: Duration = Duration::from_millis(100);
 
-/// Starts the engine task. Runs that a previous coordinator left unfinished
-/// are marked `error` (resuming them is not supported yet).
+/// Starts the engine task. Runs that a previous coordinator left running
+/// are resumed; others it left unfinished are marked `error`.
 pub fn start_engine(config: EngineConfig, store: Arc<dyn RunStore>) -> (EngineHandle, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let mut engine =
@@ -209,6 +237,7 @@ impl Engine {
                 tracing::debug!(agent = %agent_id, offset_us, rtt_us, "agent clock measured");
                 self.registry.set_clock(&agent_id, offset_us, rtt_us);
                 self.registry.seen(&agent_id, now);
+                self.on_agent_back(&agent_id);
             }
             Event::AgentHeartbeat { agent_id } => self.registry.seen(&agent_id, now),
             Event::AgentReady { agent_id, run_id } => {
@@ -265,6 +294,7 @@ impl Engine {
             self.on_agent_lost(&agent_id);
         }
         self.schedule_queued(now);
+        self.check_agent_losses(now);
         self.check_deadlines(now);
     }
 }
