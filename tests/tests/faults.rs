@@ -1,0 +1,209 @@
+//! Faults during a run, with real processes: an agent killed with SIGKILL
+//! under each `on_agent_loss` policy (and coming back), and the coordinator
+//! killed with SIGKILL and restarted on the same data directory.
+//!
+//! Each agent drives one connection to a KV server of its own (agent i,
+//! endpoint i), so every server's own count (`INFO commandstats`) can be
+//! checked against the report's figures for that server's node: exactly for
+//! the agents that were never lost, and for a lost agent never below what
+//! the report says it did.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use stampede_tests::{Process, command_calls, free_port, run_stampede, write_file};
+
+struct Lab {
+    servers: Vec<(Process, String)>,
+    agents: Vec<Option<Process>>,
+    coordinator: Option<Process>,
+    url: String,
+    listen: String,
+    data: tempfile::TempDir,
+}
+
+fn start_coordinator(listen: &str, data_dir: &str) -> Process {
+    let coordinator = Process::stampede(
+        "coordinator",
+        &["coordinator", "--listen", listen, "--data-dir", data_dir, "--heartbeat-timeout", "2s"],
+    );
+    coordinator.listening_address();
+    coordinator
+}
+
+fn agent(url: &str, id: &str) -> Process {
+    Process::stampede(id, &["agent", "--coordinator", url, "--id", id])
+}
+
+impl Lab {
+    fn start(agents: usize) -> Self {
+        let servers = (0..agents)
+            .map(|i| {
+                let node = format!("kv-{i}");
+                let kv = Process::stampede(&node, &["kv-server", "--listen", "127.0.0.1:0", "--node-id", &node]);
+                let address = kv.listening_address();
+                (kv, address)
+            })
+            .collect();
+        let data = tempfile::tempdir().expect("tempdir");
+        let listen = format!("127.0.0.1:{}", free_port());
+        let coordinator = start_coordinator(&listen, &data.path().to_string_lossy());
+        let url = format!("http://{listen}");
+        let agents = (0..agents).map(|i| Some(agent(&url, &format!("agent-{i}")))).collect();
+        Lab { servers, agents, coordinator: Some(coordinator), url, listen, data }
+    }
+
+    fn scenario(&self, duration: u32, policy: &str) -> String {
+        let endpoints: Vec<String> = self.servers.iter().map(|(_, a)| format!("\"{a}\"")).collect();
+        format!(
+            "name: faults\nduration: {duration}s\nagents: {n}\ntarget:\n  kind: kv\n  endpoints: [{}]\n\
+             load:\n  connections: {n}\n  pipeline: 4\nworkload:\n  kind: kv\n  keys: 1000\n\
+             on_agent_loss: {policy}\nthresholds:\n  - error_rate < 50%\n",
+            endpoints.join(", "),
+            n = self.servers.len()
+        )
+    }
+
+    /// Submits without waiting; returns the run id.
+    fn submit(&self, scenario: &str) -> String {
+        let path = write_file(self.data.path(), "scenario.yaml", scenario);
+        let (code, stdout, stderr) =
+            run_stampede(&["submit", &path, "--coordinator", &self.url], Duration::from_secs(30));
+        assert_eq!(code, 0, "{stdout}{stderr}");
+        stdout
+            .split_whitespace()
+            .find(|w| w.starts_with("r-"))
+            .unwrap_or_else(|| panic!("no run id in {stdout}"))
+            .trim_matches(|c: char| !c.is_alphanumeric() && c != '-')
+            .to_string()
+    }
+
+    /// Waits until `server` has served something (the run is going).
+    fn wait_for_traffic(&self, server: usize) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while served(&self.servers[server].1) == 0 {
+            assert!(Instant::now() < deadline, "no traffic reached server {server}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Polls `stampede report` until the run has ended; returns its JSON.
+    fn report(&self, run_id: &str, within: Duration) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let (code, stdout, _) =
+                run_stampede(&["report", run_id, "--coordinator", &self.url, "--json"], Duration::from_secs(30));
+            if code == 0
+                && let Ok(report) = serde_json::from_str::<Value>(&stdout)
+            {
+                return report;
+            }
+            assert!(Instant::now() < deadline, "run {run_id} did not end within {within:?}");
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
+/// GET and SET commands a KV server processed.
+fn served(address: &str) -> u64 {
+    command_calls(address, "get") + command_calls(address, "set")
+}
+
+/// A node's operations; the scenarios here have no warm-up, so that is
+/// everything its agent did.
+fn node_ops(report: &Value, node: &str) -> u64 {
+    assert_eq!(report["totals"]["warmup_ops"], 0, "no warm-up in these scenarios");
+    report["nodes"][node]["ops"].as_u64().unwrap_or(0)
+}
+
+fn the_loss<'a>(report: &'a Value, agent: &str) -> &'a Value {
+    let losses = report["agent_losses"].as_array().expect("agent_losses");
+    losses.iter().find(|l| l["agent"] == agent).unwrap_or_else(|| panic!("{agent} in {losses:?}"))
+}
+
+#[test]
+fn abort_ends_the_run_when_an_agent_is_killed() {
+    let mut lab = Lab::start(3);
+    let run = lab.submit(&lab.scenario(20, "abort"));
+    lab.wait_for_traffic(2);
+    std::thread::sleep(Duration::from_secs(1));
+    let killed_at = Instant::now();
+    lab.agents[2] = None; // SIGKILL
+    let report = lab.report(&run, Duration::from_secs(30));
+    assert_eq!(report["status"], "aborted", "{}", report["error"]);
+    let error = report["error"].as_str().unwrap_or_default();
+    assert!(error.contains("agent-2") && error.contains("on_agent_loss: abort"), "{error}");
+    assert!(killed_at.elapsed() < Duration::from_secs(12), "aborted soon after the loss, not at the end");
+    let loss = the_loss(&report, "agent-2");
+    assert!(loss["back_at_s"].is_null());
+    // What the others reported before the abort is kept.
+    assert!(node_ops(&report, "kv-0") > 0 && node_ops(&report, "kv-2") > 0, "{}", report["nodes"]);
+}
+
+#[test]
+fn continue_carries_on_and_a_restarted_agent_rejoins() {
+    let mut lab = Lab::start(3);
+    let run = lab.submit(&lab.scenario(14, "continue"));
+    lab.wait_for_traffic(2);
+    std::thread::sleep(Duration::from_secs(1));
+    lab.agents[2] = None; // SIGKILL
+    // Past the 2 s heartbeat timeout: declared lost, then back.
+    std::thread::sleep(Duration::from_secs(4));
+    lab.agents[2] = Some(agent(&lab.url, "agent-2"));
+    let report = lab.report(&run, Duration::from_secs(60));
+    assert_eq!(report["status"], "passed", "{}", report["error"]);
+    for (i, (_, address)) in lab.servers.iter().enumerate().take(2) {
+        let node = format!("kv-{i}");
+        assert_eq!(node_ops(&report, &node), served(address), "{node}: the report equals the server's count");
+    }
+    let lost_node = node_ops(&report, "kv-2");
+    assert!(lost_node <= served(&lab.servers[2].1), "a lost agent never reports more than was done");
+    let loss = the_loss(&report, "agent-2");
+    assert!(loss["back_at_s"].as_f64().is_some(), "it came back: {loss}");
+    assert!(!loss["missing_intervals"].as_array().expect("missing").is_empty(), "{loss}");
+    assert!(loss["shortfall_ops"].as_u64().is_some_and(|n| n > 0), "{loss}");
+    let intervals = report["intervals"].as_array().expect("intervals");
+    let last = intervals.last().expect("an interval");
+    assert_eq!(last["agents"], 3, "the restarted agent reported the last interval: {last}");
+}
+
+#[test]
+fn tolerate_carries_on_while_the_lost_share_is_within_the_limit() {
+    let mut lab = Lab::start(3);
+    let run = lab.submit(&lab.scenario(10, "{tolerate: 34%}"));
+    lab.wait_for_traffic(2);
+    std::thread::sleep(Duration::from_secs(1));
+    lab.agents[2] = None; // SIGKILL: one agent of three, 33% of the load
+    let report = lab.report(&run, Duration::from_secs(60));
+    assert_eq!(report["status"], "passed", "{}", report["error"]);
+    for (i, (_, address)) in lab.servers.iter().enumerate().take(2) {
+        let node = format!("kv-{i}");
+        assert_eq!(node_ops(&report, &node), served(address), "{node}: the report equals the server's count");
+    }
+    let loss = the_loss(&report, "agent-2");
+    assert!(loss["back_at_s"].is_null(), "{loss}");
+    let share = loss["shortfall_share"].as_f64().expect("share");
+    assert!(share > 0.1 && share < 0.6, "a third of the load was missing for most of the run: {share}");
+}
+
+#[test]
+fn a_coordinator_killed_mid_run_resumes_it_and_loses_nothing() {
+    let mut lab = Lab::start(2);
+    let run = lab.submit(&lab.scenario(12, "abort"));
+    lab.wait_for_traffic(1);
+    std::thread::sleep(Duration::from_secs(2));
+    lab.coordinator = None; // SIGKILL
+    // The agents carry on alone and keep their reports.
+    std::thread::sleep(Duration::from_secs(3));
+    lab.coordinator = Some(start_coordinator(&lab.listen, &lab.data.path().to_string_lossy()));
+    let report = lab.report(&run, Duration::from_secs(60));
+    assert_eq!(report["status"], "passed", "{}", report["error"]);
+    for (i, (_, address)) in lab.servers.iter().enumerate() {
+        let node = format!("kv-{i}");
+        assert_eq!(node_ops(&report, &node), served(address), "{node}: nothing was lost across the restart");
+    }
+    assert_eq!(report["agent_losses"].as_array().map(Vec::len), Some(0), "{}", report["agent_losses"]);
+    let intervals = report["intervals"].as_array().expect("intervals");
+    assert_eq!(intervals.len(), 12, "every interval is there");
+    assert!(intervals.iter().all(|i| i["agents"] == 2), "from both agents: {intervals:?}");
+}
