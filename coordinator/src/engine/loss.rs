@@ -149,8 +149,8 @@ impl Engine {
         let yaml = self.store.load_scenario(&record.run_id).map_err(|e| format!("cannot resume: {e}"))?;
         let scenario = Scenario::parse(&yaml).map_err(|e| format!("cannot resume: {e}"))?;
         let intervals = self.store.load_intervals(&record.run_id).map_err(|e| format!("cannot resume: {e}"))?;
-        let mut aggregate = RunAggregate::new(scenario.warmup.as_secs_f64().ceil() as u64)
-            .naming(scenario.target.nodes.clone());
+        let mut aggregate =
+            RunAggregate::new(scenario.warmup.as_secs_f64().ceil() as u64).naming(scenario.target.nodes.clone());
         for stored in &intervals {
             if let Err(error) = aggregate.merge(&stored.agent_id, &stored.report) {
                 tracing::warn!(run = %record.run_id, %error, "stored interval not merged");
