@@ -79,8 +79,8 @@ pub struct AgentLoss {
     /// Measured intervals (by index) the agent did not report.
     pub missing_intervals: Vec<u64>,
     /// Operations it would have done in those intervals, at its own mean
-    /// rate over the measured intervals it did report (0 when it reported
-    /// none).
+    /// rate over the measured intervals it did report (when it reported
+    /// none, at the other agents' mean rate).
     pub shortfall_ops: u64,
     /// `shortfall_ops` against the operations done plus the shortfall.
     pub shortfall_share: f64,

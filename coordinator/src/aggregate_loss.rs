@@ -7,6 +7,12 @@ use super::RunAggregate;
 use crate::store::RecordedLoss;
 
 impl RunAggregate {
+    /// An agent's operations per measured interval it reported.
+    fn mean_rate(&self, agent: &str) -> Option<f64> {
+        let a = self.agents.get(agent)?;
+        (a.measured_intervals > 0).then(|| a.measured_ops as f64 / a.measured_intervals as f64)
+    }
+
     /// The sequence number after every report merged from `agent`.
     pub fn next_seq(&self, agent: &str) -> u64 {
         self.seen.iter().filter(|(a, _)| a == agent).map(|(_, seq)| seq + 1).max().unwrap_or(0)
@@ -27,9 +33,12 @@ impl RunAggregate {
                 .clone()
                 .filter(|i| self.intervals.get(i).is_none_or(|interval| !interval.agents.contains(agent)))
                 .collect();
-            let reported = self.agents.get(agent);
-            let (ops, intervals) = reported.map_or((0, 0), |a| (a.measured_ops, a.measured_intervals));
-            let mean = if intervals > 0 { ops as f64 / intervals as f64 } else { 0.0 };
+            let mean = self.mean_rate(agent).unwrap_or_else(|| {
+                // It reported no measured interval: take the others' mean.
+                let others: Vec<f64> =
+                    self.agents.keys().filter(|a| *a != agent).filter_map(|a| self.mean_rate(a)).collect();
+                if others.is_empty() { 0.0 } else { others.iter().sum::<f64>() / others.len() as f64 }
+            });
             let shortfall = (mean * missing.len() as f64).round() as u64;
             let offered = total_ops + shortfall;
             for loss in recorded.iter().filter(|l| l.agent == agent) {

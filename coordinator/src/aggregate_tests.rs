@@ -59,6 +59,14 @@ fn a_lost_agent_is_reported_with_its_missing_intervals_and_shortfall() {
     assert_eq!(loss.shortfall_ops, 12, "its mean over intervals 1 and 3: (10 + 14) / 2");
     assert_eq!(loss.back_at_s, Some(3.2));
     assert!((loss.shortfall_share - 12.0 / (60.0 + 24.0 + 12.0)).abs() < 1e-9);
+
+    // An agent lost before its first measured interval is counted at the
+    // others' mean: (20 + 12) / 2 per interval, for intervals 1 to 3.
+    agg.merge("a3", &report(0, 0, vec![stats("get", "kv-2", &[10; 5], 0)])).expect("merge");
+    let early = [crate::store::RecordedLoss { agent: "a3".into(), lost_at_s: 0.8, back_at_s: None }];
+    let r = agg.report(&ReportContext { losses: &early, ..context(&s, &agents) });
+    assert_eq!(r.agent_losses[0].missing_intervals, vec![1, 2, 3]);
+    assert_eq!(r.agent_losses[0].shortfall_ops, 48);
 }
 
 #[test]

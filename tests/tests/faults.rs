@@ -126,7 +126,8 @@ fn abort_ends_the_run_when_an_agent_is_killed() {
     let mut lab = Lab::start(3);
     let run = lab.submit(&lab.scenario(20, "abort"));
     lab.wait_for_traffic(2);
-    std::thread::sleep(Duration::from_secs(1));
+    // Long enough for some interval reports to arrive, even on a busy machine.
+    std::thread::sleep(Duration::from_secs(3));
     let killed_at = Instant::now();
     lab.agents[2] = None; // SIGKILL
     let report = lab.report(&run, Duration::from_secs(30));
@@ -145,7 +146,8 @@ fn continue_carries_on_and_a_restarted_agent_rejoins() {
     let mut lab = Lab::start(3);
     let run = lab.submit(&lab.scenario(14, "continue"));
     lab.wait_for_traffic(2);
-    std::thread::sleep(Duration::from_secs(1));
+    // Long enough for some interval reports to arrive, even on a busy machine.
+    std::thread::sleep(Duration::from_secs(3));
     lab.agents[2] = None; // SIGKILL
     // Past the 2 s heartbeat timeout: declared lost, then back.
     std::thread::sleep(Duration::from_secs(4));
@@ -172,7 +174,8 @@ fn tolerate_carries_on_while_the_lost_share_is_within_the_limit() {
     let mut lab = Lab::start(3);
     let run = lab.submit(&lab.scenario(10, "{tolerate: 34%}"));
     lab.wait_for_traffic(2);
-    std::thread::sleep(Duration::from_secs(1));
+    // Long enough for some interval reports to arrive, even on a busy machine.
+    std::thread::sleep(Duration::from_secs(3));
     lab.agents[2] = None; // SIGKILL: one agent of three, 33% of the load
     let report = lab.report(&run, Duration::from_secs(60));
     assert_eq!(report["status"], "passed", "{}", report["error"]);
