@@ -261,13 +261,7 @@ impl Engine {
         run.record.finals.insert(agent_id.to_string(), error);
         persist(&*self.store, &run.record);
         if run.all_accounted_for() && run.record.state == "running" {
-            let failures: Vec<String> = run
-                .finals
-                .iter()
-                .filter(|(_, e)| !e.is_empty())
-                .map(|(agent, e)| format!("agent {agent}: {e}"))
-                .collect();
-            let failure = (!failures.is_empty()).then(|| (RunStatus::Error, failures.join("; ")));
+            let failure = run.final_failure();
             self.finish(run_id, failure);
         }
     }

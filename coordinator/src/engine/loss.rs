@@ -38,6 +38,14 @@ impl ActiveRun {
         if total == 0 { 0.0 } else { lost as f64 / total as f64 }
     }
 
+    /// How the run ended by its agents' final reports: an error when any
+    /// of them failed.
+    pub(super) fn final_failure(&self) -> Option<(RunStatus, String)> {
+        let failures: Vec<String> =
+            self.finals.iter().filter(|(_, e)| !e.is_empty()).map(|(agent, e)| format!("agent {agent}: {e}")).collect();
+        (!failures.is_empty()).then(|| (RunStatus::Error, failures.join("; ")))
+    }
+
     /// Every agent has delivered its final report or is lost.
     pub(super) fn all_accounted_for(&self) -> bool {
         self.plans.iter().all(|p| self.finals.contains_key(&p.agent_id) || self.is_lost(&p.agent_id))
@@ -63,7 +71,7 @@ impl Engine {
                 .collect();
             if silent.is_empty() {
                 if run.all_accounted_for() && !run.plans.is_empty() {
-                    to_finish.push((run_id.clone(), None));
+                    to_finish.push((run_id.clone(), run.final_failure()));
                 }
                 continue;
             }
@@ -85,7 +93,7 @@ impl Engine {
             if policy.continues(share) {
                 notify(run, &format!("{message}; continuing"), None, None);
                 if run.all_accounted_for() {
-                    to_finish.push((run_id.clone(), None));
+                    to_finish.push((run_id.clone(), run.final_failure()));
                 }
             } else {
                 to_finish.push((run_id.clone(), Some((RunStatus::Aborted, message))));
