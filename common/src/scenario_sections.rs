@@ -1,0 +1,106 @@
+//! Validation of the scenario's sections that stand on their own: the
+//! target, the load and the expected distribution.
+
+use super::*;
+
+pub(super) fn validate_target(raw: RawTarget, check: &mut Checker<'_>) -> Target {
+    let form = match raw.kind {
+        TargetKind::Kv | TargetKind::Redis | TargetKind::RedisCluster => "`host:port`",
+        TargetKind::Postgres | TargetKind::Timescaledb => {
+            "`host:port` or `postgres://user:password@host:port/database`"
+        }
+        TargetKind::Cratedb => "`host:port` or `http(s)://user:password@host:port`",
+    };
+    if raw.kind != TargetKind::Kv && raw.endpoints.is_empty() {
+        check.fail("target.endpoints", format!("a {} target needs at least one {form} endpoint", raw.kind.as_str()));
+    }
+    for (i, endpoint) in raw.endpoints.iter().enumerate() {
+        if let Err(problem) = check_endpoint(raw.kind, endpoint) {
+            check.fail(&format!("target.endpoints[{i}]"), format!("`{}`: {problem}; write {form}", redact(endpoint)));
+        }
+    }
+    for (identity, name) in &raw.nodes {
+        if identity.trim().is_empty() || name.trim().is_empty() {
+            check.fail("target.nodes", "node identities and names must not be empty");
+        }
+    }
+    Target { kind: raw.kind, endpoints: raw.endpoints, nodes: raw.nodes }
+}
+
+pub(super) fn validate_load(raw: RawLoad, check: &mut Checker<'_>) -> Load {
+    let connections = raw.connections.unwrap_or(16);
+    if connections == 0 || connections > MAX_CONNECTIONS {
+        check.fail("load.connections", format!("must be between 1 and {MAX_CONNECTIONS}"));
+    }
+    let pipeline = raw.pipeline.unwrap_or(1);
+    if pipeline == 0 || pipeline > MAX_PIPELINE {
+        check.fail("load.pipeline", format!("must be between 1 and {MAX_PIPELINE}"));
+    }
+    let model = match raw.model {
+        LoadModelKind::Closed => {
+            if raw.rate.is_some() {
+                check.fail("load.rate", "is only used with `model: open`");
+            }
+            if raw.arrival.is_some() {
+                check.fail("load.arrival", "is only used with `model: open`");
+            }
+            LoadModel::Closed
+        }
+        LoadModelKind::Open => {
+            let rate = match raw.rate.as_ref().map(|r| parse_rate(&r.text())) {
+                None => {
+                    check.fail("load.rate", "the open model needs a rate, like `rate: 20000/s`");
+                    0.0
+                }
+                Some(Ok(rate)) if rate > 0.0 => rate,
+                Some(Ok(_)) => {
+                    check.fail("load.rate", "must be more than 0/s");
+                    0.0
+                }
+                Some(Err(e)) => {
+                    check.fail("load.rate", e.0);
+                    0.0
+                }
+            };
+            LoadModel::Open { rate, arrival: raw.arrival.unwrap_or(Arrival::Uniform) }
+        }
+    };
+    if raw.reconnect_every == Some(0) {
+        check.fail("load.reconnect_every", "must be at least 1 request (leave it out to keep connections)");
+    }
+    Load { model, connections, pipeline, reconnect_every: raw.reconnect_every }
+}
+
+pub(super) fn validate_distribution(
+    raw: Option<RawDistribution>,
+    check: &mut Checker<'_>,
+) -> crate::distribution::Expectation {
+    let mut expect = crate::distribution::Expectation::default();
+    let Some(raw) = raw else { return expect };
+    match raw.expect {
+        None => {}
+        Some(RawExpect::Named(name)) if name == "uniform" => {}
+        Some(RawExpect::Named(other)) => check
+            .fail("distribution.expect", format!("`{other}`: write `uniform` or weights like {{kv-0: 3, kv-1: 1}}")),
+        Some(RawExpect::Weights(weights)) => {
+            if weights.is_empty() || weights.values().any(|w| !w.is_finite() || *w < 0.0) {
+                check.fail("distribution.expect", "weights must be numbers of 0 or more, at least one node");
+            } else if weights.values().sum::<f64>() <= 0.0 {
+                check.fail("distribution.expect", "at least one weight must be more than 0");
+            }
+            expect.weights = Some(weights);
+        }
+    }
+    if let Some(tolerance) = raw.tolerance {
+        let text = tolerance.text();
+        let number = text.trim().trim_end_matches('%').trim();
+        match number.parse::<f64>() {
+            Ok(pp) if (0.0..=100.0).contains(&pp) => expect.tolerance_pp = pp,
+            _ => check.fail(
+                "distribution.tolerance",
+                format!("`{text}` is not a deviation; write percentage points like `5%`"),
+            ),
+        }
+    }
+    expect
+}
