@@ -23,7 +23,9 @@ use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::io::tcp::TcpSettings;
 use redis::{Value, from_redis_value_ref};
 
-use super::resp::{CONNECT_TIMEOUT, Encoder, Phase, RespConfig, classify, interpret, node_from_info, summarize_value};
+use super::resp::{
+    CONNECT_TIMEOUT, Encoder, Phase, RespConfig, classify, interpret, node_from_info, over_range, summarize_value,
+};
 use super::{Connection, Done, Driver, DriverError, ErrorKind, Part};
 use crate::workloads::{Action, Operation};
 
@@ -32,9 +34,6 @@ pub const SLOTS: u32 = 16384;
 
 /// How long a slot map read for one connection serves the next ones.
 const TOPOLOGY_REUSE: Duration = Duration::from_secs(1);
-
-/// Keys per chunk during preload and cleanup.
-const BULK_CHUNK: u64 = 1000;
 
 /// CRC16 with the XMODEM parameters (polynomial 0x1021, initial value 0),
 /// the checksum Redis Cluster hashes keys with.
@@ -70,8 +69,10 @@ pub fn key_slot(key: &[u8]) -> u16 {
 pub struct Topology {
     /// `(first slot, last slot, index into nodes)`, sorted by first slot.
     ranges: Vec<(u16, u16, usize)>,
-    /// The masters' names.
+    /// The masters' names (`host:port` until named by their run ids).
     nodes: Vec<Arc<str>>,
+    /// The masters' addresses, in the order of `nodes`.
+    addresses: Vec<(String, u16)>,
 }
 
 impl Topology {
@@ -83,14 +84,10 @@ impl Topology {
         (slot <= last).then(|| &self.nodes[node])
     }
 
-    /// Builds the map from a `CLUSTER SLOTS` reply; each master's name comes
-    /// from `name(host, port)`. `seed_host` stands for an empty host (a node
-    /// that does not know its own address).
-    pub fn from_slots(
-        reply: &Value,
-        seed_host: &str,
-        mut name: impl FnMut(&str, u16) -> Arc<str>,
-    ) -> Result<Topology, String> {
+    /// Builds the map from a `CLUSTER SLOTS` reply, masters named by their
+    /// address. `seed_host` stands for an empty host (a node that does not
+    /// know its own address).
+    pub fn from_slots(reply: &Value, seed_host: &str) -> Result<Topology, String> {
         let Value::Array(entries) = reply else { return Err(format!("CLUSTER SLOTS replied {reply:?}")) };
         let mut ranges = Vec::with_capacity(entries.len());
         let mut masters: Vec<(String, u16)> = Vec::new();
@@ -125,8 +122,8 @@ impl Topology {
                  (for example `redis-cli --cluster create ...`) and check `CLUSTER INFO` says cluster_state:ok"
             ));
         }
-        let nodes = masters.iter().map(|(host, port)| name(host, *port)).collect();
-        Ok(Topology { ranges, nodes })
+        let nodes = masters.iter().map(|(host, port)| format!("{host}:{port}").into()).collect();
+        Ok(Topology { ranges, nodes, addresses: masters })
     }
 }
 
@@ -161,48 +158,30 @@ impl ClusterDriver {
             .await
             .map_err(|e| failed("CLUSTER SLOTS", &e))?;
         let seed_host = endpoint.rsplit_once(':').map_or(endpoint, |(host, _)| host);
-        let mut masters = Vec::new();
-        Topology::from_slots(&reply, seed_host, |host, port| {
-            masters.push((host.to_string(), port));
-            format!("{host}:{port}").into()
-        })
-        .map_err(|message| DriverError::new(ErrorKind::Server, format!("{endpoint}: {message}")))?;
-        let mut names = Vec::with_capacity(masters.len());
-        for (host, port) in masters {
+        let mut topology = Topology::from_slots(&reply, seed_host)
+            .map_err(|message| DriverError::new(ErrorKind::Server, format!("{endpoint}: {message}")))?;
+        // Name each master by its run id, as a single Redis server is named.
+        for (node, (host, port)) in topology.nodes.iter_mut().zip(&topology.addresses) {
             let mut info = redis::cmd("INFO");
             info.arg("server");
-            let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host: host.clone(), port });
+            let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host: host.clone(), port: *port });
             let reply = client.route_command(info, routing).await.map_err(|e| failed("INFO server", &e))?;
             let text: String = from_redis_value_ref(&reply).unwrap_or_default();
-            names.push(node_from_info(&text).unwrap_or_else(|| format!("{host}:{port}")));
+            if let Some(name) = node_from_info(&text) {
+                *node = name.into();
+            }
         }
-        let mut names = names.into_iter();
-        let topology = Topology::from_slots(&reply, seed_host, |host, port| {
-            names.next().map_or_else(|| format!("{host}:{port}").into(), Into::into)
-        })
-        .map_err(|message| DriverError::new(ErrorKind::Server, format!("{endpoint}: {message}")))?;
         let topology = Arc::new(topology);
         *cached = Some((Instant::now(), Arc::clone(&topology)));
         Ok(topology)
     }
 
-    /// Runs `action(n)` for every number of the agent's range in chunks.
+    /// Runs `action(n)` for every number of the agent's range, once for
+    /// the whole cluster.
     async fn over_range(&self, part: &Part, action: fn(u64) -> Action) -> Result<u64, DriverError> {
         let Some(seed) = self.seeds.first() else { return Ok(0) };
         let mut connection = self.connect(seed).await?;
-        let mut results = Vec::with_capacity(BULK_CHUNK as usize);
-        let mut start = part.key_start;
-        while start < part.key_end {
-            let end = (start + BULK_CHUNK).min(part.key_end);
-            let batch: Vec<Operation> = (start..end).map(|n| Operation { index: 0, action: action(n) }).collect();
-            results.clear();
-            connection.execute_batch(&batch, &mut results).await;
-            if let Some(Err(error)) = results.iter().find(|r| r.is_err()) {
-                return Err(error.clone());
-            }
-            start = end;
-        }
-        Ok(part.key_end.saturating_sub(part.key_start))
+        over_range(&mut connection, part, action).await
     }
 }
 
@@ -386,8 +365,7 @@ mod tests {
             entry(0, 5460, "", 7000),
             entry(5461, 10922, "10.0.0.2", 7001),
         ]);
-        let topology =
-            Topology::from_slots(&reply, "10.0.0.1", |host, port| format!("{host}:{port}").into()).expect("map");
+        let topology = Topology::from_slots(&reply, "10.0.0.1").expect("map");
         assert_eq!(topology.nodes.len(), 3);
         assert_eq!(topology.node_of(b"foo").map(|n| &**n), Some("10.0.0.3:7002"), "slot 12182");
         assert_eq!(topology.node_of(b"hello").map(|n| &**n), Some("10.0.0.1:7000"), "slot 866, empty host");
@@ -397,10 +375,10 @@ mod tests {
     #[test]
     fn an_incomplete_slot_map_is_refused_with_what_to_do() {
         let reply = Value::Array(vec![entry(0, 5460, "h", 1), entry(5461, 10922, "h", 2)]);
-        let error = Topology::from_slots(&reply, "h", |_, _| "n".into()).expect_err("incomplete");
+        let error = Topology::from_slots(&reply, "h").expect_err("incomplete");
         assert!(error.contains("covers 10923 of 16384"), "{error}");
         assert!(error.contains("redis-cli --cluster create"), "{error}");
-        let error = Topology::from_slots(&Value::Array(vec![Value::Int(1)]), "h", |_, _| "n".into()).expect_err("bad");
+        let error = Topology::from_slots(&Value::Array(vec![Value::Int(1)]), "h").expect_err("bad");
         assert!(error.contains("unexpected CLUSTER SLOTS entry"), "{error}");
     }
 }

@@ -186,22 +186,32 @@ impl RespDriver {
         let mut written = 0;
         for endpoint in endpoints {
             let mut connection = connect_with(&self.config, endpoint, true).await?;
-            let mut results = Vec::with_capacity(BULK_CHUNK as usize);
-            let mut start = part.key_start;
-            while start < part.key_end {
-                let end = (start + BULK_CHUNK).min(part.key_end);
-                let batch: Vec<Operation> = (start..end).map(|n| Operation { index: 0, action: action(n) }).collect();
-                results.clear();
-                connection.execute_batch(&batch, &mut results).await;
-                if let Some(Err(error)) = results.iter().find(|r| r.is_err()) {
-                    return Err(error.clone());
-                }
-                written += end - start;
-                start = end;
-            }
+            written += over_range(&mut connection, part, action).await?;
         }
         Ok(written)
     }
+}
+
+/// Runs `action(n)` for every number of the agent's range on `connection`,
+/// in batches of `BULK_CHUNK`; returns how many ran.
+pub(crate) async fn over_range<C: Connection>(
+    connection: &mut C,
+    part: &Part,
+    action: fn(u64) -> Action,
+) -> Result<u64, DriverError> {
+    let mut results = Vec::with_capacity(BULK_CHUNK as usize);
+    let mut start = part.key_start;
+    while start < part.key_end {
+        let end = (start + BULK_CHUNK).min(part.key_end);
+        let batch: Vec<Operation> = (start..end).map(|n| Operation { index: 0, action: action(n) }).collect();
+        results.clear();
+        connection.execute_batch(&batch, &mut results).await;
+        if let Some(Err(error)) = results.iter().find(|r| r.is_err()) {
+            return Err(error.clone());
+        }
+        start = end;
+    }
+    Ok(part.key_end.saturating_sub(part.key_start))
 }
 
 impl Driver for RespDriver {
