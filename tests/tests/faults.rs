@@ -87,6 +87,22 @@ impl Lab {
         }
     }
 
+    /// Waits until the run is going on `server` and its agent has had time
+    /// to deliver some interval reports, even on a busy machine.
+    fn wait_for_reports(&self, server: usize) {
+        self.wait_for_traffic(server);
+        std::thread::sleep(Duration::from_secs(3));
+    }
+
+    /// The report's figure for each of the first `servers` nodes equals what
+    /// that server counted.
+    fn assert_exact(&self, report: &Value, servers: usize) {
+        for (i, (_, address)) in self.servers.iter().enumerate().take(servers) {
+            let node = format!("kv-{i}");
+            assert_eq!(node_ops(report, &node), served(address), "{node}: the report equals the server's count");
+        }
+    }
+
     /// Polls `stampede report` until the run has ended; returns its JSON.
     fn report(&self, run_id: &str, within: Duration) -> Value {
         let deadline = Instant::now() + within;
@@ -125,9 +141,7 @@ fn the_loss<'a>(report: &'a Value, agent: &str) -> &'a Value {
 fn abort_ends_the_run_when_an_agent_is_killed() {
     let mut lab = Lab::start(3);
     let run = lab.submit(&lab.scenario(20, "abort"));
-    lab.wait_for_traffic(2);
-    // Long enough for some interval reports to arrive, even on a busy machine.
-    std::thread::sleep(Duration::from_secs(3));
+    lab.wait_for_reports(2);
     let killed_at = Instant::now();
     lab.agents[2] = None; // SIGKILL
     let report = lab.report(&run, Duration::from_secs(30));
@@ -145,19 +159,14 @@ fn abort_ends_the_run_when_an_agent_is_killed() {
 fn continue_carries_on_and_a_restarted_agent_rejoins() {
     let mut lab = Lab::start(3);
     let run = lab.submit(&lab.scenario(14, "continue"));
-    lab.wait_for_traffic(2);
-    // Long enough for some interval reports to arrive, even on a busy machine.
-    std::thread::sleep(Duration::from_secs(3));
+    lab.wait_for_reports(2);
     lab.agents[2] = None; // SIGKILL
     // Past the 2 s heartbeat timeout: declared lost, then back.
     std::thread::sleep(Duration::from_secs(4));
     lab.agents[2] = Some(agent(&lab.url, "agent-2"));
     let report = lab.report(&run, Duration::from_secs(60));
     assert_eq!(report["status"], "passed", "{}", report["error"]);
-    for (i, (_, address)) in lab.servers.iter().enumerate().take(2) {
-        let node = format!("kv-{i}");
-        assert_eq!(node_ops(&report, &node), served(address), "{node}: the report equals the server's count");
-    }
+    lab.assert_exact(&report, 2);
     let lost_node = node_ops(&report, "kv-2");
     assert!(lost_node <= served(&lab.servers[2].1), "a lost agent never reports more than was done");
     let loss = the_loss(&report, "agent-2");
@@ -173,16 +182,11 @@ fn continue_carries_on_and_a_restarted_agent_rejoins() {
 fn tolerate_carries_on_while_the_lost_share_is_within_the_limit() {
     let mut lab = Lab::start(3);
     let run = lab.submit(&lab.scenario(10, "{tolerate: 34%}"));
-    lab.wait_for_traffic(2);
-    // Long enough for some interval reports to arrive, even on a busy machine.
-    std::thread::sleep(Duration::from_secs(3));
+    lab.wait_for_reports(2);
     lab.agents[2] = None; // SIGKILL: one agent of three, 33% of the load
     let report = lab.report(&run, Duration::from_secs(60));
     assert_eq!(report["status"], "passed", "{}", report["error"]);
-    for (i, (_, address)) in lab.servers.iter().enumerate().take(2) {
-        let node = format!("kv-{i}");
-        assert_eq!(node_ops(&report, &node), served(address), "{node}: the report equals the server's count");
-    }
+    lab.assert_exact(&report, 2);
     let loss = the_loss(&report, "agent-2");
     assert!(loss["back_at_s"].is_null(), "{loss}");
     let share = loss["shortfall_share"].as_f64().expect("share");
@@ -201,10 +205,8 @@ fn a_coordinator_killed_mid_run_resumes_it_and_loses_nothing() {
     lab.coordinator = Some(start_coordinator(&lab.listen, &lab.data.path().to_string_lossy()));
     let report = lab.report(&run, Duration::from_secs(60));
     assert_eq!(report["status"], "passed", "{}", report["error"]);
-    for (i, (_, address)) in lab.servers.iter().enumerate() {
-        let node = format!("kv-{i}");
-        assert_eq!(node_ops(&report, &node), served(address), "{node}: nothing was lost across the restart");
-    }
+    // Nothing was lost across the restart.
+    lab.assert_exact(&report, 2);
     assert_eq!(report["agent_losses"].as_array().map(Vec::len), Some(0), "{}", report["agent_losses"]);
     let intervals = report["intervals"].as_array().expect("intervals");
     assert_eq!(intervals.len(), 12, "every interval is there");
