@@ -31,6 +31,8 @@ pub struct AgentConfig {
     pub labels: BTreeMap<String, String>,
     /// Connections this agent is willing to drive.
     pub capacity: u32,
+    /// Token and TLS for the coordinator link.
+    pub security: stampede_proto::security::ClientSecurity,
 }
 
 impl AgentConfig {
@@ -43,12 +45,15 @@ impl AgentConfig {
             host,
             labels: BTreeMap::new(),
             capacity: 10_000,
+            security: Default::default(),
         }
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
-    #[error("`{0}` is not a valid coordinator URL ({1}); write it like http://127.0.0.1:7700")]
+    #[error("coordinator `{0}`: {1}")]
     BadCoordinatorUrl(String, String),
+    #[error("the coordinator at {0} refused this agent: {1}")]
+    Rejected(String, String),
 }

@@ -36,6 +36,9 @@ struct Agent {
     config: AgentConfig,
     outbox: Arc<Outbox>,
     runs: HashMap<String, RunHandle>,
+    /// Why the coordinator refused the last session (a wrong or missing
+    /// token), which no retry will mend.
+    rejected: Option<String>,
 }
 
 pub fn now_unix_us() -> i64 {
@@ -44,12 +47,11 @@ pub fn now_unix_us() -> i64 {
 
 /// Runs the agent until `shutdown` completes.
 pub async fn run_agent(config: AgentConfig, shutdown: impl std::future::Future<Output = ()>) -> Result<(), AgentError> {
-    let endpoint = tonic::transport::Endpoint::from_shared(stampede_common::coordinator_url(&config.coordinator))
-        .map_err(|e| AgentError::BadCoordinatorUrl(config.coordinator.clone(), e.to_string()))?
-        .connect_timeout(Duration::from_secs(5))
+    let endpoint = (config.security.endpoint(&stampede_common::coordinator_url(&config.coordinator)))
+        .map_err(|e| AgentError::BadCoordinatorUrl(config.coordinator.clone(), e))?
         .http2_keep_alive_interval(Duration::from_secs(10))
         .keep_alive_timeout(Duration::from_secs(10));
-    let mut agent = Agent { config, outbox: Arc::new(Outbox::new(100_000)), runs: HashMap::new() };
+    let mut agent = Agent { config, outbox: Arc::new(Outbox::new(100_000)), runs: HashMap::new(), rejected: None };
     tokio::pin!(shutdown);
     let mut backoff = Duration::from_millis(200);
     let mut announced_wait = false;
@@ -69,7 +71,15 @@ pub async fn run_agent(config: AgentConfig, shutdown: impl std::future::Future<O
                 tracing::warn!(coordinator = %agent.config.coordinator, "session ended; reconnecting");
             }
             Err(error) => {
-                if !announced_wait {
+                agent.runs.retain(|_, run| !run.task.is_finished());
+                if let Some(reason) = agent.rejected.take() {
+                    // With nothing measured waiting to be sent, stop and say
+                    // why; otherwise keep the measurements and keep trying.
+                    if agent.runs.is_empty() && agent.outbox.pending() == 0 {
+                        return Err(AgentError::Rejected(agent.config.coordinator.clone(), reason));
+                    }
+                    tracing::error!(coordinator = %agent.config.coordinator, %reason, "the coordinator refuses this agent; retrying to deliver the reports held");
+                } else if !announced_wait {
                     tracing::warn!(coordinator = %agent.config.coordinator, %error, "cannot reach the coordinator; retrying");
                     announced_wait = true;
                 }
@@ -87,7 +97,7 @@ pub async fn run_agent(config: AgentConfig, shutdown: impl std::future::Future<O
 impl Agent {
     /// One session; returns when the stream ends (Ok) or fails to open (Err).
     async fn session(&mut self, channel: tonic::transport::Channel) -> Result<(), String> {
-        let mut client = AgentServiceClient::new(channel)
+        let mut client = AgentServiceClient::new(self.config.security.authorize(channel))
             .max_decoding_message_size(16 * 1024 * 1024)
             .max_encoding_message_size(16 * 1024 * 1024);
         let (tx, rx) = mpsc::channel::<pb::SessionRequest>(1024);
@@ -100,8 +110,14 @@ impl Agent {
             active_runs: self.runs.keys().cloned().collect(),
         };
         send(&tx, pb::session_request::Body::Hello(hello)).await?;
-        let mut inbound =
-            client.session(ReceiverStream::new(rx)).await.map_err(|s| s.message().to_string())?.into_inner();
+        let mut inbound = match client.session(ReceiverStream::new(rx)).await {
+            Ok(response) => response.into_inner(),
+            Err(status) if status.code() == tonic::Code::Unauthenticated => {
+                self.rejected = Some(status.message().to_string());
+                return Err(status.message().to_string());
+            }
+            Err(status) => return Err(status.message().to_string()),
+        };
         let welcome = next(&mut inbound).await?;
         let heartbeat = match welcome {
             Some(Body::Welcome(w)) => Duration::from_millis(w.heartbeat_interval_ms.clamp(100, 60_000)),

@@ -6,20 +6,27 @@ use std::path::Path;
 use anyhow::{Context, bail};
 use stampede_common::Scenario;
 use stampede_common::report::Report;
+use stampede_proto::security::{AuthChannel, ClientSecurity};
 use stampede_proto::v1 as pb;
 use stampede_proto::v1::control_service_client::ControlServiceClient;
-use tonic::transport::Channel;
 
+use crate::link::CoordinatorLink;
 use crate::output::ProgressLine;
 
-pub async fn connect(url: &str) -> anyhow::Result<ControlServiceClient<Channel>> {
-    let endpoint = tonic::transport::Endpoint::from_shared(stampede_common::coordinator_url(url))
-        .with_context(|| format!("`{url}` is not a valid coordinator URL; write it like http://127.0.0.1:7700"))?
-        .connect_timeout(std::time::Duration::from_secs(5));
+pub type Client = ControlServiceClient<AuthChannel>;
+
+pub async fn connect(link: &CoordinatorLink) -> anyhow::Result<Client> {
+    connect_with(&link.coordinator, &link.security()?).await
+}
+
+pub async fn connect_with(url: &str, security: &ClientSecurity) -> anyhow::Result<Client> {
+    let endpoint = security
+        .endpoint(&stampede_common::coordinator_url(url))
+        .map_err(|e| anyhow::anyhow!("coordinator `{url}`: {e}"))?;
     let channel = endpoint.connect().await.with_context(|| {
         format!("cannot reach the coordinator at {url}; is `stampede coordinator` running there (see --coordinator)?")
     })?;
-    Ok(ControlServiceClient::new(channel).max_decoding_message_size(64 * 1024 * 1024))
+    Ok(ControlServiceClient::new(security.authorize(channel)).max_decoding_message_size(64 * 1024 * 1024))
 }
 
 fn read_scenario(path: &Path) -> anyhow::Result<String> {
@@ -94,7 +101,7 @@ fn describe(s: &Scenario) -> Vec<(&'static str, String)> {
 }
 
 pub async fn submit(
-    url: &str,
+    link: &CoordinatorLink,
     path: &Path,
     agents: Option<u32>,
     endpoints: &[String],
@@ -106,7 +113,7 @@ pub async fn submit(
     // Validate locally first: the same code, and errors name the file.
     let (_, text) =
         Scenario::with_endpoints(&text, endpoints).map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))?;
-    let mut client = connect(url).await?;
+    let mut client = connect(link).await?;
     let response = client
         .submit_run(pb::SubmitRunRequest { scenario_yaml: text, agents: agents.unwrap_or(0) })
         .await
@@ -122,12 +129,7 @@ pub async fn submit(
 
 /// Follows a run to its end, prints its report, writes the JSON report and
 /// returns the exit code of its status.
-pub async fn watch(
-    client: &mut ControlServiceClient<Channel>,
-    run_id: &str,
-    json: Option<&Path>,
-    quiet: bool,
-) -> anyhow::Result<u8> {
+pub async fn watch(client: &mut Client, run_id: &str, json: Option<&Path>, quiet: bool) -> anyhow::Result<u8> {
     let mut stream = client
         .watch_run(pb::WatchRunRequest { run_id: run_id.to_string() })
         .await
@@ -163,8 +165,8 @@ pub async fn watch(
     Ok(report.status.exit_code() as u8)
 }
 
-pub async fn runs(url: &str) -> anyhow::Result<()> {
-    let mut client = connect(url).await?;
+pub async fn runs(link: &CoordinatorLink) -> anyhow::Result<()> {
+    let mut client = connect(link).await?;
     let runs =
         client.list_runs(pb::ListRunsRequest {}).await.map_err(|s| anyhow::anyhow!("{}", s.message()))?.into_inner();
     if runs.runs.is_empty() {
@@ -178,8 +180,8 @@ pub async fn runs(url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn report(url: &str, run_id: &str, json: bool) -> anyhow::Result<()> {
-    let mut client = connect(url).await?;
+pub async fn report(link: &CoordinatorLink, run_id: &str, json: bool) -> anyhow::Result<()> {
+    let mut client = connect(link).await?;
     let response = client
         .get_run(pb::GetRunRequest { run_id: run_id.to_string() })
         .await
@@ -199,8 +201,8 @@ pub async fn report(url: &str, run_id: &str, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn cancel(url: &str, run_id: &str) -> anyhow::Result<()> {
-    let mut client = connect(url).await?;
+pub async fn cancel(link: &CoordinatorLink, run_id: &str) -> anyhow::Result<()> {
+    let mut client = connect(link).await?;
     let response = client
         .cancel_run(pb::CancelRunRequest { run_id: run_id.to_string() })
         .await
@@ -210,8 +212,8 @@ pub async fn cancel(url: &str, run_id: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn agents(url: &str) -> anyhow::Result<()> {
-    let mut client = connect(url).await?;
+pub async fn agents(link: &CoordinatorLink) -> anyhow::Result<()> {
+    let mut client = connect(link).await?;
     let agents = client
         .list_agents(pb::ListAgentsRequest {})
         .await

@@ -27,13 +27,14 @@ pub struct CoordinatorArgs {
     /// How long after a run's planned end to wait for agents' final reports.
     #[arg(long, default_value = "10s", value_parser = duration)]
     finish_grace: Duration,
+    #[command(flatten)]
+    guard: crate::link::ServerGuard,
 }
 
 #[derive(Args)]
 pub struct AgentArgs {
-    /// The coordinator's gRPC address (`host:port` or a URL).
-    #[arg(long, env = "STAMPEDE_COORDINATOR", default_value = crate::DEFAULT_COORDINATOR)]
-    coordinator: String,
+    #[command(flatten)]
+    link: crate::link::CoordinatorLink,
     /// Agent id (default: host name and process id). Must be unique among agents.
     #[arg(long, env = "STAMPEDE_AGENT_ID")]
     id: Option<String>,
@@ -125,7 +126,14 @@ pub async fn coordinator(args: CoordinatorArgs) -> anyhow::Result<()> {
             ..EngineConfig::default()
         },
         heartbeat_interval: Duration::from_secs(1),
+        security: args.guard.security()?,
     };
+    if config.security.token.is_none() && !args.listen.ip().is_loopback() {
+        tracing::warn!(
+            listen = %args.listen,
+            "no token: anyone who can reach this address can submit runs and send reports; set --token-file or STAMPEDE_TOKEN"
+        );
+    }
     let coordinator = Coordinator::bind(args.listen, config)
         .await
         .with_context(|| format!("cannot listen on {}; is another coordinator running there?", args.listen))?;
@@ -136,7 +144,8 @@ pub async fn coordinator(args: CoordinatorArgs) -> anyhow::Result<()> {
 }
 
 pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
-    let mut config = AgentConfig::new(args.coordinator);
+    let mut config = AgentConfig::new(args.link.coordinator.clone());
+    config.security = args.link.security()?;
     if let Some(id) = args.id {
         config.agent_id = id;
     }

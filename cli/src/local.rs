@@ -12,6 +12,7 @@ use stampede_common::Scenario;
 use stampede_common::scenario::TargetKind;
 use stampede_coordinator::engine::EngineConfig;
 use stampede_coordinator::server::{Coordinator, CoordinatorConfig};
+use stampede_proto::security::{ClientSecurity, ServerSecurity, Token};
 use stampede_proto::v1 as pb;
 use tokio::sync::watch;
 
@@ -68,10 +69,15 @@ pub async fn run(
             (dir.clone(), Some(TempDir(dir)))
         }
     };
+    let token = Token::random();
+    let client_security = ClientSecurity { token: Some(token.clone()), ..ClientSecurity::default() };
     let config = CoordinatorConfig {
         data_dir,
         engine: EngineConfig { embedded_kv, coordinator_id: "local".to_string(), ..EngineConfig::default() },
         heartbeat_interval: Duration::from_secs(1),
+        // A fresh token: other users of this machine cannot reach the
+        // in-process coordinator's loopback port to submit or report.
+        security: ServerSecurity { token: Some(token.clone()), ..ServerSecurity::default() },
     };
     let loopback: SocketAddr = "127.0.0.1:0".parse()?;
     let coordinator = Coordinator::bind(loopback, config).await.context("cannot start the in-process coordinator")?;
@@ -81,10 +87,11 @@ pub async fn run(
     for index in 1..=agent_count {
         let mut config = AgentConfig::new(url.clone());
         config.agent_id = format!("local-{index}");
+        config.security = client_security.clone();
         tokio::spawn(stampede_agent::run_agent(config, stopped(stop_rx.clone())));
     }
 
-    let mut client = crate::client::connect(&url).await?;
+    let mut client = crate::client::connect_with(&url, &client_security).await?;
     let run_id = client
         .submit_run(pb::SubmitRunRequest { scenario_yaml: text, agents: agent_count })
         .await

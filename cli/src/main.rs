@@ -4,6 +4,7 @@
 
 mod client;
 mod daemons;
+mod link;
 mod local;
 mod output;
 
@@ -72,9 +73,8 @@ enum Command {
     Submit {
         /// Scenario file (YAML); validated here before it is sent.
         scenario: PathBuf,
-        /// The coordinator's gRPC address (`host:port` or a URL).
-        #[arg(long, env = "STAMPEDE_COORDINATOR", default_value = DEFAULT_COORDINATOR)]
-        coordinator: String,
+        #[command(flatten)]
+        link: link::CoordinatorLink,
         /// Agents to use (default: the scenario's `agents`).
         #[arg(long)]
         agents: Option<u32>,
@@ -93,17 +93,15 @@ enum Command {
     },
     /// List the coordinator's runs.
     Runs {
-        /// The coordinator's gRPC address (`host:port` or a URL).
-        #[arg(long, env = "STAMPEDE_COORDINATOR", default_value = DEFAULT_COORDINATOR)]
-        coordinator: String,
+        #[command(flatten)]
+        link: link::CoordinatorLink,
     },
     /// Print a run's report.
     Report {
         /// The run's id, as `stampede runs` lists it.
         run_id: String,
-        /// The coordinator's gRPC address (`host:port` or a URL).
-        #[arg(long, env = "STAMPEDE_COORDINATOR", default_value = DEFAULT_COORDINATOR)]
-        coordinator: String,
+        #[command(flatten)]
+        link: link::CoordinatorLink,
         /// Print the JSON report instead of the text.
         #[arg(long)]
         json: bool,
@@ -112,15 +110,13 @@ enum Command {
     Cancel {
         /// The run's id, as `stampede runs` lists it.
         run_id: String,
-        /// The coordinator's gRPC address (`host:port` or a URL).
-        #[arg(long, env = "STAMPEDE_COORDINATOR", default_value = DEFAULT_COORDINATOR)]
-        coordinator: String,
+        #[command(flatten)]
+        link: link::CoordinatorLink,
     },
     /// List the agents the coordinator knows.
     Agents {
-        /// The coordinator's gRPC address (`host:port` or a URL).
-        #[arg(long, env = "STAMPEDE_COORDINATOR", default_value = DEFAULT_COORDINATOR)]
-        coordinator: String,
+        #[command(flatten)]
+        link: link::CoordinatorLink,
     },
     /// Check a scenario file and print what it means, or every problem with its line.
     Validate {
@@ -178,13 +174,13 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Coordinator(args) => daemons::coordinator(args).await.map(|()| 0),
         Command::Agent(args) => daemons::agent(args).await.map(|()| 0),
         Command::KvServer(args) => daemons::kv_server(args).await.map(|()| 0),
-        Command::Submit { scenario, coordinator, agents, endpoints, wait, json, quiet } => {
-            client::submit(&coordinator, &scenario, agents, &endpoints, wait, json.as_deref(), quiet).await
+        Command::Submit { scenario, link, agents, endpoints, wait, json, quiet } => {
+            client::submit(&link, &scenario, agents, &endpoints, wait, json.as_deref(), quiet).await
         }
-        Command::Runs { coordinator } => client::runs(&coordinator).await.map(|()| 0),
-        Command::Report { run_id, coordinator, json } => client::report(&coordinator, &run_id, json).await.map(|()| 0),
-        Command::Cancel { run_id, coordinator } => client::cancel(&coordinator, &run_id).await.map(|()| 0),
-        Command::Agents { coordinator } => client::agents(&coordinator).await.map(|()| 0),
+        Command::Runs { link } => client::runs(&link).await.map(|()| 0),
+        Command::Report { run_id, link, json } => client::report(&link, &run_id, json).await.map(|()| 0),
+        Command::Cancel { run_id, link } => client::cancel(&link, &run_id).await.map(|()| 0),
+        Command::Agents { link } => client::agents(&link).await.map(|()| 0),
         Command::Validate { scenario } => client::validate(&scenario),
     }
 }

@@ -46,7 +46,7 @@ pub(crate) fn check_endpoint(kind: TargetKind, endpoint: &str) -> Result<(), Str
         return if host_port(endpoint) { Ok(()) } else { Err("not a `host:port` address".into()) };
     };
     let allowed: &[&str] = match kind {
-        TargetKind::Kv | TargetKind::Redis | TargetKind::RedisCluster => &[],
+        TargetKind::Kv | TargetKind::Redis | TargetKind::RedisCluster => &["redis"],
         TargetKind::Postgres | TargetKind::Timescaledb => &["postgres", "postgresql"],
         TargetKind::Cratedb => &["http", "https"],
     };
@@ -59,6 +59,33 @@ pub(crate) fn check_endpoint(kind: TargetKind, endpoint: &str) -> Result<(), Str
         return Err("the URL has no valid host".into());
     }
     Ok(())
+}
+
+/// The password in an endpoint URL's user information, if there is one.
+pub fn password(endpoint: &str) -> Option<&str> {
+    let (_, rest) = endpoint.split_once("://")?;
+    let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
+    let (credentials, _) = authority.rsplit_once('@')?;
+    credentials.split_once(':').map(|(_, password)| password).filter(|p| !p.is_empty())
+}
+
+/// `text` (a scenario as written) with the password of each endpoint
+/// replaced by `***`: first where the endpoint appears as written, then, for
+/// one spelled differently in the text (YAML escapes), wherever the password
+/// itself appears.
+pub fn redact_text(text: &str, endpoints: &[String]) -> String {
+    let mut shown = text.to_string();
+    for endpoint in endpoints {
+        if password(endpoint).is_some() {
+            shown = shown.replace(endpoint.as_str(), &redact(endpoint));
+        }
+    }
+    for secret in endpoints.iter().filter_map(|e| password(e)) {
+        if secret != "***" && shown.contains(secret) {
+            shown = shown.replace(secret, "***");
+        }
+    }
+    shown
 }
 
 /// An endpoint with its password replaced by `***`, for messages and logs.

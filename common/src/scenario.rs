@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::endpoint::check_endpoint;
-pub use crate::endpoint::redact;
+pub use crate::endpoint::{redact, redact_text};
 use crate::locate::{locate, parse_path};
 use crate::threshold::Threshold;
 use crate::units::{parse_duration, parse_rate};
@@ -279,6 +279,28 @@ impl Scenario {
         let mut check = Checker { text, issues: Vec::new() };
         let scenario = validate(raw, &mut check);
         if check.issues.is_empty() { Ok(scenario) } else { Err(ScenarioError { issues: check.issues }) }
+    }
+
+    /// `text`, this scenario as written, with its endpoints' passwords
+    /// replaced by `***`: the form that is stored and shown. When a password
+    /// is written so that it cannot be found in the text (a YAML escape),
+    /// the text is replaced by a comment saying so rather than kept.
+    pub fn shown_text(&self, text: &str) -> String {
+        let shown = redact_text(text, &self.target.endpoints);
+        let reparsed_hidden = Self::parse(&shown).map_or(true, |s| {
+            s.target.endpoints.iter().filter_map(|e| crate::endpoint::password(e)).all(|p| p == "***")
+        });
+        let originals_gone =
+            self.target.endpoints.iter().filter_map(|e| crate::endpoint::password(e)).all(|p| !shown.contains(p));
+        if reparsed_hidden && originals_gone {
+            shown
+        } else {
+            format!(
+                "# scenario `{}`: not kept, because a password in target.endpoints is written in a way that \
+                 cannot be hidden here\n",
+                self.name
+            )
+        }
     }
 
     /// Total operations per second offered in the open model.

@@ -165,6 +165,17 @@ fn endpoint_urls_are_checked_per_kind_and_passwords_are_redacted_in_errors() {
     assert!(message.contains("scheme `http`") && !message.contains("hunter2"), "{message}");
     assert_eq!(redact("https://crate:secret@h:4200/x"), "https://crate:***@h:4200/x");
     assert_eq!(redact("127.0.0.1:6379"), "127.0.0.1:6379");
+    let text = format!("{}# pw1 again\n", with_workload("redis", "redis://:pw1@a:6379", "  kind: mixed\n"));
+    let shown = Scenario::parse(&text).expect("valid").shown_text(&text);
+    assert!(shown.contains("redis://:***@a:6379"), "{shown}");
+    assert!(!shown.contains("pw1"), "a password is gone wherever it appears: {shown}");
+    // Written with a YAML escape, the password cannot be found: nothing is kept.
+    let text = with_workload("redis", "redis://:p\\x40ss@a:6379", "  kind: mixed\n");
+    let scenario = Scenario::parse(&text).expect("valid");
+    assert_eq!(scenario.target.endpoints, ["redis://:p@ss@a:6379"]);
+    let shown = scenario.shown_text(&text);
+    assert!(shown.starts_with("# scenario `w`: not kept") && !shown.contains("40ss"), "{shown}");
+    assert_eq!(redact_text("name: x", &["redis://a:6379".to_string()]), "name: x");
 }
 
 #[test]

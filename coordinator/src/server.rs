@@ -6,10 +6,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use stampede_proto::security::ServerSecurity;
 use stampede_proto::v1::agent_service_server::AgentServiceServer;
 use stampede_proto::v1::control_service_server::ControlServiceServer;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::ServerTlsConfig;
 
 use crate::api::MAX_MESSAGE_BYTES;
 use crate::api::agent_service::AgentService;
@@ -24,6 +27,8 @@ pub struct CoordinatorConfig {
     pub engine: EngineConfig,
     /// How often agents send heartbeats.
     pub heartbeat_interval: Duration,
+    /// Token and TLS; the default is neither.
+    pub security: ServerSecurity,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -34,19 +39,24 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
     #[error("the gRPC server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
+    #[error("{0}")]
+    Security(String),
 }
 
 /// A coordinator bound to a socket, ready to serve.
 pub struct Coordinator {
     listener: TcpListener,
     config: CoordinatorConfig,
+    tls: Option<ServerTlsConfig>,
 }
 
 impl Coordinator {
-    /// Binds the gRPC listener (use port 0 for any free port).
+    /// Reads the TLS files and binds the gRPC listener (use port 0 for any
+    /// free port).
     pub async fn bind(addr: SocketAddr, config: CoordinatorConfig) -> Result<Self, ServeError> {
+        let tls = config.security.tls().map_err(ServeError::Security)?;
         let listener = TcpListener::bind(addr).await?;
-        Ok(Self { listener, config })
+        Ok(Self { listener, config, tls })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -57,7 +67,7 @@ impl Coordinator {
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), ServeError> {
         let store = Arc::new(FileStore::open(&self.config.data_dir)?);
         let (engine, engine_task) = start_engine(self.config.engine.clone(), store);
-        let result = serve_grpc(self.listener, engine, &self.config, shutdown).await;
+        let result = serve_grpc(self.listener, engine, &self.config, self.tls, shutdown).await;
         engine_task.abort();
         result
     }
@@ -67,14 +77,26 @@ async fn serve_grpc(
     listener: TcpListener,
     engine: EngineHandle,
     config: &CoordinatorConfig,
+    tls: Option<ServerTlsConfig>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
     let agents = AgentService::new(engine.clone(), config.engine.coordinator_id.clone(), config.heartbeat_interval);
     let control = ControlService::new(engine);
-    tonic::transport::Server::builder()
+    let check = config.security.token_check();
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls)?;
+    }
+    builder
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
-        .add_service(AgentServiceServer::new(agents).max_decoding_message_size(MAX_MESSAGE_BYTES))
-        .add_service(ControlServiceServer::new(control).max_decoding_message_size(MAX_MESSAGE_BYTES))
+        .add_service(InterceptedService::new(
+            AgentServiceServer::new(agents).max_decoding_message_size(MAX_MESSAGE_BYTES),
+            check.clone(),
+        ))
+        .add_service(InterceptedService::new(
+            ControlServiceServer::new(control).max_decoding_message_size(MAX_MESSAGE_BYTES),
+            check,
+        ))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await?;
     Ok(())

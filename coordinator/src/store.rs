@@ -1,7 +1,10 @@
 //! `RunStore`: where runs live so that nothing measured is lost when the
 //! coordinator stops. The default is a data directory with one folder per
-//! run: `scenario.yaml`, `run.json` (state), `intervals.jsonl` (every merged
-//! report, appended as it arrives), `report.json` and `report.txt`.
+//! run: `scenario.yaml` (passwords hidden), `run.json` (state),
+//! `intervals.jsonl` (every merged report, appended as it arrives),
+//! `report.json` and `report.txt`. A scenario with passwords is also kept
+//! as written in `scenario.private.yaml` (readable by its owner only) while
+//! its run may need it, that is until the run ends.
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
@@ -77,7 +80,12 @@ pub struct StoredInterval {
 /// durable before returning: the coordinator acknowledges a report to its
 /// agent only after it returns.
 pub trait RunStore: Send + Sync {
-    fn create(&self, record: &RunRecord, scenario_yaml: &str) -> Result<(), StoreError>;
+    /// Stores a new run: its scenario as shown (passwords hidden) and, if
+    /// that differs, as written (`private`), which `load_scenario` returns
+    /// until `forget_private`.
+    fn create(&self, record: &RunRecord, scenario_yaml: &str, private: Option<&str>) -> Result<(), StoreError>;
+    /// Drops the scenario as written, once the run no longer needs it.
+    fn forget_private(&self, run_id: &str) -> Result<(), StoreError>;
     fn update(&self, record: &RunRecord) -> Result<(), StoreError>;
     fn append_interval(&self, run_id: &str, interval: &StoredInterval) -> Result<(), StoreError>;
     fn save_report(&self, run_id: &str, json: &str, text: &str) -> Result<(), StoreError>;
@@ -87,6 +95,8 @@ pub trait RunStore: Send + Sync {
     /// The stored report as (json, text), if the run has one.
     fn load_report(&self, run_id: &str) -> Result<Option<(String, String)>, StoreError>;
 }
+
+const PRIVATE_SCENARIO: &str = "scenario.private.yaml";
 
 /// The default store: a directory on local disk.
 pub struct FileStore {
@@ -120,11 +130,28 @@ impl FileStore {
 }
 
 impl RunStore for FileStore {
-    fn create(&self, record: &RunRecord, scenario_yaml: &str) -> Result<(), StoreError> {
+    fn create(&self, record: &RunRecord, scenario_yaml: &str, private: Option<&str>) -> Result<(), StoreError> {
         let dir = self.run_dir(&record.run_id);
         fs::create_dir_all(&dir).map_err(io("create", &dir))?;
         Self::write_atomically(&dir.join("scenario.yaml"), scenario_yaml.as_bytes())?;
+        if let Some(text) = private {
+            let path = dir.join(PRIVATE_SCENARIO);
+            let mut options = OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut file = options.open(&path).map_err(io("create", &path))?;
+            file.write_all(text.as_bytes()).map_err(io("write", &path))?;
+        }
         self.update(record)
+    }
+
+    fn forget_private(&self, run_id: &str) -> Result<(), StoreError> {
+        let path = self.run_dir(run_id).join(PRIVATE_SCENARIO);
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io("remove", &path)(e)),
+            _ => Ok(()),
+        }
     }
 
     fn update(&self, record: &RunRecord) -> Result<(), StoreError> {
@@ -166,8 +193,14 @@ impl RunStore for FileStore {
     }
 
     fn load_scenario(&self, run_id: &str) -> Result<String, StoreError> {
-        let path = self.run_dir(run_id).join("scenario.yaml");
-        fs::read_to_string(&path).map_err(io("read", &path))
+        let dir = self.run_dir(run_id);
+        match fs::read_to_string(dir.join(PRIVATE_SCENARIO)) {
+            Ok(text) => Ok(text),
+            Err(_) => {
+                let path = dir.join("scenario.yaml");
+                fs::read_to_string(&path).map_err(io("read", &path))
+            }
+        }
     }
 
     fn load_intervals(&self, run_id: &str) -> Result<Vec<StoredInterval>, StoreError> {
@@ -231,7 +264,7 @@ mod tests {
     fn runs_survive_reopening_and_a_torn_last_line_is_ignored() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = FileStore::open(dir.path()).expect("open");
-        store.create(&record("r1"), "name: x").expect("create");
+        store.create(&record("r1"), "name: x", None).expect("create");
         let interval = StoredInterval { agent_id: "a".into(), report: IntervalReport { seq: 3, ..Default::default() } };
         store.append_interval("r1", &interval).expect("append");
         store.append_interval("r1", &interval).expect("append");
@@ -246,6 +279,25 @@ mod tests {
         assert_eq!(reopened.load_report("r1").expect("report"), None);
         reopened.save_report("r1", "{}", "text").expect("save");
         assert_eq!(reopened.load_report("r1").expect("report"), Some(("{}".into(), "text".into())));
+    }
+
+    #[test]
+    fn the_scenario_as_written_is_private_and_dropped_when_forgotten() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = FileStore::open(dir.path()).expect("open");
+        store.create(&record("r2"), "pw: ***", Some("pw: hunter2")).expect("create");
+        let private = dir.path().join("runs/r2/scenario.private.yaml");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(&private).expect("private file").permissions().mode();
+            assert_eq!(mode & 0o077, 0, "only its owner may read it: {mode:o}");
+        }
+        assert_eq!(store.load_scenario("r2").expect("load"), "pw: hunter2");
+        store.forget_private("r2").expect("forget");
+        store.forget_private("r2").expect("forgetting twice is fine");
+        assert!(!private.exists());
+        assert_eq!(store.load_scenario("r2").expect("load"), "pw: ***");
     }
 
     #[test]

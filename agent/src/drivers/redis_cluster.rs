@@ -24,7 +24,8 @@ use redis::io::tcp::TcpSettings;
 use redis::{Value, from_redis_value_ref};
 
 use super::resp::{
-    CONNECT_TIMEOUT, Encoder, Phase, RespConfig, classify, interpret, node_from_info, over_range, summarize_value,
+    CONNECT_TIMEOUT, Encoder, Phase, RespAddress, RespConfig, classify, interpret, node_from_info, over_range,
+    summarize_value,
 };
 use super::{Connection, Done, Driver, DriverError, ErrorKind, Part};
 use crate::workloads::{Action, Operation};
@@ -141,7 +142,8 @@ impl ClusterDriver {
 
     /// The slot map with every master's name, read through `client` unless
     /// a recent one is at hand.
-    async fn topology(&self, client: &mut Client, endpoint: &str) -> Result<Arc<Topology>, DriverError> {
+    async fn topology(&self, client: &mut Client, seed: &RespAddress) -> Result<Arc<Topology>, DriverError> {
+        let endpoint = &seed.shown;
         let mut cached = self.topology.lock().await;
         if let Some((read, topology)) = &*cached
             && read.elapsed() < TOPOLOGY_REUSE
@@ -157,7 +159,7 @@ impl ClusterDriver {
             .route_command(slots, RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random))
             .await
             .map_err(|e| failed("CLUSTER SLOTS", &e))?;
-        let seed_host = endpoint.rsplit_once(':').map_or(endpoint, |(host, _)| host);
+        let seed_host = seed.address.rsplit_once(':').map_or(seed.address.as_str(), |(host, _)| host);
         let mut topology = Topology::from_slots(&reply, seed_host)
             .map_err(|message| DriverError::new(ErrorKind::Server, format!("{endpoint}: {message}")))?;
         // Name each master by its run id, as a single Redis server is named.
@@ -190,11 +192,24 @@ impl Driver for ClusterDriver {
 
     async fn connect(&self, endpoint: &str) -> Result<ClusterConnection, DriverError> {
         // The endpoint this connection was given first, then the others.
+        let first = RespAddress::parse(endpoint);
         let seeds = std::iter::once(endpoint)
             .chain(self.seeds.iter().map(String::as_str).filter(|s| *s != endpoint))
-            .map(|seed| format!("redis://{seed}/"));
+            .map(|seed| RespAddress::parse(seed).connection_info())
+            .collect::<Result<Vec<_>, _>>();
+        let endpoint = first.shown.as_str();
         let attempt = async {
-            let client = ClusterClientBuilder::new(seeds)
+            let seeds = seeds
+                .map_err(|e| DriverError::new(ErrorKind::Connection, format!("bad endpoint `{endpoint}`: {e}")))?;
+            let mut builder = ClusterClientBuilder::new(seeds);
+            // Nodes found through the slot map are reached with the same credentials.
+            if let Some(password) = &first.password {
+                builder = builder.password(password.clone());
+            }
+            if let Some(user) = &first.user {
+                builder = builder.username(user.clone());
+            }
+            let client = builder
                 .connection_timeout(CONNECT_TIMEOUT)
                 // The runner times operations out itself; a dead node should
                 // surface as errors, not as minutes of retries.
@@ -211,7 +226,7 @@ impl Driver for ClusterDriver {
                     ),
                 )
             })?;
-            let topology = self.topology(&mut client, endpoint).await?;
+            let topology = self.topology(&mut client, &first).await?;
             Ok::<_, DriverError>((client, topology))
         };
         let (client, topology) = tokio::time::timeout(CONNECT_TIMEOUT * 2, attempt).await.map_err(|_| {

@@ -8,13 +8,20 @@ use std::time::Instant;
 use stampede_common::Scenario;
 use stampede_common::interval::IntervalReport;
 use stampede_common::report::RunStatus;
-use stampede_common::scenario::TargetKind;
+use stampede_common::scenario::{TargetKind, redact};
 
 use super::{ActiveRun, AssignmentMessage, ControlError, Engine, Progress, ToAgent, WatchUpdate, now_unix_us};
 use crate::aggregate::{MergeOutcome, ReportContext, RunAggregate};
 use crate::render;
 use crate::scheduler::plan;
 use crate::store::{RunAgent, RunRecord, StoredInterval};
+
+/// The scenario's passwords leave the disk once its run has ended.
+fn forget_private(store: &dyn crate::store::RunStore, run_id: &str) {
+    if let Err(error) = store.forget_private(run_id) {
+        tracing::error!(run = %run_id, %error, "cannot remove the private copy of the scenario");
+    }
+}
 
 /// How long agents that are alive may take to finish after the grace.
 const TEARDOWN_LIMIT: std::time::Duration = std::time::Duration::from_secs(600);
@@ -41,6 +48,7 @@ impl Engine {
                     let mut record = record;
                     record.state = "error".to_string();
                     record.error = Some(format!("{why}; its stored intervals are kept in the data directory"));
+                    forget_private(&*self.store, &record.run_id);
                     if let Err(error) = self.store.update(&record) {
                         tracing::error!(run = %record.run_id, %error, "cannot mark interrupted run");
                     }
@@ -81,7 +89,7 @@ impl Engine {
             state: "queued".to_string(),
             submitted_at_unix_s: now_unix_us() / 1_000_000,
             agent_count,
-            endpoints,
+            endpoints: endpoints.iter().map(|e| redact(e)).collect(),
             agents: Vec::new(),
             start_at_us: None,
             error: None,
@@ -89,7 +97,9 @@ impl Engine {
             finals: BTreeMap::new(),
             losses: Vec::new(),
         };
-        self.store.create(&record, &scenario_yaml).map_err(|e| ControlError::Store(e.to_string()))?;
+        let shown = scenario.shown_text(&scenario_yaml);
+        let private = (shown != scenario_yaml).then_some(scenario_yaml.as_str());
+        self.store.create(&record, &shown, private).map_err(|e| ControlError::Store(e.to_string()))?;
         tracing::info!(run = %run_id, name = %scenario.name, agents = agent_count, "run queued");
         let warmup_intervals = scenario.warmup.as_secs_f64().ceil() as u64;
         let aggregate = RunAggregate::new(warmup_intervals).naming(scenario.target.nodes.clone());
@@ -147,7 +157,7 @@ impl Engine {
                     run_id: run_id.clone(),
                     scenario_yaml: run.scenario_yaml.clone(),
                     plan: agent_plan.clone(),
-                    endpoints: run.record.endpoints.clone(),
+                    endpoints: run.endpoints.clone(),
                     first_seq: 0,
                     rejoin: false,
                 };
@@ -363,6 +373,7 @@ impl Engine {
         run.record.state = report.status.as_str().to_string();
         run.record.error = report.error.clone();
         persist(&*self.store, &run.record);
+        forget_private(&*self.store, run_id);
         for agent_plan in &run.plans {
             if !run.finals.contains_key(&agent_plan.agent_id) {
                 let reason = report.error.clone().unwrap_or_default();

@@ -137,7 +137,7 @@ impl Engine {
                 run_id: run_id.clone(),
                 scenario_yaml: run.scenario_yaml.clone(),
                 plan,
-                endpoints: run.record.endpoints.clone(),
+                endpoints: run.endpoints.clone(),
                 first_seq: run.aggregate.next_seq(agent_id),
                 rejoin: true,
             };

@@ -132,9 +132,13 @@ pub enum Event {
 
 /// A run that has not ended yet.
 struct ActiveRun {
+    /// As stored: its endpoints have their passwords hidden.
     record: RunRecord,
     scenario: Scenario,
+    /// The scenario as written, and the endpoints with their passwords:
+    /// what agents are sent.
     scenario_yaml: String,
+    endpoints: Vec<String>,
     aggregate: RunAggregate,
     plans: Vec<AgentPlan>,
     ready: BTreeSet<String>,
@@ -151,7 +155,14 @@ struct ActiveRun {
 
 impl ActiveRun {
     fn new(record: RunRecord, scenario: Scenario, scenario_yaml: String, aggregate: RunAggregate) -> Self {
+        // Without endpoints of its own, the run uses the embedded KV server,
+        // whose address (no password) is in the record.
+        let endpoints = match scenario.target.endpoints.as_slice() {
+            [] => record.endpoints.clone(),
+            given => given.to_vec(),
+        };
         Self {
+            endpoints,
             record,
             scenario,
             scenario_yaml,

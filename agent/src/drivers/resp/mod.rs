@@ -10,6 +10,7 @@
 //!   (`wire`), which avoids the task hand-off and the per-reply allocation
 //!   that dominated CPU at high pipeline depth.
 
+mod address;
 mod encode;
 pub mod pubsub;
 pub(crate) mod wire;
@@ -26,6 +27,7 @@ use tokio::sync::Mutex;
 
 use super::{Connection, Done, Driver, DriverError, ErrorKind, Part};
 use crate::workloads::{Action, Operation};
+pub(crate) use address::RespAddress;
 pub(crate) use encode::{Encoder, Phase};
 
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -128,9 +130,13 @@ pub fn node_from_info(info: &str) -> Option<String> {
     field("node_id:").or_else(|| field("run_id:").map(|id| format!("redis-{}", &id[..id.len().min(12)])))
 }
 
-async fn connect_shared(endpoint: &str) -> Result<(Transport, String), DriverError> {
-    let client = redis::Client::open(format!("redis://{endpoint}/"))
-        .map_err(|e| DriverError::new(ErrorKind::Connection, format!("bad endpoint `{endpoint}`: {e}")))?;
+async fn connect_shared(endpoint: &RespAddress) -> Result<(Transport, String), DriverError> {
+    let shown = &endpoint.shown;
+    let info = endpoint
+        .connection_info()
+        .map_err(|e| DriverError::new(ErrorKind::Connection, format!("bad endpoint `{shown}`: {e}")))?;
+    let client = redis::Client::open(info)
+        .map_err(|e| DriverError::new(ErrorKind::Connection, format!("bad endpoint `{shown}`: {e}")))?;
     // The runner applies its own operation timeout; the crate's default
     // 500 ms response timeout would turn slow replies into errors.
     let config =
@@ -138,36 +144,53 @@ async fn connect_shared(endpoint: &str) -> Result<(Transport, String), DriverErr
     let mut connection = client
         .get_multiplexed_async_connection_with_config(&config)
         .await
-        .map_err(|e| DriverError::new(classify(&e), format!("cannot connect to {endpoint}: {e}")))?;
+        .map_err(|e| DriverError::new(classify(&e), format!("cannot connect to {shown}: {e}")))?;
     let info: String =
         redis::cmd("INFO").arg("server").query_async(&mut connection).await.map_err(|e| driver_error(&e))?;
     Ok((Transport::Shared(connection), info))
 }
 
-async fn connect_exclusive(endpoint: &str) -> Result<(Transport, String), DriverError> {
-    let mut stream = TcpStream::connect(endpoint)
+async fn connect_exclusive(endpoint: &RespAddress) -> Result<(Transport, String), DriverError> {
+    let shown = &endpoint.shown;
+    let mut stream = TcpStream::connect(&endpoint.address)
         .await
-        .map_err(|e| DriverError::new(ErrorKind::Connection, format!("cannot connect to {endpoint}: {e}")))?;
-    stream.set_nodelay(true).map_err(|e| io_error(endpoint, &e))?;
+        .map_err(|e| DriverError::new(ErrorKind::Connection, format!("cannot connect to {shown}: {e}")))?;
+    stream.set_nodelay(true).map_err(|e| io_error(shown, &e))?;
     let mut output = Vec::with_capacity(16 * 1024);
+    let auth = endpoint.auth();
+    if let Some(command) = &auth {
+        wire::encode_command(&mut output, command);
+    }
     wire::encode_command(&mut output, &[b"INFO", b"server"]);
-    stream.write_all(&output).await.map_err(|e| io_error(endpoint, &e))?;
+    stream.write_all(&output).await.map_err(|e| io_error(shown, &e))?;
     let mut input = BytesMut::with_capacity(16 * 1024);
+    let mut authenticated = auth.is_none();
     let info = loop {
-        match wire::bulk_text(&input) {
-            Ok(Some((text, used))) => {
-                input.advance(used);
-                break text;
+        if !authenticated && let Ok(Some(reply)) = wire::scan_reply(&input) {
+            if reply.is_error {
+                let text = String::from_utf8_lossy(&input[..reply.len]).trim().to_string();
+                return Err(DriverError::new(ErrorKind::Server, format!("AUTH on {shown} was refused: {text}")));
             }
-            Ok(None) => {}
-            Err(reply) => {
-                return Err(DriverError::new(ErrorKind::Server, format!("INFO server on {endpoint}: {}", reply.0)));
+            input.advance(reply.len);
+            authenticated = true;
+        }
+        if authenticated {
+            match wire::bulk_text(&input) {
+                Ok(Some((text, used))) => {
+                    input.advance(used);
+                    break text;
+                }
+                Ok(None) => {}
+                Err(reply) => {
+                    return Err(DriverError::new(ErrorKind::Server, format!("INFO server on {shown}: {}", reply.0)));
+                }
             }
         }
-        if stream.read_buf(&mut input).await.map_err(|e| io_error(endpoint, &e))? == 0 {
-            return Err(DriverError::new(ErrorKind::Connection, format!("{endpoint} closed the connection")));
+        if stream.read_buf(&mut input).await.map_err(|e| io_error(shown, &e))? == 0 {
+            return Err(DriverError::new(ErrorKind::Connection, format!("{shown} closed the connection")));
         }
     };
+    output.clear();
     Ok((Transport::Exclusive(Arc::new(Mutex::new(Owned { stream, output, input }))), info))
 }
 
@@ -245,11 +268,13 @@ async fn connect_with(
     endpoint: &str,
     exclusive: bool,
 ) -> Result<RespConnection, DriverError> {
-    let attempt = async { if exclusive { connect_exclusive(endpoint).await } else { connect_shared(endpoint).await } };
-    let (transport, info) = tokio::time::timeout(CONNECT_TIMEOUT, attempt)
-        .await
-        .map_err(|_| DriverError::new(ErrorKind::Timeout, format!("connecting to {endpoint} took over 5s")))??;
-    let node = node_from_info(&info).unwrap_or_else(|| endpoint.to_string());
+    let endpoint = RespAddress::parse(endpoint);
+    let attempt =
+        async { if exclusive { connect_exclusive(&endpoint).await } else { connect_shared(&endpoint).await } };
+    let (transport, info) = tokio::time::timeout(CONNECT_TIMEOUT, attempt).await.map_err(|_| {
+        DriverError::new(ErrorKind::Timeout, format!("connecting to {} took over 5s", endpoint.shown))
+    })??;
+    let node = node_from_info(&info).unwrap_or_else(|| endpoint.address.clone());
     Ok(RespConnection {
         transport,
         node: node.into(),

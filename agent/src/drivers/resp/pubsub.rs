@@ -51,8 +51,12 @@ impl Subscriber {
         // The node is learned on an ordinary connection: a subscribed RESP2
         // connection cannot run INFO.
         let node = crate::drivers::Connection::node(&connect_with(config, endpoint, true).await?).to_string();
-        let client = redis::Client::open(format!("redis://{endpoint}/"))
-            .map_err(|e| DriverError::new(ErrorKind::Connection, format!("bad endpoint `{endpoint}`: {e}")))?;
+        let address = super::RespAddress::parse(endpoint);
+        let shown = &address.shown;
+        let client = address
+            .connection_info()
+            .and_then(|info| redis::Client::open(info).map_err(|e| e.to_string()))
+            .map_err(|e| DriverError::new(ErrorKind::Connection, format!("bad endpoint `{shown}`: {e}")))?;
         let attempt = async {
             let mut pubsub = client.get_async_pubsub().await?;
             pubsub.subscribe(channels).await?;
@@ -60,8 +64,8 @@ impl Subscriber {
         };
         let pubsub = tokio::time::timeout(CONNECT_TIMEOUT, attempt)
             .await
-            .map_err(|_| DriverError::new(ErrorKind::Timeout, format!("subscribing on {endpoint} took over 5s")))?
-            .map_err(|e| DriverError::new(ErrorKind::Connection, format!("cannot subscribe on {endpoint}: {e}")))?;
+            .map_err(|_| DriverError::new(ErrorKind::Timeout, format!("subscribing on {shown} took over 5s")))?
+            .map_err(|e| DriverError::new(ErrorKind::Connection, format!("cannot subscribe on {shown}: {e}")))?;
         Ok(Self { node, pubsub })
     }
 

@@ -1,0 +1,67 @@
+//! Options for how a client or agent reaches the coordinator, and how the
+//! coordinator guards itself: token and TLS. Shared by every subcommand
+//! that talks to a coordinator so that they spell them the same way.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use stampede_proto::security::{ClientSecurity, ClientTlsFiles, ServerSecurity, Token};
+
+#[derive(Args, Clone, Debug)]
+pub struct CoordinatorLink {
+    /// The coordinator's gRPC address (`host:port` or a URL; `https://` for TLS).
+    #[arg(long, env = "STAMPEDE_COORDINATOR", default_value = crate::DEFAULT_COORDINATOR)]
+    pub coordinator: String,
+    /// File holding the coordinator's token. Without it the STAMPEDE_TOKEN
+    /// environment variable is used, if set.
+    #[arg(long, env = "STAMPEDE_TOKEN_FILE", value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// CA certificate (PEM) that signed the coordinator's certificate; connects with TLS.
+    #[arg(long, env = "STAMPEDE_TLS_CA", value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM), for a coordinator that requires one (mutual TLS).
+    #[arg(long, env = "STAMPEDE_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Key (PEM) of --tls-cert.
+    #[arg(long, env = "STAMPEDE_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+impl CoordinatorLink {
+    pub fn security(&self) -> anyhow::Result<ClientSecurity> {
+        Ok(ClientSecurity {
+            token: Token::resolve(self.token_file.as_deref()).map_err(anyhow::Error::msg)?,
+            tls: ClientTlsFiles { ca: self.tls_ca.clone(), cert: self.tls_cert.clone(), key: self.tls_key.clone() },
+        })
+    }
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct ServerGuard {
+    /// File holding the token that agents and clients must present. Without
+    /// it the STAMPEDE_TOKEN environment variable is used; with neither,
+    /// any caller is accepted (keep such a coordinator on loopback).
+    #[arg(long, env = "STAMPEDE_TOKEN_FILE", value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Certificate (PEM) to serve TLS with; needs --tls-key.
+    #[arg(long, env = "STAMPEDE_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Key (PEM) of --tls-cert.
+    #[arg(long, env = "STAMPEDE_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// CA certificate (PEM) for client certificates: TLS becomes mutual and
+    /// callers without a certificate it signed cannot connect.
+    #[arg(long, env = "STAMPEDE_TLS_CLIENT_CA", value_name = "FILE", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+}
+
+impl ServerGuard {
+    pub fn security(&self) -> anyhow::Result<ServerSecurity> {
+        Ok(ServerSecurity {
+            token: Token::resolve(self.token_file.as_deref()).map_err(anyhow::Error::msg)?,
+            cert: self.tls_cert.clone(),
+            key: self.tls_key.clone(),
+            client_ca: self.tls_client_ca.clone(),
+        })
+    }
+}
