@@ -29,6 +29,32 @@ pub async fn connect_with(url: &str, security: &ClientSecurity) -> anyhow::Resul
     Ok(ControlServiceClient::new(security.authorize(channel)).max_decoding_message_size(64 * 1024 * 1024))
 }
 
+/// A failed call in words: the status message with the causes beneath it,
+/// and what to try when the connection itself failed (TLS mismatch,
+/// missing client certificate).
+pub fn explain(status: &tonic::Status) -> String {
+    let mut text = status.message().to_string();
+    let mut source = std::error::Error::source(status);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text = format!("{text}: {cause_text}");
+        }
+        source = cause.source();
+    }
+    let broken_link = matches!(
+        status.code(),
+        tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Internal | tonic::Code::Cancelled
+    ) && (text.contains("transport error") || text.contains("h2 protocol error"));
+    if broken_link {
+        text.push_str(
+            " (the connection to the coordinator failed: a coordinator serving TLS takes https:// with --tls-ca, \
+             and --tls-cert/--tls-key if it asks for client certificates; one without TLS takes http://)",
+        );
+    }
+    text
+}
+
 fn read_scenario(path: &Path) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("cannot read scenario {}", path.display()))
 }
@@ -117,7 +143,7 @@ pub async fn submit(
     let response = client
         .submit_run(pb::SubmitRunRequest { scenario_yaml: text, agents: agents.unwrap_or(0) })
         .await
-        .map_err(|s| anyhow::anyhow!("the coordinator refused the run: {}", s.message()))?;
+        .map_err(|s| anyhow::anyhow!("the coordinator refused the run: {}", explain(&s)))?;
     let run_id = response.into_inner().run_id;
     if !wait {
         println!("{run_id}");
@@ -133,14 +159,14 @@ pub async fn watch(client: &mut Client, run_id: &str, json: Option<&Path>, quiet
     let mut stream = client
         .watch_run(pb::WatchRunRequest { run_id: run_id.to_string() })
         .await
-        .map_err(|s| anyhow::anyhow!("cannot watch run {run_id}: {}", s.message()))?
+        .map_err(|s| anyhow::anyhow!("cannot watch run {run_id}: {}", explain(&s)))?
         .into_inner();
     let mut progress = ProgressLine::new(quiet);
     let mut report_json = None;
     while let Some(update) = stream
         .message()
         .await
-        .map_err(|s| anyhow::anyhow!("lost the coordinator while watching run {run_id}: {}", s.message()))?
+        .map_err(|s| anyhow::anyhow!("lost the coordinator while watching run {run_id}: {}", explain(&s)))?
     {
         if !update.report_json.is_empty() {
             report_json = Some(update.report_json);
@@ -168,7 +194,7 @@ pub async fn watch(client: &mut Client, run_id: &str, json: Option<&Path>, quiet
 pub async fn runs(link: &CoordinatorLink) -> anyhow::Result<()> {
     let mut client = connect(link).await?;
     let runs =
-        client.list_runs(pb::ListRunsRequest {}).await.map_err(|s| anyhow::anyhow!("{}", s.message()))?.into_inner();
+        client.list_runs(pb::ListRunsRequest {}).await.map_err(|s| anyhow::anyhow!("{}", explain(&s)))?.into_inner();
     if runs.runs.is_empty() {
         println!("no runs yet; `stampede submit SCENARIO` starts one");
         return Ok(());
@@ -185,7 +211,7 @@ pub async fn report(link: &CoordinatorLink, run_id: &str, json: bool) -> anyhow:
     let response = client
         .get_run(pb::GetRunRequest { run_id: run_id.to_string() })
         .await
-        .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+        .map_err(|s| anyhow::anyhow!("{}", explain(&s)))?
         .into_inner();
     if response.report_json.is_empty() {
         let state = response.run.map(|r| r.state).unwrap_or_default();
@@ -206,7 +232,7 @@ pub async fn cancel(link: &CoordinatorLink, run_id: &str) -> anyhow::Result<()> 
     let response = client
         .cancel_run(pb::CancelRunRequest { run_id: run_id.to_string() })
         .await
-        .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+        .map_err(|s| anyhow::anyhow!("{}", explain(&s)))?
         .into_inner();
     println!("run {run_id} is {}", response.state);
     Ok(())
@@ -217,7 +243,7 @@ pub async fn agents(link: &CoordinatorLink) -> anyhow::Result<()> {
     let agents = client
         .list_agents(pb::ListAgentsRequest {})
         .await
-        .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+        .map_err(|s| anyhow::anyhow!("{}", explain(&s)))?
         .into_inner();
     if agents.agents.is_empty() {
         println!("no agents; start one with `stampede agent --coordinator URL`");

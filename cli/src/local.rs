@@ -95,7 +95,7 @@ pub async fn run(
     let run_id = client
         .submit_run(pb::SubmitRunRequest { scenario_yaml: text, agents: agent_count })
         .await
-        .map_err(|s| anyhow::anyhow!("{origin}: {}", s.message()))?
+        .map_err(|s| anyhow::anyhow!("{origin}: {}", crate::client::explain(&s)))?
         .into_inner()
         .run_id;
     if !quiet {

@@ -43,10 +43,16 @@ impl Process {
     }
 
     /// Starts a prepared command (stdout collected, stderr passed through).
-    pub fn spawn(name: &str, mut command: Command) -> Self {
+    pub fn spawn(name: &str, command: Command) -> Self {
+        Self::spawn_with_stderr(name, command, Stdio::inherit())
+    }
+
+    /// Starts a prepared command with its stderr sent to `stderr` (a log
+    /// file, say), its stdout collected.
+    pub fn spawn_with_stderr(name: &str, mut command: Command, stderr: impl Into<Stdio>) -> Self {
         let mut child = command
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {name} ({command:?}): {e}"));
         let stdout = child.stdout.take().expect("piped stdout");
@@ -178,8 +184,10 @@ pub fn which(program: &str) -> Option<PathBuf> {
 }
 
 /// Calls per command from `INFO commandstats` (`cmdstat_get:calls=N,...`).
+/// `address` is `host:port` or a `redis://` URL (with a password).
 pub fn command_calls(address: &str, command: &str) -> u64 {
-    let client = redis::Client::open(format!("redis://{address}/")).expect("redis url");
+    let url = if address.contains("://") { address.to_string() } else { format!("redis://{address}/") };
+    let client = redis::Client::open(url).expect("redis url");
     let mut connection = client.get_connection().expect("connect for INFO");
     let info: String = redis::cmd("INFO").arg("commandstats").query(&mut connection).expect("INFO commandstats");
     let prefix = format!("cmdstat_{command}:calls=");
