@@ -262,6 +262,10 @@ impl Checker<'_> {
     }
 }
 
+/// Stored instead of a scenario whose password could not be hidden.
+pub const NOT_KEPT: &str =
+    "# not kept: a password in target.endpoints is written in a way that cannot be hidden in this copy\n";
+
 impl Scenario {
     /// Parses and validates scenario text.
     pub fn parse(text: &str) -> Result<Self, ScenarioError> {
@@ -295,11 +299,7 @@ impl Scenario {
         if reparsed_hidden && originals_gone {
             shown
         } else {
-            format!(
-                "# scenario `{}`: not kept, because a password in target.endpoints is written in a way that \
-                 cannot be hidden here\n",
-                self.name
-            )
+            NOT_KEPT.to_string()
         }
     }
 
