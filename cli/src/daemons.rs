@@ -191,7 +191,8 @@ pub async fn kv_server(args: KvServerArgs) -> anyhow::Result<()> {
     shutdown_signal().await;
     let _ = stop_tx.send(true);
     while let Some(result) = servers.join_next().await {
-        result.context("a kv-server node panicked")??;
+        let stats = result.context("a kv-server node panicked")??;
+        println!("{stats}");
     }
     Ok(())
 }

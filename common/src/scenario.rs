@@ -296,11 +296,7 @@ impl Scenario {
         });
         let originals_gone =
             self.target.endpoints.iter().filter_map(|e| crate::endpoint::password(e)).all(|p| !shown.contains(p));
-        if reparsed_hidden && originals_gone {
-            shown
-        } else {
-            NOT_KEPT.to_string()
-        }
+        if reparsed_hidden && originals_gone { shown } else { NOT_KEPT.to_string() }
     }
 
     /// Total operations per second offered in the open model.

@@ -59,6 +59,26 @@ pub async fn handle(mut socket: TcpStream, shared: &Shared, mut stop: watch::Rec
     result
 }
 
+/// Ends a connection at shutdown. Every reply written so far reaches the
+/// client: the write half is closed first (FIN after the data), then what
+/// the client still sends is read and dropped, unexecuted, until it closes
+/// too. Closing with unread input would send a reset, which can destroy
+/// replies still on their way to the client.
+async fn close_gracefully(socket: &mut TcpStream, input: &mut BytesMut) -> std::io::Result<()> {
+    socket.shutdown().await?;
+    let drain = async {
+        loop {
+            input.clear();
+            match socket.read_buf(input).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
+    Ok(())
+}
+
 async fn serve(
     socket: &mut TcpStream,
     shared: &Shared,
@@ -91,7 +111,7 @@ async fn serve(
                 tracing::debug!(client = client.id, "closing idle connection");
                 return Ok(());
             }
-            _ = &mut stopped => return Ok(()),
+            _ = &mut stopped => return close_gracefully(socket, &mut input).await,
         };
         if read == 0 {
             return Ok(());

@@ -118,13 +118,34 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// How often expired keys are swept.
 const SWEEP_EVERY: Duration = Duration::from_millis(100);
 
+/// What a node did, returned when it stops.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FinalStats {
+    pub node_id: String,
+    pub total_commands: u64,
+    /// Calls per command, as `INFO commandstats` counts them.
+    pub calls: Vec<(&'static str, u64)>,
+}
+
+impl std::fmt::Display for FinalStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "kv-server {} stopped after {} commands", self.node_id, self.total_commands)?;
+        let calls: Vec<String> = self.calls.iter().map(|(name, n)| format!("{name}={n}")).collect();
+        if !calls.is_empty() {
+            write!(f, " ({})", calls.join(" "))?;
+        }
+        Ok(())
+    }
+}
+
 /// Serves connections from `listener` until `shutdown` completes, then stops
-/// accepting, lets connections finish the batch they are in, and returns.
+/// accepting, lets connections finish the batch they are in (every command
+/// executed has its reply sent), and returns what the node did.
 pub async fn serve(
     listener: TcpListener,
     config: ServerConfig,
     shutdown: impl Future<Output = ()>,
-) -> std::io::Result<()> {
+) -> std::io::Result<FinalStats> {
     let port = listener.local_addr()?.port();
     let shared = Arc::new(Shared::new(config, port));
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -173,14 +194,19 @@ pub async fn serve(
     if drained.is_err() {
         connections.abort_all();
     }
-    Ok(())
+    let stats = &shared.stats;
+    Ok(FinalStats {
+        node_id: shared.config.node_id.clone(),
+        total_commands: stats.total_commands(),
+        calls: stats.command_calls(),
+    })
 }
 
 /// A running server started by [`spawn`].
 pub struct Spawned {
     pub addr: SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<FinalStats>>,
 }
 
 impl Spawned {
@@ -189,7 +215,7 @@ impl Spawned {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        (&mut self.task).await.unwrap_or(Ok(()))
+        (&mut self.task).await.map_or(Ok(()), |result| result.map(drop))
     }
 }
 

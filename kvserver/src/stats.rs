@@ -37,4 +37,15 @@ impl Stats {
     pub fn total_commands(&self) -> u64 {
         self.calls.iter().map(|c| c.load(Ordering::Relaxed)).sum()
     }
+
+    /// The commands called at least once, with their calls (lower case, as
+    /// `INFO commandstats` names them).
+    pub fn command_calls(&self) -> Vec<(&'static str, u64)> {
+        SPECS
+            .iter()
+            .zip(&self.calls)
+            .map(|(s, c)| (s.name, c.load(Ordering::Relaxed)))
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
 }

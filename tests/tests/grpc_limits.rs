@@ -50,11 +50,8 @@ impl Codec for RawBytes {
 }
 
 async fn raw_call(url: &str, path: &'static str, body: Vec<u8>) -> Result<Vec<u8>, Status> {
-    let channel = tonic::transport::Endpoint::from_shared(url.to_string())
-        .expect("url")
-        .connect()
-        .await
-        .expect("connect");
+    let channel =
+        tonic::transport::Endpoint::from_shared(url.to_string()).expect("url").connect().await.expect("connect");
     let mut grpc = tonic::client::Grpc::new(channel).max_encoding_message_size(64 * 1024 * 1024);
     grpc.ready().await.map_err(|e| Status::unavailable(e.to_string()))?;
     grpc.unary(tonic::Request::new(body), tonic::codegen::http::uri::PathAndQuery::from_static(path), RawBytes)

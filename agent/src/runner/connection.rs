@@ -14,6 +14,8 @@ use rand::SeedableRng;
 use rand::rngs::SmallRng;
 
 use super::recorder::{SharedRecorder, lock};
+use stampede_common::scenario::redact;
+
 use crate::drivers::{Connection, Done, Driver, DriverError, ErrorKind};
 use crate::workloads::Generator;
 
@@ -233,7 +235,7 @@ pub async fn drive<D: Driver>(
         // Close this connection before the next one opens (a new source port).
         drop(current);
         if lost {
-            tracing::warn!(endpoint = %endpoint, "connection lost; reconnecting");
+            tracing::warn!(endpoint = %redact(&endpoint), "connection lost; reconnecting");
         } else if !renew {
             break;
         }
@@ -253,7 +255,7 @@ async fn reconnect<D: Driver>(
                 return Some(connection);
             }
             Err(DriverError { message, .. }) => {
-                tracing::debug!(%endpoint, %message, "reconnect failed");
+                tracing::debug!(endpoint = %redact(endpoint), %message, "reconnect failed");
                 tokio::time::sleep(*backoff).await;
                 *backoff = (*backoff * 2).min(Duration::from_secs(2));
             }

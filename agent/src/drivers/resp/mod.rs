@@ -369,7 +369,17 @@ impl RespConnection {
         let sent = self.round(&plan).await;
         self.plan = plan;
         if let Err(error) = sent {
-            results.extend(operations.iter().map(|_| Err(error.clone())));
+            // The operations whose replies all arrived before the failure
+            // (a server closing mid-batch) were done; the rest failed.
+            let mut at = 0;
+            for (i, operation) in operations.iter().enumerate() {
+                let end = self.counts.get(i).map_or(usize::MAX, |n| at + usize::from(*n));
+                results.push(match self.summaries.get(at..end) {
+                    Some(replies) => interpret(operation.action, replies),
+                    None => Err(error.clone()),
+                });
+                at = end.min(self.summaries.len() + 1);
+            }
             return;
         }
         let first = results.len();
