@@ -45,6 +45,8 @@ pub struct Host {
     pub name: String,
     pub namespace: String,
     pub address: String,
+    /// The host's port on the bridge (the outer end of its veth pair).
+    port: String,
 }
 
 impl Lab {
@@ -93,11 +95,23 @@ impl Lab {
         must(&["-n", &namespace, "addr", "add", &format!("{address}/24"), "dev", "eth0"]);
         must(&["-n", &namespace, "link", "set", "eth0", "up"]);
         must(&["-n", &namespace, "link", "set", "lo", "up"]);
-        Host { name: name.to_string(), namespace, address }
+        Host { name: name.to_string(), namespace, address, port: outside }
     }
 }
 
 impl Host {
+    /// Cuts the host off the network (its bridge port goes down): packets
+    /// to and from it are lost, as behind a failed switch port, while
+    /// traffic inside the host goes on.
+    pub fn cut(&self) {
+        must(&["link", "set", &self.port, "down"]);
+    }
+
+    /// Reconnects a host cut off by [`Host::cut`].
+    pub fn restore(&self) {
+        must(&["link", "set", &self.port, "up"]);
+    }
+
     /// A command that runs `program` inside this host's namespace.
     pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut command = Command::new("ip");

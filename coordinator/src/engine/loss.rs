@@ -26,6 +26,17 @@ fn run_seconds(record: &RunRecord) -> f64 {
     record.start_at_us.map_or(0.0, |start| (now_unix_us() - start) as f64 / 1e6)
 }
 
+/// Ends the open loss of `agent_id` in `run`, if it has one.
+fn mark_back(store: &dyn crate::store::RunStore, run_id: &str, run: &mut ActiveRun, agent_id: &str) {
+    let at = run_seconds(&run.record);
+    if let Some(loss) = run.record.losses.iter_mut().find(|l| l.agent == agent_id && l.back_at_s.is_none()) {
+        loss.back_at_s = Some(at);
+        tracing::info!(run = %run_id, agent = %agent_id, at_s = at, "lost agent is back");
+        notify(run, &format!("agent {agent_id} is back at {at:.1}s"), None, None);
+        persist(store, &run.record);
+    }
+}
+
 impl ActiveRun {
     pub(super) fn is_lost(&self, agent_id: &str) -> bool {
         self.record.losses.iter().any(|l| l.agent == agent_id && l.back_at_s.is_none())
@@ -119,13 +130,7 @@ impl Engine {
         for run_id in run_ids {
             let Some(run) = self.active.get_mut(&run_id) else { continue };
             self.registry.set_busy(agent_id, Some(run_id.clone()));
-            let at = run_seconds(&run.record);
-            if let Some(loss) = run.record.losses.iter_mut().find(|l| l.agent == agent_id && l.back_at_s.is_none()) {
-                loss.back_at_s = Some(at);
-                tracing::info!(run = %run_id, agent = %agent_id, at_s = at, "lost agent is back");
-                notify(run, &format!("agent {agent_id} is back at {at:.1}s"), None, None);
-                persist(&*self.store, &run.record);
-            }
+            mark_back(&*self.store, &run_id, run, agent_id);
             if kept.contains(&run_id) {
                 continue;
             }
@@ -143,6 +148,17 @@ impl Engine {
             };
             tracing::info!(run = %run_id, agent = %agent_id, "agent rejoins the run with its assignment");
             self.registry.send(agent_id, ToAgent::Assignment(Box::new(message)));
+        }
+    }
+
+    /// An agent heard on the session it already had (a link that was cut
+    /// and came back before either end gave the session up): it kept its
+    /// assignment, so a loss of it only ends.
+    pub(super) fn on_agent_heard(&mut self, agent_id: &str) {
+        for (run_id, run) in &mut self.active {
+            if run.is_lost(agent_id) {
+                mark_back(&*self.store, run_id, run, agent_id);
+            }
         }
     }
 

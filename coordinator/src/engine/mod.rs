@@ -250,7 +250,10 @@ impl Engine {
                 self.registry.seen(&agent_id, now);
                 self.on_agent_back(&agent_id);
             }
-            Event::AgentHeartbeat { agent_id } => self.registry.seen(&agent_id, now),
+            Event::AgentHeartbeat { agent_id } => {
+                self.registry.seen(&agent_id, now);
+                self.on_agent_heard(&agent_id);
+            }
             Event::AgentReady { agent_id, run_id } => {
                 self.registry.seen(&agent_id, now);
                 self.on_ready(&agent_id, &run_id);
@@ -261,6 +264,7 @@ impl Engine {
             }
             Event::AgentReport { agent_id, report } => {
                 self.registry.seen(&agent_id, now);
+                self.on_agent_heard(&agent_id);
                 self.on_report(&agent_id, &report);
             }
             Event::AgentFinal { agent_id, run_id, seq, error } => {
