@@ -47,7 +47,9 @@ pub fn now_unix_us() -> i64 {
 
 /// Runs the agent until `shutdown` completes.
 pub async fn run_agent(config: AgentConfig, shutdown: impl std::future::Future<Output = ()>) -> Result<(), AgentError> {
-    let endpoint = (config.security.endpoint(&stampede_common::coordinator_url(&config.coordinator)))
+    let endpoint = config
+        .security
+        .endpoint(&stampede_common::coordinator_url(&config.coordinator))
         .map_err(|e| AgentError::BadCoordinatorUrl(config.coordinator.clone(), e))?
         .http2_keep_alive_interval(Duration::from_secs(10))
         .keep_alive_timeout(Duration::from_secs(10));
