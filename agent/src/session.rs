@@ -66,6 +66,7 @@ pub async fn run_agent(config: AgentConfig, shutdown: impl std::future::Future<O
             result = attempt => result,
             () = &mut shutdown => return Ok(()),
         };
+        agent.runs.retain(|_, run| !run.task.is_finished());
         match result {
             Ok(()) => {
                 backoff = Duration::from_millis(200);
@@ -73,7 +74,6 @@ pub async fn run_agent(config: AgentConfig, shutdown: impl std::future::Future<O
                 tracing::warn!(coordinator = %agent.config.coordinator, "session ended; reconnecting");
             }
             Err(error) => {
-                agent.runs.retain(|_, run| !run.task.is_finished());
                 if let Some(reason) = agent.rejected.take() {
                     // With nothing measured waiting to be sent, stop and say
                     // why; otherwise keep the measurements and keep trying.
@@ -87,7 +87,6 @@ pub async fn run_agent(config: AgentConfig, shutdown: impl std::future::Future<O
                 }
             }
         }
-        agent.runs.retain(|_, run| !run.task.is_finished());
         tokio::select! {
             () = tokio::time::sleep(backoff) => {}
             () = &mut shutdown => return Ok(()),

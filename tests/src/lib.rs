@@ -197,6 +197,28 @@ pub fn command_calls(address: &str, command: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// GET and SET calls a Redis or KV server processed (`INFO commandstats`).
+pub fn get_set_calls(address: &str) -> u64 {
+    command_calls(address, "get") + command_calls(address, "set")
+}
+
+/// Polls `stampede report RUN --json` until the run has ended; returns its
+/// JSON report.
+pub fn wait_for_report(url: &str, run_id: &str, within: Duration) -> serde_json::Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let (code, stdout, _) =
+            run_stampede(&["report", run_id, "--coordinator", url, "--json"], Duration::from_secs(30));
+        if code == 0
+            && let Ok(report) = serde_json::from_str(&stdout)
+        {
+            return report;
+        }
+        assert!(Instant::now() < deadline, "run {run_id} did not end within {within:?}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
 /// Writes `text` to a file in `dir` and returns its path as a string.
 pub fn write_file(dir: &Path, name: &str, text: &str) -> String {
     let path = dir.join(name);

@@ -11,7 +11,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use stampede_tests::{Process, command_calls, free_port, run_stampede, write_file};
+use stampede_tests::{Process, free_port, get_set_calls as served, run_stampede, wait_for_report, write_file};
 
 struct Lab {
     servers: Vec<(Process, String)>,
@@ -105,24 +105,8 @@ impl Lab {
 
     /// Polls `stampede report` until the run has ended; returns its JSON.
     fn report(&self, run_id: &str, within: Duration) -> Value {
-        let deadline = Instant::now() + within;
-        loop {
-            let (code, stdout, _) =
-                run_stampede(&["report", run_id, "--coordinator", &self.url, "--json"], Duration::from_secs(30));
-            if code == 0
-                && let Ok(report) = serde_json::from_str::<Value>(&stdout)
-            {
-                return report;
-            }
-            assert!(Instant::now() < deadline, "run {run_id} did not end within {within:?}");
-            std::thread::sleep(Duration::from_millis(500));
-        }
+        wait_for_report(&self.url, run_id, within)
     }
-}
-
-/// GET and SET commands a KV server processed.
-fn served(address: &str) -> u64 {
-    command_calls(address, "get") + command_calls(address, "set")
 }
 
 /// A node's operations; the scenarios here have no warm-up, so that is

@@ -9,11 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use stampede_tests::netns::Lab;
-use stampede_tests::{command_calls, run_stampede, write_file};
-
-fn served(address: &str) -> u64 {
-    command_calls(address, "get") + command_calls(address, "set")
-}
+use stampede_tests::{get_set_calls as served, run_stampede, wait_for_report, write_file};
 
 #[test]
 fn an_agent_cut_off_for_ten_seconds_loses_nothing() {
@@ -73,18 +69,7 @@ fn an_agent_cut_off_for_ten_seconds_loses_nothing() {
     std::thread::sleep(Duration::from_secs(10));
     hosts[0].restore();
 
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let report: Value = loop {
-        let (code, stdout, _) =
-            run_stampede(&["report", &run, "--coordinator", &url, "--json"], Duration::from_secs(30));
-        if code == 0
-            && let Ok(report) = serde_json::from_str(&stdout)
-        {
-            break report;
-        }
-        assert!(Instant::now() < deadline, "run {run} did not end");
-        std::thread::sleep(Duration::from_millis(500));
-    };
+    let report: Value = wait_for_report(&url, &run, Duration::from_secs(120));
     assert_eq!(report["status"], "passed", "{}", report["error"]);
     let losses = report["agent_losses"].as_array().expect("agent_losses");
     let loss = losses.iter().find(|l| l["agent"] == "agent-0").unwrap_or_else(|| panic!("agent-0 lost: {losses:?}"));

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use serde_json::Value;
-use stampede_tests::{Process, command_calls, free_port, run_command, run_stampede, stampede_bin, which, write_file};
+use stampede_tests::{Process, free_port, get_set_calls, run_command, run_stampede, stampede_bin, which, write_file};
 
 const TOKEN: &str = "tok-5f1c2a9e77d04b1b";
 
@@ -222,7 +222,7 @@ fn passwords_and_tokens_never_reach_logs_stored_scenarios_or_reports() {
     // The report equals what Redis itself counted.
     let node_ops: u64 =
         report["nodes"].as_object().expect("nodes").values().map(|n| n["ops"].as_u64().unwrap_or(0)).sum();
-    let served = command_calls(&endpoint, "get") + command_calls(&endpoint, "set");
+    let served = get_set_calls(&endpoint);
     assert_eq!(report["totals"]["warmup_ops"], 0);
     assert_eq!(node_ops, served, "the report's operations equal Redis's INFO commandstats");
     assert!(served > 0);

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use stampede_tests::{Process, command_calls, free_port, run_command, stampede_bin, write_file};
+use stampede_tests::{Process, command_calls, free_port, get_set_calls, run_command, stampede_bin, write_file};
 
 const PASSWORD: &str = "kv-pw-8d2f61";
 
@@ -101,7 +101,7 @@ fn a_target_restarted_mid_run_costs_errors_not_measurements() {
     assert!(errors_by_kind("connection") > 0, "the gap shows as connection errors: {}", report["operations"]);
     let done = report["totals"]["ops"].as_u64().expect("ops") - report["totals"]["errors"].as_u64().expect("errors");
     let first_life = calls_in(&stopped, "get") + calls_in(&stopped, "set");
-    let second_life = command_calls(&endpoint, "get") + command_calls(&endpoint, "set");
+    let second_life = get_set_calls(&endpoint);
     assert!(first_life > 0 && second_life > 0, "{stopped}; second life {second_life}");
     assert_eq!(report["totals"]["warmup_ops"], 0);
     assert_eq!(done, first_life + second_life, "every successful operation was served, and only those ({stopped})");
