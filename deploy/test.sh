@@ -14,6 +14,9 @@ command -v psql >/dev/null 2>&1 || need_packages+=(postgresql-client-15)
 # haproxy and ip(8) for the load-balancer audits across network namespaces
 command -v haproxy >/dev/null 2>&1 || need_packages+=(haproxy)
 command -v ip >/dev/null 2>&1 || need_packages+=(iproute2)
+# etcd for the coordinator failover test (leader election, runs kept in etcd)
+command -v etcd >/dev/null 2>&1 || need_packages+=(etcd-server)
+command -v etcdctl >/dev/null 2>&1 || need_packages+=(etcd-client)
 if [ ${#need_packages[@]} -gt 0 ]; then
   echo "==> installing ${need_packages[*]}"
   if [ "$(id -u)" -ne 0 ]; then

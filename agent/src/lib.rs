@@ -33,6 +33,9 @@ pub struct AgentConfig {
     pub capacity: u32,
     /// Token and TLS for the coordinator link.
     pub security: stampede_proto::security::ClientSecurity,
+    /// With etcd: register there, and reach whichever coordinator leads
+    /// (`coordinator` is then not used).
+    pub etcd: Option<stampede_discovery::EtcdConfig>,
 }
 
 impl AgentConfig {
@@ -46,6 +49,7 @@ impl AgentConfig {
             labels: BTreeMap::new(),
             capacity: 10_000,
             security: Default::default(),
+            etcd: None,
         }
     }
 }
@@ -56,4 +60,6 @@ pub enum AgentError {
     BadCoordinatorUrl(String, String),
     #[error("the coordinator at {0} refused this agent: {1}")]
     Rejected(String, String),
+    #[error("{0}")]
+    Etcd(#[from] stampede_discovery::DiscoveryError),
 }

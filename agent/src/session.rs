@@ -45,22 +45,65 @@ pub fn now_unix_us() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
 }
 
+/// How the agent finds the coordinator: a fixed address, or whichever
+/// coordinator leads in etcd (asked again before every connection).
+enum Finder {
+    Fixed(Box<tonic::transport::Endpoint>),
+    /// The registration is held so that its lease is kept alive.
+    Etcd {
+        etcd: Box<stampede_discovery::Etcd>,
+        _registration: stampede_discovery::Registration,
+    },
+}
+
+fn endpoint(config: &AgentConfig, url: &str) -> Result<tonic::transport::Endpoint, AgentError> {
+    Ok(config
+        .security
+        .endpoint(&stampede_common::coordinator_url(url))
+        .map_err(|e| AgentError::BadCoordinatorUrl(url.to_string(), e))?
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(10)))
+}
+
+impl Finder {
+    async fn new(config: &AgentConfig) -> Result<Self, AgentError> {
+        let Some(etcd_config) = &config.etcd else {
+            return Ok(Self::Fixed(Box::new(endpoint(config, &config.coordinator)?)));
+        };
+        let etcd = stampede_discovery::Etcd::connect(etcd_config).await?;
+        let info = serde_json::json!({ "host": config.host, "capacity": config.capacity, "pid": std::process::id() });
+        let registration = etcd.register_agent(&config.agent_id, &info.to_string()).await?;
+        tracing::info!(key = %etcd_config.agent_key(&config.agent_id), "registered in etcd");
+        Ok(Self::Etcd { etcd: Box::new(etcd), _registration: registration })
+    }
+
+    /// The coordinator to try now, as (shown address, endpoint).
+    async fn find(&self, config: &AgentConfig) -> Result<(String, tonic::transport::Endpoint), String> {
+        match self {
+            Self::Fixed(endpoint) => Ok((config.coordinator.clone(), (**endpoint).clone())),
+            Self::Etcd { etcd, .. } => match etcd.leader().await {
+                Ok(Some(url)) => Ok((url.clone(), endpoint(config, &url).map_err(|e| e.to_string())?)),
+                Ok(None) => Err("no coordinator leads in etcd yet".to_string()),
+                Err(error) => Err(error.to_string()),
+            },
+        }
+    }
+}
+
 /// Runs the agent until `shutdown` completes.
 pub async fn run_agent(config: AgentConfig, shutdown: impl std::future::Future<Output = ()>) -> Result<(), AgentError> {
-    let endpoint = config
-        .security
-        .endpoint(&stampede_common::coordinator_url(&config.coordinator))
-        .map_err(|e| AgentError::BadCoordinatorUrl(config.coordinator.clone(), e))?
-        .http2_keep_alive_interval(Duration::from_secs(10))
-        .keep_alive_timeout(Duration::from_secs(10));
+    let finder = Finder::new(&config).await?;
     let mut agent = Agent { config, outbox: Arc::new(Outbox::new(100_000)), runs: HashMap::new(), rejected: None };
     tokio::pin!(shutdown);
     let mut backoff = Duration::from_millis(200);
     let mut announced_wait = false;
+    let mut coordinator = agent.config.coordinator.clone();
     loop {
         let attempt = async {
+            let (shown, endpoint) = finder.find(&agent.config).await?;
+            coordinator = shown;
             let channel = endpoint.connect().await.map_err(|e| e.to_string())?;
-            agent.session(channel).await
+            agent.session(channel, &coordinator).await
         };
         let result = tokio::select! {
             result = attempt => result,
@@ -71,18 +114,18 @@ pub async fn run_agent(config: AgentConfig, shutdown: impl std::future::Future<O
             Ok(()) => {
                 backoff = Duration::from_millis(200);
                 announced_wait = false;
-                tracing::warn!(coordinator = %agent.config.coordinator, "session ended; reconnecting");
+                tracing::warn!(%coordinator, "session ended; reconnecting");
             }
             Err(error) => {
                 if let Some(reason) = agent.rejected.take() {
                     // With nothing measured waiting to be sent, stop and say
                     // why; otherwise keep the measurements and keep trying.
                     if agent.runs.is_empty() && agent.outbox.pending() == 0 {
-                        return Err(AgentError::Rejected(agent.config.coordinator.clone(), reason));
+                        return Err(AgentError::Rejected(coordinator, reason));
                     }
-                    tracing::error!(coordinator = %agent.config.coordinator, %reason, "the coordinator refuses this agent; retrying to deliver the reports held");
+                    tracing::error!(%coordinator, %reason, "the coordinator refuses this agent; retrying to deliver the reports held");
                 } else if !announced_wait {
-                    tracing::warn!(coordinator = %agent.config.coordinator, %error, "cannot reach the coordinator; retrying");
+                    tracing::warn!(%coordinator, %error, "cannot reach the coordinator; retrying");
                     announced_wait = true;
                 }
             }
@@ -97,7 +140,7 @@ pub async fn run_agent(config: AgentConfig, shutdown: impl std::future::Future<O
 
 impl Agent {
     /// One session; returns when the stream ends (Ok) or fails to open (Err).
-    async fn session(&mut self, channel: tonic::transport::Channel) -> Result<(), String> {
+    async fn session(&mut self, channel: tonic::transport::Channel, coordinator: &str) -> Result<(), String> {
         let mut client = AgentServiceClient::new(self.config.security.authorize(channel))
             .max_decoding_message_size(16 * 1024 * 1024)
             .max_encoding_message_size(16 * 1024 * 1024);
@@ -125,7 +168,7 @@ impl Agent {
             _ => return Err("the coordinator did not answer hello with welcome".to_string()),
         };
         let offset_us = self.measure_clock(&tx, &mut inbound).await?;
-        tracing::info!(coordinator = %self.config.coordinator, offset_us, "connected to coordinator");
+        tracing::info!(%coordinator, offset_us, "connected to coordinator");
         self.outbox.resend_all();
         let mut ticker = tokio::time::interval(heartbeat);
         loop {

@@ -16,7 +16,7 @@ use crate::output::ProgressLine;
 pub type Client = ControlServiceClient<AuthChannel>;
 
 pub async fn connect(link: &CoordinatorLink) -> anyhow::Result<Client> {
-    connect_with(&link.coordinator, &link.security()?).await
+    connect_with(&link.coordinator_url().await?, &link.security()?).await
 }
 
 pub async fn connect_with(url: &str, security: &ClientSecurity) -> anyhow::Result<Client> {

@@ -29,6 +29,12 @@ pub struct CoordinatorArgs {
     finish_grace: Duration,
     #[command(flatten)]
     guard: crate::link::ServerGuard,
+    #[command(flatten)]
+    etcd: crate::link::EtcdArgs,
+    /// With --etcd: the gRPC URL published for agents and clients (default:
+    /// http:// or https:// and the listening address, which must then not be 0.0.0.0).
+    #[arg(long, env = "STAMPEDE_ADVERTISE", value_name = "URL")]
+    advertise: Option<String>,
 }
 
 #[derive(Args)]
@@ -127,7 +133,15 @@ pub async fn coordinator(args: CoordinatorArgs) -> anyhow::Result<()> {
         },
         heartbeat_interval: Duration::from_secs(1),
         security: args.guard.security()?,
+        etcd: args.etcd.config()?,
+        advertise: args.advertise.clone(),
     };
+    if config.etcd.is_some() && config.advertise.is_none() && args.listen.ip().is_unspecified() {
+        anyhow::bail!(
+            "--listen {} cannot be published in etcd as the leader's address; give --advertise http://HOST:PORT",
+            args.listen
+        );
+    }
     if config.security.token.is_none() && !args.listen.ip().is_loopback() {
         tracing::warn!(
             listen = %args.listen,
@@ -138,7 +152,14 @@ pub async fn coordinator(args: CoordinatorArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}; is another coordinator running there?", args.listen))?;
     let addr = coordinator.local_addr()?;
-    println!("coordinator listening on {addr} (data in {})", args.data_dir.display());
+    match &args.etcd.etcd {
+        None => println!("coordinator listening on {addr} (data in {})", args.data_dir.display()),
+        Some(etcd) => println!(
+            "coordinator listening on {addr}, campaigning in etcd {etcd} under {} as {}",
+            args.etcd.etcd_prefix,
+            coordinator.advertised_url()?
+        ),
+    }
     coordinator.serve(shutdown_signal()).await.context("coordinator failed")?;
     Ok(())
 }
@@ -146,12 +167,20 @@ pub async fn coordinator(args: CoordinatorArgs) -> anyhow::Result<()> {
 pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     let mut config = AgentConfig::new(args.link.coordinator.clone());
     config.security = args.link.security()?;
+    config.etcd = args.link.etcd.config()?;
     if let Some(id) = args.id {
         config.agent_id = id;
     }
     config.labels = args.labels.into_iter().collect::<BTreeMap<_, _>>();
     config.capacity = args.capacity;
-    println!("agent {} connecting to {}", config.agent_id, config.coordinator);
+    match &config.etcd {
+        None => println!("agent {} connecting to {}", config.agent_id, config.coordinator),
+        Some(etcd) => println!(
+            "agent {} registering in etcd {} and connecting to the leader",
+            config.agent_id,
+            etcd.endpoints.join(",")
+        ),
+    }
     stampede_agent::run_agent(config, shutdown_signal()).await?;
     Ok(())
 }

@@ -5,7 +5,36 @@
 use std::path::PathBuf;
 
 use clap::Args;
+use stampede_discovery::{DEFAULT_LEASE_TTL_S, DEFAULT_PREFIX, EtcdConfig};
 use stampede_proto::security::{ClientSecurity, ClientTlsFiles, ServerSecurity, Token};
+
+/// Where etcd is, for coordinators that elect a leader there and for agents
+/// and clients that find the leader there.
+#[derive(Args, Clone, Debug)]
+pub struct EtcdArgs {
+    /// etcd address(es), comma-separated `host:port` or `http://host:port`.
+    /// Coordinators elect a leader and keep runs there; agents and clients
+    /// find the leader there (and --coordinator is not used).
+    #[arg(long, env = "STAMPEDE_ETCD", value_name = "URL")]
+    pub etcd: Option<String>,
+    /// Key prefix in etcd; installations sharing one etcd use different ones.
+    #[arg(long, env = "STAMPEDE_ETCD_PREFIX", default_value = DEFAULT_PREFIX, value_name = "PREFIX")]
+    pub etcd_prefix: String,
+    /// Seconds a lease in etcd outlives its holder: how long a dead leader
+    /// blocks the standby, and a dead agent stays registered.
+    #[arg(long, default_value_t = DEFAULT_LEASE_TTL_S, value_name = "SECONDS")]
+    pub etcd_lease_ttl: i64,
+}
+
+impl EtcdArgs {
+    pub fn config(&self) -> anyhow::Result<Option<EtcdConfig>> {
+        self.etcd
+            .as_deref()
+            .map(|urls| EtcdConfig::parse(urls, &self.etcd_prefix, self.etcd_lease_ttl))
+            .transpose()
+            .map_err(anyhow::Error::from)
+    }
+}
 
 #[derive(Args, Clone, Debug)]
 pub struct CoordinatorLink {
@@ -25,9 +54,25 @@ pub struct CoordinatorLink {
     /// Key (PEM) of --tls-cert.
     #[arg(long, env = "STAMPEDE_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
 }
 
 impl CoordinatorLink {
+    /// The coordinator to talk to: --coordinator, or with --etcd the
+    /// coordinator that leads now.
+    pub async fn coordinator_url(&self) -> anyhow::Result<String> {
+        let Some(config) = self.etcd.config()? else { return Ok(self.coordinator.clone()) };
+        let etcd = stampede_discovery::Etcd::connect(&config).await?;
+        etcd.leader().await?.ok_or_else(|| {
+            anyhow::anyhow!(
+                "no coordinator leads in etcd at {} under {}; start `stampede coordinator --etcd ...`",
+                config.endpoints.join(","),
+                config.prefix
+            )
+        })
+    }
+
     pub fn security(&self) -> anyhow::Result<ClientSecurity> {
         Ok(ClientSecurity {
             token: Token::resolve(self.token_file.as_deref()).map_err(anyhow::Error::msg)?,

@@ -78,6 +78,8 @@ pub async fn run(
         // A fresh token: other users of this machine cannot reach the
         // in-process coordinator's loopback port to submit or report.
         security: ServerSecurity { token: Some(token.clone()), ..ServerSecurity::default() },
+        etcd: None,
+        advertise: None,
     };
     let loopback: SocketAddr = "127.0.0.1:0".parse()?;
     let coordinator = Coordinator::bind(loopback, config).await.context("cannot start the in-process coordinator")?;

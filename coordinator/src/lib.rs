@@ -8,9 +8,11 @@
 
 pub mod aggregate;
 pub mod api;
+pub mod election;
 pub mod engine;
 pub mod registry;
 pub mod render;
 pub mod scheduler;
 pub mod server;
 pub mod store;
+pub mod store_etcd;

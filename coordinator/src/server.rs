@@ -4,21 +4,25 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use stampede_proto::security::ServerSecurity;
+use stampede_discovery::EtcdConfig;
+use stampede_proto::security::{ServerSecurity, TokenCheck};
 use stampede_proto::v1::agent_service_server::AgentServiceServer;
 use stampede_proto::v1::control_service_server::ControlServiceServer;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::ServerTlsConfig;
 
 use crate::api::MAX_MESSAGE_BYTES;
 use crate::api::agent_service::AgentService;
 use crate::api::control_service::ControlService;
-use crate::engine::{EngineConfig, EngineHandle, start_engine};
-use crate::store::{FileStore, StoreError};
+use crate::election::{AlwaysLeader, Election, ElectionError, EtcdElection};
+use crate::engine::{EngineConfig, EngineHandle, engine_channel, start_engine_on};
+use crate::store::StoreError;
 
 /// Everything a coordinator process needs.
 #[derive(Debug, Clone)]
@@ -29,6 +33,11 @@ pub struct CoordinatorConfig {
     pub heartbeat_interval: Duration,
     /// Token and TLS; the default is neither.
     pub security: ServerSecurity,
+    /// With etcd: campaign for leadership there and keep runs there.
+    pub etcd: Option<EtcdConfig>,
+    /// The gRPC URL published in etcd for agents and clients; by default
+    /// `http(s)://` and the listening address.
+    pub advertise: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +50,12 @@ pub enum ServeError {
     Transport(#[from] tonic::transport::Error),
     #[error("{0}")]
     Security(String),
+    #[error("{0}")]
+    Election(#[from] ElectionError),
+    #[error("the gRPC server stopped: {0}")]
+    Stopped(String),
+    #[error("lost the leadership: {0}; stopping so that a restart rejoins as a standby")]
+    LostLeadership(String),
 }
 
 /// A coordinator bound to a socket, ready to serve.
@@ -63,26 +78,107 @@ impl Coordinator {
         self.listener.local_addr()
     }
 
-    /// Serves until `shutdown` completes.
+    /// The URL this coordinator publishes as the leader's address.
+    pub fn advertised_url(&self) -> std::io::Result<String> {
+        if let Some(url) = &self.config.advertise {
+            return Ok(url.clone());
+        }
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        Ok(format!("{scheme}://{}", self.local_addr()?))
+    }
+
+    /// Serves until `shutdown` completes (or, with etcd, the leadership is
+    /// lost). Without etcd this coordinator leads at once; with it, it
+    /// answers every call with `Unavailable` as a standby until it wins.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), ServeError> {
-        let store = Arc::new(FileStore::open(&self.config.data_dir)?);
-        let (engine, engine_task) = start_engine(self.config.engine.clone(), store);
-        let result = serve_grpc(self.listener, engine, &self.config, self.tls, shutdown).await;
+        match self.config.etcd.clone() {
+            None => {
+                let election = AlwaysLeader::new(self.config.data_dir.clone());
+                self.serve_as(election, shutdown).await
+            }
+            Some(etcd) => {
+                let election = EtcdElection::connect(&etcd, self.advertised_url()?).await?;
+                self.serve_as(election, shutdown).await
+            }
+        }
+    }
+
+    async fn serve_as(
+        self,
+        mut election: impl Election,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), ServeError> {
+        let (engine, events) = engine_channel();
+        let gate = Gate { check: self.config.security.token_check(), leading: Arc::new(AtomicBool::new(false)) };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let mut grpc =
+            tokio::spawn(serve_grpc(self.listener, engine, self.config.clone(), self.tls, gate.clone(), async {
+                let _ = stopped.await;
+            }));
+        tracing::info!(store = %election.describe(), "campaigning for leadership");
+        tokio::pin!(shutdown);
+        let grpc_ended = |joined: Result<Result<(), ServeError>, tokio::task::JoinError>| match joined {
+            Ok(result) => result,
+            Err(error) => Err(ServeError::Stopped(error.to_string())),
+        };
+        let mut leadership = tokio::select! {
+            won = election.lead() => won?,
+            () = &mut shutdown => {
+                let _ = stop.send(());
+                return grpc_ended(grpc.await);
+            }
+            joined = &mut grpc => return grpc_ended(joined),
+        };
+        let engine_task = start_engine_on(self.config.engine.clone(), leadership.store.clone(), events);
+        gate.leading.store(true, Ordering::SeqCst);
+        tracing::info!(store = %election.describe(), "leading");
+        let result = tokio::select! {
+            why = leadership.lost() => Err(ServeError::LostLeadership(why)),
+            () = &mut shutdown => Ok(()),
+            joined = &mut grpc => grpc_ended(joined),
+        };
+        gate.leading.store(false, Ordering::SeqCst);
         engine_task.abort();
+        let _ = stop.send(());
+        leadership.resign().await;
+        if !grpc.is_finished() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), grpc).await;
+        }
         result
+    }
+}
+
+/// Checks each call's token, then turns calls away while this coordinator
+/// does not lead.
+#[derive(Clone)]
+struct Gate {
+    check: TokenCheck,
+    leading: Arc<AtomicBool>,
+}
+
+impl Interceptor for Gate {
+    fn call(&mut self, request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        let request = self.check.call(request)?;
+        if self.leading.load(Ordering::SeqCst) {
+            Ok(request)
+        } else {
+            Err(tonic::Status::unavailable(
+                "this coordinator is a standby and does not lead now; find the leader with --etcd instead of --coordinator",
+            ))
+        }
     }
 }
 
 async fn serve_grpc(
     listener: TcpListener,
     engine: EngineHandle,
-    config: &CoordinatorConfig,
+    config: CoordinatorConfig,
     tls: Option<ServerTlsConfig>,
+    gate: Gate,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
     let agents = AgentService::new(engine.clone(), config.engine.coordinator_id.clone(), config.heartbeat_interval);
     let control = ControlService::new(engine);
-    let check = config.security.token_check();
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = tls {
         builder = builder.tls_config(tls)?;
@@ -91,11 +187,11 @@ async fn serve_grpc(
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .add_service(InterceptedService::new(
             AgentServiceServer::new(agents).max_decoding_message_size(MAX_MESSAGE_BYTES),
-            check.clone(),
+            gate.clone(),
         ))
         .add_service(InterceptedService::new(
             ControlServiceServer::new(control).max_decoding_message_size(MAX_MESSAGE_BYTES),
-            check,
+            gate,
         ))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await?;

@@ -19,6 +19,8 @@ pub enum StoreError {
     Io { action: &'static str, path: PathBuf, source: std::io::Error },
     #[error("{path} is not valid: {message}")]
     Corrupt { path: PathBuf, message: String },
+    #[error("etcd key `{key}`: {message}")]
+    Remote { key: String, message: String },
 }
 
 /// An agent taking part in a run, as recorded with the run.

@@ -3,6 +3,7 @@
 //! so a failing test leaves nothing running.
 
 pub mod cratedb_standin;
+pub mod etcd;
 pub mod netns;
 pub mod redis_cluster;
 
@@ -205,10 +206,16 @@ pub fn get_set_calls(address: &str) -> u64 {
 /// Polls `stampede report RUN --json` until the run has ended; returns its
 /// JSON report.
 pub fn wait_for_report(url: &str, run_id: &str, within: Duration) -> serde_json::Value {
+    wait_for_report_via(&["--coordinator", url], run_id, within)
+}
+
+/// [`wait_for_report`] with any way to reach the coordinator (`--etcd ...`).
+pub fn wait_for_report_via(link: &[&str], run_id: &str, within: Duration) -> serde_json::Value {
     let deadline = Instant::now() + within;
     loop {
-        let (code, stdout, _) =
-            run_stampede(&["report", run_id, "--coordinator", url, "--json"], Duration::from_secs(30));
+        let mut args = vec!["report", run_id, "--json"];
+        args.extend_from_slice(link);
+        let (code, stdout, _) = run_stampede(&args, Duration::from_secs(30));
         if code == 0
             && let Ok(report) = serde_json::from_str(&stdout)
         {

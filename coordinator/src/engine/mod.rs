@@ -211,15 +211,34 @@ impl EngineHandle {
 
 const TICK: Duration = Duration::from_millis(100);
 
+/// Events waiting for an engine that has not started yet.
+#[derive(Debug)]
+pub struct EngineEvents(mpsc::UnboundedReceiver<Event>);
+
+/// A handle and the events it will carry, before the engine runs: the
+/// gRPC services can hold the handle while the coordinator is a standby.
+pub fn engine_channel() -> (EngineHandle, EngineEvents) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    (EngineHandle { events: tx }, EngineEvents(rx))
+}
+
 /// Starts the engine task. Runs that a previous coordinator left running
 /// are resumed; others it left unfinished are marked `error`.
 pub fn start_engine(config: EngineConfig, store: Arc<dyn RunStore>) -> (EngineHandle, tokio::task::JoinHandle<()>) {
-    let (tx, rx) = mpsc::unbounded_channel();
+    let (handle, events) = engine_channel();
+    (handle, start_engine_on(config, store, events))
+}
+
+/// Starts the engine task on events gathered by [`engine_channel`].
+pub fn start_engine_on(
+    config: EngineConfig,
+    store: Arc<dyn RunStore>,
+    events: EngineEvents,
+) -> tokio::task::JoinHandle<()> {
     let mut engine =
         Engine { config, store, registry: Registry::default(), active: BTreeMap::new(), ended: BTreeMap::new() };
     engine.load_previous_runs();
-    let task = tokio::spawn(run_engine(engine, rx));
-    (EngineHandle { events: tx }, task)
+    tokio::spawn(run_engine(engine, events.0))
 }
 
 async fn run_engine(mut engine: Engine, mut events: mpsc::UnboundedReceiver<Event>) {

@@ -1,0 +1,156 @@
+//! Two coordinators elect a leader through a real etcd; the leader is
+//! killed with SIGKILL mid-run and the standby takes the run over from
+//! etcd. Agents registered in etcd follow the new leader and resend what
+//! the old one never acknowledged, so the report still equals exactly what
+//! each KV server counted.
+
+use std::time::{Duration, Instant};
+
+use stampede_tests::etcd::Etcd;
+use stampede_tests::{Process, free_port, get_set_calls, run_stampede, wait_for_report_via, write_file};
+
+struct Cluster {
+    etcd: Etcd,
+    prefix: String,
+}
+
+impl Cluster {
+    /// `--etcd URL --etcd-prefix P --etcd-lease-ttl 2`
+    fn link(&self) -> Vec<String> {
+        ["--etcd", &self.etcd.url, "--etcd-prefix", &self.prefix, "--etcd-lease-ttl", "2"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    }
+
+    fn coordinator(&self, name: &str, listen: &str, data_dir: &str) -> Process {
+        let mut args = vec!["coordinator", "--listen", listen, "--data-dir", data_dir, "--heartbeat-timeout", "2s"];
+        let link = self.link();
+        args.extend(link.iter().map(String::as_str));
+        let process = Process::stampede(name, &args);
+        process.wait_for_line("campaigning in etcd", Duration::from_secs(30));
+        process
+    }
+
+    fn stampede(&self, args: &[&str]) -> (i32, String, String) {
+        let link = self.link();
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(link.iter().map(String::as_str));
+        run_stampede(&all, Duration::from_secs(30))
+    }
+
+    /// The value of the election's leading key: the leader's URL.
+    fn leader(&self) -> String {
+        let (code, stdout, stderr) = self.etcd.etcdctl(&[
+            "get",
+            "--prefix",
+            "--sort-by=CREATE",
+            "--order=ASCEND",
+            &format!("{}/leader/", self.prefix),
+        ]);
+        assert_eq!(code, 0, "{stderr}");
+        stdout.lines().nth(1).unwrap_or_default().to_string()
+    }
+
+    fn wait_for_leader(&self, url: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.leader() != url {
+            assert!(Instant::now() < deadline, "{url} did not become the leader; etcd names `{}`", self.leader());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+#[test]
+fn the_standby_takes_over_a_run_when_the_leader_is_killed_and_nothing_is_lost() {
+    let cluster = Cluster { etcd: Etcd::start(), prefix: format!("/stampede-test-{}", std::process::id()) };
+    let data = tempfile::tempdir().expect("tempdir");
+    let servers: Vec<(Process, String)> = (0..2)
+        .map(|i| {
+            let node = format!("kv-{i}");
+            let kv = Process::stampede(&node, &["kv-server", "--listen", "127.0.0.1:0", "--node-id", &node]);
+            let address = kv.listening_address();
+            (kv, address)
+        })
+        .collect();
+    let (listen_a, listen_b) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
+    let (url_a, url_b) = (format!("http://{listen_a}"), format!("http://{listen_b}"));
+    let dir = |name: &str| data.path().join(name).to_string_lossy().into_owned();
+    let leader = cluster.coordinator("coordinator-a", &listen_a, &dir("a"));
+    cluster.wait_for_leader(&url_a);
+    let standby = cluster.coordinator("coordinator-b", &listen_b, &dir("b"));
+
+    // The standby turns calls away and says why.
+    let (code, _, stderr) = run_stampede(&["runs", "--coordinator", &url_b], Duration::from_secs(30));
+    assert_ne!(code, 0);
+    assert!(stderr.contains("standby"), "{stderr}");
+
+    // Agents register in etcd and find the leader there.
+    let link = cluster.link();
+    let agents: Vec<Process> = (0..2)
+        .map(|i| {
+            let id = format!("agent-{i}");
+            let mut args = vec!["agent", "--id", id.as_str()];
+            args.extend(link.iter().map(String::as_str));
+            Process::stampede(&id, &args)
+        })
+        .collect();
+    let agent_keys = format!("{}/agents/", cluster.prefix);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while cluster.etcd.keys(&agent_keys).len() < 2 {
+        assert!(Instant::now() < deadline, "agents did not register: {:?}", cluster.etcd.keys(&agent_keys));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let endpoints: Vec<String> = servers.iter().map(|(_, a)| format!("\"{a}\"")).collect();
+    let scenario = format!(
+        "name: failover\nduration: 14s\nagents: 2\ntarget:\n  kind: kv\n  endpoints: [{}]\n\
+         load:\n  connections: 2\n  pipeline: 4\nworkload:\n  kind: kv\n  keys: 1000\n\
+         on_agent_loss: abort\nthresholds:\n  - error_rate < 50%\n",
+        endpoints.join(", ")
+    );
+    let path = write_file(data.path(), "scenario.yaml", &scenario);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let stdout = loop {
+        // The leader may still be opening its doors, or agents connecting.
+        let (code, stdout, stderr) = cluster.stampede(&["submit", &path]);
+        if code == 0 {
+            break stdout;
+        }
+        assert!(Instant::now() < deadline, "submit through etcd failed: {stdout}{stderr}");
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    let run = stdout
+        .split_whitespace()
+        .find(|w| w.starts_with("r-"))
+        .unwrap_or_else(|| panic!("no run id in {stdout}"))
+        .trim_matches(|c: char| !c.is_alphanumeric() && c != '-')
+        .to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while servers.iter().any(|(_, address)| get_set_calls(address) == 0) {
+        assert!(Instant::now() < deadline, "no traffic reached both servers");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let run_keys = cluster.etcd.keys(&format!("{}/runs/{run}/intervals/", cluster.prefix));
+    assert!(!run_keys.is_empty(), "the leader keeps the merged intervals in etcd");
+    drop(leader); // SIGKILL, mid-run
+
+    cluster.wait_for_leader(&url_b);
+    let link_args: Vec<&str> = link.iter().map(String::as_str).collect();
+    let report = wait_for_report_via(&link_args, &run, Duration::from_secs(90));
+    assert_eq!(report["status"], "passed", "{}", report["error"]);
+    for (i, (_, address)) in servers.iter().enumerate() {
+        let node = format!("kv-{i}");
+        assert_eq!(report["totals"]["warmup_ops"], 0, "no warm-up here");
+        let reported = report["nodes"][&node]["ops"].as_u64().unwrap_or(0);
+        assert_eq!(reported, get_set_calls(address), "{node}: the report equals the server's own count");
+    }
+    assert_eq!(report["agent_losses"].as_array().map(Vec::len), Some(0), "{}", report["agent_losses"]);
+    let intervals = report["intervals"].as_array().expect("intervals");
+    assert_eq!(intervals.len(), 14, "every interval is there");
+    assert!(intervals.iter().all(|i| i["agents"] == 2), "from both agents: {intervals:?}");
+    // The report is the new leader's, kept in etcd.
+    assert!(!cluster.etcd.keys(&format!("{}/runs/{run}/report.json", cluster.prefix)).is_empty());
+    drop(agents);
+    drop(standby);
+}
