@@ -9,8 +9,8 @@ pub fn outgoing(message: Outgoing) -> Body {
     match message {
         Outgoing::Ready { run_id } => Body::Ready(pb::Ready { run_id }),
         Outgoing::Failed { run_id, error } => Body::AssignmentFailed(pb::AssignmentFailed { run_id, error }),
-        Outgoing::Final { run_id, seq, interval_reports, error } => {
-            Body::FinalReport(pb::FinalReport { run_id, seq, interval_reports, error })
+        Outgoing::Final { run_id, seq, interval_reports, reports_dropped, error } => {
+            Body::FinalReport(pb::FinalReport { run_id, seq, interval_reports, error, reports_dropped })
         }
         Outgoing::Report(r) => Body::IntervalReport(pb::IntervalReport {
             run_id: r.run_id,

@@ -36,7 +36,14 @@ pub struct AgentConfig {
     /// With etcd: register there, and reach whichever coordinator leads
     /// (`coordinator` is then not used).
     pub etcd: Option<stampede_discovery::EtcdConfig>,
+    /// Messages held for the coordinator at most (about one interval
+    /// report per second per run); past it the oldest reports are dropped
+    /// and counted.
+    pub outbox_limit: usize,
 }
+
+/// A day and more of reports for one run while the coordinator is away.
+pub const DEFAULT_OUTBOX_LIMIT: usize = 100_000;
 
 impl AgentConfig {
     /// A configuration with this machine's host name and a process-unique id.
@@ -50,6 +57,7 @@ impl AgentConfig {
             capacity: 10_000,
             security: Default::default(),
             etcd: None,
+            outbox_limit: DEFAULT_OUTBOX_LIMIT,
         }
     }
 }

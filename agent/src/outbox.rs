@@ -4,7 +4,7 @@
 //! buffer is bounded: past the limit the oldest report is dropped and
 //! counted, so an agent cut off for days cannot run out of memory.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
 use stampede_common::interval::IntervalReport;
@@ -13,10 +13,22 @@ use tokio::sync::Notify;
 /// A message for the coordinator.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outgoing {
-    Ready { run_id: String },
-    Failed { run_id: String, error: String },
+    Ready {
+        run_id: String,
+    },
+    Failed {
+        run_id: String,
+        error: String,
+    },
     Report(Box<IntervalReport>),
-    Final { run_id: String, seq: u64, interval_reports: u64, error: String },
+    /// `reports_dropped`: this run's reports the full buffer let go.
+    Final {
+        run_id: String,
+        seq: u64,
+        interval_reports: u64,
+        reports_dropped: u64,
+        error: String,
+    },
 }
 
 impl Outgoing {
@@ -39,7 +51,8 @@ struct Entry {
 #[derive(Default)]
 struct Inner {
     entries: VecDeque<Entry>,
-    dropped: u64,
+    /// Reports dropped per run.
+    dropped: HashMap<String, u64>,
 }
 
 pub struct Outbox {
@@ -65,8 +78,9 @@ impl Outbox {
                 let Some(position) = inner.entries.iter().position(|e| matches!(e.message, Outgoing::Report(_))) else {
                     break;
                 };
-                inner.entries.remove(position);
-                inner.dropped += 1;
+                if let Some(Entry { message: Outgoing::Report(report), .. }) = inner.entries.remove(position) {
+                    *inner.dropped.entry(report.run_id).or_default() += 1;
+                }
             }
         }
         self.notify.notify_one();
@@ -106,9 +120,9 @@ impl Outbox {
         self.lock().entries.len()
     }
 
-    /// Reports dropped because the buffer was full.
-    pub fn dropped(&self) -> u64 {
-        self.lock().dropped
+    /// Reports of `run_id` dropped because the buffer was full.
+    pub fn dropped(&self, run_id: &str) -> u64 {
+        self.lock().dropped.get(run_id).copied().unwrap_or(0)
     }
 
     /// Whether anything of this run still waits for an acknowledgement.
@@ -142,12 +156,23 @@ mod tests {
     }
 
     #[test]
-    fn overflow_drops_the_oldest_report_and_counts_it() {
+    fn overflow_drops_the_oldest_report_and_counts_it_per_run() {
         let outbox = Outbox::new(2);
         for seq in 0..5 {
             outbox.push(report(seq));
         }
-        assert_eq!(outbox.dropped(), 3);
-        assert_eq!(outbox.take_unsent(), vec![report(3), report(4)]);
+        assert_eq!(outbox.dropped("r"), 3);
+        assert_eq!(outbox.dropped("other"), 0);
+        // A final report is never the one dropped: the oldest report goes.
+        let last = Outgoing::Final {
+            run_id: "r".into(),
+            seq: 5,
+            interval_reports: 5,
+            reports_dropped: 4,
+            error: String::new(),
+        };
+        outbox.push(last.clone());
+        assert_eq!(outbox.dropped("r"), 4);
+        assert_eq!(outbox.take_unsent(), vec![report(4), last]);
     }
 }

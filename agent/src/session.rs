@@ -93,7 +93,8 @@ impl Finder {
 /// Runs the agent until `shutdown` completes.
 pub async fn run_agent(config: AgentConfig, shutdown: impl std::future::Future<Output = ()>) -> Result<(), AgentError> {
     let finder = Finder::new(&config).await?;
-    let mut agent = Agent { config, outbox: Arc::new(Outbox::new(100_000)), runs: HashMap::new(), rejected: None };
+    let outbox = Arc::new(Outbox::new(config.outbox_limit));
+    let mut agent = Agent { config, outbox, runs: HashMap::new(), rejected: None };
     tokio::pin!(shutdown);
     let mut backoff = Duration::from_millis(200);
     let mut announced_wait = false;

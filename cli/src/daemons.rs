@@ -50,6 +50,10 @@ pub struct AgentArgs {
     /// Connections this agent is willing to drive.
     #[arg(long, default_value_t = 10_000)]
     capacity: u32,
+    /// Reports held for an unreachable coordinator at most (one per second
+    /// per run); past it the oldest are dropped, and the report counts them.
+    #[arg(long, default_value_t = stampede_agent::DEFAULT_OUTBOX_LIMIT as u64, value_parser = clap::value_parser!(u64).range(1..))]
+    outbox_limit: u64,
 }
 
 #[derive(Args)]
@@ -173,6 +177,7 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     }
     config.labels = args.labels.into_iter().collect::<BTreeMap<_, _>>();
     config.capacity = args.capacity;
+    config.outbox_limit = usize::try_from(args.outbox_limit).unwrap_or(usize::MAX);
     match &config.etcd {
         None => println!("agent {} connecting to {}", config.agent_id, config.coordinator),
         Some(etcd) => println!(

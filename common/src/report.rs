@@ -71,6 +71,11 @@ pub struct AgentReport {
     pub clock_rtt_us: i64,
     pub late_starts: u64,
     pub intervals: u64,
+    /// Interval reports this agent measured but dropped from its full
+    /// buffer (it could not deliver them for too long): their operations
+    /// are missing from every figure of the report.
+    #[serde(default)]
+    pub reports_dropped: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -129,6 +129,8 @@ pub struct ReportContext<'a> {
     pub failure: Option<(RunStatus, String)>,
     /// Agents lost during the run.
     pub losses: &'a [crate::store::RecordedLoss],
+    /// Interval reports each agent dropped undelivered.
+    pub reports_dropped: &'a BTreeMap<String, u64>,
 }
 
 impl RunAggregate {
@@ -353,6 +355,7 @@ impl RunAggregate {
                     clock_rtt_us: *rtt,
                     late_starts: merged.late_starts,
                     intervals: merged.intervals,
+                    reports_dropped: context.reports_dropped.get(id).copied().unwrap_or(0),
                 }
             })
             .collect();

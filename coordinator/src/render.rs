@@ -118,6 +118,14 @@ fn write_report(out: &mut String, r: &Report) -> std::fmt::Result {
             a.id, a.host, a.ops, a.errors, a.clock_offset_us, a.clock_rtt_us
         )?;
     }
+    for a in r.agents.iter().filter(|a| a.reports_dropped > 0) {
+        writeln!(
+            out,
+            "agent {} dropped {} interval reports it could not deliver in time (its buffer was full, see the agent's \
+             --outbox-limit); their operations are missing from this report",
+            a.id, a.reports_dropped
+        )?;
+    }
     for loss in &r.agent_losses {
         let back = loss.back_at_s.map_or("did not come back".to_string(), |at| format!("back at {at:.1}s"));
         let missing = if loss.missing_intervals.is_empty() { "none".to_string() } else { loss.windows() };

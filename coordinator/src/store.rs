@@ -55,6 +55,10 @@ pub struct RunRecord {
     /// Agents lost during the run.
     #[serde(default)]
     pub losses: Vec<RecordedLoss>,
+    /// Interval reports each agent dropped from its full buffer (agents
+    /// that dropped none are absent).
+    #[serde(default)]
+    pub reports_dropped: std::collections::BTreeMap<String, u64>,
 }
 
 /// An agent's absence as the engine saw it (seconds after the start).
@@ -259,6 +263,7 @@ mod tests {
             plans: vec![],
             finals: Default::default(),
             losses: vec![],
+            reports_dropped: Default::default(),
         }
     }
 

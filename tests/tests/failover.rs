@@ -154,3 +154,38 @@ fn the_standby_takes_over_a_run_when_the_leader_is_killed_and_nothing_is_lost() 
     drop(agents);
     drop(standby);
 }
+
+#[test]
+fn a_leader_whose_lease_is_revoked_stops_and_the_standby_leads() {
+    let cluster = Cluster { etcd: Etcd::start(), prefix: format!("/stampede-lease-{}", std::process::id()) };
+    let data = tempfile::tempdir().expect("tempdir");
+    let (listen_a, listen_b) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
+    let log_path = data.path().join("a.log");
+    let mut command = std::process::Command::new(stampede_tests::stampede_bin());
+    command.args(["coordinator", "--listen", &listen_a, "--data-dir", &data.path().join("a").to_string_lossy()]);
+    command.args(cluster.link());
+    let mut leader =
+        Process::spawn_with_stderr("coordinator-a", command, std::fs::File::create(&log_path).expect("log"));
+    cluster.wait_for_leader(&format!("http://{listen_a}"));
+    let _standby = cluster.coordinator("coordinator-b", &listen_b, &data.path().join("b").to_string_lossy());
+    // The leader's election key is named after its lease (in hex).
+    let keys = cluster.etcd.keys(&format!("{}/leader/", cluster.prefix));
+    assert_eq!(keys.len(), 2, "two candidates: {keys:?}");
+    let (code, stdout, _) =
+        cluster.etcd.etcdctl(&["get", "--prefix", "--sort-by=CREATE", &format!("{}/leader/", cluster.prefix)]);
+    assert_eq!(code, 0);
+    let leading_key = stdout.lines().next().expect("a leading key").to_string();
+    let lease = leading_key.rsplit('/').next().expect("lease id");
+    let (code, _, stderr) = cluster.etcd.etcdctl(&["lease", "revoke", lease]);
+    assert_eq!(code, 0, "{stderr}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while leader.is_running() {
+        assert!(Instant::now() < deadline, "the deposed leader kept running");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = std::fs::read_to_string(&log_path).expect("log");
+    assert!(log.contains("lost the leadership"), "{log}");
+    cluster.wait_for_leader(&format!("http://{listen_b}"));
+    let (code, stdout, stderr) = cluster.stampede(&["runs"]);
+    assert_eq!(code, 0, "the new leader answers through etcd: {stdout}{stderr}");
+}

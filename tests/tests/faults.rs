@@ -31,12 +31,19 @@ fn start_coordinator(listen: &str, data_dir: &str) -> Process {
     coordinator
 }
 
-fn agent(url: &str, id: &str) -> Process {
-    Process::stampede(id, &["agent", "--coordinator", url, "--id", id])
+fn agent(url: &str, id: &str, extra: &[&str]) -> Process {
+    let mut args = vec!["agent", "--coordinator", url, "--id", id];
+    args.extend_from_slice(extra);
+    Process::stampede(id, &args)
 }
 
 impl Lab {
     fn start(agents: usize) -> Self {
+        Self::start_with(agents, &[])
+    }
+
+    /// Agents get `agent_args` as well.
+    fn start_with(agents: usize, agent_args: &[&str]) -> Self {
         let servers = (0..agents)
             .map(|i| {
                 let node = format!("kv-{i}");
@@ -49,7 +56,7 @@ impl Lab {
         let listen = format!("127.0.0.1:{}", free_port());
         let coordinator = start_coordinator(&listen, &data.path().to_string_lossy());
         let url = format!("http://{listen}");
-        let agents = (0..agents).map(|i| Some(agent(&url, &format!("agent-{i}")))).collect();
+        let agents = (0..agents).map(|i| Some(agent(&url, &format!("agent-{i}"), agent_args))).collect();
         Lab { servers, agents, coordinator: Some(coordinator), url, listen, data }
     }
 
@@ -147,7 +154,7 @@ fn continue_carries_on_and_a_restarted_agent_rejoins() {
     lab.agents[2] = None; // SIGKILL
     // Past the 2 s heartbeat timeout: declared lost, then back.
     std::thread::sleep(Duration::from_secs(4));
-    lab.agents[2] = Some(agent(&lab.url, "agent-2"));
+    lab.agents[2] = Some(agent(&lab.url, "agent-2", &[]));
     let report = lab.report(&run, Duration::from_secs(60));
     assert_eq!(report["status"], "passed", "{}", report["error"]);
     lab.assert_exact(&report, 2);
@@ -195,4 +202,29 @@ fn a_coordinator_killed_mid_run_resumes_it_and_loses_nothing() {
     let intervals = report["intervals"].as_array().expect("intervals");
     assert_eq!(intervals.len(), 12, "every interval is there");
     assert!(intervals.iter().all(|i| i["agents"] == 2), "from both agents: {intervals:?}");
+}
+
+#[test]
+fn reports_beyond_the_agents_buffer_are_dropped_oldest_first_and_counted_in_the_report() {
+    // Room for three messages: while the coordinator is away the agent
+    // keeps only the newest reports (and its final report).
+    let mut lab = Lab::start_with(1, &["--outbox-limit", "3"]);
+    let run = lab.submit(&lab.scenario(10, "continue"));
+    lab.wait_for_traffic(0);
+    std::thread::sleep(Duration::from_secs(1));
+    lab.coordinator = None; // SIGKILL
+    // The agent finishes its ten seconds alone, then the coordinator returns.
+    std::thread::sleep(Duration::from_secs(11));
+    lab.coordinator = Some(start_coordinator(&lab.listen, &lab.data.path().to_string_lossy()));
+    let report = lab.report(&run, Duration::from_secs(60));
+    let agent = &report["agents"][0];
+    let (merged, dropped) = (agent["intervals"].as_u64().expect("intervals"), agent["reports_dropped"].as_u64());
+    let dropped = dropped.expect("reports_dropped");
+    assert!(dropped >= 3, "most of the run's reports could not be held: {agent}");
+    assert_eq!(merged + dropped, 10, "every interval was either merged or counted as dropped: {agent}");
+    // What the report has is less than the server did, by what was dropped.
+    assert!(node_ops(&report, "kv-0") < served(&lab.servers[0].1));
+    let (code, text, stderr) = run_stampede(&["report", &run, "--coordinator", &lab.url], Duration::from_secs(30));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(text.contains(&format!("agent agent-0 dropped {dropped} interval reports")), "{text}");
 }

@@ -316,7 +316,11 @@ async fn run_with_driver<D: Driver>(
     report(interval, &mut seq, &mut cpu, &mut notes);
     let error = if cancelled { "cancelled".to_string() } else { String::new() };
     let interval_reports = seq - assignment.first_seq;
-    outbox.push(Outgoing::Final { run_id: run_id.clone(), seq, interval_reports, error });
+    let reports_dropped = outbox.dropped(&run_id);
+    if reports_dropped > 0 {
+        tracing::warn!(run = %run_id, reports_dropped, "the report buffer was full while the coordinator was away; the oldest reports were dropped");
+    }
+    outbox.push(Outgoing::Final { run_id: run_id.clone(), seq, interval_reports, reports_dropped, error });
     tracing::info!(run = %run_id, intervals = seq, "assignment finished");
 }
 

@@ -112,9 +112,13 @@ impl pb::agent_service_server::AgentService for AgentService {
                     Some(Body::IntervalReport(r)) => {
                         Event::AgentReport { agent_id: agent_id.clone(), report: Box::new(convert::interval_report(r)) }
                     }
-                    Some(Body::FinalReport(f)) => {
-                        Event::AgentFinal { agent_id: agent_id.clone(), run_id: f.run_id, seq: f.seq, error: f.error }
-                    }
+                    Some(Body::FinalReport(f)) => Event::AgentFinal {
+                        agent_id: agent_id.clone(),
+                        run_id: f.run_id,
+                        seq: f.seq,
+                        error: f.error,
+                        reports_dropped: f.reports_dropped,
+                    },
                     Some(Body::Hello(_)) | None => {
                         let _ = output.send(Err(Status::invalid_argument("hello may only be the first message"))).await;
                         break;

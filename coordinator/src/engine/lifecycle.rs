@@ -96,6 +96,7 @@ impl Engine {
             plans: Vec::new(),
             finals: BTreeMap::new(),
             losses: Vec::new(),
+            reports_dropped: Default::default(),
         };
         let shown = scenario.shown_text(&scenario_yaml);
         let private = (shown != scenario_yaml).then_some(scenario_yaml.as_str());
@@ -262,13 +263,17 @@ impl Engine {
         }
     }
 
-    pub(super) fn on_final(&mut self, agent_id: &str, run_id: &str, seq: u64, error: String) {
+    pub(super) fn on_final(&mut self, agent_id: &str, run_id: &str, seq: u64, error: String, reports_dropped: u64) {
         self.registry.send(agent_id, ToAgent::Ack { run_id: run_id.to_string(), seq });
         let Some(run) = self.active.get_mut(run_id) else {
             return;
         };
         run.finals.insert(agent_id.to_string(), error.clone());
         run.record.finals.insert(agent_id.to_string(), error);
+        if reports_dropped > 0 {
+            tracing::warn!(agent = %agent_id, run = %run_id, reports_dropped, "the agent dropped interval reports it could not deliver");
+            run.record.reports_dropped.insert(agent_id.to_string(), reports_dropped);
+        }
         persist(&*self.store, &run.record);
         if run.all_accounted_for() && run.record.state == "running" {
             let failure = run.final_failure();
@@ -364,6 +369,7 @@ impl Engine {
             agents: &agents,
             failure,
             losses: &run.record.losses,
+            reports_dropped: &run.record.reports_dropped,
         });
         let json = serde_json::to_string_pretty(&report).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
         let text = render::text(&report);

@@ -120,7 +120,7 @@ pub enum Event {
     AgentReady { agent_id: String, run_id: String },
     AgentFailed { agent_id: String, run_id: String, error: String },
     AgentReport { agent_id: String, report: Box<IntervalReport> },
-    AgentFinal { agent_id: String, run_id: String, seq: u64, error: String },
+    AgentFinal { agent_id: String, run_id: String, seq: u64, error: String, reports_dropped: u64 },
     AgentDisconnected { agent_id: String, session: u64 },
     Submit { scenario_yaml: String, agents: u32, reply: oneshot::Sender<Result<String, ControlError>> },
     Watch { run_id: String, reply: oneshot::Sender<Result<mpsc::Receiver<WatchUpdate>, ControlError>> },
@@ -286,9 +286,9 @@ impl Engine {
                 self.on_agent_heard(&agent_id);
                 self.on_report(&agent_id, &report);
             }
-            Event::AgentFinal { agent_id, run_id, seq, error } => {
+            Event::AgentFinal { agent_id, run_id, seq, error, reports_dropped } => {
                 self.registry.seen(&agent_id, now);
-                self.on_final(&agent_id, &run_id, seq, error);
+                self.on_final(&agent_id, &run_id, seq, error, reports_dropped);
             }
             Event::AgentDisconnected { agent_id, session } => {
                 if self.registry.disconnect(&agent_id, session) {
