@@ -32,8 +32,19 @@ fn report(seq: u64, interval: u64, operations: Vec<OperationStats>) -> IntervalR
     IntervalReport { run_id: "r".into(), seq, interval, operations, ..IntervalReport::default() }
 }
 
+static NONE_DROPPED: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+
 fn context<'a>(scenario: &'a Scenario, agents: &'a [(String, String, i64, i64)]) -> ReportContext<'a> {
-    ReportContext { run_id: "r", scenario, endpoints: &[], started_at_unix_ms: 0, agents, failure: None, losses: &[] }
+    ReportContext {
+        run_id: "r",
+        scenario,
+        endpoints: &[],
+        started_at_unix_ms: 0,
+        agents,
+        failure: None,
+        losses: &[],
+        reports_dropped: &NONE_DROPPED,
+    }
 }
 
 #[test]
