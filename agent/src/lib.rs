@@ -40,6 +40,8 @@ pub struct AgentConfig {
     /// report per second per run); past it the oldest reports are dropped
     /// and counted.
     pub outbox_limit: usize,
+    /// Where to serve the gRPC health service for probes, if anywhere.
+    pub health_listen: Option<std::net::SocketAddr>,
 }
 
 /// A day and more of reports for one run while the coordinator is away.
@@ -58,6 +60,7 @@ impl AgentConfig {
             security: Default::default(),
             etcd: None,
             outbox_limit: DEFAULT_OUTBOX_LIMIT,
+            health_listen: None,
         }
     }
 }
@@ -70,4 +73,6 @@ pub enum AgentError {
     Rejected(String, String),
     #[error("{0}")]
     Etcd(#[from] stampede_discovery::DiscoveryError),
+    #[error("cannot serve health checks on {0}: {1}")]
+    Health(std::net::SocketAddr, std::io::Error),
 }

@@ -39,6 +39,37 @@ struct Agent {
     /// Why the coordinator refused the last session (a wrong or missing
     /// token), which no retry will mend.
     rejected: Option<String>,
+    /// Probes see `""` SERVING while a session is up.
+    health: Option<tonic_health::server::HealthReporter>,
+}
+
+/// Health status name that is SERVING while the agent process runs.
+pub const LIVENESS_SERVICE: &str = "stampede.live";
+
+/// Serves the gRPC health service on `addr`: `stampede.live` while the
+/// process runs (liveness), `""` while connected to a coordinator
+/// (readiness).
+async fn serve_health(addr: std::net::SocketAddr) -> Result<tonic_health::server::HealthReporter, AgentError> {
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| AgentError::Health(addr, e))?;
+    let (reporter, service) = tonic_health::server::health_reporter();
+    reporter.set_service_status(LIVENESS_SERVICE, tonic_health::ServingStatus::Serving).await;
+    reporter.set_service_status("", tonic_health::ServingStatus::NotServing).await;
+    tracing::info!(listen = %addr, "serving gRPC health checks");
+    tokio::spawn(async move {
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        if let Err(error) = tonic::transport::Server::builder().add_service(service).serve_with_incoming(incoming).await
+        {
+            tracing::error!(%error, "the health server stopped");
+        }
+    });
+    Ok(reporter)
+}
+
+async fn set_ready(health: Option<&tonic_health::server::HealthReporter>, ready: bool) {
+    if let Some(health) = health {
+        let status = if ready { tonic_health::ServingStatus::Serving } else { tonic_health::ServingStatus::NotServing };
+        health.set_service_status("", status).await;
+    }
 }
 
 pub fn now_unix_us() -> i64 {
@@ -94,7 +125,11 @@ impl Finder {
 pub async fn run_agent(config: AgentConfig, shutdown: impl std::future::Future<Output = ()>) -> Result<(), AgentError> {
     let finder = Finder::new(&config).await?;
     let outbox = Arc::new(Outbox::new(config.outbox_limit));
-    let mut agent = Agent { config, outbox, runs: HashMap::new(), rejected: None };
+    let health = match config.health_listen {
+        Some(addr) => Some(serve_health(addr).await?),
+        None => None,
+    };
+    let mut agent = Agent { config, outbox, runs: HashMap::new(), rejected: None, health };
     tokio::pin!(shutdown);
     let mut backoff = Duration::from_millis(200);
     let mut announced_wait = false;
@@ -111,6 +146,7 @@ pub async fn run_agent(config: AgentConfig, shutdown: impl std::future::Future<O
             () = &mut shutdown => return Ok(()),
         };
         agent.runs.retain(|_, run| !run.task.is_finished());
+        set_ready(agent.health.as_ref(), false).await;
         match result {
             Ok(()) => {
                 backoff = Duration::from_millis(200);
@@ -170,6 +206,7 @@ impl Agent {
         };
         let offset_us = self.measure_clock(&tx, &mut inbound).await?;
         tracing::info!(%coordinator, offset_us, "connected to coordinator");
+        set_ready(self.health.as_ref(), true).await;
         self.outbox.resend_all();
         let mut ticker = tokio::time::interval(heartbeat);
         loop {

@@ -54,6 +54,10 @@ pub struct AgentArgs {
     /// per run); past it the oldest are dropped, and the report counts them.
     #[arg(long, default_value_t = stampede_agent::DEFAULT_OUTBOX_LIMIT as u64, value_parser = clap::value_parser!(u64).range(1..))]
     outbox_limit: u64,
+    /// Serve the gRPC health service here for probes (`stampede.live`:
+    /// the process runs; `""`: connected to a coordinator).
+    #[arg(long, env = "STAMPEDE_HEALTH_LISTEN", value_name = "ADDR")]
+    health_listen: Option<SocketAddr>,
 }
 
 #[derive(Args)]
@@ -178,6 +182,7 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     config.labels = args.labels.into_iter().collect::<BTreeMap<_, _>>();
     config.capacity = args.capacity;
     config.outbox_limit = usize::try_from(args.outbox_limit).unwrap_or(usize::MAX);
+    config.health_listen = args.health_listen;
     match &config.etcd {
         None => println!("agent {} connecting to {}", config.agent_id, config.coordinator),
         Some(etcd) => println!(

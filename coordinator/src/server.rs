@@ -16,6 +16,8 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::ServerTlsConfig;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
 
 use crate::api::MAX_MESSAGE_BYTES;
 use crate::api::agent_service::AgentService;
@@ -109,12 +111,18 @@ impl Coordinator {
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), ServeError> {
         let (engine, events) = engine_channel();
+        let health = HealthReporter::new();
+        let health_service = tonic_health::pb::health_server::HealthServer::new(
+            tonic_health::server::HealthService::from_health_reporter(health.clone()),
+        );
+        health.set_service_status(LIVENESS_SERVICE, ServingStatus::Serving).await;
+        set_ready(&health, false).await;
         let gate = Gate { check: self.config.security.token_check(), leading: Arc::new(AtomicBool::new(false)) };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let mut grpc =
-            tokio::spawn(serve_grpc(self.listener, engine, self.config.clone(), self.tls, gate.clone(), async {
-                let _ = stopped.await;
-            }));
+        let services = Services { engine, gate: gate.clone(), health: health_service };
+        let mut grpc = tokio::spawn(serve_grpc(self.listener, services, self.config.clone(), self.tls, async {
+            let _ = stopped.await;
+        }));
         tracing::info!(store = %election.describe(), "campaigning for leadership");
         tokio::pin!(shutdown);
         let grpc_ended = |joined: Result<Result<(), ServeError>, tokio::task::JoinError>| match joined {
@@ -131,6 +139,7 @@ impl Coordinator {
         };
         let engine_task = start_engine_on(self.config.engine.clone(), leadership.store.clone(), events);
         gate.leading.store(true, Ordering::SeqCst);
+        set_ready(&health, true).await;
         tracing::info!(store = %election.describe(), "leading");
         let result = tokio::select! {
             why = leadership.lost() => Err(ServeError::LostLeadership(why)),
@@ -138,6 +147,8 @@ impl Coordinator {
             joined = &mut grpc => grpc_ended(joined),
         };
         gate.leading.store(false, Ordering::SeqCst);
+        set_ready(&health, false).await;
+        health.set_service_status(LIVENESS_SERVICE, ServingStatus::NotServing).await;
         engine_task.abort();
         let _ = stop.send(());
         leadership.resign().await;
@@ -146,6 +157,26 @@ impl Coordinator {
         }
         result
     }
+}
+
+/// The health service name that is SERVING while the process is up (a
+/// liveness probe); the overall status `""` and the two Stampede services
+/// are SERVING only while this coordinator leads (a readiness probe).
+pub const LIVENESS_SERVICE: &str = "stampede.live";
+
+async fn set_ready(health: &HealthReporter, ready: bool) {
+    let status = if ready { ServingStatus::Serving } else { ServingStatus::NotServing };
+    for service in ["", "stampede.v1.AgentService", "stampede.v1.ControlService"] {
+        health.set_service_status(service, status).await;
+    }
+}
+
+/// What the gRPC server serves: the Stampede services behind the gate, and
+/// the health service open to probes without a token.
+struct Services {
+    engine: EngineHandle,
+    gate: Gate,
+    health: tonic_health::pb::health_server::HealthServer<tonic_health::server::HealthService>,
 }
 
 /// Checks each call's token, then turns calls away while this coordinator
@@ -171,12 +202,12 @@ impl Interceptor for Gate {
 
 async fn serve_grpc(
     listener: TcpListener,
-    engine: EngineHandle,
+    services: Services,
     config: CoordinatorConfig,
     tls: Option<ServerTlsConfig>,
-    gate: Gate,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
+    let Services { engine, gate, health } = services;
     let agents = AgentService::new(engine.clone(), config.engine.coordinator_id.clone(), config.heartbeat_interval);
     let control = ControlService::new(engine);
     let mut builder = tonic::transport::Server::builder();
@@ -185,6 +216,7 @@ async fn serve_grpc(
     }
     builder
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
+        .add_service(health)
         .add_service(InterceptedService::new(
             AgentServiceServer::new(agents).max_decoding_message_size(MAX_MESSAGE_BYTES),
             gate.clone(),

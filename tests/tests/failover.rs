@@ -9,6 +9,37 @@ use std::time::{Duration, Instant};
 use stampede_tests::etcd::Etcd;
 use stampede_tests::{Process, free_port, get_set_calls, run_stampede, wait_for_report_via, write_file};
 
+/// The status a gRPC health service at `url` gives `service` (`SERVING`,
+/// `NOT_SERVING`), or the error code.
+fn health(url: &str, service: &str) -> String {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_client::HealthClient;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        let channel = match tonic::transport::Endpoint::from_shared(url.to_string()).expect("url").connect().await {
+            Ok(channel) => channel,
+            Err(error) => return format!("cannot connect: {error}"),
+        };
+        let mut client = HealthClient::new(channel);
+        match client.check(HealthCheckRequest { service: service.to_string() }).await {
+            Ok(response) => response.into_inner().status().as_str_name().to_string(),
+            Err(status) => format!("error {:?}", status.code()),
+        }
+    })
+}
+
+fn wait_for_health(url: &str, service: &str, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = health(url, service);
+        if got == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{url} health `{service}`: {got}, not {want}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 struct Cluster {
     etcd: Etcd,
     prefix: String,
@@ -80,21 +111,33 @@ fn the_standby_takes_over_a_run_when_the_leader_is_killed_and_nothing_is_lost() 
     cluster.wait_for_leader(&url_a);
     let standby = cluster.coordinator("coordinator-b", &listen_b, &dir("b"));
 
-    // The standby turns calls away and says why.
+    // The standby turns calls away and says why; probes, which need no
+    // token, see it alive but not ready, and the leader ready.
     let (code, _, stderr) = run_stampede(&["runs", "--coordinator", &url_b], Duration::from_secs(30));
     assert_ne!(code, 0);
     assert!(stderr.contains("standby"), "{stderr}");
+    wait_for_health(&url_a, "", "SERVING");
+    assert_eq!(health(&url_b, ""), "NOT_SERVING");
+    assert_eq!(health(&url_b, "stampede.live"), "SERVING");
+    assert_eq!(health(&url_a, "stampede.v1.ControlService"), "SERVING");
 
     // Agents register in etcd and find the leader there.
     let link = cluster.link();
+    let agent_health = format!("127.0.0.1:{}", free_port());
     let agents: Vec<Process> = (0..2)
         .map(|i| {
             let id = format!("agent-{i}");
             let mut args = vec!["agent", "--id", id.as_str()];
+            if i == 0 {
+                args.extend(["--health-listen", agent_health.as_str()]);
+            }
             args.extend(link.iter().map(String::as_str));
             Process::stampede(&id, &args)
         })
         .collect();
+    // The agent is ready once it has a session with the leader.
+    wait_for_health(&format!("http://{agent_health}"), "", "SERVING");
+    assert_eq!(health(&format!("http://{agent_health}"), "stampede.live"), "SERVING");
     let agent_keys = format!("{}/agents/", cluster.prefix);
     let deadline = Instant::now() + Duration::from_secs(30);
     while cluster.etcd.keys(&agent_keys).len() < 2 {
@@ -136,6 +179,7 @@ fn the_standby_takes_over_a_run_when_the_leader_is_killed_and_nothing_is_lost() 
     drop(leader); // SIGKILL, mid-run
 
     cluster.wait_for_leader(&url_b);
+    wait_for_health(&url_b, "", "SERVING");
     let link_args: Vec<&str> = link.iter().map(String::as_str).collect();
     let report = wait_for_report_via(&link_args, &run, Duration::from_secs(90));
     assert_eq!(report["status"], "passed", "{}", report["error"]);
