@@ -17,6 +17,8 @@ command -v ip >/dev/null 2>&1 || need_packages+=(iproute2)
 # etcd for the coordinator failover test (leader election, runs kept in etcd)
 command -v etcd >/dev/null 2>&1 || need_packages+=(etcd-server)
 command -v etcdctl >/dev/null 2>&1 || need_packages+=(etcd-client)
+# Prometheus and promtool for the /metrics test
+command -v prometheus >/dev/null 2>&1 || need_packages+=(prometheus)
 if [ ${#need_packages[@]} -gt 0 ]; then
   echo "==> installing ${need_packages[*]}"
   if [ "$(id -u)" -ne 0 ]; then

@@ -35,6 +35,10 @@ pub struct CoordinatorArgs {
     /// http:// or https:// and the listening address, which must then not be 0.0.0.0).
     #[arg(long, env = "STAMPEDE_ADVERTISE", value_name = "URL")]
     advertise: Option<String>,
+    /// Serve HTTP here: /metrics (Prometheus; wants the token when one is
+    /// set), /healthz and /readyz. Off by default.
+    #[arg(long, env = "STAMPEDE_HTTP_LISTEN", value_name = "ADDR")]
+    http_listen: Option<SocketAddr>,
 }
 
 #[derive(Args)]
@@ -143,6 +147,7 @@ pub async fn coordinator(args: CoordinatorArgs) -> anyhow::Result<()> {
         security: args.guard.security()?,
         etcd: args.etcd.config()?,
         advertise: args.advertise.clone(),
+        http_listen: args.http_listen,
     };
     if config.etcd.is_some() && config.advertise.is_none() && args.listen.ip().is_unspecified() {
         anyhow::bail!(
@@ -156,9 +161,15 @@ pub async fn coordinator(args: CoordinatorArgs) -> anyhow::Result<()> {
             "no token: anyone who can reach this address can submit runs and send reports; set --token-file or STAMPEDE_TOKEN"
         );
     }
-    let coordinator = Coordinator::bind(args.listen, config)
-        .await
-        .with_context(|| format!("cannot listen on {}; is another coordinator running there?", args.listen))?;
+    let coordinator = Coordinator::bind(args.listen, config).await.with_context(|| match args.http_listen {
+        None => format!("cannot listen on {}; is another coordinator running there?", args.listen),
+        Some(http) => {
+            format!("cannot listen on {} (gRPC) or {http} (HTTP); is another coordinator running there?", args.listen)
+        }
+    })?;
+    if let Some(http) = coordinator.http_addr() {
+        println!("coordinator serving HTTP on {http} (/metrics, /healthz, /readyz)");
+    }
     let addr = coordinator.local_addr()?;
     match &args.etcd.etcd {
         None => println!("coordinator listening on {addr} (data in {})", args.data_dir.display()),

@@ -80,6 +80,7 @@ pub async fn run(
         security: ServerSecurity { token: Some(token.clone()), ..ServerSecurity::default() },
         etcd: None,
         advertise: None,
+        http_listen: None,
     };
     let loopback: SocketAddr = "127.0.0.1:0".parse()?;
     let coordinator = Coordinator::bind(loopback, config).await.context("cannot start the in-process coordinator")?;

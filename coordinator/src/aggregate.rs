@@ -461,6 +461,9 @@ fn interval_p99(interval: &IntervalAggregate) -> u64 {
 #[path = "aggregate_observe.rs"]
 mod observe;
 
+#[path = "aggregate_metrics.rs"]
+pub mod metrics;
+
 #[path = "aggregate_loss.rs"]
 mod loss;
 

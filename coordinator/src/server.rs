@@ -22,6 +22,7 @@ use tonic_health::server::HealthReporter;
 use crate::api::MAX_MESSAGE_BYTES;
 use crate::api::agent_service::AgentService;
 use crate::api::control_service::ControlService;
+use crate::api::http::{HttpState, serve_http};
 use crate::election::{AlwaysLeader, Election, ElectionError, EtcdElection};
 use crate::engine::{EngineConfig, EngineHandle, engine_channel, start_engine_on};
 use crate::store::StoreError;
@@ -40,6 +41,8 @@ pub struct CoordinatorConfig {
     /// The gRPC URL published in etcd for agents and clients; by default
     /// `http(s)://` and the listening address.
     pub advertise: Option<String>,
+    /// Where to serve HTTP (`/metrics`, `/healthz`, `/readyz`), if anywhere.
+    pub http_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +66,7 @@ pub enum ServeError {
 /// A coordinator bound to a socket, ready to serve.
 pub struct Coordinator {
     listener: TcpListener,
+    http_listener: Option<TcpListener>,
     config: CoordinatorConfig,
     tls: Option<ServerTlsConfig>,
 }
@@ -73,7 +77,16 @@ impl Coordinator {
     pub async fn bind(addr: SocketAddr, config: CoordinatorConfig) -> Result<Self, ServeError> {
         let tls = config.security.tls().map_err(ServeError::Security)?;
         let listener = TcpListener::bind(addr).await?;
-        Ok(Self { listener, config, tls })
+        let http_listener = match config.http_listen {
+            Some(http) => Some(TcpListener::bind(http).await?),
+            None => None,
+        };
+        Ok(Self { listener, http_listener, config, tls })
+    }
+
+    /// The bound HTTP address, if HTTP is served.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_listener.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -119,6 +132,13 @@ impl Coordinator {
         set_ready(&health, false).await;
         let gate = Gate { check: self.config.security.token_check(), leading: Arc::new(AtomicBool::new(false)) };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
+        if let Some(listener) = self.http_listener {
+            let state = HttpState { engine: engine.clone(), leading: gate.leading.clone(), check: gate.check.clone() };
+            tokio::spawn(serve_http(listener, state, async {
+                let _ = http_stopped.await;
+            }));
+        }
         let services = Services { engine, gate: gate.clone(), health: health_service };
         let mut grpc = tokio::spawn(serve_grpc(self.listener, services, self.config.clone(), self.tls, async {
             let _ = stopped.await;
@@ -151,6 +171,7 @@ impl Coordinator {
         health.set_service_status(LIVENESS_SERVICE, ServingStatus::NotServing).await;
         engine_task.abort();
         let _ = stop.send(());
+        let _ = http_stop.send(());
         leadership.resign().await;
         if !grpc.is_finished() {
             let _ = tokio::time::timeout(Duration::from_secs(5), grpc).await;

@@ -83,20 +83,28 @@ impl TokenCheck {
     }
 }
 
+impl TokenCheck {
+    /// Checks an `authorization` header value (`Bearer TOKEN`); the error
+    /// says what to do.
+    pub fn accepts(&self, authorization: Option<&[u8]>) -> Result<(), &'static str> {
+        let Some(expected) = &self.0 else { return Ok(()) };
+        let Some(given) = authorization else {
+            return Err("this coordinator requires a token: pass --token-file FILE or set STAMPEDE_TOKEN");
+        };
+        let given = given.strip_prefix(b"Bearer ").unwrap_or_default();
+        if same_secret(given, expected.0.as_bytes()) {
+            Ok(())
+        } else {
+            Err("the token was not accepted: use the coordinator's token")
+        }
+    }
+}
+
 impl Interceptor for TokenCheck {
     fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
-        let Some(expected) = &self.0 else { return Ok(request) };
-        let Some(given) = request.metadata().get("authorization") else {
-            return Err(Status::unauthenticated(
-                "this coordinator requires a token: pass --token-file FILE or set STAMPEDE_TOKEN",
-            ));
-        };
-        let given = given.as_bytes().strip_prefix(b"Bearer ").unwrap_or_default();
-        if same_secret(given, expected.0.as_bytes()) {
-            Ok(request)
-        } else {
-            Err(Status::unauthenticated("the token was not accepted: use the coordinator's token"))
-        }
+        let header = request.metadata().get("authorization").map(|value| value.as_bytes());
+        self.accepts(header).map_err(Status::unauthenticated)?;
+        Ok(request)
     }
 }
 

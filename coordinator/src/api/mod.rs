@@ -5,6 +5,7 @@
 pub mod agent_service;
 pub mod control_service;
 mod convert;
+pub mod http;
 
 use tonic::Status;
 

@@ -128,6 +128,7 @@ pub enum Event {
     ListRuns { reply: oneshot::Sender<Vec<RunView>> },
     CancelRun { run_id: String, reply: oneshot::Sender<Result<String, ControlError>> },
     ListAgents { reply: oneshot::Sender<Vec<AgentView>> },
+    Metrics { reply: oneshot::Sender<crate::metrics::MetricsSnapshot> },
 }
 
 /// A run that has not ended yet.
@@ -318,6 +319,9 @@ impl Engine {
             }
             Event::ListAgents { reply } => {
                 let _ = reply.send(self.list_agents(now));
+            }
+            Event::Metrics { reply } => {
+                let _ = reply.send(self.metrics());
             }
         }
     }

@@ -5,6 +5,7 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 
 use super::{ControlError, Engine, WatchUpdate};
+use crate::metrics::{MetricsSnapshot, RunMetrics};
 use crate::store::RunRecord;
 
 /// A run as a client sees it.
@@ -92,5 +93,34 @@ impl Engine {
                 last_seen_ms_ago: now.saturating_duration_since(a.last_seen).as_millis() as u64,
             })
             .collect()
+    }
+
+    /// What `/metrics` shows: agents, runs by state, and each running
+    /// run's merged figures.
+    pub(super) fn metrics(&self) -> MetricsSnapshot {
+        let mut runs_by_state = std::collections::BTreeMap::new();
+        for record in self.ended.values().chain(self.active.values().map(|r| &r.record)) {
+            *runs_by_state.entry(record.state.clone()).or_insert(0) += 1;
+        }
+        let runs = self
+            .active
+            .values()
+            .filter(|run| run.record.state == "running")
+            .map(|run| {
+                let elapsed_us = run.record.start_at_us.map_or(0, |start| super::now_unix_us() - start);
+                let current = u64::try_from(elapsed_us / 1_000_000).unwrap_or(0);
+                let throughput = current
+                    .checked_sub(1)
+                    .and_then(|last| run.aggregate.interval(last))
+                    .map_or(0.0, |view| view.ops as f64);
+                RunMetrics {
+                    run_id: run.record.run_id.clone(),
+                    name: run.record.name.clone(),
+                    throughput,
+                    samples: run.aggregate.metric_samples(),
+                }
+            })
+            .collect();
+        MetricsSnapshot { leading: true, agents_connected: self.registry.connected_count() as u64, runs_by_state, runs }
     }
 }

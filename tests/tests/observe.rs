@@ -1,0 +1,152 @@
+//! The coordinator's HTTP port during a real run: `/metrics` is what
+//! `promtool check metrics` accepts, and a real Prometheus server scraping
+//! it stores the run's series (asked through Prometheus' HTTP API).
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use stampede_tests::{Process, free_port, get_set_calls, run_command, run_stampede, which, write_file};
+
+/// `GET path` on `addr`; returns (status, body).
+fn http_get(addr: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n").expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+fn program(name: &str) -> std::path::PathBuf {
+    which(name)
+        .unwrap_or_else(|| panic!("{name} is not installed; deploy/test.sh installs it (apt-get install prometheus)"))
+}
+
+#[test]
+fn prometheus_scrapes_the_merged_figures_of_a_running_run() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let token = "metrics-test-token";
+    let token_file = write_file(data.path(), "token", token);
+    let kv = Process::stampede("kv-0", &["kv-server", "--listen", "127.0.0.1:0", "--node-id", "kv-0"]);
+    let kv_address = kv.listening_address();
+    let (grpc, http) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
+    let data_dir = data.path().join("data").to_string_lossy().into_owned();
+    let coordinator = Process::stampede(
+        "coordinator",
+        &[
+            "coordinator",
+            "--listen",
+            &grpc,
+            "--http-listen",
+            &http,
+            "--data-dir",
+            &data_dir,
+            "--token-file",
+            &token_file,
+        ],
+    );
+    coordinator.listening_address();
+    let url = format!("http://{grpc}");
+    let _agents: Vec<Process> = (0..2)
+        .map(|i| {
+            let id = format!("agent-{i}");
+            Process::stampede(&id, &["agent", "--coordinator", &url, "--id", &id, "--token-file", &token_file])
+        })
+        .collect();
+
+    assert_eq!(http_get(&http, "/healthz", None).0, 200);
+    assert_eq!(http_get(&http, "/readyz", None).0, 200);
+    let (status, body) = http_get(&http, "/metrics", None);
+    assert_eq!(status, 401, "the token is wanted: {body}");
+    assert!(body.contains("--token-file"), "{body}");
+    assert_eq!(http_get(&http, "/nothing", Some(token)).0, 404);
+
+    // Prometheus scrapes every second with the token.
+    let prometheus_port = free_port();
+    let config = format!(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: stampede\n    \
+         authorization:\n      credentials_file: {token_file}\n    static_configs:\n      - targets: ['{http}']\n"
+    );
+    let config_path = write_file(data.path(), "prometheus.yml", &config);
+    let mut check = Command::new(program("promtool"));
+    check.args(["check", "config", &config_path]);
+    let (code, out, err) = run_command(check, Duration::from_secs(30));
+    assert_eq!(code, 0, "{out}{err}");
+    let mut command = Command::new(program("prometheus"));
+    command
+        .arg(format!("--config.file={config_path}"))
+        .arg(format!("--storage.tsdb.path={}", data.path().join("tsdb").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{prometheus_port}"));
+    let log = std::fs::File::create(data.path().join("prometheus.log")).expect("log");
+    let _prometheus = Process::spawn_with_stderr("prometheus", command, log);
+
+    let scenario = format!(
+        "name: observed\nduration: 12s\nagents: 2\ntarget:\n  kind: kv\n  endpoints: [\"{kv_address}\"]\n\
+         load:\n  connections: 2\n  pipeline: 4\nworkload:\n  kind: kv\n  keys: 1000\n"
+    );
+    let path = write_file(data.path(), "scenario.yaml", &scenario);
+    let (code, stdout, stderr) =
+        run_stampede(&["submit", &path, "--coordinator", &url, "--token-file", &token_file], Duration::from_secs(30));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let run = stdout
+        .split_whitespace()
+        .find(|w| w.starts_with("r-"))
+        .expect("run id")
+        .trim_matches(|c: char| !c.is_alphanumeric() && c != '-')
+        .to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while get_set_calls(&kv_address) == 0 {
+        assert!(Instant::now() < deadline, "no traffic");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(4));
+
+    let (status, metrics) = http_get(&http, "/metrics", Some(token));
+    assert_eq!(status, 200, "{metrics}");
+    for needle in [
+        "stampede_leader 1".to_string(),
+        "stampede_agents_connected 2".to_string(),
+        "stampede_runs{state=\"running\"} 1".to_string(),
+        format!("stampede_run_operations_total{{run=\"{run}\",operation=\"get\",node=\"kv-0\"}}"),
+        format!("stampede_run_latency_seconds_bucket{{run=\"{run}\",operation=\"set\",node=\"kv-0\",le=\"+Inf\"}}"),
+        format!("stampede_run_throughput_ops_per_second{{run=\"{run}\""),
+    ] {
+        assert!(metrics.contains(&needle), "`{needle}` missing from\n{metrics}");
+    }
+    let metrics_path = write_file(data.path(), "metrics.txt", &metrics);
+    let mut lint = Command::new("sh");
+    lint.args(["-c", &format!("{} check metrics < {metrics_path}", program("promtool").display())]);
+    let (code, out, err) = run_command(lint, Duration::from_secs(30));
+    assert_eq!(code, 0, "promtool check metrics: {out}{err}");
+    assert!(out.trim().is_empty() && err.trim().is_empty(), "promtool has remarks: {out}{err}");
+
+    // The Prometheus server has stored the run's series.
+    let query = format!("stampede_run_operations_total{{run=\"{run}\"}}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let stored = loop {
+        let encoded: String = query
+            .bytes()
+            .map(|b| if b.is_ascii_alphanumeric() || b == b'_' { (b as char).to_string() } else { format!("%{b:02X}") })
+            .collect();
+        let (status, body) =
+            http_get(&format!("127.0.0.1:{prometheus_port}"), &format!("/api/v1/query?query={encoded}"), None);
+        if status == 200 && body.contains("\"node\":\"kv-0\"") && body.contains("\"operation\":\"get\"") {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "Prometheus did not store the run's series: {status} {body}");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let parsed: serde_json::Value = serde_json::from_str(&stored).expect("Prometheus answers JSON");
+    assert_eq!(parsed["status"], "success");
+    let results = parsed["data"]["result"].as_array().expect("results");
+    assert!(results.len() >= 2, "get and set on kv-0: {results:?}");
+    assert!(
+        results.iter().all(|r| r["value"][1].as_str().and_then(|v| v.parse::<f64>().ok()).is_some_and(|v| v > 0.0)),
+        "{results:?}"
+    );
+}
