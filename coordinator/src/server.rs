@@ -66,6 +66,7 @@ pub enum ServeError {
 /// A coordinator bound to a socket, ready to serve.
 pub struct Coordinator {
     listener: TcpListener,
+    http_tls: Option<tokio_rustls::TlsAcceptor>,
     http_listener: Option<TcpListener>,
     config: CoordinatorConfig,
     tls: Option<ServerTlsConfig>,
@@ -81,7 +82,11 @@ impl Coordinator {
             Some(http) => Some(TcpListener::bind(http).await?),
             None => None,
         };
-        Ok(Self { listener, http_listener, config, tls })
+        let http_tls = match &http_listener {
+            Some(_) => config.security.rustls().map_err(ServeError::Security)?.map(tokio_rustls::TlsAcceptor::from),
+            None => None,
+        };
+        Ok(Self { listener, http_listener, http_tls, config, tls })
     }
 
     /// The bound HTTP address, if HTTP is served.
@@ -134,7 +139,12 @@ impl Coordinator {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
         if let Some(listener) = self.http_listener {
-            let state = HttpState { engine: engine.clone(), leading: gate.leading.clone(), check: gate.check.clone() };
+            let state = HttpState {
+                engine: engine.clone(),
+                leading: gate.leading.clone(),
+                check: gate.check.clone(),
+                tls: self.http_tls,
+            };
             tokio::spawn(serve_http(listener, state, async {
                 let _ = http_stopped.await;
             }));

@@ -197,6 +197,43 @@ pub struct ServerSecurity {
 }
 
 impl ServerSecurity {
+    /// The same certificate, key and client CA as a rustls configuration,
+    /// for the coordinator's HTTP port; none without TLS.
+    pub fn rustls(&self) -> Result<Option<std::sync::Arc<rustls::ServerConfig>>, String> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        if self.tls()?.is_none() {
+            return Ok(None);
+        }
+        let (Some(cert), Some(key)) = (&self.cert, &self.key) else { return Ok(None) };
+        let certs = CertificateDer::pem_slice_iter(&read_pem(cert, "certificate")?)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("{}: no PEM certificate ({e})", cert.display()))?;
+        let key = PrivateKeyDer::from_pem_slice(&read_pem(key, "key")?)
+            .map_err(|e| format!("{}: no PEM private key ({e})", key.display()))?;
+        let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS set-up failed: {e}"))?;
+        let builder = match &self.client_ca {
+            None => builder.with_no_client_auth(),
+            Some(ca) => {
+                let mut roots = rustls::RootCertStore::empty();
+                for cert in CertificateDer::pem_slice_iter(&read_pem(ca, "client CA certificate")?) {
+                    let cert = cert.map_err(|e| format!("{}: no PEM certificate ({e})", ca.display()))?;
+                    roots.add(cert).map_err(|e| format!("{}: {e}", ca.display()))?;
+                }
+                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
+                    .build()
+                    .map_err(|e| format!("{}: {e}", ca.display()))?;
+                builder.with_client_cert_verifier(verifier)
+            }
+        };
+        let mut config = builder.with_single_cert(certs, key).map_err(|e| format!("TLS set-up failed: {e}"))?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Some(std::sync::Arc::new(config)))
+    }
+
     /// The TLS configuration, or none for plain HTTP/2.
     pub fn tls(&self) -> Result<Option<ServerTlsConfig>, String> {
         let (cert, key) = match (&self.cert, &self.key) {

@@ -77,13 +77,18 @@ fn callers_without_the_token_are_refused_and_the_token_lets_them_in() {
 fn certificates(dir: &Path) {
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    // Names of their own: OpenSSL (curl) takes a certificate whose issuer
+    // equals its subject for self-signed.
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "Stampede test CA");
     let ca_key = KeyPair::generate().expect("ca key");
     let ca = ca_params.self_signed(&ca_key).expect("ca");
     write_file(dir, "ca.pem", &ca.pem());
     let issuer = Issuer::new(ca_params, ca_key);
     for (name, names) in [("server", vec!["127.0.0.1".to_string(), "localhost".to_string()]), ("client", vec![])] {
         let key = KeyPair::generate().expect("key");
-        let cert = CertificateParams::new(names).expect("params").signed_by(&key, &issuer).expect("sign");
+        let mut params = CertificateParams::new(names).expect("params");
+        params.distinguished_name.push(rcgen::DnType::CommonName, name);
+        let cert = params.signed_by(&key, &issuer).expect("sign");
         write_file(dir, &format!("{name}.pem"), &cert.pem());
         write_file(dir, &format!("{name}.key"), &key.serialize_pem());
     }
@@ -97,10 +102,13 @@ fn mutual_tls_runs_a_scenario_and_refuses_callers_without_a_certificate() {
     let token_file = write_file(dir.path(), "token", TOKEN);
     let listen = format!("127.0.0.1:{}", free_port());
     let url = format!("https://{listen}");
+    let http = format!("127.0.0.1:{}", free_port());
     let _coordinator = coordinator(
         &listen,
         &dir.path().join("data"),
         &[
+            "--http-listen",
+            &http,
             "--token-file",
             &token_file,
             "--tls-cert",
@@ -148,6 +156,28 @@ fn mutual_tls_runs_a_scenario_and_refuses_callers_without_a_certificate() {
     let (code, stdout, stderr) = run_stampede(&runs, Duration::from_secs(20));
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(stdout.contains("tls"), "{stdout}");
+
+    // The HTTP port speaks TLS with the same certificate and also wants a
+    // client certificate (curl is a real, independent TLS client).
+    let metrics_url = format!("https://{http}/metrics");
+    let curl = |args: &[&str]| {
+        let mut command = std::process::Command::new("curl");
+        command.args(["-sS", "--max-time", "10", "--cacert", &file("ca.pem")]).args(args).arg(&metrics_url);
+        stampede_tests::run_command(command, Duration::from_secs(20))
+    };
+    let bearer = format!("Authorization: Bearer {TOKEN}");
+    let (code, body, err) = curl(&["--cert", &file("client.pem"), "--key", &file("client.key"), "-H", &bearer]);
+    assert_eq!(code, 0, "{err}");
+    assert!(body.contains("stampede_runs{state=\"passed\"} 1"), "{body}");
+    let (code, _, _) = curl(&["-H", &bearer]);
+    assert_ne!(code, 0, "no client certificate, no metrics");
+    let (code, body, _) = curl(&["--cert", &file("client.pem"), "--key", &file("client.key")]);
+    assert_eq!(code, 0);
+    assert!(body.contains("requires a token"), "no token, no metrics: {body}");
+    let mut plain = std::process::Command::new("curl");
+    plain.args(["-sS", "--max-time", "5", &format!("http://{http}/metrics")]);
+    let (_, body, _) = stampede_tests::run_command(plain, Duration::from_secs(20));
+    assert!(!body.contains("stampede_"), "plain HTTP gets nothing: {body}");
 }
 
 /// Every file under `dir`, as text.

@@ -2,7 +2,9 @@
 //! `GET /healthz` (the process is up) and `GET /readyz` (it leads). A
 //! small HTTP/1.1 responder is enough for probes and scrapers: one request
 //! per connection, answered and closed. With a token, `/metrics` wants it
-//! as `Authorization: Bearer TOKEN` like the gRPC services.
+//! as `Authorization: Bearer TOKEN` like the gRPC services. With
+//! `--tls-cert` the port speaks TLS with the same certificate (and wants
+//! client certificates when `--tls-client-ca` is set).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -10,8 +12,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use stampede_proto::security::TokenCheck;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 
 use crate::engine::{EngineHandle, Event};
 use crate::metrics::{MetricsSnapshot, render};
@@ -25,6 +27,7 @@ pub struct HttpState {
     pub engine: EngineHandle,
     pub leading: Arc<AtomicBool>,
     pub check: TokenCheck,
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 /// Serves until `shutdown` completes.
@@ -36,7 +39,15 @@ pub async fn serve_http(listener: TcpListener, state: HttpState, shutdown: impl 
                 Ok((stream, _)) => {
                     let state = state.clone();
                     tokio::spawn(async move {
-                        if let Err(error) = answer(stream, &state).await {
+                        let answered = match &state.tls {
+                            None => answer(stream, &state).await,
+                            Some(acceptor) => match tokio::time::timeout(READ_TIMEOUT, acceptor.accept(stream)).await {
+                                Ok(Ok(stream)) => answer(stream, &state).await,
+                                Ok(Err(error)) => Err(error),
+                                Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake")),
+                            },
+                        };
+                        if let Err(error) = answered {
                             tracing::debug!(%error, "HTTP request not answered");
                         }
                     });
@@ -59,7 +70,7 @@ struct Request {
 
 /// Reads the request head; `Err` with the status to send when it is not a
 /// request this server can read.
-async fn read_request(stream: &mut TcpStream) -> Result<Request, (u16, &'static str)> {
+async fn read_request(stream: &mut (impl AsyncRead + Unpin)) -> Result<Request, (u16, &'static str)> {
     let mut buffer = Vec::with_capacity(1024);
     let mut chunk = [0u8; 2048];
     let head_end = loop {
@@ -92,7 +103,7 @@ async fn read_request(stream: &mut TcpStream) -> Result<Request, (u16, &'static 
     Ok(Request { method: method.to_string(), path, authorization })
 }
 
-async fn answer(mut stream: TcpStream, state: &HttpState) -> std::io::Result<()> {
+async fn answer(mut stream: impl AsyncRead + AsyncWrite + Unpin, state: &HttpState) -> std::io::Result<()> {
     let (status, content_type, body) = match read_request(&mut stream).await {
         Err((status, message)) => (status, "text/plain; charset=utf-8", message.to_string()),
         Ok(request) => respond(&request, state).await,
