@@ -283,7 +283,7 @@ impl Etcd {
             match tokio::time::timeout(REQUEST_TIMEOUT.min(ttl), answer).await {
                 Ok(Ok(Some(response))) if response.ttl() > 0 => {
                     deadline = tokio::time::Instant::now() + Duration::from_secs(response.ttl() as u64);
-                    tokio::time::sleep(ttl / 3).await;
+                    tokio::time::sleep(ttl / 4).await;
                 }
                 Ok(Ok(Some(_))) => return "etcd says the lease has expired".to_string(),
                 _ => {
@@ -294,28 +294,56 @@ impl Etcd {
         }
     }
 
+    /// Keeps `lease` alive from a thread with its own runtime and its own
+    /// connection, so that a busy coordinator (whose engine waits on etcd
+    /// writes) cannot starve its leadership. Dropping the returned sender
+    /// stops it; the receiver fires when the lease could not be kept.
+    fn keep_on_own_thread(&self, lease: i64, name: &str) -> Result<(oneshot::Receiver<String>, oneshot::Sender<()>)> {
+        let (lost_tx, lost) = oneshot::channel();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let config = self.config.clone();
+        let spawned = std::thread::Builder::new().name("etcd-lease".to_string()).spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(runtime) => runtime,
+                Err(error) => {
+                    let _ = lost_tx.send(format!("cannot start the lease keeper: {error}"));
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                let keep = async {
+                    match Etcd::connect(&config).await {
+                        Ok(etcd) => etcd.keep_lease(lease).await,
+                        Err(error) => error.to_string(),
+                    }
+                };
+                tokio::select! {
+                    why = keep => { let _ = lost_tx.send(why); }
+                    _ = stopped => {}
+                }
+            });
+        });
+        spawned.map_err(|e| DiscoveryError::Etcd {
+            action: "keep the lease of",
+            key: name.to_string(),
+            message: format!("cannot start a thread: {e}"),
+        })?;
+        Ok((lost, stop))
+    }
+
     /// Campaigns with `value` (this coordinator's gRPC URL) and returns once
     /// this coordinator leads. Waiting here is being a standby.
     pub async fn campaign(&self, value: &str) -> Result<Term> {
         let name = self.config.election_name();
         let lease = self.grant(&name).await?;
-        let (lost_tx, lost) = oneshot::channel();
-        let etcd = self.clone();
-        let keeper = tokio::spawn(async move {
-            let why = etcd.keep_lease(lease).await;
-            let _ = lost_tx.send(why);
-        });
+        let (lost, keeper) = self.keep_on_own_thread(lease, &name)?;
         let mut election = self.client.election_client();
         // No timeout: a standby waits here for as long as the leader lives.
         let response = match election.campaign(name.as_bytes(), value.as_bytes(), lease).await {
             Ok(response) => response,
-            Err(e) => {
-                keeper.abort();
-                return Err(failed("campaign in", &name)(e));
-            }
+            Err(e) => return Err(failed("campaign in", &name)(e)),
         };
         let Some(leader) = response.leader() else {
-            keeper.abort();
             return Err(DiscoveryError::Etcd {
                 action: "campaign in",
                 key: name,
@@ -323,7 +351,7 @@ impl Etcd {
             });
         };
         let fence = Fence { key: leader.key().to_vec(), create_revision: leader.rev() };
-        Ok(Term { fence, lost, keeper, lease, client: self.client.clone() })
+        Ok(Term { fence, lost, keeper: Some(keeper), lease, client: self.client.clone() })
     }
 }
 
@@ -345,7 +373,8 @@ pub struct Term {
     pub fence: Fence,
     /// Fires with the reason when the lease behind the leadership lapses.
     pub lost: oneshot::Receiver<String>,
-    keeper: JoinHandle<()>,
+    /// Dropping it stops the lease keeper's thread.
+    keeper: Option<oneshot::Sender<()>>,
     lease: i64,
     client: Client,
 }
@@ -360,16 +389,10 @@ impl Term {
     /// Gives the leadership up at once (on a clean shutdown), so a standby
     /// need not wait for the lease to lapse.
     pub async fn resign(mut self) {
-        self.keeper.abort();
+        self.keeper.take();
         let mut lease = self.client.lease_client();
         let _ = tokio::time::timeout(REQUEST_TIMEOUT, lease.revoke(self.lease)).await;
         self.lease = 0;
-    }
-}
-
-impl Drop for Term {
-    fn drop(&mut self) {
-        self.keeper.abort();
     }
 }
 

@@ -46,9 +46,9 @@ struct Cluster {
 }
 
 impl Cluster {
-    /// `--etcd URL --etcd-prefix P --etcd-lease-ttl 2`
+    /// `--etcd URL --etcd-prefix P --etcd-lease-ttl 4`
     fn link(&self) -> Vec<String> {
-        ["--etcd", &self.etcd.url, "--etcd-prefix", &self.prefix, "--etcd-lease-ttl", "2"]
+        ["--etcd", &self.etcd.url, "--etcd-prefix", &self.prefix, "--etcd-lease-ttl", "4"]
             .iter()
             .map(|s| s.to_string())
             .collect()
@@ -212,9 +212,13 @@ fn a_leader_whose_lease_is_revoked_stops_and_the_standby_leads() {
         Process::spawn_with_stderr("coordinator-a", command, std::fs::File::create(&log_path).expect("log"));
     cluster.wait_for_leader(&format!("http://{listen_a}"));
     let _standby = cluster.coordinator("coordinator-b", &listen_b, &data.path().join("b").to_string_lossy());
-    // The leader's election key is named after its lease (in hex).
-    let keys = cluster.etcd.keys(&format!("{}/leader/", cluster.prefix));
-    assert_eq!(keys.len(), 2, "two candidates: {keys:?}");
+    // The leader's election key is named after its lease (in hex); wait
+    // for the standby's candidacy too.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while cluster.etcd.keys(&format!("{}/leader/", cluster.prefix)).len() < 2 {
+        assert!(Instant::now() < deadline, "the standby did not campaign");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let (code, stdout, _) =
         cluster.etcd.etcdctl(&["get", "--prefix", "--sort-by=CREATE", &format!("{}/leader/", cluster.prefix)]);
     assert_eq!(code, 0);
