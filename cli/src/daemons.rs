@@ -18,7 +18,7 @@ pub struct CoordinatorArgs {
     /// gRPC address to listen on. Loopback by default; use 0.0.0.0:7700 to accept agents from other hosts.
     #[arg(long, env = "STAMPEDE_LISTEN", default_value = "127.0.0.1:7700")]
     listen: SocketAddr,
-    /// Directory where runs, intervals and reports are stored.
+    /// Directory where runs, intervals and reports are stored (with --etcd they are kept in etcd instead).
     #[arg(long, env = "STAMPEDE_DATA_DIR", default_value = "stampede-data")]
     data_dir: PathBuf,
     /// An agent silent for this long is lost.
