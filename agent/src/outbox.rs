@@ -74,12 +74,26 @@ impl Outbox {
         {
             let mut inner = self.lock();
             inner.entries.push_back(Entry { message, sent: false });
-            while inner.entries.len() > self.limit {
-                let Some(position) = inner.entries.iter().position(|e| matches!(e.message, Outgoing::Report(_))) else {
+            let Inner { entries, dropped } = &mut *inner;
+            let mut evicted = false;
+            while entries.len() > self.limit {
+                let Some(position) = entries.iter().position(|e| matches!(e.message, Outgoing::Report(_))) else {
                     break;
                 };
-                if let Some(Entry { message: Outgoing::Report(report), .. }) = inner.entries.remove(position) {
-                    *inner.dropped.entry(report.run_id).or_default() += 1;
+                if let Some(Entry { message: Outgoing::Report(report), .. }) = entries.remove(position) {
+                    *dropped.entry(report.run_id).or_default() += 1;
+                    evicted = true;
+                }
+            }
+            // A final report carries its run's drop count, including drops
+            // made after it was queued (it is then sent again).
+            for entry in entries.iter_mut() {
+                if let Outgoing::Final { run_id, reports_dropped, .. } = &mut entry.message {
+                    let count = dropped.get(run_id.as_str()).copied().unwrap_or(0);
+                    if *reports_dropped != count {
+                        *reports_dropped = count;
+                        entry.sent &= !evicted;
+                    }
                 }
             }
         }
@@ -163,16 +177,20 @@ mod tests {
         }
         assert_eq!(outbox.dropped("r"), 3);
         assert_eq!(outbox.dropped("other"), 0);
-        // A final report is never the one dropped: the oldest report goes.
-        let last = Outgoing::Final {
+        // A final report is never the one dropped: the oldest report goes,
+        // and the final report counts it too.
+        let last = |dropped| Outgoing::Final {
             run_id: "r".into(),
             seq: 5,
             interval_reports: 5,
-            reports_dropped: 4,
+            reports_dropped: dropped,
             error: String::new(),
         };
-        outbox.push(last.clone());
+        outbox.push(last(3));
         assert_eq!(outbox.dropped("r"), 4);
-        assert_eq!(outbox.take_unsent(), vec![report(4), last]);
+        assert_eq!(outbox.take_unsent(), vec![report(4), last(4)]);
+        // A drop after the final report was sent updates it and sends it again.
+        outbox.push(report(6));
+        assert_eq!(outbox.take_unsent(), vec![last(5), report(6)]);
     }
 }
