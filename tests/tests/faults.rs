@@ -182,8 +182,15 @@ fn tolerate_carries_on_while_the_lost_share_is_within_the_limit() {
     lab.assert_exact(&report, 2);
     let loss = the_loss(&report, "agent-2");
     assert!(loss["back_at_s"].is_null(), "{loss}");
+    // Every measured interval from the loss to the end is missing. The
+    // shortfall is estimated at the agent's own mean rate, which a busy
+    // machine can make low while the run starts, so only its range is
+    // checked: some load, and less than the whole.
+    let lost_at = loss["lost_at_s"].as_f64().expect("lost_at_s");
+    let missing = loss["missing_intervals"].as_array().map_or(0, Vec::len) as f64;
+    assert!(missing >= 16.0 - lost_at.ceil() - 1.0, "intervals after the loss are missing: {loss}");
     let share = loss["shortfall_share"].as_f64().expect("share");
-    assert!(share > 0.1 && share < 0.6, "a third of the load was missing for most of the run: {share}");
+    assert!(share > 0.0 && share < 0.6, "part of the load was missing: {share}");
 }
 
 #[test]
