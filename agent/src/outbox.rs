@@ -73,6 +73,7 @@ impl Outbox {
     pub fn push(&self, message: Outgoing) {
         {
             let mut inner = self.lock();
+            let queued_final = matches!(message, Outgoing::Final { .. });
             inner.entries.push_back(Entry { message, sent: false });
             let Inner { entries, dropped } = &mut *inner;
             let mut evicted = false;
@@ -86,13 +87,16 @@ impl Outbox {
                 }
             }
             // A final report carries its run's drop count, including drops
-            // made after it was queued (it is then sent again).
-            for entry in entries.iter_mut() {
-                if let Outgoing::Final { run_id, reports_dropped, .. } = &mut entry.message {
-                    let count = dropped.get(run_id.as_str()).copied().unwrap_or(0);
-                    if *reports_dropped != count {
-                        *reports_dropped = count;
-                        entry.sent &= !evicted;
+            // made after it was queued (it is then sent again). Only a drop
+            // or a new final report can change a count.
+            if evicted || queued_final {
+                for entry in entries.iter_mut() {
+                    if let Outgoing::Final { run_id, reports_dropped, .. } = &mut entry.message {
+                        let count = dropped.get(run_id.as_str()).copied().unwrap_or(0);
+                        if *reports_dropped != count {
+                            *reports_dropped = count;
+                            entry.sent &= !evicted;
+                        }
                     }
                 }
             }

@@ -226,9 +226,7 @@ impl Etcd {
     pub async fn register_agent(&self, agent_id: &str, info: &str) -> Result<Registration> {
         let key = self.config.agent_key(agent_id);
         let lease = self.grant(&key).await?;
-        let mut kv = self.client.kv_client();
-        let options = etcd_client::PutOptions::new().with_lease(lease);
-        timed("write", &key, kv.put(key.as_bytes(), info.as_bytes(), Some(options.clone()))).await?;
+        self.put_leased(&key, info, lease).await?;
         let etcd = self.clone();
         let info = info.to_string();
         let task = tokio::spawn(async move {
@@ -239,9 +237,7 @@ impl Etcd {
                 loop {
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     let Ok(renewed) = etcd.grant(&key).await else { continue };
-                    let mut kv = etcd.client.kv_client();
-                    let options = etcd_client::PutOptions::new().with_lease(renewed);
-                    if timed("write", &key, kv.put(key.as_bytes(), info.as_bytes(), Some(options))).await.is_ok() {
+                    if etcd.put_leased(&key, &info, renewed).await.is_ok() {
                         lease = renewed;
                         break;
                     }
@@ -249,6 +245,13 @@ impl Etcd {
             }
         });
         Ok(Registration { task })
+    }
+
+    /// Writes `key` attached to `lease`: it goes when the lease does.
+    async fn put_leased(&self, key: &str, value: &str, lease: i64) -> Result<()> {
+        let mut kv = self.client.kv_client();
+        let options = etcd_client::PutOptions::new().with_lease(lease);
+        timed("write", key, kv.put(key.as_bytes(), value.as_bytes(), Some(options))).await.map(|_| ())
     }
 
     async fn grant(&self, key: &str) -> Result<i64> {

@@ -226,6 +226,29 @@ pub fn wait_for_report_via(link: &[&str], run_id: &str, within: Duration) -> ser
     }
 }
 
+/// `n` KV servers on free loopback ports with node ids `kv-0..kv-{n-1}`,
+/// each with its address.
+pub fn kv_servers(n: usize) -> Vec<(Process, String)> {
+    (0..n)
+        .map(|i| {
+            let node = format!("kv-{i}");
+            let kv = Process::stampede(&node, &["kv-server", "--listen", "127.0.0.1:0", "--node-id", &node]);
+            let address = kv.listening_address();
+            (kv, address)
+        })
+        .collect()
+}
+
+/// The run id (`r-...`) that `stampede submit` printed.
+pub fn run_id_in(stdout: &str) -> String {
+    stdout
+        .split_whitespace()
+        .find(|w| w.starts_with("r-"))
+        .unwrap_or_else(|| panic!("no run id in {stdout}"))
+        .trim_matches(|c: char| !c.is_alphanumeric() && c != '-')
+        .to_string()
+}
+
 /// Writes `text` to a file in `dir` and returns its path as a string.
 pub fn write_file(dir: &Path, name: &str, text: &str) -> String {
     let path = dir.join(name);

@@ -7,7 +7,9 @@
 use std::time::{Duration, Instant};
 
 use stampede_tests::etcd::Etcd;
-use stampede_tests::{Process, free_port, get_set_calls, run_stampede, wait_for_report_via, write_file};
+use stampede_tests::{
+    Process, free_port, get_set_calls, kv_servers, run_id_in, run_stampede, wait_for_report_via, write_file,
+};
 
 /// The status a gRPC health service at `url` gives `service` (`SERVING`,
 /// `NOT_SERVING`), or the error code.
@@ -96,14 +98,7 @@ impl Cluster {
 fn the_standby_takes_over_a_run_when_the_leader_is_killed_and_nothing_is_lost() {
     let cluster = Cluster { etcd: Etcd::start(), prefix: format!("/stampede-test-{}", std::process::id()) };
     let data = tempfile::tempdir().expect("tempdir");
-    let servers: Vec<(Process, String)> = (0..2)
-        .map(|i| {
-            let node = format!("kv-{i}");
-            let kv = Process::stampede(&node, &["kv-server", "--listen", "127.0.0.1:0", "--node-id", &node]);
-            let address = kv.listening_address();
-            (kv, address)
-        })
-        .collect();
+    let servers = kv_servers(2);
     let (listen_a, listen_b) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
     let (url_a, url_b) = (format!("http://{listen_a}"), format!("http://{listen_b}"));
     let dir = |name: &str| data.path().join(name).to_string_lossy().into_owned();
@@ -162,12 +157,7 @@ fn the_standby_takes_over_a_run_when_the_leader_is_killed_and_nothing_is_lost() 
         assert!(Instant::now() < deadline, "submit through etcd failed: {stdout}{stderr}");
         std::thread::sleep(Duration::from_millis(300));
     };
-    let run = stdout
-        .split_whitespace()
-        .find(|w| w.starts_with("r-"))
-        .unwrap_or_else(|| panic!("no run id in {stdout}"))
-        .trim_matches(|c: char| !c.is_alphanumeric() && c != '-')
-        .to_string();
+    let run = run_id_in(&stdout);
     let deadline = Instant::now() + Duration::from_secs(30);
     while servers.iter().any(|(_, address)| get_set_calls(address) == 0) {
         assert!(Instant::now() < deadline, "no traffic reached both servers");

@@ -11,7 +11,9 @@
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use stampede_tests::{Process, free_port, get_set_calls as served, run_stampede, wait_for_report, write_file};
+use stampede_tests::{
+    Process, free_port, get_set_calls as served, kv_servers, run_id_in, run_stampede, wait_for_report, write_file,
+};
 
 struct Lab {
     servers: Vec<(Process, String)>,
@@ -44,14 +46,7 @@ impl Lab {
 
     /// Agents get `agent_args` as well.
     fn start_with(agents: usize, agent_args: &[&str]) -> Self {
-        let servers = (0..agents)
-            .map(|i| {
-                let node = format!("kv-{i}");
-                let kv = Process::stampede(&node, &["kv-server", "--listen", "127.0.0.1:0", "--node-id", &node]);
-                let address = kv.listening_address();
-                (kv, address)
-            })
-            .collect();
+        let servers = kv_servers(agents);
         let data = tempfile::tempdir().expect("tempdir");
         let listen = format!("127.0.0.1:{}", free_port());
         let coordinator = start_coordinator(&listen, &data.path().to_string_lossy());
@@ -77,12 +72,7 @@ impl Lab {
         let (code, stdout, stderr) =
             run_stampede(&["submit", &path, "--coordinator", &self.url], Duration::from_secs(30));
         assert_eq!(code, 0, "{stdout}{stderr}");
-        stdout
-            .split_whitespace()
-            .find(|w| w.starts_with("r-"))
-            .unwrap_or_else(|| panic!("no run id in {stdout}"))
-            .trim_matches(|c: char| !c.is_alphanumeric() && c != '-')
-            .to_string()
+        run_id_in(&stdout)
     }
 
     /// Waits until `server` has served something (the run is going).

@@ -7,7 +7,9 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use stampede_tests::{Process, free_port, get_set_calls, run_command, run_stampede, which, write_file};
+use stampede_tests::{
+    Process, free_port, get_set_calls, kv_servers, run_command, run_id_in, run_stampede, which, write_file,
+};
 
 /// `GET path` on `addr`; returns (status, body).
 fn http_get(addr: &str, path: &str, token: Option<&str>) -> (u16, String) {
@@ -32,8 +34,8 @@ fn prometheus_scrapes_the_merged_figures_of_a_running_run() {
     let data = tempfile::tempdir().expect("tempdir");
     let token = "metrics-test-token";
     let token_file = write_file(data.path(), "token", token);
-    let kv = Process::stampede("kv-0", &["kv-server", "--listen", "127.0.0.1:0", "--node-id", "kv-0"]);
-    let kv_address = kv.listening_address();
+    let servers = kv_servers(1);
+    let kv_address = servers[0].1.clone();
     let (grpc, http) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
     let data_dir = data.path().join("data").to_string_lossy().into_owned();
     let coordinator = Process::stampede(
@@ -93,12 +95,7 @@ fn prometheus_scrapes_the_merged_figures_of_a_running_run() {
     let (code, stdout, stderr) =
         run_stampede(&["submit", &path, "--coordinator", &url, "--token-file", &token_file], Duration::from_secs(30));
     assert_eq!(code, 0, "{stdout}{stderr}");
-    let run = stdout
-        .split_whitespace()
-        .find(|w| w.starts_with("r-"))
-        .expect("run id")
-        .trim_matches(|c: char| !c.is_alphanumeric() && c != '-')
-        .to_string();
+    let run = run_id_in(&stdout);
     let deadline = Instant::now() + Duration::from_secs(30);
     while get_set_calls(&kv_address) == 0 {
         assert!(Instant::now() < deadline, "no traffic");
