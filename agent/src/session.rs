@@ -15,6 +15,7 @@ use stampede_proto::v1::session_response::Body;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
+use tracing::Instrument;
 
 use crate::clock::{PingSample, estimate};
 use crate::convert;
@@ -139,7 +140,14 @@ pub async fn run_agent(config: AgentConfig, shutdown: impl std::future::Future<O
             let (shown, endpoint) = finder.find(&agent.config).await?;
             coordinator = shown;
             let channel = endpoint.connect().await.map_err(|e| e.to_string())?;
-            agent.session(channel, &coordinator).await
+            let span = tracing::info_span!(
+                parent: None,
+                "agent session",
+                agent = %agent.config.agent_id,
+                host = %agent.config.host,
+                coordinator = %coordinator
+            );
+            agent.session(channel, &coordinator).instrument(span).await
         };
         let result = tokio::select! {
             result = attempt => result,
@@ -296,7 +304,20 @@ impl Agent {
                 return;
             }
         };
-        tracing::info!(run = %run_id, connections = a.connections, rate = a.rate_per_s, "assignment received");
+        // The assignment's span joins the run's trace on the coordinator.
+        let span = tracing::info_span!(
+            parent: None,
+            "assignment",
+            run_id = %run_id,
+            agent = %self.config.agent_id,
+            agent_index = a.agent_index,
+            connections = a.connections,
+            rejoin = a.rejoin
+        );
+        stampede_telemetry::continue_trace(&span, &a.trace_context.into_iter().collect());
+        span.in_scope(
+            || tracing::info!(run = %run_id, connections = a.connections, rate = a.rate_per_s, "assignment received"),
+        );
         let assignment = Assignment {
             run_id: run_id.clone(),
             scenario,
@@ -312,7 +333,8 @@ impl Agent {
         };
         let (start_tx, start_rx) = oneshot::channel();
         let (cancel_tx, cancel_rx) = watch::channel(false);
-        let task = tokio::spawn(runner::run(assignment, Arc::clone(&self.outbox), start_rx, cancel_rx));
+        let task =
+            tokio::spawn(runner::run(assignment, Arc::clone(&self.outbox), start_rx, cancel_rx).instrument(span));
         self.runs.insert(run_id, RunHandle { start: Some(start_tx), cancel: cancel_tx, task });
     }
 }

@@ -49,6 +49,7 @@ fn assignment(target: &str) -> Out {
         endpoints: vec![target.to_string()],
         first_seq: 0,
         rejoin: false,
+        trace_context: Default::default(),
     })
 }
 

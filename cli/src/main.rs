@@ -29,6 +29,10 @@ struct Cli {
     /// Log filter (tracing syntax, e.g. `info` or `stampede_agent=debug`).
     #[arg(long, global = true, env = "STAMPEDE_LOG")]
     log: Option<String>,
+    /// Export trace spans (one trace per run: the run, each agent's assignment, agent sessions) to this
+    /// OTLP/gRPC collector, e.g. `http://localhost:4317`. Off when not given.
+    #[arg(long, global = true, value_name = "URL", env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -37,6 +41,15 @@ struct Cli {
 enum LogFormat {
     Text,
     Json,
+}
+
+impl From<LogFormat> for stampede_telemetry::LogFormat {
+    fn from(format: LogFormat) -> Self {
+        match format {
+            LogFormat::Text => Self::Text,
+            LogFormat::Json => Self::Json,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -125,23 +138,44 @@ enum Command {
     },
 }
 
-fn init_logging(format: LogFormat, filter: Option<&str>, default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter.unwrap_or(default))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+/// The `service.name` of this process in exported traces.
+fn service_name(command: &Command) -> &'static str {
+    match command {
+        Command::Coordinator(_) => "stampede-coordinator",
+        Command::Agent(_) => "stampede-agent",
+        Command::KvServer(_) => "stampede-kv-server",
+        Command::Run { .. } => "stampede-run",
+        _ => "stampede-client",
     }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let quiet_default = matches!(cli.command, Command::Run { .. } | Command::Submit { .. } | Command::Validate { .. });
-    init_logging(cli.log_format, cli.log.as_deref(), if quiet_default { "warn" } else { "info" });
+    let settings = stampede_telemetry::Settings {
+        log_format: cli.log_format.into(),
+        log_filter: cli.log.as_deref(),
+        default_filter: if quiet_default { "warn" } else { "info" },
+        otlp_endpoint: cli.otlp_endpoint.as_deref(),
+        service_name: service_name(&cli.command),
+    };
+    let telemetry = match stampede_telemetry::init(&settings) {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let code = run_command(cli.command);
+    // The runtime is gone by now, so every span has ended; send the last ones.
+    telemetry.shutdown();
+    code
+}
+
+fn run_command(command: Command) -> ExitCode {
     // The KV server runs on the number of threads it is given (one event
     // loop by default); everything else on the default multi-thread runtime.
-    let runtime = match &cli.command {
+    let runtime = match &command {
         Command::KvServer(args) if args.threads == 1 => {
             tokio::runtime::Builder::new_current_thread().enable_all().build()
         }
@@ -157,7 +191,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match runtime.block_on(dispatch(cli.command)) {
+    let result = runtime.block_on(dispatch(command));
+    // Dropping the runtime ends the tasks still holding spans.
+    drop(runtime);
+    match result {
         Ok(code) => ExitCode::from(code),
         Err(error) => {
             eprintln!("error: {error:#}");

@@ -59,6 +59,10 @@ pub struct RunRecord {
     /// that dropped none are absent).
     #[serde(default)]
     pub reports_dropped: std::collections::BTreeMap<String, u64>,
+    /// The trace context of the run's span, so a coordinator that resumes
+    /// the run continues its trace (empty when traces are not exported).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub trace_context: stampede_telemetry::TraceContext,
 }
 
 /// An agent's absence as the engine saw it (seconds after the start).
@@ -264,6 +268,7 @@ mod tests {
             finals: Default::default(),
             losses: vec![],
             reports_dropped: Default::default(),
+            trace_context: Default::default(),
         }
     }
 

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use stampede_common::Scenario;
 use stampede_common::scenario::{Compression, LoadModel, TargetKind, ValueFormat, ValueSpec, Workload};
 use tokio::sync::{oneshot, watch};
+use tracing::Instrument;
 
 use crate::drivers::cratedb::CrateDriver;
 use crate::drivers::postgres::PostgresDriver;
@@ -147,7 +148,8 @@ async fn run_with_driver<D: Driver>(
         let subscribers = open_subscribers(&assignment).await?;
         Ok::<_, String>((connections, subscribers))
     };
-    let (connections, subscribers) = match prepared.await {
+    let prepare_span = tracing::info_span!("prepare", run_id = %run_id, connections = assignment.connections);
+    let (connections, subscribers) = match prepared.instrument(prepare_span).await {
         Ok(prepared) => prepared,
         Err(error) => {
             outbox.push(Outgoing::Failed { run_id, error });

@@ -65,6 +65,7 @@ pub fn to_agent(message: ToAgent) -> pb::SessionResponse {
             endpoints: a.endpoints,
             first_seq: a.first_seq,
             rejoin: a.rejoin,
+            trace_context: a.trace_context.into_iter().collect(),
         }),
         ToAgent::Start { run_id, start_at_us } => Body::Start(pb::Start { run_id, start_at_us }),
         ToAgent::Ack { run_id, seq } => Body::Ack(pb::Ack { run_id, seq }),

@@ -97,14 +97,18 @@ impl Engine {
             finals: BTreeMap::new(),
             losses: Vec::new(),
             reports_dropped: Default::default(),
+            trace_context: Default::default(),
         };
+        let span = super::run_span(&run_id, &scenario);
+        let mut record = record;
+        record.trace_context = stampede_telemetry::context_of(&span);
         let shown = scenario.shown_text(&scenario_yaml);
         let private = (shown != scenario_yaml).then_some(scenario_yaml.as_str());
         self.store.create(&record, &shown, private).map_err(|e| ControlError::Store(e.to_string()))?;
-        tracing::info!(run = %run_id, name = %scenario.name, agents = agent_count, "run queued");
+        span.in_scope(|| tracing::info!(run = %run_id, name = %scenario.name, agents = agent_count, "run queued"));
         let warmup_intervals = scenario.warmup.as_secs_f64().ceil() as u64;
         let aggregate = RunAggregate::new(warmup_intervals).naming(scenario.target.nodes.clone());
-        self.active.insert(run_id.clone(), ActiveRun::new(record, scenario, scenario_yaml, aggregate));
+        self.active.insert(run_id.clone(), ActiveRun::new(record, scenario, scenario_yaml, aggregate, span));
         Ok(run_id)
     }
 
@@ -161,12 +165,13 @@ impl Engine {
                     endpoints: run.endpoints.clone(),
                     first_seq: 0,
                     rejoin: false,
+                    trace_context: run.assignment_span(&agent_plan.agent_id, false),
                 };
                 self.registry.send(&agent_plan.agent_id, ToAgent::Assignment(Box::new(message)));
             }
             run.record.plans.clone_from(&plans);
             run.plans = plans;
-            tracing::info!(run = %run_id, agents = ?chosen, "run assigned");
+            run.span.in_scope(|| tracing::info!(run = %run_id, agents = ?chosen, "run assigned"));
             notify(run, &format!("preparing on {needed} agents"), None, None);
             persist(&*self.store, &run.record);
         }
@@ -200,7 +205,7 @@ impl Engine {
         for agent_plan in &run.plans {
             self.registry.send(&agent_plan.agent_id, ToAgent::Start { run_id: run_id.to_string(), start_at_us });
         }
-        tracing::info!(run = %run_id, "run started");
+        run.span.in_scope(|| tracing::info!(run = %run_id, "run started"));
         notify(run, &format!("starting on {} agents", run.plans.len()), None, None);
         persist(&*self.store, &run.record);
     }
@@ -268,6 +273,9 @@ impl Engine {
         let Some(run) = self.active.get_mut(run_id) else {
             return;
         };
+        if let Some(span) = run.assignment_spans.remove(agent_id) {
+            span.in_scope(|| tracing::info!(run = %run_id, agent = %agent_id, error = %error, "final report"));
+        }
         run.finals.insert(agent_id.to_string(), error.clone());
         run.record.finals.insert(agent_id.to_string(), error);
         if reports_dropped > 0 {
@@ -389,7 +397,11 @@ impl Engine {
                 self.registry.set_busy(&agent_plan.agent_id, None);
             }
         }
-        tracing::info!(run = %run_id, status = report.status.as_str(), ops = report.totals.ops, "run ended");
+        run.span.record("status", report.status.as_str());
+        run.span.record("ops", report.totals.ops);
+        run.span.in_scope(
+            || tracing::info!(run = %run_id, status = report.status.as_str(), ops = report.totals.ops, "run ended"),
+        );
         let message = report.error.clone().unwrap_or_default();
         notify(&mut run, &message, None, Some(json));
         self.ended.insert(run_id.to_string(), run.record);

@@ -145,6 +145,7 @@ impl Engine {
                 endpoints: run.endpoints.clone(),
                 first_seq: run.aggregate.next_seq(agent_id),
                 rejoin: true,
+                trace_context: run.assignment_span(agent_id, true),
             };
             tracing::info!(run = %run_id, agent = %agent_id, "agent rejoins the run with its assignment");
             self.registry.send(agent_id, ToAgent::Assignment(Box::new(message)));
@@ -183,7 +184,11 @@ impl Engine {
         let end_us = start_us + scenario.duration.as_micros() as i64;
         let now = Instant::now();
         tracing::info!(run = %record.run_id, intervals = intervals.len(), "resuming the run after a restart");
-        let mut run = ActiveRun::new(record.clone(), scenario, yaml, aggregate);
+        // The resumed run's span continues the trace its submission began.
+        let span = super::run_span(&record.run_id, &scenario);
+        span.record("resumed", true);
+        stampede_telemetry::continue_trace(&span, &record.trace_context);
+        let mut run = ActiveRun::new(record.clone(), scenario, yaml, aggregate, span);
         run.plans = record.plans.clone();
         run.finals = record.finals.clone();
         run.ready = run.plans.iter().map(|p| p.agent_id.clone()).collect();

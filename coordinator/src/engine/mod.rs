@@ -65,6 +65,8 @@ pub struct AssignmentMessage {
     pub first_seq: u64,
     /// The agent rejoins a run that is going (after a restart).
     pub rejoin: bool,
+    /// The trace context of the coordinator's span for this assignment.
+    pub trace_context: stampede_telemetry::TraceContext,
 }
 
 /// Messages from the coordinator to one agent.
@@ -152,10 +154,20 @@ struct ActiveRun {
     /// A resumed run does not count silence as loss before this instant
     /// (its agents are reconnecting).
     loss_checks_from: Option<Instant>,
+    /// The run's trace span; it ends when the run does.
+    span: tracing::Span,
+    /// Each agent's assignment span, ended by its final report.
+    assignment_spans: BTreeMap<String, tracing::Span>,
 }
 
 impl ActiveRun {
-    fn new(record: RunRecord, scenario: Scenario, scenario_yaml: String, aggregate: RunAggregate) -> Self {
+    fn new(
+        record: RunRecord,
+        scenario: Scenario,
+        scenario_yaml: String,
+        aggregate: RunAggregate,
+        span: tracing::Span,
+    ) -> Self {
         // Without endpoints of its own, the run uses the embedded KV server,
         // whose address (no password) is in the record.
         let endpoints = match scenario.target.endpoints.as_slice() {
@@ -177,8 +189,33 @@ impl ActiveRun {
             last_progress: None,
             last_wait_notice: None,
             loss_checks_from: None,
+            span,
+            assignment_spans: BTreeMap::new(),
         }
     }
+
+    /// Starts the span of `agent_id`'s assignment (ending the one it had)
+    /// and returns its trace context for the agent.
+    fn assignment_span(&mut self, agent_id: &str, rejoin: bool) -> stampede_telemetry::TraceContext {
+        let span = tracing::info_span!(parent: &self.span, "assignment", run_id = %self.record.run_id, agent = %agent_id, rejoin);
+        let context = stampede_telemetry::context_of(&span);
+        self.assignment_spans.insert(agent_id.to_string(), span);
+        context
+    }
+}
+
+/// The span of a run, from its submission to its end.
+fn run_span(run_id: &str, scenario: &Scenario) -> tracing::Span {
+    tracing::info_span!(
+        parent: None,
+        "run",
+        run_id = %run_id,
+        name = %scenario.name,
+        target = scenario.target.kind.as_str(),
+        status = tracing::field::Empty,
+        ops = tracing::field::Empty,
+        resumed = false,
+    )
 }
 
 /// The engine's state; driven by [`run_engine`].

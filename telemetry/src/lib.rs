@@ -1,0 +1,217 @@
+//! Where Stampede's logs and traces go, and the trace context that links a
+//! run's spans across processes.
+//!
+//! This is the only crate that sees OpenTelemetry's types. The coordinator
+//! and the agent create ordinary `tracing` spans; with an OTLP endpoint the
+//! subscriber built here exports them, and [`context_of`] / [`continue_trace`]
+//! move a span's W3C trace context through a plain string map (carried in
+//! the gRPC assignment), so one run is one trace.
+#![forbid(unsafe_code)]
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing::level_filters::LevelFilter;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::Layer;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+/// A span's trace context as text (W3C `traceparent`, `tracestate`).
+pub type TraceContext = BTreeMap<String, String>;
+
+/// The crates whose spans are exported. Everything else (gRPC, HTTP and the
+/// exporter's own logs) stays out of the traces.
+const TRACED: [&str; 2] = ["stampede_coordinator", "stampede_agent"];
+
+/// How long shutting down waits for the last spans to be sent.
+const FLUSH_LIMIT: Duration = Duration::from_secs(5);
+
+/// How logs are written on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// What to set up.
+#[derive(Debug, Clone)]
+pub struct Settings<'a> {
+    pub log_format: LogFormat,
+    /// A `tracing` filter for the logs (`info`, `stampede_agent=debug`, ...).
+    pub log_filter: Option<&'a str>,
+    /// The filter used when none is given, or when the given one is invalid.
+    pub default_filter: &'a str,
+    /// OTLP/gRPC collector, e.g. `http://otel-collector:4317`.
+    pub otlp_endpoint: Option<&'a str>,
+    /// `service.name` of this process in the traces.
+    pub service_name: &'a str,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    #[error(
+        "--otlp-endpoint `{0}` is not an http:// URL of an OTLP/gRPC collector (for example http://localhost:4317)"
+    )]
+    BadEndpoint(String),
+    #[error(
+        "--otlp-endpoint `{0}`: TLS to the collector is not supported; point it at a collector or agent reachable over \
+         http:// (for example an OpenTelemetry Collector on the same host)"
+    )]
+    TlsEndpoint(String),
+    #[error("cannot start the OTLP exporter: {0}")]
+    Exporter(String),
+}
+
+/// Keeps the exporter running; [`Telemetry::shutdown`] sends the last spans.
+#[derive(Debug, Default)]
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+    /// The exporter's gRPC channel lives on this runtime, apart from the
+    /// program's, so exporting works whatever runtime the program uses.
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Telemetry {
+    /// Whether spans are exported.
+    pub fn exporting(&self) -> bool {
+        self.provider.is_some()
+    }
+
+    /// Sends the spans still buffered, waiting at most a few seconds. Call it
+    /// outside any async runtime, after the program's work has ended.
+    pub fn shutdown(mut self) {
+        if let Some(provider) = self.provider.take()
+            && let Err(error) = provider.shutdown_with_timeout(FLUSH_LIMIT)
+        {
+            eprintln!("warning: not every trace span could be sent to the OTLP collector: {error}");
+        }
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_timeout(Duration::from_secs(1));
+        }
+    }
+}
+
+/// Installs the global subscriber: logs on stderr and, with an endpoint,
+/// span export over OTLP/gRPC.
+pub fn init(settings: &Settings<'_>) -> Result<Telemetry, TelemetryError> {
+    let filter = tracing_subscriber::EnvFilter::try_new(settings.log_filter.unwrap_or(settings.default_filter))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(settings.default_filter));
+    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let logs = match settings.log_format {
+        LogFormat::Text => logs.with_filter(filter).boxed(),
+        LogFormat::Json => logs.json().with_filter(filter).boxed(),
+    };
+    let Some(endpoint) = settings.otlp_endpoint.map(str::trim).filter(|e| !e.is_empty()) else {
+        tracing_subscriber::registry().with(logs).init();
+        return Ok(Telemetry::default());
+    };
+    let (provider, runtime) = exporter(endpoint, settings.service_name)?;
+    let tracer = provider.tracer("stampede");
+    let traced = TRACED.iter().fold(Targets::new(), |targets, name| targets.with_target(*name, LevelFilter::INFO));
+    let traces = tracing_opentelemetry::layer().with_tracer(tracer).with_filter(traced);
+    tracing_subscriber::registry().with(logs).with(traces).init();
+    tracing::info!(%endpoint, service = settings.service_name, "exporting trace spans over OTLP/gRPC");
+    Ok(Telemetry { provider: Some(provider), runtime: Some(runtime) })
+}
+
+fn exporter(endpoint: &str, service: &str) -> Result<(SdkTracerProvider, tokio::runtime::Runtime), TelemetryError> {
+    if endpoint.starts_with("https://") {
+        return Err(TelemetryError::TlsEndpoint(endpoint.to_string()));
+    }
+    let rest = endpoint.strip_prefix("http://").ok_or_else(|| TelemetryError::BadEndpoint(endpoint.to_string()))?;
+    if rest.is_empty() || rest.starts_with('/') || rest.contains(char::is_whitespace) {
+        return Err(TelemetryError::BadEndpoint(endpoint.to_string()));
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("otlp-export")
+        .enable_all()
+        .build()
+        .map_err(|e| TelemetryError::Exporter(e.to_string()))?;
+    let exporter = {
+        let _entered = runtime.enter();
+        opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(endpoint)
+            .with_timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| TelemetryError::Exporter(e.to_string()))?
+    };
+    let resource = Resource::builder().with_service_name(service.to_string()).build();
+    let provider = SdkTracerProvider::builder().with_batch_exporter(exporter).with_resource(resource).build();
+    Ok((provider, runtime))
+}
+
+/// The trace context of `span`, to send to another process. Empty when
+/// spans are not exported.
+pub fn context_of(span: &tracing::Span) -> TraceContext {
+    let mut carrier = Carrier(TraceContext::new());
+    TraceContextPropagator::new().inject_context(&span.context(), &mut carrier);
+    carrier.0
+}
+
+/// Makes `span` a child of the span whose context another process sent, so
+/// both are in one trace. Call it before the span is entered; an empty or
+/// unreadable context leaves the span as it is.
+pub fn continue_trace(span: &tracing::Span, context: &TraceContext) {
+    if context.is_empty() {
+        return;
+    }
+    let parent = TraceContextPropagator::new().extract(&Carrier(context.clone()));
+    // Fails only when spans are not exported, where there is no trace to join.
+    let _ = span.set_parent(parent);
+}
+
+struct Carrier(TraceContext);
+
+impl Injector for Carrier {
+    fn set(&mut self, key: &str, value: String) {
+        // An empty `tracestate` says nothing; leave it out of messages.
+        if !value.is_empty() {
+            self.0.insert(key.to_string(), value);
+        }
+    }
+}
+
+impl Extractor for Carrier {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(String::as_str).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_must_be_plain_http_urls() {
+        for bad in ["localhost:4317", "http://", "http:///x", "grpc://c:4317"] {
+            assert!(matches!(exporter(bad, "t"), Err(TelemetryError::BadEndpoint(_))), "{bad}");
+        }
+        assert!(matches!(exporter("https://c:4317", "t"), Err(TelemetryError::TlsEndpoint(_))));
+    }
+
+    #[test]
+    fn a_context_from_another_process_is_read_back() {
+        let sent = TraceContext::from([(
+            "traceparent".to_string(),
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_string(),
+        )]);
+        let parent = TraceContextPropagator::new().extract(&Carrier(sent.clone()));
+        let mut back = Carrier(TraceContext::new());
+        TraceContextPropagator::new().inject_context(&parent, &mut back);
+        assert_eq!(back.0, sent);
+    }
+}

@@ -1,0 +1,170 @@
+//! OpenTelemetry traces from real processes: a coordinator (given
+//! `--otlp-endpoint`) and an agent (given `OTEL_EXPORTER_OTLP_ENDPOINT`)
+//! export to an OTLP/gRPC receiver running in this test, and one run is one
+//! trace: the coordinator's run and assignment spans and the agent's
+//! assignment and prepare spans share a trace id, the agent's assignment
+//! being a child of the coordinator's.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
+use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value};
+use stampede_tests::{Process, free_port, kv_servers, run_id_in, run_stampede, write_file};
+
+/// One span as received, with the service that sent it.
+#[derive(Debug, Clone)]
+struct Received {
+    service: String,
+    name: String,
+    trace_id: String,
+    span_id: String,
+    parent_span_id: String,
+    run_id: Option<String>,
+}
+
+#[derive(Default, Clone)]
+struct Receiver {
+    spans: Arc<Mutex<Vec<Received>>>,
+}
+
+fn text(attributes: &[KeyValue], key: &str) -> Option<String> {
+    attributes.iter().find(|kv| kv.key == key).and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+        any_value::Value::StringValue(s) => Some(s.clone()),
+        _ => None,
+    })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tonic::async_trait]
+impl TraceService for Receiver {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let mut spans = self.spans.lock().expect("spans");
+        for resource_spans in request.into_inner().resource_spans {
+            let service =
+                resource_spans.resource.as_ref().and_then(|r| text(&r.attributes, "service.name")).unwrap_or_default();
+            for span in resource_spans.scope_spans.into_iter().flat_map(|s| s.spans) {
+                spans.push(Received {
+                    service: service.clone(),
+                    name: span.name.clone(),
+                    trace_id: hex(&span.trace_id),
+                    span_id: hex(&span.span_id),
+                    parent_span_id: hex(&span.parent_span_id),
+                    run_id: text(&span.attributes, "run_id"),
+                });
+            }
+        }
+        Ok(tonic::Response::new(ExportTraceServiceResponse { partial_success: None }))
+    }
+}
+
+impl Receiver {
+    fn find(&self, service: &str, name: &str, run_id: Option<&str>) -> Option<Received> {
+        let spans = self.spans.lock().expect("spans");
+        spans
+            .iter()
+            .find(|s| s.service == service && s.name == name && (run_id.is_none() || s.run_id.as_deref() == run_id))
+            .cloned()
+    }
+
+    fn wait_for(&self, service: &str, name: &str, run_id: Option<&str>, within: Duration) -> Received {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(span) = self.find(service, name, run_id) {
+                return span;
+            }
+            if Instant::now() > deadline {
+                let seen: Vec<String> =
+                    self.spans.lock().expect("spans").iter().map(|s| format!("{}/{}", s.service, s.name)).collect();
+                panic!("no `{name}` span from {service} within {within:?}; received: {seen:?}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+#[test]
+fn a_run_is_one_trace_across_the_coordinator_and_agent_processes() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let receiver = Receiver::default();
+    let otlp = format!("127.0.0.1:{}", free_port());
+    let server = tonic::transport::Server::builder()
+        .add_service(TraceServiceServer::new(receiver.clone()))
+        .serve(otlp.parse().expect("address"));
+    runtime.spawn(server);
+    let otlp_url = format!("http://{otlp}");
+
+    let servers = kv_servers(1);
+    let data = tempfile::tempdir().expect("tempdir");
+    let grpc = format!("127.0.0.1:{}", free_port());
+    let data_dir = data.path().join("data").to_string_lossy().into_owned();
+    let mut coordinator_command = std::process::Command::new(stampede_tests::stampede_bin());
+    coordinator_command
+        .args(["coordinator", "--listen", &grpc, "--data-dir", &data_dir, "--otlp-endpoint", &otlp_url])
+        .env("OTEL_BSP_SCHEDULE_DELAY", "200");
+    let coordinator = Process::spawn("coordinator", coordinator_command);
+    coordinator.listening_address();
+    let url = format!("http://{grpc}");
+    let mut agent_command = std::process::Command::new(stampede_tests::stampede_bin());
+    agent_command
+        .args(["agent", "--coordinator", &url, "--id", "traced-agent"])
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &otlp_url)
+        .env("OTEL_BSP_SCHEDULE_DELAY", "200");
+    let mut agent = Process::spawn("agent", agent_command);
+
+    let scenario = write_file(
+        data.path(),
+        "traced.yaml",
+        &format!(
+            "name: traced\nduration: 2s\nagents: 1\ntarget:\n  kind: kv\n  endpoints: [\"{}\"]\n\
+             load:\n  model: open\n  rate: 200/s\n  connections: 2\nworkload:\n  kind: kv\n  keys: 100\n",
+            servers[0].1
+        ),
+    );
+    let (code, stdout, stderr) =
+        run_stampede(&["submit", &scenario, "--coordinator", &url, "--wait", "--quiet"], Duration::from_secs(60));
+    assert_eq!(code, 0, "the run passes\n{stdout}\n{stderr}");
+    let run_id = run_id_in(&stdout);
+
+    let within = Duration::from_secs(20);
+    let run = receiver.wait_for("stampede-coordinator", "run", Some(&run_id), within);
+    let handed = receiver.wait_for("stampede-coordinator", "assignment", Some(&run_id), within);
+    let taken = receiver.wait_for("stampede-agent", "assignment", Some(&run_id), within);
+    let prepare = receiver.wait_for("stampede-agent", "prepare", Some(&run_id), within);
+    assert_eq!(run.trace_id.len(), 32, "{run:?}");
+    assert_ne!(run.trace_id, "0".repeat(32));
+    for span in [&handed, &taken, &prepare] {
+        assert_eq!(span.trace_id, run.trace_id, "one run, one trace: {span:?} vs {run:?}");
+    }
+    assert_eq!(handed.parent_span_id, run.span_id, "the coordinator's assignment is a child of the run");
+    assert_eq!(taken.parent_span_id, handed.span_id, "the agent's assignment continues the coordinator's");
+    assert_eq!(prepare.parent_span_id, taken.span_id, "prepare is a step of the agent's assignment");
+    assert!(run.parent_span_id.is_empty(), "the run is the trace's root: {run:?}");
+
+    // The agent's session ends when it stops; its span is sent on the way out.
+    assert_eq!(agent.terminate(Duration::from_secs(15)), Some(0), "the agent exits cleanly on SIGTERM");
+    let session = receiver.wait_for("stampede-agent", "agent session", None, within);
+    assert_ne!(session.trace_id, run.trace_id, "a session spans many runs and is a trace of its own");
+    drop(coordinator);
+}
+
+#[test]
+fn a_bad_otlp_endpoint_is_refused_with_the_reason() {
+    let (code, _, stderr) =
+        run_stampede(&["--otlp-endpoint", "collector:4317", "validate", "unused.yaml"], Duration::from_secs(20));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("`collector:4317` is not an http:// URL of an OTLP/gRPC collector"), "{stderr}");
+    let (code, _, stderr) = run_stampede(
+        &["--otlp-endpoint", "https://collector:4317", "validate", "unused.yaml"],
+        Duration::from_secs(20),
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("TLS to the collector is not supported"), "{stderr}");
+}
