@@ -1,0 +1,158 @@
+//! The Helm chart without a cluster: `deploy/check_chart.py` lints and
+//! renders it with the embedded Helm SDK and validates every option set with
+//! `kubernetes-validate --strict`; and the submission Job's own command,
+//! taken from the rendered chart, runs here against a real coordinator and
+//! agent: its exit code is the verdict and its log carries the JSON report.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use stampede_tests::{Process, free_port, kv_servers, run_command, stampede_bin, write_file};
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repository root").to_path_buf()
+}
+
+fn check_chart(args: &[&str]) -> (i32, String, String) {
+    let mut command = Command::new("python3");
+    command.arg(repo_root().join("deploy/check_chart.py")).args(args).current_dir(repo_root());
+    run_command(command, Duration::from_secs(300))
+}
+
+#[test]
+fn the_chart_lints_renders_and_validates_for_every_option_set() {
+    let bin = stampede_bin();
+    let (code, stdout, stderr) = check_chart(&["--stampede", &bin.to_string_lossy()]);
+    assert_eq!(code, 0, "deploy/check_chart.py failed\n{stdout}\n{stderr}");
+    assert!(stdout.contains("helm lint --strict: 1 chart, 0 problems"), "{stdout}");
+    for set in ["default", "daemonset-values.yaml", "etcd-ha-values.yaml", "job-inline-values.yaml"] {
+        assert!(stdout.contains(&format!("option set {set}:")), "{set} not checked:\n{stdout}");
+    }
+    assert_eq!(stdout.matches("manifests valid").count(), 8, "six option sets and two plain files:\n{stdout}");
+    assert_eq!(stdout.matches("refused {").count(), 7, "every bad value set is refused:\n{stdout}");
+    assert!(stdout.contains("chart checks passed"), "{stdout}");
+}
+
+/// The Job's container command as the chart renders it.
+struct JobCommand {
+    command: Vec<String>,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+fn job_command(values: &str) -> JobCommand {
+    let (code, stdout, stderr) = check_chart(&["--job-script", values]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let json: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+    let strings = |v: &serde_json::Value| -> Vec<String> {
+        v.as_array().expect("array").iter().map(|s| s.as_str().expect("str").to_string()).collect()
+    };
+    JobCommand {
+        command: strings(&json["command"]),
+        args: strings(&json["args"]),
+        env: json["env"]
+            .as_object()
+            .expect("env")
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+            .collect(),
+    }
+}
+
+/// Runs the Job's command with the pod's paths replaced by local ones.
+fn run_job(job: &JobCommand, overrides: &[(&str, String)]) -> (i32, String, String, Duration) {
+    let bin_dir = stampede_bin().parent().expect("bin dir").to_path_buf();
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
+    let mut command = Command::new(&job.command[0]);
+    command.args(&job.command[1..]).args(&job.args).env("PATH", path);
+    for (key, value) in &job.env {
+        command.env(key, value);
+    }
+    for (key, value) in overrides {
+        command.env(key, value);
+    }
+    let started = Instant::now();
+    let (code, stdout, stderr) = run_command(command, Duration::from_secs(120));
+    (code, stdout, stderr, started.elapsed())
+}
+
+fn json_report(stdout: &str) -> serde_json::Value {
+    let (_, rest) =
+        stdout.split_once("--- JSON report").unwrap_or_else(|| panic!("no JSON report in the log:\n{stdout}"));
+    let json = rest.split_once('\n').map(|(_, j)| j).unwrap_or_default();
+    serde_json::from_str(json).unwrap_or_else(|e| panic!("the log's JSON report does not parse ({e}):\n{json}"))
+}
+
+#[test]
+fn the_submission_jobs_command_passes_on_the_runs_verdict_and_report() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let servers = kv_servers(1);
+    let kv = servers[0].1.clone();
+    let values = write_file(
+        data.path(),
+        "values.yaml",
+        &format!(
+            "job:\n  enabled: true\n  agents: 1\n  endpoints: [\"{kv}\"]\n  waitForCoordinatorSeconds: 4\n  \
+             scenario: |\n    name: from-values\n    duration: 1s\n    target:\n      kind: kv\n    \
+             load:\n      connections: 1\n    workload:\n      kind: kv\n"
+        ),
+    );
+    let job = job_command(&values);
+    assert!(job.args.contains(&"--agents=1".to_string()) && job.args.contains(&format!("--endpoint={kv}")));
+
+    let token = write_file(data.path(), "token", "job-test-token");
+    let reports = data.path().join("reports");
+    std::fs::create_dir_all(&reports).expect("reports dir");
+    let passing = write_file(
+        data.path(),
+        "passing.yaml",
+        "name: job-passes\nduration: 2s\nagents: 1\ntarget:\n  kind: kv\n  endpoints: [\"unused:1\"]\n\
+         load:\n  connections: 2\nworkload:\n  kind: kv\n  keys: 100\nthresholds:\n  - error_rate < 1%\n",
+    );
+    let failing = write_file(
+        data.path(),
+        "failing.yaml",
+        "name: job-fails\nduration: 2s\nagents: 1\ntarget:\n  kind: kv\n  endpoints: [\"unused:1\"]\n\
+         load:\n  connections: 2\nworkload:\n  kind: kv\n  keys: 100\nthresholds:\n  - get.p50 < 1us\n",
+    );
+    let grpc = format!("127.0.0.1:{}", free_port());
+    let url = format!("http://{grpc}");
+    let local = |scenario: &str| {
+        vec![
+            ("STAMPEDE_COORDINATOR", url.clone()),
+            ("STAMPEDE_TOKEN_FILE", token.clone()),
+            ("SCENARIO", scenario.to_string()),
+            ("REPORT_DIR", reports.to_string_lossy().into_owned()),
+        ]
+    };
+
+    // No coordinator yet: the Job gives up after waitForCoordinatorSeconds with code 2.
+    let (code, stdout, stderr, took) = run_job(&job, &local(&passing));
+    assert_eq!(code, 2, "no coordinator: error\n{stdout}\n{stderr}");
+    assert!(stderr.contains("the coordinator did not answer within 4s"), "{stderr}");
+    assert!(took < Duration::from_secs(30), "gave up after {took:?}");
+
+    let data_dir = data.path().join("data").to_string_lossy().into_owned();
+    let coordinator = Process::stampede(
+        "coordinator",
+        &["coordinator", "--listen", &grpc, "--data-dir", &data_dir, "--token-file", &token],
+    );
+    coordinator.listening_address();
+    let _agent =
+        Process::stampede("agent", &["agent", "--coordinator", &url, "--id", "job-agent", "--token-file", &token]);
+
+    let (code, stdout, stderr, _) = run_job(&job, &local(&passing));
+    assert_eq!(code, 0, "a passing run: exit 0\n{stdout}\n{stderr}");
+    let report = json_report(&stdout);
+    assert_eq!(report["status"], "passed", "{report}");
+    assert_eq!(report["scenario"]["name"], "job-passes", "{report}");
+    assert!(report["totals"]["ops"].as_u64().unwrap_or(0) > 0, "{report}");
+
+    let (code, stdout, stderr, _) = run_job(&job, &local(&failing));
+    assert_eq!(code, 1, "a failed threshold: exit 1\n{stdout}\n{stderr}");
+    assert_eq!(json_report(&stdout)["status"], "failed");
+
+    let kept = std::fs::read_dir(&reports).expect("reports").count();
+    assert_eq!(kept, 2, "both runs' JSON reports stay in REPORT_DIR (the volume)");
+}
