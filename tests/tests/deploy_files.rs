@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_yaml::Value;
-use stampede_tests::{run_command, run_stampede, which};
+use stampede_tests::{run_command, run_stampede, stampede_bin, which};
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repository root").to_path_buf()
@@ -100,4 +100,19 @@ fn the_dockerfile_builds_one_binary_into_a_small_non_root_image() {
     assert!(manifest.contains("name = \"stampede\""));
     let ignore = std::fs::read_to_string(repo_root().join(".dockerignore")).expect(".dockerignore");
     assert!(ignore.lines().any(|l| l.trim() == "target/"), "the build context leaves target/ out");
+}
+
+#[test]
+fn the_binary_needs_no_library_beyond_the_runtime_images_libc() {
+    // debian:bookworm-slim has libc6 and libgcc-s1 and little else; the
+    // image copies the binary alone, so it must need nothing more.
+    let mut ldd = Command::new("ldd");
+    ldd.arg(stampede_bin());
+    let (code, stdout, stderr) = run_command(ldd, Duration::from_secs(20));
+    assert_eq!(code, 0, "{stderr}");
+    let allowed =
+        ["linux-vdso.so", "libgcc_s.so", "libm.so", "libc.so", "ld-linux", "libpthread.so", "libdl.so", "librt.so"];
+    for line in stdout.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        assert!(allowed.iter().any(|a| line.starts_with(a) || line.contains(&format!("/{a}"))), "needs {line}");
+    }
 }

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
 use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
 use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value};
-use stampede_tests::{Process, free_port, kv_servers, run_id_in, run_stampede, write_file};
+use stampede_tests::{
+    Process, free_port, get_set_calls, kv_servers, run_id_in, run_stampede, wait_for_report, write_file,
+};
 
 /// One span as received, with the service that sent it.
 #[derive(Debug, Clone)]
@@ -90,34 +92,50 @@ impl Receiver {
     }
 }
 
-#[test]
-fn a_run_is_one_trace_across_the_coordinator_and_agent_processes() {
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+/// Starts an OTLP/gRPC receiver on a free port; returns it and its URL.
+fn start_receiver(runtime: &tokio::runtime::Runtime) -> (Receiver, String) {
     let receiver = Receiver::default();
     let otlp = format!("127.0.0.1:{}", free_port());
     let server = tonic::transport::Server::builder()
         .add_service(TraceServiceServer::new(receiver.clone()))
         .serve(otlp.parse().expect("address"));
     runtime.spawn(server);
-    let otlp_url = format!("http://{otlp}");
+    (receiver, format!("http://{otlp}"))
+}
+
+/// A coordinator exporting to `otlp_url` through `--otlp-endpoint`.
+fn traced_coordinator(grpc: &str, data_dir: &str, otlp_url: &str) -> Process {
+    let mut command = std::process::Command::new(stampede_tests::stampede_bin());
+    command
+        .args(["coordinator", "--listen", grpc, "--data-dir", data_dir, "--otlp-endpoint", otlp_url])
+        .env("OTEL_BSP_SCHEDULE_DELAY", "200");
+    let coordinator = Process::spawn("coordinator", command);
+    coordinator.listening_address();
+    coordinator
+}
+
+/// An agent exporting to `otlp_url` through `OTEL_EXPORTER_OTLP_ENDPOINT`.
+fn traced_agent(url: &str, otlp_url: &str) -> Process {
+    let mut command = std::process::Command::new(stampede_tests::stampede_bin());
+    command
+        .args(["agent", "--coordinator", url, "--id", "traced-agent"])
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", otlp_url)
+        .env("OTEL_BSP_SCHEDULE_DELAY", "200");
+    Process::spawn("agent", command)
+}
+
+#[test]
+fn a_run_is_one_trace_across_the_coordinator_and_agent_processes() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let (receiver, otlp_url) = start_receiver(&runtime);
 
     let servers = kv_servers(1);
     let data = tempfile::tempdir().expect("tempdir");
     let grpc = format!("127.0.0.1:{}", free_port());
     let data_dir = data.path().join("data").to_string_lossy().into_owned();
-    let mut coordinator_command = std::process::Command::new(stampede_tests::stampede_bin());
-    coordinator_command
-        .args(["coordinator", "--listen", &grpc, "--data-dir", &data_dir, "--otlp-endpoint", &otlp_url])
-        .env("OTEL_BSP_SCHEDULE_DELAY", "200");
-    let coordinator = Process::spawn("coordinator", coordinator_command);
-    coordinator.listening_address();
+    let coordinator = traced_coordinator(&grpc, &data_dir, &otlp_url);
     let url = format!("http://{grpc}");
-    let mut agent_command = std::process::Command::new(stampede_tests::stampede_bin());
-    agent_command
-        .args(["agent", "--coordinator", &url, "--id", "traced-agent"])
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &otlp_url)
-        .env("OTEL_BSP_SCHEDULE_DELAY", "200");
-    let mut agent = Process::spawn("agent", agent_command);
+    let mut agent = traced_agent(&url, &otlp_url);
 
     let scenario = write_file(
         data.path(),
@@ -153,6 +171,47 @@ fn a_run_is_one_trace_across_the_coordinator_and_agent_processes() {
     let session = receiver.wait_for("stampede-agent", "agent session", None, within);
     assert_ne!(session.trace_id, run.trace_id, "a session spans many runs and is a trace of its own");
     drop(coordinator);
+}
+
+#[test]
+fn a_run_resumed_by_a_restarted_coordinator_stays_in_its_trace() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let (receiver, otlp_url) = start_receiver(&runtime);
+    let servers = kv_servers(1);
+    let data = tempfile::tempdir().expect("tempdir");
+    let grpc = format!("127.0.0.1:{}", free_port());
+    let data_dir = data.path().join("data").to_string_lossy().into_owned();
+    let coordinator = traced_coordinator(&grpc, &data_dir, &otlp_url);
+    let url = format!("http://{grpc}");
+    let _agent = traced_agent(&url, &otlp_url);
+    let scenario = write_file(
+        data.path(),
+        "resumed.yaml",
+        &format!(
+            "name: resumed\nduration: 8s\nagents: 1\ntarget:\n  kind: kv\n  endpoints: [\"{}\"]\n\
+             load:\n  connections: 2\nworkload:\n  kind: kv\n  keys: 100\n",
+            servers[0].1
+        ),
+    );
+    let (code, stdout, stderr) = run_stampede(&["submit", &scenario, "--coordinator", &url], Duration::from_secs(30));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let run_id = run_id_in(&stdout);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while get_set_calls(&servers[0].1) == 0 {
+        assert!(Instant::now() < deadline, "the run did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    drop(coordinator); // SIGKILL: its spans of the run are never sent
+    let _coordinator = traced_coordinator(&grpc, &data_dir, &otlp_url);
+    let report = wait_for_report(&url, &run_id, Duration::from_secs(60));
+    assert_eq!(report["status"], "passed", "{report}");
+
+    let within = Duration::from_secs(20);
+    let resumed = receiver.wait_for("stampede-coordinator", "run", Some(&run_id), within);
+    let taken = receiver.wait_for("stampede-agent", "assignment", Some(&run_id), within);
+    assert_eq!(resumed.trace_id, taken.trace_id, "the resumed run continues the trace the agent's assignment is in");
+    assert!(!resumed.parent_span_id.is_empty(), "the resumed run hangs under the first coordinator's run span");
 }
 
 #[test]

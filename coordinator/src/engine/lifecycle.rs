@@ -82,6 +82,7 @@ impl Engine {
             scenario.target.endpoints.clone()
         };
         let run_id = new_run_id();
+        let span = super::run_span(&run_id, &scenario);
         let record = RunRecord {
             run_id: run_id.clone(),
             name: scenario.name.clone(),
@@ -97,11 +98,8 @@ impl Engine {
             finals: BTreeMap::new(),
             losses: Vec::new(),
             reports_dropped: Default::default(),
-            trace_context: Default::default(),
+            trace_context: stampede_telemetry::context_of(&span),
         };
-        let span = super::run_span(&run_id, &scenario);
-        let mut record = record;
-        record.trace_context = stampede_telemetry::context_of(&span);
         let shown = scenario.shown_text(&scenario_yaml);
         let private = (shown != scenario_yaml).then_some(scenario_yaml.as_str());
         self.store.create(&record, &shown, private).map_err(|e| ControlError::Store(e.to_string()))?;

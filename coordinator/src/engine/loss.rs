@@ -186,8 +186,8 @@ impl Engine {
         tracing::info!(run = %record.run_id, intervals = intervals.len(), "resuming the run after a restart");
         // The resumed run's span continues the trace its submission began.
         let span = super::run_span(&record.run_id, &scenario);
-        span.record("resumed", true);
         stampede_telemetry::continue_trace(&span, &record.trace_context);
+        span.record("resumed", true);
         let mut run = ActiveRun::new(record.clone(), scenario, yaml, aggregate, span);
         run.plans = record.plans.clone();
         run.finals = record.finals.clone();
