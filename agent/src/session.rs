@@ -25,6 +25,9 @@ use crate::{AgentConfig, AgentError};
 
 const PINGS: u64 = 8;
 const PING_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often an agent waiting to reconnect asks etcd whether a new leader
+/// has been elected.
+const LEADER_POLL: Duration = Duration::from_millis(250);
 
 struct RunHandle {
     start: Option<oneshot::Sender<Instant>>,
@@ -109,6 +112,24 @@ impl Finder {
         Ok(Self::Etcd { etcd: Box::new(etcd), _registration: registration })
     }
 
+    /// Completes when etcd names a leader other than `last` (the one the
+    /// last attempt found, None when none led): a failover, so waiting out
+    /// the backoff would only keep the agent away from the new leader.
+    /// Never completes for a fixed coordinator.
+    async fn leader_changed(&self, last: Option<&str>) {
+        let Self::Etcd { etcd, .. } = self else {
+            return std::future::pending().await;
+        };
+        loop {
+            tokio::time::sleep(LEADER_POLL).await;
+            if let Ok(Some(url)) = etcd.leader().await
+                && Some(url.as_str()) != last
+            {
+                return;
+            }
+        }
+    }
+
     /// The coordinator to try now, as (shown address, endpoint).
     async fn find(&self, config: &AgentConfig) -> Result<(String, tonic::transport::Endpoint), String> {
         match self {
@@ -136,9 +157,12 @@ pub async fn run_agent(config: AgentConfig, shutdown: impl std::future::Future<O
     let mut announced_wait = false;
     let mut coordinator = agent.config.coordinator.clone();
     loop {
+        // The leader this attempt finds (None if etcd names none).
+        let mut found: Option<String> = None;
         let attempt = async {
             let (shown, endpoint) = finder.find(&agent.config).await?;
             coordinator = shown;
+            found = Some(coordinator.clone());
             let channel = endpoint.connect().await.map_err(|e| e.to_string())?;
             let span = tracing::info_span!(
                 parent: None,
@@ -177,6 +201,11 @@ pub async fn run_agent(config: AgentConfig, shutdown: impl std::future::Future<O
         }
         tokio::select! {
             () = tokio::time::sleep(backoff) => {}
+            () = finder.leader_changed(found.as_deref()) => {
+                tracing::info!("etcd names a new leader; connecting now");
+                backoff = Duration::from_millis(200);
+                continue;
+            }
             () = &mut shutdown => return Ok(()),
         }
         backoff = (backoff * 2).min(Duration::from_secs(5));

@@ -57,7 +57,7 @@ impl Cluster {
     }
 
     fn coordinator(&self, name: &str, listen: &str, data_dir: &str) -> Process {
-        let mut args = vec!["coordinator", "--listen", listen, "--data-dir", data_dir, "--heartbeat-timeout", "5s"];
+        let mut args = vec!["coordinator", "--listen", listen, "--data-dir", data_dir, "--heartbeat-timeout", "3s"];
         let link = self.link();
         args.extend(link.iter().map(String::as_str));
         let process = Process::stampede(name, &args);
