@@ -339,12 +339,25 @@ impl Etcd {
     pub async fn campaign(&self, value: &str) -> Result<Term> {
         let name = self.config.election_name();
         let lease = self.grant(&name).await?;
-        let (lost, keeper) = self.keep_on_own_thread(lease, &name)?;
+        let (mut lost, keeper) = self.keep_on_own_thread(lease, &name)?;
         let mut election = self.client.election_client();
         // No timeout: a standby waits here for as long as the leader lives.
-        let response = match election.campaign(name.as_bytes(), value.as_bytes(), lease).await {
-            Ok(response) => response,
-            Err(e) => return Err(failed("campaign in", &name)(e)),
+        // But if its own lease lapses meanwhile (etcd unreachable for longer
+        // than the TTL), its candidacy is gone with it: say so and stop
+        // rather than wait for an election it no longer stands in.
+        let response = tokio::select! {
+            response = election.campaign(name.as_bytes(), value.as_bytes(), lease) => match response {
+                Ok(response) => response,
+                Err(e) => return Err(failed("campaign in", &name)(e)),
+            },
+            why = &mut lost => {
+                let why = why.unwrap_or_else(|_| "the lease keeper stopped".to_string());
+                return Err(DiscoveryError::Etcd {
+                    action: "campaign in",
+                    key: name,
+                    message: format!("the candidacy's lease lapsed while waiting ({why}); start the coordinator again"),
+                });
+            }
         };
         let Some(leader) = response.leader() else {
             return Err(DiscoveryError::Etcd {

@@ -227,3 +227,42 @@ fn a_leader_whose_lease_is_revoked_stops_and_the_standby_leads() {
     let (code, stdout, stderr) = cluster.stampede(&["runs"]);
     assert_eq!(code, 0, "the new leader answers through etcd: {stdout}{stderr}");
 }
+
+#[test]
+fn a_standby_whose_candidacy_lease_is_revoked_stops_and_says_why() {
+    let cluster = Cluster { etcd: Etcd::start(), prefix: format!("/stampede-standby-{}", std::process::id()) };
+    let data = tempfile::tempdir().expect("tempdir");
+    let (listen_a, listen_b) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
+    let _leader = cluster.coordinator("coordinator-a", &listen_a, &data.path().join("a").to_string_lossy());
+    cluster.wait_for_leader(&format!("http://{listen_a}"));
+    let log_path = data.path().join("b.log");
+    let mut command = std::process::Command::new(stampede_tests::stampede_bin());
+    command.args(["coordinator", "--listen", &listen_b, "--data-dir", &data.path().join("b").to_string_lossy()]);
+    command.args(cluster.link());
+    let mut standby =
+        Process::spawn_with_stderr("coordinator-b", command, std::fs::File::create(&log_path).expect("log"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while cluster.etcd.keys(&format!("{}/leader/", cluster.prefix)).len() < 2 {
+        assert!(Instant::now() < deadline, "the standby did not campaign");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Keys and values alternate; the second key (by creation) is the standby's.
+    let (code, stdout, _) =
+        cluster.etcd.etcdctl(&["get", "--prefix", "--sort-by=CREATE", &format!("{}/leader/", cluster.prefix)]);
+    assert_eq!(code, 0);
+    let standing_key = stdout.lines().nth(2).expect("the standby's key").to_string();
+    let lease = standing_key.rsplit('/').next().expect("lease id");
+    let (code, _, stderr) = cluster.etcd.etcdctl(&["lease", "revoke", lease]);
+    assert_eq!(code, 0, "{stderr}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while standby.is_running() {
+        assert!(Instant::now() < deadline, "the standby kept waiting without a candidacy");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = std::fs::read_to_string(&log_path).expect("log");
+    assert!(log.contains("the candidacy's lease lapsed while waiting"), "{log}");
+    // The leader is untouched.
+    cluster.wait_for_leader(&format!("http://{listen_a}"));
+    let (code, stdout, stderr) = cluster.stampede(&["runs"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+}
