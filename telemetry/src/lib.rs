@@ -80,11 +80,6 @@ pub struct Telemetry {
 }
 
 impl Telemetry {
-    /// Whether spans are exported.
-    pub fn exporting(&self) -> bool {
-        self.provider.is_some()
-    }
-
     /// Sends the spans still buffered, waiting at most a few seconds. Call it
     /// outside any async runtime, after the program's work has ended.
     pub fn shutdown(mut self) {

@@ -13,6 +13,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+/// The repository's root (the tests crate is one of its folders).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repository root").to_path_buf()
+}
+
 /// The `stampede` binary next to the test executable (target/<profile>/).
 pub fn stampede_bin() -> PathBuf {
     if let Ok(path) = std::env::var("STAMPEDE_BIN") {

@@ -4,15 +4,10 @@
 //! taken from the rendered chart, runs here against a real coordinator and
 //! agent: its exit code is the verdict and its log carries the JSON report.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use stampede_tests::{Process, free_port, kv_servers, run_command, stampede_bin, write_file};
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repository root").to_path_buf()
-}
+use stampede_tests::{Process, free_port, kv_servers, repo_root, run_command, stampede_bin, write_file};
 
 fn check_chart(args: &[&str]) -> (i32, String, String) {
     let mut command = Command::new("python3");

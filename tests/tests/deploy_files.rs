@@ -4,16 +4,11 @@
 //! Dockerfile builds the one binary into a non-root runtime image whose user
 //! is the one the Helm chart runs as.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use serde_yaml::Value;
-use stampede_tests::{run_command, run_stampede, stampede_bin, which};
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repository root").to_path_buf()
-}
+use stampede_tests::{repo_root, run_command, run_stampede, stampede_bin, which};
 
 fn compose() -> Value {
     let text = std::fs::read_to_string(repo_root().join("deploy/docker-compose.yml")).expect("compose file");

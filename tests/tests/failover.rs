@@ -65,6 +65,36 @@ impl Cluster {
         process
     }
 
+    /// A coordinator with its stderr in `log`, to read why it stopped.
+    fn logged_coordinator(&self, name: &str, listen: &str, data_dir: &str, log: &std::path::Path) -> Process {
+        let mut command = std::process::Command::new(stampede_tests::stampede_bin());
+        command.args(["coordinator", "--listen", listen, "--data-dir", data_dir]);
+        command.args(self.link());
+        Process::spawn_with_stderr(name, command, std::fs::File::create(log).expect("log"))
+    }
+
+    /// Waits until `count` coordinators stand in the election.
+    fn wait_for_candidates(&self, count: usize) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.etcd.keys(&format!("{}/leader/", self.prefix)).len() < count {
+            assert!(Instant::now() < deadline, "fewer than {count} coordinators campaigned");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Revokes the lease of the candidate at `position` in order of
+    /// candidacy (0 leads). Election keys are named after their lease (hex).
+    fn revoke_candidacy(&self, position: usize) {
+        let (code, stdout, _) =
+            self.etcd.etcdctl(&["get", "--prefix", "--sort-by=CREATE", &format!("{}/leader/", self.prefix)]);
+        assert_eq!(code, 0);
+        // Keys and values alternate.
+        let key = stdout.lines().nth(2 * position).expect("the candidate's key").to_string();
+        let lease = key.rsplit('/').next().expect("lease id");
+        let (code, _, stderr) = self.etcd.etcdctl(&["lease", "revoke", lease]);
+        assert_eq!(code, 0, "{stderr}");
+    }
+
     fn stampede(&self, args: &[&str]) -> (i32, String, String) {
         let link = self.link();
         let mut all: Vec<&str> = args.to_vec();
@@ -189,39 +219,29 @@ fn the_standby_takes_over_a_run_when_the_leader_is_killed_and_nothing_is_lost() 
     drop(standby);
 }
 
+/// Waits for `process` to exit and returns its log; `what` names the failure.
+fn wait_for_exit(process: &mut Process, log: &std::path::Path, what: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while process.is_running() {
+        assert!(Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::fs::read_to_string(log).expect("log")
+}
+
 #[test]
 fn a_leader_whose_lease_is_revoked_stops_and_the_standby_leads() {
     let cluster = Cluster { etcd: Etcd::start(), prefix: format!("/stampede-lease-{}", std::process::id()) };
     let data = tempfile::tempdir().expect("tempdir");
     let (listen_a, listen_b) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
     let log_path = data.path().join("a.log");
-    let mut command = std::process::Command::new(stampede_tests::stampede_bin());
-    command.args(["coordinator", "--listen", &listen_a, "--data-dir", &data.path().join("a").to_string_lossy()]);
-    command.args(cluster.link());
     let mut leader =
-        Process::spawn_with_stderr("coordinator-a", command, std::fs::File::create(&log_path).expect("log"));
+        cluster.logged_coordinator("coordinator-a", &listen_a, &data.path().join("a").to_string_lossy(), &log_path);
     cluster.wait_for_leader(&format!("http://{listen_a}"));
     let _standby = cluster.coordinator("coordinator-b", &listen_b, &data.path().join("b").to_string_lossy());
-    // The leader's election key is named after its lease (in hex); wait
-    // for the standby's candidacy too.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while cluster.etcd.keys(&format!("{}/leader/", cluster.prefix)).len() < 2 {
-        assert!(Instant::now() < deadline, "the standby did not campaign");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let (code, stdout, _) =
-        cluster.etcd.etcdctl(&["get", "--prefix", "--sort-by=CREATE", &format!("{}/leader/", cluster.prefix)]);
-    assert_eq!(code, 0);
-    let leading_key = stdout.lines().next().expect("a leading key").to_string();
-    let lease = leading_key.rsplit('/').next().expect("lease id");
-    let (code, _, stderr) = cluster.etcd.etcdctl(&["lease", "revoke", lease]);
-    assert_eq!(code, 0, "{stderr}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while leader.is_running() {
-        assert!(Instant::now() < deadline, "the deposed leader kept running");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let log = std::fs::read_to_string(&log_path).expect("log");
+    cluster.wait_for_candidates(2);
+    cluster.revoke_candidacy(0);
+    let log = wait_for_exit(&mut leader, &log_path, "the deposed leader kept running");
     assert!(log.contains("lost the leadership"), "{log}");
     cluster.wait_for_leader(&format!("http://{listen_b}"));
     let (code, stdout, stderr) = cluster.stampede(&["runs"]);
@@ -236,30 +256,11 @@ fn a_standby_whose_candidacy_lease_is_revoked_stops_and_says_why() {
     let _leader = cluster.coordinator("coordinator-a", &listen_a, &data.path().join("a").to_string_lossy());
     cluster.wait_for_leader(&format!("http://{listen_a}"));
     let log_path = data.path().join("b.log");
-    let mut command = std::process::Command::new(stampede_tests::stampede_bin());
-    command.args(["coordinator", "--listen", &listen_b, "--data-dir", &data.path().join("b").to_string_lossy()]);
-    command.args(cluster.link());
     let mut standby =
-        Process::spawn_with_stderr("coordinator-b", command, std::fs::File::create(&log_path).expect("log"));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while cluster.etcd.keys(&format!("{}/leader/", cluster.prefix)).len() < 2 {
-        assert!(Instant::now() < deadline, "the standby did not campaign");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    // Keys and values alternate; the second key (by creation) is the standby's.
-    let (code, stdout, _) =
-        cluster.etcd.etcdctl(&["get", "--prefix", "--sort-by=CREATE", &format!("{}/leader/", cluster.prefix)]);
-    assert_eq!(code, 0);
-    let standing_key = stdout.lines().nth(2).expect("the standby's key").to_string();
-    let lease = standing_key.rsplit('/').next().expect("lease id");
-    let (code, _, stderr) = cluster.etcd.etcdctl(&["lease", "revoke", lease]);
-    assert_eq!(code, 0, "{stderr}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while standby.is_running() {
-        assert!(Instant::now() < deadline, "the standby kept waiting without a candidacy");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let log = std::fs::read_to_string(&log_path).expect("log");
+        cluster.logged_coordinator("coordinator-b", &listen_b, &data.path().join("b").to_string_lossy(), &log_path);
+    cluster.wait_for_candidates(2);
+    cluster.revoke_candidacy(1);
+    let log = wait_for_exit(&mut standby, &log_path, "the standby kept waiting without a candidacy");
     assert!(log.contains("the candidacy's lease lapsed while waiting"), "{log}");
     // The leader is untouched.
     cluster.wait_for_leader(&format!("http://{listen_a}"));

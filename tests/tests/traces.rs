@@ -124,34 +124,76 @@ fn traced_agent(url: &str, otlp_url: &str) -> Process {
     Process::spawn("agent", command)
 }
 
+/// A receiver, a KV server, and a coordinator and an agent exporting to the
+/// receiver.
+struct Lab {
+    receiver: Receiver,
+    otlp_url: String,
+    kv: String,
+    grpc: String,
+    url: String,
+    data_dir: String,
+    coordinator: Option<Process>,
+    agent: Process,
+    data: tempfile::TempDir,
+    _servers: Vec<(Process, String)>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl Lab {
+    fn start() -> Self {
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        let (receiver, otlp_url) = start_receiver(&runtime);
+        let servers = kv_servers(1);
+        let data = tempfile::tempdir().expect("tempdir");
+        let grpc = format!("127.0.0.1:{}", free_port());
+        let data_dir = data.path().join("data").to_string_lossy().into_owned();
+        let coordinator = traced_coordinator(&grpc, &data_dir, &otlp_url);
+        let url = format!("http://{grpc}");
+        let agent = traced_agent(&url, &otlp_url);
+        Lab {
+            receiver,
+            otlp_url,
+            kv: servers[0].1.clone(),
+            grpc,
+            url,
+            data_dir,
+            coordinator: Some(coordinator),
+            agent,
+            data,
+            _servers: servers,
+            _runtime: runtime,
+        }
+    }
+
+    /// Writes a one-agent kv scenario against the lab's KV server.
+    fn scenario(&self, name: &str, duration: &str, load: &str) -> String {
+        let text = format!(
+            "name: {name}\nduration: {duration}\nagents: 1\ntarget:\n  kind: kv\n  endpoints: [\"{}\"]\n\
+             load:\n{load}  connections: 2\nworkload:\n  kind: kv\n  keys: 100\n",
+            self.kv
+        );
+        write_file(self.data.path(), &format!("{name}.yaml"), &text)
+    }
+
+    /// Kills the coordinator (SIGKILL) and starts it again on its data.
+    fn restart_coordinator(&mut self) {
+        self.coordinator = None;
+        self.coordinator = Some(traced_coordinator(&self.grpc, &self.data_dir, &self.otlp_url));
+    }
+}
+
 #[test]
 fn a_run_is_one_trace_across_the_coordinator_and_agent_processes() {
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let (receiver, otlp_url) = start_receiver(&runtime);
-
-    let servers = kv_servers(1);
-    let data = tempfile::tempdir().expect("tempdir");
-    let grpc = format!("127.0.0.1:{}", free_port());
-    let data_dir = data.path().join("data").to_string_lossy().into_owned();
-    let coordinator = traced_coordinator(&grpc, &data_dir, &otlp_url);
-    let url = format!("http://{grpc}");
-    let mut agent = traced_agent(&url, &otlp_url);
-
-    let scenario = write_file(
-        data.path(),
-        "traced.yaml",
-        &format!(
-            "name: traced\nduration: 2s\nagents: 1\ntarget:\n  kind: kv\n  endpoints: [\"{}\"]\n\
-             load:\n  model: open\n  rate: 200/s\n  connections: 2\nworkload:\n  kind: kv\n  keys: 100\n",
-            servers[0].1
-        ),
-    );
+    let mut lab = Lab::start();
+    let scenario = lab.scenario("traced", "2s", "  model: open\n  rate: 200/s\n");
     let (code, stdout, stderr) =
-        run_stampede(&["submit", &scenario, "--coordinator", &url, "--wait", "--quiet"], Duration::from_secs(60));
+        run_stampede(&["submit", &scenario, "--coordinator", &lab.url, "--wait", "--quiet"], Duration::from_secs(60));
     assert_eq!(code, 0, "the run passes\n{stdout}\n{stderr}");
     let run_id = run_id_in(&stdout);
 
     let within = Duration::from_secs(20);
+    let receiver = &lab.receiver;
     let run = receiver.wait_for("stampede-coordinator", "run", Some(&run_id), within);
     let handed = receiver.wait_for("stampede-coordinator", "assignment", Some(&run_id), within);
     let taken = receiver.wait_for("stampede-agent", "assignment", Some(&run_id), within);
@@ -167,49 +209,33 @@ fn a_run_is_one_trace_across_the_coordinator_and_agent_processes() {
     assert!(run.parent_span_id.is_empty(), "the run is the trace's root: {run:?}");
 
     // The agent's session ends when it stops; its span is sent on the way out.
-    assert_eq!(agent.terminate(Duration::from_secs(15)), Some(0), "the agent exits cleanly on SIGTERM");
-    let session = receiver.wait_for("stampede-agent", "agent session", None, within);
+    assert_eq!(lab.agent.terminate(Duration::from_secs(15)), Some(0), "the agent exits cleanly on SIGTERM");
+    let session = lab.receiver.wait_for("stampede-agent", "agent session", None, within);
     assert_ne!(session.trace_id, run.trace_id, "a session spans many runs and is a trace of its own");
-    drop(coordinator);
 }
 
 #[test]
 fn a_run_resumed_by_a_restarted_coordinator_stays_in_its_trace() {
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let (receiver, otlp_url) = start_receiver(&runtime);
-    let servers = kv_servers(1);
-    let data = tempfile::tempdir().expect("tempdir");
-    let grpc = format!("127.0.0.1:{}", free_port());
-    let data_dir = data.path().join("data").to_string_lossy().into_owned();
-    let coordinator = traced_coordinator(&grpc, &data_dir, &otlp_url);
-    let url = format!("http://{grpc}");
-    let _agent = traced_agent(&url, &otlp_url);
-    let scenario = write_file(
-        data.path(),
-        "resumed.yaml",
-        &format!(
-            "name: resumed\nduration: 8s\nagents: 1\ntarget:\n  kind: kv\n  endpoints: [\"{}\"]\n\
-             load:\n  connections: 2\nworkload:\n  kind: kv\n  keys: 100\n",
-            servers[0].1
-        ),
-    );
-    let (code, stdout, stderr) = run_stampede(&["submit", &scenario, "--coordinator", &url], Duration::from_secs(30));
+    let mut lab = Lab::start();
+    let scenario = lab.scenario("resumed", "8s", "");
+    let (code, stdout, stderr) =
+        run_stampede(&["submit", &scenario, "--coordinator", &lab.url], Duration::from_secs(30));
     assert_eq!(code, 0, "{stdout}{stderr}");
     let run_id = run_id_in(&stdout);
     let deadline = Instant::now() + Duration::from_secs(30);
-    while get_set_calls(&servers[0].1) == 0 {
+    while get_set_calls(&lab.kv) == 0 {
         assert!(Instant::now() < deadline, "the run did not start");
         std::thread::sleep(Duration::from_millis(100));
     }
     std::thread::sleep(Duration::from_secs(1));
-    drop(coordinator); // SIGKILL: its spans of the run are never sent
-    let _coordinator = traced_coordinator(&grpc, &data_dir, &otlp_url);
-    let report = wait_for_report(&url, &run_id, Duration::from_secs(60));
+    // SIGKILL: the first coordinator's spans of the run are never sent.
+    lab.restart_coordinator();
+    let report = wait_for_report(&lab.url, &run_id, Duration::from_secs(60));
     assert_eq!(report["status"], "passed", "{report}");
 
     let within = Duration::from_secs(20);
-    let resumed = receiver.wait_for("stampede-coordinator", "run", Some(&run_id), within);
-    let taken = receiver.wait_for("stampede-agent", "assignment", Some(&run_id), within);
+    let resumed = lab.receiver.wait_for("stampede-coordinator", "run", Some(&run_id), within);
+    let taken = lab.receiver.wait_for("stampede-agent", "assignment", Some(&run_id), within);
     assert_eq!(resumed.trace_id, taken.trace_id, "the resumed run continues the trace the agent's assignment is in");
     assert!(!resumed.parent_span_id.is_empty(), "the resumed run hangs under the first coordinator's run span");
 }
