@@ -171,7 +171,17 @@ pub fn run_command(mut command: Command, timeout: Duration) -> (i32, String, Str
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("{command:?} did not finish within {timeout:?}");
+            // What it printed before it was killed is the best clue to why.
+            let tail = |text: String| {
+                let from = (text.len().saturating_sub(6000)..text.len()).find(|&i| text.is_char_boundary(i));
+                text[from.unwrap_or(text.len())..].to_string()
+            };
+            let (out, err) = (out.join().unwrap_or_default(), err.join().unwrap_or_default());
+            panic!(
+                "{command:?} did not finish within {timeout:?}\n--- stdout (end) ---\n{}\n--- stderr (end) ---\n{}",
+                tail(out),
+                tail(err)
+            );
         }
         std::thread::sleep(Duration::from_millis(50));
     };

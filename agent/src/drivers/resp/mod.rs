@@ -197,6 +197,12 @@ async fn connect_exclusive(endpoint: &RespAddress) -> Result<(Transport, String)
 /// Keys per pipelined request during preload and cleanup.
 const BULK_CHUNK: u64 = 1000;
 
+/// How long one chunk of a preload or cleanup may take. These passes run
+/// outside the runner's per-operation timeout, so without a bound a request
+/// that never gets its answer (a client stuck on a cluster, a server that
+/// stopped reading) would hold the agent's setup or teardown for ever.
+const BULK_CHUNK_LIMIT: Duration = Duration::from_secs(30);
+
 impl RespDriver {
     /// Runs `action(n)` for every number of the agent's range, in pipelined
     /// chunks, on a connection of its own to each endpoint.
@@ -228,7 +234,15 @@ pub(crate) async fn over_range<C: Connection>(
         let end = (start + BULK_CHUNK).min(part.key_end);
         let batch: Vec<Operation> = (start..end).map(|n| Operation { index: 0, action: action(n) }).collect();
         results.clear();
-        connection.execute_batch(&batch, &mut results).await;
+        if tokio::time::timeout(BULK_CHUNK_LIMIT, connection.execute_batch(&batch, &mut results)).await.is_err() {
+            return Err(DriverError::new(
+                ErrorKind::Timeout,
+                format!(
+                    "keys {start}..{end} got no complete answer within {}s; the server or cluster stopped answering",
+                    BULK_CHUNK_LIMIT.as_secs()
+                ),
+            ));
+        }
         if let Some(Err(error)) = results.iter().find(|r| r.is_err()) {
             return Err(error.clone());
         }

@@ -109,3 +109,25 @@ async fn every_key_value_action_runs_against_the_kv_server() {
     let _ = driver.teardown(&[server.addr.to_string()], &Part { agent_index: 0, key_start: 0, key_end: 10 }).await;
     server.stop().await.expect("stop");
 }
+
+/// A connection whose requests are never answered.
+#[derive(Clone)]
+struct Unanswered;
+
+impl Connection for Unanswered {
+    fn node(&self) -> &str {
+        "silent"
+    }
+
+    async fn execute(&mut self, _operation: &Operation) -> Result<Done, DriverError> {
+        std::future::pending().await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_preload_chunk_that_is_never_answered_fails_instead_of_waiting_for_ever() {
+    let part = Part { agent_index: 0, key_start: 0, key_end: 2500 };
+    let error = over_range(&mut Unanswered, &part, Action::Set).await.expect_err("no answer is an error");
+    assert_eq!(error.kind, ErrorKind::Timeout);
+    assert!(error.message.contains("keys 0..1000 got no complete answer within 30s"), "{}", error.message);
+}
