@@ -224,12 +224,18 @@ pub async fn kv_server(args: KvServerArgs) -> anyhow::Result<()> {
         }
         _ => vec![(args.listen, args.node_id.clone())],
     };
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut servers = tokio::task::JoinSet::new();
+    // Every port is bound before any is announced: a node that cannot
+    // listen stops the start without announcing nodes that then go away.
+    let mut listeners = Vec::with_capacity(nodes.len());
     for (addr, node_id) in nodes {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen on {addr}; is the port in use?"))?;
+        listeners.push((listener, node_id));
+    }
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut servers = tokio::task::JoinSet::new();
+    for (listener, node_id) in listeners {
         let bound = listener.local_addr()?;
         println!("kv-server {node_id} listening on {bound}");
         let node_config = stampede_kvserver::ServerConfig { node_id, ..config.clone() };

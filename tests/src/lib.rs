@@ -78,17 +78,24 @@ impl Process {
         Self::start(name, &stampede_bin(), args)
     }
 
-    /// Waits for a stdout line containing `needle` and returns it.
-    pub fn wait_for_line(&self, needle: &str, timeout: Duration) -> String {
+    /// Waits for a stdout line containing `needle`; None if the process
+    /// ends its output (exits) or `timeout` passes first.
+    pub fn try_wait_for_line(&self, needle: &str, timeout: Duration) -> Option<String> {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return line,
+                Ok(line) if line.contains(needle) => return Some(line),
                 Ok(_) => {}
-                Err(_) => panic!("{} did not print `{needle}` within {timeout:?}", self.name),
+                Err(_) => return None,
             }
         }
+    }
+
+    /// Waits for a stdout line containing `needle` and returns it.
+    pub fn wait_for_line(&self, needle: &str, timeout: Duration) -> String {
+        self.try_wait_for_line(needle, timeout)
+            .unwrap_or_else(|| panic!("{} did not print `{needle}` within {timeout:?}", self.name))
     }
 
     /// The address at the end of the line announcing it ("... listening on ADDR").

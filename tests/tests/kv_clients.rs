@@ -125,12 +125,21 @@ fn the_python_redis_package_works_against_it() {
 
 #[test]
 fn nodes_start_several_servers_with_their_own_ids() {
-    // Ports next to a free ephemeral port are almost always free too; the
-    // server names the port if one is taken.
-    let base_text = stampede_tests::free_port().to_string();
-    let server = Process::stampede("kv-nodes", &["kv-server", "--nodes", "3", "--base-port", &base_text]);
+    // Ports next to a free ephemeral port are usually free too, but another
+    // test may take one meanwhile: the server then stops before announcing
+    // any node, and the test tries other ports.
+    let (server, first) = (0..5)
+        .find_map(|_| {
+            let base_text = stampede_tests::free_port().to_string();
+            let server = Process::stampede("kv-nodes", &["kv-server", "--nodes", "3", "--base-port", &base_text]);
+            server.try_wait_for_line("kv-0 listening on", Duration::from_secs(20)).map(|line| (server, line))
+        })
+        .expect("three nodes on consecutive free ports within five tries");
     for i in 0..3u16 {
-        let line = server.wait_for_line(&format!("kv-{i} listening on"), Duration::from_secs(20));
+        let line = match i {
+            0 => first.clone(),
+            _ => server.wait_for_line(&format!("kv-{i} listening on"), Duration::from_secs(20)),
+        };
         let address = line.rsplit(' ').next().expect("address");
         let info = redis_cli(port_of(address), &["INFO", "server"]);
         assert!(info.contains(&format!("node_id:kv-{i}")), "{info}");
