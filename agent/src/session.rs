@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use stampede_common::Scenario;
+use stampede_discovery::DiscoveryError;
 use stampede_proto::v1 as pb;
 use stampede_proto::v1::agent_service_client::AgentServiceClient;
 use stampede_proto::v1::session_response::Body;
@@ -25,6 +26,8 @@ use crate::{AgentConfig, AgentError};
 
 const PINGS: u64 = 8;
 const PING_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often an agent waiting for etcd at start says it still waits.
+const ETCD_WAIT_REMINDER: Duration = Duration::from_secs(30);
 /// How often an agent waiting to reconnect asks etcd whether a new leader
 /// has been elected.
 const LEADER_POLL: Duration = Duration::from_millis(250);
@@ -112,6 +115,37 @@ impl Finder {
         Ok(Self::Etcd { etcd: Box::new(etcd), _registration: registration })
     }
 
+    /// As [`Finder::new`], but waits for etcd while it cannot be reached or
+    /// refuses the registration: an agent started before etcd (a pod
+    /// scheduled first, a host rebooted) joins once etcd answers instead of
+    /// exiting. Errors in the configuration itself still end the agent.
+    async fn patiently(config: &AgentConfig) -> Result<Self, AgentError> {
+        let mut backoff = Duration::from_millis(200);
+        let mut announced = tokio::time::Instant::now();
+        let mut waiting = false;
+        loop {
+            match Self::new(config).await {
+                Err(AgentError::Etcd(error @ (DiscoveryError::Unreachable { .. } | DiscoveryError::Etcd { .. }))) => {
+                    // Said at once, then every 30 s while it lasts.
+                    if !waiting || announced.elapsed() >= ETCD_WAIT_REMINDER {
+                        tracing::warn!(%error, "waiting for etcd; retrying");
+                        announced = tokio::time::Instant::now();
+                        waiting = true;
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+                Ok(finder) => {
+                    if waiting {
+                        tracing::info!("etcd answers; registered");
+                    }
+                    return Ok(finder);
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
     /// Completes when etcd names a leader other than `last` (the one the
     /// last attempt found, None when none led): a failover, so waiting out
     /// the backoff would only keep the agent away from the new leader.
@@ -145,14 +179,18 @@ impl Finder {
 
 /// Runs the agent until `shutdown` completes.
 pub async fn run_agent(config: AgentConfig, shutdown: impl std::future::Future<Output = ()>) -> Result<(), AgentError> {
-    let finder = Finder::new(&config).await?;
-    let outbox = Arc::new(Outbox::new(config.outbox_limit));
+    // Health first: alive (and not ready) while etcd is awaited.
     let health = match config.health_listen {
         Some(addr) => Some(serve_health(addr).await?),
         None => None,
     };
-    let mut agent = Agent { config, outbox, runs: HashMap::new(), rejected: None, health };
     tokio::pin!(shutdown);
+    let finder = tokio::select! {
+        finder = Finder::patiently(&config) => finder?,
+        () = &mut shutdown => return Ok(()),
+    };
+    let outbox = Arc::new(Outbox::new(config.outbox_limit));
+    let mut agent = Agent { config, outbox, runs: HashMap::new(), rejected: None, health };
     let mut backoff = Duration::from_millis(200);
     let mut announced_wait = false;
     let mut coordinator = agent.config.coordinator.clone();

@@ -27,14 +27,25 @@ impl Drop for TempDir {
     }
 }
 
-pub async fn run(
-    path: Option<&Path>,
-    agents: Option<u32>,
-    endpoints: &[String],
-    json: Option<&Path>,
-    data_dir: Option<PathBuf>,
-    quiet: bool,
-) -> anyhow::Result<u8> {
+/// What `stampede run` was given besides the scenario and its endpoints.
+pub struct RunOptions {
+    pub agents: Option<u32>,
+    pub json: Option<PathBuf>,
+    pub data_dir: Option<PathBuf>,
+    pub quiet: bool,
+    /// `None`: the scenario's duration plus [`TIMEOUT_MARGIN`]; zero: none.
+    pub timeout: Option<Duration>,
+}
+
+/// What the default `--timeout` allows beyond the scenario's duration:
+/// preload, setup, cleanup and the report.
+const TIMEOUT_MARGIN: Duration = Duration::from_secs(600);
+/// How long a run cancelled by `--timeout` has to send its report.
+const CANCEL_GRACE: Duration = Duration::from_secs(30);
+
+pub async fn run(path: Option<&Path>, endpoints: &[String], options: RunOptions) -> anyhow::Result<u8> {
+    let RunOptions { agents, json, data_dir, quiet, timeout } = options;
+    let json = json.as_deref();
     let (text, origin) = match path {
         Some(path) => (
             std::fs::read_to_string(path).with_context(|| format!("cannot read scenario {}", path.display()))?,
@@ -44,6 +55,11 @@ pub async fn run(
     };
     let (scenario, text) = Scenario::with_endpoints(&text, endpoints).map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
     let agent_count = agents.unwrap_or(scenario.agents);
+    let limit = match timeout {
+        None => Some(scenario.duration + TIMEOUT_MARGIN),
+        Some(zero) if zero.is_zero() => None,
+        Some(limit) => Some(limit),
+    };
     if agent_count == 0 {
         anyhow::bail!("--agents must be at least 1");
     }
@@ -112,9 +128,42 @@ pub async fn run(
         eprintln!("\ncancelling run {cancel_id}");
         let _ = cancel_client.cancel_run(pb::CancelRunRequest { run_id: cancel_id }).await;
     });
-    let code = crate::client::watch(&mut client, &run_id, json, quiet).await;
+    let code = watch_within(&mut client, &run_id, json, quiet, limit).await;
     canceller.abort();
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(3), coordinator_task).await;
     code
+}
+
+/// Follows the run as [`crate::client::watch`] does; past `limit` cancels
+/// it and waits [`CANCEL_GRACE`] for the report of what was measured.
+async fn watch_within(
+    client: &mut crate::client::Client,
+    run_id: &str,
+    json: Option<&Path>,
+    quiet: bool,
+    limit: Option<Duration>,
+) -> anyhow::Result<u8> {
+    let mut canceller = client.clone();
+    let watching = crate::client::watch(client, run_id, json, quiet);
+    tokio::pin!(watching);
+    let Some(limit) = limit else { return watching.await };
+    tokio::select! {
+        code = &mut watching => return code,
+        () = tokio::time::sleep(limit) => {}
+    }
+    let shown = format!("{limit:?}");
+    eprintln!("\nrun {run_id} has not ended within --timeout {shown}; cancelling it");
+    if let Err(status) = canceller.cancel_run(pb::CancelRunRequest { run_id: run_id.to_string() }).await {
+        eprintln!("cannot cancel run {run_id}: {}", crate::client::explain(&status));
+    }
+    match tokio::time::timeout(CANCEL_GRACE, &mut watching).await {
+        // A run that ended anyway keeps its verdict; a cancelled one is an error (2).
+        Ok(code) => code,
+        Err(_) => anyhow::bail!(
+            "run {run_id} did not end within --timeout {shown}, nor within {}s of being cancelled; \
+             no report (a target or agent may be hanging: run again with --log info)",
+            CANCEL_GRACE.as_secs()
+        ),
+    }
 }

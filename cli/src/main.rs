@@ -75,6 +75,12 @@ enum Command {
         /// No live progress line.
         #[arg(long, short)]
         quiet: bool,
+        /// Cancel the run if it has not ended this long after it was
+        /// submitted: the report of what was measured still prints, and the
+        /// exit code is 2. Default: the scenario's duration plus 10m; 0s
+        /// waits for ever.
+        #[arg(long, value_parser = duration)]
+        timeout: Option<std::time::Duration>,
     },
     /// Run the coordinator: agents connect to it, clients submit scenarios to it.
     Coordinator(daemons::CoordinatorArgs),
@@ -149,6 +155,10 @@ fn service_name(command: &Command) -> &'static str {
     }
 }
 
+fn duration(text: &str) -> Result<std::time::Duration, String> {
+    stampede_common::units::parse_duration(text).map_err(|e| e.0)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let quiet_default = matches!(cli.command, Command::Run { .. } | Command::Submit { .. } | Command::Validate { .. });
@@ -205,8 +215,9 @@ fn run_command(command: Command) -> ExitCode {
 
 async fn dispatch(command: Command) -> anyhow::Result<u8> {
     match command {
-        Command::Run { scenario, agents, endpoints, json, data_dir, quiet } => {
-            local::run(scenario.as_deref(), agents, &endpoints, json.as_deref(), data_dir, quiet).await
+        Command::Run { scenario, agents, endpoints, json, data_dir, quiet, timeout } => {
+            let options = local::RunOptions { agents, json, data_dir, quiet, timeout };
+            local::run(scenario.as_deref(), &endpoints, options).await
         }
         Command::Coordinator(args) => daemons::coordinator(args).await.map(|()| 0),
         Command::Agent(args) => daemons::agent(args).await.map(|()| 0),

@@ -1,15 +1,18 @@
 #!/usr/bin/env python3
 """Stampede's KV server against redis-server, driven by redis-benchmark.
 
-Both servers run on this machine in the same run; redis-benchmark drives
-each with 50 connections, SET and GET, pipeline 1 and 16, a 100k key space
-and 100-byte values. For every row it prints both servers' requests per
-second, the ratio (KV server / Redis; target >= 1.0) and each server's CPU
-seconds per million requests (user + system, from /proc/<pid>/stat). Each
-row is the median of --repeat measurements per server, taken alternately,
-because the load generator and both servers share the machine's cores.
+The servers run on this machine in the same run: redis-server, the KV
+server with its defaults, and the KV server with `--busy-poll` (unless
+`--busy-poll 0s`). redis-benchmark drives each with 50 connections, SET and
+GET, pipeline 1 and 16, a 100k key space and 100-byte values. For every row
+it prints each server's requests per second, the ratios (KV server / Redis;
+target >= 1.0), each server's CPU seconds per million requests (user +
+system, from /proc/<pid>/stat) and redis-benchmark's own CPU use (100 means
+the client is the limit). Each figure is the median of --repeat
+measurements per server, taken in rotating order, because the load
+generator and the servers share the machine's cores.
 
-Usage: deploy/bench/kv_vs_redis.py [--requests N]
+Usage: deploy/bench/kv_vs_redis.py [--requests N] [--repeat N] [--busy-poll 50us]
 """
 
 import argparse
@@ -71,35 +74,58 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=0, help="requests per row (default: 500k at P1, 4M at P16)")
     parser.add_argument("--repeat", type=int, default=3,
-                        help="measurements per row and server, alternating which server goes first; "
+                        help="measurements per row and server, rotating which server goes first; "
                              "the median is printed (default 3)")
+    parser.add_argument("--busy-poll", default="50us",
+                        help="window of the third server's --busy-poll; 0s leaves that server out (default 50us)")
     parser.add_argument("--binary", default=RELEASE_BINARY)
     args = parser.parse_args()
     require_tools_and_binary(args.binary)
 
-    kv_port, redis_port = free_port(), free_port()
-    kv = subprocess.Popen([args.binary, "kv-server", "--listen", f"127.0.0.1:{kv_port}"], stdout=subprocess.DEVNULL)
-    redis = subprocess.Popen(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
-                              "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    servers = []  # (name, port, process)
     try:
-        wait_ready(kv_port)
-        wait_ready(redis_port)
-        print(f"{'test':<5} {'P':>3} | {'redis ops/s':>12} {'kv ops/s':>12} {'ratio':>6} | "
-              f"{'redis cpu s/M':>13} {'kv cpu s/M':>11} | {'client cpu % (redis/kv)':>23}")
+        port = free_port()
+        servers.append(("redis", port, subprocess.Popen(
+            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL)))
+        port = free_port()
+        servers.append(("kv", port, subprocess.Popen(
+            [args.binary, "kv-server", "--listen", f"127.0.0.1:{port}"], stdout=subprocess.DEVNULL)))
+        if args.busy_poll.strip("0") not in ("s", "us", "ms", ""):
+            port = free_port()
+            servers.append(("kv+poll", port, subprocess.Popen(
+                [args.binary, "kv-server", "--listen", f"127.0.0.1:{port}", "--busy-poll", args.busy_poll],
+                stdout=subprocess.DEVNULL)))
+        for name, port, process in servers:
+            wait_ready(port)
+            if process.poll() is not None:
+                sys.exit(f"{name} exited at start with {process.returncode}")
+        names = [name for name, _, _ in servers]
+        if "kv+poll" in names:
+            print(f"kv+poll is the KV server with --busy-poll {args.busy_poll}")
+        header = f"{'test':<5} {'P':>3} | {'redis ops/s':>11}"
+        for name in names[1:]:
+            header += f" {name + ' ops/s':>13} {'ratio':>5}"
+        header += " | cpu s/M " + "/".join(names) + " | client cpu % " + "/".join(names)
+        print(header)
         for pipeline in (1, 16):
             for test in ("set", "get"):
                 requests = args.requests or (500_000 if pipeline == 1 else 4_000_000)
-                runs = {"redis": [], "kv": []}
+                runs = {name: [] for name in names}
                 for attempt in range(args.repeat):
-                    order = [("redis", redis_port, redis.pid), ("kv", kv_port, kv.pid)]
-                    for name, port, pid in (order if attempt % 2 == 0 else order[::-1]):
-                        runs[name].append(benchmark(port, pid, test, pipeline, requests))
-                r_ops, r_cpu, r_client = median(runs["redis"])
-                k_ops, k_cpu, k_client = median(runs["kv"])
-                print(f"{test:<5} {pipeline:>3} | {r_ops:>12.0f} {k_ops:>12.0f} {k_ops / r_ops:>6.2f} | "
-                      f"{r_cpu:>13.2f} {k_cpu:>11.2f} | {r_client:>11.0f}/{k_client:<11.0f}", flush=True)
+                    shift = attempt % len(servers)
+                    for name, port, process in servers[shift:] + servers[:shift]:
+                        runs[name].append(benchmark(port, process.pid, test, pipeline, requests))
+                medians = {name: median(runs[name]) for name in names}
+                redis_ops = medians["redis"][0]
+                line = f"{test:<5} {pipeline:>3} | {redis_ops:>11.0f}"
+                for name in names[1:]:
+                    line += f" {medians[name][0]:>13.0f} {medians[name][0] / redis_ops:>5.2f}"
+                line += " | " + "/".join(f"{medians[name][1]:.2f}" for name in names)
+                line += " | " + "/".join(f"{medians[name][2]:.0f}" for name in names)
+                print(line, flush=True)
     finally:
-        for process in (kv, redis):
+        for _, _, process in servers:
             process.terminate()
             process.wait()
 

@@ -1,16 +1,20 @@
 //! One client connection: read, parse every complete request, execute,
 //! write all replies at once (so a pipeline costs one write). Subscribed
-//! connections also write the messages the broker queues for them. A
-//! malformed request gets a protocol error and the connection is closed; an
-//! idle connection is closed after `--idle-timeout`.
+//! connections also write the messages the broker queues for them, and are
+//! closed when their queue overflows (see [`crate::broker`]). A malformed
+//! request gets a protocol error and the connection is closed; an idle
+//! connection is closed after `--idle-timeout`.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
+
+use crate::broker::{Mailbox, Outbox};
 use tokio::time::{Duration, Instant};
 
 use crate::Shared;
@@ -24,7 +28,7 @@ pub struct Client {
     pub authenticated: bool,
     pub subscriptions: BTreeSet<Bytes>,
     pub quit: bool,
-    messages: Option<(mpsc::UnboundedSender<Bytes>, mpsc::UnboundedReceiver<Bytes>)>,
+    messages: Option<(Mailbox, mpsc::UnboundedReceiver<Bytes>)>,
 }
 
 impl Client {
@@ -37,8 +41,20 @@ impl Client {
     }
 
     /// The queue the broker delivers this client's messages to.
-    pub fn message_sender(&mut self) -> mpsc::UnboundedSender<Bytes> {
-        self.messages.get_or_insert_with(mpsc::unbounded_channel).0.clone()
+    pub fn mailbox(&mut self) -> Mailbox {
+        self.messages.get_or_insert_with(Mailbox::new).0.clone()
+    }
+
+    fn outbox(&self) -> Option<Arc<Outbox>> {
+        self.messages.as_ref().map(|(mailbox, _)| Arc::clone(&mailbox.outbox))
+    }
+}
+
+/// Completes when the client's message queue overflows; never without one.
+async fn overflow(outbox: Option<&Outbox>) {
+    match outbox {
+        Some(outbox) => outbox.overflow().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -99,14 +115,33 @@ async fn serve(
     let stopped = stop.changed();
     tokio::pin!(stopped);
     loop {
+        // Only connections that ever subscribed have one.
+        let outbox = client.outbox();
+        if outbox.as_deref().is_some_and(Outbox::has_overflowed) {
+            tracing::info!(
+                client = client.id,
+                "closing a subscriber that does not read its messages (its queue passed {} bytes)",
+                shared.broker.queue_limit()
+            );
+            return Ok(());
+        }
         // Subscribers wait for messages and may be silent for ever, as in Redis.
         let may_idle_out = idle.is_some() && !client.subscribed();
         let read = tokio::select! {
             read = socket.read_buf(&mut input) => read?,
             Some(message) = next_message(client) => {
-                socket.write_all(&message).await?;
+                // A subscriber that stopped reading blocks this write; its
+                // queue's overflow ends the wait.
+                tokio::select! {
+                    written = socket.write_all(&message) => written?,
+                    () = overflow(outbox.as_deref()) => {}
+                }
+                if let Some(outbox) = &outbox {
+                    outbox.written(message.len());
+                }
                 continue;
             }
+            () = overflow(outbox.as_deref()) => continue,
             () = &mut deadline, if may_idle_out => {
                 tracing::debug!(client = client.id, "closing idle connection");
                 return Ok(());
@@ -115,6 +150,9 @@ async fn serve(
         };
         if read == 0 {
             return Ok(());
+        }
+        if let Some(activity) = &shared.activity {
+            activity.record();
         }
         if let Some(idle) = idle {
             let wanted = Instant::now() + idle;

@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod broker;
+pub mod busy_poll;
 pub mod cmd;
 pub mod connection;
 pub mod resp;
@@ -45,6 +46,12 @@ pub struct ServerConfig {
     pub max_clients: u64,
     /// Connections silent this long are closed; `None` never.
     pub idle_timeout: Option<Duration>,
+    /// Keep polling the sockets this long after the last request instead of
+    /// sleeping (see [`busy_poll`]); `None` sleeps at once.
+    pub busy_poll: Option<Duration>,
+    /// Bytes of messages a subscriber's queue may hold before the
+    /// subscriber is disconnected (see [`broker`]).
+    pub pubsub_queue_limit: usize,
 }
 
 impl Default for ServerConfig {
@@ -55,6 +62,8 @@ impl Default for ServerConfig {
             maxmemory: 0,
             max_clients: 10_000,
             idle_timeout: Some(Duration::from_secs(300)),
+            busy_poll: None,
+            pubsub_queue_limit: broker::DEFAULT_QUEUE_LIMIT,
         }
     }
 }
@@ -72,6 +81,7 @@ impl ServerConfig {
             ("timeout", self.idle_timeout.map_or(0, |t| t.as_secs()).to_string()),
             ("requirepass", if self.requirepass.is_some() { "********".into() } else { String::new() }),
             ("proto-max-bulk-len", resp::MAX_BULK_LEN.to_string()),
+            ("client-output-buffer-limit", format!("normal 0 0 0 pubsub {0} {0} 0", self.pubsub_queue_limit)),
         ]
     }
 }
@@ -86,6 +96,8 @@ pub struct Shared {
     pub port: u16,
     pub started: Instant,
     pub next_client_id: AtomicU64,
+    /// Batches served, for the busy-polling task; `None` without one.
+    pub activity: Option<busy_poll::Activity>,
 }
 
 impl Shared {
@@ -97,14 +109,15 @@ impl Shared {
             RandomState::new().hash_one(Instant::now()) as u32
         );
         Self {
-            config,
             store: Store::default(),
             stats: Stats::default(),
-            broker: Broker::default(),
+            broker: Broker::new(config.pubsub_queue_limit),
             run_id,
             port,
             started: Instant::now(),
             next_client_id: AtomicU64::new(1),
+            activity: config.busy_poll.map(|_| busy_poll::Activity::default()),
+            config,
         }
     }
 
@@ -152,6 +165,15 @@ pub async fn serve(
     let mut connections = JoinSet::new();
     let mut sweep = tokio::time::interval(SWEEP_EVERY);
     tokio::pin!(shutdown);
+    // Aborted when this function returns or its future is dropped.
+    let spinner = shared.config.busy_poll.map(|window| {
+        let shared = Arc::clone(&shared);
+        AbortOnDrop(tokio::spawn(async move {
+            if let Some(activity) = &shared.activity {
+                busy_poll::spin(activity, window).await;
+            }
+        }))
+    });
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -188,6 +210,7 @@ pub async fn serve(
             () = &mut shutdown => break,
         }
     }
+    drop(spinner);
     let _ = stop_tx.send(true);
     let drained =
         tokio::time::timeout(SHUTDOWN_GRACE, async { while connections.join_next().await.is_some() {} }).await;
@@ -200,6 +223,15 @@ pub async fn serve(
         total_commands: stats.total_commands(),
         calls: stats.command_calls(),
     })
+}
+
+/// Aborts its task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// A running server started by [`spawn`].

@@ -150,3 +150,68 @@ async fn shutdown_stops_serving() {
     assert_eq!(idle.read(&mut buf).await.expect("read"), 0, "idle connection closed");
     assert!(TcpStream::connect(addr).await.is_err());
 }
+
+#[tokio::test]
+async fn a_subscriber_that_stops_reading_is_disconnected_and_others_keep_their_messages() {
+    let limit = 1024 * 1024;
+    let server = start_with(ServerConfig { pubsub_queue_limit: limit, ..ServerConfig::default() }).await;
+    let mut confirmation = vec![0u8; 64];
+    let mut slow = TcpStream::connect(server.addr).await.expect("connect");
+    slow.write_all(b"SUBSCRIBE firehose\r\n").await.expect("subscribe");
+    let _ = slow.read(&mut confirmation).await.expect("confirmation");
+    let mut fast = TcpStream::connect(server.addr).await.expect("connect");
+    fast.write_all(b"SUBSCRIBE firehose\r\n").await.expect("subscribe");
+    let _ = fast.read(&mut confirmation).await.expect("confirmation");
+    let message = vec![b'm'; 64 * 1024];
+    let frame_len =
+        format!("*3\r\n$7\r\nmessage\r\n$8\r\nfirehose\r\n${}\r\n", message.len()).len() + message.len() + 2;
+    // The fast subscriber reads everything until the server closes it.
+    let reader = tokio::spawn(async move {
+        let mut total = 0usize;
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            match fast.read(&mut buf).await {
+                Ok(0) | Err(_) => return total,
+                Ok(n) => total += n,
+            }
+        }
+    });
+    let mut publisher = client(server.addr).await;
+    let mut published = 0usize;
+    let mut dropped_at = None;
+    // The slow one's socket buffers take some megabytes before its queue grows.
+    for i in 0..600 {
+        let received: i64 =
+            redis::cmd("PUBLISH").arg("firehose").arg(&message).query_async(&mut publisher).await.expect("publish");
+        published += 1;
+        if received == 1 {
+            dropped_at = Some(i);
+            break;
+        }
+        assert_eq!(received, 2);
+    }
+    assert!(dropped_at.is_some(), "the slow subscriber was never dropped after {published} messages");
+    let subscribers: i64 =
+        redis::cmd("PUBLISH").arg("firehose").arg("after").query_async(&mut publisher).await.expect("publish");
+    assert_eq!(subscribers, 1, "only the subscriber that reads is still subscribed");
+    // The slow subscriber's connection ends: what it still reads is followed by EOF.
+    let drained = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut total = 0usize;
+        loop {
+            match slow.read(&mut buf).await {
+                Ok(0) | Err(_) => return total,
+                Ok(n) => total += n,
+            }
+        }
+    })
+    .await
+    .expect("the slow subscriber's connection was closed");
+    assert!(drained < published * frame_len, "it got {drained} bytes of {} published", published * frame_len);
+    let pong: String = redis::cmd("PING").query_async(&mut publisher).await.expect("ping");
+    assert_eq!(pong, "PONG");
+    server.stop().await.expect("stop");
+    let after_len = "*3\r\n$7\r\nmessage\r\n$8\r\nfirehose\r\n$5\r\nafter\r\n".len();
+    let total = tokio::time::timeout(Duration::from_secs(10), reader).await.expect("reader ends").expect("reader");
+    assert_eq!(total, published * frame_len + after_len, "the fast subscriber got every message");
+}

@@ -23,8 +23,13 @@ fn program(name: &str) -> PathBuf {
 impl Etcd {
     /// Starts etcd and waits until it answers.
     pub fn start() -> Self {
+        Self::start_on(free_port())
+    }
+
+    /// Starts etcd with its client URL on `port`.
+    pub fn start_on(port: u16) -> Self {
         let data = tempfile::tempdir().expect("tempdir");
-        let client = format!("http://127.0.0.1:{}", free_port());
+        let client = format!("http://127.0.0.1:{port}");
         let peer = format!("http://127.0.0.1:{}", free_port());
         let data_dir = data.path().join("etcd");
         let mut command = Command::new(program("etcd"));

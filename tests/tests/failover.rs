@@ -267,3 +267,57 @@ fn a_standby_whose_candidacy_lease_is_revoked_stops_and_says_why() {
     let (code, stdout, stderr) = cluster.stampede(&["runs"]);
     assert_eq!(code, 0, "{stdout}{stderr}");
 }
+
+#[test]
+fn an_agent_started_before_etcd_waits_for_it_and_then_takes_part_in_a_run() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let etcd_port = free_port();
+    let prefix = format!("/stampede-early-{}", std::process::id());
+    let etcd_url = format!("http://127.0.0.1:{etcd_port}");
+    let log_path = data.path().join("agent.log");
+    let mut command = std::process::Command::new(stampede_tests::stampede_bin());
+    command.args(["agent", "--id", "early", "--etcd", &etcd_url, "--etcd-prefix", &prefix, "--etcd-lease-ttl", "4"]);
+    let mut agent = Process::spawn_with_stderr("agent", command, std::fs::File::create(&log_path).expect("log"));
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !log().contains("waiting for etcd") {
+        assert!(agent.is_running(), "the agent stopped instead of waiting for etcd:\n{}", log());
+        assert!(Instant::now() < deadline, "the agent did not say it waits for etcd:\n{}", log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(agent.is_running(), "the agent gave up on etcd:\n{}", log());
+
+    let cluster = Cluster { etcd: Etcd::start_on(etcd_port), prefix };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while cluster.etcd.keys(&format!("{}/agents/early", cluster.prefix)).is_empty() {
+        assert!(Instant::now() < deadline, "the agent did not register once etcd ran:\n{}", log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let listen = format!("127.0.0.1:{}", free_port());
+    let _coordinator = cluster.coordinator("coordinator", &listen, &data.path().join("c").to_string_lossy());
+    cluster.wait_for_leader(&format!("http://{listen}"));
+    let servers = kv_servers(1);
+    let scenario = format!(
+        "name: early-agent\nduration: 2s\nagents: 1\ntarget:\n  kind: kv\n  endpoints: [\"{}\"]\n\
+         load:\n  connections: 1\nworkload:\n  kind: kv\n  keys: 100\n",
+        servers[0].1
+    );
+    let path = write_file(data.path(), "scenario.yaml", &scenario);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let stdout = loop {
+        // The agent may still be connecting to the new leader.
+        let (code, stdout, stderr) = cluster.stampede(&["submit", &path]);
+        if code == 0 {
+            break stdout;
+        }
+        assert!(Instant::now() < deadline, "submit failed: {stdout}{stderr}\nagent log:\n{}", log());
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    let link = cluster.link();
+    let link_args: Vec<&str> = link.iter().map(String::as_str).collect();
+    let report = wait_for_report_via(&link_args, &run_id_in(&stdout), Duration::from_secs(60));
+    assert_eq!(report["status"], "passed", "{}", report["error"]);
+    assert_eq!(report["nodes"]["kv-0"]["ops"].as_u64().unwrap_or(0), get_set_calls(&servers[0].1));
+    assert!(get_set_calls(&servers[0].1) > 0);
+}

@@ -110,6 +110,44 @@ fn redis_benchmark_default_tests_on_supported_commands_complete_without_errors()
     assert!(command_calls(&address, "lrange") >= 4 * 2000);
 }
 
+/// CPU seconds (user + system) a process has used so far.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/PID/stat");
+    let fields: Vec<&str> = stat.rsplit_once(')').expect("comm").1.split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>().expect("utime") + fields[12].parse::<f64>().expect("stime");
+    // USER_HZ is 100 on Linux.
+    ticks / 100.0
+}
+
+#[test]
+fn a_busy_polling_server_answers_and_sleeps_when_traffic_stops() {
+    let (server, address) = kv_server(&["--busy-poll", "200us"]);
+    let port = port_of(&address);
+    let output = Command::new(tool("redis-benchmark"))
+        .args(["-h", "127.0.0.1", "-p", port, "-n", "20000", "-c", "20", "-r", "1000", "-t", "set,get", "--csv"])
+        .output()
+        .expect("redis-benchmark");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(command_calls(&address, "get") >= 20000);
+    // Spinning for ever would use a whole core; a sleeping server nearly none.
+    std::thread::sleep(Duration::from_millis(300));
+    let before = cpu_seconds(server.pid());
+    std::thread::sleep(Duration::from_secs(2));
+    let used = cpu_seconds(server.pid()) - before;
+    assert!(used < 0.2, "the idle server used {used:.2} s of CPU in 2 s");
+    assert_eq!(redis_cli(port, &["PING"]), "PONG", "it wakes up for the next request");
+}
+
+#[test]
+fn a_busy_poll_window_without_a_unit_is_refused() {
+    let (code, _, stderr) = stampede_tests::run_stampede(
+        &["kv-server", "--listen", "127.0.0.1:0", "--busy-poll", "50"],
+        Duration::from_secs(20),
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("--busy-poll") && stderr.contains("has no unit"), "{stderr}");
+}
+
 #[test]
 fn the_python_redis_package_works_against_it() {
     let (_server, address) = kv_server(&["--node-id", "kv-py"]);

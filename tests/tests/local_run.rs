@@ -108,3 +108,28 @@ fn open_model_arrivals_that_could_not_be_sent_are_counted_as_late() {
     assert!(late + sent >= 199_000, "late {late} + sent {sent} falls short of 200000 arrivals");
     assert!(stdout.contains("late starts"), "{stdout}");
 }
+
+#[test]
+fn a_run_past_its_timeout_is_cancelled_and_still_reports_what_was_measured() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write_file(
+        dir.path(),
+        "long.yaml",
+        "name: long\nduration: 10m\nagents: 1\ntarget:\n  kind: kv\nload:\n  connections: 1\nworkload:\n  kind: kv\n  keys: 100\n",
+    );
+    let json = dir.path().join("report.json");
+    let json_arg = json.to_string_lossy().to_string();
+    let started = std::time::Instant::now();
+    let (code, stdout, stderr) =
+        run_stampede(&["run", &path, "--timeout", "3s", "--json", &json_arg, "-q"], Duration::from_secs(60));
+    assert_eq!(code, 2, "a run cut short is not a verdict: {stdout}{stderr}");
+    assert!(stderr.contains("has not ended within --timeout 3s; cancelling it"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(45), "it took {:?}", started.elapsed());
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("JSON report")).expect("JSON");
+    assert!(report["totals"]["ops"].as_u64().unwrap_or(0) > 0, "what was measured is reported: {report}");
+
+    let (code, _, stderr) = run_stampede(&["run", &path, "--timeout", "3"], Duration::from_secs(30));
+    assert_eq!(code, 2);
+    assert!(stderr.contains("--timeout") && stderr.contains("has no unit"), "{stderr}");
+}

@@ -22,9 +22,9 @@ impl Subscribe {
     pub fn apply(self, shared: &Shared, client: &mut Client, out: &mut BytesMut) {
         if self.subscribe {
             for channel in self.channels {
-                let sender = client.message_sender();
+                let mailbox = client.mailbox();
                 if client.subscriptions.insert(channel.clone()) {
-                    shared.broker.subscribe(&channel, client.id, sender);
+                    shared.broker.subscribe(&channel, client.id, mailbox);
                 }
                 confirm(out, b"subscribe", Some(&channel), client.subscriptions.len());
             }
