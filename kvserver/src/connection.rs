@@ -13,11 +13,10 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
-
-use crate::broker::{Mailbox, Outbox};
 use tokio::time::{Duration, Instant};
 
 use crate::Shared;
+use crate::broker::{Mailbox, Outbox};
 use crate::cmd::execute;
 use crate::resp::{parse_request, reply};
 
