@@ -73,3 +73,35 @@ fn query_and_pool_runs_complete_with_a_histogram_per_query() {
     let node = format!("127.0.0.1:{}", server.port);
     assert!(report["nodes"][&node]["ops"].as_u64().is_some(), "{}", report["nodes"]);
 }
+
+#[test]
+fn a_drop_blocked_by_another_sessions_lock_gives_up_with_a_note_and_the_run_keeps_its_verdict() {
+    let server = Postgres::start();
+    let (report, elapsed) = std::thread::scope(|scope| {
+        // Another session waits for the run's table, then holds a lock on it
+        // that conflicts with DROP TABLE (not with the inserts) for a minute.
+        let holder = scope.spawn(|| {
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while server.psql("SELECT to_regclass('cpu_locked') IS NOT NULL") != "t" {
+                assert!(std::time::Instant::now() < deadline, "the run never created its table");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let mut psql = std::process::Command::new(stampede_tests::postgres_program("psql"));
+            psql.args(["-h", "127.0.0.1", "-p", &server.port.to_string(), "-U", "postgres", "-d", "postgres"]);
+            psql.args(["-c", "BEGIN; LOCK TABLE cpu_locked IN ACCESS SHARE MODE; SELECT pg_sleep(60); COMMIT;"]);
+            stampede_tests::Process::spawn("lock-holder", psql)
+        });
+        let started = std::time::Instant::now();
+        let report = run(&server, 2, "  kind: metrics\n  table: cpu_locked\n  batch_size: 10");
+        let elapsed = started.elapsed();
+        drop(holder.join().expect("lock holder"));
+        (report, elapsed)
+    });
+    assert!(elapsed < Duration::from_secs(50), "teardown took {elapsed:?}");
+    let note = notes(&report)
+        .into_iter()
+        .find(|n| n.starts_with("teardown failed"))
+        .unwrap_or_else(|| panic!("no teardown note in {:?}", notes(&report)));
+    assert!(note.contains("lock timeout") && note.contains("another session held a lock on cpu_locked"), "{note}");
+    assert_eq!(server.psql("SELECT count(*) FROM pg_tables WHERE tablename = 'cpu_locked'"), "1");
+}

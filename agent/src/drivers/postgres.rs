@@ -34,6 +34,11 @@ const ROW_INTERVAL_S: i64 = 10;
 /// How long agent 0 waits after its own end before dropping the table, so
 /// that other agents' last batches land first.
 const TEARDOWN_GRACE: Duration = Duration::from_secs(2);
+/// How long setup's and teardown's statements wait for a lock that another
+/// session holds (PostgreSQL's `lock_timeout` on their connection).
+const DDL_LOCK_TIMEOUT: &str = "15s";
+/// How long dropping the table may take in all, connecting included.
+const TEARDOWN_LIMIT: Duration = Duration::from_secs(60);
 
 const REGIONS: [&str; 4] = ["us-east-1", "us-west-2", "eu-central-1", "ap-southeast-1"];
 const USAGE: [&str; 10] = [
@@ -269,6 +274,25 @@ async fn run(connection: &mut sqlx::PgConnection, sql: String, context: &str) ->
     sqlx::query(&sql).execute(connection).await.map(|done| done.rows_affected()).map_err(|e| driver_error(context, &e))
 }
 
+/// A connection for setup and teardown: waiting for another session's lock
+/// ends after [`DDL_LOCK_TIMEOUT`] with an error instead of never.
+async fn open_for_ddl(endpoint: &str) -> Result<sqlx::PgConnection, DriverError> {
+    let mut connection = open(endpoint).await?;
+    run(&mut connection, format!("SET lock_timeout = '{DDL_LOCK_TIMEOUT}'"), "setting lock_timeout").await?;
+    Ok(connection)
+}
+
+/// Says what to do when a statement gave up waiting for a lock on `table`.
+fn explain_lock_wait(mut error: DriverError, table: &str) -> DriverError {
+    if error.message.contains("lock timeout") {
+        error.message.push_str(&format!(
+            " (another session held a lock on {table} for over {DDL_LOCK_TIMEOUT}; \
+             end that session, or handle {table} by hand)"
+        ));
+    }
+    error
+}
+
 #[derive(Clone)]
 pub struct PgConnection {
     connection: Arc<Mutex<sqlx::PgConnection>>,
@@ -297,7 +321,7 @@ impl Driver for PostgresDriver {
             return Ok(Vec::new());
         }
         let endpoint = endpoints.first().map(String::as_str).unwrap_or_default();
-        let mut connection = open(endpoint).await?;
+        let mut connection = open_for_ddl(endpoint).await?;
         let mut notes = Vec::new();
         // The cluster's system identifier tells apart servers that share an
         // address behind a proxy (replicas share their primary's). Reading
@@ -317,7 +341,9 @@ impl Driver for PostgresDriver {
             "time TIMESTAMPTZ NOT NULL, hostname TEXT NOT NULL, region TEXT NOT NULL, datacenter TEXT NOT NULL".into(),
         );
         let create = format!("CREATE TABLE IF NOT EXISTS {table} ({})", usage_columns.join(", "));
-        run(&mut connection, create, &format!("creating table {table}")).await?;
+        run(&mut connection, create, &format!("creating table {table}"))
+            .await
+            .map_err(|e| explain_lock_wait(e, table))?;
         if self.plan.kind == TargetKind::Timescaledb {
             // Without the extension available this fails; the table stays plain.
             let _ = run(&mut connection, "CREATE EXTENSION IF NOT EXISTS timescaledb".into(), "").await;
@@ -338,7 +364,7 @@ impl Driver for PostgresDriver {
             }
         }
         let index = format!("CREATE INDEX IF NOT EXISTS {table}_host_time ON {table} (hostname, time DESC)");
-        run(&mut connection, index, "creating the index").await?;
+        run(&mut connection, index, "creating the index").await.map_err(|e| explain_lock_wait(e, table))?;
         if let Workload::Query(w) = &self.plan.workload {
             let count = format!("SELECT count(*) FROM {table}");
             let rows: i64 = sqlx::query_scalar(&count)
@@ -382,9 +408,23 @@ impl Driver for PostgresDriver {
             return Ok(Vec::new());
         }
         tokio::time::sleep(TEARDOWN_GRACE).await;
-        let mut connection = open(endpoints.first().map(String::as_str).unwrap_or_default()).await?;
-        run(&mut connection, format!("DROP TABLE IF EXISTS {table}"), &format!("dropping {table}")).await?;
-        let _ = connection.close().await;
+        let drop = async {
+            let mut connection = open_for_ddl(endpoints.first().map(String::as_str).unwrap_or_default()).await?;
+            run(&mut connection, format!("DROP TABLE IF EXISTS {table}"), &format!("dropping {table}"))
+                .await
+                .map_err(|e| explain_lock_wait(e, table))?;
+            let _ = connection.close().await;
+            Ok::<_, DriverError>(())
+        };
+        match tokio::time::timeout(TEARDOWN_LIMIT, drop).await {
+            Ok(dropped) => dropped?,
+            Err(_) => {
+                return Err(DriverError::new(
+                    ErrorKind::Timeout,
+                    format!("dropping {table} got no answer within {}s; drop it by hand", TEARDOWN_LIMIT.as_secs()),
+                ));
+            }
+        }
         Ok(vec![format!("table {table} dropped after the run (keep: true keeps it)")])
     }
 }
