@@ -106,7 +106,8 @@ pub struct KvServerArgs {
     #[arg(long, default_value = "0s", value_parser = duration)]
     busy_poll: Duration,
     /// A subscriber whose queue of undelivered messages would pass this
-    /// size is disconnected (as Redis's pub/sub output buffer limit).
+    /// size is disconnected (as Redis's pub/sub output buffer limit); 0 is
+    /// no limit.
     #[arg(long, default_value = "32MiB", value_parser = size)]
     pubsub_queue_limit: u64,
 }

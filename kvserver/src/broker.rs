@@ -54,7 +54,7 @@ impl Outbox {
             return false;
         }
         let before = self.queued.fetch_add(len, Ordering::AcqRel);
-        if before + len <= limit {
+        if before.saturating_add(len) <= limit {
             return true;
         }
         self.queued.fetch_sub(len, Ordering::AcqRel);
@@ -93,7 +93,9 @@ impl Default for Broker {
 }
 
 impl Broker {
+    /// `queue_limit`: bytes per subscriber's queue; 0 is no limit.
     pub fn new(queue_limit: usize) -> Self {
+        let queue_limit = if queue_limit == 0 { usize::MAX } else { queue_limit };
         Self { channels: Mutex::default(), queue_limit }
     }
 
@@ -189,6 +191,20 @@ mod tests {
         // What was queued before the overflow is still there; nothing after it.
         assert!(slow_rx.try_recv().is_ok() && slow_rx.try_recv().is_ok() && slow_rx.try_recv().is_err());
         assert_eq!(broker.publish(&channel, &message), 1);
+    }
+
+    #[test]
+    fn a_limit_of_zero_is_no_limit() {
+        let broker = Broker::new(0);
+        let channel = Bytes::from_static(b"big");
+        let (mailbox, mut rx) = Mailbox::new();
+        broker.subscribe(&channel, 1, mailbox.clone());
+        let message = Bytes::from(vec![b'x'; 1 << 20]);
+        for _ in 0..8 {
+            assert_eq!(broker.publish(&channel, &message), 1);
+        }
+        assert!(!mailbox.outbox.has_overflowed());
+        assert_eq!(std::iter::from_fn(|| rx.try_recv().ok()).count(), 8);
     }
 
     #[tokio::test]

@@ -50,7 +50,7 @@ pub struct ServerConfig {
     /// sleeping (see [`busy_poll`]); `None` sleeps at once.
     pub busy_poll: Option<Duration>,
     /// Bytes of messages a subscriber's queue may hold before the
-    /// subscriber is disconnected (see [`broker`]).
+    /// subscriber is disconnected (see [`broker`]); 0 is no limit.
     pub pubsub_queue_limit: usize,
 }
 
@@ -81,7 +81,7 @@ impl ServerConfig {
             ("timeout", self.idle_timeout.map_or(0, |t| t.as_secs()).to_string()),
             ("requirepass", if self.requirepass.is_some() { "********".into() } else { String::new() }),
             ("proto-max-bulk-len", resp::MAX_BULK_LEN.to_string()),
-            ("client-output-buffer-limit", format!("normal 0 0 0 pubsub {0} {0} 0", self.pubsub_queue_limit)),
+            ("client-output-buffer-limit", format!("normal 0 0 0 pubsub {} 0 0", self.pubsub_queue_limit)),
         ]
     }
 }
