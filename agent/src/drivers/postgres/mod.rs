@@ -18,7 +18,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgRow};
 use sqlx::{Connection as _, Row as _};
 use stampede_common::Scenario;
@@ -27,6 +27,9 @@ use tokio::sync::Mutex;
 
 use super::{Connection, Done, Driver, DriverError, ErrorKind, Part};
 use crate::workloads::{Action, Operation, QueryKind};
+use rows::{MetricRow, binary_copy, insert_statement};
+
+mod rows;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Seconds between two rows of one host (as in TSBS's devops data).
@@ -56,8 +59,6 @@ const USAGE: [&str; 10] = [
 /// Hostnames made ahead of time; an agent with more hosts formats the rest
 /// per row.
 const MAX_NAMED_HOSTS: u64 = 100_000;
-/// Microseconds from the Unix epoch to PostgreSQL's (2000-01-01).
-const PG_EPOCH_US: i64 = 946_684_800_000_000;
 /// Columns bound per row by the multi-row INSERT.
 pub const COLUMNS_PER_ROW: usize = 4 + USAGE.len();
 
@@ -123,97 +124,6 @@ impl PostgresDriver {
             }),
         }
     }
-}
-
-/// `INSERT INTO t (...) VALUES ($1, ..., $14), ($15, ...), ...`.
-fn insert_statement(table: &str, rows: usize) -> String {
-    let mut sql = format!("INSERT INTO {table} ({}) VALUES ", columns());
-    for row in 0..rows {
-        if row > 0 {
-            sql.push_str(", ");
-        }
-        sql.push('(');
-        for column in 0..COLUMNS_PER_ROW {
-            if column > 0 {
-                sql.push_str(", ");
-            }
-            sql.push('$');
-            sql.push_str(itoa::Buffer::new().format(row * COLUMNS_PER_ROW + column + 1));
-        }
-        sql.push(')');
-    }
-    sql
-}
-
-/// One generated row.
-struct MetricRow {
-    time: DateTime<Utc>,
-    host: u64,
-    usage: [f64; USAGE.len()],
-}
-
-impl MetricRow {
-    /// Row `index` of the agent's stream: hosts take turns, and each round
-    /// of hosts is `ROW_INTERVAL_S` later than the last. The figures are a
-    /// cheap deterministic function of the index.
-    fn new(plan: &Plan, index: u64) -> Self {
-        let host = plan.host_start + index % plan.host_count;
-        let round = (index / plan.host_count) as i64;
-        let time = plan.base + TimeDelta::seconds(round * ROW_INTERVAL_S);
-        let mut usage = [0.0; USAGE.len()];
-        let mut x = index.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ host;
-        for value in &mut usage {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            *value = (x % 10_000) as f64 / 100.0;
-        }
-        Self { time, host, usage }
-    }
-
-    fn hostname<'p>(&self, plan: &'p Plan) -> std::borrow::Cow<'p, str> {
-        match plan.hostnames.get((self.host - plan.host_start) as usize) {
-            Some(name) => name.as_str().into(),
-            None => format!("host_{}", self.host).into(),
-        }
-    }
-
-    fn region(&self) -> &'static str {
-        REGIONS[(self.host % REGIONS.len() as u64) as usize]
-    }
-
-    fn datacenter<'p>(&self, plan: &'p Plan) -> &'p str {
-        &plan.datacenters[(self.host % 12) as usize]
-    }
-}
-
-/// Rows in PostgreSQL's binary COPY format: the signature, flags and
-/// header extension, then per row the field count and each field as a
-/// length and its binary value (timestamptz: microseconds since
-/// 2000-01-01; float8: big-endian IEEE 754), and -1 at the end.
-fn binary_copy(plan: &Plan, rows: &[MetricRow]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(19 + rows.len() * (2 + COLUMNS_PER_ROW * 4 + 8 + 40 + USAGE.len() * 8) + 2);
-    out.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
-    out.extend_from_slice(&0i32.to_be_bytes());
-    out.extend_from_slice(&0i32.to_be_bytes());
-    let text = |out: &mut Vec<u8>, value: &str| {
-        out.extend_from_slice(&(value.len() as i32).to_be_bytes());
-        out.extend_from_slice(value.as_bytes());
-    };
-    for row in rows {
-        out.extend_from_slice(&(COLUMNS_PER_ROW as i16).to_be_bytes());
-        out.extend_from_slice(&8i32.to_be_bytes());
-        out.extend_from_slice(&(row.time.timestamp_micros() - PG_EPOCH_US).to_be_bytes());
-        text(&mut out, &row.hostname(plan));
-        text(&mut out, row.region());
-        text(&mut out, row.datacenter(plan));
-        for value in row.usage {
-            out.extend_from_slice(&8i32.to_be_bytes());
-            out.extend_from_slice(&value.to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&(-1i16).to_be_bytes());
-    out
 }
 
 /// Classifies an sqlx error by kind.
@@ -522,5 +432,4 @@ impl Connection for PgConnection {
 }
 
 #[cfg(test)]
-#[path = "postgres_tests.rs"]
 mod tests;

@@ -1,3 +1,4 @@
+use super::rows::PG_EPOCH_US;
 use super::*;
 
 #[test]
