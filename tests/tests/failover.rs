@@ -4,6 +4,7 @@
 //! the old one never acknowledged, so the report still equals exactly what
 //! each KV server counted.
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use stampede_tests::etcd::Etcd;
@@ -113,6 +114,32 @@ impl Cluster {
         ]);
         assert_eq!(code, 0, "{stderr}");
         stdout.lines().nth(1).unwrap_or_default().to_string()
+    }
+
+    /// Coordinator a, the leader, and b, its standby, on free ports with
+    /// data under `data`; the one at `logged` (0 or 1) writes its stderr to
+    /// the returned log. Returns once both stand in the election.
+    fn leader_and_standby(&self, data: &std::path::Path, logged: usize) -> ([String; 2], [Process; 2], PathBuf) {
+        let log = data.join(if logged == 0 { "a.log" } else { "b.log" });
+        let mut urls = Vec::new();
+        let mut processes = Vec::new();
+        for (i, name) in ["a", "b"].into_iter().enumerate() {
+            let listen = format!("127.0.0.1:{}", free_port());
+            let dir = data.join(name).to_string_lossy().into_owned();
+            let process_name = format!("coordinator-{name}");
+            processes.push(match i == logged {
+                true => self.logged_coordinator(&process_name, &listen, &dir, &log),
+                false => self.coordinator(&process_name, &listen, &dir),
+            });
+            urls.push(format!("http://{listen}"));
+            if i == 0 {
+                self.wait_for_leader(&urls[0]);
+            }
+        }
+        self.wait_for_candidates(2);
+        let urls = urls.try_into().expect("two URLs");
+        let processes = processes.try_into().unwrap_or_else(|_| unreachable!("two coordinators"));
+        (urls, processes, log)
     }
 
     fn wait_for_leader(&self, url: &str) {
@@ -233,17 +260,11 @@ fn wait_for_exit(process: &mut Process, log: &std::path::Path, what: &str) -> St
 fn a_leader_whose_lease_is_revoked_stops_and_the_standby_leads() {
     let cluster = Cluster { etcd: Etcd::start(), prefix: format!("/stampede-lease-{}", std::process::id()) };
     let data = tempfile::tempdir().expect("tempdir");
-    let (listen_a, listen_b) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
-    let log_path = data.path().join("a.log");
-    let mut leader =
-        cluster.logged_coordinator("coordinator-a", &listen_a, &data.path().join("a").to_string_lossy(), &log_path);
-    cluster.wait_for_leader(&format!("http://{listen_a}"));
-    let _standby = cluster.coordinator("coordinator-b", &listen_b, &data.path().join("b").to_string_lossy());
-    cluster.wait_for_candidates(2);
+    let ([_, url_b], [mut leader, _standby], log_path) = cluster.leader_and_standby(data.path(), 0);
     cluster.revoke_candidacy(0);
     let log = wait_for_exit(&mut leader, &log_path, "the deposed leader kept running");
     assert!(log.contains("lost the leadership"), "{log}");
-    cluster.wait_for_leader(&format!("http://{listen_b}"));
+    cluster.wait_for_leader(&url_b);
     let (code, stdout, stderr) = cluster.stampede(&["runs"]);
     assert_eq!(code, 0, "the new leader answers through etcd: {stdout}{stderr}");
 }
@@ -252,18 +273,12 @@ fn a_leader_whose_lease_is_revoked_stops_and_the_standby_leads() {
 fn a_standby_whose_candidacy_lease_is_revoked_stops_and_says_why() {
     let cluster = Cluster { etcd: Etcd::start(), prefix: format!("/stampede-standby-{}", std::process::id()) };
     let data = tempfile::tempdir().expect("tempdir");
-    let (listen_a, listen_b) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
-    let _leader = cluster.coordinator("coordinator-a", &listen_a, &data.path().join("a").to_string_lossy());
-    cluster.wait_for_leader(&format!("http://{listen_a}"));
-    let log_path = data.path().join("b.log");
-    let mut standby =
-        cluster.logged_coordinator("coordinator-b", &listen_b, &data.path().join("b").to_string_lossy(), &log_path);
-    cluster.wait_for_candidates(2);
+    let ([url_a, _], [_leader, mut standby], log_path) = cluster.leader_and_standby(data.path(), 1);
     cluster.revoke_candidacy(1);
     let log = wait_for_exit(&mut standby, &log_path, "the standby kept waiting without a candidacy");
     assert!(log.contains("the candidacy's lease lapsed while waiting"), "{log}");
     // The leader is untouched.
-    cluster.wait_for_leader(&format!("http://{listen_a}"));
+    cluster.wait_for_leader(&url_a);
     let (code, stdout, stderr) = cluster.stampede(&["runs"]);
     assert_eq!(code, 0, "{stdout}{stderr}");
 }
