@@ -26,6 +26,15 @@ use crate::{AgentConfig, AgentError};
 
 const PINGS: u64 = 8;
 const PING_TIMEOUT: Duration = Duration::from_secs(2);
+/// The wait before the first retry (of etcd at start, of the coordinator);
+/// each failure doubles it up to `MAX_BACKOFF`.
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+fn next_backoff(backoff: Duration) -> Duration {
+    (backoff * 2).min(MAX_BACKOFF)
+}
+
 /// How often an agent waiting for etcd at start says it still waits.
 const ETCD_WAIT_REMINDER: Duration = Duration::from_secs(30);
 /// How often an agent waiting to reconnect asks etcd whether a new leader
@@ -120,7 +129,7 @@ impl Finder {
     /// scheduled first, a host rebooted) joins once etcd answers instead of
     /// exiting. Errors in the configuration itself still end the agent.
     async fn patiently(config: &AgentConfig) -> Result<Self, AgentError> {
-        let mut backoff = Duration::from_millis(200);
+        let mut backoff = FIRST_BACKOFF;
         let mut announced = tokio::time::Instant::now();
         let mut waiting = false;
         loop {
@@ -133,7 +142,7 @@ impl Finder {
                         waiting = true;
                     }
                     tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    backoff = next_backoff(backoff);
                 }
                 Ok(finder) => {
                     if waiting {
@@ -191,7 +200,7 @@ pub async fn run_agent(config: AgentConfig, shutdown: impl std::future::Future<O
     };
     let outbox = Arc::new(Outbox::new(config.outbox_limit));
     let mut agent = Agent { config, outbox, runs: HashMap::new(), rejected: None, health };
-    let mut backoff = Duration::from_millis(200);
+    let mut backoff = FIRST_BACKOFF;
     let mut announced_wait = false;
     let mut coordinator = agent.config.coordinator.clone();
     loop {
@@ -219,7 +228,7 @@ pub async fn run_agent(config: AgentConfig, shutdown: impl std::future::Future<O
         set_ready(agent.health.as_ref(), false).await;
         match result {
             Ok(()) => {
-                backoff = Duration::from_millis(200);
+                backoff = FIRST_BACKOFF;
                 announced_wait = false;
                 tracing::warn!(%coordinator, "session ended; reconnecting");
             }
@@ -241,12 +250,12 @@ pub async fn run_agent(config: AgentConfig, shutdown: impl std::future::Future<O
             () = tokio::time::sleep(backoff) => {}
             () = finder.leader_changed(found.as_deref()) => {
                 tracing::info!("etcd names a new leader; connecting now");
-                backoff = Duration::from_millis(200);
+                backoff = FIRST_BACKOFF;
                 continue;
             }
             () = &mut shutdown => return Ok(()),
         }
-        backoff = (backoff * 2).min(Duration::from_secs(5));
+        backoff = next_backoff(backoff);
     }
 }
 
