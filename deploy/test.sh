@@ -61,7 +61,26 @@ set +e
 cargo test --workspace --locked -- --test-threads "${STAMPEDE_TEST_THREADS:-4}" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
+
+# The compose file with a real Docker engine: builds the image from
+# deploy/Dockerfile, starts the eleven services and runs scenarios through
+# them (about ten minutes the first time; images are kept for the next run).
+# STAMPEDE_COMPOSE_CHECK=0 leaves it out of a local run; CI always runs it.
+compose_status=0
+if [ -n "${CI:-}" ] || [ "${STAMPEDE_COMPOSE_CHECK:-1}" != 0 ]; then
+  echo "==> deploy/check_compose.py (docker compose up --build, then runs through the containers)"
+  set +e
+  python3 deploy/check_compose.py
+  compose_status=$?
+  set -e
+else
+  echo "==> compose check left out (STAMPEDE_COMPOSE_CHECK=0)"
+fi
+
 # One closing line over every test binary (cargo prints one per binary).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
-exit "$status"
+if [ "$status" -ne 0 ]; then
+  exit "$status"
+fi
+exit "$compose_status"

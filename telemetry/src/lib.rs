@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
+use std::io::IsTerminal;
 use std::time::Duration;
 
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
@@ -99,7 +100,8 @@ impl Telemetry {
 pub fn init(settings: &Settings<'_>) -> Result<Telemetry, TelemetryError> {
     let filter = tracing_subscriber::EnvFilter::try_new(settings.log_filter.unwrap_or(settings.default_filter))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(settings.default_filter));
-    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // Colours only for a terminal: `docker logs`, journald and files get plain text.
+    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal());
     let logs = match settings.log_format {
         LogFormat::Text => logs.with_filter(filter).boxed(),
         LogFormat::Json => logs.json().with_filter(filter).boxed(),
