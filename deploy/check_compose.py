@@ -56,7 +56,7 @@ BASE = "stampede-standin/debian:bookworm"
 DEBIAN_MIRROR = os.environ.get("STAMPEDE_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 TOKEN = secrets.token_hex(20)
 KV_NODES = ["kv-0", "kv-1", "kv-2"]
-# What each target's run is: scenario, endpoint, what its report must show.
+# One run per target: the scenario (as the image ships it) and the endpoint it is pointed at.
 RUNS = [
     ("kv-mixed", "haproxy:6379"),
     ("redis-mixed", "redis:6379"),
