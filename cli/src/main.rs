@@ -30,9 +30,20 @@ struct Cli {
     #[arg(long, global = true, env = "STAMPEDE_LOG")]
     log: Option<String>,
     /// Export trace spans (one trace per run: the run, each agent's assignment, agent sessions) to this
-    /// OTLP/gRPC collector, e.g. `http://localhost:4317`. Off when not given.
+    /// OTLP/gRPC collector, e.g. `http://localhost:4317`, or `https://...` for TLS (verified with the
+    /// system's trusted roots, or --otlp-ca). Off when not given.
     #[arg(long, global = true, value_name = "URL", env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
     otlp_endpoint: Option<String>,
+    /// CA certificate (PEM) that signed the https:// collector's certificate, instead of the system's roots.
+    #[arg(long, global = true, value_name = "FILE", env = "OTEL_EXPORTER_OTLP_CERTIFICATE")]
+    otlp_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for an https:// collector that asks for one (mutual TLS); with
+    /// --otlp-client-key.
+    #[arg(long, global = true, value_name = "FILE", env = "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE")]
+    otlp_client_cert: Option<PathBuf>,
+    /// Key (PEM) of --otlp-client-cert.
+    #[arg(long, global = true, value_name = "FILE", env = "OTEL_EXPORTER_OTLP_CLIENT_KEY")]
+    otlp_client_key: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -167,6 +178,11 @@ fn main() -> ExitCode {
         log_filter: cli.log.as_deref(),
         default_filter: if quiet_default { "warn" } else { "info" },
         otlp_endpoint: cli.otlp_endpoint.as_deref(),
+        otlp_tls: stampede_telemetry::OtlpTls {
+            ca: cli.otlp_ca.as_deref(),
+            client_cert: cli.otlp_client_cert.as_deref(),
+            client_key: cli.otlp_client_key.as_deref(),
+        },
         service_name: service_name(&cli.command),
     };
     let telemetry = match stampede_telemetry::init(&settings) {

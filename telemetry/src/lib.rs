@@ -10,11 +10,12 @@
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
+use std::path::Path;
 use std::time::Duration;
 
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_otlp::{WithExportConfig, WithTonicConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
@@ -35,6 +36,9 @@ const TRACED: [&str; 2] = ["stampede_coordinator", "stampede_agent"];
 /// How long shutting down waits for the last spans to be sent.
 const FLUSH_LIMIT: Duration = Duration::from_secs(5);
 
+/// How long one export to the collector may take.
+const EXPORT_LIMIT: Duration = Duration::from_secs(5);
+
 /// How logs are written on stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -50,23 +54,40 @@ pub struct Settings<'a> {
     pub log_filter: Option<&'a str>,
     /// The filter used when none is given, or when the given one is invalid.
     pub default_filter: &'a str,
-    /// OTLP/gRPC collector, e.g. `http://otel-collector:4317`.
+    /// OTLP/gRPC collector, e.g. `http://otel-collector:4317`, or
+    /// `https://...` for TLS.
     pub otlp_endpoint: Option<&'a str>,
+    /// Certificates for an `https://` collector.
+    pub otlp_tls: OtlpTls<'a>,
     /// `service.name` of this process in the traces.
     pub service_name: &'a str,
+}
+
+/// PEM files for TLS to the collector. Without `ca` the system's trusted
+/// roots verify the collector; `client_cert` with `client_key` is for a
+/// collector that asks for a client certificate (mutual TLS).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OtlpTls<'a> {
+    pub ca: Option<&'a Path>,
+    pub client_cert: Option<&'a Path>,
+    pub client_key: Option<&'a Path>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {
     #[error(
-        "--otlp-endpoint `{0}` is not an http:// URL of an OTLP/gRPC collector (for example http://localhost:4317)"
+        "--otlp-endpoint `{0}` is not an http:// or https:// URL of an OTLP/gRPC collector (for example \
+         http://localhost:4317)"
     )]
     BadEndpoint(String),
-    #[error(
-        "--otlp-endpoint `{0}`: TLS to the collector is not supported; point it at a collector or agent reachable over \
-         http:// (for example an OpenTelemetry Collector on the same host)"
-    )]
-    TlsEndpoint(String),
+    #[error("--otlp-endpoint `{0}` is plain http://, but {1} is given; use an https:// endpoint for TLS, or drop {1}")]
+    TlsWithoutHttps(String, &'static str),
+    #[error("--otlp-client-cert and --otlp-client-key go together; {0} is missing")]
+    HalfIdentity(&'static str),
+    #[error("cannot read {what} `{path}`: {error}")]
+    Unreadable { what: &'static str, path: String, error: std::io::Error },
+    #[error("TLS to the OTLP collector `{endpoint}`: {error}")]
+    Tls { endpoint: String, error: String },
     #[error("cannot start the OTLP exporter: {0}")]
     Exporter(String),
 }
@@ -110,7 +131,7 @@ pub fn init(settings: &Settings<'_>) -> Result<Telemetry, TelemetryError> {
         tracing_subscriber::registry().with(logs).init();
         return Ok(Telemetry::default());
     };
-    let (provider, runtime) = exporter(endpoint, settings.service_name)?;
+    let (provider, runtime) = exporter(endpoint, &settings.otlp_tls, settings.service_name)?;
     let tracer = provider.tracer("stampede");
     let traced = TRACED.iter().fold(Targets::new(), |targets, name| targets.with_target(*name, LevelFilter::INFO));
     let traces = tracing_opentelemetry::layer().with_tracer(tracer).with_filter(traced);
@@ -119,14 +140,26 @@ pub fn init(settings: &Settings<'_>) -> Result<Telemetry, TelemetryError> {
     Ok(Telemetry { provider: Some(provider), runtime: Some(runtime) })
 }
 
-fn exporter(endpoint: &str, service: &str) -> Result<(SdkTracerProvider, tokio::runtime::Runtime), TelemetryError> {
-    if endpoint.starts_with("https://") {
-        return Err(TelemetryError::TlsEndpoint(endpoint.to_string()));
-    }
-    let rest = endpoint.strip_prefix("http://").ok_or_else(|| TelemetryError::BadEndpoint(endpoint.to_string()))?;
+fn exporter(
+    endpoint: &str,
+    tls: &OtlpTls<'_>,
+    service: &str,
+) -> Result<(SdkTracerProvider, tokio::runtime::Runtime), TelemetryError> {
+    let secure = endpoint.starts_with("https://");
+    let rest = endpoint
+        .strip_prefix("http://")
+        .or_else(|| endpoint.strip_prefix("https://"))
+        .ok_or_else(|| TelemetryError::BadEndpoint(endpoint.to_string()))?;
     if rest.is_empty() || rest.starts_with('/') || rest.contains(char::is_whitespace) {
         return Err(TelemetryError::BadEndpoint(endpoint.to_string()));
     }
+    let tls_config = if secure {
+        Some(client_tls(tls)?)
+    } else if let Some(flag) = tls_flag(tls) {
+        return Err(TelemetryError::TlsWithoutHttps(endpoint.to_string(), flag));
+    } else {
+        None
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("otlp-export")
@@ -135,16 +168,77 @@ fn exporter(endpoint: &str, service: &str) -> Result<(SdkTracerProvider, tokio::
         .map_err(|e| TelemetryError::Exporter(e.to_string()))?;
     let exporter = {
         let _entered = runtime.enter();
-        opentelemetry_otlp::SpanExporter::builder()
-            .with_tonic()
-            .with_endpoint(endpoint)
-            .with_timeout(Duration::from_secs(5))
-            .build()
-            .map_err(|e| TelemetryError::Exporter(e.to_string()))?
+        let builder =
+            opentelemetry_otlp::SpanExporter::builder().with_tonic().with_endpoint(endpoint).with_timeout(EXPORT_LIMIT);
+        let builder = match tls_config {
+            Some(config) => {
+                let tls_error = |error: tonic::transport::Error| TelemetryError::Tls {
+                    endpoint: endpoint.to_string(),
+                    error: error_chain(&error),
+                };
+                let channel = tonic::transport::Channel::from_shared(endpoint.to_string())
+                    .map_err(|_| TelemetryError::BadEndpoint(endpoint.to_string()))?
+                    .tls_config(config)
+                    .map_err(tls_error)?
+                    .timeout(EXPORT_LIMIT)
+                    .connect_lazy();
+                builder.with_channel(channel)
+            }
+            None => builder,
+        };
+        builder.build().map_err(|e| TelemetryError::Exporter(e.to_string()))?
     };
     let resource = Resource::builder().with_service_name(service.to_string()).build();
     let provider = SdkTracerProvider::builder().with_batch_exporter(exporter).with_resource(resource).build();
     Ok((provider, runtime))
+}
+
+/// The first TLS flag given, for the message when the endpoint is plain.
+fn tls_flag(tls: &OtlpTls<'_>) -> Option<&'static str> {
+    [(tls.ca, "--otlp-ca"), (tls.client_cert, "--otlp-client-cert"), (tls.client_key, "--otlp-client-key")]
+        .into_iter()
+        .find_map(|(path, flag)| path.map(|_| flag))
+}
+
+/// The channel's TLS settings: the given CA or the system's roots, and a
+/// client certificate when both halves are given.
+fn client_tls(tls: &OtlpTls<'_>) -> Result<tonic::transport::ClientTlsConfig, TelemetryError> {
+    let read = |what: &'static str, path: &Path| {
+        std::fs::read(path).map_err(|error| TelemetryError::Unreadable {
+            what,
+            path: path.display().to_string(),
+            error,
+        })
+    };
+    let mut config = tonic::transport::ClientTlsConfig::new();
+    config = match tls.ca {
+        Some(path) => config.ca_certificate(tonic::transport::Certificate::from_pem(read("--otlp-ca", path)?)),
+        None => config.with_native_roots(),
+    };
+    match (tls.client_cert, tls.client_key) {
+        (Some(cert), Some(key)) => {
+            let identity = tonic::transport::Identity::from_pem(
+                read("--otlp-client-cert", cert)?,
+                read("--otlp-client-key", key)?,
+            );
+            Ok(config.identity(identity))
+        }
+        (Some(_), None) => Err(TelemetryError::HalfIdentity("--otlp-client-key")),
+        (None, Some(_)) => Err(TelemetryError::HalfIdentity("--otlp-client-cert")),
+        (None, None) => Ok(config),
+    }
+}
+
+/// An error with its causes, one after another.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// The trace context of `span`, to send to another process. Empty when
@@ -193,11 +287,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn endpoints_must_be_plain_http_urls() {
-        for bad in ["localhost:4317", "http://", "http:///x", "grpc://c:4317"] {
-            assert!(matches!(exporter(bad, "t"), Err(TelemetryError::BadEndpoint(_))), "{bad}");
+    fn endpoints_must_be_http_or_https_urls() {
+        let none = OtlpTls::default();
+        for bad in ["localhost:4317", "http://", "http:///x", "https://", "grpc://c:4317"] {
+            assert!(matches!(exporter(bad, &none, "t"), Err(TelemetryError::BadEndpoint(_))), "{bad}");
         }
-        assert!(matches!(exporter("https://c:4317", "t"), Err(TelemetryError::TlsEndpoint(_))));
+    }
+
+    #[test]
+    fn tls_files_need_https_both_identity_halves_and_readable_files() {
+        let file = Path::new("/nonexistent/stampede-ca.pem");
+        let ca = OtlpTls { ca: Some(file), ..OtlpTls::default() };
+        let error = exporter("http://c:4317", &ca, "t").expect_err("plain http with a CA");
+        assert!(matches!(error, TelemetryError::TlsWithoutHttps(_, "--otlp-ca")), "{error}");
+        let half = OtlpTls { client_cert: Some(file), ..OtlpTls::default() };
+        let error = exporter("https://c:4317", &half, "t").expect_err("a certificate without its key");
+        assert!(matches!(error, TelemetryError::HalfIdentity("--otlp-client-key")), "{error}");
+        let error = exporter("https://c:4317", &ca, "t").expect_err("a CA file that is not there");
+        assert!(error.to_string().contains("cannot read --otlp-ca `/nonexistent/stampede-ca.pem`"), "{error}");
     }
 
     #[test]

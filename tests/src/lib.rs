@@ -293,6 +293,29 @@ pub fn write_file(dir: &Path, name: &str, text: &str) -> String {
     path.to_string_lossy().into_owned()
 }
 
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, all
+/// written as PEM files into `dir`: ca.pem, server.pem/server.key,
+/// client.pem/client.key.
+pub fn certificates(dir: &Path) {
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    // Names of their own: OpenSSL (curl) takes a certificate whose issuer
+    // equals its subject for self-signed.
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "Stampede test CA");
+    let ca_key = rcgen::KeyPair::generate().expect("ca key");
+    let ca = ca_params.self_signed(&ca_key).expect("ca");
+    write_file(dir, "ca.pem", &ca.pem());
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    for (name, names) in [("server", vec!["127.0.0.1".to_string(), "localhost".to_string()]), ("client", vec![])] {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut params = rcgen::CertificateParams::new(names).expect("params");
+        params.distinguished_name.push(rcgen::DnType::CommonName, name);
+        let cert = params.signed_by(&key, &issuer).expect("sign");
+        write_file(dir, &format!("{name}.pem"), &cert.pem());
+        write_file(dir, &format!("{name}.key"), &key.serialize_pem());
+    }
+}
+
 /// A PostgreSQL binary: from the newest `/usr/lib/postgresql/N/bin` (where
 /// Debian's packages put them), else from PATH.
 pub fn postgres_program(name: &str) -> PathBuf {

@@ -6,9 +6,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use serde_json::Value;
-use stampede_tests::{Process, free_port, get_set_calls, run_command, run_stampede, stampede_bin, which, write_file};
+use stampede_tests::{
+    Process, certificates, free_port, get_set_calls, run_command, run_stampede, stampede_bin, which, write_file,
+};
 
 const TOKEN: &str = "tok-5f1c2a9e77d04b1b";
 
@@ -69,28 +70,6 @@ fn callers_without_the_token_are_refused_and_the_token_lets_them_in() {
         }
         assert!(Instant::now() < deadline, "the agent with the token did not register: {stdout}");
         std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// A CA, a server certificate for 127.0.0.1 and a client certificate, all
-/// written as PEM files into `dir`.
-fn certificates(dir: &Path) {
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    // Names of their own: OpenSSL (curl) takes a certificate whose issuer
-    // equals its subject for self-signed.
-    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "Stampede test CA");
-    let ca_key = KeyPair::generate().expect("ca key");
-    let ca = ca_params.self_signed(&ca_key).expect("ca");
-    write_file(dir, "ca.pem", &ca.pem());
-    let issuer = Issuer::new(ca_params, ca_key);
-    for (name, names) in [("server", vec!["127.0.0.1".to_string(), "localhost".to_string()]), ("client", vec![])] {
-        let key = KeyPair::generate().expect("key");
-        let mut params = CertificateParams::new(names).expect("params");
-        params.distinguished_name.push(rcgen::DnType::CommonName, name);
-        let cert = params.signed_by(&key, &issuer).expect("sign");
-        write_file(dir, &format!("{name}.pem"), &cert.pem());
-        write_file(dir, &format!("{name}.key"), &key.serialize_pem());
     }
 }
 

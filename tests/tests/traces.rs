@@ -5,6 +5,7 @@
 //! assignment and prepare spans share a trace id, the agent's assignment
 //! being a child of the coordinator's.
 
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -12,7 +13,8 @@ use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{Tra
 use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
 use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value};
 use stampede_tests::{
-    Process, free_port, get_set_calls, kv_servers, run_id_in, run_stampede, wait_for_report, write_file,
+    Process, certificates, free_port, get_set_calls, kv_servers, run_command, run_id_in, run_stampede, wait_for_report,
+    write_file,
 };
 
 /// One span as received, with the service that sent it.
@@ -101,6 +103,25 @@ fn start_receiver(runtime: &tokio::runtime::Runtime) -> (Receiver, String) {
         .serve(otlp.parse().expect("address"));
     runtime.spawn(server);
     (receiver, format!("http://{otlp}"))
+}
+
+/// Starts an OTLP/gRPC receiver that speaks TLS with the certificates in
+/// `dir` (see [`certificates`]) and asks for a client certificate signed by
+/// the same CA; returns it and its https:// URL.
+fn start_tls_receiver(runtime: &tokio::runtime::Runtime, dir: &Path) -> (Receiver, String) {
+    let pem = |name: &str| std::fs::read(dir.join(name)).expect("pem");
+    let tls = tonic::transport::ServerTlsConfig::new()
+        .identity(tonic::transport::Identity::from_pem(pem("server.pem"), pem("server.key")))
+        .client_ca_root(tonic::transport::Certificate::from_pem(pem("ca.pem")));
+    let receiver = Receiver::default();
+    let otlp = format!("127.0.0.1:{}", free_port());
+    let server = tonic::transport::Server::builder()
+        .tls_config(tls)
+        .expect("server TLS")
+        .add_service(TraceServiceServer::new(receiver.clone()))
+        .serve(otlp.parse().expect("address"));
+    runtime.spawn(server);
+    (receiver, format!("https://{otlp}"))
 }
 
 /// A coordinator exporting to `otlp_url` through `--otlp-endpoint`.
@@ -241,15 +262,65 @@ fn a_run_resumed_by_a_restarted_coordinator_stays_in_its_trace() {
 }
 
 #[test]
+fn spans_reach_a_tls_collector_only_with_the_client_certificate_it_asks_for() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    certificates(dir.path());
+    let (receiver, url) = start_tls_receiver(&runtime, dir.path());
+    let scenario = write_file(
+        dir.path(),
+        "tls.yaml",
+        "name: tls-traced\nduration: 2s\nagents: 1\ntarget:\n  kind: kv\nload:\n  connections: 2\nworkload:\n  kind: kv\n",
+    );
+    let file = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
+    let run = |extra: &[String]| {
+        let mut command = std::process::Command::new(stampede_tests::stampede_bin());
+        command
+            .args(["run", &scenario, "--quiet", "--otlp-endpoint", &url, "--otlp-ca", &file("ca.pem")])
+            .args(extra)
+            .env("OTEL_BSP_SCHEDULE_DELAY", "200");
+        run_command(command, Duration::from_secs(60))
+    };
+
+    // The collector refuses a client without a certificate: the run itself
+    // passes, and no span arrives.
+    let (code, stdout, stderr) = run(&[]);
+    assert_eq!(code, 0, "the run passes without its spans\n{stdout}\n{stderr}");
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(receiver.spans.lock().expect("spans").is_empty(), "spans arrived without a client certificate");
+
+    let (code, stdout, stderr) = run(&[
+        "--otlp-client-cert".to_string(),
+        file("client.pem"),
+        "--otlp-client-key".to_string(),
+        file("client.key"),
+    ]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let span = receiver.wait_for("stampede-run", "run", None, Duration::from_secs(20));
+    assert_eq!(span.trace_id.len(), 32, "{span:?}");
+    let taken = receiver.wait_for("stampede-run", "assignment", span.run_id.as_deref(), Duration::from_secs(20));
+    assert_eq!(taken.trace_id, span.trace_id, "one run, one trace over TLS too");
+}
+
+#[test]
 fn a_bad_otlp_endpoint_is_refused_with_the_reason() {
     let (code, _, stderr) =
         run_stampede(&["--otlp-endpoint", "collector:4317", "validate", "unused.yaml"], Duration::from_secs(20));
     assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains("`collector:4317` is not an http:// URL of an OTLP/gRPC collector"), "{stderr}");
+    assert!(
+        stderr.contains("`collector:4317` is not an http:// or https:// URL of an OTLP/gRPC collector"),
+        "{stderr}"
+    );
     let (code, _, stderr) = run_stampede(
-        &["--otlp-endpoint", "https://collector:4317", "validate", "unused.yaml"],
+        &["--otlp-endpoint", "https://collector:4317", "--otlp-ca", "/nonexistent/ca.pem", "validate", "unused.yaml"],
         Duration::from_secs(20),
     );
     assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains("TLS to the collector is not supported"), "{stderr}");
+    assert!(stderr.contains("cannot read --otlp-ca `/nonexistent/ca.pem`"), "{stderr}");
+    let (code, _, stderr) = run_stampede(
+        &["--otlp-endpoint", "http://collector:4317", "--otlp-client-cert", "c.pem", "validate", "unused.yaml"],
+        Duration::from_secs(20),
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("is plain http://, but --otlp-client-cert is given"), "{stderr}");
 }
