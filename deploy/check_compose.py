@@ -254,6 +254,7 @@ def compose_command(engine, cli):
 def build_standins(engine, cli):
     """The stand-in images; returns the compose variables that name them."""
     env = dict(engine.env, DOCKER_BUILDKIT="1")
+    engine.state.mkdir(parents=True, exist_ok=True)
     if not engine.image_exists(BASE):
         if shutil.which("debootstrap") is None:
             apt_install("debootstrap")
