@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (.ci/run calls exactly this).
 # Installs what is missing (Debian packages) and then runs formatting,
-# lints, unit tests and end-to-end tests with real processes and services.
+# lints, unit tests and end-to-end tests with real processes and services,
+# and last the compose file on a real Docker engine (deploy/check_compose.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
