@@ -103,6 +103,21 @@ impl Cluster {
         run_stampede(&all, Duration::from_secs(30))
     }
 
+    /// `stampede submit PATH` through etcd, again every 300 ms while it is
+    /// refused, for up to 30 s; returns its stdout. `failed` makes the panic
+    /// message from the last refusal's output.
+    fn submit_retrying(&self, path: &str, failed: impl Fn(&str) -> String) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (code, stdout, stderr) = self.stampede(&["submit", path]);
+            if code == 0 {
+                return stdout;
+            }
+            assert!(Instant::now() < deadline, "{}", failed(&format!("{stdout}{stderr}")));
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+
     /// The value of the election's leading key: the leader's URL.
     fn leader(&self) -> String {
         let (code, stdout, stderr) = self.etcd.etcdctl(&[
@@ -204,16 +219,8 @@ fn the_standby_takes_over_a_run_when_the_leader_is_killed_and_nothing_is_lost() 
         endpoints.join(", ")
     );
     let path = write_file(data.path(), "scenario.yaml", &scenario);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let stdout = loop {
-        // The leader may still be opening its doors, or agents connecting.
-        let (code, stdout, stderr) = cluster.stampede(&["submit", &path]);
-        if code == 0 {
-            break stdout;
-        }
-        assert!(Instant::now() < deadline, "submit through etcd failed: {stdout}{stderr}");
-        std::thread::sleep(Duration::from_millis(300));
-    };
+    // The leader may still be opening its doors, or agents connecting.
+    let stdout = cluster.submit_retrying(&path, |output| format!("submit through etcd failed: {output}"));
     let run = run_id_in(&stdout);
     let deadline = Instant::now() + Duration::from_secs(30);
     while servers.iter().any(|(_, address)| get_set_calls(address) == 0) {
@@ -319,16 +326,8 @@ fn an_agent_started_before_etcd_waits_for_it_and_then_takes_part_in_a_run() {
         servers[0].1
     );
     let path = write_file(data.path(), "scenario.yaml", &scenario);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let stdout = loop {
-        // The agent may still be connecting to the new leader.
-        let (code, stdout, stderr) = cluster.stampede(&["submit", &path]);
-        if code == 0 {
-            break stdout;
-        }
-        assert!(Instant::now() < deadline, "submit failed: {stdout}{stderr}\nagent log:\n{}", log());
-        std::thread::sleep(Duration::from_millis(300));
-    };
+    // The agent may still be connecting to the new leader.
+    let stdout = cluster.submit_retrying(&path, |output| format!("submit failed: {output}\nagent log:\n{}", log()));
     let link = cluster.link();
     let link_args: Vec<&str> = link.iter().map(String::as_str).collect();
     let report = wait_for_report_via(&link_args, &run_id_in(&stdout), Duration::from_secs(60));

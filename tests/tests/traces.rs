@@ -96,13 +96,7 @@ impl Receiver {
 
 /// Starts an OTLP/gRPC receiver on a free port; returns it and its URL.
 fn start_receiver(runtime: &tokio::runtime::Runtime) -> (Receiver, String) {
-    let receiver = Receiver::default();
-    let otlp = format!("127.0.0.1:{}", free_port());
-    let server = tonic::transport::Server::builder()
-        .add_service(TraceServiceServer::new(receiver.clone()))
-        .serve(otlp.parse().expect("address"));
-    runtime.spawn(server);
-    (receiver, format!("http://{otlp}"))
+    serve_receiver(runtime, None)
 }
 
 /// Starts an OTLP/gRPC receiver that speaks TLS with the certificates in
@@ -113,15 +107,23 @@ fn start_tls_receiver(runtime: &tokio::runtime::Runtime, dir: &Path) -> (Receive
     let tls = tonic::transport::ServerTlsConfig::new()
         .identity(tonic::transport::Identity::from_pem(pem("server.pem"), pem("server.key")))
         .client_ca_root(tonic::transport::Certificate::from_pem(pem("ca.pem")));
+    serve_receiver(runtime, Some(tls))
+}
+
+fn serve_receiver(
+    runtime: &tokio::runtime::Runtime,
+    tls: Option<tonic::transport::ServerTlsConfig>,
+) -> (Receiver, String) {
     let receiver = Receiver::default();
     let otlp = format!("127.0.0.1:{}", free_port());
-    let server = tonic::transport::Server::builder()
-        .tls_config(tls)
-        .expect("server TLS")
-        .add_service(TraceServiceServer::new(receiver.clone()))
-        .serve(otlp.parse().expect("address"));
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls).expect("server TLS");
+    }
+    let server = builder.add_service(TraceServiceServer::new(receiver.clone())).serve(otlp.parse().expect("address"));
     runtime.spawn(server);
-    (receiver, format!("https://{otlp}"))
+    (receiver, format!("{scheme}://{otlp}"))
 }
 
 /// A coordinator exporting to `otlp_url` through `--otlp-endpoint`.
