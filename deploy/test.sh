@@ -59,7 +59,9 @@ echo "==> cargo test"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e
-cargo test --workspace --locked -- --test-threads "${STAMPEDE_TEST_THREADS:-4}" 2>&1 | tee "$log"
+# --no-fail-fast: a failing test binary must not leave the ones after it
+# unrun; every failure is listed again below, before the closing line.
+cargo test --workspace --locked --no-fail-fast -- --test-threads "${STAMPEDE_TEST_THREADS:-4}" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 
@@ -76,6 +78,16 @@ if [ -n "${CI:-}" ] || [ "${STAMPEDE_COMPOSE_CHECK:-1}" != 0 ]; then
   set -e
 else
   echo "==> compose check left out (STAMPEDE_COMPOSE_CHECK=0)"
+fi
+
+# Every failed test and test binary, gathered from the whole log.
+if grep -qE '^test .* FAILED$|^error: test failed|^error: [0-9]+ targets? failed' "$log"; then
+  echo "==> failures"
+  grep -E '^test .* FAILED$' "$log" | sed 's/^/  /' || true
+  grep -E '^error: test failed|^error: [0-9]+ targets? failed|^    `-p ' "$log" | sed 's/^/  /' || true
+fi
+if [ "$compose_status" -ne 0 ]; then
+  echo "  deploy/check_compose.py failed (exit $compose_status)"
 fi
 
 # One closing line over every test binary (cargo prints one per binary).

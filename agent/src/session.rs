@@ -59,8 +59,7 @@ struct Agent {
     health: Option<tonic_health::server::HealthReporter>,
 }
 
-/// Health status name that is SERVING while the agent process runs.
-pub const LIVENESS_SERVICE: &str = "stampede.live";
+pub use stampede_proto::{LIVENESS_SERVICE, now_unix_us};
 
 /// Serves the gRPC health service on `addr`: `stampede.live` while the
 /// process runs (liveness), `""` while connected to a coordinator
@@ -86,10 +85,6 @@ async fn set_ready(health: Option<&tonic_health::server::HealthReporter>, ready:
         let status = if ready { tonic_health::ServingStatus::Serving } else { tonic_health::ServingStatus::NotServing };
         health.set_service_status("", status).await;
     }
-}
-
-pub fn now_unix_us() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
 }
 
 /// How the agent finds the coordinator: a fixed address, or whichever

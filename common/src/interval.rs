@@ -6,8 +6,71 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// Error kinds, counted separately; one failed operation never stops a run.
-pub const ERROR_KINDS: [&str; 4] = ["timeout", "connection", "server", "protocol"];
+/// How an operation failed; counted by kind, and one failed operation
+/// never stops a run. Reports name the kinds by [`ErrorKind::as_str`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ErrorKind {
+    Timeout,
+    Connection,
+    Server,
+    Protocol,
+}
+
+impl ErrorKind {
+    pub const ALL: [ErrorKind; 4] = [Self::Timeout, Self::Connection, Self::Server, Self::Protocol];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Timeout => "timeout",
+            Self::Connection => "connection",
+            Self::Server => "server",
+            Self::Protocol => "protocol",
+        }
+    }
+
+    /// The position of this kind in [`ErrorKind::ALL`] (an index into
+    /// per-kind counts).
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// The workload counters every interval report carries beside its
+/// histograms; reports name them by [`Counter::as_str`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Counter {
+    /// Rows written (or read, for queries).
+    Rows,
+    /// Rows of bulk requests that the target refused.
+    RowsFailed,
+    CacheHits,
+    CacheMisses,
+    /// Subscribers reached by published messages, as the server counted them.
+    Fanout,
+    /// Messages received by pub/sub subscribers.
+    Delivered,
+}
+
+impl Counter {
+    pub const ALL: [Counter; 6] =
+        [Self::Rows, Self::RowsFailed, Self::CacheHits, Self::CacheMisses, Self::Fanout, Self::Delivered];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Rows => "rows",
+            Self::RowsFailed => "rows_failed",
+            Self::CacheHits => "cache_hits",
+            Self::CacheMisses => "cache_misses",
+            Self::Fanout => "fanout",
+            Self::Delivered => "delivered",
+        }
+    }
+
+    /// The position of this counter in [`Counter::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
 
 /// One operation against one backend node within one interval.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -74,6 +137,14 @@ mod base64_bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kinds_and_counters_sit_at_their_index() {
+        assert!(ErrorKind::ALL.iter().enumerate().all(|(i, kind)| kind.index() == i));
+        assert!(Counter::ALL.iter().enumerate().all(|(i, counter)| counter.index() == i));
+        let names: std::collections::BTreeSet<_> = Counter::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(names.len(), Counter::ALL.len());
+    }
 
     #[test]
     fn histogram_bytes_survive_json() {

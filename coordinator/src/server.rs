@@ -190,10 +190,10 @@ impl Coordinator {
     }
 }
 
-/// The health service name that is SERVING while the process is up (a
-/// liveness probe); the overall status `""` and the two Stampede services
-/// are SERVING only while this coordinator leads (a readiness probe).
-pub const LIVENESS_SERVICE: &str = "stampede.live";
+/// [`LIVENESS_SERVICE`] is SERVING while the process is up (a liveness
+/// probe); the overall status `""` and the two Stampede services are
+/// SERVING only while this coordinator leads (a readiness probe).
+pub use stampede_proto::LIVENESS_SERVICE;
 
 async fn set_ready(health: &HealthReporter, ready: bool) {
     let status = if ready { ServingStatus::Serving } else { ServingStatus::NotServing };

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use stampede_common::interval::IntervalReport;
+use stampede_common::report::RunStatus;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -32,14 +33,63 @@ pub struct RunAgent {
     pub clock_rtt_us: i64,
 }
 
+/// Where a run is in its life: `queued -> preparing -> running ->` one of
+/// the four ends. Stored and shown by its lowercase name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunState {
+    Queued,
+    Preparing,
+    Running,
+    Passed,
+    Failed,
+    Error,
+    Aborted,
+}
+
+impl RunState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Preparing => "preparing",
+            Self::Running => "running",
+            Self::Passed => "passed",
+            Self::Failed => "failed",
+            Self::Error => "error",
+            Self::Aborted => "aborted",
+        }
+    }
+
+    /// Whether the run has ended.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Passed | Self::Failed | Self::Error | Self::Aborted)
+    }
+}
+
+impl From<RunStatus> for RunState {
+    fn from(status: RunStatus) -> Self {
+        match status {
+            RunStatus::Passed => Self::Passed,
+            RunStatus::Failed => Self::Failed,
+            RunStatus::Error => Self::Error,
+            RunStatus::Aborted => Self::Aborted,
+        }
+    }
+}
+
+impl std::fmt::Display for RunState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The durable state of a run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunRecord {
     pub run_id: String,
     pub name: String,
     pub target_kind: String,
-    /// queued, preparing, running, passed, failed, error or aborted.
-    pub state: String,
+    pub state: RunState,
     pub submitted_at_unix_s: i64,
     pub agent_count: u32,
     pub endpoints: Vec<String>,
@@ -75,7 +125,7 @@ pub struct RecordedLoss {
 
 impl RunRecord {
     pub fn is_terminal(&self) -> bool {
-        matches!(self.state.as_str(), "passed" | "failed" | "error" | "aborted")
+        self.state.is_terminal()
     }
 }
 
@@ -257,7 +307,7 @@ mod tests {
             run_id: id.into(),
             name: "n".into(),
             target_kind: "kv".into(),
-            state: "queued".into(),
+            state: RunState::Queued,
             submitted_at_unix_s: 1,
             agent_count: 1,
             endpoints: vec![],

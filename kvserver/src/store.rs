@@ -27,14 +27,6 @@ pub enum Value {
 }
 
 impl Value {
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            Self::Str(_) => "string",
-            Self::List(_) => "list",
-            Self::Hash(_) => "hash",
-        }
-    }
-
     fn size(&self) -> usize {
         match self {
             Self::Str(s) => s.len(),

@@ -40,6 +40,12 @@ pub fn text(address: &str, args: &[&str]) -> String {
     redis::from_redis_value(value).unwrap_or_else(|e| panic!("{args:?} on {address}: {e}"))
 }
 
+/// The integer reply of a command (CLIENT KILL, DBSIZE).
+pub fn integer(address: &str, args: &[&str]) -> i64 {
+    let value = query(address, args).unwrap_or_else(|e| panic!("{args:?} on {address}: {e}"));
+    redis::from_redis_value(value).unwrap_or_else(|e| panic!("{args:?} on {address}: {e}"))
+}
+
 impl RedisCluster {
     /// Starts `masters` nodes and waits until every one says
     /// `cluster_state:ok`.

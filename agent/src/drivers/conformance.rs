@@ -8,8 +8,19 @@ use std::time::{Duration, Instant};
 
 use tokio::io::AsyncReadExt;
 
-use super::{Connection, Done, Driver, ErrorKind};
+use stampede_common::Scenario;
+
+use super::{Connection, Done, Driver, DriverSpec, ErrorKind, Part};
 use crate::workloads::Operation;
+
+/// Builds `D` from a scenario the way the runner does, for agent 0 of one
+/// with `part`'s key range; every driver's test starts here.
+pub fn build<D: Driver>(scenario: &str, part: &Part) -> D {
+    let scenario = Scenario::parse(scenario).unwrap_or_else(|e| panic!("invalid test scenario: {e}"));
+    let endpoints = scenario.target.endpoints.clone();
+    let spec = DriverSpec { scenario: &scenario, part, seed: 7, endpoints: &endpoints };
+    D::build(&spec).unwrap_or_else(|e| panic!("the driver refused the test scenario: {e}"))
+}
 
 /// The operations a driver is checked with.
 pub struct Operations {
@@ -38,16 +49,29 @@ async fn silent_server() -> (String, tokio::task::JoinHandle<()>) {
     (address, task)
 }
 
-/// Runs the checks. `endpoint` serves the driver; `url` turns a bare
-/// `host:port` into the endpoint form the driver takes; `drop_connections`
-/// makes the server close every open connection.
+/// Where the checks find the target, and how they build a driver for an
+/// endpoint that cannot be reached.
+pub struct Target<D> {
+    /// The endpoint that serves.
+    pub endpoint: String,
+    /// Turns a bare `host:port` into the endpoint form the driver takes.
+    pub url: fn(&str) -> String,
+    /// The driver of the same scenario with only the given endpoint (made
+    /// with [`build`]): a driver that knows other endpoints (a cluster's
+    /// seeds) would rightly reach the target through them.
+    pub driver_for: Box<dyn Fn(&str) -> D>,
+}
+
+/// Runs the checks on `driver`, built for `target.endpoint`;
+/// `drop_connections` makes the server close every open connection.
 pub async fn check<D: Driver>(
     driver: &D,
-    endpoint: &str,
-    url: fn(&str) -> String,
+    target: Target<D>,
     operations: Operations,
     drop_connections: impl AsyncFnOnce(),
 ) {
+    let Target { endpoint, url, driver_for } = target;
+    let endpoint = endpoint.as_str();
     let mut connection = driver.connect(endpoint).await.expect("connect");
     assert!(!connection.node().is_empty(), "a connection knows its node");
 
@@ -65,12 +89,14 @@ pub async fn check<D: Driver>(
 
     let (silent, server) = silent_server().await;
     let started = Instant::now();
-    let error = driver.connect(&url(&silent)).await.err().expect("a silent server cannot be connected to");
+    let silent = url(&silent);
+    let error = driver_for(&silent).connect(&silent).await.err().expect("a silent server cannot be connected to");
     assert_eq!(error.kind, ErrorKind::Timeout, "{error:?}");
     assert!(started.elapsed() < Duration::from_secs(15), "the connect timeout applies");
     server.abort();
 
-    let refused = driver.connect(&url("127.0.0.1:1")).await.err().expect("nothing listens on port 1");
+    let closed = url("127.0.0.1:1");
+    let refused = driver_for(&closed).connect(&closed).await.err().expect("nothing listens on port 1");
     assert_eq!(refused.kind, ErrorKind::Connection, "{refused:?}");
     assert!(refused.message.contains("127.0.0.1:1"), "the error names the endpoint: {}", refused.message);
 

@@ -1,6 +1,11 @@
 //! Drivers execute operations against one kind of target; the runner owns
-//! all timing. One trait, one file per implementation: `connect` once per
-//! connection (learning which backend node answered), `execute` per request.
+//! all timing. One trait, one file (or folder) per implementation: `build`
+//! from the scenario and the agent's part, `connect` once per connection
+//! (learning which backend node answered), `execute` per request.
+//!
+//! [`with_driver`] is the one place that maps a target kind to its driver;
+//! the runner is generic over [`Driver`] and names no target. A new target
+//! kind is a module here, an arm there, and its scenario section.
 //!
 //! A connection is `Clone` so that each pipeline slot holds its own handle
 //! to the same underlying connection.
@@ -13,9 +18,64 @@ pub mod redis_cluster;
 pub mod resp;
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
+use stampede_common::Scenario;
+use stampede_common::scenario::TargetKind;
+
 use crate::workloads::Operation;
+
+pub use stampede_common::interval::ErrorKind;
+
+/// What every driver is built from: the scenario and this agent's part.
+#[derive(Debug, Clone, Copy)]
+pub struct DriverSpec<'a> {
+    pub scenario: &'a Scenario,
+    pub part: &'a Part,
+    /// The agent's seed (values, row contents).
+    pub seed: u64,
+    /// Every endpoint of the target (a cluster's seeds).
+    pub endpoints: &'a [String],
+}
+
+/// A scenario that the driver of its target kind cannot run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BuildError(pub String);
+
+/// Something done with a driver, whatever its type: the runner carrying out
+/// an assignment, or a test.
+pub trait WithDriver: Send {
+    type Output: Send;
+
+    fn with<D: Driver>(self, driver: D) -> impl Future<Output = Self::Output> + Send;
+}
+
+/// Builds the driver of the scenario's target kind and hands it to `user`.
+pub async fn with_driver<W: WithDriver>(spec: &DriverSpec<'_>, user: W) -> Result<W::Output, BuildError> {
+    Ok(match spec.scenario.target.kind {
+        TargetKind::Kv | TargetKind::Redis => user.with(resp::RespDriver::build(spec)?).await,
+        TargetKind::RedisCluster => user.with(redis_cluster::ClusterDriver::build(spec)?).await,
+        TargetKind::Postgres | TargetKind::Timescaledb => user.with(postgres::PostgresDriver::build(spec)?).await,
+        TargetKind::Cratedb => user.with(cratedb::CrateDriver::build(spec)?).await,
+    })
+}
+
+/// A future that a listener runs on a task of its own.
+pub type ListenFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// A connection that receives instead of sending (a pub/sub subscriber):
+/// opened with the others during prepare, counted as `delivered`, its
+/// latency recorded under the workload's last operation.
+pub trait Listen: Send {
+    /// The node this listener is connected to.
+    fn node(&self) -> &str;
+
+    /// Receives until `until` resolves (or the connection ends), calling
+    /// `received` with each message's delivery latency in microseconds.
+    fn listen(self: Box<Self>, until: ListenFuture, received: Box<dyn FnMut(u64) + Send>) -> ListenFuture;
+}
 
 /// What a successful operation produced besides its latency; the runner
 /// adds these into the interval's counters.
@@ -43,28 +103,6 @@ pub struct Part {
     pub key_end: u64,
 }
 
-/// How an operation failed. Counted by kind; never stops a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorKind {
-    Timeout,
-    Connection,
-    Server,
-    Protocol,
-}
-
-impl ErrorKind {
-    pub const ALL: [ErrorKind; 4] = [Self::Timeout, Self::Connection, Self::Server, Self::Protocol];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Timeout => "timeout",
-            Self::Connection => "connection",
-            Self::Server => "server",
-            Self::Protocol => "protocol",
-        }
-    }
-}
-
 /// A failed operation or connection attempt.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{kind:?} error: {message}")]
@@ -88,8 +126,28 @@ impl DriverError {
 }
 
 /// A kind of target.
-pub trait Driver: Send + Sync + 'static {
+pub trait Driver: Send + Sync + Sized + 'static {
     type Connection: Connection;
+
+    /// Builds the driver for one agent's part of a run; refuses a workload
+    /// this target cannot run.
+    fn build(spec: &DriverSpec<'_>) -> Result<Self, BuildError>;
+
+    /// Facts about the driver's configuration for the report (the values
+    /// it writes), sent once with the first report.
+    fn notes(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Listeners the workload needs beside its connections (pub/sub
+    /// subscribers), opened during prepare; none by default.
+    fn listeners(
+        &self,
+        endpoints: &[String],
+    ) -> impl Future<Output = Result<Vec<Box<dyn Listen>>, DriverError>> + Send {
+        let _ = endpoints;
+        async { Ok(Vec::new()) }
+    }
 
     /// Opens one connection to `endpoint` and learns the node behind it.
     fn connect(&self, endpoint: &str) -> impl Future<Output = Result<Self::Connection, DriverError>> + Send;
@@ -143,6 +201,44 @@ pub trait Connection: Clone + Send + Sync + 'static {
                 let result = self.execute(operation).await;
                 results.push(result);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Answers the type of the driver it was given.
+    struct TypeOf;
+
+    impl WithDriver for TypeOf {
+        type Output = &'static str;
+
+        async fn with<D: Driver>(self, _driver: D) -> &'static str {
+            std::any::type_name::<D>()
+        }
+    }
+
+    #[tokio::test]
+    async fn every_target_kind_gets_its_own_driver() {
+        let cases = [
+            ("kv", "  kind: kv\n", "RespDriver"),
+            ("redis", "  kind: cache\n", "RespDriver"),
+            ("redis_cluster", "  kind: mixed\n", "ClusterDriver"),
+            ("postgres", "  kind: metrics\n", "PostgresDriver"),
+            ("timescaledb", "  kind: query\n", "PostgresDriver"),
+            ("cratedb", "  kind: records\n", "CrateDriver"),
+        ];
+        let part = Part { agent_index: 0, key_start: 0, key_end: 10 };
+        for (kind, workload, driver) in cases {
+            let text = format!(
+                "name: t\nduration: 1s\ntarget:\n  kind: {kind}\n  endpoints: [\"127.0.0.1:1\"]\nworkload:\n{workload}"
+            );
+            let scenario = Scenario::parse(&text).unwrap_or_else(|e| panic!("{kind}: {e}"));
+            let spec = DriverSpec { scenario: &scenario, part: &part, seed: 1, endpoints: &scenario.target.endpoints };
+            let built = with_driver(&spec, TypeOf).await.unwrap_or_else(|e| panic!("{kind}: {e}"));
+            assert!(built.ends_with(driver), "{kind} built {built}");
         }
     }
 }

@@ -27,7 +27,7 @@ use super::resp::{
     CONNECT_TIMEOUT, Encoder, Phase, RespAddress, RespConfig, classify, interpret, node_from_info, over_range,
     summarize_value,
 };
-use super::{Connection, Done, Driver, DriverError, ErrorKind, Part};
+use super::{BuildError, Connection, Done, Driver, DriverError, DriverSpec, ErrorKind, Part};
 use crate::workloads::{Action, Operation};
 
 /// Hash slots of a Redis Cluster.
@@ -128,6 +128,14 @@ impl Topology {
     }
 }
 
+/// Classifies the error of a cluster client's first connection. The redis
+/// crate folds the seeds' errors into one `Io` error that keeps only their
+/// text, so a seed that never answered is recognised by it.
+fn classify_initial(error: &redis::RedisError) -> ErrorKind {
+    let timed_out = error.detail().is_some_and(|detail| detail.contains("timed out"));
+    if timed_out { ErrorKind::Timeout } else { classify(error) }
+}
+
 pub struct ClusterDriver {
     config: Arc<RespConfig>,
     /// The scenario's endpoints, tried in turn as seeds.
@@ -190,6 +198,14 @@ impl ClusterDriver {
 impl Driver for ClusterDriver {
     type Connection = ClusterConnection;
 
+    fn build(spec: &DriverSpec<'_>) -> Result<Self, BuildError> {
+        Ok(Self::new(RespConfig::build(spec)?, spec.endpoints))
+    }
+
+    fn notes(&self) -> Vec<String> {
+        self.config.note.iter().cloned().collect()
+    }
+
     async fn connect(&self, endpoint: &str) -> Result<ClusterConnection, DriverError> {
         // The endpoint this connection was given first, then the others.
         let first = RespAddress::parse(endpoint);
@@ -219,7 +235,7 @@ impl Driver for ClusterDriver {
                 .map_err(|e| DriverError::new(ErrorKind::Connection, format!("bad endpoint `{endpoint}`: {e}")))?;
             let mut client = client.get_async_connection().await.map_err(|e| {
                 DriverError::new(
-                    classify(&e),
+                    classify_initial(&e),
                     format!(
                         "cannot connect to the Redis Cluster at {endpoint}: {e} (a single Redis server is \
                          `kind: redis`)"
@@ -395,5 +411,52 @@ mod tests {
         assert!(error.contains("redis-cli --cluster create"), "{error}");
         let error = Topology::from_slots(&Value::Array(vec![Value::Int(1)]), "h").expect_err("bad");
         assert!(error.contains("unexpected CLUSTER SLOTS entry"), "{error}");
+    }
+
+    /// The shared conformance checks against a real Redis Cluster of three
+    /// masters, with cache reads so that a hit and a miss are told apart.
+    /// The driver is given one seed: the cluster client finds the other
+    /// masters in the slot map.
+    #[tokio::test]
+    async fn the_driver_passes_the_conformance_checks_against_a_real_cluster() {
+        use crate::drivers::conformance::{self, Operations};
+        let cluster = stampede_tests::redis_cluster::RedisCluster::start(3);
+        let seed = cluster.addresses[0].clone();
+        let scenario = |seed: &str| {
+            format!(
+                "name: t\nduration: 1s\ntarget:\n  kind: redis_cluster\n  endpoints: [\"{seed}\"]\nworkload:\n  \
+                 kind: cache\n  key_prefix: \"conf:\"\n  ttl: 60s\n  keys: 1000\n  value_size: 5B\n"
+            )
+        };
+        const PART: Part = Part { agent_index: 0, key_start: 0, key_end: 1000 };
+        let driver: ClusterDriver = conformance::build(&scenario(&seed), &PART);
+        let operations = Operations {
+            write: Operation { index: 1, action: Action::Set(7) },
+            read: Operation { index: 0, action: Action::CacheRead(7) },
+            check_read: |done| done.hit == Some(true),
+            missing: Operation { index: 0, action: Action::Get(123_456) },
+            check_missing: |done| done.hit.is_none(),
+        };
+        let addresses = cluster.addresses.clone();
+        let drop_connections = async move || {
+            // Every master closes its clients' connections, as a restart would.
+            for address in &addresses {
+                let killed = stampede_tests::redis_cluster::integer(address, &["CLIENT", "KILL", "TYPE", "normal"]);
+                assert!(killed >= 1, "{address} closed {killed} connections");
+            }
+        };
+        let target = conformance::Target {
+            endpoint: seed.clone(),
+            url: |a| a.to_string(),
+            driver_for: Box::new(move |endpoint| conformance::build(&scenario(endpoint), &PART)),
+        };
+        conformance::check(&driver, target, operations, drop_connections).await;
+        let connection = driver.connect(&seed).await.expect("connect");
+        let mut masters: Vec<String> = connection.nodes().iter().map(|n| n.to_string()).collect();
+        masters.sort();
+        let mut expected: Vec<String> =
+            cluster.addresses.iter().map(|a| stampede_tests::redis_cluster::RedisCluster::identity(a)).collect();
+        expected.sort();
+        assert_eq!(masters, expected, "a cluster connection holds a socket to every master, named by run id");
     }
 }

@@ -27,7 +27,7 @@ pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
 /// What every slot of every connection shares.
 pub struct SlotContext {
     pub generator: Generator,
-    /// Pause after each operation of a slot (CrateDB's `batch_interval`).
+    /// Pause after each operation of a slot (the workload's pacing).
     pub pause: Duration,
     pub end: Instant,
     pub stop: Arc<AtomicBool>,

@@ -8,14 +8,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use hdrhistogram::Histogram;
 use stampede_common::histogram;
-use stampede_common::interval::{IntervalReport, OperationStats};
+use stampede_common::interval::{Counter, IntervalReport, OperationStats};
 
 use crate::drivers::{Done, ErrorKind};
-
-/// The workload counters, as named in reports.
-pub const COUNTERS: [&str; 6] = ["rows", "rows_failed", "cache_hits", "cache_misses", "fanout", "delivered"];
-/// Index of `delivered` in `COUNTERS` (counted by pub/sub subscribers).
-pub const DELIVERED: usize = 5;
 
 pub struct OperationRecorder {
     pub count: u64,
@@ -59,7 +54,7 @@ pub struct Recorder {
     parked: Vec<(Arc<str>, Vec<OperationRecorder>)>,
     pub late_starts: u64,
     pub max_lag_us: u64,
-    pub counters: [u64; COUNTERS.len()],
+    pub counters: [u64; Counter::ALL.len()],
     /// Connections opened since the last collection, per node.
     pub opened: BTreeMap<Arc<str>, u64>,
 }
@@ -76,7 +71,7 @@ impl Recorder {
             parked: Vec::new(),
             late_starts: 0,
             max_lag_us: 0,
-            counters: [0; COUNTERS.len()],
+            counters: [0; Counter::ALL.len()],
             opened: BTreeMap::new(),
         }))
     }
@@ -111,14 +106,14 @@ impl Recorder {
     /// Adds what a successful operation produced to the counters.
     #[inline]
     pub fn count(&mut self, done: &Done) {
-        self.counters[0] += u64::from(done.rows);
-        self.counters[1] += u64::from(done.rows_failed);
+        self.counters[Counter::Rows.index()] += u64::from(done.rows);
+        self.counters[Counter::RowsFailed.index()] += u64::from(done.rows_failed);
         match done.hit {
-            Some(true) => self.counters[2] += 1,
-            Some(false) => self.counters[3] += 1,
+            Some(true) => self.counters[Counter::CacheHits.index()] += 1,
+            Some(false) => self.counters[Counter::CacheMisses.index()] += 1,
             None => {}
         }
-        self.counters[4] += u64::from(done.fanout);
+        self.counters[Counter::Fanout.index()] += u64::from(done.fanout);
     }
 
     /// Records one finished operation.
@@ -134,7 +129,7 @@ impl Recorder {
         let op = &mut self.operations[operation];
         op.count += n;
         if let Some(kind) = error {
-            op.errors[kind as usize] += n;
+            op.errors[kind.index()] += n;
         }
         op.clamped += n * u64::from(histogram::record_clamped_n(&mut op.latency, latency_us, n));
         histogram::record_clamped_n(&mut op.service, service_us, n);
@@ -161,7 +156,7 @@ pub fn collect(
     let mut connections: BTreeMap<String, u64> = BTreeMap::new();
     let mut late_starts = 0;
     let mut max_lag_us = 0;
-    let mut counters = [0u64; COUNTERS.len()];
+    let mut counters = [0u64; Counter::ALL.len()];
     let mut opened: BTreeMap<String, u64> = BTreeMap::new();
     for recorder in recorders {
         let mut r = lock(recorder);
@@ -208,8 +203,8 @@ pub fn collect(
             count: op.count,
             errors: ErrorKind::ALL
                 .iter()
-                .filter(|kind| op.errors[**kind as usize] > 0)
-                .map(|kind| (kind.as_str().to_string(), op.errors[*kind as usize]))
+                .filter(|kind| op.errors[kind.index()] > 0)
+                .map(|kind| (kind.as_str().to_string(), op.errors[kind.index()]))
                 .collect(),
             latency: histogram::encode(&op.latency).unwrap_or_default(),
             service: histogram::encode(&op.service).unwrap_or_default(),
@@ -226,11 +221,11 @@ pub fn collect(
         late_starts,
         cpu_percent: 0.0,
         max_schedule_lag_us: max_lag_us,
-        counters: COUNTERS
+        counters: Counter::ALL
             .iter()
             .zip(counters)
             .filter(|(_, n)| *n > 0)
-            .map(|(name, n)| (name.to_string(), n))
+            .map(|(counter, n)| (counter.as_str().to_string(), n))
             .collect(),
         notes: Vec::new(),
         opened,

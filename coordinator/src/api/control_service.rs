@@ -80,7 +80,7 @@ impl pb::control_service_server::ControlService for ControlService {
         let run_id = request.into_inner().run_id;
         let state =
             self.engine.ask(|reply| Event::CancelRun { run_id, reply }).await.map_err(status)?.map_err(status)?;
-        Ok(Response::new(pb::CancelRunResponse { state }))
+        Ok(Response::new(pb::CancelRunResponse { state: state.as_str().to_string() }))
     }
 
     async fn list_agents(

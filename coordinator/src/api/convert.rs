@@ -77,7 +77,7 @@ pub fn to_agent(message: ToAgent) -> pb::SessionResponse {
 pub fn watch_update(update: WatchUpdate) -> pb::WatchRunResponse {
     pb::WatchRunResponse {
         run_id: update.run_id,
-        state: update.state,
+        state: update.state.as_str().to_string(),
         progress: update.progress.map(progress),
         report_json: update.report_json.unwrap_or_default(),
         message: update.message,
@@ -100,7 +100,7 @@ pub fn run_summary(view: &RunView) -> pb::RunSummary {
     pb::RunSummary {
         run_id: view.record.run_id.clone(),
         name: view.record.name.clone(),
-        state: view.record.state.clone(),
+        state: view.record.state.as_str().to_string(),
         submitted_at_unix_s: view.record.submitted_at_unix_s,
         target_kind: view.record.target_kind.clone(),
     }

@@ -10,11 +10,11 @@ use stampede_common::interval::IntervalReport;
 use stampede_common::report::RunStatus;
 use stampede_common::scenario::{TargetKind, redact};
 
-use super::{ActiveRun, AssignmentMessage, ControlError, Engine, Progress, ToAgent, WatchUpdate, now_unix_us};
+use super::{ActiveRun, AssignmentMessage, ControlError, Engine, Progress, ToAgent, WatchUpdate};
 use crate::aggregate::{MergeOutcome, ReportContext, RunAggregate};
 use crate::render;
 use crate::scheduler::plan;
-use crate::store::{RunAgent, RunRecord, StoredInterval};
+use crate::store::{RunAgent, RunRecord, RunState, StoredInterval};
 
 /// The scenario's passwords leave the disk once its run has ended.
 fn forget_private(store: &dyn crate::store::RunStore, run_id: &str) {
@@ -46,7 +46,7 @@ impl Engine {
                 }
                 Err(why) => {
                     let mut record = record;
-                    record.state = "error".to_string();
+                    record.state = RunState::Error;
                     record.error = Some(format!("{why}; its stored intervals are kept in the data directory"));
                     forget_private(&*self.store, &record.run_id);
                     if let Err(error) = self.store.update(&record) {
@@ -81,14 +81,14 @@ impl Engine {
         } else {
             scenario.target.endpoints.clone()
         };
-        let run_id = new_run_id();
+        let run_id = new_run_id(self.now.unix_us);
         let span = super::run_span(&run_id, &scenario);
         let record = RunRecord {
             run_id: run_id.clone(),
             name: scenario.name.clone(),
             target_kind: scenario.target.kind.as_str().to_string(),
-            state: "queued".to_string(),
-            submitted_at_unix_s: now_unix_us() / 1_000_000,
+            state: RunState::Queued,
+            submitted_at_unix_s: self.now.unix_us / 1_000_000,
             agent_count,
             endpoints: endpoints.iter().map(|e| redact(e)).collect(),
             agents: Vec::new(),
@@ -113,7 +113,7 @@ impl Engine {
     /// Gives queued runs their agents, oldest run first.
     pub(super) fn schedule_queued(&mut self, now: Instant) {
         let queued: Vec<String> =
-            self.active.iter().filter(|(_, r)| r.record.state == "queued").map(|(id, _)| id.clone()).collect();
+            self.active.iter().filter(|(_, r)| r.record.state == RunState::Queued).map(|(id, _)| id.clone()).collect();
         for run_id in queued {
             let idle = self.registry.idle();
             let Some(run) = self.active.get_mut(&run_id) else {
@@ -152,7 +152,7 @@ impl Engine {
                     clock_rtt_us: a.clock_rtt_us,
                 })
                 .collect();
-            run.record.state = "preparing".to_string();
+            run.record.state = RunState::Preparing;
             run.prepare_deadline = Some(now + self.config.prepare_timeout);
             for agent_plan in &plans {
                 self.registry.set_busy(&agent_plan.agent_id, Some(run_id.clone()));
@@ -179,7 +179,7 @@ impl Engine {
         let Some(run) = self.active.get_mut(run_id) else {
             return;
         };
-        if run.record.state == "running"
+        if run.record.state == RunState::Running
             && run.plans.iter().any(|p| p.agent_id == agent_id)
             && let Some(start_at_us) = run.record.start_at_us
         {
@@ -188,18 +188,18 @@ impl Engine {
             self.registry.send(agent_id, ToAgent::Start { run_id: run_id.to_string(), start_at_us });
             return;
         }
-        if run.record.state != "preparing" {
+        if run.record.state != RunState::Preparing {
             return;
         }
         run.ready.insert(agent_id.to_string());
         if run.ready.len() < run.plans.len() {
             return;
         }
-        let start_at_us = now_unix_us() + self.config.start_delay.as_micros() as i64;
+        let start_at_us = self.now.unix_us + self.config.start_delay.as_micros() as i64;
         run.record.start_at_us = Some(start_at_us);
-        run.record.state = "running".to_string();
+        run.record.state = RunState::Running;
         run.prepare_deadline = None;
-        run.end_at = Some(Instant::now() + self.config.start_delay + run.scenario.duration);
+        run.end_at = Some(self.now.at + self.config.start_delay + run.scenario.duration);
         for agent_plan in &run.plans {
             self.registry.send(&agent_plan.agent_id, ToAgent::Start { run_id: run_id.to_string(), start_at_us });
         }
@@ -281,7 +281,7 @@ impl Engine {
             run.record.reports_dropped.insert(agent_id.to_string(), reports_dropped);
         }
         persist(&*self.store, &run.record);
-        if run.all_accounted_for() && run.record.state == "running" {
+        if run.all_accounted_for() && run.record.state == RunState::Running {
             let failure = run.final_failure();
             self.finish(run_id, failure);
         }
@@ -294,7 +294,7 @@ impl Engine {
         let Some(run) = self.active.get(&run_id) else {
             return;
         };
-        if run.record.state == "preparing" {
+        if run.record.state == RunState::Preparing {
             let message = format!("agent {agent_id} was lost before the run started");
             self.finish(&run_id, Some((RunStatus::Error, message)));
         }
@@ -345,15 +345,15 @@ impl Engine {
         }
     }
 
-    pub(super) fn cancel(&mut self, run_id: &str) -> Result<String, ControlError> {
+    pub(super) fn cancel(&mut self, run_id: &str) -> Result<RunState, ControlError> {
         if let Some(record) = self.ended.get(run_id) {
-            return Ok(record.state.clone());
+            return Ok(record.state);
         }
         if !self.active.contains_key(run_id) {
             return Err(ControlError::NotFound(run_id.to_string()));
         }
         self.finish(run_id, Some((RunStatus::Aborted, "cancelled by a user".to_string())));
-        Ok("aborted".to_string())
+        Ok(RunState::Aborted)
     }
 
     /// Ends a run: writes the report, tells agents and watchers, frees agents.
@@ -382,7 +382,7 @@ impl Engine {
         if let Err(error) = self.store.save_report(run_id, &json, &text) {
             tracing::error!(run = %run_id, %error, "cannot store report");
         }
-        run.record.state = report.status.as_str().to_string();
+        run.record.state = report.status.into();
         run.record.error = report.error.clone();
         persist(&*self.store, &run.record);
         forget_private(&*self.store, run_id);
@@ -410,7 +410,7 @@ impl Engine {
 pub(super) fn notify(run: &mut ActiveRun, message: &str, progress: Option<Progress>, report_json: Option<String>) {
     let update = WatchUpdate {
         run_id: run.record.run_id.clone(),
-        state: run.record.state.clone(),
+        state: run.record.state,
         message: message.to_string(),
         progress,
         report_json,
@@ -429,29 +429,11 @@ pub(super) fn persist(store: &dyn crate::store::RunStore, record: &RunRecord) {
     }
 }
 
-/// A sortable, readable run id: `r-20261121-214700-3fa2`.
-fn new_run_id() -> String {
-    let now = now_unix_us();
-    let seconds = now / 1_000_000;
-    let (year, month, day) = civil_from_days(seconds.div_euclid(86_400));
-    let in_day = seconds.rem_euclid(86_400);
-    let suffix = RandomState::new().hash_one(now) & 0xffff;
-    format!("r-{year:04}{month:02}{day:02}-{:02}{:02}{:02}-{suffix:04x}", in_day / 3600, in_day / 60 % 60, in_day % 60)
-}
-
-/// Days since 1970-01-01 to a (year, month, day) date (Howard Hinnant's
-/// civil-from-days algorithm).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+/// A sortable, readable run id: `r-20261121-214700-3fa2` (UTC).
+fn new_run_id(now_unix_us: i64) -> String {
+    let time = chrono::DateTime::from_timestamp_micros(now_unix_us).unwrap_or_default();
+    let suffix = RandomState::new().hash_one(now_unix_us) & 0xffff;
+    format!("r-{}-{suffix:04x}", time.format("%Y%m%d-%H%M%S"))
 }
 
 #[cfg(test)]
@@ -459,10 +441,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn dates_come_out_right() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(20_413), (2025, 11, 21));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
-        assert!(new_run_id().starts_with("r-"));
+    fn run_ids_name_the_utc_date_and_time() {
+        assert!(new_run_id(0).starts_with("r-19700101-000000-"));
+        // 2025-11-21 21:47:00 UTC
+        assert!(new_run_id(1_763_761_620_000_000).starts_with("r-20251121-214700-"));
+        // 2000-02-29 12:00:00 UTC
+        assert!(new_run_id(951_825_600_000_000).starts_with("r-20000229-120000-"));
+        assert_eq!(new_run_id(0).len(), "r-19700101-000000-0000".len());
     }
 }

@@ -13,22 +13,23 @@ use stampede_common::Scenario;
 use stampede_common::report::RunStatus;
 
 use super::lifecycle::{notify, persist};
-use super::{ActiveRun, AssignmentMessage, Engine, ToAgent, now_unix_us};
+use super::{ActiveRun, AssignmentMessage, Engine, ToAgent};
 use crate::aggregate::RunAggregate;
-use crate::store::{RecordedLoss, RunRecord};
+use crate::store::{RecordedLoss, RunRecord, RunState};
 
 /// How long a resumed run waits for its agents to reconnect before their
 /// silence counts as loss, in heartbeat timeouts.
 const RESUME_GRACE_TIMEOUTS: u32 = 3;
 
 /// Seconds since the run's start instant.
-fn run_seconds(record: &RunRecord) -> f64 {
-    record.start_at_us.map_or(0.0, |start| (now_unix_us() - start) as f64 / 1e6)
+fn run_seconds(record: &RunRecord, now_unix_us: i64) -> f64 {
+    record.start_at_us.map_or(0.0, |start| (now_unix_us - start) as f64 / 1e6)
 }
 
 /// Ends the open loss of `agent_id` in `run`, if it has one.
-fn mark_back(store: &dyn crate::store::RunStore, run_id: &str, run: &mut ActiveRun, agent_id: &str) {
-    let at = run_seconds(&run.record);
+fn mark_back(store: &dyn crate::store::RunStore, now_unix_us: i64, run: &mut ActiveRun, agent_id: &str) {
+    let at = run_seconds(&run.record, now_unix_us);
+    let run_id = &run.record.run_id;
     if let Some(loss) = run.record.losses.iter_mut().find(|l| l.agent == agent_id && l.back_at_s.is_none()) {
         loss.back_at_s = Some(at);
         tracing::info!(run = %run_id, agent = %agent_id, at_s = at, "lost agent is back");
@@ -70,7 +71,7 @@ impl Engine {
         let timeout = self.config.heartbeat_timeout;
         let mut to_finish = Vec::new();
         for (run_id, run) in &mut self.active {
-            if run.record.state != "running" || run.loss_checks_from.is_some_and(|from| now < from) {
+            if run.record.state != RunState::Running || run.loss_checks_from.is_some_and(|from| now < from) {
                 continue;
             }
             let silent: Vec<String> = run
@@ -86,7 +87,7 @@ impl Engine {
                 }
                 continue;
             }
-            let at = run_seconds(&run.record);
+            let at = run_seconds(&run.record, self.now.unix_us);
             for agent in &silent {
                 tracing::warn!(run = %run_id, %agent, at_s = at, "agent lost (no heartbeat)");
                 run.record.losses.push(RecordedLoss { agent: agent.clone(), lost_at_s: at, back_at_s: None });
@@ -123,14 +124,14 @@ impl Engine {
         let run_ids: Vec<String> = self
             .active
             .iter()
-            .filter(|(_, r)| r.record.state == "running" && r.plans.iter().any(|p| p.agent_id == agent_id))
+            .filter(|(_, r)| r.record.state == RunState::Running && r.plans.iter().any(|p| p.agent_id == agent_id))
             .filter(|(_, r)| !r.finals.contains_key(agent_id))
             .map(|(id, _)| id.clone())
             .collect();
         for run_id in run_ids {
             let Some(run) = self.active.get_mut(&run_id) else { continue };
             self.registry.set_busy(agent_id, Some(run_id.clone()));
-            mark_back(&*self.store, &run_id, run, agent_id);
+            mark_back(&*self.store, self.now.unix_us, run, agent_id);
             if kept.contains(&run_id) {
                 continue;
             }
@@ -156,9 +157,9 @@ impl Engine {
     /// and came back before either end gave the session up): it kept its
     /// assignment, so a loss of it only ends.
     pub(super) fn on_agent_heard(&mut self, agent_id: &str) {
-        for (run_id, run) in &mut self.active {
+        for run in self.active.values_mut() {
             if run.is_lost(agent_id) {
-                mark_back(&*self.store, run_id, run, agent_id);
+                mark_back(&*self.store, self.now.unix_us, run, agent_id);
             }
         }
     }
@@ -167,8 +168,8 @@ impl Engine {
     /// stored intervals merged, its agents (which carried on) awaited. Runs
     /// left in another unfinished state cannot be resumed; the error says why.
     pub(super) fn resume(&self, record: &RunRecord) -> Result<ActiveRun, String> {
-        let was = &record.state;
-        let Some(start_us) = record.start_at_us.filter(|_| was == "running" && !record.plans.is_empty()) else {
+        let was = record.state;
+        let Some(start_us) = record.start_at_us.filter(|_| was == RunState::Running && !record.plans.is_empty()) else {
             return Err(format!("the coordinator restarted while the run was {was}"));
         };
         let yaml = self.store.load_scenario(&record.run_id).map_err(|e| format!("cannot resume: {e}"))?;
@@ -182,7 +183,7 @@ impl Engine {
             }
         }
         let end_us = start_us + scenario.duration.as_micros() as i64;
-        let now = Instant::now();
+        let now = self.now.at;
         tracing::info!(run = %record.run_id, intervals = intervals.len(), "resuming the run after a restart");
         // The resumed run's span continues the trace its submission began.
         let span = super::run_span(&record.run_id, &scenario);
@@ -192,7 +193,7 @@ impl Engine {
         run.plans = record.plans.clone();
         run.finals = record.finals.clone();
         run.ready = run.plans.iter().map(|p| p.agent_id.clone()).collect();
-        run.end_at = Some(now + Duration::from_micros((end_us - now_unix_us()).max(0) as u64));
+        run.end_at = Some(now + Duration::from_micros((end_us - self.now.unix_us).max(0) as u64));
         run.loss_checks_from = Some(now + self.config.heartbeat_timeout * RESUME_GRACE_TIMEOUTS);
         Ok(run)
     }

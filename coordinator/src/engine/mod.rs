@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::aggregate::RunAggregate;
 use crate::registry::{AgentHello, Registry};
 use crate::scheduler::AgentPlan;
-use crate::store::{RunRecord, RunStore};
+use crate::store::{RunRecord, RunState, RunStore};
 
 pub use queries::{AgentView, RunView};
 
@@ -82,7 +82,7 @@ pub enum ToAgent {
 #[derive(Debug, Clone, PartialEq)]
 pub struct WatchUpdate {
     pub run_id: String,
-    pub state: String,
+    pub state: RunState,
     pub message: String,
     pub progress: Option<Progress>,
     /// The JSON report, once the run has ended.
@@ -128,7 +128,7 @@ pub enum Event {
     Watch { run_id: String, reply: oneshot::Sender<Result<mpsc::Receiver<WatchUpdate>, ControlError>> },
     GetRun { run_id: String, reply: oneshot::Sender<Result<RunView, ControlError>> },
     ListRuns { reply: oneshot::Sender<Vec<RunView>> },
-    CancelRun { run_id: String, reply: oneshot::Sender<Result<String, ControlError>> },
+    CancelRun { run_id: String, reply: oneshot::Sender<Result<RunState, ControlError>> },
     ListAgents { reply: oneshot::Sender<Vec<AgentView>> },
     Metrics { reply: oneshot::Sender<crate::metrics::MetricsSnapshot> },
 }
@@ -218,9 +218,33 @@ fn run_span(run_id: &str, scenario: &Scenario) -> tracing::Span {
     )
 }
 
+/// When an event happened, on both clocks the engine uses: the monotonic
+/// one for deadlines and the wall clock for instants agents share. The
+/// engine task reads the clock once per event; nothing inside the engine
+/// reads it, so tests drive the engine with the times they choose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Now {
+    pub at: Instant,
+    /// Microseconds since the Unix epoch.
+    pub unix_us: i64,
+}
+
+impl Now {
+    pub fn read() -> Self {
+        Self { at: Instant::now(), unix_us: now_unix_us() }
+    }
+
+    /// The same clocks `by` later.
+    pub fn after(self, by: Duration) -> Self {
+        Self { at: self.at + by, unix_us: self.unix_us + by.as_micros() as i64 }
+    }
+}
+
 /// The engine's state; driven by [`run_engine`].
 pub struct Engine {
     config: EngineConfig,
+    /// The time of the event being handled.
+    now: Now,
     store: Arc<dyn RunStore>,
     registry: Registry,
     active: BTreeMap<String, ActiveRun>,
@@ -260,22 +284,15 @@ pub fn engine_channel() -> (EngineHandle, EngineEvents) {
     (EngineHandle { events: tx }, EngineEvents(rx))
 }
 
-/// Starts the engine task. Runs that a previous coordinator left running
-/// are resumed; others it left unfinished are marked `error`.
-pub fn start_engine(config: EngineConfig, store: Arc<dyn RunStore>) -> (EngineHandle, tokio::task::JoinHandle<()>) {
-    let (handle, events) = engine_channel();
-    (handle, start_engine_on(config, store, events))
-}
-
-/// Starts the engine task on events gathered by [`engine_channel`].
+/// Starts the engine task on events gathered by [`engine_channel`]. Runs
+/// that a previous coordinator left running are resumed; others it left
+/// unfinished are marked `error`.
 pub fn start_engine_on(
     config: EngineConfig,
     store: Arc<dyn RunStore>,
     events: EngineEvents,
 ) -> tokio::task::JoinHandle<()> {
-    let mut engine =
-        Engine { config, store, registry: Registry::default(), active: BTreeMap::new(), ended: BTreeMap::new() };
-    engine.load_previous_runs();
+    let engine = Engine::new(config, store, Now::read());
     tokio::spawn(run_engine(engine, events.0))
 }
 
@@ -285,17 +302,34 @@ async fn run_engine(mut engine: Engine, mut events: mpsc::UnboundedReceiver<Even
     loop {
         tokio::select! {
             event = events.recv() => match event {
-                Some(event) => engine.handle(event),
+                Some(event) => engine.handle(event, Now::read()),
                 None => return,
             },
-            _ = tick.tick() => engine.tick(Instant::now()),
+            _ = tick.tick() => engine.tick(Now::read()),
         }
     }
 }
 
 impl Engine {
-    fn handle(&mut self, event: Event) {
-        let now = Instant::now();
+    /// An engine over `store`, with the runs a previous coordinator left in
+    /// it: running ones resumed, other unfinished ones marked `error`.
+    pub fn new(config: EngineConfig, store: Arc<dyn RunStore>, now: Now) -> Self {
+        let mut engine = Engine {
+            config,
+            now,
+            store,
+            registry: Registry::default(),
+            active: BTreeMap::new(),
+            ended: BTreeMap::new(),
+        };
+        engine.load_previous_runs();
+        engine
+    }
+
+    /// Handles one event that happened at `now`.
+    pub fn handle(&mut self, event: Event, now: Now) {
+        self.now = now;
+        let now = now.at;
         match event {
             Event::AgentConnected { hello, session, outbox } => {
                 tracing::info!(agent = %hello.agent_id, host = %hello.host, "agent connected");
@@ -363,7 +397,10 @@ impl Engine {
         }
     }
 
-    fn tick(&mut self, now: Instant) {
+    /// The periodic checks: heartbeats, scheduling, losses, deadlines.
+    pub fn tick(&mut self, now: Now) {
+        self.now = now;
+        let now = now.at;
         for agent_id in self.registry.expire(now, self.config.heartbeat_timeout) {
             tracing::warn!(agent = %agent_id, "agent heartbeat timed out");
             self.on_agent_lost(&agent_id);
@@ -374,7 +411,4 @@ impl Engine {
     }
 }
 
-/// Microseconds since the Unix epoch on this machine's clock.
-pub fn now_unix_us() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
-}
+pub use stampede_proto::now_unix_us;

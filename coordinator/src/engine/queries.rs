@@ -6,7 +6,7 @@ use tokio::sync::mpsc;
 
 use super::{ControlError, Engine, WatchUpdate};
 use crate::metrics::{MetricsSnapshot, RunMetrics};
-use crate::store::RunRecord;
+use crate::store::{RunRecord, RunState};
 
 /// A run as a client sees it.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,7 +38,7 @@ impl Engine {
         if let Some(run) = self.active.get_mut(run_id) {
             let _ = tx.try_send(WatchUpdate {
                 run_id: run_id.to_string(),
-                state: run.record.state.clone(),
+                state: run.record.state,
                 message: String::new(),
                 progress: None,
                 report_json: None,
@@ -49,7 +49,7 @@ impl Engine {
         let view = self.get_run(run_id)?;
         let _ = tx.try_send(WatchUpdate {
             run_id: run_id.to_string(),
-            state: view.record.state.clone(),
+            state: view.record.state,
             message: view.record.error.clone().unwrap_or_default(),
             progress: None,
             report_json: view.report_json,
@@ -100,14 +100,14 @@ impl Engine {
     pub(super) fn metrics(&self) -> MetricsSnapshot {
         let mut runs_by_state = std::collections::BTreeMap::new();
         for record in self.ended.values().chain(self.active.values().map(|r| &r.record)) {
-            *runs_by_state.entry(record.state.clone()).or_insert(0) += 1;
+            *runs_by_state.entry(record.state.as_str().to_string()).or_insert(0) += 1;
         }
         let runs = self
             .active
             .values()
-            .filter(|run| run.record.state == "running")
+            .filter(|run| run.record.state == RunState::Running)
             .map(|run| {
-                let elapsed_us = run.record.start_at_us.map_or(0, |start| super::now_unix_us() - start);
+                let elapsed_us = run.record.start_at_us.map_or(0, |start| self.now.unix_us - start);
                 let current = u64::try_from(elapsed_us / 1_000_000).unwrap_or(0);
                 let throughput = current
                     .checked_sub(1)

@@ -25,7 +25,7 @@ use stampede_common::Scenario;
 use stampede_common::scenario::{InsertMethod, TargetKind, Workload};
 use tokio::sync::Mutex;
 
-use super::{Connection, Done, Driver, DriverError, ErrorKind, Part};
+use super::{BuildError, Connection, Done, Driver, DriverError, DriverSpec, ErrorKind, Part};
 use crate::workloads::{Action, Operation, QueryKind};
 use rows::{MetricRow, binary_copy, insert_statement};
 
@@ -98,7 +98,7 @@ fn columns() -> String {
 }
 
 impl PostgresDriver {
-    pub fn new(scenario: &Scenario, part: &Part) -> Self {
+    fn new(scenario: &Scenario, part: &Part) -> Self {
         let (host_start, host_count) = match part.key_end.checked_sub(part.key_start) {
             Some(count) if count > 0 => (part.key_start, count),
             _ => (0, scenario.workload.key_space().max(1)),
@@ -213,6 +213,10 @@ pub struct PgConnection {
 
 impl Driver for PostgresDriver {
     type Connection = PgConnection;
+
+    fn build(spec: &DriverSpec<'_>) -> Result<Self, BuildError> {
+        Ok(Self::new(spec.scenario, spec.part))
+    }
 
     async fn connect(&self, endpoint: &str) -> Result<PgConnection, DriverError> {
         let mut connection = open(endpoint).await?;

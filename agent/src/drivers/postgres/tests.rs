@@ -23,11 +23,12 @@ fn rows_cycle_through_the_agents_hosts_and_advance_in_time() {
     assert!(rows.iter().all(|r| r.usage.iter().all(|u| (0.0..100.0).contains(u))));
 }
 
+fn scenario_text(endpoint: &str, workload: &str) -> String {
+    format!("name: t\nduration: 1s\ntarget:\n  kind: postgres\n  endpoints: [\"{endpoint}\"]\nworkload:\n{workload}")
+}
+
 fn scenario(workload: &str) -> Scenario {
-    Scenario::parse(&format!(
-        "name: t\nduration: 1s\ntarget:\n  kind: postgres\n  endpoints: [\"h:1\"]\nworkload:\n{workload}"
-    ))
-    .expect("valid")
+    Scenario::parse(&scenario_text("h:1", workload)).expect("valid")
 }
 
 /// The shared conformance checks against a real PostgreSQL: batches of
@@ -41,16 +42,10 @@ async fn the_driver_passes_the_conformance_checks() {
         let workload = format!(
             "  kind: metrics\n  table: {table}\n  hosts: 2\n  batch_size: 4\n  method: {method}\n  keep: true\n"
         );
-        let driver = PostgresDriver::new(&scenario(&workload), &part);
+        let driver: PostgresDriver = conformance::build(&scenario_text(&server.url(), &workload), &part);
         let notes = driver.setup(&[server.url()], &part).await.expect("setup");
         assert!(notes.iter().any(|n| n.contains("plain table")), "{notes:?}");
         // The range query of the query workload reads the same table.
-        let mut reader = PostgresDriver::new(
-            &scenario(&format!("  kind: query\n  table: {table}\n  preload_rows: 0\n  hosts: 2\n  keep: true\n")),
-            &part,
-        );
-        let plan = Arc::get_mut(&mut reader.plan).expect("one owner");
-        plan.insert_sql = Arc::clone(&driver.plan.insert_sql);
         let operations = Operations {
             write: Operation { index: 0, action: Action::Insert(0) },
             read: Operation { index: 2, action: Action::Query(QueryKind::Range, 0) },
@@ -65,42 +60,14 @@ async fn the_driver_passes_the_conformance_checks() {
                  WHERE application_name = 'stampede' AND pid <> pg_backend_pid()",
             );
         };
-        // Writes go through the metrics driver, reads through the query
-        // driver: one `Combined` driver dispatches by action.
-        let combined = Combined { write: driver, read: reader };
-        conformance::check(&combined, &url, |a| format!("postgres://postgres@{a}/postgres"), operations, terminate)
-            .await;
+        let lone = part.clone();
+        let target = conformance::Target {
+            endpoint: url.clone(),
+            url: |a| format!("postgres://postgres@{a}/postgres"),
+            driver_for: Box::new(move |endpoint| conformance::build(&scenario_text(endpoint, &workload), &lone)),
+        };
+        conformance::check(&driver, target, operations, terminate).await;
         assert!(server.psql(&format!("SELECT count(*) FROM {table}")).parse::<u64>().expect("count") >= 8);
-    }
-}
-
-/// Two drivers behind one: inserts to `write`, everything else to `read`.
-struct Combined {
-    write: PostgresDriver,
-    read: PostgresDriver,
-}
-
-#[derive(Clone)]
-struct CombinedConnection(PgConnection, PgConnection);
-
-impl Driver for Combined {
-    type Connection = CombinedConnection;
-
-    async fn connect(&self, endpoint: &str) -> Result<CombinedConnection, DriverError> {
-        Ok(CombinedConnection(self.write.connect(endpoint).await?, self.read.connect(endpoint).await?))
-    }
-}
-
-impl Connection for CombinedConnection {
-    fn node(&self) -> &str {
-        self.0.node()
-    }
-
-    async fn execute(&mut self, operation: &Operation) -> Result<Done, DriverError> {
-        match operation.action {
-            Action::Insert(_) => self.0.execute(operation).await,
-            _ => self.1.execute(operation).await,
-        }
     }
 }
 

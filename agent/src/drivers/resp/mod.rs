@@ -25,8 +25,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 
-use super::{Connection, Done, Driver, DriverError, ErrorKind, Part};
-use crate::workloads::{Action, Operation};
+use stampede_common::scenario::{Compression, LoadModel, ValueFormat, ValueSpec, Workload};
+
+use super::{BuildError, Connection, Done, Driver, DriverError, DriverSpec, ErrorKind, Listen, Part};
+use crate::workloads::{Action, Operation, values};
 pub(crate) use address::RespAddress;
 pub(crate) use encode::{Encoder, Phase};
 
@@ -50,6 +52,17 @@ pub struct RespConfig {
     pub preload: bool,
     /// Delete the agent's keys (or rooms) after the run.
     pub cleanup: bool,
+    /// The `pubsub` workload's subscribers, opened beside the connections.
+    pub subscriptions: Option<Subscriptions>,
+    /// What the report says about the values (none for tests).
+    pub note: Option<String>,
+}
+
+/// Pub/sub subscribers: how many, and the channels each subscribes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscriptions {
+    pub subscribers: u32,
+    pub channels: Vec<String>,
 }
 
 impl RespConfig {
@@ -64,7 +77,70 @@ impl RespConfig {
             page: 20,
             preload: false,
             cleanup: false,
+            subscriptions: None,
+            note: None,
         }
+    }
+
+    /// The configuration of a key-value, chat or pub/sub workload: what the
+    /// scenario asks for, with this agent's pool of values.
+    pub fn build(spec: &DriverSpec<'_>) -> Result<Self, BuildError> {
+        let exclusive = matches!(spec.scenario.load.model, LoadModel::Closed);
+        let mut config = Self::simple("", Bytes::new(), exclusive);
+        let workload = &spec.scenario.workload;
+        let values = if let Some(space) = workload.key_value_space() {
+            config.prefix.clone_from(&space.prefix);
+            config.preload = space.preload;
+            config.cleanup = space.cleanup;
+            if let Workload::Cache(cache) = workload {
+                config.ttl_ms = cache.ttl.as_millis().max(1) as u64;
+            }
+            space.value
+        } else {
+            match workload {
+                Workload::Chat(chat) => {
+                    config.prefix.clone_from(&chat.prefix);
+                    config.cleanup = chat.cleanup;
+                    config.history = chat.history;
+                    config.page = chat.page;
+                    chat.value
+                }
+                Workload::Pubsub(pubsub) => {
+                    config.prefix.clone_from(&pubsub.prefix);
+                    config.subscriptions = Some(Subscriptions {
+                        subscribers: pubsub.subscribers,
+                        channels: (0..pubsub.channels).map(|c| format!("{}{c}", pubsub.prefix)).collect(),
+                    });
+                    // A message starts with its send time (`pubsub::message`).
+                    let size = pubsub.message_size.saturating_sub(pubsub::SEND_TIME_BYTES);
+                    ValueSpec { size, format: ValueFormat::Raw, compress: Compression::None }
+                }
+                other => {
+                    return Err(BuildError(format!("workload {} does not run against a RESP target", other.kind())));
+                }
+            }
+        };
+        config.values = values::pool(&values, spec.seed).map_err(BuildError)?;
+        config.note = Some(values::describe(&values, &config.values));
+        Ok(config)
+    }
+
+    /// Opens the subscribers (none without subscriptions), spread over the
+    /// endpoints round robin.
+    async fn subscribers(&self, endpoints: &[String]) -> Result<Vec<Box<dyn Listen>>, DriverError> {
+        let Some(subscriptions) = &self.subscriptions else { return Ok(Vec::new()) };
+        if endpoints.is_empty() {
+            return Err(DriverError::new(ErrorKind::Connection, "the assignment has no endpoints"));
+        }
+        // A subscriber learns its node on a plain connection of this shape.
+        let plain = Arc::new(Self::simple(&self.prefix, Bytes::new(), true));
+        let attempts = (0..subscriptions.subscribers as usize).map(|i| {
+            let (plain, channels) = (&plain, &subscriptions.channels);
+            let endpoint = &endpoints[i % endpoints.len()];
+            async move { pubsub::Subscriber::connect(plain, endpoint, channels).await }
+        });
+        let subscribers = futures::future::try_join_all(attempts).await?;
+        Ok(subscribers.into_iter().map(|s| Box::new(s) as Box<dyn Listen>).collect())
     }
 }
 
@@ -253,6 +329,18 @@ pub(crate) async fn over_range<C: Connection>(
 
 impl Driver for RespDriver {
     type Connection = RespConnection;
+
+    fn build(spec: &DriverSpec<'_>) -> Result<Self, BuildError> {
+        RespConfig::build(spec).map(Self::new)
+    }
+
+    fn notes(&self) -> Vec<String> {
+        self.config.note.iter().cloned().collect()
+    }
+
+    async fn listeners(&self, endpoints: &[String]) -> Result<Vec<Box<dyn Listen>>, DriverError> {
+        self.config.subscribers(endpoints).await
+    }
 
     async fn connect(&self, endpoint: &str) -> Result<RespConnection, DriverError> {
         connect_with(&self.config, endpoint, self.config.exclusive).await
@@ -470,5 +558,4 @@ impl Connection for RespConnection {
 }
 
 #[cfg(test)]
-#[path = "tests.rs"]
 mod tests;

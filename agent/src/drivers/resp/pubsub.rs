@@ -6,17 +6,18 @@
 //! the Unix epoch, little endian). Publisher and subscriber clocks must
 //! agree for cross-host figures; on one host they are the same clock.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
 use bytes::Bytes;
 use futures::StreamExt;
 
 use super::{CONNECT_TIMEOUT, RespConfig, connect_with};
-use crate::drivers::{DriverError, ErrorKind};
+use crate::drivers::{DriverError, ErrorKind, Listen, ListenFuture};
 
 fn now_us() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_micros() as u64
+    stampede_proto::now_unix_us().max(0) as u64
 }
+
+/// A message's first bytes: its send time.
+pub const SEND_TIME_BYTES: u64 = 8;
 
 /// A message: the send time, then a body from the value pool.
 pub fn message(values: &[Bytes], channel: u64) -> Vec<u8> {
@@ -32,6 +33,16 @@ pub fn message(values: &[Bytes], channel: u64) -> Vec<u8> {
 pub fn delivery_latency_us(payload: &[u8]) -> Option<u64> {
     let sent = u64::from_le_bytes(payload.get(..8)?.try_into().ok()?);
     Some(now_us().saturating_sub(sent))
+}
+
+impl Listen for Subscriber {
+    fn node(&self) -> &str {
+        &self.node
+    }
+
+    fn listen(self: Box<Self>, until: ListenFuture, received: Box<dyn FnMut(u64) + Send>) -> ListenFuture {
+        Box::pin((*self).listen(until, received))
+    }
 }
 
 /// A subscriber connection, subscribed to its channels.

@@ -15,15 +15,25 @@ fn op(index: u8, action: Action) -> Operation {
     Operation { index, action }
 }
 
+/// A cache scenario against `endpoint`: the closed model gives each slot
+/// its own socket (the exclusive transport), the open model shares one.
+fn cache_scenario(endpoint: &str, exclusive: bool) -> String {
+    let load = if exclusive { "model: closed" } else { "model: open\n  rate: 100/s" };
+    format!(
+        "name: t\nduration: 1s\ntarget:\n  kind: kv\n  endpoints: [\"{endpoint}\"]\nload:\n  {load}\n\
+         workload:\n  kind: cache\n  key_prefix: \"conf:\"\n  ttl: 60s\n  keys: 1000\n  value_size: 5B\n"
+    )
+}
+
 /// The shared conformance checks against the real KV server, with cache
 /// reads so that a hit and a miss are told apart.
 async fn conformance(exclusive: bool) {
     let config = server_config();
     let server = stampede_kvserver::spawn("127.0.0.1:0".parse().expect("addr"), config.clone()).await.expect("kv");
     let addr = server.addr;
-    let mut driver_config = RespConfig::simple("conf:", Bytes::from_static(b"value"), exclusive);
-    driver_config.ttl_ms = 60_000;
-    let driver = RespDriver::new(driver_config);
+    let part = Part { agent_index: 0, key_start: 0, key_end: 1000 };
+    let driver: RespDriver = conformance::build(&cache_scenario(&addr.to_string(), exclusive), &part);
+    assert_eq!(driver.config.exclusive, exclusive);
     let operations = Operations {
         write: op(1, Action::Set(7)),
         read: op(0, Action::CacheRead(7)),
@@ -37,7 +47,12 @@ async fn conformance(exclusive: bool) {
         let again = stampede_kvserver::spawn(addr, config).await.expect("restart");
         std::mem::forget(again);
     };
-    conformance::check(&driver, &addr.to_string(), |a| a.to_string(), operations, restart).await;
+    let target = conformance::Target {
+        endpoint: addr.to_string(),
+        url: |a| a.to_string(),
+        driver_for: Box::new(move |endpoint| conformance::build(&cache_scenario(endpoint, exclusive), &part)),
+    };
+    conformance::check(&driver, target, operations, restart).await;
 }
 
 fn server_config() -> stampede_kvserver::ServerConfig {

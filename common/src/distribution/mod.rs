@@ -401,5 +401,4 @@ fn upper_gamma_fraction(a: f64, x: f64) -> f64 {
 }
 
 #[cfg(test)]
-#[path = "distribution_tests.rs"]
 mod tests;

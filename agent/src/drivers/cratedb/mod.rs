@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use stampede_common::Scenario;
 use stampede_common::scenario::Workload;
 
-use super::{Connection, Done, Driver, DriverError, ErrorKind, Part};
+use super::{BuildError, Connection, Done, Driver, DriverError, DriverSpec, ErrorKind, Part};
 use crate::workloads::{Action, Operation, QueryKind};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -56,7 +56,7 @@ pub struct CrateDriver {
 }
 
 impl CrateDriver {
-    pub fn new(scenario: &Scenario, part: &Part, seed: u64) -> Self {
+    fn new(scenario: &Scenario, part: &Part, seed: u64) -> Self {
         let (table, batch_size, objects, replicas, shards, keep) = match &scenario.workload {
             Workload::Records(w) => (w.table.clone(), w.batch_size, w.objects, w.number_of_replicas, w.shards, w.keep),
             Workload::Query(w) => (w.table.clone(), 0, 0, 0, 4, w.keep),
@@ -230,6 +230,10 @@ pub struct CrateConnection {
 
 impl Driver for CrateDriver {
     type Connection = CrateConnection;
+
+    fn build(spec: &DriverSpec<'_>) -> Result<Self, BuildError> {
+        Ok(Self::new(spec.scenario, spec.part, spec.seed))
+    }
 
     async fn connect(&self, endpoint: &str) -> Result<CrateConnection, DriverError> {
         let http = Http::new(endpoint)?;
@@ -453,5 +457,4 @@ impl Connection for CrateConnection {
 }
 
 #[cfg(test)]
-#[path = "cratedb_tests.rs"]
 mod tests;

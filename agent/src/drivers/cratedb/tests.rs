@@ -2,11 +2,8 @@ use super::*;
 use crate::drivers::conformance::{self, Operations};
 use stampede_tests::cratedb_standin::CrateStandIn;
 
-fn scenario(endpoint: &str, workload: &str) -> Scenario {
-    Scenario::parse(&format!(
-        "name: t\nduration: 1s\ntarget:\n  kind: cratedb\n  endpoints: [\"{endpoint}\"]\nworkload:\n{workload}"
-    ))
-    .expect("valid")
+fn scenario_text(endpoint: &str, workload: &str) -> String {
+    format!("name: t\nduration: 1s\ntarget:\n  kind: cratedb\n  endpoints: [\"{endpoint}\"]\nworkload:\n{workload}")
 }
 
 const PART: Part = Part { agent_index: 0, key_start: 0, key_end: 10 };
@@ -20,7 +17,7 @@ async fn the_driver_passes_the_conformance_checks_against_the_stand_in() {
     let address = standin.lock().expect("lock").as_ref().map(|s| s.address.clone()).expect("started");
     let endpoint = format!("http://bench:s3cret@{address}");
     let workload = "  kind: records\n  table: conf\n  batch_size: 5\n  objects: 2\n  keep: true\n";
-    let driver = CrateDriver::new(&scenario(&endpoint, workload), &PART, 7);
+    let driver: CrateDriver = conformance::build(&scenario_text(&endpoint, workload), &PART);
     driver.setup(std::slice::from_ref(&endpoint), &PART).await.expect("setup");
     let operations = Operations {
         write: Operation { index: 0, action: Action::Insert(0) },
@@ -38,7 +35,12 @@ async fn the_driver_passes_the_conformance_checks_against_the_stand_in() {
         // The new stand-in starts empty: create the table again.
         driver.setup(std::slice::from_ref(&endpoint), &PART).await.expect("setup again");
     };
-    conformance::check(&driver, &endpoint, |a| format!("http://{a}"), operations, restart).await;
+    let target = conformance::Target {
+        endpoint: endpoint.clone(),
+        url: |a| format!("http://{a}"),
+        driver_for: Box::new(|endpoint| conformance::build(&scenario_text(endpoint, workload), &PART)),
+    };
+    conformance::check(&driver, target, operations, restart).await;
     let mut connection = driver.connect(&endpoint).await.expect("connect");
     assert_eq!(connection.node(), "crate-1");
     // The same batch again: every row is a duplicate key, counted as failed.

@@ -12,7 +12,7 @@ use hdrhistogram::Histogram;
 use stampede_common::Scenario;
 use stampede_common::distribution::{self, Distribution, Observations};
 use stampede_common::histogram::{self, HistogramError, LatencySummary};
-use stampede_common::interval::IntervalReport;
+use stampede_common::interval::{Counter, IntervalReport};
 use stampede_common::report::{
     AgentReport, IntervalSummary, NodeOperationReport, NodeReport, OperationReport, REPORT_SCHEMA, Report, RunStatus,
     ScenarioInfo, TargetInfo, Totals,
@@ -430,8 +430,8 @@ impl RunAggregate {
             counters: self.counters.clone(),
             counter_rates: self.measured_counters.iter().map(|(name, n)| (name.clone(), per_second(*n))).collect(),
             cache_hit_ratio: {
-                let hits = self.measured_counters.get("cache_hits").copied().unwrap_or(0);
-                let misses = self.measured_counters.get("cache_misses").copied().unwrap_or(0);
+                let hits = self.measured_counters.get(Counter::CacheHits.as_str()).copied().unwrap_or(0);
+                let misses = self.measured_counters.get(Counter::CacheMisses.as_str()).copied().unwrap_or(0);
                 (hits + misses > 0).then(|| hits as f64 / (hits + misses) as f64)
             },
             notes: self.notes.iter().cloned().collect(),
@@ -458,15 +458,11 @@ fn interval_p99(interval: &IntervalAggregate) -> u64 {
     }
 }
 
-#[path = "aggregate_observe.rs"]
 mod observe;
 
-#[path = "aggregate_metrics.rs"]
 pub mod metrics;
 
-#[path = "aggregate_loss.rs"]
 mod loss;
 
 #[cfg(test)]
-#[path = "aggregate_tests.rs"]
 mod tests;

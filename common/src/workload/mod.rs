@@ -375,6 +375,16 @@ impl Workload {
         }
     }
 
+    /// The pause a connection makes after each operation, which the runner
+    /// applies whatever the target (the `records` workload's
+    /// `batch_interval`); zero for workloads without one.
+    pub fn pacing(&self) -> Duration {
+        match self {
+            Self::Records(w) => w.batch_interval,
+            _ => Duration::ZERO,
+        }
+    }
+
     /// The key-value space, for workloads that have one.
     pub fn key_value_space(&self) -> Option<&KeySpace> {
         match self {
@@ -386,6 +396,5 @@ impl Workload {
     }
 }
 
-#[path = "workload_validate.rs"]
 mod validate;
 pub(crate) use validate::validate;

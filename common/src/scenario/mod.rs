@@ -418,10 +418,8 @@ fn validate(raw: RawScenario, check: &mut Checker<'_>) -> Scenario {
     }
 }
 
-#[path = "scenario_sections.rs"]
 mod sections;
 use sections::{validate_distribution, validate_load, validate_target};
 
 #[cfg(test)]
-#[path = "scenario_tests.rs"]
 mod tests;

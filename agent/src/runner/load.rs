@@ -1,0 +1,154 @@
+//! The load phase and its drain: one task per connection (its slots), one
+//! per listener, the open model's arrival thread, and how they are stopped
+//! at the end so that operations in flight are still counted.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use stampede_common::interval::Counter;
+use stampede_common::scenario::LoadModel;
+use tokio::sync::watch;
+
+use super::connection::{OPERATION_TIMEOUT, SlotContext, drive};
+use super::recorder::{Recorder, SharedRecorder, lock};
+use super::reporter::Reporter;
+use super::{Assignment, Opened};
+use crate::drivers::{Driver, Listen};
+use crate::workloads::Generator;
+
+/// How long listeners keep listening after the run's end, for messages
+/// still in flight.
+const DELIVERY_DRAIN: Duration = Duration::from_millis(500);
+
+/// The open model's arrival thread and the flag that stops it early.
+struct ArrivalThread {
+    thread: std::thread::JoinHandle<()>,
+    cancel: Arc<AtomicBool>,
+}
+
+/// The load under way.
+pub(super) struct Load {
+    /// The planned end on this agent's clock.
+    pub end: Instant,
+    context: Arc<SlotContext>,
+    tasks: tokio::task::JoinSet<()>,
+    stop: Arc<AtomicBool>,
+    arrivals: Option<ArrivalThread>,
+    stop_listening: watch::Sender<bool>,
+    listening: bool,
+}
+
+impl Load {
+    /// Starts the arrival thread (open model), waits for the start instant
+    /// and starts a task per connection. Returns the load and the
+    /// connections' recorders, in connection order.
+    pub async fn start<D: Driver>(
+        assignment: &Assignment,
+        driver: &Arc<D>,
+        connections: Vec<Opened<D::Connection>>,
+        start_at: Instant,
+    ) -> Result<(Self, Vec<SharedRecorder>), String> {
+        let scenario = &assignment.scenario;
+        let end = start_at + scenario.duration;
+        let (arrivals, thread) = match scenario.load.model {
+            LoadModel::Closed => (None, None),
+            LoadModel::Open { arrival, .. } => {
+                let cancel = Arc::new(AtomicBool::new(false));
+                let flag = Arc::clone(&cancel);
+                let (rx, thread) =
+                    super::arrivals::start(assignment.rate_per_s, arrival, start_at, end, assignment.seed, flag)
+                        .map_err(|e| format!("cannot start the arrival thread: {e}"))?;
+                (Some(rx), Some(ArrivalThread { thread, cancel }))
+            }
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let context = Arc::new(SlotContext {
+            generator: Generator::new(&scenario.workload, assignment.key_start, assignment.key_end),
+            pause: scenario.workload.pacing(),
+            end,
+            stop: Arc::clone(&stop),
+            arrivals,
+            seed: assignment.seed,
+            reconnect_every: scenario.load.reconnect_every,
+        });
+        tokio::time::sleep_until(start_at.into()).await;
+        let operations = scenario.workload.operations().len();
+        let mut recorders = Vec::with_capacity(connections.len());
+        let mut tasks = tokio::task::JoinSet::new();
+        for (index, Opened { endpoint, connection }) in connections.into_iter().enumerate() {
+            let recorder = Recorder::shared(operations);
+            recorders.push(Arc::clone(&recorder));
+            let (driver, context) = (Arc::clone(driver), Arc::clone(&context));
+            tasks.spawn(drive(driver, endpoint, connection, scenario.load.pipeline, context, recorder, index as u64));
+        }
+        let (stop_listening, _) = watch::channel(false);
+        let load = Self { end, context, tasks, stop, arrivals: thread, stop_listening, listening: false };
+        Ok((load, recorders))
+    }
+
+    /// Starts a task per listener; each records what it receives as the
+    /// workload's last operation and counts it as `delivered`.
+    pub fn listen(&mut self, listeners: Vec<Box<dyn Listen>>, reporter: &mut Reporter) {
+        let operations = reporter.operation_names.len();
+        for listener in listeners {
+            let recorder = Recorder::shared(operations);
+            {
+                let mut r = lock(&recorder);
+                r.set_node(listener.node().into());
+                r.connected = true;
+            }
+            reporter.recorders.push(Arc::clone(&recorder));
+            let mut stopped = self.stop_listening.subscribe();
+            let until = Box::pin(async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            });
+            let sink = Arc::clone(&recorder);
+            let received = Box::new(move |latency_us: u64| {
+                let mut r = lock(&sink);
+                r.record(operations.saturating_sub(1), latency_us, latency_us, None);
+                r.counters[Counter::Delivered.index()] += 1;
+            });
+            let listening = listener.listen(until, received);
+            self.tasks.spawn(async move {
+                listening.await;
+                lock(&recorder).connected = false;
+            });
+            self.listening = true;
+        }
+    }
+
+    /// Stops issuing, lets operations in flight finish (at most the
+    /// operation timeout and a second), and counts the open model's
+    /// arrivals that were due within the run but never sent as late starts.
+    pub async fn drain(mut self, cancelled: bool, reporter: &mut Reporter) {
+        if cancelled && let Some(arrivals) = &self.arrivals {
+            arrivals.cancel.store(true, Ordering::Relaxed);
+        }
+        self.stop.store(true, Ordering::Relaxed);
+        if self.listening && !cancelled {
+            tokio::time::sleep(DELIVERY_DRAIN).await;
+        }
+        let _ = self.stop_listening.send(true);
+        let tasks = &mut self.tasks;
+        let drained = tokio::time::timeout(OPERATION_TIMEOUT + Duration::from_secs(1), async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            self.tasks.abort_all();
+        }
+        if let Some(ArrivalThread { thread, .. }) = self.arrivals {
+            // It has only arrivals from the past left to release, or was cancelled.
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+        if let Some(arrivals) = &self.context.arrivals
+            && let Some(first) = reporter.recorders.first()
+            && !cancelled
+        {
+            let unsent = arrivals.len() as u64;
+            arrivals.close();
+            lock(first).late_starts += unsent;
+        }
+    }
+}
