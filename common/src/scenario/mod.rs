@@ -68,7 +68,9 @@ struct RawScenario {
     target: RawTarget,
     #[serde(default)]
     load: RawLoad,
-    workload: RawWorkload,
+    /// Read by [`RawWorkload::from_value`], so that errors inside keep their
+    /// field and line.
+    workload: serde_yaml::Value,
     #[serde(default)]
     thresholds: Vec<String>,
     #[serde(default)]
@@ -255,7 +257,7 @@ impl Checker<'_> {
     pub(crate) fn fail(&mut self, field: &str, message: impl Into<String>) {
         self.issues.push(ScenarioIssue {
             field: field.to_string(),
-            line: locate(self.text, &parse_path(field)),
+            line: locate_nearest(self.text, field),
             column: None,
             message: message.into(),
         });
@@ -269,17 +271,7 @@ pub const NOT_KEPT: &str =
 impl Scenario {
     /// Parses and validates scenario text.
     pub fn parse(text: &str) -> Result<Self, ScenarioError> {
-        let raw: RawScenario = serde_yaml::from_str(text).map_err(|error| {
-            let location = error.location();
-            ScenarioError {
-                issues: vec![ScenarioIssue {
-                    field: String::new(),
-                    line: location.as_ref().map(|l| l.line()),
-                    column: location.as_ref().map(|l| l.column()),
-                    message: strip_location(&error.to_string()),
-                }],
-            }
-        })?;
+        let raw: RawScenario = read_yaml(text).map_err(|issue| ScenarioError { issues: vec![issue] })?;
         let mut check = Checker { text, issues: Vec::new() };
         let scenario = validate(raw, &mut check);
         if check.issues.is_empty() { Ok(scenario) } else { Err(ScenarioError { issues: check.issues }) }
@@ -306,6 +298,75 @@ impl Scenario {
             LoadModel::Closed => None,
         }
     }
+}
+
+/// What to write instead, for the serde enums that accept several forms
+/// (whose own error only says that no form matched).
+const FORMS: [(&str, &str); 3] = [
+    ("Scalar", "expected a number or a text such as `10s`, `1KiB` or `100/s`"),
+    ("RawAgentLoss", "write `abort`, `continue` or `{tolerate: 34%}`"),
+    ("RawExpect", "write `uniform`, or each node's name with its weight (`node-a: 3`)"),
+];
+
+/// The line of `field`, or of the nearest enclosing field that can be found
+/// (a field inside flow-style YAML, `{kind: kv, keys: 5}`, cannot be).
+pub(crate) fn locate_nearest(text: &str, field: &str) -> Option<usize> {
+    let mut path = parse_path(field);
+    while !path.is_empty() {
+        if let Some(line) = locate(text, &path) {
+            return Some(line);
+        }
+        path.pop();
+    }
+    None
+}
+
+/// A serde message about a value of several forms, said as what to write.
+pub(crate) fn explain_forms(message: String) -> (String, bool) {
+    match FORMS.iter().find(|(name, _)| message.ends_with(&format!("untagged enum {name}"))) {
+        Some((_, form)) => (form.to_string(), true),
+        None => (message, false),
+    }
+}
+
+/// A serde path (`.` for the document) as an issue's field.
+pub(crate) fn field_of(path: &serde_path_to_error::Path) -> String {
+    let path = path.to_string();
+    if path == "." { String::new() } else { path }
+}
+
+/// Reads the file format; an error names its field path and line.
+fn read_yaml(text: &str) -> Result<RawScenario, ScenarioIssue> {
+    serde_path_to_error::deserialize(serde_yaml::Deserializer::from_str(text)).map_err(|error| {
+        let field = field_of(error.path());
+        let inner = error.inner();
+        let mut message = strip_location(&inner.to_string());
+        // serde_yaml starts with the path of the value it was in; the field
+        // says it here.
+        let mut parents = parse_path(&field).len();
+        while parents > 0 {
+            let parent: Vec<&str> = field.split('.').take(parents).collect();
+            if let Some(rest) = message.strip_prefix(&format!("{}: ", parent.join("."))) {
+                message = rest.to_string();
+                break;
+            }
+            parents -= 1;
+        }
+        let mut location = inner.location().map(|l| (l.line(), l.column()));
+        let (explained, several_forms) = explain_forms(message);
+        message = explained;
+        if several_forms || location.is_none() {
+            // A value of several forms is read as a whole; its error has no
+            // position of its own.
+            location = locate_nearest(text, &field).map(|line| (line, 0));
+        }
+        ScenarioIssue {
+            line: location.map(|(line, _)| line),
+            column: location.map(|(_, column)| column).filter(|c| *c > 0),
+            field,
+            message,
+        }
+    })
 }
 
 pub(crate) fn strip_location(message: &str) -> String {
@@ -353,7 +414,15 @@ fn validate(raw: RawScenario, check: &mut Checker<'_>) -> Scenario {
         check
             .fail("load.connections", format!("{} connections cannot be split over {agents} agents", load.connections));
     }
-    let workload = workload::validate(raw.workload, check);
+    let workload = match RawWorkload::from_value(raw.workload) {
+        Ok(workload) => Some(workload::validate(workload, check)),
+        Err(error) => {
+            let field =
+                if error.field.is_empty() { "workload".to_string() } else { format!("workload.{}", error.field) };
+            check.fail(&field, error.message);
+            None
+        }
+    };
     let distribution = validate_distribution(raw.distribution, check);
     let on_agent_loss = crate::loss::validate(raw.on_agent_loss).unwrap_or_else(|message| {
         check.fail("on_agent_loss", message);
@@ -369,7 +438,9 @@ fn validate(raw: RawScenario, check: &mut Checker<'_>) -> Scenario {
             ),
         );
     }
-    if !workload.supports().contains(&target.kind) {
+    if let Some(workload) = &workload
+        && !workload.supports().contains(&target.kind)
+    {
         let kinds: Vec<&str> = workload.supports().iter().map(|k| k.as_str()).collect();
         check.fail(
             "workload.kind",
@@ -387,6 +458,7 @@ fn validate(raw: RawScenario, check: &mut Checker<'_>) -> Scenario {
         match Threshold::parse(expr) {
             Ok(threshold) => {
                 if let Some(op) = &threshold.operation
+                    && let Some(workload) = &workload
                     && !workload.operations().contains(&op.as_str())
                 {
                     check.fail(
@@ -411,7 +483,9 @@ fn validate(raw: RawScenario, check: &mut Checker<'_>) -> Scenario {
         agents,
         target,
         load,
-        workload,
+        // Without a readable workload the scenario is refused; this one is
+        // never used.
+        workload: workload.unwrap_or(Workload::Pool(PoolWorkload { query: String::new() })),
         thresholds,
         distribution,
         on_agent_loss,

@@ -197,3 +197,45 @@ fn endpoints_given_on_the_command_line_replace_the_scenarios() {
     let error = Scenario::with_endpoints(broken, &endpoints).expect_err("bad workload");
     assert!(error.issues.iter().any(|i| i.line.is_some()), "{error}");
 }
+
+/// Every section: a mistake in it is reported with its field path and the
+/// line it is on, whether serde finds it while reading or validation after.
+#[test]
+fn every_error_names_its_field_path_and_line() {
+    const HEAD: &str = "name: t\nduration: 2s\n";
+    const TARGET: &str = "target:\n  kind: kv\n";
+    const WORKLOAD: &str = "workload:\n  kind: kv\n";
+    let cases: [(&str, &str, usize); 17] = [
+        ("bogus_top: 1\n", "bogus_top", 7),
+        ("warmup: [1]\n", "warmup", 7),
+        ("agents: many\n", "agents", 7),
+        ("target:\n  kind: kv\n  bogus: 1\n", "target.bogus", 7),
+        ("target:\n  kind: kv\n  nodes: {a: [1]}\n", "target.nodes.a", 7),
+        ("load:\n  model: sideways\n", "load.model", 8),
+        ("load:\n  model: closed\n  conns: 1\n", "load.conns", 9),
+        ("load:\n  connections: 0\n", "load.connections", 8),
+        ("workload: {kind: kv, num_ops: 5}\n", "workload.num_ops", 5),
+        ("workload:\n  kind: kv\n  num_ops: 5\n", "workload.num_ops", 7),
+        ("workload:\n  kind: kv\n  value_format: xml\n", "workload.value_format", 7),
+        ("workload:\n  kind: kv\n  value_size: [1]\n", "workload.value_size", 7),
+        ("workload:\n  kind: mixed\n  weights:\n    get: x\n", "workload.weights.get", 8),
+        ("workload:\n  kind: nosuch\n", "workload.kind", 6),
+        ("distribution:\n  expect: [1]\n", "distribution.expect", 8),
+        ("on_agent_loss:\n  policy: whatever\n", "on_agent_loss", 7),
+        ("thresholds:\n  - p99 < 1ms\n  - bogus\n", "thresholds[1]", 9),
+    ];
+    for (section, field, line) in cases {
+        let mut text = HEAD.to_string();
+        if !section.starts_with("target:") {
+            text.push_str(TARGET);
+        }
+        if !section.starts_with("workload") {
+            text.push_str(WORKLOAD);
+        }
+        text.push_str(section);
+        let error = Scenario::parse(&text).expect_err(section);
+        let issue = error.issues.iter().find(|i| i.field == field).unwrap_or_else(|| panic!("{section}: {error}"));
+        assert_eq!(issue.line, Some(line), "{section}: {issue}");
+        assert!(!issue.message.is_empty() && !issue.message.contains("untagged"), "{section}: {issue}");
+    }
+}

@@ -17,8 +17,11 @@ pub const MAX_INSERT_ROWS: u32 = 4_000;
 
 // ------------------------------------------------------------ the file format
 
-#[derive(Debug, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+/// The workload as written, by kind. It is read from the section's YAML
+/// value by [`RawWorkload::from_value`] rather than by an internally tagged
+/// serde enum, which would buffer the section and lose the field and line
+/// of an error inside it.
+#[derive(Debug)]
 pub(crate) enum RawWorkload {
     Kv(RawKeyValueWorkload),
     Mixed(RawKeyValueWorkload),
@@ -29,6 +32,65 @@ pub(crate) enum RawWorkload {
     Query(RawQueryWorkload),
     Pool(RawPoolWorkload),
     Records(RawRecordsWorkload),
+}
+
+/// The kinds, as written in `workload.kind`.
+pub const WORKLOAD_KINDS: [&str; 9] = ["kv", "mixed", "cache", "chat", "pubsub", "metrics", "query", "pool", "records"];
+
+/// A problem reading the `workload:` section: the field path inside it
+/// (empty for the section itself) and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RawWorkloadError {
+    pub field: String,
+    pub message: String,
+}
+
+fn fields<T: serde::de::DeserializeOwned>(value: serde_yaml::Value) -> Result<T, RawWorkloadError> {
+    serde_path_to_error::deserialize(value).map_err(|error| {
+        let field = crate::scenario::field_of(error.path());
+        let (message, _) = crate::scenario::explain_forms(crate::scenario::strip_location(&error.inner().to_string()));
+        RawWorkloadError { field, message }
+    })
+}
+
+impl RawWorkload {
+    /// Reads the section: its `kind`, then the fields of that kind.
+    pub(crate) fn from_value(value: serde_yaml::Value) -> Result<Self, RawWorkloadError> {
+        let serde_yaml::Value::Mapping(mut mapping) = value else {
+            return Err(RawWorkloadError {
+                field: String::new(),
+                message: "must be a mapping with a `kind` and that kind's fields".to_string(),
+            });
+        };
+        let kinds = WORKLOAD_KINDS.map(|k| format!("`{k}`")).join(", ");
+        let kind = match mapping.remove("kind") {
+            Some(serde_yaml::Value::String(kind)) => kind,
+            Some(_) | None => {
+                return Err(RawWorkloadError {
+                    field: "kind".to_string(),
+                    message: format!("missing or not a word; write one of {kinds}"),
+                });
+            }
+        };
+        let rest = serde_yaml::Value::Mapping(mapping);
+        Ok(match kind.as_str() {
+            "kv" => Self::Kv(fields(rest)?),
+            "mixed" => Self::Mixed(fields(rest)?),
+            "cache" => Self::Cache(fields(rest)?),
+            "chat" => Self::Chat(fields(rest)?),
+            "pubsub" => Self::Pubsub(fields(rest)?),
+            "metrics" => Self::Metrics(fields(rest)?),
+            "query" => Self::Query(fields(rest)?),
+            "pool" => Self::Pool(fields(rest)?),
+            "records" => Self::Records(fields(rest)?),
+            other => {
+                return Err(RawWorkloadError {
+                    field: "kind".to_string(),
+                    message: format!("unknown variant `{other}`, expected one of {kinds}"),
+                });
+            }
+        })
+    }
 }
 
 /// The key-value workloads (`kv`, `mixed`, `cache`) share one field list;
