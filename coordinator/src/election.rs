@@ -14,8 +14,7 @@ use std::sync::Arc;
 
 use stampede_discovery::{Etcd, EtcdConfig, Term};
 
-use crate::store::{FileStore, RunStore, StoreError};
-use crate::store_etcd::EtcdStore;
+use crate::store::{EtcdStore, FileStore, RunStore, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ElectionError {

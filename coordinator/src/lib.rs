@@ -16,4 +16,3 @@ pub mod render;
 pub mod scheduler;
 pub mod server;
 pub mod store;
-pub mod store_etcd;

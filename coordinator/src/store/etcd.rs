@@ -22,7 +22,7 @@ use std::sync::mpsc as sync_mpsc;
 use stampede_discovery::{Etcd, EtcdConfig, Fence};
 use tokio::sync::mpsc;
 
-use crate::store::{RunRecord, RunStore, StoreError, StoredInterval};
+use super::{RunRecord, RunStore, StoreError, StoredInterval};
 
 enum Op {
     Put(String, Vec<u8>),

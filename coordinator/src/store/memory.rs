@@ -1,0 +1,87 @@
+//! `MemoryStore`: runs kept in this process only. For tests (the engine's
+//! unit tests drive it without a disk), and a reference for what the other
+//! stores must do: the store suite runs against it too.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use super::{RunRecord, RunStore, StoreError, StoredInterval};
+
+#[derive(Debug, Default)]
+struct StoredRun {
+    record: Option<RunRecord>,
+    scenario: String,
+    private: Option<String>,
+    intervals: Vec<StoredInterval>,
+    report: Option<(String, String)>,
+}
+
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    runs: Mutex<BTreeMap<String, StoredRun>>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn runs(&self) -> MutexGuard<'_, BTreeMap<String, StoredRun>> {
+        self.runs.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn missing(run_id: &str) -> StoreError {
+    StoreError::Remote { key: run_id.to_string(), message: "no such run".to_string() }
+}
+
+impl RunStore for MemoryStore {
+    fn create(&self, record: &RunRecord, scenario_yaml: &str, private: Option<&str>) -> Result<(), StoreError> {
+        let mut runs = self.runs();
+        let run = runs.entry(record.run_id.clone()).or_default();
+        run.scenario = scenario_yaml.to_string();
+        run.private = private.map(str::to_string);
+        run.record = Some(record.clone());
+        Ok(())
+    }
+
+    fn forget_private(&self, run_id: &str) -> Result<(), StoreError> {
+        if let Some(run) = self.runs().get_mut(run_id) {
+            run.private = None;
+        }
+        Ok(())
+    }
+
+    fn update(&self, record: &RunRecord) -> Result<(), StoreError> {
+        self.runs().entry(record.run_id.clone()).or_default().record = Some(record.clone());
+        Ok(())
+    }
+
+    fn append_interval(&self, run_id: &str, interval: &StoredInterval) -> Result<(), StoreError> {
+        self.runs().entry(run_id.to_string()).or_default().intervals.push(interval.clone());
+        Ok(())
+    }
+
+    fn save_report(&self, run_id: &str, json: &str, text: &str) -> Result<(), StoreError> {
+        self.runs().entry(run_id.to_string()).or_default().report = Some((json.to_string(), text.to_string()));
+        Ok(())
+    }
+
+    fn list(&self) -> Result<Vec<RunRecord>, StoreError> {
+        Ok(self.runs().values().filter_map(|run| run.record.clone()).collect())
+    }
+
+    fn load_scenario(&self, run_id: &str) -> Result<String, StoreError> {
+        let runs = self.runs();
+        let run = runs.get(run_id).ok_or_else(|| missing(run_id))?;
+        Ok(run.private.clone().unwrap_or_else(|| run.scenario.clone()))
+    }
+
+    fn load_intervals(&self, run_id: &str) -> Result<Vec<StoredInterval>, StoreError> {
+        Ok(self.runs().get(run_id).map(|run| run.intervals.clone()).unwrap_or_default())
+    }
+
+    fn load_report(&self, run_id: &str) -> Result<Option<(String, String)>, StoreError> {
+        Ok(self.runs().get(run_id).and_then(|run| run.report.clone()))
+    }
+}
