@@ -8,6 +8,8 @@
 mod lifecycle;
 mod loss;
 mod queries;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
