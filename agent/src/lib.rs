@@ -7,6 +7,7 @@
 //! away loses nothing an agent measured.
 #![forbid(unsafe_code)]
 
+pub mod backoff;
 pub mod clock;
 mod convert;
 pub mod drivers;

@@ -22,18 +22,11 @@ use crate::clock::{PingSample, estimate};
 use crate::convert;
 use crate::outbox::{Outbox, Outgoing};
 use crate::runner::{self, Assignment};
+use crate::backoff::Backoff;
 use crate::{AgentConfig, AgentError};
 
 const PINGS: u64 = 8;
 const PING_TIMEOUT: Duration = Duration::from_secs(2);
-/// The wait before the first retry (of etcd at start, of the coordinator);
-/// each failure doubles it up to `MAX_BACKOFF`.
-const FIRST_BACKOFF: Duration = Duration::from_millis(200);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
-
-fn next_backoff(backoff: Duration) -> Duration {
-    (backoff * 2).min(MAX_BACKOFF)
-}
 
 /// How often an agent waiting for etcd at start says it still waits.
 const ETCD_WAIT_REMINDER: Duration = Duration::from_secs(30);
@@ -124,7 +117,7 @@ impl Finder {
     /// scheduled first, a host rebooted) joins once etcd answers instead of
     /// exiting. Errors in the configuration itself still end the agent.
     async fn patiently(config: &AgentConfig) -> Result<Self, AgentError> {
-        let mut backoff = FIRST_BACKOFF;
+        let mut backoff = Backoff::session();
         let mut announced = tokio::time::Instant::now();
         let mut waiting = false;
         loop {
@@ -136,8 +129,7 @@ impl Finder {
                         announced = tokio::time::Instant::now();
                         waiting = true;
                     }
-                    tokio::time::sleep(backoff).await;
-                    backoff = next_backoff(backoff);
+                    tokio::time::sleep(backoff.next_wait()).await;
                 }
                 Ok(finder) => {
                     if waiting {
@@ -195,7 +187,7 @@ pub async fn run_agent(config: AgentConfig, shutdown: impl std::future::Future<O
     };
     let outbox = Arc::new(Outbox::new(config.outbox_limit));
     let mut agent = Agent { config, outbox, runs: HashMap::new(), rejected: None, health };
-    let mut backoff = FIRST_BACKOFF;
+    let mut backoff = Backoff::session();
     let mut announced_wait = false;
     let mut coordinator = agent.config.coordinator.clone();
     loop {
@@ -223,7 +215,7 @@ pub async fn run_agent(config: AgentConfig, shutdown: impl std::future::Future<O
         set_ready(agent.health.as_ref(), false).await;
         match result {
             Ok(()) => {
-                backoff = FIRST_BACKOFF;
+                backoff.reset();
                 announced_wait = false;
                 tracing::warn!(%coordinator, "session ended; reconnecting");
             }
@@ -242,15 +234,14 @@ pub async fn run_agent(config: AgentConfig, shutdown: impl std::future::Future<O
             }
         }
         tokio::select! {
-            () = tokio::time::sleep(backoff) => {}
+            () = tokio::time::sleep(backoff.next_wait()) => {}
             () = finder.leader_changed(found.as_deref()) => {
                 tracing::info!("etcd names a new leader; connecting now");
-                backoff = FIRST_BACKOFF;
+                backoff.reset();
                 continue;
             }
             () = &mut shutdown => return Ok(()),
         }
-        backoff = next_backoff(backoff);
     }
 }
 

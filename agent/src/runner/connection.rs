@@ -16,6 +16,7 @@ use rand::rngs::SmallRng;
 use super::recorder::{SharedRecorder, lock};
 use stampede_common::scenario::redact;
 
+use crate::backoff::Backoff;
 use crate::drivers::{Connection, Done, Driver, DriverError, ErrorKind};
 use crate::workloads::Generator;
 
@@ -192,7 +193,7 @@ pub async fn drive<D: Driver>(
     connection_index: u64,
 ) {
     let mut connection = Some(first);
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::target();
     let mut generation = 0u64;
     while context.running() {
         let current = match connection.take() {
@@ -246,18 +247,17 @@ async fn reconnect<D: Driver>(
     driver: &D,
     endpoint: &str,
     context: &SlotContext,
-    backoff: &mut Duration,
+    backoff: &mut Backoff,
 ) -> Option<D::Connection> {
     while context.running() {
         match driver.connect(endpoint).await {
             Ok(connection) => {
-                *backoff = Duration::from_millis(100);
+                backoff.reset();
                 return Some(connection);
             }
             Err(DriverError { message, .. }) => {
                 tracing::debug!(endpoint = %redact(endpoint), %message, "reconnect failed");
-                tokio::time::sleep(*backoff).await;
-                *backoff = (*backoff * 2).min(Duration::from_secs(2));
+                tokio::time::sleep(backoff.next_wait()).await;
             }
         }
     }

@@ -1,6 +1,6 @@
-//! `AgentService.Session`: one bidirectional stream per agent. The adapter
-//! answers clock pings itself (it only stamps the time) and forwards every
-//! other message to the engine as an event.
+//! `AgentService.Session`: one bidirectional stream per agent. `convert`
+//! turns each message into an engine event (or a clock ping's answer, which
+//! only stamps the time); the adapter forwards them and decides nothing.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,7 +15,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::convert;
-use crate::engine::{EngineHandle, Event, now_unix_us};
+use crate::engine::{EngineHandle, Event};
 
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 const OUTPUT_BUFFER: usize = 1024;
@@ -50,9 +50,7 @@ impl pb::agent_service_server::AgentService for AgentService {
         let Some(pb::SessionRequest { body: Some(Body::Hello(hello)) }) = first else {
             return Err(Status::invalid_argument("the first message of a session must be hello"));
         };
-        if hello.agent_id.is_empty() || hello.agent_id.len() > 200 {
-            return Err(Status::invalid_argument("hello.agent_id must be 1 to 200 characters"));
-        }
+        let hello = convert::hello(hello)?;
         let agent_id = hello.agent_id.clone();
         let session = self.sessions.fetch_add(1, Ordering::Relaxed);
         let (output, output_rx) = mpsc::channel::<Result<pb::SessionResponse, Status>>(OUTPUT_BUFFER);
@@ -66,7 +64,7 @@ impl pb::agent_service_server::AgentService for AgentService {
         };
         let _ = output.send(Ok(welcome)).await;
         self.engine
-            .send(Event::AgentConnected { hello: convert::hello(hello), session, outbox: to_agent })
+            .send(Event::AgentConnected { hello, session, outbox: to_agent })
             .map_err(super::status)?;
 
         let forward_output = output.clone();
@@ -89,38 +87,14 @@ impl pb::agent_service_server::AgentService for AgentService {
                     }
                     None => break,
                 };
-                let event = match message.body {
-                    Some(Body::Ping(ping)) => {
-                        let pong = pb::SessionResponse {
-                            body: Some(pb::session_response::Body::Pong(pb::Pong {
-                                seq: ping.seq,
-                                agent_time_us: ping.agent_time_us,
-                                coordinator_time_us: now_unix_us(),
-                            })),
-                        };
-                        let _ = output.send(Ok(pong)).await;
+                let event = match convert::session_message(&agent_id, message.body) {
+                    convert::Inbound::Event(event) => event,
+                    convert::Inbound::Answer(answer) => {
+                        let _ = output.send(Ok(answer)).await;
                         continue;
                     }
-                    Some(Body::ClockSync(c)) => {
-                        Event::AgentClock { agent_id: agent_id.clone(), offset_us: c.offset_us, rtt_us: c.rtt_us }
-                    }
-                    Some(Body::Heartbeat(_)) => Event::AgentHeartbeat { agent_id: agent_id.clone() },
-                    Some(Body::Ready(r)) => Event::AgentReady { agent_id: agent_id.clone(), run_id: r.run_id },
-                    Some(Body::AssignmentFailed(f)) => {
-                        Event::AgentFailed { agent_id: agent_id.clone(), run_id: f.run_id, error: f.error }
-                    }
-                    Some(Body::IntervalReport(r)) => {
-                        Event::AgentReport { agent_id: agent_id.clone(), report: Box::new(convert::interval_report(r)) }
-                    }
-                    Some(Body::FinalReport(f)) => Event::AgentFinal {
-                        agent_id: agent_id.clone(),
-                        run_id: f.run_id,
-                        seq: f.seq,
-                        error: f.error,
-                        reports_dropped: f.reports_dropped,
-                    },
-                    Some(Body::Hello(_)) | None => {
-                        let _ = output.send(Err(Status::invalid_argument("hello may only be the first message"))).await;
+                    convert::Inbound::Refused(status) => {
+                        let _ = output.send(Err(status)).await;
                         break;
                     }
                 };

@@ -5,18 +5,66 @@ use std::collections::BTreeMap;
 use stampede_common::interval::{IntervalReport, OperationStats};
 use stampede_proto::v1 as pb;
 
-use crate::engine::{AgentView, Progress, RunView, ToAgent, WatchUpdate};
+use stampede_proto::v1::session_request::Body;
+use tonic::Status;
+
+use crate::engine::{AgentView, Event, Progress, RunView, ToAgent, WatchUpdate, now_unix_us};
 use crate::registry::AgentHello;
 
-pub fn hello(message: pb::Hello) -> AgentHello {
-    AgentHello {
+/// The hello that opens a session, checked.
+pub fn hello(message: pb::Hello) -> Result<AgentHello, Status> {
+    if message.agent_id.is_empty() || message.agent_id.len() > 200 {
+        return Err(Status::invalid_argument("hello.agent_id must be 1 to 200 characters"));
+    }
+    Ok(AgentHello {
         agent_id: message.agent_id,
         host: message.host,
         labels: message.labels.into_iter().collect(),
         capacity: message.capacity,
         version: message.version,
         active_runs: message.active_runs,
-    }
+    })
+}
+
+/// A message of an open session, as what the adapter does with it.
+#[derive(Debug)]
+pub enum Inbound {
+    /// For the engine.
+    Event(Event),
+    /// A clock ping, answered at once with the coordinator's time.
+    Answer(pb::SessionResponse),
+    /// Ends the session with this status.
+    Refused(Status),
+}
+
+pub fn session_message(agent_id: &str, body: Option<Body>) -> Inbound {
+    let agent_id = agent_id.to_string();
+    Inbound::Event(match body {
+        Some(Body::Ping(ping)) => {
+            return Inbound::Answer(pb::SessionResponse {
+                body: Some(pb::session_response::Body::Pong(pb::Pong {
+                    seq: ping.seq,
+                    agent_time_us: ping.agent_time_us,
+                    coordinator_time_us: now_unix_us(),
+                })),
+            });
+        }
+        Some(Body::ClockSync(c)) => Event::AgentClock { agent_id, offset_us: c.offset_us, rtt_us: c.rtt_us },
+        Some(Body::Heartbeat(_)) => Event::AgentHeartbeat { agent_id },
+        Some(Body::Ready(r)) => Event::AgentReady { agent_id, run_id: r.run_id },
+        Some(Body::AssignmentFailed(f)) => Event::AgentFailed { agent_id, run_id: f.run_id, error: f.error },
+        Some(Body::IntervalReport(r)) => Event::AgentReport { agent_id, report: Box::new(interval_report(r)) },
+        Some(Body::FinalReport(f)) => Event::AgentFinal {
+            agent_id,
+            run_id: f.run_id,
+            seq: f.seq,
+            error: f.error,
+            reports_dropped: f.reports_dropped,
+        },
+        Some(Body::Hello(_)) | None => {
+            return Inbound::Refused(Status::invalid_argument("hello may only be the first message"));
+        }
+    })
 }
 
 pub fn interval_report(message: pb::IntervalReport) -> IntervalReport {
