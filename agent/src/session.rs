@@ -18,11 +18,11 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
 use tracing::Instrument;
 
+use crate::backoff::Backoff;
 use crate::clock::{PingSample, estimate};
 use crate::convert;
 use crate::outbox::{Outbox, Outgoing};
 use crate::runner::{self, Assignment};
-use crate::backoff::Backoff;
 use crate::{AgentConfig, AgentError};
 
 const PINGS: u64 = 8;

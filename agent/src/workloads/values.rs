@@ -39,9 +39,18 @@ fn record(rng: &mut SmallRng, id: u64, body_size: usize) -> Record {
     }
 }
 
+/// A value that could not be encoded.
+#[derive(Debug, thiserror::Error)]
+pub enum ValueError {
+    #[error("cannot encode a JSON value: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("cannot compress a value with zstd: {0}")]
+    Zstd(#[from] std::io::Error),
+}
+
 /// Encodes one value of `spec`: `size` is the raw size or the record's
 /// text body size.
-pub fn encode(spec: &ValueSpec, rng: &mut SmallRng, id: u64) -> Result<Bytes, String> {
+pub fn encode(spec: &ValueSpec, rng: &mut SmallRng, id: u64) -> Result<Bytes, ValueError> {
     let size = spec.size as usize;
     let plain = match spec.format {
         ValueFormat::Raw => {
@@ -49,20 +58,18 @@ pub fn encode(spec: &ValueSpec, rng: &mut SmallRng, id: u64) -> Result<Bytes, St
             rng.fill_bytes(&mut bytes);
             bytes
         }
-        ValueFormat::Json => {
-            serde_json::to_vec(&record(rng, id, size)).map_err(|e| format!("cannot encode a JSON value: {e}"))?
-        }
+        ValueFormat::Json => serde_json::to_vec(&record(rng, id, size))?,
         ValueFormat::Protobuf => prost::Message::encode_to_vec(&record(rng, id, size)),
     };
     let bytes = match spec.compress {
         Compression::None => plain,
-        Compression::Zstd => zstd::bulk::compress(&plain, 3).map_err(|e| format!("zstd: {e}"))?,
+        Compression::Zstd => zstd::bulk::compress(&plain, 3)?,
     };
     Ok(Bytes::from(bytes))
 }
 
 /// The pool of values for one agent.
-pub fn pool(spec: &ValueSpec, seed: u64) -> Result<Vec<Bytes>, String> {
+pub fn pool(spec: &ValueSpec, seed: u64) -> Result<Vec<Bytes>, ValueError> {
     let mut rng = SmallRng::seed_from_u64(seed);
     (0..POOL as u64).map(|id| encode(spec, &mut rng, id)).collect()
 }

@@ -63,9 +63,7 @@ impl pb::agent_service_server::AgentService for AgentService {
             })),
         };
         let _ = output.send(Ok(welcome)).await;
-        self.engine
-            .send(Event::AgentConnected { hello, session, outbox: to_agent })
-            .map_err(super::status)?;
+        self.engine.send(Event::AgentConnected { hello, session, outbox: to_agent }).map_err(super::status)?;
 
         let forward_output = output.clone();
         tokio::spawn(async move {

@@ -120,7 +120,7 @@ impl RespConfig {
                 }
             }
         };
-        config.values = values::pool(&values, spec.seed).map_err(BuildError)?;
+        config.values = values::pool(&values, spec.seed).map_err(|e| BuildError(e.to_string()))?;
         config.note = Some(values::describe(&values, &config.values));
         Ok(config)
     }
