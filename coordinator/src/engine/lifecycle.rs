@@ -106,15 +106,23 @@ impl Engine {
         span.in_scope(|| tracing::info!(run = %run_id, name = %scenario.name, agents = agent_count, "run queued"));
         let warmup_intervals = scenario.warmup.as_secs_f64().ceil() as u64;
         let aggregate = RunAggregate::new(warmup_intervals).naming(scenario.target.nodes.clone());
-        self.active.insert(run_id.clone(), ActiveRun::new(record, scenario, scenario_yaml, aggregate, span));
+        let mut run = ActiveRun::new(record, scenario, scenario_yaml, aggregate, span);
+        self.submissions += 1;
+        run.submission = self.submissions;
+        self.active.insert(run_id.clone(), run);
         Ok(run_id)
     }
 
     /// Gives queued runs their agents, oldest run first.
     pub(super) fn schedule_queued(&mut self, now: Instant) {
-        let queued: Vec<String> =
-            self.active.iter().filter(|(_, r)| r.record.state == RunState::Queued).map(|(id, _)| id.clone()).collect();
-        for run_id in queued {
+        let mut queued: Vec<(u64, String)> = self
+            .active
+            .iter()
+            .filter(|(_, r)| r.record.state == RunState::Queued)
+            .map(|(id, r)| (r.submission, id.clone()))
+            .collect();
+        queued.sort_unstable();
+        for (_, run_id) in queued {
             let idle = self.registry.idle();
             let Some(run) = self.active.get_mut(&run_id) else {
                 continue;

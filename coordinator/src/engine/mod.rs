@@ -156,6 +156,9 @@ struct ActiveRun {
     /// A resumed run does not count silence as loss before this instant
     /// (its agents are reconnecting).
     loss_checks_from: Option<Instant>,
+    /// The order of submission (runs submitted in the same second have
+    /// run ids in no particular order).
+    submission: u64,
     /// The run's trace span; it ends when the run does.
     span: tracing::Span,
     /// Each agent's assignment span, ended by its final report.
@@ -191,6 +194,7 @@ impl ActiveRun {
             last_progress: None,
             last_wait_notice: None,
             loss_checks_from: None,
+            submission: 0,
             span,
             assignment_spans: BTreeMap::new(),
         }
@@ -252,6 +256,8 @@ pub struct Engine {
     active: BTreeMap<String, ActiveRun>,
     /// Ended runs (state kept in memory, reports on disk).
     ended: BTreeMap<String, RunRecord>,
+    /// Runs submitted to this engine so far.
+    submissions: u64,
 }
 
 /// A handle to send events to the engine.
@@ -323,6 +329,7 @@ impl Engine {
             registry: Registry::default(),
             active: BTreeMap::new(),
             ended: BTreeMap::new(),
+            submissions: 0,
         };
         engine.load_previous_runs();
         engine
