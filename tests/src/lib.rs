@@ -286,6 +286,30 @@ pub fn run_id_in(stdout: &str) -> String {
         .to_string()
 }
 
+/// What `stampede run SCENARIO --json FILE` did.
+#[derive(Debug)]
+pub struct LocalRun {
+    pub code: i32,
+    /// The JSON report, or `Null` when none was written.
+    pub report: serde_json::Value,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Writes `scenario` to a temporary file and runs `stampede run` on it with
+/// `--json`, `args` and `env`, within `timeout`: the one way the end-to-end
+/// tests run a scenario and read its report.
+pub fn run_local(scenario: &str, args: &[&str], env: &[(&str, &str)], timeout: Duration) -> LocalRun {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write_file(dir.path(), "scenario.yaml", scenario);
+    let json = dir.path().join("report.json").to_string_lossy().into_owned();
+    let mut all = vec!["run", path.as_str(), "--json", json.as_str()];
+    all.extend_from_slice(args);
+    let (code, stdout, stderr) = run_stampede_env(&all, env, timeout);
+    let report = std::fs::read_to_string(&json).ok().and_then(|text| serde_json::from_str(&text).ok());
+    LocalRun { code, report: report.unwrap_or(serde_json::Value::Null), stdout, stderr }
+}
+
 /// Writes `text` to a file in `dir` and returns its path as a string.
 pub fn write_file(dir: &Path, name: &str, text: &str) -> String {
     let path = dir.join(name);

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use stampede_tests::cratedb_standin::CrateStandIn;
-use stampede_tests::{Process, free_port, run_command, run_stampede_env, which, write_file};
+use stampede_tests::{Process, free_port, run_command, run_local, which, write_file};
 
 /// Runs a scenario against `endpoint`; returns (exit code, report or Null, stderr).
 fn run(endpoint: &str, workload: &str, env: &[(&str, &str)]) -> (i32, Value, String) {
@@ -24,13 +24,8 @@ fn run(endpoint: &str, workload: &str, env: &[(&str, &str)]) -> (i32, Value, Str
 
 /// Runs a scenario text; returns (exit code, report or Null, stderr).
 fn run_scenario(text: &str, env: &[(&str, &str)]) -> (i32, Value, String) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = write_file(dir.path(), "scenario.yaml", text);
-    let json = dir.path().join("report.json");
-    let json_arg = json.to_string_lossy().into_owned();
-    let (code, stdout, stderr) = run_stampede_env(&["run", &path, "--json", &json_arg], env, Duration::from_secs(120));
-    let report = std::fs::read_to_string(&json).ok().and_then(|t| serde_json::from_str(&t).ok());
-    (code, report.unwrap_or(Value::Null), format!("{stdout}\n{stderr}"))
+    let run = run_local(text, &[], env, Duration::from_secs(120));
+    (run.code, run.report, format!("{}\n{}", run.stdout, run.stderr))
 }
 
 fn count(report: &Value, pointer: &str) -> u64 {

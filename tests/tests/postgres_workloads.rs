@@ -5,21 +5,18 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use stampede_tests::{Postgres, run_stampede, write_file};
+use stampede_tests::{LocalRun, Postgres, run_local};
 
 fn run(server: &Postgres, connections: u32, workload: &str) -> Value {
-    let dir = tempfile::tempdir().expect("tempdir");
     let text = format!(
         "name: pg\nduration: 3s\nwarmup: 1s\nagents: 2\ntarget:\n  kind: postgres\n  endpoints: [\"{}\"]\n\
          load:\n  connections: {connections}\nworkload:\n{workload}\nthresholds:\n  - error_rate < 0.1%\n",
         server.url()
     );
-    let path = write_file(dir.path(), "scenario.yaml", &text);
-    let json = dir.path().join("report.json");
-    let json_arg = json.to_string_lossy().into_owned();
-    let (code, stdout, stderr) = run_stampede(&["run", &path, "--json", &json_arg], Duration::from_secs(120));
+    let LocalRun { code, report, stdout, stderr } = run_local(&text, &[], &[], Duration::from_secs(120));
     assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
-    serde_json::from_str(&std::fs::read_to_string(&json).expect("report")).expect("json")
+    assert!(report.is_object(), "a report: {report}");
+    report
 }
 
 fn notes(report: &Value) -> Vec<String> {

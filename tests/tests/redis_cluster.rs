@@ -8,16 +8,11 @@ use std::time::Duration;
 
 use serde_json::Value;
 use stampede_tests::redis_cluster::RedisCluster;
-use stampede_tests::{command_calls, run_stampede, write_file};
+use stampede_tests::{command_calls, run_local};
 
 fn run(text: &str) -> (i32, Value, String) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = write_file(dir.path(), "scenario.yaml", text);
-    let json = dir.path().join("report.json");
-    let json_arg = json.to_string_lossy().into_owned();
-    let (code, stdout, stderr) = run_stampede(&["run", &path, "--json", &json_arg], Duration::from_secs(120));
-    let report = std::fs::read_to_string(&json).ok().and_then(|t| serde_json::from_str(&t).ok());
-    (code, report.unwrap_or(Value::Null), format!("{stdout}\n{stderr}"))
+    let run = run_local(text, &[], &[], Duration::from_secs(120));
+    (run.code, run.report, format!("{}\n{}", run.stdout, run.stderr))
 }
 
 #[test]

@@ -6,20 +6,17 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use stampede_tests::{Process, command_calls, run_stampede, start_redis, write_file};
+use stampede_tests::{LocalRun, Process, command_calls, run_local, start_redis};
 
 /// Runs `workload` against `target` and returns the JSON report.
 fn run(kind: &str, target: &str, load: &str, workload: &str) -> Value {
-    let dir = tempfile::tempdir().expect("tempdir");
     let text = format!(
         "name: wl\nduration: 3s\nagents: 2\ntarget:\n  kind: {kind}\n  endpoints: [\"{target}\"]\nload:\n{load}\nworkload:\n{workload}\nthresholds:\n  - error_rate < 0.1%\n"
     );
-    let path = write_file(dir.path(), "scenario.yaml", &text);
-    let json = dir.path().join("report.json");
-    let json_arg = json.to_string_lossy().into_owned();
-    let (code, stdout, stderr) = run_stampede(&["run", &path, "--json", &json_arg], Duration::from_secs(90));
+    let LocalRun { code, report, stdout, stderr } = run_local(&text, &[], &[], Duration::from_secs(90));
     assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
-    serde_json::from_str(&std::fs::read_to_string(&json).expect("report")).expect("json")
+    assert!(report.is_object(), "a report: {report}");
+    report
 }
 
 fn count(report: &Value, operation: &str) -> u64 {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 use stampede_tests::cratedb_standin::CrateStandIn;
 use stampede_tests::redis_cluster::RedisCluster;
-use stampede_tests::{Postgres, run_stampede, start_redis, write_file};
+use stampede_tests::{LocalRun, Postgres, run_local, run_stampede, start_redis};
 
 fn scenarios(prefix: &str) -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
@@ -42,18 +42,15 @@ fn run(path: &Path, endpoint: Option<&str>) -> Value {
     let shown = path.display().to_string();
     let (code, stdout, stderr) = run_stampede(&["validate", &shown], Duration::from_secs(30));
     assert_eq!(code, 0, "{shown} does not validate:\n{stdout}{stderr}");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let file = write_file(dir.path(), "scenario.yaml", &shortened(path));
-    let json = dir.path().join("report.json").to_string_lossy().into_owned();
-    let mut args = vec!["run", file.as_str(), "--json", json.as_str(), "-q"];
+    let mut args = vec!["-q"];
     if let Some(endpoint) = endpoint {
         args.extend(["--endpoint", endpoint]);
     }
-    let (code, stdout, stderr) = run_stampede(&args, Duration::from_secs(180));
+    let LocalRun { code, report, stdout, stderr } = run_local(&shortened(path), &args, &[], Duration::from_secs(180));
     // 0 passed, 1 thresholds failed (a verdict on a short run of a debug
     // build on a shared machine); 2 would be an error.
     assert!(code == 0 || code == 1, "{shown}: exit {code}\n{stdout}\n{stderr}");
-    let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).expect("report")).expect("json");
+    assert!(report.is_object(), "{shown}: a report: {report}");
     assert!(report["error"].is_null(), "{shown}: {}", report["error"]);
     assert!(report["totals"]["ops"].as_u64().is_some_and(|n| n > 0), "{shown} measured nothing: {report}");
     assert_eq!(report["totals"]["errors"].as_u64(), Some(0), "{shown}: {}", report["operations"]);
