@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
+use stampede_tests::cluster::{Coordinator, CoordinatorBuilder, agent};
 use stampede_tests::{Process, command_calls, run_stampede, start_redis, write_file};
 
 fn scenario(kind: &str, endpoint: &str, thresholds: &str) -> String {
@@ -16,7 +17,7 @@ fn scenario(kind: &str, endpoint: &str, thresholds: &str) -> String {
 }
 
 struct Cluster {
-    _coordinator: Process,
+    _coordinator: Coordinator,
     _agents: Vec<Process>,
     url: String,
     _data: tempfile::TempDir,
@@ -25,15 +26,9 @@ struct Cluster {
 fn start_cluster(agents: usize) -> Cluster {
     let data = tempfile::tempdir().expect("tempdir");
     let data_dir = data.path().to_string_lossy().into_owned();
-    let coordinator =
-        Process::stampede("coordinator", &["coordinator", "--listen", "127.0.0.1:0", "--data-dir", &data_dir]);
-    let url = format!("http://{}", coordinator.listening_address());
-    let agents = (0..agents)
-        .map(|i| {
-            let id = format!("e2e-agent-{i}");
-            Process::stampede(&id, &["agent", "--coordinator", &url, "--id", &id])
-        })
-        .collect();
+    let coordinator = CoordinatorBuilder::new(&data_dir).start();
+    let url = coordinator.url.clone();
+    let agents = (0..agents).map(|i| agent(&url, &format!("e2e-agent-{i}"), &[])).collect();
     Cluster { _coordinator: coordinator, _agents: agents, url, _data: data }
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::{Buf, BufMut};
 use stampede_proto::v1 as pb;
 use stampede_proto::v1::control_service_client::ControlServiceClient;
-use stampede_tests::{Process, free_port};
+use stampede_tests::cluster::CoordinatorBuilder;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::{Code, Status};
 
@@ -62,11 +62,8 @@ async fn raw_call(url: &str, path: &'static str, body: Vec<u8>) -> Result<Vec<u8
 #[test]
 fn oversized_and_malformed_messages_get_a_status_and_the_coordinator_carries_on() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let listen = format!("127.0.0.1:{}", free_port());
-    let data = dir.path().to_string_lossy().into_owned();
-    let coordinator = Process::stampede("coordinator", &["coordinator", "--listen", &listen, "--data-dir", &data]);
-    coordinator.listening_address();
-    let url = format!("http://{listen}");
+    let coordinator = CoordinatorBuilder::new(dir.path()).start();
+    let url = coordinator.url.clone();
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
         let mut client = ControlServiceClient::connect(url.clone())

@@ -7,6 +7,7 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use stampede_tests::cluster::CoordinatorBuilder;
 use stampede_tests::{
     Process, free_port, get_set_calls, kv_servers, run_command, run_id_in, run_stampede, which, write_file,
 };
@@ -36,24 +37,10 @@ fn prometheus_scrapes_the_merged_figures_of_a_running_run() {
     let token_file = write_file(data.path(), "token", token);
     let servers = kv_servers(1);
     let kv_address = servers[0].1.clone();
-    let (grpc, http) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
-    let data_dir = data.path().join("data").to_string_lossy().into_owned();
-    let coordinator = Process::stampede(
-        "coordinator",
-        &[
-            "coordinator",
-            "--listen",
-            &grpc,
-            "--http-listen",
-            &http,
-            "--data-dir",
-            &data_dir,
-            "--token-file",
-            &token_file,
-        ],
-    );
-    coordinator.listening_address();
-    let url = format!("http://{grpc}");
+    let coordinator =
+        CoordinatorBuilder::new(data.path().join("data")).http().args(&["--token-file", &token_file]).start();
+    let url = coordinator.url.clone();
+    let http = coordinator.http.clone().expect("an HTTP port");
     let _agents: Vec<Process> = (0..2)
         .map(|i| {
             let id = format!("agent-{i}");

@@ -7,19 +7,15 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use stampede_tests::cluster::{Coordinator, CoordinatorBuilder};
 use stampede_tests::{
     Process, certificates, free_port, get_set_calls, run_command, run_stampede, stampede_bin, which, write_file,
 };
 
 const TOKEN: &str = "tok-5f1c2a9e77d04b1b";
 
-fn coordinator(listen: &str, data: &Path, extra: &[&str]) -> Process {
-    let data = data.to_string_lossy();
-    let mut args = vec!["coordinator", "--listen", listen, "--data-dir", &data];
-    args.extend_from_slice(extra);
-    let coordinator = Process::stampede("coordinator", &args);
-    coordinator.listening_address();
-    coordinator
+fn coordinator(data: &Path, extra: &[&str]) -> Coordinator {
+    CoordinatorBuilder::new(data).args(extra).start()
 }
 
 fn kv_server() -> (Process, String) {
@@ -32,9 +28,8 @@ fn kv_server() -> (Process, String) {
 fn callers_without_the_token_are_refused_and_the_token_lets_them_in() {
     let dir = tempfile::tempdir().expect("tempdir");
     let token_file = write_file(dir.path(), "token", &format!("{TOKEN}\n"));
-    let listen = format!("127.0.0.1:{}", free_port());
-    let url = format!("http://{listen}");
-    let _coordinator = coordinator(&listen, &dir.path().join("data"), &["--token-file", &token_file]);
+    let coordinator = coordinator(&dir.path().join("data"), &["--token-file", &token_file]);
+    let url = coordinator.url.clone();
 
     let (code, _, stderr) = run_stampede(&["runs", "--coordinator", &url], Duration::from_secs(20));
     assert_eq!(code, 2, "{stderr}");
@@ -79,25 +74,20 @@ fn mutual_tls_runs_a_scenario_and_refuses_callers_without_a_certificate() {
     certificates(dir.path());
     let file = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
     let token_file = write_file(dir.path(), "token", TOKEN);
-    let listen = format!("127.0.0.1:{}", free_port());
+    let coordinator = CoordinatorBuilder::new(dir.path().join("data")).http().args(&[
+        "--token-file",
+        &token_file,
+        "--tls-cert",
+        &file("server.pem"),
+        "--tls-key",
+        &file("server.key"),
+        "--tls-client-ca",
+        &file("ca.pem"),
+    ]);
+    let coordinator = coordinator.start();
+    let listen = coordinator.address.clone();
     let url = format!("https://{listen}");
-    let http = format!("127.0.0.1:{}", free_port());
-    let _coordinator = coordinator(
-        &listen,
-        &dir.path().join("data"),
-        &[
-            "--http-listen",
-            &http,
-            "--token-file",
-            &token_file,
-            "--tls-cert",
-            &file("server.pem"),
-            "--tls-key",
-            &file("server.key"),
-            "--tls-client-ca",
-            &file("ca.pem"),
-        ],
-    );
+    let http = coordinator.http.clone().expect("an HTTP port");
     let client_tls = ["--tls-ca", &file("ca.pem"), "--tls-cert", &file("client.pem"), "--tls-key", &file("client.key")];
     let (_kv, kv) = kv_server();
     let mut agent_args = vec!["agent", "--coordinator", &url, "--id", "tls-agent", "--token-file", &token_file];
@@ -188,17 +178,14 @@ fn passwords_and_tokens_never_reach_logs_stored_scenarios_or_reports() {
     redis.wait_for_line("Ready to accept connections", Duration::from_secs(20));
     let endpoint = format!("redis://:{PASSWORD}@127.0.0.1:{port}");
 
-    let listen = format!("127.0.0.1:{}", free_port());
-    let url = format!("http://{listen}");
     let data = dir.path().join("data");
     let log = |name: &str| std::fs::File::create(dir.path().join(name)).expect("log file");
-    let mut command = Command::new(stampede_bin());
-    command
-        .args(["coordinator", "--listen", &listen, "--data-dir", &data.to_string_lossy()])
+    let coordinator = CoordinatorBuilder::new(&data)
         .env("STAMPEDE_TOKEN", TOKEN)
-        .env("STAMPEDE_LOG", "debug");
-    let coordinator = Process::spawn_with_stderr("coordinator", command, log("coordinator.log"));
-    coordinator.listening_address();
+        .env("STAMPEDE_LOG", "debug")
+        .log(dir.path().join("coordinator.log"))
+        .start();
+    let url = coordinator.url.clone();
     let _agents: Vec<Process> = (0..2)
         .map(|i| {
             let mut command = Command::new(stampede_bin());

@@ -8,6 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use stampede_tests::cluster::CoordinatorBuilder;
 use stampede_tests::{Process, command_calls, free_port, get_set_calls, run_command, stampede_bin, write_file};
 
 const PASSWORD: &str = "kv-pw-8d2f61";
@@ -35,11 +36,8 @@ fn a_target_restarted_mid_run_costs_errors_not_measurements() {
     let endpoint = format!("redis://:{PASSWORD}@127.0.0.1:{port}");
     let mut first = kv_server(port);
 
-    let listen = format!("127.0.0.1:{}", free_port());
-    let url = format!("http://{listen}");
-    let data = dir.path().join("data").to_string_lossy().into_owned();
-    let coordinator = Process::stampede("coordinator", &["coordinator", "--listen", &listen, "--data-dir", &data]);
-    coordinator.listening_address();
+    let coordinator = CoordinatorBuilder::new(dir.path().join("data")).start();
+    let url = coordinator.url.clone();
     let log = std::fs::File::create(dir.path().join("agent.log")).expect("log");
     let mut agent = Command::new(stampede_bin());
     agent.args(["agent", "--coordinator", &url, "--id", "agent-0"]).env("STAMPEDE_LOG", "debug");
