@@ -8,29 +8,29 @@
 //! the agents that were never lost, and for a lost agent never below what
 //! the report says it did.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use stampede_tests::cluster::{Coordinator, CoordinatorBuilder};
 use stampede_tests::{
-    Process, free_port, get_set_calls as served, kv_servers, run_id_in, run_stampede, wait_for_report, write_file,
+    Process, get_set_calls as served, kv_servers, run_id_in, run_stampede, wait_for_report, write_file,
 };
 
 struct Lab {
     servers: Vec<(Process, String)>,
     agents: Vec<Option<Process>>,
-    coordinator: Option<Process>,
+    coordinator: Option<Coordinator>,
     url: String,
     listen: String,
     data: tempfile::TempDir,
 }
 
-fn start_coordinator(listen: &str, data_dir: &str) -> Process {
-    let coordinator = Process::stampede(
-        "coordinator",
-        &["coordinator", "--listen", listen, "--data-dir", data_dir, "--heartbeat-timeout", "2s"],
-    );
-    coordinator.listening_address();
-    coordinator
+/// A coordinator on `listen` (`127.0.0.1:0` the first time, then the
+/// address it bound, as a restarted coordinator comes back where its agents
+/// look for it).
+fn start_coordinator(listen: &str, data_dir: &Path) -> Coordinator {
+    CoordinatorBuilder::new(data_dir).listen(listen).args(&["--heartbeat-timeout", "2s"]).start()
 }
 
 fn agent(url: &str, id: &str, extra: &[&str]) -> Process {
@@ -48,9 +48,8 @@ impl Lab {
     fn start_with(agents: usize, agent_args: &[&str]) -> Self {
         let servers = kv_servers(agents);
         let data = tempfile::tempdir().expect("tempdir");
-        let listen = format!("127.0.0.1:{}", free_port());
-        let coordinator = start_coordinator(&listen, &data.path().to_string_lossy());
-        let url = format!("http://{listen}");
+        let coordinator = start_coordinator("127.0.0.1:0", data.path());
+        let (listen, url) = (coordinator.address.clone(), coordinator.url.clone());
         let agents = (0..agents).map(|i| Some(agent(&url, &format!("agent-{i}"), agent_args))).collect();
         Lab { servers, agents, coordinator: Some(coordinator), url, listen, data }
     }
@@ -192,7 +191,7 @@ fn a_coordinator_killed_mid_run_resumes_it_and_loses_nothing() {
     lab.coordinator = None; // SIGKILL
     // The agents carry on alone and keep their reports.
     std::thread::sleep(Duration::from_secs(3));
-    lab.coordinator = Some(start_coordinator(&lab.listen, &lab.data.path().to_string_lossy()));
+    lab.coordinator = Some(start_coordinator(&lab.listen, lab.data.path()));
     let report = lab.report(&run, Duration::from_secs(60));
     assert_eq!(report["status"], "passed", "{}", report["error"]);
     // Nothing was lost across the restart.
@@ -214,7 +213,7 @@ fn reports_beyond_the_agents_buffer_are_dropped_oldest_first_and_counted_in_the_
     lab.coordinator = None; // SIGKILL
     // The agent finishes its ten seconds alone, then the coordinator returns.
     std::thread::sleep(Duration::from_secs(11));
-    lab.coordinator = Some(start_coordinator(&lab.listen, &lab.data.path().to_string_lossy()));
+    lab.coordinator = Some(start_coordinator(&lab.listen, lab.data.path()));
     let report = lab.report(&run, Duration::from_secs(60));
     let agent = &report["agents"][0];
     let (merged, dropped) = (agent["intervals"].as_u64().expect("intervals"), agent["reports_dropped"].as_u64());
