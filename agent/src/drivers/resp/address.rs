@@ -73,9 +73,9 @@ impl RespAddress {
     }
 
     /// The connection information for the redis crate.
-    pub fn connection_info(&self) -> Result<redis::ConnectionInfo, String> {
+    pub fn connection_info(&self) -> Result<redis::ConnectionInfo, redis::RedisError> {
         use redis::IntoConnectionInfo;
-        let info = format!("redis://{}/", self.address).into_connection_info().map_err(|e| e.to_string())?;
+        let info = format!("redis://{}/", self.address).into_connection_info()?;
         let mut settings = info.redis_settings().clone();
         if let Some(user) = &self.user {
             settings = settings.set_username(user.clone());

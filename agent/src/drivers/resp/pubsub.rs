@@ -66,7 +66,7 @@ impl Subscriber {
         let shown = &address.shown;
         let client = address
             .connection_info()
-            .and_then(|info| redis::Client::open(info).map_err(|e| e.to_string()))
+            .and_then(redis::Client::open)
             .map_err(|e| DriverError::new(ErrorKind::Connection, format!("bad endpoint `{shown}`: {e}")))?;
         let attempt = async {
             let mut pubsub = client.get_async_pubsub().await?;
