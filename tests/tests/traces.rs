@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
 use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
 use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value};
+use stampede_tests::cluster::{Coordinator, CoordinatorBuilder};
 use stampede_tests::{
-    Process, certificates, free_port, get_set_calls, kv_servers, run_command, run_id_in, run_stampede, wait_for_report,
-    write_file,
+    Process, certificates, get_set_calls, kv_servers, run_command, run_id_in, run_stampede, wait_for_report, write_file,
 };
 
 /// One span as received, with the service that sent it.
@@ -115,26 +115,26 @@ fn serve_receiver(
     tls: Option<tonic::transport::ServerTlsConfig>,
 ) -> (Receiver, String) {
     let receiver = Receiver::default();
-    let otlp = format!("127.0.0.1:{}", free_port());
+    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("bind");
+    let otlp = listener.local_addr().expect("address").to_string();
     let scheme = if tls.is_some() { "https" } else { "http" };
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = tls {
         builder = builder.tls_config(tls).expect("server TLS");
     }
-    let server = builder.add_service(TraceServiceServer::new(receiver.clone())).serve(otlp.parse().expect("address"));
+    let incoming = tonic::transport::server::TcpIncoming::from(listener);
+    let server = builder.add_service(TraceServiceServer::new(receiver.clone())).serve_with_incoming(incoming);
     runtime.spawn(server);
     (receiver, format!("{scheme}://{otlp}"))
 }
 
-/// A coordinator exporting to `otlp_url` through `--otlp-endpoint`.
-fn traced_coordinator(grpc: &str, data_dir: &str, otlp_url: &str) -> Process {
-    let mut command = std::process::Command::new(stampede_tests::stampede_bin());
-    command
-        .args(["coordinator", "--listen", grpc, "--data-dir", data_dir, "--otlp-endpoint", otlp_url])
-        .env("OTEL_BSP_SCHEDULE_DELAY", "200");
-    let coordinator = Process::spawn("coordinator", command);
-    coordinator.listening_address();
-    coordinator
+/// A coordinator on `grpc` exporting to `otlp_url` through `--otlp-endpoint`.
+fn traced_coordinator(grpc: &str, data_dir: &str, otlp_url: &str) -> Coordinator {
+    CoordinatorBuilder::new(data_dir)
+        .listen(grpc)
+        .args(&["--otlp-endpoint", otlp_url])
+        .env("OTEL_BSP_SCHEDULE_DELAY", "200")
+        .start()
 }
 
 /// An agent exporting to `otlp_url` through `OTEL_EXPORTER_OTLP_ENDPOINT`.
@@ -156,7 +156,7 @@ struct Lab {
     grpc: String,
     url: String,
     data_dir: String,
-    coordinator: Option<Process>,
+    coordinator: Option<Coordinator>,
     agent: Process,
     data: tempfile::TempDir,
     _servers: Vec<(Process, String)>,
@@ -169,10 +169,10 @@ impl Lab {
         let (receiver, otlp_url) = start_receiver(&runtime);
         let servers = kv_servers(1);
         let data = tempfile::tempdir().expect("tempdir");
-        let grpc = format!("127.0.0.1:{}", free_port());
         let data_dir = data.path().join("data").to_string_lossy().into_owned();
-        let coordinator = traced_coordinator(&grpc, &data_dir, &otlp_url);
-        let url = format!("http://{grpc}");
+        // A port of its own the first time; a restart comes back on it.
+        let coordinator = traced_coordinator("127.0.0.1:0", &data_dir, &otlp_url);
+        let (grpc, url) = (coordinator.address.clone(), coordinator.url.clone());
         let agent = traced_agent(&url, &otlp_url);
         Lab {
             receiver,
