@@ -103,7 +103,8 @@ impl Process {
     pub fn listening_address(&self) -> String {
         let line = self.wait_for_line("listening on ", Duration::from_secs(30));
         let rest = line.split("listening on ").nth(1).expect("address after 'listening on'");
-        rest.split_whitespace().next().expect("address").to_string()
+        // "listening on ADDR, campaigning in etcd ..." with etcd.
+        rest.split_whitespace().next().expect("address").trim_end_matches(',').to_string()
     }
 
     pub fn pid(&self) -> u32 {

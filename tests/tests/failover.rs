@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use stampede_tests::cluster::{Coordinator, CoordinatorBuilder};
 use stampede_tests::etcd::Etcd;
 use stampede_tests::{
     Process, free_port, get_set_calls, kv_servers, run_id_in, run_stampede, wait_for_report_via, write_file,
@@ -57,21 +58,21 @@ impl Cluster {
             .collect()
     }
 
-    fn coordinator(&self, name: &str, listen: &str, data_dir: &str) -> Process {
-        let mut args = vec!["coordinator", "--listen", listen, "--data-dir", data_dir, "--heartbeat-timeout", "3s"];
+    /// A coordinator of the cluster on a port of its own, campaigning.
+    fn builder(&self, name: &str, data_dir: &str) -> CoordinatorBuilder {
         let link = self.link();
-        args.extend(link.iter().map(String::as_str));
-        let process = Process::stampede(name, &args);
-        process.wait_for_line("campaigning in etcd", Duration::from_secs(30));
-        process
+        let link: Vec<&str> = link.iter().map(String::as_str).collect();
+        CoordinatorBuilder::new(data_dir).name(name).args(&link)
+    }
+
+    /// Started once it says "listening on ADDR, campaigning in etcd".
+    fn coordinator(&self, name: &str, data_dir: &str) -> Coordinator {
+        self.builder(name, data_dir).args(&["--heartbeat-timeout", "3s"]).start()
     }
 
     /// A coordinator with its stderr in `log`, to read why it stopped.
-    fn logged_coordinator(&self, name: &str, listen: &str, data_dir: &str, log: &std::path::Path) -> Process {
-        let mut command = std::process::Command::new(stampede_tests::stampede_bin());
-        command.args(["coordinator", "--listen", listen, "--data-dir", data_dir]);
-        command.args(self.link());
-        Process::spawn_with_stderr(name, command, std::fs::File::create(log).expect("log"))
+    fn logged_coordinator(&self, name: &str, data_dir: &str, log: &std::path::Path) -> Coordinator {
+        self.builder(name, data_dir).log(log).start()
     }
 
     /// Waits until `count` coordinators stand in the election.
@@ -139,14 +140,14 @@ impl Cluster {
         let mut urls = Vec::new();
         let mut processes = Vec::new();
         for (i, name) in ["a", "b"].into_iter().enumerate() {
-            let listen = format!("127.0.0.1:{}", free_port());
             let dir = data.join(name).to_string_lossy().into_owned();
             let process_name = format!("coordinator-{name}");
-            processes.push(match i == logged {
-                true => self.logged_coordinator(&process_name, &listen, &dir, &log),
-                false => self.coordinator(&process_name, &listen, &dir),
-            });
-            urls.push(format!("http://{listen}"));
+            let coordinator = match i == logged {
+                true => self.logged_coordinator(&process_name, &dir, &log),
+                false => self.coordinator(&process_name, &dir),
+            };
+            urls.push(coordinator.url.clone());
+            processes.push(coordinator.process);
             if i == 0 {
                 self.wait_for_leader(&urls[0]);
             }
@@ -171,12 +172,12 @@ fn the_standby_takes_over_a_run_when_the_leader_is_killed_and_nothing_is_lost() 
     let cluster = Cluster { etcd: Etcd::start(), prefix: format!("/stampede-test-{}", std::process::id()) };
     let data = tempfile::tempdir().expect("tempdir");
     let servers = kv_servers(2);
-    let (listen_a, listen_b) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
-    let (url_a, url_b) = (format!("http://{listen_a}"), format!("http://{listen_b}"));
     let dir = |name: &str| data.path().join(name).to_string_lossy().into_owned();
-    let leader = cluster.coordinator("coordinator-a", &listen_a, &dir("a"));
+    let leader = cluster.coordinator("coordinator-a", &dir("a"));
+    let url_a = leader.url.clone();
     cluster.wait_for_leader(&url_a);
-    let standby = cluster.coordinator("coordinator-b", &listen_b, &dir("b"));
+    let standby = cluster.coordinator("coordinator-b", &dir("b"));
+    let url_b = standby.url.clone();
 
     // The standby turns calls away and says why; probes, which need no
     // token, see it alive but not ready, and the leader ready.
@@ -316,9 +317,8 @@ fn an_agent_started_before_etcd_waits_for_it_and_then_takes_part_in_a_run() {
         assert!(Instant::now() < deadline, "the agent did not register once etcd ran:\n{}", log());
         std::thread::sleep(Duration::from_millis(100));
     }
-    let listen = format!("127.0.0.1:{}", free_port());
-    let _coordinator = cluster.coordinator("coordinator", &listen, &data.path().join("c").to_string_lossy());
-    cluster.wait_for_leader(&format!("http://{listen}"));
+    let coordinator = cluster.coordinator("coordinator", &data.path().join("c").to_string_lossy());
+    cluster.wait_for_leader(&coordinator.url);
     let servers = kv_servers(1);
     let scenario = format!(
         "name: early-agent\nduration: 2s\nagents: 1\ntarget:\n  kind: kv\n  endpoints: [\"{}\"]\n\
