@@ -69,7 +69,7 @@ impl AgentConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
     #[error("coordinator `{0}`: {1}")]
-    BadCoordinatorUrl(String, String),
+    BadCoordinatorUrl(String, stampede_proto::security::SecurityError),
     #[error("the coordinator at {0} refused this agent: {1}")]
     Rejected(String, String),
     #[error("{0}")]

@@ -54,7 +54,7 @@ pub enum ServeError {
     #[error("the gRPC server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
     #[error("{0}")]
-    Security(String),
+    Security(#[from] stampede_proto::security::SecurityError),
     #[error("{0}")]
     Election(#[from] ElectionError),
     #[error("the gRPC server stopped: {0}")]

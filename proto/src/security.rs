@@ -17,6 +17,30 @@ use tonic::{Request, Status};
 /// The environment variable that may hold the token itself.
 pub const TOKEN_ENV: &str = "STAMPEDE_TOKEN";
 
+/// Why a token, a TLS file or a coordinator URL cannot be used; each says
+/// which file or flag to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum SecurityError {
+    #[error("the token is empty")]
+    EmptyToken,
+    #[error("the token must be printable ASCII without spaces")]
+    UnprintableToken,
+    /// A token that came from `from` (a file, or the variable).
+    #[error("{from}: {error}")]
+    BadToken { from: String, error: Box<SecurityError> },
+    #[error("cannot read the {what} {}: {source}", path.display())]
+    Read { what: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("{}: {message}", path.display())]
+    Pem { path: PathBuf, message: String },
+    #[error("`{url}` is not a valid URL ({message}); write it like http://127.0.0.1:7700")]
+    BadUrl { url: String, message: String },
+    /// Flags that must be given together.
+    #[error("{0}")]
+    Flags(&'static str),
+    #[error("TLS set-up failed: {0}")]
+    Setup(String),
+}
+
 /// A shared secret. Its `Debug` and `Display` never show it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Token(Arc<str>);
@@ -30,26 +54,30 @@ impl fmt::Debug for Token {
 impl Token {
     /// A token from text; surrounding white space (a file's last newline) is
     /// not part of it.
-    pub fn new(text: &str) -> Result<Self, String> {
+    pub fn new(text: &str) -> Result<Self, SecurityError> {
         let token = text.trim();
         if token.is_empty() {
-            return Err("the token is empty".to_string());
+            return Err(SecurityError::EmptyToken);
         }
         if !token.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err("the token must be printable ASCII without spaces".to_string());
+            return Err(SecurityError::UnprintableToken);
         }
         Ok(Self(token.into()))
     }
 
     /// The token from `file` if given, else from `STAMPEDE_TOKEN`, else none.
-    pub fn resolve(file: Option<&Path>) -> Result<Option<Self>, String> {
+    pub fn resolve(file: Option<&Path>) -> Result<Option<Self>, SecurityError> {
+        let bad = |from: String| move |error| SecurityError::BadToken { from, error: Box::new(error) };
         if let Some(path) = file {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read the token file {}: {e}", path.display()))?;
-            return Self::new(&text).map(Some).map_err(|e| format!("{}: {e}", path.display()));
+            let text = std::fs::read_to_string(path).map_err(|source| SecurityError::Read {
+                what: "token file",
+                path: path.to_path_buf(),
+                source,
+            })?;
+            return Self::new(&text).map(Some).map_err(bad(path.display().to_string()));
         }
         match std::env::var(TOKEN_ENV) {
-            Ok(text) => Self::new(&text).map(Some).map_err(|e| format!("{TOKEN_ENV}: {e}")),
+            Ok(text) => Self::new(&text).map(Some).map_err(bad(TOKEN_ENV.to_string())),
             Err(_) => Ok(None),
         }
     }
@@ -142,21 +170,25 @@ pub struct ClientSecurity {
     pub tls: ClientTlsFiles,
 }
 
-fn read_pem(path: &Path, what: &str) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("cannot read the {what} {}: {e}", path.display()))
+fn read_pem(path: &Path, what: &'static str) -> Result<Vec<u8>, SecurityError> {
+    std::fs::read(path).map_err(|source| SecurityError::Read { what, path: path.to_path_buf(), source })
+}
+
+fn pem(path: &Path, message: String) -> SecurityError {
+    SecurityError::Pem { path: path.to_path_buf(), message }
 }
 
 impl ClientSecurity {
     /// The endpoint for `url` with TLS set up when the URL is `https://` or
     /// a CA is given.
-    pub fn endpoint(&self, url: &str) -> Result<Endpoint, String> {
+    pub fn endpoint(&self, url: &str) -> Result<Endpoint, SecurityError> {
         let https = url.starts_with("https://");
         let url = match (&self.tls.ca, url.strip_prefix("http://")) {
             (Some(_), Some(rest)) => format!("https://{rest}"),
             _ => url.to_string(),
         };
         let mut endpoint = Endpoint::from_shared(url.clone())
-            .map_err(|e| format!("`{url}` is not a valid URL ({e}); write it like http://127.0.0.1:7700"))?
+            .map_err(|e| SecurityError::BadUrl { url: url.clone(), message: e.to_string() })?
             .connect_timeout(Duration::from_secs(5));
         if https || self.tls.ca.is_some() {
             let mut tls = ClientTlsConfig::new();
@@ -171,9 +203,9 @@ impl ClientSecurity {
                     ));
                 }
                 (None, None) => {}
-                _ => return Err("--tls-cert and --tls-key go together".to_string()),
+                _ => return Err(SecurityError::Flags("--tls-cert and --tls-key go together")),
             }
-            endpoint = endpoint.tls_config(tls).map_err(|e| format!("TLS set-up failed: {e}"))?;
+            endpoint = endpoint.tls_config(tls).map_err(|e| SecurityError::Setup(e.to_string()))?;
         }
         Ok(endpoint)
     }
@@ -199,7 +231,7 @@ pub struct ServerSecurity {
 impl ServerSecurity {
     /// The same certificate, key and client CA as a rustls configuration,
     /// for the coordinator's HTTP port; none without TLS.
-    pub fn rustls(&self) -> Result<Option<std::sync::Arc<rustls::ServerConfig>>, String> {
+    pub fn rustls(&self) -> Result<Option<std::sync::Arc<rustls::ServerConfig>>, SecurityError> {
         use rustls::pki_types::pem::PemObject;
         use rustls::pki_types::{CertificateDer, PrivateKeyDer};
         if self.tls()?.is_none() {
@@ -208,41 +240,41 @@ impl ServerSecurity {
         let (Some(cert), Some(key)) = (&self.cert, &self.key) else { return Ok(None) };
         let certs = CertificateDer::pem_slice_iter(&read_pem(cert, "certificate")?)
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| format!("{}: no PEM certificate ({e})", cert.display()))?;
+            .map_err(|e| pem(cert, format!("no PEM certificate ({e})")))?;
         let key = PrivateKeyDer::from_pem_slice(&read_pem(key, "key")?)
-            .map_err(|e| format!("{}: no PEM private key ({e})", key.display()))?;
+            .map_err(|e| pem(key, format!("no PEM private key ({e})")))?;
         let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
-            .map_err(|e| format!("TLS set-up failed: {e}"))?;
+            .map_err(|e| SecurityError::Setup(e.to_string()))?;
         let builder = match &self.client_ca {
             None => builder.with_no_client_auth(),
             Some(ca) => {
                 let mut roots = rustls::RootCertStore::empty();
                 for cert in CertificateDer::pem_slice_iter(&read_pem(ca, "client CA certificate")?) {
-                    let cert = cert.map_err(|e| format!("{}: no PEM certificate ({e})", ca.display()))?;
-                    roots.add(cert).map_err(|e| format!("{}: {e}", ca.display()))?;
+                    let cert = cert.map_err(|e| pem(ca, format!("no PEM certificate ({e})")))?;
+                    roots.add(cert).map_err(|e| pem(ca, e.to_string()))?;
                 }
                 let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
                     .build()
-                    .map_err(|e| format!("{}: {e}", ca.display()))?;
+                    .map_err(|e| pem(ca, e.to_string()))?;
                 builder.with_client_cert_verifier(verifier)
             }
         };
-        let mut config = builder.with_single_cert(certs, key).map_err(|e| format!("TLS set-up failed: {e}"))?;
+        let mut config = builder.with_single_cert(certs, key).map_err(|e| SecurityError::Setup(e.to_string()))?;
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Some(std::sync::Arc::new(config)))
     }
 
     /// The TLS configuration, or none for plain HTTP/2.
-    pub fn tls(&self) -> Result<Option<ServerTlsConfig>, String> {
+    pub fn tls(&self) -> Result<Option<ServerTlsConfig>, SecurityError> {
         let (cert, key) = match (&self.cert, &self.key) {
             (Some(cert), Some(key)) => (cert, key),
             (None, None) if self.client_ca.is_some() => {
-                return Err("--tls-client-ca needs --tls-cert and --tls-key".to_string());
+                return Err(SecurityError::Flags("--tls-client-ca needs --tls-cert and --tls-key"));
             }
             (None, None) => return Ok(None),
-            _ => return Err("--tls-cert and --tls-key go together".to_string()),
+            _ => return Err(SecurityError::Flags("--tls-cert and --tls-key go together")),
         };
         let mut tls =
             ServerTlsConfig::new().identity(Identity::from_pem(read_pem(cert, "certificate")?, read_pem(key, "key")?));
