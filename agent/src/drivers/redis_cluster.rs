@@ -88,8 +88,8 @@ impl Topology {
     /// Builds the map from a `CLUSTER SLOTS` reply, masters named by their
     /// address. `seed_host` stands for an empty host (a node that does not
     /// know its own address).
-    pub fn from_slots(reply: &Value, seed_host: &str) -> Result<Topology, String> {
-        let Value::Array(entries) = reply else { return Err(format!("CLUSTER SLOTS replied {reply:?}")) };
+    pub fn from_slots(reply: &Value, seed_host: &str) -> Result<Topology, TopologyError> {
+        let Value::Array(entries) = reply else { return Err(TopologyError::Reply(format!("{reply:?}"))) };
         let mut ranges = Vec::with_capacity(entries.len());
         let mut masters: Vec<(String, u16)> = Vec::new();
         for entry in entries {
@@ -103,7 +103,7 @@ impl Topology {
                 Some((first, last, host, port))
             })();
             let Some((first, last, host, port)) = parsed else {
-                return Err(format!("unexpected CLUSTER SLOTS entry {entry:?}"));
+                return Err(TopologyError::Entry(format!("{entry:?}")));
             };
             let host = if host.is_empty() { seed_host.to_string() } else { host };
             let index = match masters.iter().position(|m| *m == (host.clone(), port)) {
@@ -118,10 +118,7 @@ impl Topology {
         ranges.sort_unstable();
         let covered: u32 = ranges.iter().map(|(first, last, _)| u32::from(last.saturating_sub(*first)) + 1).sum();
         if covered != SLOTS {
-            return Err(format!(
-                "the cluster's slot map covers {covered} of {SLOTS} hash slots; finish setting the cluster up \
-                 (for example `redis-cli --cluster create ...`) and check `CLUSTER INFO` says cluster_state:ok"
-            ));
+            return Err(TopologyError::Incomplete { covered });
         }
         let nodes = masters.iter().map(|(host, port)| format!("{host}:{port}").into()).collect();
         Ok(Topology { ranges, nodes, addresses: masters })
@@ -134,6 +131,20 @@ impl Topology {
 fn classify_initial(error: &redis::RedisError) -> ErrorKind {
     let timed_out = error.detail().is_some_and(|detail| detail.contains("timed out"));
     if timed_out { ErrorKind::Timeout } else { classify(error) }
+}
+
+/// A `CLUSTER SLOTS` reply that is not a whole slot map.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TopologyError {
+    #[error("CLUSTER SLOTS replied {0}")]
+    Reply(String),
+    #[error("unexpected CLUSTER SLOTS entry {0}")]
+    Entry(String),
+    #[error(
+        "the cluster's slot map covers {covered} of {SLOTS} hash slots; finish setting the cluster up \
+         (for example `redis-cli --cluster create ...`) and check `CLUSTER INFO` says cluster_state:ok"
+    )]
+    Incomplete { covered: u32 },
 }
 
 pub struct ClusterDriver {
@@ -169,7 +180,7 @@ impl ClusterDriver {
             .map_err(|e| failed("CLUSTER SLOTS", &e))?;
         let seed_host = seed.address.rsplit_once(':').map_or(seed.address.as_str(), |(host, _)| host);
         let mut topology = Topology::from_slots(&reply, seed_host)
-            .map_err(|message| DriverError::new(ErrorKind::Server, format!("{endpoint}: {message}")))?;
+            .map_err(|error| DriverError::new(ErrorKind::Server, format!("{endpoint}: {error}")))?;
         // Name each master by its run id, as a single Redis server is named.
         for (node, (host, port)) in topology.nodes.iter_mut().zip(&topology.addresses) {
             let mut info = redis::cmd("INFO");
@@ -406,10 +417,10 @@ mod tests {
     #[test]
     fn an_incomplete_slot_map_is_refused_with_what_to_do() {
         let reply = Value::Array(vec![entry(0, 5460, "h", 1), entry(5461, 10922, "h", 2)]);
-        let error = Topology::from_slots(&reply, "h").expect_err("incomplete");
+        let error = Topology::from_slots(&reply, "h").expect_err("incomplete").to_string();
         assert!(error.contains("covers 10923 of 16384"), "{error}");
         assert!(error.contains("redis-cli --cluster create"), "{error}");
-        let error = Topology::from_slots(&Value::Array(vec![Value::Int(1)]), "h").expect_err("bad");
+        let error = Topology::from_slots(&Value::Array(vec![Value::Int(1)]), "h").expect_err("bad").to_string();
         assert!(error.contains("unexpected CLUSTER SLOTS entry"), "{error}");
     }
 
