@@ -18,7 +18,7 @@ use stampede_common::scenario::redact;
 
 use crate::backoff::Backoff;
 use crate::drivers::{Connection, Done, Driver, DriverError, ErrorKind};
-use crate::workloads::Generator;
+use crate::workloads::{Generator, Operation};
 
 /// A request sent this much after its intended start counts as a late start.
 pub const LATE_START: Duration = Duration::from_millis(1);
@@ -114,63 +114,8 @@ async fn run_slot<C: Connection>(
                 () = &mut deadline => false,
             }
         };
-        let done = Instant::now();
-        let intended = intended.unwrap_or(sent);
-        let lag = sent.saturating_duration_since(intended);
-        // Operations of a batch share their latency: count them per
-        // (operation, outcome) and record each group once.
-        const GROUPS: usize = 4;
-        let mut groups: [(usize, Option<ErrorKind>, u64); GROUPS] = [(0, None, 0); GROUPS];
-        let mut group_count = 0;
-        let mut lost = false;
-        {
-            let mut r = lock(recorder);
-            for (index, operation) in operations.iter().enumerate() {
-                let error = match results.get(index) {
-                    Some(Ok(done)) => {
-                        r.count(done);
-                        // A bulk request with refused rows is an error.
-                        (done.rows_failed > 0).then_some(ErrorKind::Server)
-                    }
-                    Some(Err(error)) => Some(error.kind),
-                    None if finished => Some(ErrorKind::Protocol),
-                    None => Some(ErrorKind::Timeout),
-                };
-                lost |= error == Some(ErrorKind::Connection);
-                let served_by = match results.get(index) {
-                    Some(Ok(Done { node, .. }) | Err(DriverError { node, .. })) => node.as_ref(),
-                    None => None,
-                };
-                if let Some(node) = served_by {
-                    // Served by another node than the connection's (a new
-                    // connection per operation, a sampled node, or a
-                    // cluster's node for the key).
-                    let home = r.node().cloned();
-                    r.set_node(Arc::clone(node));
-                    r.record(operation.index(), micros(done - intended), micros(done - sent), error);
-                    if let Some(home) = home {
-                        r.set_node(home);
-                    }
-                    continue;
-                }
-                let key = (operation.index(), error);
-                match groups[..group_count].iter_mut().find(|g| (g.0, g.1) == key) {
-                    Some(group) => group.2 += 1,
-                    None if group_count < GROUPS => {
-                        groups[group_count] = (key.0, key.1, 1);
-                        group_count += 1;
-                    }
-                    None => r.record(key.0, micros(done - intended), micros(done - sent), key.1),
-                }
-            }
-            for (operation, error, n) in &groups[..group_count] {
-                r.record_n(*operation, micros(done - intended), micros(done - sent), *error, *n);
-            }
-            if lag > LATE_START {
-                r.late_starts += 1;
-            }
-            r.max_lag_us = r.max_lag_us.max(micros(lag));
-        }
+        let times = BatchTimes { intended: intended.unwrap_or(sent), sent, done: Instant::now() };
+        let lost = record_batch(recorder, &operations, &results, finished, &times);
         if lost {
             return SlotEnd::ConnectionLost;
         }
@@ -179,6 +124,88 @@ async fn run_slot<C: Connection>(
         }
     }
     SlotEnd::Finished
+}
+
+/// When a batch was due, sent and answered.
+struct BatchTimes {
+    intended: Instant,
+    sent: Instant,
+    done: Instant,
+}
+
+/// Operations of a batch with the same operation and outcome, recorded
+/// together (they share their latency).
+#[derive(Clone, Copy)]
+struct Group {
+    operation: usize,
+    error: Option<ErrorKind>,
+    count: u64,
+}
+
+/// Records a batch's outcomes (a missing result is a timeout, or a protocol
+/// error if the batch finished) and its start lag; returns whether the
+/// connection was lost.
+#[inline]
+fn record_batch(
+    recorder: &SharedRecorder,
+    operations: &[Operation],
+    results: &[Result<Done, DriverError>],
+    finished: bool,
+    times: &BatchTimes,
+) -> bool {
+    const GROUPS: usize = 4;
+    let (latency, service) = (micros(times.done - times.intended), micros(times.done - times.sent));
+    let mut groups = [Group { operation: 0, error: None, count: 0 }; GROUPS];
+    let mut group_count = 0;
+    let mut lost = false;
+    let mut r = lock(recorder);
+    for (index, operation) in operations.iter().enumerate() {
+        let error = match results.get(index) {
+            Some(Ok(done)) => {
+                r.count(done);
+                // A bulk request with refused rows is an error.
+                (done.rows_failed > 0).then_some(ErrorKind::Server)
+            }
+            Some(Err(error)) => Some(error.kind),
+            None if finished => Some(ErrorKind::Protocol),
+            None => Some(ErrorKind::Timeout),
+        };
+        lost |= error == Some(ErrorKind::Connection);
+        let served_by = match results.get(index) {
+            Some(Ok(Done { node, .. }) | Err(DriverError { node, .. })) => node.as_ref(),
+            None => None,
+        };
+        if let Some(node) = served_by {
+            // Served by another node than the connection's (a new
+            // connection per operation, a sampled node, or a cluster's
+            // node for the key).
+            let home = r.node().cloned();
+            r.set_node(Arc::clone(node));
+            r.record(operation.index(), latency, service, error);
+            if let Some(home) = home {
+                r.set_node(home);
+            }
+            continue;
+        }
+        let operation = operation.index();
+        match groups[..group_count].iter_mut().find(|g| g.operation == operation && g.error == error) {
+            Some(group) => group.count += 1,
+            None if group_count < GROUPS => {
+                groups[group_count] = Group { operation, error, count: 1 };
+                group_count += 1;
+            }
+            None => r.record(operation, latency, service, error),
+        }
+    }
+    for group in &groups[..group_count] {
+        r.record_n(group.operation, latency, service, group.error, group.count);
+    }
+    let lag = times.sent.saturating_duration_since(times.intended);
+    if lag > LATE_START {
+        r.late_starts += 1;
+    }
+    r.max_lag_us = r.max_lag_us.max(micros(lag));
+    lost
 }
 
 /// Runs one connection's slots until the run ends, reconnecting when the
