@@ -1,5 +1,6 @@
 use super::*;
 use crate::drivers::conformance::{self, Operations};
+use bytes::Bytes;
 
 #[test]
 fn node_identity_comes_from_info() {
