@@ -139,8 +139,25 @@ class HostNetwork:
         self.sysctls = {path: Path(path).read_text() for path in self.SYSCTLS if Path(path).exists()}
         self.had_docker0 = Path("/sys/class/net/docker0").exists()
 
+    # A table that was empty when the state was saved (iptables-save prints
+    # nothing for it, as on a host where docker.io has just brought
+    # iptables) is put back as empty, with ACCEPT policies: iptables-restore
+    # replaces only the tables its input names.
+    EMPTY_TABLES = {
+        "filter": ["INPUT", "FORWARD", "OUTPUT"],
+        "nat": ["PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"],
+    }
+
+    @classmethod
+    def with_empty_tables(cls, text):
+        for table, chains in cls.EMPTY_TABLES.items():
+            if f"*{table}\n" not in text:
+                text += f"*{table}\n" + "".join(f":{chain} ACCEPT [0:0]\n" for chain in chains) + "COMMIT\n"
+        return text
+
     def restore(self):
         for restore, text in self.tables.items():
+            text = self.with_empty_tables(text)
             rc, output = run([restore], timeout=30, check_rc=False, input_bytes=text.encode())
             if rc != 0:
                 print(f"    warning: {restore} could not put the host's rules back: {output.strip()}", flush=True)
