@@ -34,6 +34,29 @@ const ETCD_WAIT_REMINDER: Duration = Duration::from_secs(30);
 /// has been elected.
 const LEADER_POLL: Duration = Duration::from_millis(250);
 
+/// Why one session attempt ended; the agent logs it and tries again.
+#[derive(Debug, thiserror::Error)]
+enum SessionError {
+    #[error("no coordinator leads in etcd yet")]
+    NoLeader,
+    #[error(transparent)]
+    Etcd(#[from] DiscoveryError),
+    #[error(transparent)]
+    Address(#[from] AgentError),
+    #[error("cannot connect: {0}")]
+    Connect(#[from] tonic::transport::Error),
+    #[error("{0}")]
+    Refused(String),
+    #[error("session failed: {0}")]
+    Failed(String),
+    #[error("the coordinator closed the session")]
+    Closed,
+    #[error("the coordinator did not answer a clock ping within 2s")]
+    PingTimeout,
+    #[error("{0}")]
+    Protocol(&'static str),
+}
+
 struct RunHandle {
     start: Option<oneshot::Sender<Instant>>,
     cancel: watch::Sender<bool>,
@@ -161,13 +184,12 @@ impl Finder {
     }
 
     /// The coordinator to try now, as (shown address, endpoint).
-    async fn find(&self, config: &AgentConfig) -> Result<(String, tonic::transport::Endpoint), String> {
+    async fn find(&self, config: &AgentConfig) -> Result<(String, tonic::transport::Endpoint), SessionError> {
         match self {
             Self::Fixed(endpoint) => Ok((config.coordinator.clone(), (**endpoint).clone())),
-            Self::Etcd { etcd, .. } => match etcd.leader().await {
-                Ok(Some(url)) => Ok((url.clone(), endpoint(config, &url).map_err(|e| e.to_string())?)),
-                Ok(None) => Err("no coordinator leads in etcd yet".to_string()),
-                Err(error) => Err(error.to_string()),
+            Self::Etcd { etcd, .. } => match etcd.leader().await? {
+                Some(url) => Ok((url.clone(), endpoint(config, &url)?)),
+                None => Err(SessionError::NoLeader),
             },
         }
     }
@@ -197,7 +219,7 @@ pub async fn run_agent(config: AgentConfig, shutdown: impl std::future::Future<O
             let (shown, endpoint) = finder.find(&agent.config).await?;
             coordinator = shown;
             found = Some(coordinator.clone());
-            let channel = endpoint.connect().await.map_err(|e| e.to_string())?;
+            let channel = endpoint.connect().await?;
             let span = tracing::info_span!(
                 parent: None,
                 "agent session",
@@ -247,7 +269,7 @@ pub async fn run_agent(config: AgentConfig, shutdown: impl std::future::Future<O
 
 impl Agent {
     /// One session; returns when the stream ends (Ok) or fails to open (Err).
-    async fn session(&mut self, channel: tonic::transport::Channel, coordinator: &str) -> Result<(), String> {
+    async fn session(&mut self, channel: tonic::transport::Channel, coordinator: &str) -> Result<(), SessionError> {
         let mut client = AgentServiceClient::new(self.config.security.authorize(channel))
             .max_decoding_message_size(16 * 1024 * 1024)
             .max_encoding_message_size(16 * 1024 * 1024);
@@ -265,14 +287,14 @@ impl Agent {
             Ok(response) => response.into_inner(),
             Err(status) if status.code() == tonic::Code::Unauthenticated => {
                 self.rejected = Some(status.message().to_string());
-                return Err(status.message().to_string());
+                return Err(SessionError::Refused(status.message().to_string()));
             }
-            Err(status) => return Err(status.message().to_string()),
+            Err(status) => return Err(SessionError::Refused(status.message().to_string())),
         };
         let welcome = next(&mut inbound).await?;
         let heartbeat = match welcome {
             Some(Body::Welcome(w)) => Duration::from_millis(w.heartbeat_interval_ms.clamp(100, 60_000)),
-            _ => return Err("the coordinator did not answer hello with welcome".to_string()),
+            _ => return Err(SessionError::Protocol("the coordinator did not answer hello with welcome")),
         };
         let offset_us = self.measure_clock(&tx, &mut inbound).await?;
         tracing::info!(%coordinator, offset_us, "connected to coordinator");
@@ -300,25 +322,24 @@ impl Agent {
         &self,
         tx: &mpsc::Sender<pb::SessionRequest>,
         inbound: &mut Streaming<pb::SessionResponse>,
-    ) -> Result<i64, String> {
+    ) -> Result<i64, SessionError> {
         let mut samples = Vec::new();
         for seq in 0..PINGS {
             let sent_us = now_unix_us();
             send(tx, pb::session_request::Body::Ping(pb::Ping { seq, agent_time_us: sent_us })).await?;
-            let answer = tokio::time::timeout(PING_TIMEOUT, next(inbound))
-                .await
-                .map_err(|_| "the coordinator did not answer a clock ping within 2s".to_string())??;
+            let answer =
+                tokio::time::timeout(PING_TIMEOUT, next(inbound)).await.map_err(|_| SessionError::PingTimeout)??;
             match answer {
                 Some(Body::Pong(pong)) if pong.seq == seq => samples.push(PingSample {
                     sent_us: pong.agent_time_us,
                     coordinator_us: pong.coordinator_time_us,
                     received_us: now_unix_us(),
                 }),
-                Some(_) => return Err("unexpected message during clock measurement".to_string()),
-                None => return Err("the coordinator closed the session".to_string()),
+                Some(_) => return Err(SessionError::Protocol("unexpected message during clock measurement")),
+                None => return Err(SessionError::Closed),
             }
         }
-        let (offset_us, rtt_us) = estimate(&samples).ok_or("no usable clock sample")?;
+        let (offset_us, rtt_us) = estimate(&samples).ok_or(SessionError::Protocol("no usable clock sample"))?;
         send(tx, pb::session_request::Body::ClockSync(pb::ClockSync { offset_us, rtt_us })).await?;
         Ok(offset_us)
     }
@@ -401,17 +422,17 @@ impl Agent {
     }
 }
 
-async fn send(tx: &mpsc::Sender<pb::SessionRequest>, body: pb::session_request::Body) -> Result<(), String> {
-    tx.send(pb::SessionRequest { body: Some(body) }).await.map_err(|_| "session closed".to_string())
+async fn send(tx: &mpsc::Sender<pb::SessionRequest>, body: pb::session_request::Body) -> Result<(), SessionError> {
+    tx.send(pb::SessionRequest { body: Some(body) }).await.map_err(|_| SessionError::Closed)
 }
 
-async fn next(inbound: &mut Streaming<pb::SessionResponse>) -> Result<Option<Body>, String> {
+async fn next(inbound: &mut Streaming<pb::SessionResponse>) -> Result<Option<Body>, SessionError> {
     loop {
         match inbound.message().await {
             Ok(Some(pb::SessionResponse { body: Some(body) })) => return Ok(Some(body)),
             Ok(Some(pb::SessionResponse { body: None })) => continue,
             Ok(None) => return Ok(None),
-            Err(status) => return Err(format!("session failed: {}", status.message())),
+            Err(status) => return Err(SessionError::Failed(status.message().to_string())),
         }
     }
 }

@@ -40,10 +40,21 @@ fn host_port(address: &str) -> bool {
     address.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0))
 }
 
+/// What is wrong with an endpoint's form.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum EndpointError {
+    #[error("not a `host:port` address")]
+    NotHostPort,
+    #[error("scheme `{0}` is not used with this target kind")]
+    Scheme(String),
+    #[error("the URL has no valid host")]
+    NoHost,
+}
+
 /// Checks one endpoint's form for its target kind.
-pub(crate) fn check_endpoint(kind: TargetKind, endpoint: &str) -> Result<(), String> {
+pub(crate) fn check_endpoint(kind: TargetKind, endpoint: &str) -> Result<(), EndpointError> {
     let Some((scheme, rest)) = endpoint.split_once("://") else {
-        return if host_port(endpoint) { Ok(()) } else { Err("not a `host:port` address".into()) };
+        return if host_port(endpoint) { Ok(()) } else { Err(EndpointError::NotHostPort) };
     };
     let allowed: &[&str] = match kind {
         TargetKind::Kv | TargetKind::Redis | TargetKind::RedisCluster => &["redis"],
@@ -51,12 +62,12 @@ pub(crate) fn check_endpoint(kind: TargetKind, endpoint: &str) -> Result<(), Str
         TargetKind::Cratedb => &["http", "https"],
     };
     if !allowed.contains(&scheme) {
-        return Err(format!("scheme `{scheme}` is not used with this target kind"));
+        return Err(EndpointError::Scheme(scheme.to_string()));
     }
     let authority = rest.split(['/', '?']).next().unwrap_or_default();
     let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
     if host.is_empty() || host.contains(':') && !host_port(host) {
-        return Err("the URL has no valid host".into());
+        return Err(EndpointError::NoHost);
     }
     Ok(())
 }

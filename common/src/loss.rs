@@ -49,20 +49,28 @@ pub(crate) enum RawAgentLoss {
     },
 }
 
-pub(crate) fn validate(raw: Option<RawAgentLoss>) -> Result<AgentLossPolicy, String> {
+/// An `on_agent_loss` value that is not a policy; the message says how to
+/// write one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct PolicyError(pub String);
+
+pub(crate) fn validate(raw: Option<RawAgentLoss>) -> Result<AgentLossPolicy, PolicyError> {
     let Some(raw) = raw else { return Ok(AgentLossPolicy::default()) };
     match raw {
         RawAgentLoss::Word(word) => match word.as_str() {
             "abort" => Ok(AgentLossPolicy::Abort),
             "continue" => Ok(AgentLossPolicy::Continue),
-            other => Err(format!("`{other}` is not a policy; write `abort`, `continue` or `{{tolerate: 34%}}`")),
+            other => {
+                Err(PolicyError(format!("`{other}` is not a policy; write `abort`, `continue` or `{{tolerate: 34%}}`")))
+            }
         },
         RawAgentLoss::Tolerate { tolerate } => {
             let text = tolerate.text();
             let number = text.trim().strip_suffix('%').unwrap_or(text.trim()).trim();
             match number.parse::<f64>() {
                 Ok(percent) if (0.0..=100.0).contains(&percent) => Ok(AgentLossPolicy::Tolerate(percent / 100.0)),
-                _ => Err(format!("tolerate `{text}` must be a share of the load between 0% and 100%")),
+                _ => Err(PolicyError(format!("tolerate `{text}` must be a share of the load between 0% and 100%"))),
             }
         }
     }
@@ -116,9 +124,9 @@ mod tests {
         assert!(tolerate.continues(1.0 / 3.0) && !tolerate.continues(0.5));
         assert!(!AgentLossPolicy::Abort.continues(0.0));
         let error = validate(Some(RawAgentLoss::Word("ignore".into()))).expect_err("bad word");
-        assert!(error.contains("`ignore` is not a policy"), "{error}");
+        assert!(error.0.contains("`ignore` is not a policy"), "{error}");
         let error = validate(Some(RawAgentLoss::Tolerate { tolerate: Scalar::Number(150.0) })).expect_err("range");
-        assert!(error.contains("between 0% and 100%"), "{error}");
+        assert!(error.0.contains("between 0% and 100%"), "{error}");
     }
 
     #[test]

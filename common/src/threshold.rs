@@ -107,6 +107,12 @@ pub struct Threshold {
     pub limit: f64,
 }
 
+/// A threshold expression that cannot be read; the message says what is
+/// wrong and how to write it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ThresholdError(pub String);
+
 /// The verdict on one threshold.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ThresholdResult {
@@ -120,7 +126,7 @@ pub struct ThresholdResult {
 impl Threshold {
     /// Parses an expression. The error says what is wrong and what is
     /// expected.
-    pub fn parse(expr: &str) -> Result<Self, String> {
+    pub fn parse(expr: &str) -> Result<Self, ThresholdError> {
         let text = expr.trim();
         let (position, symbol, comparison) = [
             ("<=", Comparison::LessOrEqual),
@@ -130,14 +136,16 @@ impl Threshold {
         ]
         .iter()
         .find_map(|(symbol, comparison)| text.find(symbol).map(|i| (i, *symbol, *comparison)))
-        .ok_or_else(|| format!("`{text}` has no comparison; write it like `p99 < 5ms` or `error_rate < 1%`"))?;
+        .ok_or_else(|| {
+            ThresholdError(format!("`{text}` has no comparison; write it like `p99 < 5ms` or `error_rate < 1%`"))
+        })?;
         let left = text[..position].trim();
         let right = text[position + symbol.len()..].trim();
         if let Some(name) = left.strip_prefix("distribution.") {
             let metric = DISTRIBUTION_METRICS.iter().find(|(n, _)| *n == name).map(|(_, m)| *m).ok_or_else(|| {
-                format!(
+                ThresholdError(format!(
                     "`{name}` is not a distribution metric; use max_deviation, p_value, chi_square or max_min_ratio"
-                )
+                ))
             })?;
             let limit = parse_limit(metric, right)?;
             return Ok(Self { expr: text.to_string(), operation: None, node: None, metric, comparison, limit });
@@ -145,13 +153,14 @@ impl Threshold {
         let (node, left) = match left.strip_prefix("node(") {
             None => (None, left),
             Some(rest) => {
-                let (name, rest) = rest
-                    .split_once(')')
-                    .ok_or_else(|| format!("`{left}`: write a node threshold like `node(kv-1).p99 < 2ms`"))?;
-                let rest =
-                    rest.strip_prefix('.').ok_or_else(|| format!("`{left}`: a metric must follow `node({name})`"))?;
+                let (name, rest) = rest.split_once(')').ok_or_else(|| {
+                    ThresholdError(format!("`{left}`: write a node threshold like `node(kv-1).p99 < 2ms`"))
+                })?;
+                let rest = rest
+                    .strip_prefix('.')
+                    .ok_or_else(|| ThresholdError(format!("`{left}`: a metric must follow `node({name})`")))?;
                 if name.trim().is_empty() {
-                    return Err(format!("`{left}` names an empty node"));
+                    return Err(ThresholdError(format!("`{left}` names an empty node")));
                 }
                 (Some(name.trim().to_string()), rest)
             }
@@ -171,19 +180,19 @@ impl Threshold {
             Some(metric) => (None, metric),
             None => {
                 let (operation, metric_name) = left.split_once('.').ok_or_else(|| {
-                    format!(
+                    ThresholdError(format!(
                         "`{left}` is not a metric; use p50..p99.99, min, max, mean, \
                          error_rate or throughput, optionally after an operation like `get.p99`"
-                    )
+                    ))
                 })?;
                 let metric = Metric::parse(metric_name).ok_or_else(|| {
-                    format!(
+                    ThresholdError(format!(
                         "`{metric_name}` is not a metric; use p50..p99.99, min, max, mean, \
                          error_rate or throughput"
-                    )
+                    ))
                 })?;
                 if operation.is_empty() {
-                    return Err(format!("`{left}` names an empty operation"));
+                    return Err(ThresholdError(format!("`{left}` names an empty operation")));
                 }
                 (Some(operation.to_string()), metric)
             }
@@ -206,37 +215,39 @@ impl Threshold {
     }
 }
 
-fn parse_limit(metric: Metric, text: &str) -> Result<f64, String> {
+fn parse_limit(metric: Metric, text: &str) -> Result<f64, ThresholdError> {
     match metric {
         Metric::ErrorRate | Metric::Share | Metric::MaxDeviation => {
             let (number, scale) = match text.strip_suffix('%') {
                 Some(number) => (number.trim(), 0.01),
                 None => (text, 1.0),
             };
-            let value: f64 =
-                number.parse().map_err(|_| format!("`{text}` is not an error rate; write it like `1%` or `0.01`"))?;
+            let value: f64 = number
+                .parse()
+                .map_err(|_| ThresholdError(format!("`{text}` is not an error rate; write it like `1%` or `0.01`")))?;
             let fraction = value * scale;
             if !(0.0..=1.0).contains(&fraction) {
-                return Err(format!("`{text}` must be between 0% and 100%"));
+                return Err(ThresholdError(format!("`{text}` must be between 0% and 100%")));
             }
             Ok(fraction)
         }
         Metric::PValue | Metric::ChiSquare | Metric::MaxMinRatio => {
-            let value: f64 = text.parse().map_err(|_| format!("`{text}` is not a number"))?;
+            let value: f64 = text.parse().map_err(|_| ThresholdError(format!("`{text}` is not a number")))?;
             if !value.is_finite() || value < 0.0 {
-                return Err(format!("`{text}` must be a number of 0 or more"));
+                return Err(ThresholdError(format!("`{text}` must be a number of 0 or more")));
             }
             Ok(value)
         }
         Metric::Throughput => {
             if text.contains('/') {
-                parse_rate(text).map_err(|e| e.0)
+                parse_rate(text).map_err(|e| ThresholdError(e.0))
             } else {
-                text.parse().map_err(|_| format!("`{text}` is not a throughput; write it like `10000/s`"))
+                text.parse()
+                    .map_err(|_| ThresholdError(format!("`{text}` is not a throughput; write it like `10000/s`")))
             }
         }
         _ => {
-            let duration = parse_duration(text).map_err(|e| format!("latency limit {}", e.0))?;
+            let duration = parse_duration(text).map_err(|e| ThresholdError(format!("latency limit {}", e.0)))?;
             Ok(duration.as_secs_f64() * 1e6)
         }
     }
@@ -273,19 +284,19 @@ mod tests {
         assert_eq!((t.metric, t.limit, t.metric.unit()), (Metric::MaxDeviation, 0.05, "ratio"));
         let t = Threshold::parse("distribution.p_value > 0.01").expect("valid");
         assert_eq!((t.metric, t.limit, t.metric.unit()), (Metric::PValue, 0.01, "number"));
-        assert!(Threshold::parse("distribution.spread < 1").unwrap_err().contains("max_deviation"));
-        assert!(Threshold::parse("node(kv-1 < 2ms").unwrap_err().contains("node(kv-1).p99"));
-        assert!(Threshold::parse("node().p99 < 2ms").unwrap_err().contains("empty node"));
-        assert!(Threshold::parse("share > 20%").unwrap_err().contains("not a metric"));
+        assert!(Threshold::parse("distribution.spread < 1").unwrap_err().0.contains("max_deviation"));
+        assert!(Threshold::parse("node(kv-1 < 2ms").unwrap_err().0.contains("node(kv-1).p99"));
+        assert!(Threshold::parse("node().p99 < 2ms").unwrap_err().0.contains("empty node"));
+        assert!(Threshold::parse("share > 20%").unwrap_err().0.contains("not a metric"));
     }
 
     #[test]
     fn rejects_with_a_reason() {
-        assert!(Threshold::parse("p99 5ms").unwrap_err().contains("no comparison"));
-        assert!(Threshold::parse("p100 < 5ms").unwrap_err().contains("not a metric"));
-        assert!(Threshold::parse("latency < 5ms").unwrap_err().contains("not a metric"));
-        assert!(Threshold::parse("p99 < 5").unwrap_err().contains("no unit"));
-        assert!(Threshold::parse("error_rate < 150%").unwrap_err().contains("between"));
+        assert!(Threshold::parse("p99 5ms").unwrap_err().0.contains("no comparison"));
+        assert!(Threshold::parse("p100 < 5ms").unwrap_err().0.contains("not a metric"));
+        assert!(Threshold::parse("latency < 5ms").unwrap_err().0.contains("not a metric"));
+        assert!(Threshold::parse("p99 < 5").unwrap_err().0.contains("no unit"));
+        assert!(Threshold::parse("error_rate < 150%").unwrap_err().0.contains("between"));
     }
 
     #[test]

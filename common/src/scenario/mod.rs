@@ -424,8 +424,8 @@ fn validate(raw: RawScenario, check: &mut Checker<'_>) -> Scenario {
         }
     };
     let distribution = validate_distribution(raw.distribution, check);
-    let on_agent_loss = crate::loss::validate(raw.on_agent_loss).unwrap_or_else(|message| {
-        check.fail("on_agent_loss", message);
+    let on_agent_loss = crate::loss::validate(raw.on_agent_loss).unwrap_or_else(|error| {
+        check.fail("on_agent_loss", error.0);
         crate::loss::AgentLossPolicy::default()
     });
     if matches!(target.kind, TargetKind::Postgres | TargetKind::Timescaledb | TargetKind::Cratedb) && load.pipeline > 1
@@ -472,7 +472,7 @@ fn validate(raw: RawScenario, check: &mut Checker<'_>) -> Scenario {
                 }
                 thresholds.push(threshold);
             }
-            Err(message) => check.fail(&field, message),
+            Err(error) => check.fail(&field, error.0),
         }
     }
     Scenario {

@@ -167,14 +167,14 @@ impl Engine {
     /// A run a previous coordinator left `running`, taken up again: its
     /// stored intervals merged, its agents (which carried on) awaited. Runs
     /// left in another unfinished state cannot be resumed; the error says why.
-    pub(super) fn resume(&self, record: &RunRecord) -> Result<ActiveRun, String> {
+    pub(super) fn resume(&self, record: &RunRecord) -> Result<ActiveRun, ResumeError> {
         let was = record.state;
         let Some(start_us) = record.start_at_us.filter(|_| was == RunState::Running && !record.plans.is_empty()) else {
-            return Err(format!("the coordinator restarted while the run was {was}"));
+            return Err(ResumeError::Unfinished(was));
         };
-        let yaml = self.store.load_scenario(&record.run_id).map_err(|e| format!("cannot resume: {e}"))?;
-        let scenario = Scenario::parse(&yaml).map_err(|e| format!("cannot resume: {e}"))?;
-        let intervals = self.store.load_intervals(&record.run_id).map_err(|e| format!("cannot resume: {e}"))?;
+        let yaml = self.store.load_scenario(&record.run_id)?;
+        let scenario = Scenario::parse(&yaml)?;
+        let intervals = self.store.load_intervals(&record.run_id)?;
         let mut aggregate =
             RunAggregate::new(scenario.warmup.as_secs_f64().ceil() as u64).naming(scenario.target.nodes.clone());
         for stored in &intervals {
@@ -197,4 +197,15 @@ impl Engine {
         run.loss_checks_from = Some(now + self.config.heartbeat_timeout * RESUME_GRACE_TIMEOUTS);
         Ok(run)
     }
+}
+
+/// Why a run a previous coordinator left unfinished cannot be taken up.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum ResumeError {
+    #[error("the coordinator restarted while the run was {0}")]
+    Unfinished(RunState),
+    #[error("cannot resume: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("cannot resume: {0}")]
+    Scenario(#[from] stampede_common::scenario::ScenarioError),
 }

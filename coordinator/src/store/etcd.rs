@@ -19,7 +19,7 @@
 use std::path::PathBuf;
 use std::sync::mpsc as sync_mpsc;
 
-use stampede_discovery::{Etcd, EtcdConfig, Fence};
+use stampede_discovery::{DiscoveryError, Etcd, EtcdConfig, Fence};
 use tokio::sync::mpsc;
 
 use super::{RunRecord, RunStore, StoreError, StoredInterval};
@@ -37,7 +37,7 @@ enum Answer {
     Values(Vec<(String, Vec<u8>)>),
 }
 
-type Job = (Op, sync_mpsc::Sender<Result<Answer, String>>);
+type Job = (Op, sync_mpsc::Sender<Result<Answer, DiscoveryError>>);
 
 pub struct EtcdStore {
     prefix: String,
@@ -58,14 +58,18 @@ impl EtcdStore {
     pub fn open(config: EtcdConfig, fence: Option<Fence>) -> Result<Self, StoreError> {
         let prefix = config.prefix.clone();
         let (jobs, mut queue) = mpsc::unbounded_channel::<Job>();
-        let (ready_tx, ready_rx) = sync_mpsc::channel::<Result<(), String>>();
+        let (ready_tx, ready_rx) = sync_mpsc::channel::<Result<(), StoreError>>();
         std::thread::Builder::new()
             .name("etcd-store".to_string())
             .spawn(move || {
                 let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                     Ok(runtime) => runtime,
                     Err(error) => {
-                        let _ = ready_tx.send(Err(format!("cannot start the etcd store's runtime: {error}")));
+                        let _ = ready_tx.send(Err(StoreError::Io {
+                            action: "start a runtime for",
+                            path: PathBuf::from("the etcd store"),
+                            source: error,
+                        }));
                         return;
                     }
                 };
@@ -73,7 +77,7 @@ impl EtcdStore {
                     let etcd = match Etcd::connect(&config).await {
                         Ok(etcd) => etcd,
                         Err(error) => {
-                            let _ = ready_tx.send(Err(error.to_string()));
+                            let _ = ready_tx.send(Err(remote(&config.prefix, error.to_string())));
                             return;
                         }
                     };
@@ -85,7 +89,7 @@ impl EtcdStore {
                             Op::Get(key) => etcd.get(&key).await.map(Answer::Value),
                             Op::GetPrefix(prefix) => etcd.get_prefix(&prefix).await.map(Answer::Values),
                         };
-                        let _ = reply.send(answer.map_err(|e| e.to_string()));
+                        let _ = reply.send(answer);
                     }
                 });
             })
@@ -96,7 +100,7 @@ impl EtcdStore {
             })?;
         match ready_rx.recv() {
             Ok(Ok(())) => Ok(Self { prefix, jobs }),
-            Ok(Err(message)) => Err(remote(&prefix, message)),
+            Ok(Err(error)) => Err(error),
             Err(_) => Err(remote(&prefix, "the etcd store's thread stopped")),
         }
     }
@@ -107,7 +111,7 @@ impl EtcdStore {
         answer
             .recv()
             .map_err(|_| remote(key, "the etcd store's thread stopped"))?
-            .map_err(|message| remote(key, message))
+            .map_err(|error| remote(key, error.to_string()))
     }
 
     fn put(&self, key: &str, value: impl Into<Vec<u8>>) -> Result<(), StoreError> {
