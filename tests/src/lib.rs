@@ -7,6 +7,9 @@ pub mod cratedb_standin;
 pub mod etcd;
 pub mod netns;
 pub mod redis_cluster;
+pub mod scenario;
+
+pub use scenario::{RunBuilder, RunOutcome, ScenarioBuilder};
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -197,10 +200,37 @@ pub fn run_command(mut command: Command, timeout: Duration) -> (i32, String, Str
     (status.code().unwrap_or(-1), out.join().unwrap_or_default(), err.join().unwrap_or_default())
 }
 
-/// A free TCP port on loopback (bound and released; good enough for tests
-/// that start the server right away).
+/// A TCP port for a server that must be told its port (Redis, PostgreSQL,
+/// etcd, Prometheus, an agent's health port, a dead address). Stampede's own
+/// servers bind port 0 and print what they bound instead (see `cluster`).
+///
+/// A port bound and released from the kernel's ephemeral range could be
+/// taken before the server binds it, by any process's outgoing connection
+/// or port-0 bind. So the ports come from below that range, where the
+/// kernel never picks one on its own, each handed out once per test
+/// process (test binaries run one after the other), and a port some other
+/// program already holds is skipped.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768);
+    const LOW: u32 = 10_000;
+    let span = ephemeral_low.saturating_sub(LOW).max(1000);
+    // Processes that follow one another start at different places.
+    let base = std::process::id().wrapping_mul(7919) % span;
+    for _ in 0..span {
+        let port = LOW + (base + NEXT.fetch_add(1, Ordering::Relaxed)) % span;
+        let port = u16::try_from(port).expect("ports below 65536");
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && std::net::TcpListener::bind(("0.0.0.0", port)).is_ok()
+        {
+            return port;
+        }
+    }
+    panic!("no TCP port free between {LOW} and {ephemeral_low}")
 }
 
 /// A real `redis-server` on a free loopback port, stopped on drop.
@@ -265,15 +295,13 @@ pub fn wait_for_report_via(link: &[&str], run_id: &str, within: Duration) -> ser
     }
 }
 
-/// `n` KV servers on free loopback ports with node ids `kv-0..kv-{n-1}`,
-/// each with its address.
+/// `n` KV servers on loopback with node ids `kv-0..kv-{n-1}`, each with the
+/// address it bound.
 pub fn kv_servers(n: usize) -> Vec<(Process, String)> {
     (0..n)
         .map(|i| {
-            let node = format!("kv-{i}");
-            let kv = Process::stampede(&node, &["kv-server", "--listen", "127.0.0.1:0", "--node-id", &node]);
-            let address = kv.listening_address();
-            (kv, address)
+            let kv = cluster::KvServerBuilder::new(&format!("kv-{i}")).start();
+            (kv.process, kv.address)
         })
         .collect()
 }
@@ -288,28 +316,14 @@ pub fn run_id_in(stdout: &str) -> String {
         .to_string()
 }
 
-/// What `stampede run SCENARIO --json FILE` did.
-#[derive(Debug)]
-pub struct LocalRun {
-    pub code: i32,
-    /// The JSON report, or `Null` when none was written.
-    pub report: serde_json::Value,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-/// Writes `scenario` to a temporary file and runs `stampede run` on it with
-/// `--json`, `args` and `env`, within `timeout`: the one way the end-to-end
-/// tests run a scenario and read its report.
-pub fn run_local(scenario: &str, args: &[&str], env: &[(&str, &str)], timeout: Duration) -> LocalRun {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = write_file(dir.path(), "scenario.yaml", scenario);
-    let json = dir.path().join("report.json").to_string_lossy().into_owned();
-    let mut all = vec!["run", path.as_str(), "--json", json.as_str()];
-    all.extend_from_slice(args);
-    let (code, stdout, stderr) = run_stampede_env(&all, env, timeout);
-    let report = std::fs::read_to_string(&json).ok().and_then(|text| serde_json::from_str(&text).ok());
-    LocalRun { code, report: report.unwrap_or(serde_json::Value::Null), stdout, stderr }
+/// `stampede run` on `scenario` with `args` and `env`, within `timeout`:
+/// [`scenario::RunBuilder`] for the common case.
+pub fn run_local(scenario: &str, args: &[&str], env: &[(&str, &str)], timeout: Duration) -> RunOutcome {
+    let mut run = RunBuilder::new(scenario).args(args).timeout(timeout);
+    for (name, value) in env {
+        run = run.env(name, value);
+    }
+    run.go()
 }
 
 /// Writes `text` to a file in `dir` and returns its path as a string.

@@ -12,7 +12,7 @@
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use crate::{Process, stampede_bin};
+use crate::Process;
 
 /// Each lab of a test process gets its own subnet 10.213.<n>.0/24.
 static LABS: AtomicU32 = AtomicU32::new(1);
@@ -117,13 +117,6 @@ impl Host {
         let mut command = Command::new("ip");
         command.args(["netns", "exec", &self.namespace]).arg(program);
         command
-    }
-
-    /// Starts `stampede` inside the namespace (killed when dropped).
-    pub fn stampede(&self, name: &str, args: &[&str]) -> Process {
-        let mut command = self.command(stampede_bin());
-        command.args(args);
-        Process::spawn(name, command)
     }
 
     /// Starts any program inside the namespace (killed when dropped).

@@ -13,15 +13,16 @@ pub struct RedisCluster {
     _dir: tempfile::TempDir,
 }
 
-/// A free port whose cluster bus port (port + 10000) is free as well.
+/// A port (see [`crate::free_port`]) whose cluster bus port (port + 10000)
+/// is free as well and, like it, below the kernel's ephemeral range.
 fn cluster_port() -> u16 {
-    loop {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        if port < 55000 && std::net::TcpListener::bind(("127.0.0.1", port + 10000)).is_ok() {
+    for _ in 0..10_000 {
+        let port = crate::free_port();
+        if port < 22_000 && std::net::TcpListener::bind(("127.0.0.1", port + 10000)).is_ok() {
             return port;
         }
     }
+    panic!("no port with a free cluster bus port")
 }
 
 fn query(address: &str, args: &[&str]) -> redis::RedisResult<redis::Value> {

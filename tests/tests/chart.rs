@@ -7,7 +7,8 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use stampede_tests::{Process, free_port, kv_servers, repo_root, run_command, stampede_bin, write_file};
+use stampede_tests::cluster::{AgentBuilder, CoordinatorBuilder};
+use stampede_tests::{free_port, kv_servers, repo_root, run_command, stampede_bin, write_file};
 
 fn check_chart(args: &[&str]) -> (i32, String, String) {
     let mut command = Command::new("python3");
@@ -129,13 +130,9 @@ fn the_submission_jobs_command_passes_on_the_runs_verdict_and_report() {
     assert!(took < Duration::from_secs(30), "gave up after {took:?}");
 
     let data_dir = data.path().join("data").to_string_lossy().into_owned();
-    let coordinator = Process::stampede(
-        "coordinator",
-        &["coordinator", "--listen", &grpc, "--data-dir", &data_dir, "--token-file", &token],
-    );
-    coordinator.listening_address();
-    let _agent =
-        Process::stampede("agent", &["agent", "--coordinator", &url, "--id", "job-agent", "--token-file", &token]);
+    // The Job was given this address before the coordinator existed.
+    let _coordinator = CoordinatorBuilder::new(&data_dir).listen(&grpc).args(&["--token-file", &token]).start();
+    let _agent = AgentBuilder::new("job-agent").coordinator(&url).args(&["--token-file", &token]).start();
 
     let (code, stdout, stderr, _) = run_job(&job, &local(&passing));
     assert_eq!(code, 0, "a passing run: exit 0\n{stdout}\n{stderr}");

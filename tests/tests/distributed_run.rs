@@ -5,15 +5,26 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use stampede_tests::cluster::{Coordinator, CoordinatorBuilder, agent};
-use stampede_tests::{Process, command_calls, run_stampede, start_redis, write_file};
+use stampede_tests::cluster::{Coordinator, CoordinatorBuilder, KvServer, KvServerBuilder, agent};
+use stampede_tests::{
+    Process, RunBuilder, RunOutcome, ScenarioBuilder, command_calls, run_stampede, start_redis, write_file,
+};
 
-fn scenario(kind: &str, endpoint: &str, thresholds: &str) -> String {
-    format!(
-        "name: e2e-{kind}\nduration: 3s\nwarmup: 1s\nagents: 3\ntarget:\n  kind: {kind}\n  endpoints: [\"{endpoint}\"]\n\
-         load:\n  connections: 6\n  pipeline: 2\nworkload:\n  kind: kv\n  read_ratio: 0.7\n  keys: 5000\n\
-         thresholds:\n{thresholds}"
-    )
+fn scenario(kind: &str, endpoint: &str, thresholds: &[&str]) -> String {
+    let mut scenario = ScenarioBuilder::new(&format!("e2e-{kind}"))
+        .warmup("1s")
+        .agents(3)
+        .target(kind)
+        .endpoints(&[endpoint])
+        .load("connections: 6")
+        .load("pipeline: 2")
+        .workload("kind: kv")
+        .workload("read_ratio: 0.7")
+        .workload("keys: 5000");
+    for threshold in thresholds {
+        scenario = scenario.threshold(threshold);
+    }
+    scenario.yaml()
 }
 
 struct Cluster {
@@ -59,20 +70,12 @@ fn check_totals(report: &Value, target: &str) {
 
 #[test]
 fn a_submitted_run_on_three_agent_processes_matches_the_kv_servers_own_count() {
-    let kv = Process::stampede("kv-server", &["kv-server", "--listen", "127.0.0.1:0", "--node-id", "kv-e2e"]);
-    let target = kv.listening_address();
+    let KvServer { process: _kv, address: target } = KvServerBuilder::new("kv-e2e").start();
     let cluster = start_cluster(3);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = write_file(dir.path(), "kv.yaml", &scenario("kv", &target, "  - p99 < 1s\n  - error_rate < 1%\n"));
-    let json = dir.path().join("report.json");
-    let json_arg = json.to_string_lossy().into_owned();
-    let (code, stdout, stderr) = run_stampede(
-        &["submit", &path, "--coordinator", &cluster.url, "--wait", "--json", &json_arg],
-        Duration::from_secs(90),
-    );
+    let RunOutcome { code, report, stdout, stderr } =
+        RunBuilder::new(&scenario("kv", &target, &["p99 < 1s", "error_rate < 1%"])).submit_to(&cluster.url).go();
     assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(stdout.contains("PASSED"), "{stdout}");
-    let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).expect("json report")).expect("json");
     assert_eq!(report["status"], "passed");
     assert_eq!(report["scenario"]["target"]["kind"], "kv");
     assert_eq!(report["nodes"]["kv-e2e"]["connections"], 6);
@@ -98,18 +101,11 @@ fn a_submitted_run_against_real_redis_matches_redis_commandstats() {
     let (_redis, port) = start_redis();
     let target = format!("127.0.0.1:{port}");
     let cluster = start_cluster(3);
-    let dir = tempfile::tempdir().expect("tempdir");
     // One threshold that cannot hold: the verdict must be `failed`, exit 1.
-    let path = write_file(dir.path(), "redis.yaml", &scenario("redis", &target, "  - p99 < 1us\n"));
-    let json = dir.path().join("report.json");
-    let json_arg = json.to_string_lossy().into_owned();
-    let (code, stdout, stderr) = run_stampede(
-        &["submit", &path, "--coordinator", &cluster.url, "--wait", "--json", &json_arg],
-        Duration::from_secs(90),
-    );
+    let RunOutcome { code, report, stdout, stderr } =
+        RunBuilder::new(&scenario("redis", &target, &["p99 < 1us"])).submit_to(&cluster.url).go();
     assert_eq!(code, 1, "thresholds failed -> exit 1\nstdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(stdout.contains("FAIL  p99 < 1us"), "{stdout}");
-    let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).expect("json report")).expect("json");
     assert_eq!(report["status"], "failed");
     assert_eq!(report["thresholds"][0]["passed"], false);
     assert!(report["nodes"].as_object().expect("nodes").keys().all(|n| n.starts_with("redis-")));
@@ -121,7 +117,7 @@ fn an_unreachable_target_fails_the_run_quickly_naming_the_endpoint() {
     let cluster = start_cluster(3);
     let dir = tempfile::tempdir().expect("tempdir");
     let dead = format!("127.0.0.1:{}", stampede_tests::free_port());
-    let path = write_file(dir.path(), "dead.yaml", &scenario("redis", &dead, "  - p99 < 1s\n"));
+    let path = write_file(dir.path(), "dead.yaml", &scenario("redis", &dead, &["p99 < 1s"]));
     let (code, stdout, stderr) =
         run_stampede(&["submit", &path, "--coordinator", &cluster.url, "--wait"], Duration::from_secs(60));
     assert_eq!(code, 2, "stdout:\n{stdout}\nstderr:\n{stderr}");

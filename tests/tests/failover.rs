@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use stampede_tests::cluster::{Coordinator, CoordinatorBuilder};
+use stampede_tests::cluster::{AgentBuilder, Coordinator, CoordinatorBuilder};
 use stampede_tests::etcd::Etcd;
 use stampede_tests::{
     Process, free_port, get_set_calls, kv_servers, run_id_in, run_stampede, wait_for_report_via, write_file,
@@ -59,7 +59,7 @@ impl Cluster {
     }
 
     /// A coordinator of the cluster on a port of its own, campaigning.
-    fn builder(&self, name: &str, data_dir: &str) -> CoordinatorBuilder {
+    fn builder(&self, name: &str, data_dir: &str) -> CoordinatorBuilder<'static> {
         let link = self.link();
         let link: Vec<&str> = link.iter().map(String::as_str).collect();
         CoordinatorBuilder::new(data_dir).name(name).args(&link)
@@ -194,13 +194,8 @@ fn the_standby_takes_over_a_run_when_the_leader_is_killed_and_nothing_is_lost() 
     let agent_health = format!("127.0.0.1:{}", free_port());
     let agents: Vec<Process> = (0..2)
         .map(|i| {
-            let id = format!("agent-{i}");
-            let mut args = vec!["agent", "--id", id.as_str()];
-            if i == 0 {
-                args.extend(["--health-listen", agent_health.as_str()]);
-            }
-            args.extend(link.iter().map(String::as_str));
-            Process::stampede(&id, &args)
+            let agent = AgentBuilder::new(&format!("agent-{i}")).args(&link);
+            if i == 0 { agent.args(&["--health-listen", agent_health.as_str()]) } else { agent }.start()
         })
         .collect();
     // The agent is ready once it has a session with the leader.
@@ -298,9 +293,10 @@ fn an_agent_started_before_etcd_waits_for_it_and_then_takes_part_in_a_run() {
     let prefix = format!("/stampede-early-{}", std::process::id());
     let etcd_url = format!("http://127.0.0.1:{etcd_port}");
     let log_path = data.path().join("agent.log");
-    let mut command = std::process::Command::new(stampede_tests::stampede_bin());
-    command.args(["agent", "--id", "early", "--etcd", &etcd_url, "--etcd-prefix", &prefix, "--etcd-lease-ttl", "4"]);
-    let mut agent = Process::spawn_with_stderr("agent", command, std::fs::File::create(&log_path).expect("log"));
+    let mut agent = AgentBuilder::new("early")
+        .args(&["--etcd", &etcd_url, "--etcd-prefix", &prefix, "--etcd-lease-ttl", "4"])
+        .log(&log_path)
+        .start();
     let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
     let deadline = Instant::now() + Duration::from_secs(30);
     while !log().contains("waiting for etcd") {

@@ -12,9 +12,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use stampede_tests::cluster::{Coordinator, CoordinatorBuilder};
+use stampede_tests::cluster::{Coordinator, CoordinatorBuilder, agent};
 use stampede_tests::{
-    Process, get_set_calls as served, kv_servers, run_id_in, run_stampede, wait_for_report, write_file,
+    Process, ScenarioBuilder, get_set_calls as served, kv_servers, run_id_in, run_stampede, wait_for_report, write_file,
 };
 
 struct Lab {
@@ -33,12 +33,6 @@ fn start_coordinator(listen: &str, data_dir: &Path) -> Coordinator {
     CoordinatorBuilder::new(data_dir).listen(listen).args(&["--heartbeat-timeout", "2s"]).start()
 }
 
-fn agent(url: &str, id: &str, extra: &[&str]) -> Process {
-    let mut args = vec!["agent", "--coordinator", url, "--id", id];
-    args.extend_from_slice(extra);
-    Process::stampede(id, &args)
-}
-
 impl Lab {
     fn start(agents: usize) -> Self {
         Self::start_with(agents, &[])
@@ -55,14 +49,17 @@ impl Lab {
     }
 
     fn scenario(&self, duration: u32, policy: &str) -> String {
-        let endpoints: Vec<String> = self.servers.iter().map(|(_, a)| format!("\"{a}\"")).collect();
-        format!(
-            "name: faults\nduration: {duration}s\nagents: {n}\ntarget:\n  kind: kv\n  endpoints: [{}]\n\
-             load:\n  connections: {n}\n  pipeline: 4\nworkload:\n  kind: kv\n  keys: 1000\n\
-             on_agent_loss: {policy}\nthresholds:\n  - error_rate < 50%\n",
-            endpoints.join(", "),
-            n = self.servers.len()
-        )
+        let endpoints: Vec<&str> = self.servers.iter().map(|(_, a)| a.as_str()).collect();
+        let n = self.servers.len();
+        ScenarioBuilder::new("faults")
+            .duration(&format!("{duration}s"))
+            .agents(n as u32)
+            .endpoints(&endpoints)
+            .load(&format!("connections: {n}"))
+            .load("pipeline: 4")
+            .threshold("error_rate < 50%")
+            .line(&format!("on_agent_loss: {policy}"))
+            .yaml()
     }
 
     /// Submits without waiting; returns the run id.

@@ -5,14 +5,12 @@
 use std::process::Command;
 use std::time::Duration;
 
+use stampede_tests::cluster::KvServerBuilder;
 use stampede_tests::{Process, command_calls, which};
 
-fn kv_server(args: &[&str]) -> (Process, String) {
-    let mut full = vec!["kv-server", "--listen", "127.0.0.1:0"];
-    full.extend_from_slice(args);
-    let server = Process::stampede("kv-server", &full);
-    let address = server.listening_address();
-    (server, address)
+fn kv_server(node_id: &str, args: &[&str]) -> (Process, String) {
+    let server = KvServerBuilder::new(node_id).args(args).start();
+    (server.process, server.address)
 }
 
 fn tool(name: &str) -> std::path::PathBuf {
@@ -32,7 +30,7 @@ fn port_of(address: &str) -> &str {
 
 #[test]
 fn redis_cli_gets_redis_answers() {
-    let (_server, address) = kv_server(&["--node-id", "kv-cli"]);
+    let (_server, address) = kv_server("kv-cli", &[]);
     let port = port_of(&address);
     assert_eq!(redis_cli(port, &["PING"]), "PONG");
     assert_eq!(redis_cli(port, &["SET", "greeting", "hello world"]), "OK");
@@ -63,7 +61,7 @@ fn redis_cli_gets_redis_answers() {
 
 #[test]
 fn redis_cli_authenticates() {
-    let (_server, address) = kv_server(&["--requirepass", "pw"]);
+    let (_server, address) = kv_server("kv-0", &["--requirepass", "pw"]);
     let port = port_of(&address);
     assert!(redis_cli(port, &["GET", "k"]).starts_with("NOAUTH"));
     assert_eq!(redis_cli(port, &["--no-auth-warning", "-a", "pw", "SET", "k", "v"]), "OK");
@@ -71,7 +69,7 @@ fn redis_cli_authenticates() {
 
 #[test]
 fn redis_benchmark_default_tests_on_supported_commands_complete_without_errors() {
-    let (_server, address) = kv_server(&[]);
+    let (_server, address) = kv_server("kv-0", &[]);
     let port = port_of(&address);
     let tests = "ping,set,get,incr,lpush,rpush,lpop,rpop,hset,lrange,mset";
     let output = Command::new(tool("redis-benchmark"))
@@ -121,7 +119,7 @@ fn cpu_seconds(pid: u32) -> f64 {
 
 #[test]
 fn a_busy_polling_server_answers_and_sleeps_when_traffic_stops() {
-    let (server, address) = kv_server(&["--busy-poll", "200us"]);
+    let (server, address) = kv_server("kv-0", &["--busy-poll", "200us"]);
     let port = port_of(&address);
     let output = Command::new(tool("redis-benchmark"))
         .args(["-h", "127.0.0.1", "-p", port, "-n", "20000", "-c", "20", "-r", "1000", "-t", "set,get", "--csv"])
@@ -150,7 +148,7 @@ fn a_busy_poll_window_without_a_unit_is_refused() {
 
 #[test]
 fn the_python_redis_package_works_against_it() {
-    let (_server, address) = kv_server(&["--node-id", "kv-py"]);
+    let (_server, address) = kv_server("kv-py", &[]);
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("python/kv_client_test.py");
     let output = Command::new("python3").arg(&script).arg(&address).output().expect("python3");
     assert!(
@@ -163,9 +161,9 @@ fn the_python_redis_package_works_against_it() {
 
 #[test]
 fn nodes_start_several_servers_with_their_own_ids() {
-    // Ports next to a free ephemeral port are usually free too, but another
-    // test may take one meanwhile: the server then stops before announcing
-    // any node, and the test tries other ports.
+    // `free_port` hands out ports one after the other, so the two after it
+    // are usually free too; when another program holds one, the server
+    // stops before announcing any node, and the test tries other ports.
     let (server, first) = (0..5)
         .find_map(|_| {
             let base_text = stampede_tests::free_port().to_string();

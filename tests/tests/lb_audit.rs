@@ -14,8 +14,9 @@ use std::io::{Read, Write};
 use std::time::Duration;
 
 use serde_json::Value;
+use stampede_tests::cluster::{AgentBuilder, Coordinator, CoordinatorBuilder, KvServerBuilder};
 use stampede_tests::netns::{Host, Lab};
-use stampede_tests::{Process, run_command, stampede_bin, which, write_file};
+use stampede_tests::{Process, RunBuilder, RunOutcome, ScenarioBuilder, run_command, which, write_file};
 
 const BACKEND_PORTS: [u16; 3] = [7101, 7102, 7103];
 const PG_PORTS: [u16; 2] = [5501, 5502];
@@ -30,7 +31,7 @@ struct Audit {
     // Dropped last: processes first, then the namespaces.
     _haproxy: Process,
     _agents: Vec<Process>,
-    _coordinator: Process,
+    _coordinator: Coordinator,
     _lab: Lab,
 }
 
@@ -54,15 +55,13 @@ fn build_with(balance: &str, kv_weights: Option<[u32; 3]>) -> Option<Audit> {
     let balancer = lab.host("lb");
 
     let data = dir.path().join("data").to_string_lossy().into_owned();
-    let listen = format!("{}:7700", coordinator_host.address);
-    let coordinator =
-        coordinator_host.stampede("coordinator", &["coordinator", "--listen", &listen, "--data-dir", &data]);
-    coordinator.wait_for_line("listening on", Duration::from_secs(30));
-    let url = format!("http://{listen}");
-    let agents = agent_hosts
-        .iter()
-        .map(|host| host.stampede(&host.name, &["agent", "--coordinator", &url, "--id", &host.name]))
-        .collect();
+    let coordinator = CoordinatorBuilder::new(&data)
+        .within(&coordinator_host)
+        .listen(&format!("{}:0", coordinator_host.address))
+        .start();
+    let url = coordinator.url.clone();
+    let agents =
+        agent_hosts.iter().map(|host| AgentBuilder::new(&host.name).within(host).coordinator(&url).start()).collect();
 
     let (backends, postgres, servers, port) = match kv_weights {
         Some(weights) => {
@@ -70,11 +69,13 @@ fn build_with(balance: &str, kv_weights: Option<[u32; 3]>) -> Option<Audit> {
                 .iter()
                 .enumerate()
                 .map(|(i, port)| {
-                    let node = format!("kv-{i}");
-                    let address = format!("127.0.0.1:{port}");
-                    let process = balancer.stampede(&node, &["kv-server", "--listen", &address, "--node-id", &node]);
-                    process.wait_for_line("listening on", Duration::from_secs(30));
-                    Some(process)
+                    // Known ports inside the balancer's own namespace, where
+                    // nothing else runs: haproxy's configuration names them.
+                    let server = KvServerBuilder::new(&format!("kv-{i}"))
+                        .within(&balancer)
+                        .listen(&format!("127.0.0.1:{port}"))
+                        .start();
+                    Some(server.process)
                 })
                 .collect();
             let servers: Vec<String> = BACKEND_PORTS
@@ -142,22 +143,27 @@ impl Audit {
     /// Submits a scenario from the coordinator's host and waits for the
     /// report; returns (exit code, report, output).
     fn submit(&self, name: &str, seconds: u32, extra: &str) -> (i32, Value, String) {
-        let text = format!(
-            "name: {name}\nduration: {seconds}s\nwarmup: 1s\nagents: 3\ntarget:\n  kind: kv\n  endpoints: [\"{}:6379\"]\n\
-             load:\n  connections: 6\n  reconnect_every: 40\nworkload:\n  kind: kv\n  keys: 1000\n{extra}",
-            self.balancer.address
-        );
+        let mut text = ScenarioBuilder::new(name)
+            .duration(&format!("{seconds}s"))
+            .warmup("1s")
+            .agents(3)
+            .endpoints(&[format!("{}:6379", self.balancer.address)])
+            .load("connections: 6")
+            .load("reconnect_every: 40")
+            .yaml();
+        text.push_str(extra);
         self.submit_text(name, &text)
     }
 
     fn submit_text(&self, name: &str, text: &str) -> (i32, Value, String) {
-        let path = write_file(self.dir.path(), &format!("{name}.yaml"), text);
-        let json = self.dir.path().join(format!("{name}.json")).to_string_lossy().into_owned();
-        let mut command = self.coordinator_host.command(stampede_bin());
-        command.args(["submit", &path, "--coordinator", &self.url, "--wait", "--json", &json, "-q"]);
-        let (code, stdout, stderr) = run_command(command, Duration::from_secs(180));
-        let report = std::fs::read_to_string(&json).ok().and_then(|t| serde_json::from_str(&t).ok());
-        (code, report.unwrap_or(Value::Null), format!("{stdout}\n{stderr}"))
+        let RunOutcome { code, report, stdout, stderr } = RunBuilder::new(text)
+            .submit_to(&self.url)
+            .within(&self.coordinator_host)
+            .args(&["-q"])
+            .timeout(Duration::from_secs(180))
+            .files_in(self.dir.path(), &format!("{name}.yaml"))
+            .go();
+        (code, report, format!("{stdout}\n{stderr}"))
     }
 
     /// haproxy's sessions per server (`stot` of `show stat`).

@@ -7,7 +7,7 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use stampede_tests::cluster::CoordinatorBuilder;
+use stampede_tests::cluster::{AgentBuilder, CoordinatorBuilder};
 use stampede_tests::{
     Process, free_port, get_set_calls, kv_servers, run_command, run_id_in, run_stampede, which, write_file,
 };
@@ -43,8 +43,7 @@ fn prometheus_scrapes_the_merged_figures_of_a_running_run() {
     let http = coordinator.http.clone().expect("an HTTP port");
     let _agents: Vec<Process> = (0..2)
         .map(|i| {
-            let id = format!("agent-{i}");
-            Process::stampede(&id, &["agent", "--coordinator", &url, "--id", &id, "--token-file", &token_file])
+            AgentBuilder::new(&format!("agent-{i}")).coordinator(&url).args(&["--token-file", &token_file]).start()
         })
         .collect();
 

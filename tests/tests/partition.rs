@@ -8,8 +8,9 @@
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use stampede_tests::cluster::{AgentBuilder, CoordinatorBuilder, KvServer, KvServerBuilder};
 use stampede_tests::netns::Lab;
-use stampede_tests::{get_set_calls as served, run_stampede, wait_for_report, write_file};
+use stampede_tests::{ScenarioBuilder, get_set_calls as served, run_stampede, wait_for_report, write_file};
 
 #[test]
 fn an_agent_cut_off_for_ten_seconds_loses_nothing() {
@@ -19,41 +20,39 @@ fn an_agent_cut_off_for_ten_seconds_loses_nothing() {
     let hosts = [lab.host("agent0"), lab.host("agent1")];
 
     let data = dir.path().join("data").to_string_lossy().into_owned();
-    let listen = format!("{}:7700", coordinator_host.address);
-    let coordinator = coordinator_host.stampede(
-        "coordinator",
-        &["coordinator", "--listen", &listen, "--data-dir", &data, "--heartbeat-timeout", "2s"],
-    );
-    coordinator.wait_for_line("listening on", Duration::from_secs(30));
-    let url = format!("http://{listen}");
+    let coordinator = CoordinatorBuilder::new(&data)
+        .within(&coordinator_host)
+        .listen(&format!("{}:0", coordinator_host.address))
+        .args(&["--heartbeat-timeout", "2s"])
+        .start();
+    let url = coordinator.url.clone();
     // Each agent drives a KV server on its own host: the load goes on
     // while the host is cut off from the coordinator.
-    let servers: Vec<String> = hosts.iter().map(|h| format!("{}:6380", h.address)).collect();
-    let _kv: Vec<_> = hosts
+    let kv: Vec<KvServer> = hosts
         .iter()
-        .zip(&servers)
         .enumerate()
-        .map(|(i, (host, address))| {
-            let node = format!("kv-{i}");
-            let kv = host.stampede(&node, &["kv-server", "--listen", address, "--node-id", &node]);
-            kv.wait_for_line("listening on", Duration::from_secs(30));
-            kv
+        .map(|(i, host)| {
+            KvServerBuilder::new(&format!("kv-{i}")).within(host).listen(&format!("{}:0", host.address)).start()
         })
         .collect();
+    let servers: Vec<String> = kv.iter().map(|kv| kv.address.clone()).collect();
     let _agents: Vec<_> = hosts
         .iter()
         .enumerate()
-        .map(|(i, host)| host.stampede(&host.name, &["agent", "--coordinator", &url, "--id", &format!("agent-{i}")]))
+        .map(|(i, host)| AgentBuilder::new(&format!("agent-{i}")).within(host).coordinator(&url).start())
         .collect();
 
     let scenario = write_file(
         dir.path(),
         "partition.yaml",
-        &format!(
-            "name: partition\nduration: 24s\nagents: 2\ntarget:\n  kind: kv\n  endpoints: [\"{}\", \"{}\"]\n\
-             load:\n  connections: 2\n  pipeline: 4\nworkload:\n  kind: kv\n  keys: 1000\non_agent_loss: continue\n",
-            servers[0], servers[1]
-        ),
+        &ScenarioBuilder::new("partition")
+            .duration("24s")
+            .agents(2)
+            .endpoints(&servers)
+            .load("connections: 2")
+            .load("pipeline: 4")
+            .line("on_agent_loss: continue")
+            .yaml(),
     );
     let (code, stdout, stderr) = run_stampede(&["submit", &scenario, "--coordinator", &url], Duration::from_secs(30));
     assert_eq!(code, 0, "{stdout}{stderr}");

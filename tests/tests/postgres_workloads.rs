@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use stampede_tests::{LocalRun, Postgres, run_local};
+use stampede_tests::{Postgres, RunOutcome, run_local};
 
 fn run(server: &Postgres, connections: u32, workload: &str) -> Value {
     let text = format!(
@@ -13,7 +13,7 @@ fn run(server: &Postgres, connections: u32, workload: &str) -> Value {
          load:\n  connections: {connections}\nworkload:\n{workload}\nthresholds:\n  - error_rate < 0.1%\n",
         server.url()
     );
-    let LocalRun { code, report, stdout, stderr } = run_local(&text, &[], &[], Duration::from_secs(120));
+    let RunOutcome { code, report, stdout, stderr } = run_local(&text, &[], &[], Duration::from_secs(120));
     assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(report.is_object(), "a report: {report}");
     report

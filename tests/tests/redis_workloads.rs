@@ -6,14 +6,15 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use stampede_tests::{LocalRun, Process, command_calls, run_local, start_redis};
+use stampede_tests::cluster::{KvServer, KvServerBuilder};
+use stampede_tests::{RunOutcome, command_calls, run_local, start_redis};
 
 /// Runs `workload` against `target` and returns the JSON report.
 fn run(kind: &str, target: &str, load: &str, workload: &str) -> Value {
     let text = format!(
         "name: wl\nduration: 3s\nagents: 2\ntarget:\n  kind: {kind}\n  endpoints: [\"{target}\"]\nload:\n{load}\nworkload:\n{workload}\nthresholds:\n  - error_rate < 0.1%\n"
     );
-    let LocalRun { code, report, stdout, stderr } = run_local(&text, &[], &[], Duration::from_secs(90));
+    let RunOutcome { code, report, stdout, stderr } = run_local(&text, &[], &[], Duration::from_secs(90));
     assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(report.is_object(), "a report: {report}");
     report
@@ -57,8 +58,7 @@ fn a_mixed_run_matches_redis_commandstats_per_operation() {
 
 #[test]
 fn a_cache_run_reports_its_hit_ratio_and_fills_misses_with_a_ttl() {
-    let kv = Process::stampede("kv-server", &["kv-server", "--listen", "127.0.0.1:0", "--node-id", "kv-cache"]);
-    let target = kv.listening_address();
+    let KvServer { process: _kv, address: target } = KvServerBuilder::new("kv-cache").start();
     // Every key is preloaded with a TTL shorter than the run, so misses
     // appear once keys expire.
     let report =
@@ -103,8 +103,7 @@ fn a_chat_run_keeps_rooms_at_their_history_and_cleans_up() {
 
 #[test]
 fn a_pubsub_run_delivers_every_message_to_every_subscriber() {
-    let kv = Process::stampede("kv-server", &["kv-server", "--listen", "127.0.0.1:0", "--node-id", "kv-pubsub"]);
-    let target = kv.listening_address();
+    let KvServer { process: _kv, address: target } = KvServerBuilder::new("kv-pubsub").start();
     let report = run(
         "kv",
         &target,

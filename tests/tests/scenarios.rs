@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 use stampede_tests::cratedb_standin::CrateStandIn;
 use stampede_tests::redis_cluster::RedisCluster;
-use stampede_tests::{LocalRun, Postgres, run_local, run_stampede, start_redis};
+use stampede_tests::{Postgres, RunOutcome, run_local, run_stampede, start_redis};
 
 fn scenarios(prefix: &str) -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
@@ -46,7 +46,7 @@ fn run(path: &Path, endpoint: Option<&str>) -> Value {
     if let Some(endpoint) = endpoint {
         args.extend(["--endpoint", endpoint]);
     }
-    let LocalRun { code, report, stdout, stderr } = run_local(&shortened(path), &args, &[], Duration::from_secs(180));
+    let RunOutcome { code, report, stdout, stderr } = run_local(&shortened(path), &args, &[], Duration::from_secs(180));
     // 0 passed, 1 thresholds failed (a verdict on a short run of a debug
     // build on a shared machine); 2 would be an error.
     assert!(code == 0 || code == 1, "{shown}: exit {code}\n{stdout}\n{stderr}");

@@ -6,10 +6,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-use stampede_tests::cluster::{Coordinator, CoordinatorBuilder};
+use stampede_tests::cluster::{AgentBuilder, Coordinator, CoordinatorBuilder, KvServerBuilder};
 use stampede_tests::{
-    Process, certificates, free_port, get_set_calls, run_command, run_stampede, stampede_bin, which, write_file,
+    Process, RunBuilder, RunOutcome, ScenarioBuilder, certificates, free_port, get_set_calls, run_command,
+    run_stampede, stampede_bin, which, write_file,
 };
 
 const TOKEN: &str = "tok-5f1c2a9e77d04b1b";
@@ -19,9 +19,8 @@ fn coordinator(data: &Path, extra: &[&str]) -> Coordinator {
 }
 
 fn kv_server() -> (Process, String) {
-    let kv = Process::stampede("kv", &["kv-server", "--listen", "127.0.0.1:0", "--node-id", "kv-0"]);
-    let address = kv.listening_address();
-    (kv, address)
+    let kv = KvServerBuilder::new("kv-0").start();
+    (kv.process, kv.address)
 }
 
 #[test]
@@ -51,9 +50,7 @@ fn callers_without_the_token_are_refused_and_the_token_lets_them_in() {
     assert_ne!(code, 0, "{stdout}{stderr}");
     assert!(stderr.contains("refused this agent") && stderr.contains("requires a token"), "{stderr}");
 
-    let mut agent = Command::new(stampede_bin());
-    agent.args(["agent", "--coordinator", &url, "--id", "trusted"]).env("STAMPEDE_TOKEN", TOKEN);
-    let _agent = Process::spawn("agent", agent);
+    let _agent = AgentBuilder::new("trusted").coordinator(&url).env("STAMPEDE_TOKEN", TOKEN).start();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let (code, stdout, stderr) =
@@ -90,9 +87,8 @@ fn mutual_tls_runs_a_scenario_and_refuses_callers_without_a_certificate() {
     let http = coordinator.http.clone().expect("an HTTP port");
     let client_tls = ["--tls-ca", &file("ca.pem"), "--tls-cert", &file("client.pem"), "--tls-key", &file("client.key")];
     let (_kv, kv) = kv_server();
-    let mut agent_args = vec!["agent", "--coordinator", &url, "--id", "tls-agent", "--token-file", &token_file];
-    agent_args.extend_from_slice(&client_tls);
-    let _agent = Process::stampede("agent", &agent_args);
+    let _agent =
+        AgentBuilder::new("tls-agent").coordinator(&url).args(&["--token-file", &token_file]).args(&client_tls).start();
 
     let scenario = write_file(
         dir.path(),
@@ -179,7 +175,6 @@ fn passwords_and_tokens_never_reach_logs_stored_scenarios_or_reports() {
     let endpoint = format!("redis://:{PASSWORD}@127.0.0.1:{port}");
 
     let data = dir.path().join("data");
-    let log = |name: &str| std::fs::File::create(dir.path().join(name)).expect("log file");
     let coordinator = CoordinatorBuilder::new(&data)
         .env("STAMPEDE_TOKEN", TOKEN)
         .env("STAMPEDE_LOG", "debug")
@@ -188,32 +183,30 @@ fn passwords_and_tokens_never_reach_logs_stored_scenarios_or_reports() {
     let url = coordinator.url.clone();
     let _agents: Vec<Process> = (0..2)
         .map(|i| {
-            let mut command = Command::new(stampede_bin());
-            command
-                .args(["agent", "--coordinator", &url, "--id", &format!("agent-{i}")])
+            AgentBuilder::new(&format!("agent-{i}"))
+                .coordinator(&url)
                 .env("STAMPEDE_TOKEN", TOKEN)
-                .env("STAMPEDE_LOG", "debug");
-            Process::spawn_with_stderr("agent", command, log(&format!("agent-{i}.log")))
+                .env("STAMPEDE_LOG", "debug")
+                .log(dir.path().join(format!("agent-{i}.log")))
+                .start()
         })
         .collect();
 
-    let scenario = write_file(
-        dir.path(),
-        "secret.yaml",
-        &format!(
-            "name: secret\nduration: 3s\nagents: 2\ntarget:\n  kind: redis\n  endpoints: [\"{endpoint}\"]\n\
-             load:\n  connections: 4\n  pipeline: 4\nworkload:\n  kind: kv\n  keys: 1000\n"
-        ),
-    );
-    let json = dir.path().join("report.json");
-    let mut submit = Command::new(stampede_bin());
-    submit
-        .args(["submit", &scenario, "--wait", "--coordinator", &url, "--json", &json.to_string_lossy()])
+    let text = ScenarioBuilder::new("secret")
+        .agents(2)
+        .target("redis")
+        .endpoints(&[&endpoint])
+        .load("connections: 4")
+        .load("pipeline: 4")
+        .yaml();
+    let RunOutcome { code, report, stdout, stderr } = RunBuilder::new(&text)
+        .submit_to(&url)
         .env("STAMPEDE_TOKEN", TOKEN)
-        .env("STAMPEDE_LOG", "debug");
-    let (code, stdout, stderr) = run_command(submit, Duration::from_secs(90));
+        .env("STAMPEDE_LOG", "debug")
+        .files_in(dir.path(), "secret.yaml")
+        .go();
+    let scenario = dir.path().join("secret.yaml");
     assert_eq!(code, 0, "the run with a password passes: {stdout}{stderr}");
-    let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).expect("report")).expect("json");
 
     // The report equals what Redis itself counted.
     let node_ops: u64 =

@@ -7,19 +7,21 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-use stampede_tests::cluster::CoordinatorBuilder;
-use stampede_tests::{Process, command_calls, free_port, get_set_calls, run_command, stampede_bin, write_file};
+use stampede_tests::cluster::{AgentBuilder, CoordinatorBuilder, KvServerBuilder};
+use stampede_tests::{
+    Process, RunBuilder, RunOutcome, ScenarioBuilder, command_calls, free_port, get_set_calls, run_command,
+};
 
 const PASSWORD: &str = "kv-pw-8d2f61";
 
+/// A password-protected KV server on a known port, so that it can be
+/// restarted where the agent looks for it.
 fn kv_server(port: u16) -> Process {
-    let listen = format!("127.0.0.1:{port}");
-    let mut command = Command::new(stampede_bin());
-    command.args(["kv-server", "--listen", &listen, "--node-id", "kv-0"]).env("STAMPEDE_KV_PASSWORD", PASSWORD);
-    let kv = Process::spawn("kv-server", command);
-    kv.listening_address();
-    kv
+    KvServerBuilder::new("kv-0")
+        .listen(&format!("127.0.0.1:{port}"))
+        .env("STAMPEDE_KV_PASSWORD", PASSWORD)
+        .start()
+        .process
 }
 
 /// GET and SET calls in a `kv-server ... stopped after N commands (get=.. set=..)` line.
@@ -38,24 +40,26 @@ fn a_target_restarted_mid_run_costs_errors_not_measurements() {
 
     let coordinator = CoordinatorBuilder::new(dir.path().join("data")).start();
     let url = coordinator.url.clone();
-    let log = std::fs::File::create(dir.path().join("agent.log")).expect("log");
-    let mut agent = Command::new(stampede_bin());
-    agent.args(["agent", "--coordinator", &url, "--id", "agent-0"]).env("STAMPEDE_LOG", "debug");
-    let _agent = Process::spawn_with_stderr("agent", agent, log);
+    let _agent = AgentBuilder::new("agent-0")
+        .coordinator(&url)
+        .env("STAMPEDE_LOG", "debug")
+        .log(dir.path().join("agent.log"))
+        .start();
 
-    let scenario = write_file(
-        dir.path(),
-        "restart.yaml",
-        &format!(
-            "name: restart\nduration: 10s\nagents: 1\ntarget:\n  kind: kv\n  endpoints: [\"{endpoint}\"]\n\
-             load:\n  connections: 2\n  pipeline: 4\nworkload:\n  kind: kv\n  keys: 1000\n\
-             thresholds:\n  - error_rate < 50%\n"
-        ),
-    );
+    let scenario = ScenarioBuilder::new("restart")
+        .duration("10s")
+        .endpoints(&[&endpoint])
+        .load("connections: 2")
+        .load("pipeline: 4")
+        .threshold("error_rate < 50%")
+        .yaml();
+    let run = RunBuilder::new(&scenario)
+        .submit_to(&url)
+        .args(&["--quiet"])
+        .timeout(Duration::from_secs(120))
+        .files_in(dir.path(), "restart.yaml");
     let json = dir.path().join("report.json");
-    let mut submit = Command::new(stampede_bin());
-    submit.args(["submit", &scenario, "--wait", "--quiet", "--coordinator", &url, "--json", &json.to_string_lossy()]);
-    let waiter = std::thread::spawn(move || run_command(submit, Duration::from_secs(120)));
+    let waiter = std::thread::spawn(move || run.go());
 
     // Traffic flows, then the server stops (SIGTERM: it answers what it
     // executed, closes, and prints its counts) and comes back 2 s later.
@@ -84,9 +88,8 @@ fn a_target_restarted_mid_run_costs_errors_not_measurements() {
     std::thread::sleep(Duration::from_secs(2));
     let _second = kv_server(port);
 
-    let (code, stdout, stderr) = waiter.join().expect("submit thread");
+    let RunOutcome { code, report, stdout, stderr } = waiter.join().expect("submit thread");
     assert_eq!(code, 0, "the run passes through the restart: {stdout}{stderr}");
-    let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).expect("report")).expect("json");
 
     let errors_by_kind = |kind: &str| -> u64 {
         report["operations"]

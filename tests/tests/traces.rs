@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
 use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
 use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value};
-use stampede_tests::cluster::{Coordinator, CoordinatorBuilder};
+use stampede_tests::cluster::{AgentBuilder, Coordinator, CoordinatorBuilder};
 use stampede_tests::{
-    Process, certificates, get_set_calls, kv_servers, run_command, run_id_in, run_stampede, wait_for_report, write_file,
+    Process, ScenarioBuilder, certificates, get_set_calls, kv_servers, run_command, run_id_in, run_stampede,
+    wait_for_report, write_file,
 };
 
 /// One span as received, with the service that sent it.
@@ -139,12 +140,11 @@ fn traced_coordinator(grpc: &str, data_dir: &str, otlp_url: &str) -> Coordinator
 
 /// An agent exporting to `otlp_url` through `OTEL_EXPORTER_OTLP_ENDPOINT`.
 fn traced_agent(url: &str, otlp_url: &str) -> Process {
-    let mut command = std::process::Command::new(stampede_tests::stampede_bin());
-    command
-        .args(["agent", "--coordinator", url, "--id", "traced-agent"])
+    AgentBuilder::new("traced-agent")
+        .coordinator(url)
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", otlp_url)
-        .env("OTEL_BSP_SCHEDULE_DELAY", "200");
-    Process::spawn("agent", command)
+        .env("OTEL_BSP_SCHEDULE_DELAY", "200")
+        .start()
 }
 
 /// A receiver, a KV server, and a coordinator and an agent exporting to the
@@ -191,11 +191,11 @@ impl Lab {
 
     /// Writes a one-agent kv scenario against the lab's KV server.
     fn scenario(&self, name: &str, duration: &str, load: &str) -> String {
-        let text = format!(
-            "name: {name}\nduration: {duration}\nagents: 1\ntarget:\n  kind: kv\n  endpoints: [\"{}\"]\n\
-             load:\n{load}  connections: 2\nworkload:\n  kind: kv\n  keys: 100\n",
-            self.kv
-        );
+        let mut scenario = ScenarioBuilder::new(name).duration(duration).endpoints(&[&self.kv]).load("connections: 2");
+        for line in load.lines().filter(|l| !l.trim().is_empty()) {
+            scenario = scenario.load(line.trim());
+        }
+        let text = scenario.workload("kind: kv").workload("keys: 100").yaml();
         write_file(self.data.path(), &format!("{name}.yaml"), &text)
     }
 
