@@ -1,11 +1,15 @@
 //! Everything an agent must tell the coordinator, kept until it is
 //! acknowledged. Reports and final reports stay until the coordinator acks
-//! their (run, sequence); after a reconnect they are all sent again. The
+//! their (run, sequence); after a reconnect they are all sent again, and so
+//! is one left unacknowledged for long on a live session (the coordinator
+//! does not acknowledge what its store refused, nor a final report before
+//! the run's interval reports are stored). The
 //! buffer is bounded: past the limit the oldest report is dropped and
 //! counted, so an agent cut off for days cannot run out of memory.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use stampede_common::interval::IntervalReport;
 use tokio::sync::Notify;
@@ -46,6 +50,8 @@ impl Outgoing {
 struct Entry {
     message: Outgoing,
     sent: bool,
+    /// When it was last sent.
+    sent_at: Option<Instant>,
 }
 
 #[derive(Default)]
@@ -74,7 +80,7 @@ impl Outbox {
         {
             let mut inner = self.lock();
             let queued_final = matches!(message, Outgoing::Final { .. });
-            inner.entries.push_back(Entry { message, sent: false });
+            inner.entries.push_back(Entry { message, sent: false, sent_at: None });
             let Inner { entries, dropped } = &mut *inner;
             let mut evicted = false;
             while entries.len() > self.limit {
@@ -114,6 +120,7 @@ impl Outbox {
             .filter(|e| !e.sent)
             .map(|e| {
                 e.sent = true;
+                e.sent_at = Some(Instant::now());
                 e.message.clone()
             })
             .collect();
@@ -132,6 +139,23 @@ impl Outbox {
             entry.sent = false;
         }
         self.notify.notify_one();
+    }
+
+    /// Sends again what was sent `after` ago or longer and is still not
+    /// acknowledged; returns how many.
+    pub fn resend_overdue(&self, after: Duration) -> usize {
+        let now = Instant::now();
+        let mut count = 0;
+        for entry in &mut self.lock().entries {
+            if entry.sent && entry.sent_at.is_some_and(|at| now.duration_since(at) >= after) {
+                entry.sent = false;
+                count += 1;
+            }
+        }
+        if count > 0 {
+            self.notify.notify_one();
+        }
+        count
     }
 
     pub fn pending(&self) -> usize {
@@ -155,6 +179,20 @@ mod tests {
 
     fn report(seq: u64) -> Outgoing {
         Outgoing::Report(Box::new(IntervalReport { run_id: "r".into(), seq, ..Default::default() }))
+    }
+
+    #[test]
+    fn reports_left_unacknowledged_on_a_live_session_are_sent_again() {
+        let outbox = Outbox::new(100);
+        outbox.push(report(0));
+        outbox.push(report(1));
+        assert_eq!(outbox.take_unsent().len(), 2);
+        outbox.ack("r", 0);
+        assert_eq!(outbox.resend_overdue(Duration::from_secs(60)), 0, "not overdue yet");
+        assert!(outbox.take_unsent().is_empty());
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(outbox.resend_overdue(Duration::from_millis(10)), 1);
+        assert_eq!(outbox.take_unsent(), vec![report(1)]);
     }
 
     #[test]

@@ -26,6 +26,9 @@ use crate::runner::{self, Assignment};
 use crate::{AgentConfig, AgentError};
 
 const PINGS: u64 = 8;
+/// A message the coordinator has not acknowledged this long after it was
+/// sent is sent again (its store may have refused it).
+const RESEND_AFTER: Duration = Duration::from_secs(5);
 const PING_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How often an agent waiting for etcd at start says it still waits.
@@ -313,6 +316,10 @@ impl Agent {
                 () = self.outbox.notify.notified() => {}
                 _ = ticker.tick() => {
                     send(&tx, pb::session_request::Body::Heartbeat(pb::Heartbeat { cpu_percent: 0.0 })).await?;
+                    let resent = self.outbox.resend_overdue(RESEND_AFTER);
+                    if resent > 0 {
+                        tracing::debug!(resent, "sending again what the coordinator did not acknowledge");
+                    }
                 }
             }
         }

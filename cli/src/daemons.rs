@@ -27,6 +27,12 @@ pub struct CoordinatorArgs {
     /// How long after a run's planned end to wait for agents' final reports.
     #[arg(long, default_value = "10s", value_parser = duration)]
     finish_grace: Duration,
+    /// How long the store (data directory or etcd) may refuse a run's writes
+    /// (a full disk, etcd over its quota) before the run ends in `error`.
+    /// Meanwhile nothing unstored is counted or acknowledged: agents keep it
+    /// and send it again, and the run completes if the store recovers in time.
+    #[arg(long, default_value = "3m", value_parser = duration)]
+    store_error_timeout: Duration,
     #[command(flatten)]
     guard: crate::link::ServerGuard,
     #[command(flatten)]
@@ -154,6 +160,7 @@ pub async fn coordinator(args: CoordinatorArgs) -> anyhow::Result<()> {
         engine: EngineConfig {
             heartbeat_timeout: args.heartbeat_timeout,
             finish_grace: args.finish_grace,
+            store_error_timeout: args.store_error_timeout,
             ..EngineConfig::default()
         },
         heartbeat_interval: Duration::from_secs(1),

@@ -15,6 +15,8 @@ pub struct MetricsSnapshot {
     pub leading: bool,
     pub agents_connected: u64,
     pub runs_by_state: BTreeMap<String, u64>,
+    /// Writes the store refused since the coordinator started.
+    pub store_errors: u64,
     pub runs: Vec<RunMetrics>,
 }
 
@@ -63,6 +65,13 @@ pub fn render(snapshot: &MetricsSnapshot) -> String {
         let count = snapshot.runs_by_state.get(state).copied().unwrap_or(0);
         let _ = writeln!(out, "stampede_runs{{state=\"{state}\"}} {count}");
     }
+    header(
+        &mut out,
+        "stampede_store_errors_total",
+        "counter",
+        "Writes the results store refused (such reports are neither counted nor acknowledged; agents resend them).",
+    );
+    let _ = writeln!(out, "stampede_store_errors_total {}", snapshot.store_errors);
     if snapshot.runs.is_empty() {
         return out;
     }
@@ -152,6 +161,7 @@ mod tests {
             leading: true,
             agents_connected: 3,
             runs_by_state: [("running".to_string(), 1), ("passed".to_string(), 4)].into(),
+            store_errors: 2,
             runs: vec![RunMetrics {
                 run_id: "r-1".into(),
                 name: "n".into(),
@@ -163,6 +173,7 @@ mod tests {
         for line in [
             "stampede_leader 1",
             "stampede_agents_connected 3",
+            "stampede_store_errors_total 2",
             "stampede_runs{state=\"passed\"} 4",
             "stampede_runs{state=\"aborted\"} 0",
             "stampede_run_throughput_ops_per_second{run=\"r-1\",name=\"n\"} 1234.5",

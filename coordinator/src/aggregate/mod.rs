@@ -37,6 +37,13 @@ pub enum MergeOutcome {
     Duplicate,
 }
 
+/// A new report's histograms, decoded and checked: what [`RunAggregate::apply`]
+/// adds. Made by [`RunAggregate::check`], so a report can be stored between
+/// the check and the merge.
+pub struct Checked {
+    histograms: Vec<(Histogram<u64>, Histogram<u64>)>,
+}
+
 struct OperationAggregate {
     count: u64,
     errors_by_kind: BTreeMap<String, u64>,
@@ -171,8 +178,36 @@ impl RunAggregate {
     /// Merges one report. A report with a corrupt histogram is refused whole,
     /// so nothing of it is counted.
     pub fn merge(&mut self, agent: &str, report: &IntervalReport) -> Result<MergeOutcome, AggregateError> {
-        if self.seen.contains(&(agent.to_string(), report.seq)) {
-            return Ok(MergeOutcome::Duplicate);
+        match self.check(agent, report)? {
+            None => Ok(MergeOutcome::Duplicate),
+            Some(checked) => {
+                self.apply(agent, report, checked);
+                Ok(MergeOutcome::Merged)
+            }
+        }
+    }
+
+    /// Adds a note of the coordinator's own to the report.
+    pub fn note(&mut self, note: String) {
+        self.notes.insert(note);
+    }
+
+    /// Whether the report from `agent` with sequence `seq` was merged.
+    pub fn contains(&self, agent: &str, seq: u64) -> bool {
+        self.seen.contains(&(agent.to_string(), seq))
+    }
+
+    /// How many of the reports `seqs` from `agent` were merged.
+    pub fn count_merged(&self, agent: &str, seqs: std::ops::Range<u64>) -> u64 {
+        seqs.filter(|seq| self.contains(agent, *seq)).count() as u64
+    }
+
+    /// Checks a report without merging it: `None` for a duplicate of one
+    /// merged before, an error for a corrupt histogram (nothing of the
+    /// report may be counted), otherwise what [`Self::apply`] adds.
+    pub fn check(&self, agent: &str, report: &IntervalReport) -> Result<Option<Checked>, AggregateError> {
+        if self.contains(agent, report.seq) {
+            return Ok(None);
         }
         let mut decoded = Vec::with_capacity(report.operations.len());
         for stats in &report.operations {
@@ -189,7 +224,15 @@ impl RunAggregate {
             }
             decoded.push((latency, service));
         }
-        self.seen.insert((agent.to_string(), report.seq));
+        Ok(Some(Checked { histograms: decoded }))
+    }
+
+    /// Merges a report [`Self::check`] accepted.
+    pub fn apply(&mut self, agent: &str, report: &IntervalReport, checked: Checked) {
+        if !self.seen.insert((agent.to_string(), report.seq)) {
+            return;
+        }
+        let decoded = checked.histograms;
         let warmup = report.interval < self.warmup_intervals;
         let interval = self.intervals.entry(report.interval).or_insert_with(|| IntervalAggregate {
             warmup,
@@ -270,7 +313,6 @@ impl RunAggregate {
             entry.connections = entry.connections.max(total);
         }
         self.compact_intervals();
-        Ok(MergeOutcome::Merged)
     }
 
     fn compact_intervals(&mut self) {

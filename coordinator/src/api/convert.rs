@@ -8,7 +8,7 @@ use stampede_proto::v1 as pb;
 use stampede_proto::v1::session_request::Body;
 use tonic::Status;
 
-use crate::engine::{AgentView, Event, Progress, RunView, ToAgent, WatchUpdate, now_unix_us};
+use crate::engine::{AgentView, Event, FinalReport, Progress, RunView, ToAgent, WatchUpdate, now_unix_us};
 use crate::registry::AgentHello;
 
 /// The hello that opens a session, checked.
@@ -56,10 +56,13 @@ pub fn session_message(agent_id: &str, body: Option<Body>) -> Inbound {
         Some(Body::IntervalReport(r)) => Event::AgentReport { agent_id, report: Box::new(interval_report(r)) },
         Some(Body::FinalReport(f)) => Event::AgentFinal {
             agent_id,
-            run_id: f.run_id,
-            seq: f.seq,
-            error: f.error,
-            reports_dropped: f.reports_dropped,
+            report: FinalReport {
+                run_id: f.run_id,
+                seq: f.seq,
+                interval_reports: f.interval_reports,
+                reports_dropped: f.reports_dropped,
+                error: f.error,
+            },
         },
         Some(Body::Hello(_)) | None => {
             return Inbound::Refused(Status::invalid_argument("hello may only be the first message"));

@@ -10,8 +10,8 @@ use stampede_common::interval::IntervalReport;
 use stampede_common::report::RunStatus;
 use stampede_common::scenario::{TargetKind, redact};
 
-use super::{ActiveRun, AssignmentMessage, ControlError, Engine, Progress, ToAgent, WatchUpdate};
-use crate::aggregate::{MergeOutcome, ReportContext, RunAggregate};
+use super::{ActiveRun, AssignmentMessage, ControlError, Engine, FinalReport, Progress, ToAgent, WatchUpdate};
+use crate::aggregate::{ReportContext, RunAggregate};
 use crate::render;
 use crate::scheduler::plan;
 use crate::store::{RunAgent, RunRecord, RunState, StoredInterval};
@@ -99,6 +99,7 @@ impl Engine {
             losses: Vec::new(),
             reports_dropped: Default::default(),
             trace_context: stampede_telemetry::context_of(&span),
+            store_failed: false,
         };
         let shown = scenario.shown_text(&scenario_yaml);
         let private = (shown != scenario_yaml).then_some(scenario_yaml.as_str());
@@ -228,8 +229,9 @@ impl Engine {
         let run_id = report.run_id.clone();
         let Some(run) = self.active.get_mut(&run_id) else {
             // A resend for a run that has ended: its data is already counted,
-            // acknowledge so the agent can forget it.
-            if self.ended.contains_key(&run_id) {
+            // acknowledge so the agent can forget it; unless the run ended
+            // because the store refused it, which the agent keeps.
+            if self.ended.get(&run_id).is_some_and(|record| !record.store_failed) {
                 self.registry.send(agent_id, ToAgent::Ack { run_id, seq: report.seq });
             }
             return;
@@ -238,22 +240,38 @@ impl Engine {
             tracing::warn!(run = %run_id, agent = %agent_id, "report from an agent outside the run ignored");
             return;
         }
-        match run.aggregate.merge(agent_id, report) {
-            Ok(MergeOutcome::Merged) => {
-                let stored = StoredInterval { agent_id: agent_id.to_string(), report: report.clone() };
-                if let Err(error) = self.store.append_interval(&run_id, &stored) {
-                    // Not acknowledged: the agent keeps it and sends it again.
-                    tracing::error!(run = %run_id, %error, "cannot store interval report");
-                    return;
-                }
-            }
-            Ok(MergeOutcome::Duplicate) => {}
-            Err(error) => {
-                tracing::error!(run = %run_id, %error, "interval report refused");
+        // Stored first, merged after (see `durability`).
+        let checked = match run.aggregate.check(agent_id, report) {
+            Ok(Some(checked)) => checked,
+            Ok(None) => {
+                // Merged, so stored, before: the agent missed the ack.
                 self.registry.send(agent_id, ToAgent::Ack { run_id, seq: report.seq });
                 return;
             }
+            Err(error) => {
+                tracing::error!(run = %run_id, %error, "interval report refused");
+                run.store_health.corrupt(agent_id);
+                self.registry.send(agent_id, ToAgent::Ack { run_id, seq: report.seq });
+                return;
+            }
+        };
+        let stored = StoredInterval { agent_id: agent_id.to_string(), report: report.clone() };
+        if let Err(error) = self.store.append_interval(&run_id, &stored) {
+            // Neither merged nor acknowledged: the agent keeps it and sends it again.
+            self.store_errors += 1;
+            tracing::error!(run = %run_id, %error, "cannot store interval report");
+            if let Some(line) =
+                run.store_health.refused(self.now.at, &error.to_string(), self.config.store_error_timeout)
+            {
+                notify(run, &line, None, None);
+            }
+            return;
         }
+        if let Some(line) = run.store_health.accepted(self.now.at) {
+            tracing::info!(run = %run_id, "the store takes writes again");
+            notify(run, &line, None, None);
+        }
+        run.aggregate.apply(agent_id, report, checked);
         self.registry.send(agent_id, ToAgent::Ack { run_id: run_id.clone(), seq: report.seq });
         let agent_count = run.plans.len() as u32;
         if let Some(view) = run.aggregate.interval(report.interval)
@@ -274,11 +292,27 @@ impl Engine {
         }
     }
 
-    pub(super) fn on_final(&mut self, agent_id: &str, run_id: &str, seq: u64, error: String, reports_dropped: u64) {
-        self.registry.send(agent_id, ToAgent::Ack { run_id: run_id.to_string(), seq });
+    pub(super) fn on_final(&mut self, agent_id: &str, report: FinalReport) {
+        let FinalReport { run_id, seq, interval_reports, reports_dropped, error } = report;
+        let run_id = run_id.as_str();
         let Some(run) = self.active.get_mut(run_id) else {
+            if self.ended.get(run_id).is_some_and(|record| !record.store_failed) {
+                self.registry.send(agent_id, ToAgent::Ack { run_id: run_id.to_string(), seq });
+            }
             return;
         };
+        // Every interval report the agent announces must be stored first;
+        // until then the final report is not acknowledged, and the agent
+        // sends it again with the reports it still holds.
+        let first = seq.saturating_sub(interval_reports);
+        let accounted = run.aggregate.count_merged(agent_id, first..seq)
+            + run.store_health.corrupt_from(agent_id)
+            + reports_dropped;
+        if accounted < interval_reports {
+            tracing::debug!(run = %run_id, agent = %agent_id, accounted, interval_reports, "final report before its interval reports are stored");
+            return;
+        }
+        self.registry.send(agent_id, ToAgent::Ack { run_id: run_id.to_string(), seq });
         if let Some(span) = run.assignment_spans.remove(agent_id) {
             span.in_scope(|| tracing::info!(run = %run_id, agent = %agent_id, error = %error, "final report"));
         }
@@ -319,7 +353,14 @@ impl Engine {
                     run.plans.iter().map(|p| p.agent_id.as_str()).filter(|a| !run.ready.contains(*a)).collect();
                 let message = format!("agents {} did not get ready in time", missing.join(", "));
                 to_finish.push((run_id.clone(), Some((RunStatus::Error, message))));
-            } else if let Some(end) = run.end_at
+            } else if let Some(why) = run.store_health.expired(now, self.config.store_error_timeout) {
+                tracing::error!(run = %run_id, "{why}");
+                to_finish.push((run_id.clone(), Some((RunStatus::Error, why))));
+            } else if run.store_health.in_trouble() {
+                // The store decides: it takes the writes again or the run
+                // ends when `store_error_timeout` is over.
+                continue;
+            } else if let Some(end) = run.end_at.map(|end| run.store_health.grace_from(end))
                 && now >= end + self.config.finish_grace
             {
                 let missing: Vec<String> = run
@@ -375,6 +416,10 @@ impl Engine {
             .iter()
             .map(|a| (a.id.clone(), a.host.clone(), a.clock_offset_us, a.clock_rtt_us))
             .collect();
+        if let Some(note) = run.store_health.note() {
+            run.aggregate.note(note);
+        }
+        run.record.store_failed = run.store_health.in_trouble();
         let report = run.aggregate.report(&ReportContext {
             run_id,
             scenario: &run.scenario,

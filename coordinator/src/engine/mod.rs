@@ -5,6 +5,7 @@
 //! Reports are persisted before they are acknowledged, so an acknowledged
 //! report is never lost when the coordinator stops.
 
+mod durability;
 mod lifecycle;
 mod loss;
 mod queries;
@@ -41,6 +42,9 @@ pub struct EngineConfig {
     pub finish_grace: Duration,
     /// Address of the built-in KV server for `kv` targets without endpoints.
     pub embedded_kv: Option<String>,
+    /// How long the store may refuse a run's writes before the run ends in
+    /// `error`.
+    pub store_error_timeout: Duration,
 }
 
 impl Default for EngineConfig {
@@ -52,6 +56,7 @@ impl Default for EngineConfig {
             prepare_timeout: Duration::from_secs(30),
             finish_grace: Duration::from_secs(10),
             embedded_kv: None,
+            store_error_timeout: Duration::from_secs(180),
         }
     }
 }
@@ -115,6 +120,18 @@ pub enum ControlError {
     Unavailable,
 }
 
+/// An agent's final report on a run: `seq` follows its last interval
+/// report's, `interval_reports` it made in all (`reports_dropped` of them
+/// dropped undelivered), `error` empty when its part went well.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FinalReport {
+    pub run_id: String,
+    pub seq: u64,
+    pub interval_reports: u64,
+    pub reports_dropped: u64,
+    pub error: String,
+}
+
 /// Everything that can happen to the engine.
 #[derive(Debug)]
 pub enum Event {
@@ -124,7 +141,7 @@ pub enum Event {
     AgentReady { agent_id: String, run_id: String },
     AgentFailed { agent_id: String, run_id: String, error: String },
     AgentReport { agent_id: String, report: Box<IntervalReport> },
-    AgentFinal { agent_id: String, run_id: String, seq: u64, error: String, reports_dropped: u64 },
+    AgentFinal { agent_id: String, report: FinalReport },
     AgentDisconnected { agent_id: String, session: u64 },
     Submit { scenario_yaml: String, agents: u32, reply: oneshot::Sender<Result<String, ControlError>> },
     Watch { run_id: String, reply: oneshot::Sender<Result<mpsc::Receiver<WatchUpdate>, ControlError>> },
@@ -163,6 +180,8 @@ struct ActiveRun {
     span: tracing::Span,
     /// Each agent's assignment span, ended by its final report.
     assignment_spans: BTreeMap<String, tracing::Span>,
+    /// What the store did with this run's writes.
+    store_health: durability::StoreHealth,
 }
 
 impl ActiveRun {
@@ -197,6 +216,7 @@ impl ActiveRun {
             submission: 0,
             span,
             assignment_spans: BTreeMap::new(),
+            store_health: Default::default(),
         }
     }
 
@@ -258,6 +278,8 @@ pub struct Engine {
     ended: BTreeMap<String, RunRecord>,
     /// Runs submitted to this engine so far.
     submissions: u64,
+    /// Writes the store refused, over all runs.
+    store_errors: u64,
 }
 
 /// A handle to send events to the engine.
@@ -330,6 +352,7 @@ impl Engine {
             active: BTreeMap::new(),
             ended: BTreeMap::new(),
             submissions: 0,
+            store_errors: 0,
         };
         engine.load_previous_runs();
         engine
@@ -367,9 +390,9 @@ impl Engine {
                 self.on_agent_heard(&agent_id);
                 self.on_report(&agent_id, &report);
             }
-            Event::AgentFinal { agent_id, run_id, seq, error, reports_dropped } => {
+            Event::AgentFinal { agent_id, report } => {
                 self.registry.seen(&agent_id, now);
-                self.on_final(&agent_id, &run_id, seq, error, reports_dropped);
+                self.on_final(&agent_id, report);
             }
             Event::AgentDisconnected { agent_id, session } => {
                 if self.registry.disconnect(&agent_id, session) {

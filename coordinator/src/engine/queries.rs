@@ -121,6 +121,12 @@ impl Engine {
                 }
             })
             .collect();
-        MetricsSnapshot { leading: true, agents_connected: self.registry.connected_count() as u64, runs_by_state, runs }
+        MetricsSnapshot {
+            leading: true,
+            agents_connected: self.registry.connected_count() as u64,
+            runs_by_state,
+            store_errors: self.store_errors,
+            runs,
+        }
     }
 }

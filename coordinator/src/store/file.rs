@@ -175,6 +175,7 @@ mod tests {
             losses: vec![],
             reports_dropped: Default::default(),
             trace_context: Default::default(),
+            store_failed: false,
         }
     }
 

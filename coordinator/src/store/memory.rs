@@ -19,6 +19,8 @@ struct StoredRun {
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     runs: Mutex<BTreeMap<String, StoredRun>>,
+    /// While set, interval writes fail with this message (a full disk, say).
+    refusing: Mutex<Option<String>>,
 }
 
 impl MemoryStore {
@@ -28,6 +30,12 @@ impl MemoryStore {
 
     fn runs(&self) -> MutexGuard<'_, BTreeMap<String, StoredRun>> {
         self.runs.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Makes interval writes fail with `message` (`None`: succeed again), as
+    /// a store does when its disk or quota is full.
+    pub fn refuse_intervals(&self, message: Option<&str>) {
+        *self.refusing.lock().unwrap_or_else(PoisonError::into_inner) = message.map(str::to_string);
     }
 }
 
@@ -58,6 +66,9 @@ impl RunStore for MemoryStore {
     }
 
     fn append_interval(&self, run_id: &str, interval: &StoredInterval) -> Result<(), StoreError> {
+        if let Some(message) = self.refusing.lock().unwrap_or_else(PoisonError::into_inner).clone() {
+            return Err(StoreError::Remote { key: run_id.to_string(), message });
+        }
         self.runs().entry(run_id.to_string()).or_default().intervals.push(interval.clone());
         Ok(())
     }

@@ -120,6 +120,10 @@ pub struct RunRecord {
     /// the run continues its trace (empty when traces are not exported).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub trace_context: stampede_telemetry::TraceContext,
+    /// The run ended because the store refused its writes: agents keep the
+    /// reports it did not take, so their resends are not acknowledged.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub store_failed: bool,
 }
 
 /// An agent's absence as the engine saw it (seconds after the start).

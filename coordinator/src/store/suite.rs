@@ -27,6 +27,7 @@ pub fn record(run_id: &str, state: RunState) -> RunRecord {
         losses: Vec::new(),
         reports_dropped: Default::default(),
         trace_context: Default::default(),
+        store_failed: false,
     }
 }
 
