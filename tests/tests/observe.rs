@@ -2,28 +2,13 @@
 //! `promtool check metrics` accepts, and a real Prometheus server scraping
 //! it stores the run's series (asked through Prometheus' HTTP API).
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use stampede_tests::cluster::{AgentBuilder, CoordinatorBuilder};
 use stampede_tests::{
-    Process, free_port, get_set_calls, kv_servers, run_command, run_id_in, run_stampede, which, write_file,
+    Process, free_port, get_set_calls, http_get, kv_servers, run_command, run_id_in, run_stampede, which, write_file,
 };
-
-/// `GET path` on `addr`; returns (status, body).
-fn http_get(addr: &str, path: &str, token: Option<&str>) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
-    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n").expect("send");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("read");
-    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    (status, body)
-}
 
 fn program(name: &str) -> std::path::PathBuf {
     which(name)

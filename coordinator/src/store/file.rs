@@ -81,7 +81,14 @@ impl RunStore for FileStore {
             .map_err(|e| StoreError::Corrupt { path: path.clone(), message: e.to_string() })?;
         line.push(b'\n');
         let mut file = OpenOptions::new().create(true).append(true).open(&path).map_err(io("open", &path))?;
-        file.write_all(&line).map_err(io("append to", &path))
+        let length = file.metadata().map_err(io("read the size of", &path))?.len();
+        if let Err(error) = file.write_all(&line) {
+            // A full disk can take part of the line: cut it off, so that the
+            // lines appended once there is room again are read after restart.
+            let _ = file.set_len(length);
+            return Err(io("append to", &path)(error));
+        }
+        Ok(())
     }
 
     fn save_report(&self, run_id: &str, json: &str, text: &str) -> Result<(), StoreError> {
