@@ -10,7 +10,9 @@
 
 use std::time::Duration;
 
-use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, Txn, TxnOp};
+use etcd_client::{
+    Client, CompactionOptions, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, Txn, TxnOp,
+};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -203,6 +205,26 @@ impl Etcd {
 
     pub async fn delete(&self, key: &str, fence: Option<&Fence>) -> Result<()> {
         self.fenced("delete", key, TxnOp::delete(key, None), fence).await
+    }
+
+    /// Deletes every key under `prefix`; with a fence, only while it holds.
+    pub async fn delete_prefix(&self, prefix: &str, fence: Option<&Fence>) -> Result<()> {
+        self.fenced("delete", prefix, TxnOp::delete(prefix, Some(DeleteOptions::new().with_prefix())), fence).await
+    }
+
+    /// Compacts etcd's history up to the current revision, so that the
+    /// space of deleted and overwritten values can be reused. A compaction
+    /// that another client made first is no error.
+    pub async fn compact(&self) -> Result<()> {
+        let mut kv = self.client.kv_client();
+        let options = GetOptions::new().with_keys_only().with_limit(1);
+        let response = timed("read", &self.config.prefix, kv.get(self.config.prefix.as_bytes(), Some(options))).await?;
+        let Some(revision) = response.header().map(|h| h.revision()) else { return Ok(()) };
+        let result = timed("compact", &self.config.prefix, kv.compact(revision, Some(CompactionOptions::new()))).await;
+        match result {
+            Err(DiscoveryError::Etcd { message, .. }) if message.contains("compacted") => Ok(()),
+            other => other.map(|_| ()),
+        }
     }
 
     async fn fenced(&self, action: &'static str, key: &str, op: TxnOp, fence: Option<&Fence>) -> Result<()> {

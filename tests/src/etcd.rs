@@ -28,6 +28,12 @@ impl Etcd {
 
     /// Starts etcd with its client URL on `port`.
     pub fn start_on(port: u16) -> Self {
+        Self::start_with(port, &[])
+    }
+
+    /// Starts etcd with its client URL on `port` and `extra` options (a
+    /// `--quota-backend-bytes`, say).
+    pub fn start_with(port: u16, extra: &[&str]) -> Self {
         let data = tempfile::tempdir().expect("tempdir");
         let client = format!("http://127.0.0.1:{port}");
         let peer = format!("http://127.0.0.1:{}", free_port());
@@ -38,7 +44,8 @@ impl Etcd {
             .arg(&data_dir)
             .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
             .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
-            .args(["--initial-cluster", &format!("stampede-test={peer}")]);
+            .args(["--initial-cluster", &format!("stampede-test={peer}")])
+            .args(extra);
         let log = std::fs::File::create(data.path().join("etcd.log")).expect("etcd log");
         let process = Process::spawn_with_stderr("etcd", command, log);
         let etcd = Self { _process: process, _data: data, url: client };
@@ -58,6 +65,15 @@ impl Etcd {
         let mut command = Command::new(program("etcdctl"));
         command.env("ETCDCTL_API", "3").args(["--endpoints", &self.url, "--dial-timeout", "2s"]).args(args);
         run_command(command, Duration::from_secs(15))
+    }
+
+    /// The size of the database file in bytes (`dbSize` of `etcdctl
+    /// endpoint status`).
+    pub fn db_size(&self) -> u64 {
+        let (code, stdout, stderr) = self.etcdctl(&["endpoint", "status", "-w", "json"]);
+        assert_eq!(code, 0, "etcdctl endpoint status: {stderr}");
+        let status: serde_json::Value = serde_json::from_str(&stdout).expect("JSON status");
+        status[0]["Status"]["dbSize"].as_u64().unwrap_or_else(|| panic!("no dbSize in {stdout}"))
     }
 
     /// The keys under `prefix`.

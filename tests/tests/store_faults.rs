@@ -136,3 +136,71 @@ fn a_disk_that_stays_full_ends_the_run_in_error_naming_the_cause() {
     assert!(why.contains("refused writes for 4s") && why.contains("No space left on device"), "{why}");
     assert!(stderr.contains("store: cannot store interval reports"), "the live line said so: {stderr}");
 }
+
+/// Puts up to `count` values of 100 KB (an argument's limit is 128 KB)
+/// under `/filler/` until etcd refuses one; returns whether it did.
+fn fill_etcd(etcd: &stampede_tests::etcd::Etcd, count: usize) -> bool {
+    let value = "x".repeat(100 * 1024);
+    (0..count).any(|i| {
+        let (code, _, stderr) = etcd.etcdctl(&["put", &format!("/filler/{i}"), &value]);
+        code != 0 && stderr.contains("database space exceeded")
+    })
+}
+
+#[test]
+fn etcd_over_its_quota_holds_the_reports_back_until_it_has_room() {
+    let etcd =
+        stampede_tests::etcd::Etcd::start_with(free_port(), &["--quota-backend-bytes", &(8u64 << 20).to_string()]);
+    let kv = KvServerBuilder::new("kv-0").start();
+    let data = tempfile::tempdir().expect("tempdir");
+    let coordinator = CoordinatorBuilder::new(data.path().join("data"))
+        .http()
+        .args(&["--etcd", &etcd.url, "--etcd-prefix", "/quota", "--store-error-timeout", "60s"])
+        .start();
+    let url = coordinator.url.clone();
+    let _agent = AgentBuilder::new("agent-0").coordinator(&url).start();
+    wait_until("the agent connects to the leader", Duration::from_secs(30), || {
+        run_stampede(&["agents", "--coordinator", &url], Duration::from_secs(10)).1.contains("agent-0")
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = stampede_tests::write_file(dir.path(), "quota.yaml", &scenario("etcd-quota", &kv.address, "14s"));
+    let (code, stdout, stderr) = run_stampede(&["submit", &path, "--coordinator", &url], Duration::from_secs(30));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let run_id = run_id_in(&stdout);
+    let intervals = format!("/quota/runs/{run_id}/intervals/");
+    wait_until("two intervals are stored", Duration::from_secs(30), || etcd.keys(&intervals).len() >= 2);
+
+    assert!(fill_etcd(&etcd, 400), "etcd refuses writes once past its quota");
+    wait_until("the coordinator reports refused writes", Duration::from_secs(20), || store_errors(&coordinator) > 0);
+    std::thread::sleep(Duration::from_secs(3));
+
+    // Room again, as an operator makes it: delete, compact, defragment,
+    // disarm the alarm.
+    let (code, _, stderr) = etcd.etcdctl(&["del", "--prefix", "/filler/"]);
+    assert_eq!(code, 0, "{stderr}");
+    let (_, status, _) = etcd.etcdctl(&["endpoint", "status", "-w", "json"]);
+    let revision = serde_json::from_str::<Value>(&status).expect("status")[0]["Status"]["header"]["revision"]
+        .as_u64()
+        .expect("revision");
+    for args in [
+        vec!["compact".to_string(), revision.to_string()],
+        vec!["defrag".into()],
+        vec!["alarm".into(), "disarm".into()],
+    ] {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (code, _, stderr) = etcd.etcdctl(&args);
+        assert_eq!(code, 0, "etcdctl {args:?}: {stderr}");
+    }
+
+    let report = wait_for_report(&url, &run_id, Duration::from_secs(90));
+    assert_eq!(report["status"], "passed", "{report}");
+    let served = get_set_calls(&kv.address);
+    assert!(served > 0);
+    assert_eq!(node_ops(&report), served, "the report's operations equal the KV server's own count");
+    let notes: Vec<&str> = report["notes"].as_array().expect("notes").iter().filter_map(Value::as_str).collect();
+    assert!(
+        notes.iter().any(|n| n.contains("writes refused") && n.contains("database space exceeded")),
+        "the report says the store refused writes: {notes:?}"
+    );
+    assert!(etcd.keys(&intervals).is_empty(), "once the report is stored its interval keys go");
+}

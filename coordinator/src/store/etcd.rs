@@ -27,6 +27,8 @@ use super::{RunRecord, RunStore, StoreError, StoredInterval};
 enum Op {
     Put(String, Vec<u8>),
     Delete(String),
+    DeletePrefix(String),
+    Compact,
     Get(String),
     GetPrefix(String),
 }
@@ -86,6 +88,10 @@ impl EtcdStore {
                         let answer = match op {
                             Op::Put(key, value) => etcd.put(&key, value, fence.as_ref()).await.map(|()| Answer::Done),
                             Op::Delete(key) => etcd.delete(&key, fence.as_ref()).await.map(|()| Answer::Done),
+                            Op::DeletePrefix(prefix) => {
+                                etcd.delete_prefix(&prefix, fence.as_ref()).await.map(|()| Answer::Done)
+                            }
+                            Op::Compact => etcd.compact().await.map(|()| Answer::Done),
                             Op::Get(key) => etcd.get(&key).await.map(Answer::Value),
                             Op::GetPrefix(prefix) => etcd.get_prefix(&prefix).await.map(Answer::Values),
                         };
@@ -175,9 +181,18 @@ impl RunStore for EtcdStore {
         self.put(&key, json)
     }
 
+    /// Stores the report, then lets the run's interval reports go (the
+    /// report holds what they said) and compacts etcd's history, so that
+    /// etcd's size stays flat over many runs.
     fn save_report(&self, run_id: &str, json: &str, text: &str) -> Result<(), StoreError> {
         self.put(&self.run_key(run_id, "report.json"), json)?;
-        self.put(&self.run_key(run_id, "report.txt"), text)
+        self.put(&self.run_key(run_id, "report.txt"), text)?;
+        let intervals = self.run_key(run_id, "intervals/");
+        self.call(&intervals, Op::DeletePrefix(intervals.clone()))?;
+        if let Err(error) = self.call(&self.prefix, Op::Compact) {
+            tracing::warn!(%error, "cannot compact etcd's history");
+        }
+        Ok(())
     }
 
     fn list(&self) -> Result<Vec<RunRecord>, StoreError> {

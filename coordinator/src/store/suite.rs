@@ -156,3 +156,42 @@ async fn a_deposed_leaders_writes_are_refused() {
     assert_eq!(listed, vec![after]);
     assert!(tokio::task::block_in_place(|| leader.load_intervals("r-fence-1")).expect("load").is_empty());
 }
+
+/// An interval report of about 8 KB, as a 5-operation workload's is.
+fn big_interval(run_id: &str, agent: &str, seq: u64) -> StoredInterval {
+    let report = IntervalReport {
+        run_id: run_id.to_string(),
+        seq,
+        interval: seq,
+        notes: vec![format!("{seq:08}").repeat(1000)],
+        ..Default::default()
+    };
+    StoredInterval { agent_id: agent.to_string(), report }
+}
+
+/// Once a run's report is stored its interval keys go and etcd's history
+/// is compacted: over 20 runs the database stops growing.
+#[test]
+fn etcd_stays_flat_over_many_runs() {
+    let etcd = stampede_tests::etcd::Etcd::start();
+    let store = super::EtcdStore::open(etcd_config(&etcd, "/hygiene"), None).expect("open");
+    let mut sizes = Vec::new();
+    for run in 0..20 {
+        let run_id = format!("r-hygiene-{run:02}");
+        store.create(&record(&run_id, RunState::Running), "name: hygiene", None).expect("create");
+        for seq in 0..60 {
+            store.append_interval(&run_id, &big_interval(&run_id, "agent-a", seq)).expect("append");
+        }
+        assert_eq!(store.load_intervals(&run_id).expect("load").len(), 60);
+        store.save_report(&run_id, "{\"status\":\"passed\"}", "PASSED").expect("report");
+        store.update(&record(&run_id, RunState::Passed)).expect("update");
+        assert!(store.load_intervals(&run_id).expect("load").is_empty(), "the intervals go with the report");
+        assert!(store.load_report(&run_id).expect("report").is_some(), "the report stays");
+        sizes.push(etcd.db_size());
+    }
+    assert_eq!(store.list().expect("list").len(), 20, "every run's record stays");
+    // 20 runs wrote 20 x 60 x 8 KB = 9.6 MB; the database reuses the space.
+    let (after_five, last) = (sizes[4], sizes[19]);
+    assert!(last <= after_five + (1 << 20), "etcd grew from {after_five} to {last} bytes: {sizes:?}");
+    assert!(last < 6 << 20, "etcd holds {last} bytes after 20 runs: {sizes:?}");
+}
