@@ -4,6 +4,7 @@
 //! Only the coordinator's `api` module and the agent's `session` module see
 //! these types; everything else works on the domain types of
 //! `stampede-common`.
+pub mod interval;
 pub mod security;
 
 /// The gRPC health service name that is SERVING while a Stampede process

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use stampede_common::interval::{IntervalReport, OperationStats};
+use stampede_common::interval::IntervalReport;
 use stampede_proto::v1 as pb;
 
 use stampede_proto::v1::session_request::Body;
@@ -71,33 +71,7 @@ pub fn session_message(agent_id: &str, body: Option<Body>) -> Inbound {
 }
 
 pub fn interval_report(message: pb::IntervalReport) -> IntervalReport {
-    let health = message.health.unwrap_or_default();
-    IntervalReport {
-        run_id: message.run_id,
-        seq: message.seq,
-        interval: message.interval,
-        warmup: message.warmup,
-        operations: message
-            .operations
-            .into_iter()
-            .map(|op| OperationStats {
-                operation: op.operation,
-                node: op.node,
-                count: op.count,
-                errors: op.errors.into_iter().map(|e| (e.kind, e.count)).collect(),
-                latency: op.latency_histogram,
-                service: op.service_histogram,
-                clamped: op.clamped,
-            })
-            .collect(),
-        connections: message.connections.into_iter().map(|c| (c.node, c.connections)).collect(),
-        late_starts: message.late_starts,
-        cpu_percent: health.cpu_percent,
-        max_schedule_lag_us: health.max_schedule_lag_us,
-        counters: message.counters.into_iter().collect(),
-        notes: message.notes,
-        opened: message.opened.into_iter().map(|c| (c.node, c.connections)).collect(),
-    }
+    stampede_proto::interval::from_wire(message)
 }
 
 pub fn to_agent(message: ToAgent) -> pb::SessionResponse {
