@@ -45,6 +45,24 @@ pub struct CoordinatorArgs {
     /// set), /healthz and /readyz. Off by default.
     #[arg(long, env = "STAMPEDE_HTTP_LISTEN", value_name = "ADDR")]
     http_listen: Option<SocketAddr>,
+    /// Keep runs, interval reports and reports in PostgreSQL
+    /// (postgres://user:password@host:port/database): for soaks of hours or
+    /// days, run history, and several coordinators (with --etcd, which then
+    /// keeps only the election and the agents' registrations).
+    #[arg(long, env = "STAMPEDE_RESULTS", value_name = "URL", value_parser = results_url)]
+    results: Option<String>,
+    /// Delete ended runs submitted longer ago than this (e.g. 30d), checked
+    /// at start and every hour. Off by default: runs are kept.
+    #[arg(long, value_parser = duration, value_name = "DURATION")]
+    retention: Option<Duration>,
+}
+
+fn results_url(text: &str) -> Result<String, String> {
+    if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+        Ok(text.to_string())
+    } else {
+        Err("the results store is PostgreSQL: write postgres://user:password@host:port/database".to_string())
+    }
 }
 
 #[derive(Args)]
@@ -161,6 +179,7 @@ pub async fn coordinator(args: CoordinatorArgs) -> anyhow::Result<()> {
             heartbeat_timeout: args.heartbeat_timeout,
             finish_grace: args.finish_grace,
             store_error_timeout: args.store_error_timeout,
+            retention: args.retention,
             ..EngineConfig::default()
         },
         heartbeat_interval: Duration::from_secs(1),
@@ -168,6 +187,7 @@ pub async fn coordinator(args: CoordinatorArgs) -> anyhow::Result<()> {
         etcd: args.etcd.config()?,
         advertise: args.advertise.clone(),
         http_listen: args.http_listen,
+        results: args.results.clone(),
     };
     if config.etcd.is_some() && config.advertise.is_none() && args.listen.ip().is_unspecified() {
         anyhow::bail!(

@@ -97,6 +97,7 @@ pub async fn run(path: Option<&Path>, endpoints: &[String], options: RunOptions)
         etcd: None,
         advertise: None,
         http_listen: None,
+        results: None,
     };
     let loopback: SocketAddr = "127.0.0.1:0".parse()?;
     let coordinator = Coordinator::bind(loopback, config).await.context("cannot start the in-process coordinator")?;

@@ -8,13 +8,18 @@
 //!   advertised address and waits as a standby until it wins; the leader
 //!   keeps its runs in etcd, so whichever coordinator wins next resumes
 //!   them. Leadership ends when its lease lapses.
+//!
+//! With `--results postgres://...` either keeps its runs in PostgreSQL
+//! instead; an etcd leader writes there fenced by its term (the etcd
+//! revision its leadership began at), and etcd keeps only the election and
+//! the agents' registrations.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use stampede_discovery::{Etcd, EtcdConfig, Term};
 
-use crate::store::{EtcdStore, FileStore, RunStore, StoreError};
+use crate::store::{EtcdStore, FileStore, PostgresStore, RunStore, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ElectionError {
@@ -60,21 +65,36 @@ impl Leadership {
 /// The default: one coordinator, always the leader, runs on local disk.
 pub struct AlwaysLeader {
     data_dir: PathBuf,
+    results: Option<String>,
 }
 
 impl AlwaysLeader {
-    pub fn new(data_dir: PathBuf) -> Self {
-        Self { data_dir }
+    pub fn new(data_dir: PathBuf, results: Option<String>) -> Self {
+        Self { data_dir, results }
     }
+}
+
+/// Opens the PostgreSQL results store off the async threads.
+async fn open_postgres(url: String, term: Option<i64>) -> Result<PostgresStore, ElectionError> {
+    Ok(tokio::task::spawn_blocking(move || PostgresStore::open(&url, term))
+        .await
+        .map_err(|e| StoreError::Remote { key: "store".to_string(), message: e.to_string() })??)
 }
 
 impl Election for AlwaysLeader {
     fn describe(&self) -> String {
-        format!("data in {}", self.data_dir.display())
+        match &self.results {
+            Some(url) => format!("runs in PostgreSQL {}", stampede_common::scenario::redact(url)),
+            None => format!("data in {}", self.data_dir.display()),
+        }
     }
 
     async fn lead(&mut self) -> Result<Leadership, ElectionError> {
-        Ok(Leadership { store: Arc::new(FileStore::open(&self.data_dir)?), term: None })
+        let store: Arc<dyn RunStore> = match &self.results {
+            Some(url) => Arc::new(open_postgres(url.clone(), None).await?),
+            None => Arc::new(FileStore::open(&self.data_dir)?),
+        };
+        Ok(Leadership { store, term: None })
     }
 }
 
@@ -83,18 +103,29 @@ pub struct EtcdElection {
     etcd: Etcd,
     /// The gRPC URL agents and clients use to reach this coordinator.
     advertise: String,
+    results: Option<String>,
 }
 
 impl EtcdElection {
-    pub async fn connect(config: &EtcdConfig, advertise: String) -> Result<Self, ElectionError> {
-        Ok(Self { etcd: Etcd::connect(config).await?, advertise })
+    pub async fn connect(
+        config: &EtcdConfig,
+        advertise: String,
+        results: Option<String>,
+    ) -> Result<Self, ElectionError> {
+        Ok(Self { etcd: Etcd::connect(config).await?, advertise, results })
     }
 }
 
 impl Election for EtcdElection {
     fn describe(&self) -> String {
         let config = self.etcd.config();
-        format!("runs in etcd {} under {}", config.endpoints.join(","), config.prefix)
+        let election = format!("etcd {} under {}", config.endpoints.join(","), config.prefix);
+        match &self.results {
+            Some(url) => {
+                format!("elected in {election}, runs in PostgreSQL {}", stampede_common::scenario::redact(url))
+            }
+            None => format!("runs in {election}"),
+        }
     }
 
     async fn lead(&mut self) -> Result<Leadership, ElectionError> {
@@ -102,11 +133,17 @@ impl Election for EtcdElection {
             tracing::info!(%leader, "standby: another coordinator leads; this one takes over when it goes");
         }
         let term = self.etcd.campaign(&self.advertise).await?;
-        let config = self.etcd.config().clone();
         let fence = term.fence.clone();
-        let store = tokio::task::spawn_blocking(move || EtcdStore::open(config, Some(fence)))
-            .await
-            .map_err(|e| StoreError::Remote { key: "store".to_string(), message: e.to_string() })??;
-        Ok(Leadership { store: Arc::new(store), term: Some(term) })
+        let store: Arc<dyn RunStore> = match &self.results {
+            Some(url) => Arc::new(open_postgres(url.clone(), Some(fence.term())).await?),
+            None => {
+                let config = self.etcd.config().clone();
+                let store = tokio::task::spawn_blocking(move || EtcdStore::open(config, Some(fence)))
+                    .await
+                    .map_err(|e| StoreError::Remote { key: "store".to_string(), message: e.to_string() })??;
+                Arc::new(store)
+            }
+        };
+        Ok(Leadership { store, term: Some(term) })
     }
 }

@@ -43,6 +43,9 @@ pub struct CoordinatorConfig {
     pub advertise: Option<String>,
     /// Where to serve HTTP (`/metrics`, `/healthz`, `/readyz`), if anywhere.
     pub http_listen: Option<SocketAddr>,
+    /// `postgres://...`: keep runs, interval reports and reports in
+    /// PostgreSQL instead of the data directory or etcd.
+    pub results: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -113,11 +116,12 @@ impl Coordinator {
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), ServeError> {
         match self.config.etcd.clone() {
             None => {
-                let election = AlwaysLeader::new(self.config.data_dir.clone());
+                let election = AlwaysLeader::new(self.config.data_dir.clone(), self.config.results.clone());
                 self.serve_as(election, shutdown).await
             }
             Some(etcd) => {
-                let election = EtcdElection::connect(&etcd, self.advertised_url()?).await?;
+                let election =
+                    EtcdElection::connect(&etcd, self.advertised_url()?, self.config.results.clone()).await?;
                 self.serve_as(election, shutdown).await
             }
         }

@@ -108,6 +108,14 @@ pub struct Fence {
     create_revision: i64,
 }
 
+impl Fence {
+    /// The etcd revision at which this leadership began: later leaders
+    /// have higher ones, so it serves as a term number for other stores.
+    pub fn term(&self) -> i64 {
+        self.create_revision
+    }
+}
+
 /// A connection to etcd.
 #[derive(Clone)]
 pub struct Etcd {

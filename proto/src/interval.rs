@@ -26,7 +26,11 @@ pub fn to_wire(r: IntervalReport) -> pb::IntervalReport {
                 clamped: op.clamped,
             })
             .collect(),
-        connections: r.connections.into_iter().map(|(node, connections)| pb::NodeConnections { node, connections }).collect(),
+        connections: r
+            .connections
+            .into_iter()
+            .map(|(node, connections)| pb::NodeConnections { node, connections })
+            .collect(),
         late_starts: r.late_starts,
         health: Some(pb::AgentHealth { cpu_percent: r.cpu_percent, max_schedule_lag_us: r.max_schedule_lag_us }),
         counters: r.counters.into_iter().collect(),

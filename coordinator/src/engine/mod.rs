@@ -45,6 +45,9 @@ pub struct EngineConfig {
     /// How long the store may refuse a run's writes before the run ends in
     /// `error`.
     pub store_error_timeout: Duration,
+    /// Ended runs submitted longer ago than this are deleted; `None` keeps
+    /// them all.
+    pub retention: Option<Duration>,
 }
 
 impl Default for EngineConfig {
@@ -57,6 +60,7 @@ impl Default for EngineConfig {
             finish_grace: Duration::from_secs(10),
             embedded_kv: None,
             store_error_timeout: Duration::from_secs(180),
+            retention: None,
         }
     }
 }
@@ -280,6 +284,8 @@ pub struct Engine {
     submissions: u64,
     /// Writes the store refused, over all runs.
     store_errors: u64,
+    /// When runs past the retention were last deleted.
+    last_prune: Option<Instant>,
 }
 
 /// A handle to send events to the engine.
@@ -302,6 +308,8 @@ impl EngineHandle {
 }
 
 const TICK: Duration = Duration::from_millis(100);
+/// How often runs past the retention are looked for.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 /// Events waiting for an engine that has not started yet.
 #[derive(Debug)]
@@ -353,6 +361,7 @@ impl Engine {
             ended: BTreeMap::new(),
             submissions: 0,
             store_errors: 0,
+            last_prune: None,
         };
         engine.load_previous_runs();
         engine
@@ -440,6 +449,26 @@ impl Engine {
         self.schedule_queued(now);
         self.check_agent_losses(now);
         self.check_deadlines(now);
+        self.prune(now);
+    }
+
+    /// Deletes ended runs past the retention, at most once an hour.
+    fn prune(&mut self, now: Instant) {
+        let Some(retention) = self.config.retention else { return };
+        if self.last_prune.is_some_and(|last| now.duration_since(last) < PRUNE_EVERY) {
+            return;
+        }
+        self.last_prune = Some(now);
+        let before_unix_s = (self.now.unix_us / 1_000_000).saturating_sub(retention.as_secs() as i64);
+        match self.store.prune(before_unix_s) {
+            Ok(deleted) => {
+                if deleted > 0 {
+                    tracing::info!(deleted, "deleted runs past the retention");
+                }
+                self.ended.retain(|_, record| record.submitted_at_unix_s >= before_unix_s);
+            }
+            Err(error) => tracing::warn!(%error, "cannot delete runs past the retention"),
+        }
     }
 }
 

@@ -71,7 +71,11 @@ impl Harness {
 
     /// An engine started over `store` at `now` (a coordinator restarting).
     fn on(store: Arc<MemoryStore>, now: Now) -> Self {
-        let engine = Engine::new(config(), Arc::clone(&store) as Arc<dyn RunStore>, now);
+        Self::configured(store, now, config())
+    }
+
+    fn configured(store: Arc<MemoryStore>, now: Now, config: EngineConfig) -> Self {
+        let engine = Engine::new(config, Arc::clone(&store) as Arc<dyn RunStore>, now);
         Self { engine, store, now, inboxes: BTreeMap::new(), sessions: 0 }
     }
 
@@ -530,4 +534,28 @@ fn a_store_that_keeps_refusing_ends_the_run_in_error_and_agents_keep_their_repor
     h.send_report("a1", report(&run_id, 0, 0, 100));
     h.send_final_after("a1", &run_id, 1);
     assert!(h.acks("a1").is_empty(), "the agent keeps what was never stored");
+}
+
+#[test]
+fn ended_runs_past_the_retention_are_deleted_and_running_ones_kept() {
+    let mut h = Harness::new();
+    let old = h.start_run(&["a1"], "");
+    h.advance(Duration::from_secs(1));
+    h.send_report("a1", report(&old, 0, 0, 100));
+    h.send_final_after("a1", &old, 1);
+    assert_eq!(h.record(&old).state, RunState::Passed);
+    let store = Arc::clone(&h.store);
+    let day = Duration::from_secs(86_400);
+    let retention = EngineConfig { retention: Some(30 * day), ..config() };
+    // 29 days later the run is kept; 31 days later it is gone.
+    let mut h = Harness::configured(Arc::clone(&store), h.now.after(29 * day), retention.clone());
+    h.advance(Duration::from_millis(100));
+    assert_eq!(store.list().expect("list").len(), 1);
+    let running = h.start_run(&["a2"], "");
+    let mut h = Harness::configured(Arc::clone(&store), h.now.after(2 * day), retention);
+    h.advance(Duration::from_millis(100));
+    let left: Vec<String> = store.list().expect("list").into_iter().map(|r| r.run_id).collect();
+    assert_eq!(left, vec![running.clone()], "the ended run went; the one still running stays");
+    let listed = h.ask(|reply| Event::ListRuns { reply });
+    assert!(listed.iter().all(|run| run.record.run_id != old), "nor does the coordinator list it");
 }

@@ -223,6 +223,25 @@ impl RunStore for EtcdStore {
             .collect()
     }
 
+    fn prune(&self, before_unix_s: i64) -> Result<u64, StoreError> {
+        let mut deleted = 0;
+        for record in self.list()? {
+            if record.is_terminal() && record.submitted_at_unix_s < before_unix_s {
+                let run = self.run_key(&record.run_id, "");
+                self.call(&run, Op::DeletePrefix(run.clone()))?;
+                let key = self.record_key(&record.run_id);
+                self.call(&key, Op::Delete(key.clone()))?;
+                deleted += 1;
+            }
+        }
+        if deleted > 0
+            && let Err(error) = self.call(&self.prefix, Op::Compact)
+        {
+            tracing::warn!(%error, "cannot compact etcd's history");
+        }
+        Ok(deleted)
+    }
+
     fn load_report(&self, run_id: &str) -> Result<Option<(String, String)>, StoreError> {
         let Some(json) = self.text(&self.run_key(run_id, "report.json"))? else { return Ok(None) };
         let text_key = self.run_key(run_id, "report.txt");

@@ -145,6 +145,18 @@ impl RunStore for FileStore {
         Ok(intervals)
     }
 
+    fn prune(&self, before_unix_s: i64) -> Result<u64, StoreError> {
+        let mut deleted = 0;
+        for record in self.list()? {
+            if record.is_terminal() && record.submitted_at_unix_s < before_unix_s {
+                let dir = self.run_dir(&record.run_id);
+                fs::remove_dir_all(&dir).map_err(io("delete", &dir))?;
+                deleted += 1;
+            }
+        }
+        Ok(deleted)
+    }
+
     fn load_report(&self, run_id: &str) -> Result<Option<(String, String)>, StoreError> {
         let dir = self.run_dir(run_id);
         let json_path = dir.join("report.json");

@@ -95,4 +95,13 @@ impl RunStore for MemoryStore {
     fn load_report(&self, run_id: &str) -> Result<Option<(String, String)>, StoreError> {
         Ok(self.runs().get(run_id).and_then(|run| run.report.clone()))
     }
+
+    fn prune(&self, before_unix_s: i64) -> Result<u64, StoreError> {
+        let mut runs = self.runs();
+        let before = runs.len();
+        runs.retain(|_, run| {
+            run.record.as_ref().is_none_or(|r| !r.is_terminal() || r.submitted_at_unix_s >= before_unix_s)
+        });
+        Ok((before - runs.len()) as u64)
+    }
 }

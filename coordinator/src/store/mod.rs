@@ -8,12 +8,14 @@
 mod etcd;
 mod file;
 mod memory;
+mod postgres;
 #[cfg(test)]
 mod suite;
 
 pub use etcd::EtcdStore;
 pub use file::FileStore;
 pub use memory::MemoryStore;
+pub use postgres::PostgresStore;
 
 use std::path::PathBuf;
 
@@ -168,4 +170,7 @@ pub trait RunStore: Send + Sync {
     fn load_intervals(&self, run_id: &str) -> Result<Vec<StoredInterval>, StoreError>;
     /// The stored report as (json, text), if the run has one.
     fn load_report(&self, run_id: &str) -> Result<Option<(String, String)>, StoreError>;
+    /// Deletes the ended runs submitted before `before_unix_s` with all
+    /// they stored; returns how many.
+    fn prune(&self, before_unix_s: i64) -> Result<u64, StoreError>;
 }

@@ -99,6 +99,16 @@ pub fn check(open: &dyn Fn() -> Arc<dyn RunStore>) {
     );
     assert_eq!(store.load_scenario("r-suite-1").expect("scenario"), "pw: ***", "the password is gone");
     assert!(store.list().expect("list").iter().all(|r| r.is_terminal()));
+
+    // Retention: ended runs submitted before the cut-off go, with all they stored.
+    let mut unfinished = record("r-suite-2", RunState::Running);
+    unfinished.submitted_at_unix_s = 1;
+    store.create(&unfinished, "name: two", None).expect("create a running run");
+    assert_eq!(store.prune(1_764_000_000).expect("prune"), 0, "nothing submitted before the cut-off ended");
+    assert_eq!(store.prune(1_764_000_001).expect("prune"), 2, "both ended runs go");
+    assert_eq!(store.list().expect("list"), vec![unfinished], "a run that has not ended stays");
+    assert_eq!(store.load_report("r-suite-1").expect("no report"), None);
+    assert!(store.load_intervals("r-suite-1").expect("no intervals").is_empty());
 }
 
 #[test]
@@ -194,4 +204,32 @@ fn etcd_stays_flat_over_many_runs() {
     let (after_five, last) = (sizes[4], sizes[19]);
     assert!(last <= after_five + (1 << 20), "etcd grew from {after_five} to {last} bytes: {sizes:?}");
     assert!(last < 6 << 20, "etcd holds {last} bytes after 20 runs: {sizes:?}");
+}
+
+#[test]
+fn the_postgres_store_passes_the_suite_against_real_postgresql() {
+    let postgres = stampede_tests::Postgres::start();
+    let url = postgres.url();
+    check(&|| Arc::new(super::PostgresStore::open(&url, Some(1)).expect("open")));
+}
+
+/// Two coordinators share one results database: the one with the later
+/// term writes, the earlier one is refused, and one cannot come back with
+/// an earlier term.
+#[test]
+fn a_deposed_leaders_writes_to_postgresql_are_refused() {
+    let postgres = stampede_tests::Postgres::start();
+    let url = postgres.url();
+    let first = super::PostgresStore::open(&url, Some(5)).expect("the first leader");
+    let mut run = record("r-pg-fence", RunState::Running);
+    first.create(&run, "name: fence", None).expect("the leader writes");
+    let second = super::PostgresStore::open(&url, Some(7)).expect("a later leader");
+    run.state = RunState::Aborted;
+    let refused = first.update(&run).expect_err("the deposed leader is refused");
+    assert!(refused.to_string().contains("no longer leads") && refused.to_string().contains("term 7"), "{refused}");
+    assert!(first.append_interval("r-pg-fence", &interval("agent-a", 0)).is_err(), "nor can it store an interval");
+    second.append_interval("r-pg-fence", &interval("agent-a", 0)).expect("the new leader writes");
+    assert_eq!(second.list().expect("list"), vec![record("r-pg-fence", RunState::Running)]);
+    let late = super::PostgresStore::open(&url, Some(6)).err().expect("an earlier term cannot take over");
+    assert!(late.to_string().contains("term 7 holds"), "{late}");
 }
