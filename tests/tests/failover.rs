@@ -47,6 +47,8 @@ fn wait_for_health(url: &str, service: &str, want: &str) {
 struct Cluster {
     etcd: Etcd,
     prefix: String,
+    /// `--results URL` of every coordinator, when runs are kept in PostgreSQL.
+    results: Option<String>,
 }
 
 impl Cluster {
@@ -62,7 +64,11 @@ impl Cluster {
     fn builder(&self, name: &str, data_dir: &str) -> CoordinatorBuilder<'static> {
         let link = self.link();
         let link: Vec<&str> = link.iter().map(String::as_str).collect();
-        CoordinatorBuilder::new(data_dir).name(name).args(&link)
+        let builder = CoordinatorBuilder::new(data_dir).name(name).args(&link);
+        match &self.results {
+            Some(url) => builder.args(&["--results", url]),
+            None => builder,
+        }
     }
 
     /// Started once it says "listening on ADDR, campaigning in etcd".
@@ -169,7 +175,27 @@ impl Cluster {
 
 #[test]
 fn the_standby_takes_over_a_run_when_the_leader_is_killed_and_nothing_is_lost() {
-    let cluster = Cluster { etcd: Etcd::start(), prefix: format!("/stampede-test-{}", std::process::id()) };
+    let cluster =
+        Cluster { etcd: Etcd::start(), prefix: format!("/stampede-test-{}", std::process::id()), results: None };
+    standby_takes_over(&cluster, None);
+}
+
+/// The same with PostgreSQL as the results store: etcd only elects, the
+/// standby resumes the run from PostgreSQL.
+#[test]
+fn the_standby_resumes_a_run_from_postgresql_when_the_leader_is_killed() {
+    let postgres = stampede_tests::Postgres::start();
+    let cluster = Cluster {
+        etcd: Etcd::start(),
+        prefix: format!("/stampede-pg-{}", std::process::id()),
+        results: Some(postgres.url()),
+    };
+    standby_takes_over(&cluster, Some(&postgres));
+}
+
+/// Kills the leader mid-run; the standby finishes it with nothing lost.
+/// With `postgres`, the runs are there and etcd holds none of them.
+fn standby_takes_over(cluster: &Cluster, postgres: Option<&stampede_tests::Postgres>) {
     let data = tempfile::tempdir().expect("tempdir");
     let servers = kv_servers(2);
     let dir = |name: &str| data.path().join(name).to_string_lossy().into_owned();
@@ -225,7 +251,14 @@ fn the_standby_takes_over_a_run_when_the_leader_is_killed_and_nothing_is_lost() 
     }
     std::thread::sleep(Duration::from_secs(3));
     let run_keys = cluster.etcd.keys(&format!("{}/runs/{run}/intervals/", cluster.prefix));
-    assert!(!run_keys.is_empty(), "the leader keeps the merged intervals in etcd");
+    match postgres {
+        None => assert!(!run_keys.is_empty(), "the leader keeps the merged intervals in etcd"),
+        Some(postgres) => {
+            assert!(run_keys.is_empty(), "etcd keeps no intervals: {run_keys:?}");
+            let stored = postgres.psql(&format!("SELECT count(*) FROM stampede_intervals WHERE run_id = '{run}'"));
+            assert!(stored.trim().parse::<u64>().is_ok_and(|n| n > 0), "the leader keeps them in PostgreSQL: {stored}");
+        }
+    }
     drop(leader); // SIGKILL, mid-run
 
     cluster.wait_for_leader(&url_b);
@@ -243,8 +276,19 @@ fn the_standby_takes_over_a_run_when_the_leader_is_killed_and_nothing_is_lost() 
     let intervals = report["intervals"].as_array().expect("intervals");
     assert_eq!(intervals.len(), 14, "every interval is there");
     assert!(intervals.iter().all(|i| i["agents"] == 2), "from both agents: {intervals:?}");
-    // The report is the new leader's, kept in etcd.
-    assert!(!cluster.etcd.keys(&format!("{}/runs/{run}/report.json", cluster.prefix)).is_empty());
+    match postgres {
+        // The report is the new leader's, kept in etcd.
+        None => assert!(!cluster.etcd.keys(&format!("{}/runs/{run}/report.json", cluster.prefix)).is_empty()),
+        Some(postgres) => {
+            let kept =
+                postgres.psql(&format!("SELECT report_json IS NOT NULL FROM stampede_runs WHERE run_id = '{run}'"));
+            assert_eq!(kept.trim(), "t", "the new leader's report is in PostgreSQL");
+            let in_etcd = cluster.etcd.keys(&format!("{}/runs/", cluster.prefix));
+            assert!(in_etcd.is_empty(), "etcd keeps only the election and registrations: {in_etcd:?}");
+            let records = cluster.etcd.keys(&format!("{}/records/", cluster.prefix));
+            assert!(records.is_empty(), "{records:?}");
+        }
+    }
     drop(agents);
     drop(standby);
 }
@@ -261,7 +305,8 @@ fn wait_for_exit(process: &mut Process, log: &std::path::Path, what: &str) -> St
 
 #[test]
 fn a_leader_whose_lease_is_revoked_stops_and_the_standby_leads() {
-    let cluster = Cluster { etcd: Etcd::start(), prefix: format!("/stampede-lease-{}", std::process::id()) };
+    let cluster =
+        Cluster { etcd: Etcd::start(), prefix: format!("/stampede-lease-{}", std::process::id()), results: None };
     let data = tempfile::tempdir().expect("tempdir");
     let ([_, url_b], [mut leader, _standby], log_path) = cluster.leader_and_standby(data.path(), 0);
     cluster.revoke_candidacy(0);
@@ -274,7 +319,8 @@ fn a_leader_whose_lease_is_revoked_stops_and_the_standby_leads() {
 
 #[test]
 fn a_standby_whose_candidacy_lease_is_revoked_stops_and_says_why() {
-    let cluster = Cluster { etcd: Etcd::start(), prefix: format!("/stampede-standby-{}", std::process::id()) };
+    let cluster =
+        Cluster { etcd: Etcd::start(), prefix: format!("/stampede-standby-{}", std::process::id()), results: None };
     let data = tempfile::tempdir().expect("tempdir");
     let ([url_a, _], [_leader, mut standby], log_path) = cluster.leader_and_standby(data.path(), 1);
     cluster.revoke_candidacy(1);
@@ -307,7 +353,7 @@ fn an_agent_started_before_etcd_waits_for_it_and_then_takes_part_in_a_run() {
     std::thread::sleep(Duration::from_secs(2));
     assert!(agent.is_running(), "the agent gave up on etcd:\n{}", log());
 
-    let cluster = Cluster { etcd: Etcd::start_on(etcd_port), prefix };
+    let cluster = Cluster { etcd: Etcd::start_on(etcd_port), prefix, results: None };
     let deadline = Instant::now() + Duration::from_secs(30);
     while cluster.etcd.keys(&format!("{}/agents/early", cluster.prefix)).is_empty() {
         assert!(Instant::now() < deadline, "the agent did not register once etcd ran:\n{}", log());
