@@ -17,6 +17,7 @@ Needs: pip install helm-python-sdk==0.2.2 kubernetes-validate
 """
 
 import argparse
+import base64
 import json
 import os
 import subprocess
@@ -179,6 +180,25 @@ def expect_external_etcd(name, docs):
     c = container(find(docs, "StatefulSet", "-coordinator"))
     check(env_of(c).get("STAMPEDE_ETCD_PREFIX") == "/benchmarks/stampede", f"{name}: etcd prefix")
     check(find(docs, "Service", "-coordinator")["spec"]["type"] == "LoadBalancer", f"{name}: Service type")
+    results = [e for e in c["env"] if e["name"] == "STAMPEDE_RESULTS"]
+    reference = results[0]["valueFrom"]["secretKeyRef"] if results else {}
+    check(reference == {"name": "stampede-results-url", "key": "dsn"}, f"{name}: results URL not from the given Secret")
+
+
+def expect_results_postgres(name, docs):
+    secret = find(docs, "Secret", "-results")
+    if not check(secret, f"{name}: no Secret for the results URL"):
+        return
+    url = base64.b64decode(secret["data"]["url"]).decode()
+    check(url == "postgres://stampede:s3cret@postgres.db:5432/stampede", f"{name}: results Secret holds {url}")
+    coordinator = find(docs, "StatefulSet", "-coordinator")
+    c = container(coordinator)
+    results = [e for e in c["env"] if e["name"] == "STAMPEDE_RESULTS"]
+    reference = results[0]["valueFrom"]["secretKeyRef"] if results else {}
+    check(reference == {"name": "stampede-results", "key": "url"}, f"{name}: coordinator does not read the results URL")
+    check("--retention=30d" in c["args"], f"{name}: no --retention")
+    check(env_of(c).get("STAMPEDE_ETCD") == "http://stampede-etcd:2379", f"{name}: coordinators not elected in etcd")
+    check(not any(url in str(v) for v in env_of(c).values()), f"{name}: the results URL is in plain env")
 
 
 def expect_job(name, docs, stampede):
@@ -227,6 +247,7 @@ EXPECTATIONS = {
     "daemonset-values.yaml": expect_daemonset,
     "etcd-ha-values.yaml": expect_etcd_ha,
     "external-etcd-values.yaml": expect_external_etcd,
+    "results-postgres-values.yaml": expect_results_postgres,
     "job-inline-values.yaml": expect_job_inline,
     "job-configmap-pvc-values.yaml": expect_job_pvc,
 }
@@ -240,6 +261,8 @@ REFUSED = [
     ({"otlp": {"endpoint": "collector:4317"}}, "endpoint"),
     ({"coordinator": {"grpcPort": 70000}}, "grpcPort"),
     ({"agent": {"replicas": 2}}, "agent"),
+    ({"results": {"postgres": {"url": "postgres://a@b/c", "existingSecret": "s"}}}, "results store once"),
+    ({"results": {"postgres": {"url": "redis://cache:6379"}}}, "url"),
 ]
 
 

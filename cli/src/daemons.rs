@@ -48,7 +48,7 @@ pub struct CoordinatorArgs {
     /// Keep runs, interval reports and reports in PostgreSQL
     /// (postgres://user:password@host:port/database): for soaks of hours or
     /// days, run history, and several coordinators (with --etcd, which then
-    /// keeps only the election and the agents' registrations).
+    /// keeps only the election and the agents' registrations). Empty: none.
     #[arg(long, env = "STAMPEDE_RESULTS", value_name = "URL", value_parser = results_url)]
     results: Option<String>,
     /// Delete ended runs submitted longer ago than this (e.g. 30d), checked
@@ -58,7 +58,7 @@ pub struct CoordinatorArgs {
 }
 
 fn results_url(text: &str) -> Result<String, String> {
-    if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+    if text.is_empty() || text.starts_with("postgres://") || text.starts_with("postgresql://") {
         Ok(text.to_string())
     } else {
         Err("the results store is PostgreSQL: write postgres://user:password@host:port/database".to_string())
@@ -187,7 +187,7 @@ pub async fn coordinator(args: CoordinatorArgs) -> anyhow::Result<()> {
         etcd: args.etcd.config()?,
         advertise: args.advertise.clone(),
         http_listen: args.http_listen,
-        results: args.results.clone(),
+        results: args.results.clone().filter(|url| !url.is_empty()),
     };
     if config.etcd.is_some() && config.advertise.is_none() && args.listen.ip().is_unspecified() {
         anyhow::bail!(

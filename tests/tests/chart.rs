@@ -22,11 +22,17 @@ fn the_chart_lints_renders_and_validates_for_every_option_set() {
     let (code, stdout, stderr) = check_chart(&["--stampede", &bin.to_string_lossy()]);
     assert_eq!(code, 0, "deploy/check_chart.py failed\n{stdout}\n{stderr}");
     assert!(stdout.contains("helm lint --strict: 1 chart, 0 problems"), "{stdout}");
-    for set in ["default", "daemonset-values.yaml", "etcd-ha-values.yaml", "job-inline-values.yaml"] {
+    for set in [
+        "default",
+        "daemonset-values.yaml",
+        "etcd-ha-values.yaml",
+        "job-inline-values.yaml",
+        "results-postgres-values.yaml",
+    ] {
         assert!(stdout.contains(&format!("option set {set}:")), "{set} not checked:\n{stdout}");
     }
-    assert_eq!(stdout.matches("manifests valid").count(), 8, "six option sets and two plain files:\n{stdout}");
-    assert_eq!(stdout.matches("refused {").count(), 7, "every bad value set is refused:\n{stdout}");
+    assert_eq!(stdout.matches("manifests valid").count(), 9, "seven option sets and two plain files:\n{stdout}");
+    assert_eq!(stdout.matches("refused {").count(), 9, "every bad value set is refused:\n{stdout}");
     assert!(stdout.contains("chart checks passed"), "{stdout}");
 }
 

@@ -40,6 +40,15 @@ app.kubernetes.io/component: {{ .component }}
 {{- default (printf "%s-token" (include "stampede.fullname" .)) .Values.auth.existingSecret -}}
 {{- end -}}
 
+{{/* The Secret with the results store's URL, when there is a results store. */}}
+{{- define "stampede.resultsSecret" -}}
+{{- if .Values.results.postgres.existingSecret -}}
+{{- .Values.results.postgres.existingSecret -}}
+{{- else if .Values.results.postgres.url -}}
+{{- printf "%s-results" (include "stampede.fullname" .) -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "stampede.coordinatorService" -}}
 {{- printf "%s-coordinator" (include "stampede.fullname" .) -}}
 {{- end -}}
@@ -112,6 +121,12 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "stampede.validate" -}}
 {{- if and (gt (int .Values.coordinator.replicas) 1) (not (include "stampede.etcdUrls" .)) -}}
 {{- fail "coordinator.replicas > 1 needs etcd: set etcd.enabled=true or etcd.external (without etcd each coordinator would keep its own runs)" -}}
+{{- end -}}
+{{- if and .Values.results.postgres.url .Values.results.postgres.existingSecret -}}
+{{- fail "give the results store once: results.postgres.url or results.postgres.existingSecret, not both" -}}
+{{- end -}}
+{{- if and .Values.results.postgres.url (not (regexMatch "^postgres(ql)?://" .Values.results.postgres.url)) -}}
+{{- fail "results.postgres.url must be a postgres://user:password@host:port/database URL" -}}
 {{- end -}}
 {{- if and .Values.etcd.enabled .Values.etcd.external -}}
 {{- fail "set either etcd.enabled (an etcd in this release) or etcd.external (your own), not both" -}}
