@@ -191,10 +191,13 @@ pub async fn watch(client: &mut Client, run_id: &str, json: Option<&Path>, quiet
     Ok(report.status.exit_code() as u8)
 }
 
-pub async fn runs(link: &CoordinatorLink) -> anyhow::Result<()> {
+pub async fn runs(link: &CoordinatorLink, scenario: Option<&str>) -> anyhow::Result<()> {
     let mut client = connect(link).await?;
-    let runs =
-        client.list_runs(pb::ListRunsRequest {}).await.map_err(|s| anyhow::anyhow!("{}", explain(&s)))?.into_inner();
+    let request = pb::ListRunsRequest { scenario: scenario.unwrap_or_default().to_string() };
+    let runs = client.list_runs(request).await.map_err(|s| anyhow::anyhow!("{}", explain(&s)))?.into_inner();
+    if let Some(name) = scenario {
+        return history(name, &runs.runs);
+    }
     if runs.runs.is_empty() {
         println!("no runs yet; `stampede submit SCENARIO` starts one");
         return Ok(());
@@ -202,6 +205,29 @@ pub async fn runs(link: &CoordinatorLink) -> anyhow::Result<()> {
     println!("{:<28} {:<10} {:<8} name", "run", "state", "target");
     for run in runs.runs {
         println!("{:<28} {:<10} {:<8} {}", run.run_id, run.state, run.target_kind, run.name);
+    }
+    Ok(())
+}
+
+/// The runs of one scenario, oldest first, with their key figures.
+fn history(name: &str, runs: &[pb::RunSummary]) -> anyhow::Result<()> {
+    if runs.is_empty() {
+        bail!("no runs of a scenario named `{name}`; `stampede runs` lists every run with its scenario's name");
+    }
+    println!("{:<28} {:<9} {:>9} {:>12} {:>10} {:>8}", "run", "state", "measured", "ops/s", "p99", "errors");
+    for run in runs {
+        match &run.figures {
+            Some(f) => println!(
+                "{:<28} {:<9} {:>8.0}s {:>12.0} {:>10} {:>7.2}%",
+                run.run_id,
+                run.state,
+                f.duration_s,
+                f.throughput,
+                f.p99_us.map_or_else(|| "-".to_string(), stampede_common::units::format_micros),
+                f.error_rate * 100.0
+            ),
+            None => println!("{:<28} {:<9} {:>9} {:>12} {:>10} {:>8}", run.run_id, run.state, "-", "-", "-", "-"),
+        }
     }
     Ok(())
 }

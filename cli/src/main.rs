@@ -121,10 +121,14 @@ enum Command {
         #[arg(long, short)]
         quiet: bool,
     },
-    /// List the coordinator's runs.
+    /// List the coordinator's runs; with --scenario, the history of one
+    /// scenario with each run's throughput, p99 and error rate.
     Runs {
         #[command(flatten)]
         link: link::CoordinatorLink,
+        /// Only the runs of the scenario with this `name:`, with their key figures.
+        #[arg(long, value_name = "NAME")]
+        scenario: Option<String>,
     },
     /// Print a run's report.
     Report {
@@ -241,7 +245,7 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Submit { scenario, link, agents, endpoints, wait, json, quiet } => {
             client::submit(&link, &scenario, agents, &endpoints, wait, json.as_deref(), quiet).await
         }
-        Command::Runs { link } => client::runs(&link).await.map(|()| 0),
+        Command::Runs { link, scenario } => client::runs(&link, scenario.as_deref()).await.map(|()| 0),
         Command::Report { run_id, link, json } => client::report(&link, &run_id, json).await.map(|()| 0),
         Command::Cancel { run_id, link } => client::cancel(&link, &run_id).await.map(|()| 0),
         Command::Agents { link } => client::agents(&link).await.map(|()| 0),

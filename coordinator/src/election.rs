@@ -33,6 +33,8 @@ pub enum ElectionError {
 pub trait Election: Send {
     /// Describes where this coordinator campaigns, for the log.
     fn describe(&self) -> String;
+    /// What callers are told until this coordinator leads.
+    fn waiting(&self) -> &'static str;
     /// Waits until this coordinator leads.
     fn lead(&mut self) -> impl Future<Output = Result<Leadership, ElectionError>> + Send;
 }
@@ -82,6 +84,10 @@ async fn open_postgres(url: String, term: Option<i64>) -> Result<PostgresStore, 
 }
 
 impl Election for AlwaysLeader {
+    fn waiting(&self) -> &'static str {
+        "this coordinator is still opening its store; try again in a moment"
+    }
+
     fn describe(&self) -> String {
         match &self.results {
             Some(url) => format!("runs in PostgreSQL {}", stampede_common::scenario::redact(url)),
@@ -117,6 +123,10 @@ impl EtcdElection {
 }
 
 impl Election for EtcdElection {
+    fn waiting(&self) -> &'static str {
+        "this coordinator is a standby and does not lead now; find the leader with --etcd instead of --coordinator"
+    }
+
     fn describe(&self) -> String {
         let config = self.etcd.config();
         let election = format!("etcd {} under {}", config.endpoints.join(","), config.prefix);

@@ -139,7 +139,11 @@ impl Coordinator {
         );
         health.set_service_status(LIVENESS_SERVICE, ServingStatus::Serving).await;
         set_ready(&health, false).await;
-        let gate = Gate { check: self.config.security.token_check(), leading: Arc::new(AtomicBool::new(false)) };
+        let gate = Gate {
+            check: self.config.security.token_check(),
+            leading: Arc::new(AtomicBool::new(false)),
+            waiting: election.waiting(),
+        };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
         if let Some(listener) = self.http_listener {
@@ -220,18 +224,14 @@ struct Services {
 struct Gate {
     check: TokenCheck,
     leading: Arc<AtomicBool>,
+    /// What a call is told while this coordinator does not lead.
+    waiting: &'static str,
 }
 
 impl Interceptor for Gate {
     fn call(&mut self, request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
         let request = self.check.call(request)?;
-        if self.leading.load(Ordering::SeqCst) {
-            Ok(request)
-        } else {
-            Err(tonic::Status::unavailable(
-                "this coordinator is a standby and does not lead now; find the leader with --etcd instead of --coordinator",
-            ))
-        }
+        if self.leading.load(Ordering::SeqCst) { Ok(request) } else { Err(tonic::Status::unavailable(self.waiting)) }
     }
 }
 

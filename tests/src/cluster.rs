@@ -41,6 +41,22 @@ pub struct Coordinator {
     pub http: Option<String>,
 }
 
+impl Coordinator {
+    /// Waits until it answers calls (it leads, its store is open).
+    pub fn wait_until_leading(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let (code, stdout, stderr) =
+                crate::run_stampede(&["runs", "--coordinator", &self.url], Duration::from_secs(10));
+            if code == 0 {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "{} does not lead: {stdout}{stderr}", self.url);
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
 /// How to start a coordinator.
 #[derive(Clone)]
 pub struct CoordinatorBuilder<'h> {

@@ -65,11 +65,9 @@ impl pb::control_service_server::ControlService for ControlService {
         }))
     }
 
-    async fn list_runs(
-        &self,
-        _request: Request<pb::ListRunsRequest>,
-    ) -> Result<Response<pb::ListRunsResponse>, Status> {
-        let runs = self.engine.ask(|reply| Event::ListRuns { reply }).await.map_err(status)?;
+    async fn list_runs(&self, request: Request<pb::ListRunsRequest>) -> Result<Response<pb::ListRunsResponse>, Status> {
+        let scenario = Some(request.into_inner().scenario).filter(|name| !name.is_empty());
+        let runs = self.engine.ask(|reply| Event::ListRuns { scenario, reply }).await.map_err(status)?;
         Ok(Response::new(pb::ListRunsResponse { runs: runs.iter().map(convert::run_summary).collect() }))
     }
 

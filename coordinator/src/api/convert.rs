@@ -128,6 +128,13 @@ pub fn run_summary(view: &RunView) -> pb::RunSummary {
         state: view.record.state.as_str().to_string(),
         submitted_at_unix_s: view.record.submitted_at_unix_s,
         target_kind: view.record.target_kind.clone(),
+        figures: view.record.figures.map(|f| pb::RunFigures {
+            ops: f.ops,
+            throughput: f.throughput,
+            error_rate: f.error_rate,
+            p99_us: f.p99_us,
+            duration_s: f.duration_s,
+        }),
     }
 }
 

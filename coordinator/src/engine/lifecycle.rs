@@ -14,7 +14,8 @@ use super::{ActiveRun, AssignmentMessage, ControlError, Engine, FinalReport, Pro
 use crate::aggregate::{ReportContext, RunAggregate};
 use crate::render;
 use crate::scheduler::plan;
-use crate::store::{RunAgent, RunRecord, RunState, StoredInterval};
+use crate::store::{RunAgent, RunFigures, RunRecord, RunState, StoredInterval};
+use stampede_common::threshold::Metric;
 
 /// The scenario's passwords leave the disk once its run has ended.
 fn forget_private(store: &dyn crate::store::RunStore, run_id: &str) {
@@ -100,6 +101,7 @@ impl Engine {
             reports_dropped: Default::default(),
             trace_context: stampede_telemetry::context_of(&span),
             store_failed: false,
+            figures: None,
         };
         let shown = scenario.shown_text(&scenario_yaml);
         let private = (shown != scenario_yaml).then_some(scenario_yaml.as_str());
@@ -437,6 +439,17 @@ impl Engine {
         }
         run.record.state = report.status.into();
         run.record.error = report.error.clone();
+        run.record.figures = Some(RunFigures {
+            ops: report.totals.ops,
+            throughput: report.totals.throughput,
+            error_rate: if report.totals.ops == 0 {
+                0.0
+            } else {
+                report.totals.errors as f64 / report.totals.ops as f64
+            },
+            p99_us: run.aggregate.observe(&Metric::Quantile(0.99), None, report.duration_s),
+            duration_s: report.duration_s,
+        });
         persist(&*self.store, &run.record);
         forget_private(&*self.store, run_id);
         for agent_plan in &run.plans {

@@ -139,21 +139,68 @@ pub struct FinalReport {
 /// Everything that can happen to the engine.
 #[derive(Debug)]
 pub enum Event {
-    AgentConnected { hello: AgentHello, session: u64, outbox: mpsc::UnboundedSender<ToAgent> },
-    AgentClock { agent_id: String, offset_us: i64, rtt_us: i64 },
-    AgentHeartbeat { agent_id: String },
-    AgentReady { agent_id: String, run_id: String },
-    AgentFailed { agent_id: String, run_id: String, error: String },
-    AgentReport { agent_id: String, report: Box<IntervalReport> },
-    AgentFinal { agent_id: String, report: FinalReport },
-    AgentDisconnected { agent_id: String, session: u64 },
-    Submit { scenario_yaml: String, agents: u32, reply: oneshot::Sender<Result<String, ControlError>> },
-    Watch { run_id: String, reply: oneshot::Sender<Result<mpsc::Receiver<WatchUpdate>, ControlError>> },
-    GetRun { run_id: String, reply: oneshot::Sender<Result<RunView, ControlError>> },
-    ListRuns { reply: oneshot::Sender<Vec<RunView>> },
-    CancelRun { run_id: String, reply: oneshot::Sender<Result<RunState, ControlError>> },
-    ListAgents { reply: oneshot::Sender<Vec<AgentView>> },
-    Metrics { reply: oneshot::Sender<crate::metrics::MetricsSnapshot> },
+    AgentConnected {
+        hello: AgentHello,
+        session: u64,
+        outbox: mpsc::UnboundedSender<ToAgent>,
+    },
+    AgentClock {
+        agent_id: String,
+        offset_us: i64,
+        rtt_us: i64,
+    },
+    AgentHeartbeat {
+        agent_id: String,
+    },
+    AgentReady {
+        agent_id: String,
+        run_id: String,
+    },
+    AgentFailed {
+        agent_id: String,
+        run_id: String,
+        error: String,
+    },
+    AgentReport {
+        agent_id: String,
+        report: Box<IntervalReport>,
+    },
+    AgentFinal {
+        agent_id: String,
+        report: FinalReport,
+    },
+    AgentDisconnected {
+        agent_id: String,
+        session: u64,
+    },
+    Submit {
+        scenario_yaml: String,
+        agents: u32,
+        reply: oneshot::Sender<Result<String, ControlError>>,
+    },
+    Watch {
+        run_id: String,
+        reply: oneshot::Sender<Result<mpsc::Receiver<WatchUpdate>, ControlError>>,
+    },
+    GetRun {
+        run_id: String,
+        reply: oneshot::Sender<Result<RunView, ControlError>>,
+    },
+    /// The runs, all or those of the scenario with this name.
+    ListRuns {
+        scenario: Option<String>,
+        reply: oneshot::Sender<Vec<RunView>>,
+    },
+    CancelRun {
+        run_id: String,
+        reply: oneshot::Sender<Result<RunState, ControlError>>,
+    },
+    ListAgents {
+        reply: oneshot::Sender<Vec<AgentView>>,
+    },
+    Metrics {
+        reply: oneshot::Sender<crate::metrics::MetricsSnapshot>,
+    },
 }
 
 /// A run that has not ended yet.
@@ -423,8 +470,8 @@ impl Engine {
             Event::GetRun { run_id, reply } => {
                 let _ = reply.send(self.get_run(&run_id));
             }
-            Event::ListRuns { reply } => {
-                let _ = reply.send(self.list_runs());
+            Event::ListRuns { scenario, reply } => {
+                let _ = reply.send(self.list_runs(scenario.as_deref()));
             }
             Event::CancelRun { run_id, reply } => {
                 let _ = reply.send(self.cancel(&run_id));

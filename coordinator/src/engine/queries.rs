@@ -67,11 +67,12 @@ impl Engine {
         Ok(RunView { record: record.clone(), report_json, report_text })
     }
 
-    pub(super) fn list_runs(&self) -> Vec<RunView> {
+    pub(super) fn list_runs(&self, scenario: Option<&str>) -> Vec<RunView> {
         let mut runs: Vec<RunView> = self
             .ended
             .values()
             .chain(self.active.values().map(|r| &r.record))
+            .filter(|record| scenario.is_none_or(|name| record.name == name))
             .map(|record| RunView { record: record.clone(), report_json: None, report_text: None })
             .collect();
         runs.sort_by(|a, b| a.record.run_id.cmp(&b.record.run_id));

@@ -556,6 +556,6 @@ fn ended_runs_past_the_retention_are_deleted_and_running_ones_kept() {
     h.advance(Duration::from_millis(100));
     let left: Vec<String> = store.list().expect("list").into_iter().map(|r| r.run_id).collect();
     assert_eq!(left, vec![running.clone()], "the ended run went; the one still running stays");
-    let listed = h.ask(|reply| Event::ListRuns { reply });
+    let listed = h.ask(|reply| Event::ListRuns { scenario: None, reply });
     assert!(listed.iter().all(|run| run.record.run_id != old), "nor does the coordinator list it");
 }

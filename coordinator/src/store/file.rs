@@ -195,6 +195,7 @@ mod tests {
             reports_dropped: Default::default(),
             trace_context: Default::default(),
             store_failed: false,
+            figures: None,
         }
     }
 

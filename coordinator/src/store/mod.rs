@@ -126,6 +126,21 @@ pub struct RunRecord {
     /// reports it did not take, so their resends are not acknowledged.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub store_failed: bool,
+    /// The report's key figures once the run has ended, for run history.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub figures: Option<RunFigures>,
+}
+
+/// A finished run's key figures (measured part, all operations).
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct RunFigures {
+    pub ops: u64,
+    /// Operations per second.
+    pub throughput: f64,
+    pub error_rate: f64,
+    /// Latency from the intended start; `None` when nothing was measured.
+    pub p99_us: Option<f64>,
+    pub duration_s: f64,
 }
 
 /// An agent's absence as the engine saw it (seconds after the start).

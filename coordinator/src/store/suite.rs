@@ -28,6 +28,7 @@ pub fn record(run_id: &str, state: RunState) -> RunRecord {
         reports_dropped: Default::default(),
         trace_context: Default::default(),
         store_failed: false,
+        figures: None,
     }
 }
 
