@@ -9,15 +9,17 @@ a `stampede kv-server` with the five operations of the `mixed` workload for
 - file: the data directory (`intervals.jsonl`, one JSON line per report);
 - etcd: the interval keys of the run (measured every second while the run
   lasts, since they are deleted once the report is stored);
-- postgres: `stampede_intervals` rows (protobuf), with and without the
-  table's indexes and TOAST (`pg_total_relation_size`).
+- postgres: `stampede_intervals` rows (protobuf); "with indexes" is the
+  growth of `pg_total_relation_size` (heap, index, TOAST) per row added
+  during the second half of the run, so the fixed size of an almost empty
+  table does not count.
 
 It prints bytes per agent-second (one interval report per agent and
 second) and the projections that decide which store fits which use: 100
 agents for 24 h against this machine's free disk, and how long etcd's
 default 2 GB quota lasts with 3 and 30 agents.
 
-Usage: deploy/bench/store_size.py [--seconds 30] [--binary target/release/stampede]
+Usage: deploy/bench/store_size.py [--seconds 60] [--binary target/release/stampede]
 """
 
 import argparse
@@ -144,10 +146,17 @@ def measure(binary, store, workdir, kv, seconds, etcd_url, postgres):
             time.sleep(0.5)
         run_id = next(w for w in submitted.stdout.split() if w.startswith("r-"))
         peak = (0, 0)
+        # (rows, total relation size) of the PostgreSQL table, sampled.
+        samples = []
         while True:
             if store == "etcd":
                 counted = etcd_interval_bytes(etcd_url, f"{prefix}/runs/{run_id}/intervals/")
                 peak = max(peak, counted)
+            if store == "postgres":
+                row = postgres.psql("SELECT count(*), pg_total_relation_size('stampede_intervals') "
+                                    "FROM stampede_intervals").strip().split("|")
+                if len(row) == 2 and row[0]:
+                    samples.append((int(row[0]), int(row[1])))
             report = subprocess.run([binary, "report", run_id, "--json", "--coordinator", url],
                                     capture_output=True, text=True)
             if report.returncode == 0:
@@ -162,15 +171,18 @@ def measure(binary, store, workdir, kv, seconds, etcd_url, postgres):
             return peak[0], peak[1], None
         row = postgres.psql(f"SELECT count(*), sum(pg_column_size(i.*)) FROM stampede_intervals i "
                             f"WHERE run_id = '{run_id}'").strip().split("|")
-        total = int(postgres.psql("SELECT pg_total_relation_size('stampede_intervals')").strip())
-        return int(row[0]), int(row[1]), total
+        reports = int(row[0])
+        middle = next((s for s in samples if s[0] >= reports // 2), samples[0])
+        last = samples[-1]
+        marginal = (last[1] - middle[1]) / max(last[0] - middle[0], 1)
+        return reports, int(row[1]), marginal * reports
     finally:
         processes.stop()
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=int, default=30)
+    parser.add_argument("--seconds", type=int, default=60)
     parser.add_argument("--binary", default=RELEASE_BINARY)
     options = parser.parse_args()
     if not os.path.exists(options.binary):

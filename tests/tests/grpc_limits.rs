@@ -113,7 +113,7 @@ fn oversized_and_malformed_messages_get_a_status_and_the_coordinator_carries_on(
         assert!(status.is_err(), "{status:?}");
 
         // Still serving.
-        let runs = tokio::time::timeout(Duration::from_secs(10), client.list_runs(pb::ListRunsRequest {}))
+        let runs = tokio::time::timeout(Duration::from_secs(10), client.list_runs(pb::ListRunsRequest::default()))
             .await
             .expect("answers in time")
             .expect("list runs");
