@@ -209,24 +209,42 @@ pub async fn runs(link: &CoordinatorLink, scenario: Option<&str>) -> anyhow::Res
     Ok(())
 }
 
+/// Bytes as `812B`, `14.2KB`, `3.1MB`, `2.4GB`.
+fn size(bytes: u64) -> String {
+    let b = bytes as f64;
+    match bytes {
+        0..1_000 => format!("{bytes}B"),
+        1_000..1_000_000 => format!("{:.1}KB", b / 1e3),
+        1_000_000..1_000_000_000 => format!("{:.1}MB", b / 1e6),
+        _ => format!("{:.1}GB", b / 1e9),
+    }
+}
+
 /// The runs of one scenario, oldest first, with their key figures.
 fn history(name: &str, runs: &[pb::RunSummary]) -> anyhow::Result<()> {
     if runs.is_empty() {
         bail!("no runs of a scenario named `{name}`; `stampede runs` lists every run with its scenario's name");
     }
-    println!("{:<28} {:<9} {:>9} {:>12} {:>10} {:>8}", "run", "state", "measured", "ops/s", "p99", "errors");
+    println!(
+        "{:<28} {:<9} {:>9} {:>12} {:>10} {:>8} {:>10}",
+        "run", "state", "measured", "ops/s", "p99", "errors", "stored"
+    );
     for run in runs {
         match &run.figures {
             Some(f) => println!(
-                "{:<28} {:<9} {:>8.0}s {:>12.0} {:>10} {:>7.2}%",
+                "{:<28} {:<9} {:>8.0}s {:>12.0} {:>10} {:>7.2}% {:>10}",
                 run.run_id,
                 run.state,
                 f.duration_s,
                 f.throughput,
                 f.p99_us.map_or_else(|| "-".to_string(), stampede_common::units::format_micros),
-                f.error_rate * 100.0
+                f.error_rate * 100.0,
+                f.stored_bytes.map_or_else(|| "-".to_string(), size)
             ),
-            None => println!("{:<28} {:<9} {:>9} {:>12} {:>10} {:>8}", run.run_id, run.state, "-", "-", "-", "-"),
+            None => println!(
+                "{:<28} {:<9} {:>9} {:>12} {:>10} {:>8} {:>10}",
+                run.run_id, run.state, "-", "-", "-", "-", "-"
+            ),
         }
     }
     Ok(())

@@ -49,6 +49,7 @@ fn the_runs_of_a_scenario_are_listed_with_their_figures_from_postgresql() {
         let expected = (*served as f64 / measured).round();
         assert!((throughput - expected).abs() <= 1.0, "ops/s {throughput}, the server counted {served} in {measured}s");
         assert_eq!(row[5], "0.00%", "no errors:\n{stdout}");
+        assert!(row[6].ends_with("KB"), "what PostgreSQL holds for a 3 s run:\n{stdout}");
     }
     let (code, _, stderr) =
         run_stampede(&["runs", "--scenario", "nothing-like-it", "--coordinator", &second.url], Duration::from_secs(20));

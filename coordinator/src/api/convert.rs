@@ -134,6 +134,7 @@ pub fn run_summary(view: &RunView) -> pb::RunSummary {
             error_rate: f.error_rate,
             p99_us: f.p99_us,
             duration_s: f.duration_s,
+            stored_bytes: f.stored_bytes,
         }),
     }
 }

@@ -449,6 +449,7 @@ impl Engine {
             },
             p99_us: run.aggregate.observe(&Metric::Quantile(0.99), None, report.duration_s),
             duration_s: report.duration_s,
+            stored_bytes: self.store.stored_bytes(run_id).ok(),
         });
         persist(&*self.store, &run.record);
         forget_private(&*self.store, run_id);

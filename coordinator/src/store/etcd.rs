@@ -223,6 +223,12 @@ impl RunStore for EtcdStore {
             .collect()
     }
 
+    fn stored_bytes(&self, run_id: &str) -> Result<u64, StoreError> {
+        let values = self.get_prefix(&self.run_key(run_id, ""))?;
+        let record = self.get(&self.record_key(run_id))?.map_or(0, |v| v.len());
+        Ok((values.iter().map(|(_, v)| v.len()).sum::<usize>() + record) as u64)
+    }
+
     fn prune(&self, before_unix_s: i64) -> Result<u64, StoreError> {
         let mut deleted = 0;
         for record in self.list()? {

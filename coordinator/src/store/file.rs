@@ -145,6 +145,16 @@ impl RunStore for FileStore {
         Ok(intervals)
     }
 
+    fn stored_bytes(&self, run_id: &str) -> Result<u64, StoreError> {
+        let dir = self.run_dir(run_id);
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(io("list", &dir)(e)),
+        };
+        Ok(entries.filter_map(Result::ok).filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum())
+    }
+
     fn prune(&self, before_unix_s: i64) -> Result<u64, StoreError> {
         let mut deleted = 0;
         for record in self.list()? {

@@ -96,6 +96,15 @@ impl RunStore for MemoryStore {
         Ok(self.runs().get(run_id).and_then(|run| run.report.clone()))
     }
 
+    fn stored_bytes(&self, run_id: &str) -> Result<u64, StoreError> {
+        let runs = self.runs();
+        let Some(run) = runs.get(run_id) else { return Ok(0) };
+        let record = run.record.as_ref().and_then(|r| serde_json::to_vec(r).ok()).map_or(0, |v| v.len());
+        let intervals: usize = run.intervals.iter().filter_map(|i| serde_json::to_vec(i).ok()).map(|v| v.len()).sum();
+        let report = run.report.as_ref().map_or(0, |(json, text)| json.len() + text.len());
+        Ok((record + run.scenario.len() + intervals + report) as u64)
+    }
+
     fn prune(&self, before_unix_s: i64) -> Result<u64, StoreError> {
         let mut runs = self.runs();
         let before = runs.len();

@@ -141,6 +141,9 @@ pub struct RunFigures {
     /// Latency from the intended start; `None` when nothing was measured.
     pub p99_us: Option<f64>,
     pub duration_s: f64,
+    /// What the store holds for the run once its report is stored.
+    #[serde(default)]
+    pub stored_bytes: Option<u64>,
 }
 
 /// An agent's absence as the engine saw it (seconds after the start).
@@ -188,4 +191,7 @@ pub trait RunStore: Send + Sync {
     /// Deletes the ended runs submitted before `before_unix_s` with all
     /// they stored; returns how many.
     fn prune(&self, before_unix_s: i64) -> Result<u64, StoreError>;
+    /// The bytes the store holds for a run (record, scenario, intervals,
+    /// report), as near as the store can tell.
+    fn stored_bytes(&self, run_id: &str) -> Result<u64, StoreError>;
 }

@@ -149,9 +149,11 @@ impl PostgresStore {
             Refusal::Failed(message) => failed(&self.shown, action, message),
         })
     }
+}
 
-    /// The bytes stored for a run (its rows' sizes as PostgreSQL counts them).
-    pub fn stored_bytes(&self, run_id: &str) -> Result<u64, StoreError> {
+/// The bytes stored for a run: its rows' sizes as PostgreSQL counts them.
+impl PostgresStore {
+    fn bytes_of(&self, run_id: &str) -> Result<u64, StoreError> {
         let run_id = run_id.to_string();
         self.call("measure a run", move |pool, _| async move {
             let row = sqlx::query(
@@ -381,6 +383,10 @@ impl RunStore for PostgresStore {
                 })
                 .collect()
         })
+    }
+
+    fn stored_bytes(&self, run_id: &str) -> Result<u64, StoreError> {
+        self.bytes_of(run_id)
     }
 
     fn prune(&self, before_unix_s: i64) -> Result<u64, StoreError> {

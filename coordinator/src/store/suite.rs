@@ -101,6 +101,11 @@ pub fn check(open: &dyn Fn() -> Arc<dyn RunStore>) {
     assert_eq!(store.load_scenario("r-suite-1").expect("scenario"), "pw: ***", "the password is gone");
     assert!(store.list().expect("list").iter().all(|r| r.is_terminal()));
 
+    // What the store holds for a run: something for a run with a report,
+    // nothing for one it does not know.
+    assert!(store.stored_bytes("r-suite-1").expect("size") > "PASSED".len() as u64);
+    assert_eq!(store.stored_bytes("r-unknown").expect("size"), 0);
+
     // Retention: ended runs submitted before the cut-off go, with all they stored.
     let mut unfinished = record("r-suite-2", RunState::Running);
     unfinished.submitted_at_unix_s = 1;
