@@ -52,6 +52,9 @@ struct Entry {
     sent: bool,
     /// When it was last sent.
     sent_at: Option<Instant>,
+    /// How often it was sent again because it stayed unacknowledged; each
+    /// time the wait before the next doubles (up to 64 times the first).
+    resends: u32,
 }
 
 #[derive(Default)]
@@ -80,7 +83,7 @@ impl Outbox {
         {
             let mut inner = self.lock();
             let queued_final = matches!(message, Outgoing::Final { .. });
-            inner.entries.push_back(Entry { message, sent: false, sent_at: None });
+            inner.entries.push_back(Entry { message, sent: false, sent_at: None, resends: 0 });
             let Inner { entries, dropped } = &mut *inner;
             let mut evicted = false;
             while entries.len() > self.limit {
@@ -142,13 +145,17 @@ impl Outbox {
     }
 
     /// Sends again what was sent `after` ago or longer and is still not
-    /// acknowledged; returns how many.
+    /// acknowledged (the wait doubling with each resend of the same
+    /// message, so a coordinator that keeps refusing is not flooded);
+    /// returns how many.
     pub fn resend_overdue(&self, after: Duration) -> usize {
         let now = Instant::now();
         let mut count = 0;
         for entry in &mut self.lock().entries {
-            if entry.sent && entry.sent_at.is_some_and(|at| now.duration_since(at) >= after) {
+            let wait = after * (1u32 << entry.resends.min(6));
+            if entry.sent && entry.sent_at.is_some_and(|at| now.duration_since(at) >= wait) {
                 entry.sent = false;
+                entry.resends += 1;
                 count += 1;
             }
         }
@@ -190,9 +197,15 @@ mod tests {
         outbox.ack("r", 0);
         assert_eq!(outbox.resend_overdue(Duration::from_secs(60)), 0, "not overdue yet");
         assert!(outbox.take_unsent().is_empty());
-        std::thread::sleep(Duration::from_millis(20));
-        assert_eq!(outbox.resend_overdue(Duration::from_millis(10)), 1);
+        let after = Duration::from_millis(100);
+        std::thread::sleep(after);
+        assert_eq!(outbox.resend_overdue(after), 1);
         assert_eq!(outbox.take_unsent(), vec![report(1)]);
+        // The second resend waits twice as long.
+        std::thread::sleep(after + Duration::from_millis(20));
+        assert_eq!(outbox.resend_overdue(after), 0, "not after 120 ms again");
+        std::thread::sleep(after);
+        assert_eq!(outbox.resend_overdue(after), 1, "after 200 ms");
     }
 
     #[test]

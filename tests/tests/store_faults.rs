@@ -148,15 +148,20 @@ fn fill_etcd(etcd: &stampede_tests::etcd::Etcd, count: usize) -> bool {
 }
 
 #[test]
-fn etcd_over_its_quota_holds_the_reports_back_until_it_has_room() {
+fn etcd_over_its_quota_holds_the_reports_back_until_it_has_room_even_across_a_restart() {
     let etcd =
         stampede_tests::etcd::Etcd::start_with(free_port(), &["--quota-backend-bytes", &(8u64 << 20).to_string()]);
     let kv = KvServerBuilder::new("kv-0").start();
     let data = tempfile::tempdir().expect("tempdir");
-    let coordinator = CoordinatorBuilder::new(data.path().join("data"))
-        .http()
-        .args(&["--etcd", &etcd.url, "--etcd-prefix", "/quota", "--store-error-timeout", "60s"])
-        .start();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let start_coordinator = |name: &str| {
+        CoordinatorBuilder::new(data.path().join(name))
+            .listen(&listen)
+            .http()
+            .args(&["--etcd", &etcd.url, "--etcd-prefix", "/quota", "--store-error-timeout", "60s"])
+            .start()
+    };
+    let coordinator = start_coordinator("a");
     let url = coordinator.url.clone();
     let _agent = AgentBuilder::new("agent-0").coordinator(&url).start();
     wait_until("the agent connects to the leader", Duration::from_secs(30), || {
@@ -172,7 +177,9 @@ fn etcd_over_its_quota_holds_the_reports_back_until_it_has_room() {
 
     assert!(fill_etcd(&etcd, 400), "etcd refuses writes once past its quota");
     wait_until("the coordinator reports refused writes", Duration::from_secs(20), || store_errors(&coordinator) > 0);
-    std::thread::sleep(Duration::from_secs(3));
+    std::thread::sleep(Duration::from_secs(2));
+    // The leader dies while etcd is full; the agent keeps what was not stored.
+    drop(coordinator);
 
     // Room again, as an operator makes it: delete, compact, defragment,
     // disarm the alarm.
@@ -191,16 +198,15 @@ fn etcd_over_its_quota_holds_the_reports_back_until_it_has_room() {
         let (code, _, stderr) = etcd.etcdctl(&args);
         assert_eq!(code, 0, "etcdctl {args:?}: {stderr}");
     }
+    // A new coordinator wins the election and resumes the run from etcd.
+    let _coordinator = start_coordinator("b");
 
     let report = wait_for_report(&url, &run_id, Duration::from_secs(90));
     assert_eq!(report["status"], "passed", "{report}");
     let served = get_set_calls(&kv.address);
     assert!(served > 0);
     assert_eq!(node_ops(&report), served, "the report's operations equal the KV server's own count");
-    let notes: Vec<&str> = report["notes"].as_array().expect("notes").iter().filter_map(Value::as_str).collect();
-    assert!(
-        notes.iter().any(|n| n.contains("writes refused") && n.contains("database space exceeded")),
-        "the report says the store refused writes: {notes:?}"
-    );
+    // (The refusals were the first coordinator's: the one that resumed the
+    // run met none, so its report has no note of them.)
     assert!(etcd.keys(&intervals).is_empty(), "once the report is stored its interval keys go");
 }

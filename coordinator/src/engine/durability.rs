@@ -12,7 +12,7 @@
 //! `store_error_timeout` it ends in `error`, naming the store's answer; the
 //! agents keep the reports that were not stored.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 /// How often the live line repeats that the store still refuses writes.
@@ -29,8 +29,9 @@ pub(super) struct StoreHealth {
     /// When the store took writes again after refusing them.
     recovered_at: Option<Instant>,
     last_notice: Option<Instant>,
-    /// Reports refused as corrupt, per agent: acknowledged, never merged.
-    corrupt: BTreeMap<String, u64>,
+    /// (agent, sequence) of reports refused as corrupt: acknowledged,
+    /// never merged.
+    corrupt: BTreeSet<(String, u64)>,
 }
 
 impl StoreHealth {
@@ -98,12 +99,13 @@ impl StoreHealth {
         self.recovered_at.map_or(end, |at| at.max(end))
     }
 
-    pub(super) fn corrupt(&mut self, agent: &str) {
-        *self.corrupt.entry(agent.to_string()).or_default() += 1;
+    pub(super) fn corrupt(&mut self, agent: &str, seq: u64) {
+        self.corrupt.insert((agent.to_string(), seq));
     }
 
-    pub(super) fn corrupt_from(&self, agent: &str) -> u64 {
-        self.corrupt.get(agent).copied().unwrap_or(0)
+    /// How many of the reports `seqs` from `agent` were refused as corrupt.
+    pub(super) fn corrupt_from(&self, agent: &str, seqs: std::ops::Range<u64>) -> u64 {
+        self.corrupt.range((agent.to_string(), seqs.start)..(agent.to_string(), seqs.end)).count() as u64
     }
 }
 

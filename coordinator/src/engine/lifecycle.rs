@@ -252,7 +252,7 @@ impl Engine {
             }
             Err(error) => {
                 tracing::error!(run = %run_id, %error, "interval report refused");
-                run.store_health.corrupt(agent_id);
+                run.store_health.corrupt(agent_id, report.seq);
                 self.registry.send(agent_id, ToAgent::Ack { run_id, seq: report.seq });
                 return;
             }
@@ -308,7 +308,7 @@ impl Engine {
         // sends it again with the reports it still holds.
         let first = seq.saturating_sub(interval_reports);
         let accounted = run.aggregate.count_merged(agent_id, first..seq)
-            + run.store_health.corrupt_from(agent_id)
+            + run.store_health.corrupt_from(agent_id, first..seq)
             + reports_dropped;
         if accounted < interval_reports {
             tracing::debug!(run = %run_id, agent = %agent_id, accounted, interval_reports, "final report before its interval reports are stored");
