@@ -106,6 +106,9 @@ pub struct IntervalReport {
     /// Open connections per node at the end of the interval.
     pub connections: BTreeMap<String, u64>,
     pub late_starts: u64,
+    /// Of `late_starts`: intended starts within the run never sent.
+    #[serde(default)]
+    pub unsent_starts: u64,
     pub cpu_percent: f64,
     pub max_schedule_lag_us: u64,
     /// Workload counters (`rows`, `cache_hits`, ...) for this interval.

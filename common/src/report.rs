@@ -85,8 +85,12 @@ pub struct Totals {
     pub errors: u64,
     /// Operations per second over the measured part.
     pub throughput: f64,
-    /// Requests of the open model that started later than intended.
+    /// Requests of the open model that started later than intended
+    /// (sent more than 1 ms late, or never sent).
     pub late_starts: u64,
+    /// Of `late_starts`: intended starts within the run never sent.
+    #[serde(default)]
+    pub unsent_starts: u64,
     /// Samples above the histogram range, clamped to it.
     pub clamped: u64,
     /// Operations during the warm-up (not in the figures above).

@@ -80,7 +80,11 @@ fn write_report(out: &mut String, r: &Report) -> std::fmt::Result {
         writeln!(out, "errors by kind: {}", with_errors.join("; "))?;
     }
     if r.totals.late_starts > 0 {
-        writeln!(out, "late starts (open model, sent >1ms after their intended time): {}", r.totals.late_starts)?;
+        write!(out, "late starts (open model, sent >1ms after their intended time): {}", r.totals.late_starts)?;
+        if r.totals.unsent_starts > 0 {
+            write!(out, " ({} of them never sent: the load fell behind the rate)", r.totals.unsent_starts)?;
+        }
+        writeln!(out)?;
     }
     if r.totals.clamped > 0 {
         writeln!(out, "samples above 1h clamped: {}", r.totals.clamped)?;

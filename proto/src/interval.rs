@@ -32,6 +32,7 @@ pub fn to_wire(r: IntervalReport) -> pb::IntervalReport {
             .map(|(node, connections)| pb::NodeConnections { node, connections })
             .collect(),
         late_starts: r.late_starts,
+        unsent_starts: r.unsent_starts,
         health: Some(pb::AgentHealth { cpu_percent: r.cpu_percent, max_schedule_lag_us: r.max_schedule_lag_us }),
         counters: r.counters.into_iter().collect(),
         notes: r.notes,
@@ -61,6 +62,7 @@ pub fn from_wire(message: pb::IntervalReport) -> IntervalReport {
             .collect(),
         connections: message.connections.into_iter().map(|c| (c.node, c.connections)).collect(),
         late_starts: message.late_starts,
+        unsent_starts: message.unsent_starts,
         cpu_percent: health.cpu_percent,
         max_schedule_lag_us: health.max_schedule_lag_us,
         counters: message.counters.into_iter().collect(),
@@ -100,6 +102,7 @@ mod tests {
             }],
             connections: [("kv-0".to_string(), 2)].into(),
             late_starts: 4,
+            unsent_starts: 3,
             cpu_percent: 12.5,
             max_schedule_lag_us: 900,
             counters: [("rows".to_string(), 5)].into(),

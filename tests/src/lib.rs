@@ -119,6 +119,15 @@ impl Process {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// The exit code once the process has exited (-1 for a signal), or
+    /// `None` while it runs.
+    pub fn exit_code(&mut self) -> Option<i32> {
+        match self.child.try_wait() {
+            Ok(Some(status)) => Some(status.code().unwrap_or(-1)),
+            _ => None,
+        }
+    }
+
     /// Sends SIGTERM and waits up to `within` for the process to exit;
     /// returns its exit code (None if it is still running or was killed by
     /// a signal).

@@ -2,9 +2,19 @@
 //! request's *intended* start time at that time, with uniform or
 //! exponential (Poisson) spacing. A thread with `nanosleep` keeps the
 //! schedule to tens of microseconds, where the async timer wheel rounds to
-//! milliseconds. Slots take arrivals from a shared queue; an arrival that
-//! waits in the queue is measured from its intended time (coordinated
-//! omission corrected), never dropped.
+//! milliseconds.
+//!
+//! The schedule is computed, not materialised: the thread hands intended
+//! starts to the slots through a queue that holds at most one per slot, so
+//! when the target falls behind the thread waits with the next intended
+//! start in hand instead of queueing every missed one, and memory does not
+//! grow with the rate or the backlog. A start taken late is measured from
+//! its intended time (coordinated omission corrected). The thread stops at
+//! the planned end, and counts (without generating them one by one) the
+//! intended starts that fell inside the run but were never released: with
+//! uniform spacing by arithmetic, with Poisson arrivals by drawing the
+//! number of arrivals of the rest of the run from the Poisson distribution,
+//! as the process itself would have produced them.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,59 +22,147 @@ use std::time::{Duration, Instant};
 
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
-use rand_distr::{Distribution, Exp};
+use rand_distr::{Distribution, Exp, Poisson};
 use stampede_common::scenario::Arrival;
 
-/// Starts the arrival thread. It releases every arrival due before `end`
-/// (so that the ones no slot could send can be counted afterwards) unless
-/// `cancel` is set; the returned handle ends with it.
+/// How often a thread that waits for a free slot looks again.
+const FULL_POLL: Duration = Duration::from_micros(50);
+
+/// What the arrival thread did: the intended starts it released and those
+/// due within the run it never released.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Released {
+    pub released: u64,
+    pub never_released: u64,
+}
+
+/// Starts the arrival thread for `slots` slots. It releases intended
+/// starts until the planned `end` (or `cancel`); the returned handle ends
+/// with it and says how many it released and how many it never did.
 pub fn start(
     rate_per_s: f64,
     arrival: Arrival,
     start: Instant,
     end: Instant,
     seed: u64,
+    slots: usize,
     cancel: Arc<AtomicBool>,
-) -> std::io::Result<(async_channel::Receiver<Instant>, std::thread::JoinHandle<()>)> {
-    let (tx, rx) = async_channel::unbounded();
+) -> std::io::Result<(async_channel::Receiver<Instant>, std::thread::JoinHandle<Released>)> {
+    let (tx, rx) = async_channel::bounded(slots.max(1));
     let handle = std::thread::Builder::new().name("stampede-arrivals".into()).spawn(move || {
-        let mut rng = SmallRng::seed_from_u64(seed);
-        let mean_gap = 1.0 / rate_per_s.max(1e-9);
-        let exp = Exp::new(rate_per_s.max(1e-9)).ok();
-        let mut next = start;
-        while next < end && !cancel.load(Ordering::Relaxed) {
+        let mut process = Process::new(rate_per_s, arrival, start, seed);
+        let mut released = 0;
+        'release: while process.next < end && !cancel.load(Ordering::Relaxed) {
             let now = Instant::now();
-            if next > now {
-                std::thread::sleep(next - now);
+            if now >= end {
+                break;
             }
-            if tx.send_blocking(next).is_err() {
-                return;
+            if process.next > now {
+                std::thread::sleep(process.next - now);
             }
-            let gap = match (arrival, &exp) {
-                (Arrival::Poisson, Some(exp)) => exp.sample(&mut rng),
-                _ => mean_gap,
-            };
-            next += Duration::from_secs_f64(gap);
+            let mut at = process.next;
+            loop {
+                match tx.try_send(at) {
+                    Ok(()) => break,
+                    Err(async_channel::TrySendError::Full(back)) => {
+                        // Every slot is busy: keep the start in hand.
+                        if Instant::now() >= end || cancel.load(Ordering::Relaxed) {
+                            break 'release;
+                        }
+                        at = back;
+                        std::thread::sleep(FULL_POLL);
+                    }
+                    Err(async_channel::TrySendError::Closed(_)) => break 'release,
+                }
+            }
+            released += 1;
+            process.advance();
         }
+        Released { released, never_released: process.remaining_before(end) }
     })?;
     Ok((rx, handle))
+}
+
+/// The arrival process: the next intended start and how to get the one
+/// after it.
+struct Process {
+    arrival: Arrival,
+    rate_per_s: f64,
+    start: Instant,
+    /// Index of `next` (uniform spacing: start + index / rate, so that no
+    /// rounding accumulates).
+    index: u64,
+    next: Instant,
+    rng: SmallRng,
+    exp: Option<Exp<f64>>,
+}
+
+impl Process {
+    fn new(rate_per_s: f64, arrival: Arrival, start: Instant, seed: u64) -> Self {
+        let rate_per_s = rate_per_s.max(1e-9);
+        Self {
+            arrival,
+            rate_per_s,
+            start,
+            index: 0,
+            next: start,
+            rng: SmallRng::seed_from_u64(seed),
+            exp: Exp::new(rate_per_s).ok(),
+        }
+    }
+
+    fn advance(&mut self) {
+        self.index += 1;
+        self.next = match (self.arrival, &self.exp) {
+            (Arrival::Poisson, Some(exp)) => self.next + Duration::from_secs_f64(exp.sample(&mut self.rng)),
+            _ => self.start + Duration::from_secs_f64(self.index as f64 / self.rate_per_s),
+        };
+    }
+
+    /// The intended starts from `next` (included) to `end` (excluded).
+    fn remaining_before(&mut self, end: Instant) -> u64 {
+        if self.next >= end {
+            return 0;
+        }
+        match (self.arrival, &self.exp) {
+            (Arrival::Poisson, Some(_)) => {
+                // `next` is one arrival; the rest of the window holds a
+                // Poisson-distributed number of further ones.
+                let lambda = (end - self.next).as_secs_f64() * self.rate_per_s;
+                let further = Poisson::new(lambda).map_or(0.0, |p| p.sample(&mut self.rng));
+                1 + further as u64
+            }
+            _ => {
+                // Indexes i with i / rate < duration: ceil(duration * rate).
+                let total = ((end - self.start).as_secs_f64() * self.rate_per_s).ceil() as u64;
+                total.saturating_sub(self.index)
+            }
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn collect(rx: &async_channel::Receiver<Instant>) -> Vec<Instant> {
+        let mut times = Vec::new();
+        while let Ok(t) = rx.recv_blocking() {
+            times.push(t);
+        }
+        times
+    }
+
     #[test]
     fn releases_the_expected_number_of_arrivals_in_order() {
         let start_at = Instant::now();
         let end = start_at + Duration::from_millis(200);
         let cancel = Arc::new(AtomicBool::new(false));
-        let (rx, _thread) = start(1000.0, Arrival::Uniform, start_at, end, 1, cancel).expect("thread");
-        let mut times = Vec::new();
-        while let Ok(t) = rx.recv_blocking() {
-            times.push(t);
-        }
-        assert_eq!(times.len(), 200);
+        let (rx, thread) = start(1000.0, Arrival::Uniform, start_at, end, 1, 4, cancel).expect("thread");
+        let times = collect(&rx);
+        let done = thread.join().expect("thread");
+        assert_eq!(times.len() as u64 + done.never_released, 200, "{done:?}");
+        assert_eq!(done.released, times.len() as u64);
         assert!(times.windows(2).all(|w| w[1] > w[0]));
         assert_eq!(times[1] - times[0], Duration::from_millis(1));
     }
@@ -74,11 +172,37 @@ mod tests {
         let start_at = Instant::now() - Duration::from_secs(10);
         let end = start_at + Duration::from_secs(10);
         let cancel = Arc::new(AtomicBool::new(false));
-        let (rx, _thread) = start(500.0, Arrival::Poisson, start_at, end, 7, cancel).expect("thread");
-        let mut count = 0;
-        while rx.recv_blocking().is_ok() {
-            count += 1;
-        }
+        let (rx, thread) = start(500.0, Arrival::Poisson, start_at, end, 7, 1, cancel).expect("thread");
+        // The run is over before it starts: nothing is released, and the
+        // missed arrivals are counted.
+        let count = collect(&rx).len() as u64 + thread.join().expect("thread").never_released;
         assert!((4_600..5_400).contains(&count), "{count}");
+    }
+
+    #[test]
+    fn an_absurd_rate_ends_on_time_with_every_intended_start_counted() {
+        let start_at = Instant::now();
+        let end = start_at + Duration::from_millis(300);
+        let cancel = Arc::new(AtomicBool::new(false));
+        let (rx, thread) = start(1e9, Arrival::Uniform, start_at, end, 3, 8, cancel).expect("thread");
+        // Slots that take one start every millisecond: far behind.
+        let mut taken = 0u64;
+        while let Ok(at) = rx.recv_blocking() {
+            assert!(at < end);
+            taken += 1;
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let done = thread.join().expect("thread");
+        assert!(Instant::now() < end + Duration::from_millis(100), "the thread stopped at the end");
+        assert_eq!(done.released, taken);
+        assert_eq!(done.released + done.never_released, 300_000_000, "1e9/s for 0.3 s, exactly");
+    }
+
+    #[test]
+    fn the_rest_of_a_poisson_run_is_drawn_around_its_mean() {
+        let start_at = Instant::now();
+        let mut process = Process::new(1e6, Arrival::Poisson, start_at, 11);
+        let remaining = process.remaining_before(start_at + Duration::from_secs(2));
+        assert!((1_990_000..2_010_000).contains(&remaining), "{remaining}");
     }
 }

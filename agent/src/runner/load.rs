@@ -23,7 +23,7 @@ const DELIVERY_DRAIN: Duration = Duration::from_millis(500);
 
 /// The open model's arrival thread and the flag that stops it early.
 struct ArrivalThread {
-    thread: std::thread::JoinHandle<()>,
+    thread: std::thread::JoinHandle<super::arrivals::Released>,
     cancel: Arc<AtomicBool>,
 }
 
@@ -56,8 +56,10 @@ impl Load {
             LoadModel::Open { arrival, .. } => {
                 let cancel = Arc::new(AtomicBool::new(false));
                 let flag = Arc::clone(&cancel);
+                // One intended start in hand per slot, however far behind.
+                let slots = connections.len() * scenario.load.pipeline as usize;
                 let (rx, thread) =
-                    super::arrivals::start(assignment.rate_per_s, arrival, start_at, end, assignment.seed, flag)
+                    super::arrivals::start(assignment.rate_per_s, arrival, start_at, end, assignment.seed, slots, flag)
                         .map_err(|e| format!("cannot start the arrival thread: {e}"))?;
                 (Some(rx), Some(ArrivalThread { thread, cancel }))
             }
@@ -138,17 +140,24 @@ impl Load {
         if drained.is_err() {
             self.tasks.abort_all();
         }
+        let mut never_released = 0;
         if let Some(ArrivalThread { thread, .. }) = self.arrivals {
-            // It has only arrivals from the past left to release, or was cancelled.
-            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+            // It stopped at the planned end, or was cancelled.
+            if let Ok(Ok(done)) = tokio::task::spawn_blocking(move || thread.join()).await {
+                never_released = done.never_released;
+            }
         }
         if let Some(arrivals) = &self.context.arrivals
             && let Some(first) = reporter.recorders.first()
             && !cancelled
         {
-            let unsent = arrivals.len() as u64;
+            // Intended within the run, never sent: released but not taken,
+            // and never released at all.
+            let unsent = arrivals.len() as u64 + never_released;
             arrivals.close();
-            lock(first).late_starts += unsent;
+            let mut first = lock(first);
+            first.late_starts += unsent;
+            first.unsent_starts += unsent;
         }
     }
 }

@@ -53,6 +53,8 @@ pub struct Recorder {
     pub operations: Vec<OperationRecorder>,
     parked: Vec<(Arc<str>, Vec<OperationRecorder>)>,
     pub late_starts: u64,
+    /// Of `late_starts`: intended starts never sent.
+    pub unsent_starts: u64,
     pub max_lag_us: u64,
     pub counters: [u64; Counter::ALL.len()],
     /// Connections opened since the last collection, per node.
@@ -70,6 +72,7 @@ impl Recorder {
             operations: (0..operations).map(|_| OperationRecorder::new()).collect(),
             parked: Vec::new(),
             late_starts: 0,
+            unsent_starts: 0,
             max_lag_us: 0,
             counters: [0; Counter::ALL.len()],
             opened: BTreeMap::new(),
@@ -155,6 +158,7 @@ pub fn collect(
     let mut merged: BTreeMap<(usize, Arc<str>), OperationRecorder> = BTreeMap::new();
     let mut connections: BTreeMap<String, u64> = BTreeMap::new();
     let mut late_starts = 0;
+    let mut unsent_starts = 0;
     let mut max_lag_us = 0;
     let mut counters = [0u64; Counter::ALL.len()];
     let mut opened: BTreeMap<String, u64> = BTreeMap::new();
@@ -173,8 +177,10 @@ pub fn collect(
             }
         }
         late_starts += r.late_starts;
+        unsent_starts += r.unsent_starts;
         max_lag_us = max_lag_us.max(r.max_lag_us);
         r.late_starts = 0;
+        r.unsent_starts = 0;
         r.max_lag_us = 0;
         let r = &mut *r;
         let current = std::iter::once((&node, &mut r.operations));
@@ -219,6 +225,7 @@ pub fn collect(
         operations,
         connections,
         late_starts,
+        unsent_starts,
         cpu_percent: 0.0,
         max_schedule_lag_us: max_lag_us,
         counters: Counter::ALL

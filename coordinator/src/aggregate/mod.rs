@@ -102,6 +102,7 @@ pub struct RunAggregate {
     intervals: BTreeMap<u64, IntervalAggregate>,
     warmup_ops: u64,
     late_starts: u64,
+    unsent_starts: u64,
     clamped: u64,
     counters: BTreeMap<String, u64>,
     measured_counters: BTreeMap<String, u64>,
@@ -154,6 +155,7 @@ impl RunAggregate {
             intervals: BTreeMap::new(),
             warmup_ops: 0,
             late_starts: 0,
+            unsent_starts: 0,
             clamped: 0,
             counters: BTreeMap::new(),
             measured_counters: BTreeMap::new(),
@@ -290,6 +292,7 @@ impl RunAggregate {
         }
         if !warmup {
             self.late_starts += report.late_starts;
+            self.unsent_starts += report.unsent_starts;
         }
         for (name, value) in &report.counters {
             *self.counters.entry(name.clone()).or_default() += value;
@@ -431,6 +434,7 @@ impl RunAggregate {
                 errors: self.errors(),
                 throughput: per_second(self.ops()),
                 late_starts: self.late_starts,
+                unsent_starts: self.unsent_starts,
                 clamped: self.clamped,
                 warmup_ops: self.warmup_ops,
             },

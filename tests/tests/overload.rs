@@ -1,0 +1,98 @@
+//! The open model overloaded, with real processes: `stampede run` (its
+//! coordinator and agent in one process) against a `stampede kv-server`.
+//! An absurd rate ends on time in bounded memory with every intended start
+//! accounted for against the server's own count; a sustained overload keeps
+//! the process's resident memory flat.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use stampede_tests::cluster::KvServerBuilder;
+use stampede_tests::{Process, ScenarioBuilder, get_set_calls, stampede_bin, write_file};
+
+/// The resident memory of `pid` in KiB (`VmRSS` of /proc), 0 once it is gone.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Runs `scenario` with `stampede run`, sampling its resident memory every
+/// 200 ms; returns (exit code, seconds it took, samples in KiB, report).
+fn run_sampled(scenario: &str, dir: &std::path::Path) -> (i32, f64, Vec<u64>, serde_json::Value) {
+    let path = write_file(dir, "overload.yaml", scenario);
+    let json = dir.join("report.json");
+    let mut command = Command::new(stampede_bin());
+    command.args(["run", &path, "-q", "--json"]).arg(&json);
+    let started = Instant::now();
+    let mut process = Process::spawn("stampede run", command);
+    let mut samples = Vec::new();
+    let code = loop {
+        if let Some(code) = process.exit_code() {
+            break code;
+        }
+        assert!(started.elapsed() < Duration::from_secs(120), "the run did not end within 120 s");
+        samples.push(rss_kib(process.pid()));
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let took = started.elapsed().as_secs_f64();
+    let report = std::fs::read_to_string(&json).ok().and_then(|t| serde_json::from_str(&t).ok());
+    (code, took, samples, report.unwrap_or_default())
+}
+
+fn open_scenario(name: &str, endpoint: &str, rate: &str, duration: &str) -> String {
+    ScenarioBuilder::new(name)
+        .duration(duration)
+        .endpoints(&[endpoint])
+        .load("model: open")
+        .load(&format!("rate: {rate}"))
+        .load("connections: 2")
+        .yaml()
+}
+
+#[test]
+fn a_billion_per_second_ends_on_time_in_bounded_memory_with_every_start_counted() {
+    let kv = KvServerBuilder::new("kv-0").start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (code, took, samples, report) =
+        run_sampled(&open_scenario("absurd", &kv.address, "1000000000/s", "3s"), dir.path());
+    assert_eq!(code, 0, "{report}");
+    // 3 s of load, at most 6 s of drain (the operation timeout and a
+    // second), and the start-up of the run.
+    assert!(took < 3.0 + 6.0 + 3.0, "the run took {took:.1} s");
+    let peak_mib = samples.iter().max().copied().unwrap_or(0) / 1024;
+    assert!(peak_mib < 100, "resident memory reached {peak_mib} MiB");
+    let served = get_set_calls(&kv.address);
+    let totals = &report["totals"];
+    let unsent = totals["unsent_starts"].as_u64().expect("unsent_starts");
+    let late = totals["late_starts"].as_u64().expect("late_starts");
+    assert_eq!(totals["ops"].as_u64(), Some(served), "the report's operations are the server's");
+    assert_eq!(served + unsent, 3_000_000_000, "intended starts: 1e9/s x 3 s, each sent or counted as never sent");
+    assert!(
+        late >= unsent && late - unsent <= served,
+        "late {late}: the unsent {unsent} and some of the sent {served}"
+    );
+}
+
+#[test]
+fn a_sustained_overload_keeps_resident_memory_flat() {
+    let kv = KvServerBuilder::new("kv-0").start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Far beyond what one KV server and two connections do on this machine.
+    let (code, _, samples, report) =
+        run_sampled(&open_scenario("sustained", &kv.address, "1000000/s", "30s"), dir.path());
+    assert_eq!(code, 0, "{report}");
+    let served = get_set_calls(&kv.address);
+    let unsent = report["totals"]["unsent_starts"].as_u64().expect("unsent_starts");
+    assert!(unsent > 9 * served, "at least 10x overloaded: {served} sent, {unsent} never sent");
+    // After the first 5 s the resident memory stays within 10 MiB of what it was.
+    let after_start: Vec<u64> = samples.iter().skip(25).copied().filter(|kib| *kib > 0).collect();
+    let (first, peak) = (after_start[0], after_start.iter().max().copied().unwrap_or(0));
+    assert!(peak <= first + 10 * 1024, "resident memory grew from {first} KiB to {peak} KiB: {samples:?}");
+}
