@@ -25,9 +25,6 @@ use rand::rngs::SmallRng;
 use rand_distr::{Distribution, Exp, Poisson};
 use stampede_common::scenario::Arrival;
 
-/// How often a thread that waits for a free slot looks again.
-const FULL_POLL: Duration = Duration::from_micros(50);
-
 /// What the arrival thread did: the intended starts it released and those
 /// due within the run it never released.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -37,8 +34,10 @@ pub struct Released {
 }
 
 /// Starts the arrival thread for `slots` slots. It releases intended
-/// starts until the planned `end` (or `cancel`); the returned handle ends
-/// with it and says how many it released and how many it never did.
+/// starts until the planned `end` (or `cancel`, or the receiver is closed:
+/// close it to end a thread that waits for a free slot); the returned
+/// handle ends with it and says how many it released and how many it never
+/// did.
 pub fn start(
     rate_per_s: f64,
     arrival: Arrival,
@@ -60,20 +59,9 @@ pub fn start(
             if process.next > now {
                 std::thread::sleep(process.next - now);
             }
-            let mut at = process.next;
-            loop {
-                match tx.try_send(at) {
-                    Ok(()) => break,
-                    Err(async_channel::TrySendError::Full(back)) => {
-                        // Every slot is busy: keep the start in hand.
-                        if Instant::now() >= end || cancel.load(Ordering::Relaxed) {
-                            break 'release;
-                        }
-                        at = back;
-                        std::thread::sleep(FULL_POLL);
-                    }
-                    Err(async_channel::TrySendError::Closed(_)) => break 'release,
-                }
+            // While every slot is busy this waits with the start in hand.
+            if tx.send_blocking(process.next).is_err() {
+                break 'release;
             }
             released += 1;
             process.advance();

@@ -142,7 +142,11 @@ impl Load {
         }
         let mut never_released = 0;
         if let Some(ArrivalThread { thread, .. }) = self.arrivals {
-            // It stopped at the planned end, or was cancelled.
+            // It stopped at the planned end or was cancelled, or it waits
+            // for a free slot until the queue is closed.
+            if let Some(arrivals) = &self.context.arrivals {
+                arrivals.close();
+            }
             if let Ok(Ok(done)) = tokio::task::spawn_blocking(move || thread.join()).await {
                 never_released = done.never_released;
             }
@@ -154,7 +158,6 @@ impl Load {
             // Intended within the run, never sent: released but not taken,
             // and never released at all.
             let unsent = arrivals.len() as u64 + never_released;
-            arrivals.close();
             let mut first = lock(first);
             first.late_starts += unsent;
             first.unsent_starts += unsent;
