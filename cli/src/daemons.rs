@@ -18,7 +18,7 @@ pub struct CoordinatorArgs {
     /// gRPC address to listen on. Loopback by default; use 0.0.0.0:7700 to accept agents from other hosts.
     #[arg(long, env = "STAMPEDE_LISTEN", default_value = "127.0.0.1:7700")]
     listen: SocketAddr,
-    /// Directory where runs, intervals and reports are stored (with --etcd they are kept in etcd instead).
+    /// Directory where runs, intervals and reports are stored (with --results they are kept in PostgreSQL, with --etcd alone in etcd instead).
     #[arg(long, env = "STAMPEDE_DATA_DIR", default_value = "stampede-data")]
     data_dir: PathBuf,
     /// An agent silent for this long is lost.
@@ -27,8 +27,9 @@ pub struct CoordinatorArgs {
     /// How long after a run's planned end to wait for agents' final reports.
     #[arg(long, default_value = "10s", value_parser = duration)]
     finish_grace: Duration,
-    /// How long the store (data directory or etcd) may refuse a run's writes
-    /// (a full disk, etcd over its quota) before the run ends in `error`.
+    /// How long the store (data directory, etcd or PostgreSQL) may refuse a
+    /// run's writes (a full disk, etcd over its quota) before the run ends in
+    /// `error`.
     /// Meanwhile nothing unstored is counted or acknowledged: agents keep it
     /// and send it again, and the run completes if the store recovers in time.
     #[arg(long, default_value = "3m", value_parser = duration)]

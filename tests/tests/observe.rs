@@ -33,6 +33,13 @@ fn prometheus_scrapes_the_merged_figures_of_a_running_run() {
         .collect();
 
     assert_eq!(http_get(&http, "/healthz", None).0, 200);
+    // Ready once it leads: the HTTP port is served from the start, the
+    // store opens a moment later.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while http_get(&http, "/readyz", None).0 != 200 {
+        assert!(Instant::now() < deadline, "/readyz did not answer 200 within 30 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert_eq!(http_get(&http, "/readyz", None).0, 200);
     let (status, body) = http_get(&http, "/metrics", None);
     assert_eq!(status, 401, "the token is wanted: {body}");

@@ -34,9 +34,13 @@ fn scenario(name: &str, endpoint: &str, duration: &str) -> String {
         .yaml()
 }
 
-/// `stampede_store_errors_total` on the coordinator's HTTP port.
+/// `stampede_store_errors_total` on the coordinator's HTTP port (0 while
+/// it does not lead yet).
 fn store_errors(coordinator: &Coordinator) -> u64 {
     let (status, body) = http_get(coordinator.http.as_deref().expect("an HTTP port"), "/metrics", None);
+    if status == 503 {
+        return 0;
+    }
     assert_eq!(status, 200, "{body}");
     body.lines()
         .find_map(|line| line.strip_prefix("stampede_store_errors_total "))

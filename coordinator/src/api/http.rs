@@ -137,7 +137,7 @@ async fn respond(request: &Request, state: &HttpState) -> (u16, &'static str, St
     match request.path.as_str() {
         "/healthz" => (200, TEXT, "ok\n".to_string()),
         "/readyz" if leading => (200, TEXT, "leading\n".to_string()),
-        "/readyz" => (503, TEXT, "standby: another coordinator leads\n".to_string()),
+        "/readyz" => (503, TEXT, "not leading: a standby, or still opening its store\n".to_string()),
         "/metrics" => {
             if let Err(why) = state.check.accepts(request.authorization.as_deref()) {
                 return (401, TEXT, format!("{why}\n"));

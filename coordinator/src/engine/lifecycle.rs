@@ -11,14 +11,12 @@ use stampede_common::report::RunStatus;
 use stampede_common::scenario::{TargetKind, redact};
 
 use super::{ActiveRun, AssignmentMessage, ControlError, Engine, FinalReport, Progress, ToAgent, WatchUpdate};
-use crate::aggregate::{ReportContext, RunAggregate};
-use crate::render;
+use crate::aggregate::RunAggregate;
 use crate::scheduler::plan;
-use crate::store::{RunAgent, RunFigures, RunRecord, RunState, StoredInterval};
-use stampede_common::threshold::Metric;
+use crate::store::{RunAgent, RunRecord, RunState, StoredInterval};
 
 /// The scenario's passwords leave the disk once its run has ended.
-fn forget_private(store: &dyn crate::store::RunStore, run_id: &str) {
+pub(super) fn forget_private(store: &dyn crate::store::RunStore, run_id: &str) {
     if let Err(error) = store.forget_private(run_id) {
         tracing::error!(run = %run_id, %error, "cannot remove the private copy of the scenario");
     }
@@ -405,71 +403,6 @@ impl Engine {
         }
         self.finish(run_id, Some((RunStatus::Aborted, "cancelled by a user".to_string())));
         Ok(RunState::Aborted)
-    }
-
-    /// Ends a run: writes the report, tells agents and watchers, frees agents.
-    pub(super) fn finish(&mut self, run_id: &str, failure: Option<(RunStatus, String)>) {
-        let Some(mut run) = self.active.remove(run_id) else {
-            return;
-        };
-        let agents: Vec<(String, String, i64, i64)> = run
-            .record
-            .agents
-            .iter()
-            .map(|a| (a.id.clone(), a.host.clone(), a.clock_offset_us, a.clock_rtt_us))
-            .collect();
-        if let Some(note) = run.store_health.note() {
-            run.aggregate.note(note);
-        }
-        run.record.store_failed = run.store_health.in_trouble();
-        let report = run.aggregate.report(&ReportContext {
-            run_id,
-            scenario: &run.scenario,
-            endpoints: &run.record.endpoints,
-            started_at_unix_ms: run.record.start_at_us.unwrap_or(0) / 1000,
-            agents: &agents,
-            failure,
-            losses: &run.record.losses,
-            reports_dropped: &run.record.reports_dropped,
-        });
-        let json = serde_json::to_string_pretty(&report).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
-        let text = render::text(&report);
-        if let Err(error) = self.store.save_report(run_id, &json, &text) {
-            tracing::error!(run = %run_id, %error, "cannot store report");
-        }
-        run.record.state = report.status.into();
-        run.record.error = report.error.clone();
-        run.record.figures = Some(RunFigures {
-            ops: report.totals.ops,
-            throughput: report.totals.throughput,
-            error_rate: if report.totals.ops == 0 {
-                0.0
-            } else {
-                report.totals.errors as f64 / report.totals.ops as f64
-            },
-            p99_us: run.aggregate.observe(&Metric::Quantile(0.99), None, report.duration_s),
-            duration_s: report.duration_s,
-            stored_bytes: self.store.stored_bytes(run_id).ok(),
-        });
-        persist(&*self.store, &run.record);
-        forget_private(&*self.store, run_id);
-        for agent_plan in &run.plans {
-            if !run.finals.contains_key(&agent_plan.agent_id) {
-                let reason = report.error.clone().unwrap_or_default();
-                self.registry.send(&agent_plan.agent_id, ToAgent::Cancel { run_id: run_id.to_string(), reason });
-            }
-            if self.registry.get(&agent_plan.agent_id).and_then(|a| a.busy_with.as_deref()) == Some(run_id) {
-                self.registry.set_busy(&agent_plan.agent_id, None);
-            }
-        }
-        run.span.record("status", report.status.as_str());
-        run.span.record("ops", report.totals.ops);
-        run.span.in_scope(
-            || tracing::info!(run = %run_id, status = report.status.as_str(), ops = report.totals.ops, "run ended"),
-        );
-        let message = report.error.clone().unwrap_or_default();
-        notify(&mut run, &message, None, Some(json));
-        self.ended.insert(run_id.to_string(), run.record);
     }
 }
 

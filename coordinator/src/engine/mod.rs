@@ -6,6 +6,7 @@
 //! report is never lost when the coordinator stops.
 
 mod durability;
+mod finish;
 mod lifecycle;
 mod loss;
 mod queries;
@@ -355,8 +356,6 @@ impl EngineHandle {
 }
 
 const TICK: Duration = Duration::from_millis(100);
-/// How often runs past the retention are looked for.
-const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 /// Events waiting for an engine that has not started yet.
 #[derive(Debug)]
@@ -497,25 +496,6 @@ impl Engine {
         self.check_agent_losses(now);
         self.check_deadlines(now);
         self.prune(now);
-    }
-
-    /// Deletes ended runs past the retention, at most once an hour.
-    fn prune(&mut self, now: Instant) {
-        let Some(retention) = self.config.retention else { return };
-        if self.last_prune.is_some_and(|last| now.duration_since(last) < PRUNE_EVERY) {
-            return;
-        }
-        self.last_prune = Some(now);
-        let before_unix_s = (self.now.unix_us / 1_000_000).saturating_sub(retention.as_secs() as i64);
-        match self.store.prune(before_unix_s) {
-            Ok(deleted) => {
-                if deleted > 0 {
-                    tracing::info!(deleted, "deleted runs past the retention");
-                }
-                self.ended.retain(|_, record| record.submitted_at_unix_s >= before_unix_s);
-            }
-            Err(error) => tracing::warn!(%error, "cannot delete runs past the retention"),
-        }
     }
 }
 
