@@ -56,6 +56,13 @@ fn wait_until(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// Waits until the coordinator at `url` lists the agent `id`.
+fn wait_for_agent(url: &str, id: &str) {
+    wait_until(&format!("agent {id} connects to {url}"), Duration::from_secs(30), || {
+        run_stampede(&["agents", "--coordinator", url], Duration::from_secs(10)).1.contains(id)
+    });
+}
+
 /// The interval reports stored for the one run in `data`.
 fn stored_intervals(data: &Path) -> usize {
     let Ok(runs) = std::fs::read_dir(data.join("runs")) else { return 0 };
@@ -78,9 +85,7 @@ fn a_full_disk_holds_the_reports_back_until_there_is_room_even_across_a_restart(
     let first = coordinator(&data, &listen, "60s");
     let url = first.url.clone();
     let _agent = AgentBuilder::new("agent-0").coordinator(&url).start();
-    wait_until("the agent connects", Duration::from_secs(30), || {
-        run_stampede(&["agents", "--coordinator", &url], Duration::from_secs(10)).1.contains("agent-0")
-    });
+    wait_for_agent(&url, "agent-0");
 
     let dir = tempfile::tempdir().expect("tempdir");
     let path = stampede_tests::write_file(dir.path(), "soak.yaml", &scenario("full-disk", &kv.address, "14s"));
@@ -122,9 +127,7 @@ fn a_disk_that_stays_full_ends_the_run_in_error_naming_the_cause() {
     let listen = format!("127.0.0.1:{}", free_port());
     let coordinator = coordinator(&data, &listen, "4s");
     let _agent = AgentBuilder::new("agent-0").coordinator(&coordinator.url).start();
-    wait_until("the agent connects", Duration::from_secs(30), || {
-        run_stampede(&["agents", "--coordinator", &coordinator.url], Duration::from_secs(10)).1.contains("agent-0")
-    });
+    wait_for_agent(&coordinator.url, "agent-0");
     let run = RunBuilder::new(&scenario("stays-full", &kv.address, "30s"))
         .submit_to(&coordinator.url)
         .timeout(Duration::from_secs(120));
@@ -168,9 +171,7 @@ fn etcd_over_its_quota_holds_the_reports_back_until_it_has_room_even_across_a_re
     let coordinator = start_coordinator("a");
     let url = coordinator.url.clone();
     let _agent = AgentBuilder::new("agent-0").coordinator(&url).start();
-    wait_until("the agent connects to the leader", Duration::from_secs(30), || {
-        run_stampede(&["agents", "--coordinator", &url], Duration::from_secs(10)).1.contains("agent-0")
-    });
+    wait_for_agent(&url, "agent-0");
     let dir = tempfile::tempdir().expect("tempdir");
     let path = stampede_tests::write_file(dir.path(), "quota.yaml", &scenario("etcd-quota", &kv.address, "14s"));
     let (code, stdout, stderr) = run_stampede(&["submit", &path, "--coordinator", &url], Duration::from_secs(30));
