@@ -95,8 +95,10 @@ fn a_full_disk_holds_the_reports_back_until_there_is_room_even_across_a_restart(
     wait_until("two intervals are stored", Duration::from_secs(30), || stored_intervals(&data) >= 2);
 
     disk.fill();
-    let stored_when_full = stored_intervals(&data);
     wait_until("the coordinator reports refused writes", Duration::from_secs(20), || store_errors(&first) > 0);
+    // Counted once a write was refused: until then an append can still fit
+    // in the unused end of the file's last page.
+    let stored_when_full = stored_intervals(&data);
 
     // The coordinator dies while the disk is full and comes back on it.
     drop(first);
