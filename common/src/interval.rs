@@ -109,8 +109,26 @@ pub struct IntervalReport {
     /// Of `late_starts`: intended starts within the run never sent.
     #[serde(default)]
     pub unsent_starts: u64,
+    /// Percent of one core.
     pub cpu_percent: f64,
     pub max_schedule_lag_us: u64,
+    /// The CPU the agent may use (affinity, cgroup quota), percent of one core.
+    #[serde(default)]
+    pub cpu_available_percent: f64,
+    /// Time the agent's threads were ready to run but waited for a CPU,
+    /// percent of one core.
+    #[serde(default)]
+    pub cpu_wait_percent: f64,
+    /// How late the agent's runtime woke a timer, at most.
+    #[serde(default)]
+    pub runtime_lag_us: u64,
+    /// Time the slots spent waiting on the target, over slots x interval.
+    #[serde(default)]
+    pub slot_occupancy: f64,
+    /// Why the generator, not the target, limited the load in this interval
+    /// ([`crate::saturation::Reason`] names); empty when it did not.
+    #[serde(default)]
+    pub saturation: Vec<String>,
     /// Workload counters (`rows`, `cache_hits`, ...) for this interval.
     #[serde(default)]
     pub counters: BTreeMap<String, u64>,

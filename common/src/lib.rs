@@ -12,6 +12,7 @@ pub mod interval;
 pub mod locate;
 pub mod loss;
 pub mod report;
+pub mod saturation;
 pub mod scenario;
 pub mod threshold;
 pub mod units;

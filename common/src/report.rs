@@ -76,6 +76,39 @@ pub struct AgentReport {
     /// are missing from every figure of the report.
     #[serde(default)]
     pub reports_dropped: u64,
+    /// The agent's own load: CPU, waiting, lags, and the intervals in which
+    /// it, not the target, limited the load.
+    #[serde(default)]
+    pub generator: GeneratorReport,
+    /// The open model's rate asked of this agent (null in the closed model).
+    #[serde(default)]
+    pub planned_rate: Option<f64>,
+    /// Operations per second it measured after the warm-up.
+    #[serde(default)]
+    pub achieved_rate: f64,
+}
+
+/// How loaded an agent was, over the measured intervals.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GeneratorReport {
+    /// Percent of one core: the mean and the highest interval.
+    pub cpu_percent_mean: f64,
+    pub cpu_percent_max: f64,
+    /// The CPU the agent could use (affinity mask, cgroup quota).
+    pub cpu_available_percent: f64,
+    /// Its threads waited for a CPU, percent of one core, highest interval.
+    pub cpu_wait_percent_max: f64,
+    /// How late its runtime woke a timer, at most.
+    pub runtime_lag_us_max: u64,
+    /// The largest delay between an intended start and the send.
+    pub schedule_lag_us_max: u64,
+    /// Mean share of time its slots spent waiting on the target.
+    pub slot_occupancy_mean: f64,
+    /// Measured intervals in which the generator limited the load.
+    pub saturated_intervals: u64,
+    /// Of those, per reason (`rate`, `cpu`, `cpu_wait`, `runtime_lag`,
+    /// `idle_slots`; an interval can have several).
+    pub reasons: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -95,6 +128,11 @@ pub struct Totals {
     pub clamped: u64,
     /// Operations during the warm-up (not in the figures above).
     pub warmup_ops: u64,
+    /// Measured intervals, summed over agents, in which the generator, not
+    /// the target, limited the load; above 0, the run's figures are partly
+    /// a statement about the generator.
+    #[serde(default)]
+    pub generator_saturated: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -138,6 +176,9 @@ pub struct IntervalSummary {
     pub errors: u64,
     pub p99_us: u64,
     pub agents: u32,
+    /// Agents whose generator limited the load in this interval.
+    #[serde(default)]
+    pub saturated_agents: Vec<String>,
 }
 
 /// The whole report.

@@ -32,6 +32,9 @@ pub enum Metric {
     ChiSquare,
     /// `distribution.max_min_ratio`: most requests over fewest, per node.
     MaxMinRatio,
+    /// `generator_saturated`: measured intervals, summed over agents, in
+    /// which the generator, not the target, limited the load.
+    GeneratorSaturated,
 }
 
 /// The `distribution.` metrics, as written.
@@ -48,7 +51,7 @@ impl Metric {
         match self {
             Self::ErrorRate | Self::Share | Self::MaxDeviation => "ratio",
             Self::Throughput => "ops/s",
-            Self::PValue | Self::ChiSquare | Self::MaxMinRatio => "number",
+            Self::PValue | Self::ChiSquare | Self::MaxMinRatio | Self::GeneratorSaturated => "number",
             _ => "us",
         }
     }
@@ -79,11 +82,13 @@ pub enum Comparison {
     LessOrEqual,
     Greater,
     GreaterOrEqual,
+    Equal,
 }
 
 impl Comparison {
     fn holds(self, observed: f64, limit: f64) -> bool {
         match self {
+            Self::Equal => observed == limit,
             Self::Less => observed < limit,
             Self::LessOrEqual => observed <= limit,
             Self::Greater => observed > limit,
@@ -131,6 +136,7 @@ impl Threshold {
         let (position, symbol, comparison) = [
             ("<=", Comparison::LessOrEqual),
             (">=", Comparison::GreaterOrEqual),
+            ("==", Comparison::Equal),
             ("<", Comparison::Less),
             (">", Comparison::Greater),
         ]
@@ -141,6 +147,21 @@ impl Threshold {
         })?;
         let left = text[..position].trim();
         let right = text[position + symbol.len()..].trim();
+        if left == "generator_saturated" {
+            let metric = Metric::GeneratorSaturated;
+            let limit = parse_limit(metric, right)?;
+            return Ok(Self { expr: text.to_string(), operation: None, node: None, metric, comparison, limit });
+        }
+        if left.ends_with(".generator_saturated") {
+            return Err(ThresholdError(format!(
+                "`{left}`: generator_saturated counts whole intervals of an agent; write `generator_saturated == 0`"
+            )));
+        }
+        if comparison == Comparison::Equal {
+            return Err(ThresholdError(format!(
+                "`{text}`: `==` is for counts such as `generator_saturated == 0`; use <, <=, > or >= for `{left}`"
+            )));
+        }
         if let Some(name) = left.strip_prefix("distribution.") {
             let metric = DISTRIBUTION_METRICS.iter().find(|(n, _)| *n == name).map(|(_, m)| *m).ok_or_else(|| {
                 ThresholdError(format!(
@@ -231,7 +252,7 @@ fn parse_limit(metric: Metric, text: &str) -> Result<f64, ThresholdError> {
             }
             Ok(fraction)
         }
-        Metric::PValue | Metric::ChiSquare | Metric::MaxMinRatio => {
+        Metric::PValue | Metric::ChiSquare | Metric::MaxMinRatio | Metric::GeneratorSaturated => {
             let value: f64 = text.parse().map_err(|_| ThresholdError(format!("`{text}` is not a number")))?;
             if !value.is_finite() || value < 0.0 {
                 return Err(ThresholdError(format!("`{text}` must be a number of 0 or more")));
@@ -288,6 +309,20 @@ mod tests {
         assert!(Threshold::parse("node(kv-1 < 2ms").unwrap_err().0.contains("node(kv-1).p99"));
         assert!(Threshold::parse("node().p99 < 2ms").unwrap_err().0.contains("empty node"));
         assert!(Threshold::parse("share > 20%").unwrap_err().0.contains("not a metric"));
+    }
+
+    #[test]
+    fn generator_saturation_is_a_count_compared_exactly() {
+        let t = Threshold::parse("generator_saturated == 0").expect("valid");
+        assert_eq!(
+            (t.metric, t.comparison, t.limit, t.metric.unit()),
+            (Metric::GeneratorSaturated, Comparison::Equal, 0.0, "number")
+        );
+        assert!(t.evaluate(|_| Some(0.0)).passed);
+        assert!(!t.evaluate(|_| Some(1.0)).passed);
+        assert!(Threshold::parse("generator_saturated <= 3").expect("valid").evaluate(|_| Some(3.0)).passed);
+        assert!(Threshold::parse("get.generator_saturated == 0").unwrap_err().0.contains("whole intervals"));
+        assert!(Threshold::parse("p99 == 5ms").unwrap_err().0.contains("`==` is for counts"));
     }
 
     #[test]

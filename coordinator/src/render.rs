@@ -25,6 +25,7 @@ fn write_report(out: &mut String, r: &Report) -> std::fmt::Result {
     if let Some(error) = &r.error {
         writeln!(out, "  reason: {error}")?;
     }
+    generator_verdict(out, r)?;
     let model = match s.rate {
         Some(rate) => format!("open model at {rate:.0}/s"),
         None => "closed model".to_string(),
@@ -85,6 +86,7 @@ fn write_report(out: &mut String, r: &Report) -> std::fmt::Result {
             write!(out, " ({} of them never sent: the load fell behind the rate)", r.totals.unsent_starts)?;
         }
         writeln!(out)?;
+        fell_behind(out, r)?;
     }
     if r.totals.clamped > 0 {
         writeln!(out, "samples above 1h clamped: {}", r.totals.clamped)?;
@@ -112,14 +114,22 @@ fn write_report(out: &mut String, r: &Report) -> std::fmt::Result {
     writeln!(out)?;
     writeln!(
         out,
-        "{:<20} {:<16} {:>11} {:>8} {:>14} {:>10}",
-        "agent", "host", "ops", "errors", "clock offset", "clock rtt"
+        "{:<20} {:<16} {:>11} {:>8} {:>14} {:>10} {:>13} {:>9}",
+        "agent", "host", "ops", "errors", "clock offset", "clock rtt", "cpu mean/max", "saturated"
     )?;
     for a in &r.agents {
+        let g = &a.generator;
         writeln!(
             out,
-            "{:<20} {:<16} {:>11} {:>8} {:>12}us {:>8}us",
-            a.id, a.host, a.ops, a.errors, a.clock_offset_us, a.clock_rtt_us
+            "{:<20} {:<16} {:>11} {:>8} {:>12}us {:>8}us {:>13} {:>9}",
+            a.id,
+            a.host,
+            a.ops,
+            a.errors,
+            a.clock_offset_us,
+            a.clock_rtt_us,
+            format!("{:.0}/{:.0}%", g.cpu_percent_mean, g.cpu_percent_max),
+            g.saturated_intervals
         )?;
     }
     for a in r.agents.iter().filter(|a| a.reports_dropped > 0) {
@@ -158,6 +168,53 @@ fn write_report(out: &mut String, r: &Report) -> std::fmt::Result {
         }
     }
     Ok(())
+}
+
+/// When the generator limited the load: how often, on which agents and
+/// why, said at the top because it changes what the figures mean.
+fn generator_verdict(out: &mut impl Write, r: &Report) -> std::fmt::Result {
+    if r.totals.generator_saturated == 0 {
+        return Ok(());
+    }
+    let measured = r.intervals.iter().filter(|i| !i.warmup).count();
+    let agents: Vec<String> = r
+        .agents
+        .iter()
+        .filter(|a| a.generator.saturated_intervals > 0)
+        .map(|a| {
+            let reasons: Vec<String> = a.generator.reasons.iter().map(|(reason, n)| format!("{reason} {n}")).collect();
+            format!("{} in {} of {measured} intervals ({})", a.id, a.generator.saturated_intervals, reasons.join(", "))
+        })
+        .collect();
+    writeln!(
+        out,
+        "  generator-saturated: the load generator, not the target, limited the load: {}; these figures are a \
+         statement about the generator (add agents or CPU, or lower the rate)",
+        agents.join("; ")
+    )
+}
+
+/// The open model's planned against achieved rate, and what held it back.
+fn fell_behind(out: &mut impl Write, r: &Report) -> std::fmt::Result {
+    let Some(planned) = r.scenario.rate else { return Ok(()) };
+    let achieved = r.totals.throughput;
+    if planned <= 0.0 || (r.totals.unsent_starts == 0 && achieved >= 0.95 * planned) {
+        return Ok(());
+    }
+    write!(out, "rate: planned {planned:.0}/s, achieved {achieved:.1}/s ({:.1}%)", 100.0 * achieved / planned)?;
+    let occupancy = r.agents.iter().map(|a| a.generator.slot_occupancy_mean).fold(0.0, f64::max);
+    if r.totals.generator_saturated > 0 {
+        writeln!(out, "; the generator held it back (see generator-saturated above)")
+    } else if occupancy >= stampede_common::saturation::OCCUPANCY {
+        writeln!(
+            out,
+            "; the slots were busy waiting on the target ({:.0}% of the time): the target, or too few connections \
+             for its latency (rate x service time > connections x pipeline), held the load back",
+            occupancy * 100.0
+        )
+    } else {
+        writeln!(out)
+    }
 }
 
 /// The node table with bars, the statistics, the agent x node matrix and

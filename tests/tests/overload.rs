@@ -78,6 +78,22 @@ fn a_billion_per_second_ends_on_time_in_bounded_memory_with_every_start_counted(
         late >= unsent && late - unsent <= served,
         "late {late}: the unsent {unsent} and some of the sent {served}"
     );
+    // An impossible rate runs, and the report says so: in its notes, naming
+    // the field and the bound, and in every measured interval.
+    let notes = report["notes"].as_array().expect("notes");
+    assert!(
+        notes.iter().any(|n| n
+            .as_str()
+            .is_some_and(|n| n.contains("load.rate 1000000000/s is beyond") && n.contains("at most 10000000/s"))),
+        "{notes:?}"
+    );
+    let agent = &report["agents"][0];
+    assert_eq!(
+        agent["generator"]["reasons"]["rate"].as_u64(),
+        Some(totals["generator_saturated"].as_u64().unwrap_or(0))
+    );
+    assert!(totals["generator_saturated"].as_u64() >= Some(2), "{totals}");
+    assert_eq!(agent["planned_rate"].as_f64(), Some(1e9));
 }
 
 #[test]
@@ -91,6 +107,11 @@ fn a_sustained_overload_keeps_resident_memory_flat() {
     let served = get_set_calls(&kv.address);
     let unsent = report["totals"]["unsent_starts"].as_u64().expect("unsent_starts");
     assert!(unsent > 9 * served, "at least 10x overloaded: {served} sent, {unsent} never sent");
+    // The report says how far behind the rate it was, per agent.
+    let agent = &report["agents"][0];
+    let achieved = agent["achieved_rate"].as_f64().expect("achieved_rate");
+    assert_eq!(agent["planned_rate"].as_f64(), Some(1e6));
+    assert!(achieved > 0.0 && achieved < 1e5, "achieved {achieved}/s of 1000000/s");
     // After the first 5 s the resident memory stays within 10 MiB of what it was.
     let after_start: Vec<u64> = samples.iter().skip(25).copied().filter(|kib| *kib > 0).collect();
     let (first, peak) = (after_start[0], after_start.iter().max().copied().unwrap_or(0));

@@ -205,6 +205,7 @@ fn record_batch(
         r.late_starts += 1;
     }
     r.max_lag_us = r.max_lag_us.max(micros(lag));
+    r.busy_us += service;
     lost
 }
 

@@ -56,6 +56,9 @@ pub struct Recorder {
     /// Of `late_starts`: intended starts never sent.
     pub unsent_starts: u64,
     pub max_lag_us: u64,
+    /// Microseconds the connection's slots spent waiting on the target
+    /// (sent to answered, summed over batches).
+    pub busy_us: u64,
     pub counters: [u64; Counter::ALL.len()],
     /// Connections opened since the last collection, per node.
     pub opened: BTreeMap<Arc<str>, u64>,
@@ -74,6 +77,7 @@ impl Recorder {
             late_starts: 0,
             unsent_starts: 0,
             max_lag_us: 0,
+            busy_us: 0,
             counters: [0; Counter::ALL.len()],
             opened: BTreeMap::new(),
         }))
@@ -146,7 +150,8 @@ pub fn lock(recorder: &SharedRecorder) -> std::sync::MutexGuard<'_, Recorder> {
 }
 
 /// Adds up every connection's recorder per (operation, node), resets them,
-/// and builds the report for `interval`.
+/// and builds the report for `interval`; also returns the time the slots
+/// spent waiting on the target.
 pub fn collect(
     recorders: &[SharedRecorder],
     operation_names: &[&str],
@@ -154,12 +159,13 @@ pub fn collect(
     seq: u64,
     interval: u64,
     warmup: bool,
-) -> IntervalReport {
+) -> (IntervalReport, u64) {
     let mut merged: BTreeMap<(usize, Arc<str>), OperationRecorder> = BTreeMap::new();
     let mut connections: BTreeMap<String, u64> = BTreeMap::new();
     let mut late_starts = 0;
     let mut unsent_starts = 0;
     let mut max_lag_us = 0;
+    let mut busy_us = 0;
     let mut counters = [0u64; Counter::ALL.len()];
     let mut opened: BTreeMap<String, u64> = BTreeMap::new();
     for recorder in recorders {
@@ -170,6 +176,7 @@ pub fn collect(
         for (total, n) in counters.iter_mut().zip(std::mem::take(&mut r.counters)) {
             *total += n;
         }
+        busy_us += std::mem::take(&mut r.busy_us);
         let Some(node) = r.node.clone() else { continue };
         if r.connected {
             for link in if r.links.is_empty() { std::slice::from_ref(&node) } else { &r.links[..] } {
@@ -217,7 +224,7 @@ pub fn collect(
             clamped: op.clamped,
         })
         .collect();
-    IntervalReport {
+    let report = IntervalReport {
         run_id: run_id.to_string(),
         seq,
         interval,
@@ -226,7 +233,6 @@ pub fn collect(
         connections,
         late_starts,
         unsent_starts,
-        cpu_percent: 0.0,
         max_schedule_lag_us: max_lag_us,
         counters: Counter::ALL
             .iter()
@@ -234,9 +240,10 @@ pub fn collect(
             .filter(|(_, n)| *n > 0)
             .map(|(counter, n)| (counter.as_str().to_string(), n))
             .collect(),
-        notes: Vec::new(),
         opened,
-    }
+        ..IntervalReport::default()
+    };
+    (report, busy_us)
 }
 
 #[cfg(test)]
@@ -255,10 +262,10 @@ mod tests {
             g.set_node("n1".into());
             g.record_n(0, 100, 100, None, 1);
         }
-        let report = collect(&[Arc::clone(&r)], &["get"], "run", 0, 0, false);
+        let (report, _) = collect(&[Arc::clone(&r)], &["get"], "run", 0, 0, false);
         let counts: Vec<(&str, u64)> = report.operations.iter().map(|o| (o.node.as_str(), o.count)).collect();
         assert_eq!(counts, vec![("n1", 4), ("n2", 5)]);
-        let again = collect(&[r], &["get"], "run", 1, 1, false);
+        let (again, _) = collect(&[r], &["get"], "run", 1, 1, false);
         assert!(again.operations.is_empty(), "everything was reset: {:?}", again.operations);
     }
 
@@ -273,7 +280,7 @@ mod tests {
             g.record(0, 100, 90, None);
             g.record(1, 200, 150, Some(ErrorKind::Timeout));
         }
-        let report = collect(&[a.clone(), b], &["get", "set"], "r", 4, 2, false);
+        let (report, _) = collect(&[a.clone(), b], &["get", "set"], "r", 4, 2, false);
         assert_eq!((report.seq, report.interval), (4, 2));
         assert_eq!(report.connections.get("n1"), Some(&2));
         assert_eq!(report.operations.len(), 2);

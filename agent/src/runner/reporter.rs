@@ -5,9 +5,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use stampede_common::interval::IntervalReport;
+use stampede_common::saturation::{self, Signals};
+use stampede_common::scenario::LoadModel;
+
 use super::Assignment;
 use super::recorder::{SharedRecorder, collect};
-use crate::health::CpuMeter;
+use crate::health::{CpuMeter, RuntimeLag};
 use crate::outbox::{Outbox, Outgoing};
 
 const INTERVAL: Duration = Duration::from_secs(1);
@@ -26,11 +30,28 @@ pub(super) struct Reporter {
     first_seq: u64,
     seq: u64,
     cpu: CpuMeter,
+    lag: RuntimeLag,
+    /// Dropped with the reporter, which ends the lag probe.
+    _probe: tokio::sync::oneshot::Sender<()>,
+    /// The open model's rate on this agent.
+    rate_per_s: Option<f64>,
+    slots: u64,
+    /// When the interval under way began being recorded.
+    since: Instant,
 }
 
 impl Reporter {
     pub fn new(assignment: &Assignment, recorders: Vec<SharedRecorder>, start_at: Instant, notes: Vec<String>) -> Self {
         let scenario = &assignment.scenario;
+        let (probe, stopped) = tokio::sync::oneshot::channel::<()>();
+        let lag = RuntimeLag::default();
+        lag.probe(async move {
+            let _ = stopped.await;
+        });
+        let rate_per_s = match scenario.load.model {
+            LoadModel::Open { .. } => Some(assignment.rate_per_s),
+            LoadModel::Closed => None,
+        };
         Self {
             run_id: assignment.run_id.clone(),
             operation_names: scenario.workload.operations(),
@@ -44,6 +65,11 @@ impl Reporter {
             first_seq: assignment.first_seq,
             seq: assignment.first_seq,
             cpu: CpuMeter::new(),
+            lag,
+            _probe: probe,
+            rate_per_s,
+            slots: u64::from(assignment.connections) * u64::from(scenario.load.pipeline),
+            since: Instant::now().max(start_at),
         }
     }
 
@@ -57,12 +83,43 @@ impl Reporter {
     /// Reports the interval under way and moves on to the next.
     pub fn interval(&mut self, outbox: &Outbox) {
         let warmup = self.interval < self.warmup_intervals;
-        let mut report = collect(&self.recorders, self.operation_names, &self.run_id, self.seq, self.interval, warmup);
-        report.cpu_percent = self.cpu.percent_since_last();
+        let (mut report, busy_us) =
+            collect(&self.recorders, self.operation_names, &self.run_id, self.seq, self.interval, warmup);
+        self.judge(&mut report, busy_us);
         report.notes = std::mem::take(&mut self.notes);
         outbox.push(Outgoing::Report(Box::new(report)));
         self.seq += 1;
         self.interval += 1;
+    }
+
+    /// Adds the agent's own figures to the report and judges whether the
+    /// generator limited the load.
+    fn judge(&mut self, report: &mut IntervalReport, busy_us: u64) {
+        let now = Instant::now();
+        let seconds = now.saturating_duration_since(self.since).as_secs_f64();
+        self.since = now;
+        let cpu = self.cpu.sample();
+        report.cpu_percent = cpu.cpu_percent;
+        report.cpu_available_percent = cpu.available_percent;
+        report.cpu_wait_percent = cpu.wait_percent;
+        report.runtime_lag_us = self.lag.take_us();
+        report.slot_occupancy =
+            if seconds > 0.0 { busy_us as f64 / 1e6 / (seconds * self.slots.max(1) as f64) } else { 0.0 };
+        let (ops, errors) = report.operations.iter().fold((0, 0), |(o, e), s| (o + s.count, e + s.error_count()));
+        let signals = Signals {
+            rate_per_s: self.rate_per_s,
+            slots: self.slots,
+            seconds,
+            late_sent: report.late_starts.saturating_sub(report.unsent_starts),
+            ops,
+            errors,
+            cpu_percent: cpu.cpu_percent,
+            cpu_available_percent: cpu.available_percent,
+            cpu_wait_percent: cpu.wait_percent,
+            runtime_lag_us: report.runtime_lag_us,
+            slot_occupancy: report.slot_occupancy,
+        };
+        report.saturation = saturation::judge(&signals).into_iter().map(|r| r.as_str().to_string()).collect();
     }
 
     /// The final report: how many interval reports there were, and how many

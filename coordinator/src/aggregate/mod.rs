@@ -113,6 +113,7 @@ pub struct RunAggregate {
     node_operations: BTreeMap<(String, String), OperationAggregate>,
     /// The distribution analysis' inputs.
     observations: Observations,
+    generator: generator::GeneratorAggregate,
 }
 
 /// A one-interval view for live progress.
@@ -139,6 +140,8 @@ pub struct ReportContext<'a> {
     pub losses: &'a [crate::store::RecordedLoss],
     /// Interval reports each agent dropped undelivered.
     pub reports_dropped: &'a BTreeMap<String, u64>,
+    /// Each agent's part (its planned rate).
+    pub plans: &'a [crate::scheduler::AgentPlan],
 }
 
 impl RunAggregate {
@@ -163,6 +166,7 @@ impl RunAggregate {
             node_names: BTreeMap::new(),
             node_operations: BTreeMap::new(),
             observations: Observations::default(),
+            generator: generator::GeneratorAggregate::default(),
         }
     }
 
@@ -293,6 +297,7 @@ impl RunAggregate {
         if !warmup {
             self.late_starts += report.late_starts;
             self.unsent_starts += report.unsent_starts;
+            self.generator.add(agent, report);
         }
         for (name, value) in &report.counters {
             *self.counters.entry(name.clone()).or_default() += value;
@@ -391,6 +396,7 @@ impl RunAggregate {
             .iter()
             .map(|(id, host, offset, rtt)| {
                 let merged = self.agents.get(id).cloned().unwrap_or_default();
+                let plan = context.plans.iter().find(|p| &p.agent_id == id);
                 AgentReport {
                     id: id.clone(),
                     host: host.clone(),
@@ -401,6 +407,9 @@ impl RunAggregate {
                     late_starts: merged.late_starts,
                     intervals: merged.intervals,
                     reports_dropped: context.reports_dropped.get(id).copied().unwrap_or(0),
+                    generator: self.generator.agent(id),
+                    planned_rate: plan.filter(|_| scenario.rate().is_some()).map(|p| p.rate_per_s),
+                    achieved_rate: per_second(merged.measured_ops),
                 }
             })
             .collect();
@@ -437,6 +446,7 @@ impl RunAggregate {
                 unsent_starts: self.unsent_starts,
                 clamped: self.clamped,
                 warmup_ops: self.warmup_ops,
+                generator_saturated: self.generator.total(),
             },
             operations,
             nodes: self
@@ -470,6 +480,7 @@ impl RunAggregate {
                     errors: i.errors,
                     p99_us: interval_p99(i),
                     agents: i.agents.len() as u32,
+                    saturated_agents: self.generator.saturated_in(*index),
                 })
                 .collect(),
             thresholds,
@@ -504,6 +515,7 @@ fn interval_p99(interval: &IntervalAggregate) -> u64 {
     }
 }
 
+mod generator;
 mod observe;
 
 pub mod metrics;

@@ -22,6 +22,7 @@ impl RunAggregate {
             (Metric::PValue, _) => distribution.requests.p_value,
             (Metric::ChiSquare, _) => Some(distribution.requests.chi_square),
             (Metric::MaxMinRatio, _) => distribution.requests.max_min_ratio,
+            (Metric::GeneratorSaturated, _) => Some(self.generator.total() as f64),
             (Metric::Share, Some(node)) => {
                 let total = self.ops();
                 (total > 0).then(|| self.nodes.get(node).map_or(0, |n| n.ops) as f64 / total as f64)
@@ -73,6 +74,11 @@ fn observe(metric: &Metric, count: u64, errors: u64, latency: &Histogram<u64>, m
         Metric::Mean => value_of(Histogram::mean),
         Metric::Quantile(q) => (!latency.is_empty()).then(|| latency.value_at_quantile(*q) as f64),
         // Node and distribution metrics are observed by `observe_threshold`.
-        Metric::Share | Metric::MaxDeviation | Metric::PValue | Metric::ChiSquare | Metric::MaxMinRatio => None,
+        Metric::Share
+        | Metric::MaxDeviation
+        | Metric::PValue
+        | Metric::ChiSquare
+        | Metric::MaxMinRatio
+        | Metric::GeneratorSaturated => None,
     }
 }

@@ -44,6 +44,7 @@ fn context<'a>(scenario: &'a Scenario, agents: &'a [(String, String, i64, i64)])
         failure: None,
         losses: &[],
         reports_dropped: &NONE_DROPPED,
+        plans: &[],
     }
 }
 
@@ -199,4 +200,40 @@ fn nodes_are_named_analysed_and_judged_by_node_and_distribution_thresholds() {
     let text = crate::render::text(&r);
     assert!(text.contains("distribution over nodes (expected weighted, tolerance 2.0 pp): BALANCED"), "{text}");
     assert!(text.contains("redis-a                     300"), "{text}");
+}
+
+#[test]
+fn generator_saturation_is_counted_per_agent_and_interval_and_judged_by_a_threshold() {
+    let s = scenario("  - generator_saturated == 0\n");
+    let mut agg = RunAggregate::new(1);
+    let saturated = |seq, interval, reasons: &[&str]| IntervalReport {
+        cpu_percent: 95.0,
+        cpu_available_percent: 100.0,
+        cpu_wait_percent: 60.0,
+        runtime_lag_us: 12_000,
+        slot_occupancy: 0.1,
+        saturation: reasons.iter().map(|r| r.to_string()).collect(),
+        ..report(seq, interval, vec![stats("get", "kv-0", &[100; 10], 0)])
+    };
+    // The warm-up's saturation does not count; a1 is saturated in
+    // intervals 2 and 3, a2 in none.
+    agg.merge("a1", &saturated(0, 0, &["cpu"])).expect("merge");
+    agg.merge("a1", &saturated(1, 1, &[])).expect("merge");
+    agg.merge("a1", &saturated(2, 2, &["cpu", "cpu_wait"])).expect("merge");
+    agg.merge("a1", &saturated(3, 3, &["cpu_wait"])).expect("merge");
+    agg.merge("a2", &report(0, 2, vec![stats("get", "kv-0", &[100; 10], 0)])).expect("merge");
+    let agents = [("a1".to_string(), "h1".to_string(), 0, 0), ("a2".to_string(), "h2".to_string(), 0, 0)];
+    let r = agg.report(&context(&s, &agents));
+    assert_eq!(r.totals.generator_saturated, 2);
+    let a1 = &r.agents[0].generator;
+    assert_eq!(a1.saturated_intervals, 2);
+    assert_eq!(a1.reasons, [("cpu".to_string(), 1), ("cpu_wait".to_string(), 2)].into());
+    assert_eq!((a1.cpu_percent_max, a1.runtime_lag_us_max), (95.0, 12_000));
+    assert_eq!(r.agents[1].generator.saturated_intervals, 0);
+    let marked: Vec<(u64, Vec<String>)> = r.intervals.iter().map(|i| (i.index, i.saturated_agents.clone())).collect();
+    assert_eq!(marked, vec![(0, vec![]), (1, vec![]), (2, vec!["a1".to_string()]), (3, vec!["a1".to_string()])]);
+    assert_eq!(r.status, RunStatus::Failed);
+    assert_eq!(r.thresholds[0].observed, Some(2.0));
+    let text = crate::render::text(&r);
+    assert!(text.contains("generator-saturated: the load generator, not the target, limited the load: a1 in 2 of 3 intervals (cpu 1, cpu_wait 2)"), "{text}");
 }

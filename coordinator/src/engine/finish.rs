@@ -41,6 +41,7 @@ impl Engine {
             failure,
             losses: &run.record.losses,
             reports_dropped: &run.record.reports_dropped,
+            plans: &run.record.plans,
         });
         let json = serde_json::to_string_pretty(&report).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
         let text = render::text(&report);

@@ -8,6 +8,7 @@ use std::time::Instant;
 use stampede_common::Scenario;
 use stampede_common::interval::IntervalReport;
 use stampede_common::report::RunStatus;
+use stampede_common::saturation::rate_beyond_bounds;
 use stampede_common::scenario::{TargetKind, redact};
 
 use super::{ActiveRun, AssignmentMessage, ControlError, Engine, FinalReport, Progress, ToAgent, WatchUpdate};
@@ -106,7 +107,14 @@ impl Engine {
         self.store.create(&record, &shown, private).map_err(|e| ControlError::Store(e.to_string()))?;
         span.in_scope(|| tracing::info!(run = %run_id, name = %scenario.name, agents = agent_count, "run queued"));
         let warmup_intervals = scenario.warmup.as_secs_f64().ceil() as u64;
-        let aggregate = RunAggregate::new(warmup_intervals).naming(scenario.target.nodes.clone());
+        let mut aggregate = RunAggregate::new(warmup_intervals).naming(scenario.target.nodes.clone());
+        let (connections, pipeline) = (scenario.load.connections, scenario.load.pipeline);
+        if let Some(note) =
+            scenario.rate().and_then(|rate| rate_beyond_bounds(rate, agent_count, connections, pipeline))
+        {
+            span.in_scope(|| tracing::warn!(run = %run_id, "{note}"));
+            aggregate.note(note);
+        }
         let mut run = ActiveRun::new(record, scenario, scenario_yaml, aggregate, span);
         self.submissions += 1;
         run.submission = self.submissions;
