@@ -24,14 +24,18 @@ impl ProgressLine {
         }
         let line = match &update.progress {
             Some(p) => format!(
-                "[{:>4}/{}s] {}{:>10.0} ops/s  p99 {:>8}  errors {}  agents {}",
+                "[{:>4}/{}s] {}{:>10.0} ops/s  p99 {:>8}  errors {}  agents {}{}",
                 p.elapsed_s,
                 p.duration_s,
                 if p.warmup { "warm-up " } else { "" },
                 p.throughput,
                 format_micros(p.p99_us as f64),
                 p.errors,
-                p.agents
+                p.agents,
+                match p.saturated_agents {
+                    0 => String::new(),
+                    n => format!("  generator-saturated on {n}"),
+                }
             ),
             None if !update.message.is_empty() => format!("{}: {}", update.state, update.message),
             None => return,

@@ -124,6 +124,8 @@ pub struct IntervalView {
     pub ops: u64,
     pub p99_us: u64,
     pub agents: u32,
+    /// Agents whose generator limited the load in this interval.
+    pub saturated_agents: u32,
 }
 
 /// What the aggregator needs to know about the run to write its report.
@@ -344,6 +346,7 @@ impl RunAggregate {
             ops: i.ops,
             p99_us: interval_p99(i),
             agents: i.agents.len() as u32,
+            saturated_agents: self.generator.saturated_in(index).len() as u32,
         })
     }
 

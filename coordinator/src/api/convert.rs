@@ -118,6 +118,7 @@ fn progress(p: Progress) -> pb::Progress {
         errors: p.errors,
         agents: p.agents,
         warmup: p.warmup,
+        saturated_agents: p.saturated_agents,
     }
 }
 

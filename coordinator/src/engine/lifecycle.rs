@@ -295,6 +295,7 @@ impl Engine {
                 errors: run.aggregate.errors(),
                 agents: view.agents,
                 warmup: view.warmup,
+                saturated_agents: view.saturated_agents,
             };
             notify(run, "", Some(progress), None);
         }

@@ -110,6 +110,8 @@ pub struct Progress {
     pub errors: u64,
     pub agents: u32,
     pub warmup: bool,
+    /// Agents whose generator limited the load in this interval.
+    pub saturated_agents: u32,
 }
 
 /// Why a control request failed.
