@@ -250,7 +250,40 @@ fn history(name: &str, runs: &[pb::RunSummary]) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn report(link: &CoordinatorLink, run_id: &str, json: bool) -> anyhow::Result<()> {
+/// What `stampede report` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shown {
+    Text,
+    Json,
+    Percentiles,
+}
+
+pub async fn report(link: &CoordinatorLink, run_id: &str, shown: Shown) -> anyhow::Result<()> {
+    let (json, text) = if Path::new(run_id).is_file() {
+        let json = std::fs::read_to_string(run_id).with_context(|| format!("cannot read the report file {run_id}"))?;
+        let report: Report = serde_json::from_str(&json)
+            .with_context(|| format!("{run_id} is not a Stampede JSON report (stampede run --json FILE writes one)"))?;
+        let text = stampede_coordinator::render::text(&report);
+        (json, text)
+    } else if run_id.ends_with(".json") {
+        bail!("there is no report file {run_id}; give a JSON report (`stampede run --json FILE`) or a run id");
+    } else {
+        fetch_report(link, run_id).await?
+    };
+    match shown {
+        Shown::Json => println!("{json}"),
+        Shown::Text => print!("{text}"),
+        Shown::Percentiles => {
+            let report: Report =
+                serde_json::from_str(&json).context("the coordinator sent a report this stampede cannot read")?;
+            print!("{}", stampede_coordinator::spectrum::text(&report).map_err(|e| anyhow::anyhow!(e))?);
+        }
+    }
+    Ok(())
+}
+
+/// A stored run's JSON and text report, from the coordinator.
+async fn fetch_report(link: &CoordinatorLink, run_id: &str) -> anyhow::Result<(String, String)> {
     let mut client = connect(link).await?;
     let response = client
         .get_run(pb::GetRunRequest { run_id: run_id.to_string() })
@@ -263,12 +296,7 @@ pub async fn report(link: &CoordinatorLink, run_id: &str, json: bool) -> anyhow:
             "run {run_id} has no report yet (it is {state}); `stampede submit --wait` or a later `stampede report` shows it"
         );
     }
-    if json {
-        println!("{}", response.report_json);
-    } else {
-        print!("{}", response.report_text);
-    }
-    Ok(())
+    Ok((response.report_json, response.report_text))
 }
 
 pub async fn cancel(link: &CoordinatorLink, run_id: &str) -> anyhow::Result<()> {

@@ -130,15 +130,21 @@ enum Command {
         #[arg(long, value_name = "NAME")]
         scenario: Option<String>,
     },
-    /// Print a run's report.
+    /// Print a run's report (from the coordinator, or from a JSON report file).
     Report {
-        /// The run's id, as `stampede runs` lists it.
+        /// The run's id, as `stampede runs` lists it, or a JSON report file
+        /// (`stampede run --json FILE`) to read without a coordinator.
         run_id: String,
         #[command(flatten)]
         link: link::CoordinatorLink,
         /// Print the JSON report instead of the text.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "percentiles")]
         json: bool,
+        /// Print the percentile spectrum of each operation instead (Value,
+        /// Percentile, TotalCount, 1/(1-Percentile), as wrk2 and HdrHistogram
+        /// print it), latency and, in the open model, service time.
+        #[arg(long)]
+        percentiles: bool,
     },
     /// Cancel a queued or running run.
     Cancel {
@@ -246,7 +252,16 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
             client::submit(&link, &scenario, agents, &endpoints, wait, json.as_deref(), quiet).await
         }
         Command::Runs { link, scenario } => client::runs(&link, scenario.as_deref()).await.map(|()| 0),
-        Command::Report { run_id, link, json } => client::report(&link, &run_id, json).await.map(|()| 0),
+        Command::Report { run_id, link, json, percentiles } => {
+            let shown = if percentiles {
+                client::Shown::Percentiles
+            } else if json {
+                client::Shown::Json
+            } else {
+                client::Shown::Text
+            };
+            client::report(&link, &run_id, shown).await.map(|()| 0)
+        }
         Command::Cancel { run_id, link } => client::cancel(&link, &run_id).await.map(|()| 0),
         Command::Agents { link } => client::agents(&link).await.map(|()| 0),
         Command::Validate { scenario } => client::validate(&scenario),

@@ -93,6 +93,9 @@ pub struct LatencySummary {
     pub mean: f64,
     pub p50: u64,
     pub p90: u64,
+    /// Added after the first reports: 0 in reports written before it.
+    #[serde(default)]
+    pub p95: u64,
     pub p99: u64,
     pub p999: u64,
     pub p9999: u64,
@@ -110,6 +113,7 @@ impl LatencySummary {
             mean: (histogram.mean() * 10.0).round() / 10.0,
             p50: histogram.value_at_quantile(0.50),
             p90: histogram.value_at_quantile(0.90),
+            p95: histogram.value_at_quantile(0.95),
             p99: histogram.value_at_quantile(0.99),
             p999: histogram.value_at_quantile(0.999),
             p9999: histogram.value_at_quantile(0.9999),

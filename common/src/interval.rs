@@ -140,7 +140,7 @@ pub struct IntervalReport {
     pub opened: BTreeMap<String, u64>,
 }
 
-mod base64_bytes {
+pub(crate) mod base64_bytes {
     use base64::Engine;
     use base64::engine::general_purpose::STANDARD;
     use serde::{Deserialize, Deserializer, Serializer};

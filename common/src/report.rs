@@ -221,4 +221,30 @@ pub struct Report {
     /// operations that were not done because of it.
     #[serde(default)]
     pub agent_losses: Vec<crate::loss::AgentLoss>,
+    /// The merged histograms behind the figures (measured part), for
+    /// percentile spectra and comparing runs; null in reports written
+    /// before they were kept.
+    #[serde(default)]
+    pub histograms: Option<ReportHistograms>,
 }
+
+/// Merged histograms, each HdrHistogram V2 + deflate in base64 (1 us to
+/// 1 h, 3 significant digits), readable by HdrHistogram's libraries.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReportHistograms {
+    /// Per operation: latency from the intended start, and service time.
+    pub operations: BTreeMap<String, OperationHistograms>,
+    /// Per node, per operation: latency.
+    pub nodes: BTreeMap<String, BTreeMap<String, EncodedHistogram>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OperationHistograms {
+    pub latency: EncodedHistogram,
+    pub service: EncodedHistogram,
+}
+
+/// One histogram's V2 + deflate bytes (base64 in JSON).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct EncodedHistogram(#[serde(with = "crate::interval::base64_bytes")] pub Vec<u8>);

@@ -15,4 +15,5 @@ pub mod registry;
 pub mod render;
 pub mod scheduler;
 pub mod server;
+pub mod spectrum;
 pub mod store;

@@ -40,6 +40,13 @@ fn write_report(out: &mut String, r: &Report) -> std::fmt::Result {
         s.pipeline,
         r.agents.len()
     )?;
+    if r.totals.ops == 0 && r.totals.warmup_ops == 0 && r.intervals.is_empty() {
+        writeln!(out, "measured nothing: the run ended before any operation was done")?;
+        for note in &r.notes {
+            writeln!(out, "note: {note}")?;
+        }
+        return write_agents_and_thresholds(out, r);
+    }
     writeln!(
         out,
         "measured {:.1}s after {:.1}s warm-up ({} warm-up operations not counted)",
@@ -48,20 +55,22 @@ fn write_report(out: &mut String, r: &Report) -> std::fmt::Result {
     writeln!(out)?;
     writeln!(
         out,
-        "{:<12} {:>11} {:>11} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9}",
-        "operation", "count", "ops/s", "errors", "p50", "p90", "p99", "p99.9", "max"
+        "{:<12} {:>11} {:>11} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "operation", "count", "ops/s", "errors", "mean", "p50", "p90", "p95", "p99", "p99.9", "max"
     )?;
     for (name, op) in &r.operations {
         let l = &op.latency_us;
         writeln!(
             out,
-            "{:<12} {:>11} {:>11.1} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            "{:<12} {:>11} {:>11.1} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
             name,
             op.count,
             op.throughput,
             op.errors,
+            format_micros(l.mean),
             us(l.p50),
             us(l.p90),
+            us(l.p95),
             us(l.p99),
             us(l.p999),
             us(l.max)
@@ -111,6 +120,11 @@ fn write_report(out: &mut String, r: &Report) -> std::fmt::Result {
     if let Some(d) = &r.distribution {
         distribution(out, r, d)?;
     }
+    write_agents_and_thresholds(out, r)
+}
+
+/// The agent table, what agents lost or dropped, and the thresholds.
+fn write_agents_and_thresholds(out: &mut String, r: &Report) -> std::fmt::Result {
     writeln!(out)?;
     writeln!(
         out,
@@ -161,6 +175,7 @@ fn write_report(out: &mut String, r: &Report) -> std::fmt::Result {
                 (None, _) => "nothing measured".to_string(),
                 (Some(v), "us") => format_micros(v),
                 (Some(v), "ratio") => format!("{:.3}%", v * 100.0),
+                (Some(v), "number") if v.fract() == 0.0 => format!("{v:.0}"),
                 (Some(v), "number") => format!("{v:.4}"),
                 (Some(v), _) => format!("{v:.1}/s"),
             };

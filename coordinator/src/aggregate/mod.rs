@@ -497,6 +497,7 @@ impl RunAggregate {
             notes: self.notes.iter().cloned().collect(),
             distribution: (!self.nodes.is_empty()).then_some(distribution),
             agent_losses: self.losses(context.losses, scenario.duration.as_secs_f64().ceil() as u64),
+            histograms: Some(self.encoded_histograms()),
         }
     }
 
@@ -518,6 +519,7 @@ fn interval_p99(interval: &IntervalAggregate) -> u64 {
     }
 }
 
+mod encoded;
 mod generator;
 mod observe;
 
