@@ -35,6 +35,10 @@ if ! python3 -c "import redis" >/dev/null 2>&1; then
   echo "==> installing the Python redis package (for the KV server's client tests)"
   python3 -m pip install --quiet --disable-pip-version-check "redis==5.2.1"
 fi
+if ! python3 -c "import hdrh" >/dev/null 2>&1; then
+  echo "==> installing HdrHistogram's Python library (it reads the interval logs in the report tests)"
+  python3 -m pip install --quiet --disable-pip-version-check "hdrhistogram==0.10.8"
+fi
 if ! python3 -c "import helm_python, kubernetes_validate, yaml" >/dev/null 2>&1; then
   echo "==> installing the Helm SDK and kubernetes-validate (for the chart checks)"
   python3 -m pip install --quiet --disable-pip-version-check "helm-python-sdk==0.2.2" "kubernetes-validate==1.37.0" "PyYAML>=6"

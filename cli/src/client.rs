@@ -126,13 +126,22 @@ fn describe(s: &Scenario) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// The files a finished run's report goes to, besides the terminal.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Files<'a> {
+    /// The JSON report.
+    pub json: Option<&'a Path>,
+    /// The HdrHistogram interval log.
+    pub hlog: Option<&'a Path>,
+}
+
 pub async fn submit(
     link: &CoordinatorLink,
     path: &Path,
     agents: Option<u32>,
     endpoints: &[String],
     wait: bool,
-    json: Option<&Path>,
+    files: Files<'_>,
     quiet: bool,
 ) -> anyhow::Result<u8> {
     let text = read_scenario(path)?;
@@ -150,12 +159,12 @@ pub async fn submit(
         return Ok(0);
     }
     eprintln!("submitted run {run_id}");
-    watch(&mut client, &run_id, json, quiet).await
+    watch(&mut client, &run_id, files, quiet).await
 }
 
 /// Follows a run to its end, prints its report, writes the JSON report and
 /// returns the exit code of its status.
-pub async fn watch(client: &mut Client, run_id: &str, json: Option<&Path>, quiet: bool) -> anyhow::Result<u8> {
+pub async fn watch(client: &mut Client, run_id: &str, files: Files<'_>, quiet: bool) -> anyhow::Result<u8> {
     let mut stream = client
         .watch_run(pb::WatchRunRequest { run_id: run_id.to_string() })
         .await
@@ -183,12 +192,34 @@ pub async fn watch(client: &mut Client, run_id: &str, json: Option<&Path>, quiet
     let report: Report =
         serde_json::from_str(&report_json).context("the coordinator sent a report that is not valid JSON")?;
     print!("{}", stampede_coordinator::render::text(&report));
-    if let Some(path) = json {
+    if let Some(path) = files.json {
         std::fs::write(path, &report_json)
             .with_context(|| format!("cannot write the JSON report to {}", path.display()))?;
         eprintln!("JSON report written to {}", path.display());
     }
+    if let Some(path) = files.hlog {
+        save_interval_log(client, run_id, path).await?;
+    }
     Ok(report.status.exit_code() as u8)
+}
+
+/// Writes the run's HdrHistogram interval log, as the coordinator merges
+/// it from the stored interval reports, to `path`.
+pub async fn save_interval_log(client: &mut Client, run_id: &str, path: &Path) -> anyhow::Result<()> {
+    let mut stream = client
+        .get_interval_log(pb::GetIntervalLogRequest { run_id: run_id.to_string() })
+        .await
+        .map_err(|s| anyhow::anyhow!("cannot get the interval log of run {run_id}: {}", explain(&s)))?
+        .into_inner();
+    let mut log = Vec::new();
+    while let Some(chunk) = stream.message().await.map_err(|s| {
+        anyhow::anyhow!("lost the coordinator while reading the interval log of {run_id}: {}", explain(&s))
+    })? {
+        log.extend_from_slice(&chunk.data);
+    }
+    std::fs::write(path, &log).with_context(|| format!("cannot write the interval log to {}", path.display()))?;
+    eprintln!("HdrHistogram interval log written to {}", path.display());
+    Ok(())
 }
 
 pub async fn runs(link: &CoordinatorLink, scenario: Option<&str>) -> anyhow::Result<()> {
@@ -258,7 +289,16 @@ pub enum Shown {
     Percentiles,
 }
 
-pub async fn report(link: &CoordinatorLink, run_id: &str, shown: Shown) -> anyhow::Result<()> {
+pub async fn report(link: &CoordinatorLink, run_id: &str, shown: Shown, hlog: Option<&Path>) -> anyhow::Result<()> {
+    if let Some(path) = hlog {
+        if run_id.ends_with(".json") || Path::new(run_id).is_file() {
+            bail!(
+                "--hlog needs the run's id and its coordinator: the interval log is made from the stored interval reports"
+            );
+        }
+        let mut client = connect(link).await?;
+        return save_interval_log(&mut client, run_id, path).await;
+    }
     let (json, text) = if Path::new(run_id).is_file() {
         let json = std::fs::read_to_string(run_id).with_context(|| format!("cannot read the report file {run_id}"))?;
         let report: Report = serde_json::from_str(&json)

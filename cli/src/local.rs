@@ -31,6 +31,7 @@ impl Drop for TempDir {
 pub struct RunOptions {
     pub agents: Option<u32>,
     pub json: Option<PathBuf>,
+    pub hlog: Option<PathBuf>,
     pub data_dir: Option<PathBuf>,
     pub quiet: bool,
     /// `None`: the scenario's duration plus [`TIMEOUT_MARGIN`]; zero: none.
@@ -44,8 +45,8 @@ const TIMEOUT_MARGIN: Duration = Duration::from_secs(600);
 const CANCEL_GRACE: Duration = Duration::from_secs(30);
 
 pub async fn run(path: Option<&Path>, endpoints: &[String], options: RunOptions) -> anyhow::Result<u8> {
-    let RunOptions { agents, json, data_dir, quiet, timeout } = options;
-    let json = json.as_deref();
+    let RunOptions { agents, json, hlog, data_dir, quiet, timeout } = options;
+    let files = crate::client::Files { json: json.as_deref(), hlog: hlog.as_deref() };
     let (text, origin) = match path {
         Some(path) => (
             std::fs::read_to_string(path).with_context(|| format!("cannot read scenario {}", path.display()))?,
@@ -129,7 +130,7 @@ pub async fn run(path: Option<&Path>, endpoints: &[String], options: RunOptions)
         eprintln!("\ncancelling run {cancel_id}");
         let _ = cancel_client.cancel_run(pb::CancelRunRequest { run_id: cancel_id }).await;
     });
-    let code = watch_within(&mut client, &run_id, json, quiet, limit).await;
+    let code = watch_within(&mut client, &run_id, files, quiet, limit).await;
     canceller.abort();
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(3), coordinator_task).await;
@@ -141,12 +142,12 @@ pub async fn run(path: Option<&Path>, endpoints: &[String], options: RunOptions)
 async fn watch_within(
     client: &mut crate::client::Client,
     run_id: &str,
-    json: Option<&Path>,
+    files: crate::client::Files<'_>,
     quiet: bool,
     limit: Option<Duration>,
 ) -> anyhow::Result<u8> {
     let mut canceller = client.clone();
-    let watching = crate::client::watch(client, run_id, json, quiet);
+    let watching = crate::client::watch(client, run_id, files, quiet);
     tokio::pin!(watching);
     let Some(limit) = limit else { return watching.await };
     tokio::select! {

@@ -80,6 +80,10 @@ enum Command {
         /// Write the JSON report to this file.
         #[arg(long)]
         json: Option<PathBuf>,
+        /// Write the run's latency as an HdrHistogram interval log to this file (one line per
+        /// second and operation@node; `#service` tags for service time).
+        #[arg(long, value_name = "FILE")]
+        hlog: Option<PathBuf>,
         /// Keep the run's data (intervals, reports) in this directory instead of a temporary one.
         #[arg(long, env = "STAMPEDE_DATA_DIR")]
         data_dir: Option<PathBuf>,
@@ -117,6 +121,9 @@ enum Command {
         /// With --wait: write the JSON report to this file.
         #[arg(long, requires = "wait")]
         json: Option<PathBuf>,
+        /// With --wait: write the run's HdrHistogram interval log to this file.
+        #[arg(long, requires = "wait", value_name = "FILE")]
+        hlog: Option<PathBuf>,
         /// With --wait: no live progress line.
         #[arg(long, short)]
         quiet: bool,
@@ -145,6 +152,10 @@ enum Command {
         /// print it), latency and, in the open model, service time.
         #[arg(long)]
         percentiles: bool,
+        /// Write the run's HdrHistogram interval log to this file instead (from its stored interval
+        /// reports; needs the run's id and its coordinator).
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["json", "percentiles"])]
+        hlog: Option<PathBuf>,
     },
     /// Cancel a queued or running run.
     Cancel {
@@ -241,18 +252,19 @@ fn run_command(command: Command) -> ExitCode {
 
 async fn dispatch(command: Command) -> anyhow::Result<u8> {
     match command {
-        Command::Run { scenario, agents, endpoints, json, data_dir, quiet, timeout } => {
-            let options = local::RunOptions { agents, json, data_dir, quiet, timeout };
+        Command::Run { scenario, agents, endpoints, json, hlog, data_dir, quiet, timeout } => {
+            let options = local::RunOptions { agents, json, hlog, data_dir, quiet, timeout };
             local::run(scenario.as_deref(), &endpoints, options).await
         }
         Command::Coordinator(args) => daemons::coordinator(args).await.map(|()| 0),
         Command::Agent(args) => daemons::agent(args).await.map(|()| 0),
         Command::KvServer(args) => daemons::kv_server(args).await.map(|()| 0),
-        Command::Submit { scenario, link, agents, endpoints, wait, json, quiet } => {
-            client::submit(&link, &scenario, agents, &endpoints, wait, json.as_deref(), quiet).await
+        Command::Submit { scenario, link, agents, endpoints, wait, json, hlog, quiet } => {
+            let files = client::Files { json: json.as_deref(), hlog: hlog.as_deref() };
+            client::submit(&link, &scenario, agents, &endpoints, wait, files, quiet).await
         }
         Command::Runs { link, scenario } => client::runs(&link, scenario.as_deref()).await.map(|()| 0),
-        Command::Report { run_id, link, json, percentiles } => {
+        Command::Report { run_id, link, json, percentiles, hlog } => {
             let shown = if percentiles {
                 client::Shown::Percentiles
             } else if json {
@@ -260,7 +272,7 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
             } else {
                 client::Shown::Text
             };
-            client::report(&link, &run_id, shown).await.map(|()| 0)
+            client::report(&link, &run_id, shown, hlog.as_deref()).await.map(|()| 0)
         }
         Command::Cancel { run_id, link } => client::cancel(&link, &run_id).await.map(|()| 0),
         Command::Agents { link } => client::agents(&link).await.map(|()| 0),

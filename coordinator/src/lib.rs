@@ -10,6 +10,7 @@ pub mod aggregate;
 pub mod api;
 pub mod election;
 pub mod engine;
+pub mod hlog;
 pub mod metrics;
 pub mod registry;
 pub mod render;

@@ -26,10 +26,15 @@ impl ControlService {
 const MAX_SCENARIO_BYTES: usize = 1024 * 1024;
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchRunResponse, Status>> + Send>>;
+type LogStream = Pin<Box<dyn Stream<Item = Result<pb::IntervalLogChunk, Status>> + Send>>;
+
+/// The largest chunk of an interval log in one message.
+const LOG_CHUNK_BYTES: usize = 1024 * 1024;
 
 #[tonic::async_trait]
 impl pb::control_service_server::ControlService for ControlService {
     type WatchRunStream = WatchStream;
+    type GetIntervalLogStream = LogStream;
 
     async fn submit_run(
         &self,
@@ -63,6 +68,27 @@ impl pb::control_service_server::ControlService for ControlService {
             report_json: view.report_json.unwrap_or_default(),
             report_text: view.report_text.unwrap_or_default(),
         }))
+    }
+
+    async fn get_interval_log(
+        &self,
+        request: Request<pb::GetIntervalLogRequest>,
+    ) -> Result<Response<Self::GetIntervalLogStream>, Status> {
+        let run_id = request.into_inner().run_id;
+        let source =
+            self.engine.ask(|reply| Event::IntervalLog { run_id, reply }).await.map_err(status)?.map_err(status)?;
+        // Reading and merging a long run's reports takes a while: not on
+        // the runtime's threads.
+        let log = tokio::task::spawn_blocking(move || source.write())
+            .await
+            .map_err(|e| Status::internal(format!("the interval log could not be written: {e}")))?
+            .map_err(|e| Status::unavailable(format!("cannot read the run's interval reports: {e}")))?;
+        let chunks: Vec<Result<pb::IntervalLogChunk, Status>> = log
+            .into_bytes()
+            .chunks(LOG_CHUNK_BYTES)
+            .map(|chunk| Ok(pb::IntervalLogChunk { data: chunk.to_vec() }))
+            .collect();
+        Ok(Response::new(Box::pin(tokio_stream::iter(chunks)) as LogStream))
     }
 
     async fn list_runs(&self, request: Request<pb::ListRunsRequest>) -> Result<Response<pb::ListRunsResponse>, Status> {

@@ -81,6 +81,24 @@ impl Engine {
         let message = report.error.clone().unwrap_or_default();
         notify(&mut run, &message, None, Some(json));
         self.ended.insert(run_id.to_string(), run.record);
+        self.keep_interval_log(run_id);
+    }
+
+    /// Writes the run's interval log into the store, on a thread of its
+    /// own: merging a long run's reports must not hold the engine up.
+    fn keep_interval_log(&self, run_id: &str) {
+        let Ok(source) = self.interval_log(run_id) else { return };
+        let spawned = std::thread::Builder::new().name("stampede-hlog".into()).spawn(move || {
+            let kept = source
+                .write()
+                .and_then(|log| source.store.save_interval_log(&source.run_id, &log).map_err(|e| e.to_string()));
+            if let Err(error) = kept {
+                tracing::warn!(run = %source.run_id, %error, "cannot keep the run's interval log");
+            }
+        });
+        if let Err(error) = spawned {
+            tracing::warn!(run = %run_id, %error, "cannot start writing the run's interval log");
+        }
     }
 
     /// Deletes ended runs past the retention, at most once an hour.

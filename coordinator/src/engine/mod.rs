@@ -26,7 +26,7 @@ use crate::registry::{AgentHello, Registry};
 use crate::scheduler::AgentPlan;
 use crate::store::{RunRecord, RunState, RunStore};
 
-pub use queries::{AgentView, RunView};
+pub use queries::{AgentView, IntervalLogSource, RunView};
 
 /// How the engine behaves; the CLI fills it from flags.
 #[derive(Debug, Clone)]
@@ -188,6 +188,11 @@ pub enum Event {
     GetRun {
         run_id: String,
         reply: oneshot::Sender<Result<RunView, ControlError>>,
+    },
+    /// Where a run's interval log is read from.
+    IntervalLog {
+        run_id: String,
+        reply: oneshot::Sender<Result<IntervalLogSource, ControlError>>,
     },
     /// The runs, all or those of the scenario with this name.
     ListRuns {
@@ -470,6 +475,9 @@ impl Engine {
             }
             Event::GetRun { run_id, reply } => {
                 let _ = reply.send(self.get_run(&run_id));
+            }
+            Event::IntervalLog { run_id, reply } => {
+                let _ = reply.send(self.interval_log(&run_id));
             }
             Event::ListRuns { scenario, reply } => {
                 let _ = reply.send(self.list_runs(scenario.as_deref()));

@@ -16,6 +16,36 @@ pub struct RunView {
     pub report_text: Option<String>,
 }
 
+/// What a run's interval log is made from.
+pub struct IntervalLogSource {
+    pub store: std::sync::Arc<dyn crate::store::RunStore>,
+    pub run_id: String,
+    pub started_at_unix_ms: i64,
+}
+
+impl std::fmt::Debug for IntervalLogSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IntervalLogSource").field("run_id", &self.run_id).finish_non_exhaustive()
+    }
+}
+
+impl IntervalLogSource {
+    /// Reads the run's scenario and interval reports and writes the log.
+    /// Blocking: call it off the async runtime.
+    pub fn write(&self) -> Result<String, String> {
+        let yaml = self.store.load_scenario(&self.run_id).map_err(|e| e.to_string())?;
+        let scenario = stampede_common::Scenario::parse(&yaml).map_err(|e| e.to_string())?;
+        let intervals = self.store.load_intervals(&self.run_id).map_err(|e| e.to_string())?;
+        let context = crate::hlog::LogContext {
+            run_id: &self.run_id,
+            started_at_unix_ms: self.started_at_unix_ms,
+            warmup_s: scenario.warmup.as_secs_f64().min(scenario.duration.as_secs_f64()),
+            node_names: &scenario.target.nodes,
+        };
+        Ok(crate::hlog::write(&context, &intervals))
+    }
+}
+
 /// An agent as a client sees it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AgentView {
@@ -65,6 +95,25 @@ impl Engine {
         let report = self.store.load_report(run_id).map_err(|e| ControlError::Store(e.to_string()))?;
         let (report_json, report_text) = report.map_or((None, None), |(json, text)| (Some(json), Some(text)));
         Ok(RunView { record: record.clone(), report_json, report_text })
+    }
+
+    /// The store and the run's start, for its interval log; the reading
+    /// and merging is left to the caller, off the engine task.
+    pub(super) fn interval_log(&self, run_id: &str) -> Result<IntervalLogSource, ControlError> {
+        let record = match self.active.get(run_id) {
+            Some(run) => &run.record,
+            None => self.ended.get(run_id).ok_or_else(|| ControlError::NotFound(run_id.to_string()))?,
+        };
+        let Some(start_at_us) = record.start_at_us else {
+            return Err(ControlError::InvalidScenario(format!(
+                "run {run_id} has not started, so it has no interval log"
+            )));
+        };
+        Ok(IntervalLogSource {
+            store: std::sync::Arc::clone(&self.store),
+            run_id: run_id.to_string(),
+            started_at_unix_ms: start_at_us / 1000,
+        })
     }
 
     pub(super) fn list_runs(&self, scenario: Option<&str>) -> Vec<RunView> {

@@ -97,6 +97,10 @@ impl RunStore for FileStore {
         Self::write_atomically(&dir.join("report.txt"), text.as_bytes())
     }
 
+    fn save_interval_log(&self, run_id: &str, log: &str) -> Result<(), StoreError> {
+        Self::write_atomically(&self.run_dir(run_id).join("latency.hlog"), log.as_bytes())
+    }
+
     fn list(&self) -> Result<Vec<RunRecord>, StoreError> {
         let mut records = Vec::new();
         for entry in fs::read_dir(&self.root).map_err(io("list", &self.root))? {

@@ -180,6 +180,12 @@ pub trait RunStore: Send + Sync {
     fn update(&self, record: &RunRecord) -> Result<(), StoreError>;
     fn append_interval(&self, run_id: &str, interval: &StoredInterval) -> Result<(), StoreError>;
     fn save_report(&self, run_id: &str, json: &str, text: &str) -> Result<(), StoreError>;
+    /// Keeps the run's HdrHistogram interval log beside its report, where
+    /// the store has files for people to pick up (`runs/<id>/latency.hlog`);
+    /// other stores make it on request from the interval reports.
+    fn save_interval_log(&self, _run_id: &str, _log: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
     fn list(&self) -> Result<Vec<RunRecord>, StoreError>;
     fn load_scenario(&self, run_id: &str) -> Result<String, StoreError>;
     /// Every stored interval of the run. An interval appended again (a
