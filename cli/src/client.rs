@@ -322,6 +322,56 @@ pub async fn report(link: &CoordinatorLink, run_id: &str, shown: Shown, hlog: Op
     Ok(())
 }
 
+/// A report from a file, or the stored report of a run id.
+async fn load_report(link: &CoordinatorLink, which: &str) -> anyhow::Result<Report> {
+    let json = if Path::new(which).is_file() {
+        std::fs::read_to_string(which).with_context(|| format!("cannot read the report file {which}"))?
+    } else if which.ends_with(".json") {
+        bail!("there is no report file {which}; give a JSON report (`stampede run --json FILE`) or a run id");
+    } else {
+        fetch_report(link, which).await?.0
+    };
+    serde_json::from_str(&json)
+        .with_context(|| format!("{which} is not a Stampede JSON report (stampede run --json FILE writes one)"))
+}
+
+/// `stampede compare`: 0, or 1 when a gate trips.
+pub async fn compare(
+    link: &CoordinatorLink,
+    base: &str,
+    candidate: &str,
+    json: bool,
+    fail_on: &[String],
+) -> anyhow::Result<u8> {
+    let gates: Vec<stampede_coordinator::compare::Gate> = fail_on
+        .iter()
+        .map(|g| stampede_coordinator::compare::Gate::parse(g).map_err(|e| anyhow::anyhow!("--fail-on {e}")))
+        .collect::<anyhow::Result<_>>()?;
+    let (base_report, candidate_report) = (load_report(link, base).await?, load_report(link, candidate).await?);
+    let comparison = stampede_coordinator::compare::compare(&base_report, &candidate_report, 0x5eed)
+        .map_err(|e| anyhow::anyhow!(e))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&comparison)?);
+    } else {
+        print!("{}", stampede_coordinator::compare::text(&comparison));
+    }
+    let mut tripped = false;
+    for gate in &gates {
+        for row in gate.tripped(&comparison) {
+            tripped = true;
+            eprintln!(
+                "gate tripped: {} ({} {} changed {:+.1}%, {})",
+                gate.expr,
+                row.operation,
+                row.figure.as_str(),
+                row.change.unwrap_or(0.0) * 100.0,
+                row.verdict.as_str()
+            );
+        }
+    }
+    Ok(u8::from(tripped))
+}
+
 /// A stored run's JSON and text report, from the coordinator.
 async fn fetch_report(link: &CoordinatorLink, run_id: &str) -> anyhow::Result<(String, String)> {
     let mut client = connect(link).await?;

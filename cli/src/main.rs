@@ -157,6 +157,24 @@ enum Command {
         #[arg(long, value_name = "FILE", conflicts_with_all = ["json", "percentiles"])]
         hlog: Option<PathBuf>,
     },
+    /// Compare two runs: per operation throughput, error rate, p50, p90, p99 and p99.9, the
+    /// change in percent, a 99% bootstrap interval and a verdict (better, worse, no significant
+    /// change). Exit 0, or 1 when a --fail-on gate trips, 2 on error.
+    Compare {
+        /// The baseline: a run id (with --coordinator) or a JSON report file.
+        base: String,
+        /// The run to judge: a run id or a JSON report file.
+        candidate: String,
+        #[command(flatten)]
+        link: link::CoordinatorLink,
+        /// Print the comparison as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Exit 1 when this significant change happens, e.g. `p99 > +10%`, `get.p99.9 > +20%`,
+        /// `throughput < -5%` (repeatable).
+        #[arg(long = "fail-on", value_name = "GATE")]
+        fail_on: Vec<String>,
+    },
     /// Cancel a queued or running run.
     Cancel {
         /// The run's id, as `stampede runs` lists it.
@@ -262,6 +280,9 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Submit { scenario, link, agents, endpoints, wait, json, hlog, quiet } => {
             let files = client::Files { json: json.as_deref(), hlog: hlog.as_deref() };
             client::submit(&link, &scenario, agents, &endpoints, wait, files, quiet).await
+        }
+        Command::Compare { base, candidate, link, json, fail_on } => {
+            client::compare(&link, &base, &candidate, json, &fail_on).await
         }
         Command::Runs { link, scenario } => client::runs(&link, scenario.as_deref()).await.map(|()| 0),
         Command::Report { run_id, link, json, percentiles, hlog } => {

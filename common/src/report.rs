@@ -226,6 +226,27 @@ pub struct Report {
     /// before they were kept.
     #[serde(default)]
     pub histograms: Option<ReportHistograms>,
+    /// The measured part in time windows (1 s, or longer for long runs,
+    /// at most 240 windows), each with every operation's merged histograms.
+    #[serde(default)]
+    pub windows: Vec<ReportWindow>,
+}
+
+/// One time window of the measured part.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReportWindow {
+    /// Its first second, counted from the start (warm-up included).
+    pub start_s: u64,
+    pub length_s: u64,
+    pub operations: BTreeMap<String, WindowOperation>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WindowOperation {
+    pub count: u64,
+    pub errors: u64,
+    pub latency: EncodedHistogram,
+    pub service: EncodedHistogram,
 }
 
 /// Merged histograms, each HdrHistogram V2 + deflate in base64 (1 us to

@@ -8,6 +8,7 @@
 
 pub mod aggregate;
 pub mod api;
+pub mod compare;
 pub mod election;
 pub mod engine;
 pub mod hlog;

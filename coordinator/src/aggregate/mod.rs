@@ -114,6 +114,7 @@ pub struct RunAggregate {
     /// The distribution analysis' inputs.
     observations: Observations,
     generator: generator::GeneratorAggregate,
+    windows: windows::Windows,
 }
 
 /// A one-interval view for live progress.
@@ -169,6 +170,7 @@ impl RunAggregate {
             node_operations: BTreeMap::new(),
             observations: Observations::default(),
             generator: generator::GeneratorAggregate::default(),
+            windows: windows::Windows::new(),
         }
     }
 
@@ -279,6 +281,7 @@ impl RunAggregate {
             }
             let _ = histogram::add_into(&mut op.latency, &latency);
             let _ = histogram::add_into(&mut op.service, &service);
+            self.windows.add(report.interval, &stats.operation, stats.count, errors, (&latency, &service));
             let _ = histogram::add_into(&mut self.overall, &latency);
             let name = name_of(&self.node_names, &stats.node);
             let node_op = self.node_operations.entry((name.clone(), stats.operation.clone())).or_default();
@@ -498,6 +501,7 @@ impl RunAggregate {
             distribution: (!self.nodes.is_empty()).then_some(distribution),
             agent_losses: self.losses(context.losses, scenario.duration.as_secs_f64().ceil() as u64),
             histograms: Some(self.encoded_histograms()),
+            windows: self.windows.report(),
         }
     }
 
@@ -522,6 +526,7 @@ fn interval_p99(interval: &IntervalAggregate) -> u64 {
 mod encoded;
 mod generator;
 mod observe;
+mod windows;
 
 pub mod metrics;
 
