@@ -20,9 +20,11 @@ use stampede_common::report::{
 use stampede_common::scenario::LoadModel;
 use stampede_common::threshold::ThresholdResult;
 
-/// Interval histograms kept in full; older intervals keep only their figures,
-/// so a run of days does not grow without bound.
-const INTERVAL_HISTOGRAMS_KEPT: usize = 300;
+/// Interval histograms kept in full (the newest seconds); older intervals
+/// keep only their p99, so memory stays flat however long the run. A report
+/// that arrives later still counts in every other figure (totals, windows,
+/// histograms), only not in its second's `intervals[].p99_us`.
+const INTERVAL_HISTOGRAMS_KEPT: usize = 10;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AggregateError {

@@ -19,7 +19,7 @@ use stampede_common::report::{EncodedHistogram, ReportWindow, WindowOperation};
 /// The most windows a report keeps.
 pub const MAX_WINDOWS: usize = 240;
 /// Windows this many seconds behind the newest interval are encoded.
-const OPEN_SECONDS: u64 = 10;
+const OPEN_SECONDS: u64 = 3;
 
 enum Histograms {
     Open { latency: Histogram<u64>, service: Histogram<u64> },
