@@ -37,11 +37,6 @@ impl CpuMeter {
         Self { last_ticks: process_ticks(), last_wait_ns: run_queue_wait_ns(), last_at: Instant::now() }
     }
 
-    /// CPU use of this process since the last call, in percent of one core.
-    pub fn percent_since_last(&mut self) -> f64 {
-        self.sample().cpu_percent
-    }
-
     /// The CPU figures since the last call.
     pub fn sample(&mut self) -> CpuSample {
         let now = Instant::now();

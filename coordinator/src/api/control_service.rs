@@ -82,7 +82,7 @@ impl pb::control_service_server::ControlService for ControlService {
         let log = tokio::task::spawn_blocking(move || source.write())
             .await
             .map_err(|e| Status::internal(format!("the interval log could not be written: {e}")))?
-            .map_err(|e| Status::unavailable(format!("cannot read the run's interval reports: {e}")))?;
+            .map_err(Status::failed_precondition)?;
         let chunks: Vec<Result<pb::IntervalLogChunk, Status>> = log
             .into_bytes()
             .chunks(LOG_CHUNK_BYTES)

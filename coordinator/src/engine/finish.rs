@@ -87,6 +87,9 @@ impl Engine {
     /// Writes the run's interval log into the store, on a thread of its
     /// own: merging a long run's reports must not hold the engine up.
     fn keep_interval_log(&self, run_id: &str) {
+        if !self.store.keeps_interval_logs() {
+            return;
+        }
         let Ok(source) = self.interval_log(run_id) else { return };
         let spawned = std::thread::Builder::new().name("stampede-hlog".into()).spawn(move || {
             let kept = source

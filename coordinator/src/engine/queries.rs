@@ -36,6 +36,14 @@ impl IntervalLogSource {
         let yaml = self.store.load_scenario(&self.run_id).map_err(|e| e.to_string())?;
         let scenario = stampede_common::Scenario::parse(&yaml).map_err(|e| e.to_string())?;
         let intervals = self.store.load_intervals(&self.run_id).map_err(|e| e.to_string())?;
+        if intervals.is_empty() {
+            return Err(format!(
+                "no interval reports of run {} are stored: it measured nothing, or its store does not keep them \
+                 (the etcd store deletes them once the report is written; the file store and a PostgreSQL results \
+                 store, --results, keep them)",
+                self.run_id
+            ));
+        }
         let context = crate::hlog::LogContext {
             run_id: &self.run_id,
             started_at_unix_ms: self.started_at_unix_ms,

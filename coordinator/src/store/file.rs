@@ -101,6 +101,10 @@ impl RunStore for FileStore {
         Self::write_atomically(&self.run_dir(run_id).join("latency.hlog"), log.as_bytes())
     }
 
+    fn keeps_interval_logs(&self) -> bool {
+        true
+    }
+
     fn list(&self) -> Result<Vec<RunRecord>, StoreError> {
         let mut records = Vec::new();
         for entry in fs::read_dir(&self.root).map_err(io("list", &self.root))? {

@@ -186,6 +186,10 @@ pub trait RunStore: Send + Sync {
     fn save_interval_log(&self, _run_id: &str, _log: &str) -> Result<(), StoreError> {
         Ok(())
     }
+    /// Whether [`Self::save_interval_log`] keeps anything.
+    fn keeps_interval_logs(&self) -> bool {
+        false
+    }
     fn list(&self) -> Result<Vec<RunRecord>, StoreError>;
     fn load_scenario(&self, run_id: &str) -> Result<String, StoreError>;
     /// Every stored interval of the run. An interval appended again (a
