@@ -299,40 +299,40 @@ pub async fn report(link: &CoordinatorLink, run_id: &str, shown: Shown, hlog: Op
         let mut client = connect(link).await?;
         return save_interval_log(&mut client, run_id, path).await;
     }
-    let (json, text) = if Path::new(run_id).is_file() {
-        let json = std::fs::read_to_string(run_id).with_context(|| format!("cannot read the report file {run_id}"))?;
-        let report: Report = serde_json::from_str(&json)
-            .with_context(|| format!("{run_id} is not a Stampede JSON report (stampede run --json FILE writes one)"))?;
-        let text = stampede_coordinator::render::text(&report);
-        (json, text)
-    } else if run_id.ends_with(".json") {
-        bail!("there is no report file {run_id}; give a JSON report (`stampede run --json FILE`) or a run id");
-    } else {
-        fetch_report(link, run_id).await?
-    };
+    let loaded = load_report(link, run_id).await?;
     match shown {
-        Shown::Json => println!("{json}"),
-        Shown::Text => print!("{text}"),
+        Shown::Json => println!("{}", loaded.json),
+        Shown::Text => print!("{}", loaded.text),
         Shown::Percentiles => {
-            let report: Report =
-                serde_json::from_str(&json).context("the coordinator sent a report this stampede cannot read")?;
-            print!("{}", stampede_coordinator::spectrum::text(&report).map_err(|e| anyhow::anyhow!(e))?);
+            print!("{}", stampede_coordinator::spectrum::text(&loaded.report).map_err(|e| anyhow::anyhow!(e))?);
         }
     }
     Ok(())
 }
 
+/// A report as `stampede report` and `compare` read it.
+struct Loaded {
+    /// The JSON as stored or written.
+    json: String,
+    /// The text report: the coordinator's, or rendered from a file.
+    text: String,
+    report: Report,
+}
+
 /// A report from a file, or the stored report of a run id.
-async fn load_report(link: &CoordinatorLink, which: &str) -> anyhow::Result<Report> {
-    let json = if Path::new(which).is_file() {
-        std::fs::read_to_string(which).with_context(|| format!("cannot read the report file {which}"))?
+async fn load_report(link: &CoordinatorLink, which: &str) -> anyhow::Result<Loaded> {
+    let (json, text) = if Path::new(which).is_file() {
+        (std::fs::read_to_string(which).with_context(|| format!("cannot read the report file {which}"))?, None)
     } else if which.ends_with(".json") {
         bail!("there is no report file {which}; give a JSON report (`stampede run --json FILE`) or a run id");
     } else {
-        fetch_report(link, which).await?.0
+        let (json, text) = fetch_report(link, which).await?;
+        (json, Some(text))
     };
-    serde_json::from_str(&json)
-        .with_context(|| format!("{which} is not a Stampede JSON report (stampede run --json FILE writes one)"))
+    let report: Report = serde_json::from_str(&json)
+        .with_context(|| format!("{which} is not a Stampede JSON report (stampede run --json FILE writes one)"))?;
+    let text = text.unwrap_or_else(|| stampede_coordinator::render::text(&report));
+    Ok(Loaded { json, text, report })
 }
 
 /// `stampede compare`: 0, or 1 when a gate trips.
@@ -347,7 +347,8 @@ pub async fn compare(
         .iter()
         .map(|g| stampede_coordinator::compare::Gate::parse(g).map_err(|e| anyhow::anyhow!("--fail-on {e}")))
         .collect::<anyhow::Result<_>>()?;
-    let (base_report, candidate_report) = (load_report(link, base).await?, load_report(link, candidate).await?);
+    let (base_report, candidate_report) =
+        (load_report(link, base).await?.report, load_report(link, candidate).await?.report);
     let comparison = stampede_coordinator::compare::compare(&base_report, &candidate_report, 0x5eed)
         .map_err(|e| anyhow::anyhow!(e))?;
     if json {
