@@ -314,11 +314,9 @@ impl Engine {
         // until then the final report is not acknowledged, and the agent
         // sends it again with the reports it still holds.
         let first = seq.saturating_sub(interval_reports);
-        let accounted = run.aggregate.count_merged(agent_id, first..seq)
-            + run.store_health.corrupt_from(agent_id, first..seq)
-            + reports_dropped;
-        if accounted < interval_reports {
-            tracing::debug!(run = %run_id, agent = %agent_id, accounted, interval_reports, "final report before its interval reports are stored");
+        let received = run.aggregate.count_merged(agent_id, first..seq) + run.store_health.corrupt_from(agent_id, first..seq);
+        if received + reports_dropped < interval_reports {
+            tracing::debug!(run = %run_id, agent = %agent_id, received, reports_dropped, interval_reports, "final report before its interval reports are stored");
             return;
         }
         self.registry.send(agent_id, ToAgent::Ack { run_id: run_id.to_string(), seq });
@@ -327,6 +325,10 @@ impl Engine {
         }
         run.finals.insert(agent_id.to_string(), error.clone());
         run.record.finals.insert(agent_id.to_string(), error);
+        // The agent's count can include a report it dropped after this
+        // coordinator had stored it (the acknowledgement was lost with a
+        // coordinator that died): lost is only what never arrived.
+        let reports_dropped = interval_reports.saturating_sub(received).min(reports_dropped);
         if reports_dropped > 0 {
             tracing::warn!(agent = %agent_id, run = %run_id, reports_dropped, "the agent dropped interval reports it could not deliver");
             run.record.reports_dropped.insert(agent_id.to_string(), reports_dropped);

@@ -243,6 +243,36 @@ fn a_run_goes_from_submission_through_its_intervals_to_its_report() {
 }
 
 #[test]
+fn a_report_the_agent_dropped_after_it_was_stored_is_not_counted_as_lost() {
+    let mut h = Harness::new();
+    let run_id = h.start_run(&["a1"], "");
+    h.advance(Duration::from_secs(1));
+    // Stored, but the acknowledgements never reached the agent (the
+    // coordinator that stored them died): the agent later dropped seq 0
+    // and 1 from its full buffer and counts both.
+    h.send_report("a1", report(&run_id, 0, 0, 100));
+    h.send_report("a1", report(&run_id, 1, 1, 100));
+    h.send_report("a1", report(&run_id, 3, 3, 100));
+    h.advance(Duration::from_secs(3));
+    h.heartbeat(&["a1"]);
+    h.event(Event::AgentFinal {
+        agent_id: "a1".to_string(),
+        report: FinalReport {
+            run_id: run_id.clone(),
+            seq: 4,
+            interval_reports: 4,
+            reports_dropped: 3,
+            error: String::new(),
+        },
+    });
+    let record = h.record(&run_id);
+    assert_eq!(record.state, RunState::Passed);
+    assert_eq!(record.reports_dropped.get("a1"), Some(&1), "only seq 2 never arrived");
+    let report = h.stored_report(&run_id);
+    assert_eq!(report.agents[0].intervals + report.agents[0].reports_dropped, 4);
+}
+
+#[test]
 fn a_run_waits_for_enough_agents_and_runs_start_in_order() {
     let mut h = Harness::new();
     h.connect("a1");
