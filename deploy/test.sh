@@ -20,6 +20,8 @@ command -v etcd >/dev/null 2>&1 || need_packages+=(etcd-server)
 command -v etcdctl >/dev/null 2>&1 || need_packages+=(etcd-client)
 # Prometheus and promtool for the /metrics test
 command -v prometheus >/dev/null 2>&1 || need_packages+=(prometheus)
+# A real browser (headless) for the HTML report's page tests
+command -v chromium >/dev/null 2>&1 || need_packages+=(chromium)
 if [ ${#need_packages[@]} -gt 0 ]; then
   echo "==> installing ${need_packages[*]}"
   if [ "$(id -u)" -ne 0 ]; then

@@ -133,6 +133,8 @@ pub struct Files<'a> {
     pub json: Option<&'a Path>,
     /// The HdrHistogram interval log.
     pub hlog: Option<&'a Path>,
+    /// The HTML report.
+    pub html: Option<&'a Path>,
 }
 
 pub async fn submit(
@@ -197,10 +199,21 @@ pub async fn watch(client: &mut Client, run_id: &str, files: Files<'_>, quiet: b
             .with_context(|| format!("cannot write the JSON report to {}", path.display()))?;
         eprintln!("JSON report written to {}", path.display());
     }
+    if let Some(path) = files.html {
+        save_html(&report, path)?;
+    }
     if let Some(path) = files.hlog {
         save_interval_log(client, run_id, path).await?;
     }
     Ok(report.status.exit_code() as u8)
+}
+
+/// Writes the HTML report of `report` to `path`.
+fn save_html(report: &Report, path: &Path) -> anyhow::Result<()> {
+    std::fs::write(path, stampede_coordinator::html::page(report))
+        .with_context(|| format!("cannot write the HTML report to {}", path.display()))?;
+    eprintln!("HTML report written to {}", path.display());
+    Ok(())
 }
 
 /// Writes the run's HdrHistogram interval log, as the coordinator merges
@@ -281,12 +294,19 @@ fn history(name: &str, runs: &[pb::RunSummary]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What `stampede report` prints.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What `stampede report` prints (or writes).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Shown {
     Text,
     Json,
     Percentiles,
+    /// The HTML report, into this file.
+    Html(std::path::PathBuf),
+    /// The figures of a span, as text or JSON.
+    Window {
+        span: stampede_coordinator::window::Span,
+        json: bool,
+    },
 }
 
 pub async fn report(link: &CoordinatorLink, run_id: &str, shown: Shown, hlog: Option<&Path>) -> anyhow::Result<()> {
@@ -305,6 +325,17 @@ pub async fn report(link: &CoordinatorLink, run_id: &str, shown: Shown, hlog: Op
         Shown::Text => print!("{}", loaded.text),
         Shown::Percentiles => {
             print!("{}", stampede_coordinator::spectrum::text(&loaded.report).map_err(|e| anyhow::anyhow!(e))?);
+        }
+        Shown::Html(path) => save_html(&loaded.report, &path)?,
+        Shown::Window { span, json } => {
+            let figures =
+                stampede_coordinator::window::figures(&loaded.report, span).map_err(|e| anyhow::anyhow!(e))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&figures)?);
+            } else {
+                let open = loaded.report.scenario.rate.is_some();
+                print!("{}", stampede_coordinator::window::text(&figures, open));
+            }
         }
     }
     Ok(())

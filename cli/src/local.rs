@@ -32,6 +32,8 @@ pub struct RunOptions {
     pub agents: Option<u32>,
     pub json: Option<PathBuf>,
     pub hlog: Option<PathBuf>,
+    /// Where the HTML report goes.
+    pub html: Option<PathBuf>,
     pub data_dir: Option<PathBuf>,
     pub quiet: bool,
     /// `None`: the scenario's duration plus [`TIMEOUT_MARGIN`]; zero: none.
@@ -45,8 +47,8 @@ const TIMEOUT_MARGIN: Duration = Duration::from_secs(600);
 const CANCEL_GRACE: Duration = Duration::from_secs(30);
 
 pub async fn run(path: Option<&Path>, endpoints: &[String], options: RunOptions) -> anyhow::Result<u8> {
-    let RunOptions { agents, json, hlog, data_dir, quiet, timeout } = options;
-    let files = crate::client::Files { json: json.as_deref(), hlog: hlog.as_deref() };
+    let RunOptions { agents, json, hlog, html, data_dir, quiet, timeout } = options;
+    let files = crate::client::Files { json: json.as_deref(), hlog: hlog.as_deref(), html: html.as_deref() };
     let (text, origin) = match path {
         Some(path) => (
             std::fs::read_to_string(path).with_context(|| format!("cannot read scenario {}", path.display()))?,

@@ -84,6 +84,10 @@ enum Command {
         /// second and operation@node; `#service` tags for service time).
         #[arg(long, value_name = "FILE")]
         hlog: Option<PathBuf>,
+        /// Write the HTML report to this file: one self-contained page (charts, percentile
+        /// spectra, nodes, agents; drag over a chart for the exact percentiles of that span).
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
         /// Keep the run's data (intervals, reports) in this directory instead of a temporary one.
         #[arg(long, env = "STAMPEDE_DATA_DIR")]
         data_dir: Option<PathBuf>,
@@ -124,6 +128,9 @@ enum Command {
         /// With --wait: write the run's HdrHistogram interval log to this file.
         #[arg(long, requires = "wait", value_name = "FILE")]
         hlog: Option<PathBuf>,
+        /// With --wait: write the HTML report to this file.
+        #[arg(long, requires = "wait", value_name = "FILE")]
+        html: Option<PathBuf>,
         /// With --wait: no live progress line.
         #[arg(long, short)]
         quiet: bool,
@@ -156,6 +163,13 @@ enum Command {
         /// reports; needs the run's id and its coordinator).
         #[arg(long, value_name = "FILE", conflicts_with_all = ["json", "percentiles"])]
         hlog: Option<PathBuf>,
+        /// Write the HTML report to this file instead (a run id or a JSON report file).
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["json", "percentiles", "hlog"])]
+        html: Option<PathBuf>,
+        /// Print the exact figures of a span instead: FROM..TO in seconds since the start
+        /// (warm-up included), the time windows lying within it merged; with --json as JSON.
+        #[arg(long, value_name = "FROM..TO", conflicts_with_all = ["percentiles", "hlog", "html"])]
+        window: Option<String>,
     },
     /// Compare two runs: per operation throughput, error rate, p50, p90, p99 and p99.9, the
     /// change in percent, a 99% bootstrap interval and a verdict (better, worse, no significant
@@ -270,23 +284,29 @@ fn run_command(command: Command) -> ExitCode {
 
 async fn dispatch(command: Command) -> anyhow::Result<u8> {
     match command {
-        Command::Run { scenario, agents, endpoints, json, hlog, data_dir, quiet, timeout } => {
-            let options = local::RunOptions { agents, json, hlog, data_dir, quiet, timeout };
+        Command::Run { scenario, agents, endpoints, json, hlog, html, data_dir, quiet, timeout } => {
+            let options = local::RunOptions { agents, json, hlog, html, data_dir, quiet, timeout };
             local::run(scenario.as_deref(), &endpoints, options).await
         }
         Command::Coordinator(args) => daemons::coordinator(args).await.map(|()| 0),
         Command::Agent(args) => daemons::agent(args).await.map(|()| 0),
         Command::KvServer(args) => daemons::kv_server(args).await.map(|()| 0),
-        Command::Submit { scenario, link, agents, endpoints, wait, json, hlog, quiet } => {
-            let files = client::Files { json: json.as_deref(), hlog: hlog.as_deref() };
+        Command::Submit { scenario, link, agents, endpoints, wait, json, hlog, html, quiet } => {
+            let files = client::Files { json: json.as_deref(), hlog: hlog.as_deref(), html: html.as_deref() };
             client::submit(&link, &scenario, agents, &endpoints, wait, files, quiet).await
         }
         Command::Compare { base, candidate, link, json, fail_on } => {
             client::compare(&link, &base, &candidate, json, &fail_on).await
         }
         Command::Runs { link, scenario } => client::runs(&link, scenario.as_deref()).await.map(|()| 0),
-        Command::Report { run_id, link, json, percentiles, hlog } => {
-            let shown = if percentiles {
+        Command::Report { run_id, link, json, percentiles, hlog, html, window } => {
+            let shown = if let Some(path) = html {
+                client::Shown::Html(path)
+            } else if let Some(span) = window {
+                let span =
+                    stampede_coordinator::window::Span::parse(&span).map_err(|e| anyhow::anyhow!("--window {e}"))?;
+                client::Shown::Window { span, json }
+            } else if percentiles {
                 client::Shown::Percentiles
             } else if json {
                 client::Shown::Json

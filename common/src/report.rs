@@ -230,6 +230,10 @@ pub struct Report {
     /// at most 240 windows), each with every operation's merged histograms.
     #[serde(default)]
     pub windows: Vec<ReportWindow>,
+    /// The scenario as run, passwords hidden; null in reports written
+    /// before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scenario_yaml: Option<String>,
 }
 
 /// One time window of the measured part.
@@ -239,6 +243,17 @@ pub struct ReportWindow {
     pub start_s: u64,
     pub length_s: u64,
     pub operations: BTreeMap<String, WindowOperation>,
+    /// Per backend node: its requests and their latency (all operations).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub nodes: BTreeMap<String, WindowNode>,
+}
+
+/// One backend node in one time window.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WindowNode {
+    pub count: u64,
+    pub errors: u64,
+    pub latency: EncodedHistogram,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -2,6 +2,7 @@
 //! real services on loopback. Every process is killed when its handle drops,
 //! so a failing test leaves nothing running.
 
+pub mod browser;
 pub mod cluster;
 pub mod cratedb_standin;
 pub mod disk;

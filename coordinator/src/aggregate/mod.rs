@@ -283,9 +283,9 @@ impl RunAggregate {
             }
             let _ = histogram::add_into(&mut op.latency, &latency);
             let _ = histogram::add_into(&mut op.service, &service);
-            self.windows.add(report.interval, &stats.operation, stats.count, errors, (&latency, &service));
             let _ = histogram::add_into(&mut self.overall, &latency);
             let name = name_of(&self.node_names, &stats.node);
+            self.windows.add(report.interval, (&stats.operation, &name), stats.count, errors, (&latency, &service));
             let node_op = self.node_operations.entry((name.clone(), stats.operation.clone())).or_default();
             node_op.count += stats.count;
             for (kind, n) in &stats.errors {
@@ -504,6 +504,7 @@ impl RunAggregate {
             agent_losses: self.losses(context.losses, scenario.duration.as_secs_f64().ceil() as u64),
             histograms: Some(self.encoded_histograms()),
             windows: self.windows.report(),
+            scenario_yaml: None,
         }
     }
 

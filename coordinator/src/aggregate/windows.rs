@@ -1,6 +1,6 @@
 //! The measured part of a run as a bounded series of time windows, each
-//! with every operation's merged histograms: what the report's `windows`
-//! key holds, so that a window of any run (and its percentiles, exactly)
+//! with every operation's merged histograms (latency and service time) and
+//! every backend node's (latency): what the report's `windows` key holds, so that a window of any run (and its percentiles, exactly)
 //! can be read back, and two runs compared interval by interval.
 //!
 //! Windows start one second long. When there would be more than
@@ -14,66 +14,83 @@ use std::collections::BTreeMap;
 
 use hdrhistogram::Histogram;
 use stampede_common::histogram;
-use stampede_common::report::{EncodedHistogram, ReportWindow, WindowOperation};
+use stampede_common::report::{EncodedHistogram, ReportWindow, WindowNode, WindowOperation};
 
 /// The most windows a report keeps.
 pub const MAX_WINDOWS: usize = 240;
 /// Windows this many seconds behind the newest interval are encoded.
 const OPEN_SECONDS: u64 = 3;
 
+/// A series' histograms (latency and service time for an operation,
+/// latency for a node), dense while their window is open, encoded after.
 enum Histograms {
-    Open { latency: Histogram<u64>, service: Histogram<u64> },
-    Sealed { latency: Vec<u8>, service: Vec<u8> },
+    Open(Vec<Histogram<u64>>),
+    Sealed(Vec<Vec<u8>>),
 }
 
 impl Histograms {
-    fn open(&mut self) -> (&mut Histogram<u64>, &mut Histogram<u64>) {
-        if let Self::Sealed { latency, service } = self {
-            let decode = |bytes: &[u8]| histogram::decode(bytes).unwrap_or_else(|_| histogram::new_histogram());
-            *self = Self::Open { latency: decode(latency), service: decode(service) };
+    fn open(&mut self) -> &mut [Histogram<u64>] {
+        if let Self::Sealed(encoded) = self {
+            let decode = |bytes: &Vec<u8>| histogram::decode(bytes).unwrap_or_else(|_| histogram::new_histogram());
+            *self = Self::Open(encoded.iter().map(decode).collect());
         }
         match self {
-            Self::Open { latency, service } => (latency, service),
-            Self::Sealed { .. } => unreachable!("opened above"),
+            Self::Open(histograms) => histograms,
+            Self::Sealed(_) => unreachable!("opened above"),
         }
     }
 
     fn seal(&mut self) {
-        if let Self::Open { latency, service } = self {
-            let encode = |h: &Histogram<u64>| histogram::encode(h).unwrap_or_default();
-            *self = Self::Sealed { latency: encode(latency), service: encode(service) };
+        if let Self::Open(histograms) = self {
+            *self = Self::Sealed(histograms.iter().map(|h| histogram::encode(h).unwrap_or_default()).collect());
         }
     }
 
-    fn encoded(&self) -> (Vec<u8>, Vec<u8>) {
-        match self {
-            Self::Open { latency, service } => {
-                (histogram::encode(latency).unwrap_or_default(), histogram::encode(service).unwrap_or_default())
-            }
-            Self::Sealed { latency, service } => (latency.clone(), service.clone()),
-        }
+    fn encoded(&self, which: usize) -> EncodedHistogram {
+        EncodedHistogram(match self {
+            Self::Open(histograms) => histograms.get(which).and_then(|h| histogram::encode(h).ok()).unwrap_or_default(),
+            Self::Sealed(encoded) => encoded.get(which).cloned().unwrap_or_default(),
+        })
     }
 }
 
-struct OperationWindow {
+/// One operation's or one node's part of a window.
+struct Series {
     count: u64,
     errors: u64,
     histograms: Histograms,
 }
 
-impl OperationWindow {
-    fn new() -> Self {
-        let histograms = Histograms::Open { latency: histogram::new_histogram(), service: histogram::new_histogram() };
-        Self { count: 0, errors: 0, histograms }
+impl Series {
+    fn new(histograms: usize) -> Self {
+        Self { count: 0, errors: 0, histograms: Histograms::Open(vec![histogram::new_histogram(); histograms]) }
     }
 
-    fn add(&mut self, count: u64, errors: u64, latency: &Histogram<u64>, service: &Histogram<u64>) {
+    fn add(&mut self, count: u64, errors: u64, histograms: &[&Histogram<u64>]) {
         self.count += count;
         self.errors += errors;
-        let (l, s) = self.histograms.open();
-        // Ranges were checked when the report was, so adding cannot fail.
-        let _ = histogram::add_into(l, latency);
-        let _ = histogram::add_into(s, service);
+        for (into, h) in self.histograms.open().iter_mut().zip(histograms) {
+            // Ranges were checked when the report was, so adding cannot fail.
+            let _ = histogram::add_into(into, h);
+        }
+    }
+
+    fn absorb(&mut self, mut other: Series) {
+        let histograms: Vec<&Histogram<u64>> = other.histograms.open().iter().collect();
+        let (count, errors) = (other.count, other.errors);
+        self.add(count, errors, &histograms);
+    }
+}
+
+#[derive(Default)]
+struct Window {
+    operations: BTreeMap<String, Series>,
+    nodes: BTreeMap<String, Series>,
+}
+
+impl Window {
+    fn series(&mut self) -> impl Iterator<Item = &mut Series> {
+        self.operations.values_mut().chain(self.nodes.values_mut())
     }
 }
 
@@ -81,8 +98,8 @@ impl OperationWindow {
 pub(super) struct Windows {
     /// Seconds per window: 1, 2, 4, ...
     length: u64,
-    /// Window index (first interval / length) -> operation -> window.
-    windows: BTreeMap<u64, BTreeMap<String, OperationWindow>>,
+    /// Window index (first interval / length) -> window.
+    windows: BTreeMap<u64, Window>,
     newest_interval: u64,
 }
 
@@ -91,17 +108,20 @@ impl Windows {
         Self { length: 1, ..Self::default() }
     }
 
-    /// Adds one measured operation of one report.
+    /// Adds one measured operation of one report, served by `node`.
     pub fn add(
         &mut self,
         interval: u64,
-        operation: &str,
+        (operation, node): (&str, &str),
         count: u64,
         errors: u64,
         h: (&Histogram<u64>, &Histogram<u64>),
     ) {
         let window = self.windows.entry(interval / self.length).or_default();
-        window.entry(operation.to_string()).or_insert_with(OperationWindow::new).add(count, errors, h.0, h.1);
+        let op = window.operations.entry(operation.to_string()).or_insert_with(|| Series::new(2));
+        op.add(count, errors, &[h.0, h.1]);
+        let node = window.nodes.entry(node.to_string()).or_insert_with(|| Series::new(1));
+        node.add(count, errors, &[h.0]);
         if interval > self.newest_interval {
             self.newest_interval = interval;
             self.seal_old();
@@ -114,8 +134,8 @@ impl Windows {
     fn seal_old(&mut self) {
         let open_from = self.newest_interval.saturating_sub(OPEN_SECONDS) / self.length;
         for window in self.windows.range_mut(..open_from).map(|(_, w)| w) {
-            for op in window.values_mut() {
-                op.histograms.seal();
+            for series in window.series() {
+                series.histograms.seal();
             }
         }
     }
@@ -124,17 +144,15 @@ impl Windows {
     fn coarsen(&mut self) {
         self.length *= 2;
         let old = std::mem::take(&mut self.windows);
-        for (index, operations) in old {
+        for (index, window) in old {
             let merged = self.windows.entry(index / 2).or_default();
-            for (name, op) in operations {
-                match merged.get_mut(&name) {
-                    None => {
-                        merged.insert(name, op);
-                    }
-                    Some(into) => {
-                        let mut op = op;
-                        let (latency, service) = op.histograms.open();
-                        into.add(op.count, op.errors, latency, service);
+            for (into, from) in [(&mut merged.operations, window.operations), (&mut merged.nodes, window.nodes)] {
+                for (name, series) in from {
+                    match into.get_mut(&name) {
+                        None => {
+                            into.insert(name, series);
+                        }
+                        Some(existing) => existing.absorb(series),
                     }
                 }
             }
@@ -146,19 +164,28 @@ impl Windows {
     pub fn report(&self) -> Vec<ReportWindow> {
         self.windows
             .iter()
-            .map(|(index, operations)| ReportWindow {
+            .map(|(index, window)| ReportWindow {
                 start_s: index * self.length,
                 length_s: self.length,
-                operations: operations
+                operations: window
+                    .operations
                     .iter()
                     .map(|(name, op)| {
-                        let (latency, service) = op.histograms.encoded();
                         let window = WindowOperation {
                             count: op.count,
                             errors: op.errors,
-                            latency: EncodedHistogram(latency),
-                            service: EncodedHistogram(service),
+                            latency: op.histograms.encoded(0),
+                            service: op.histograms.encoded(1),
                         };
+                        (name.clone(), window)
+                    })
+                    .collect(),
+                nodes: window
+                    .nodes
+                    .iter()
+                    .map(|(name, node)| {
+                        let window =
+                            WindowNode { count: node.count, errors: node.errors, latency: node.histograms.encoded(0) };
                         (name.clone(), window)
                     })
                     .collect(),
@@ -183,7 +210,7 @@ mod tests {
         let seconds = 1000u64;
         for interval in 0..seconds {
             let h = one(interval + 1);
-            windows.add(interval, "get", 1, u64::from(interval % 10 == 0), (&h, &h));
+            windows.add(interval, ("get", "kv-0"), 1, u64::from(interval % 10 == 0), (&h, &h));
         }
         let report = windows.report();
         assert!(report.len() <= MAX_WINDOWS, "{}", report.len());
@@ -197,6 +224,7 @@ mod tests {
             let h = histogram::decode(&op.latency.0).expect("decode");
             // Each window holds exactly its seconds' samples.
             assert_eq!(h.len(), op.count);
+            assert_eq!(window.nodes["kv-0"].count, op.count);
             assert_eq!((h.min(), h.max()), (window.start_s + 1, h.highest_equivalent(window.start_s + 8)));
             count += op.count;
             histogram::add_into(&mut all, &h).expect("add");
@@ -210,12 +238,17 @@ mod tests {
         let mut windows = Windows::new();
         for interval in 0..30 {
             let h = one(100);
-            windows.add(interval, "get", 1, 0, (&h, &h));
+            windows.add(interval, ("get", "kv-0"), 1, 0, (&h, &h));
         }
         let late = one(5000);
-        windows.add(2, "get", 1, 0, (&late, &late));
+        windows.add(2, ("get", "kv-1"), 1, 0, (&late, &late));
         let report = windows.report();
         let h = histogram::decode(&report[2].operations["get"].latency.0).expect("decode");
         assert_eq!((report[2].operations["get"].count, h.len(), h.max()), (2, 2, late.max()));
+        // Per node too: the late report was kv-1's.
+        let node = &report[2].nodes["kv-1"];
+        let h = histogram::decode(&node.latency.0).expect("decode");
+        assert_eq!((node.count, h.len(), h.max()), (1, 1, late.max()));
+        assert_eq!(report[2].nodes["kv-0"].count, 1);
     }
 }

@@ -24,7 +24,12 @@ fn report(run_id: &str, windows: u64, per_window: u64, mean_us: f64, seed: u64) 
         }
         let encoded = EncodedHistogram(histogram::encode(&h).expect("encode"));
         let op = WindowOperation { count: per_window, errors: 0, latency: encoded.clone(), service: encoded };
-        report.windows.push(ReportWindow { start_s, length_s: 1, operations: [("get".to_string(), op)].into() });
+        report.windows.push(ReportWindow {
+            start_s,
+            length_s: 1,
+            operations: [("get".to_string(), op)].into(),
+            ..ReportWindow::default()
+        });
     }
     report
 }

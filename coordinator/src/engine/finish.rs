@@ -32,7 +32,7 @@ impl Engine {
             run.aggregate.note(note);
         }
         run.record.store_failed = run.store_health.in_trouble();
-        let report = run.aggregate.report(&ReportContext {
+        let mut report = run.aggregate.report(&ReportContext {
             run_id,
             scenario: &run.scenario,
             endpoints: &run.record.endpoints,
@@ -43,6 +43,7 @@ impl Engine {
             reports_dropped: &run.record.reports_dropped,
             plans: &run.record.plans,
         });
+        report.scenario_yaml = Some(run.scenario.shown_text(&run.scenario_yaml));
         let json = serde_json::to_string_pretty(&report).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
         let text = render::text(&report);
         if let Err(error) = self.store.save_report(run_id, &json, &text) {
@@ -81,17 +82,23 @@ impl Engine {
         let message = report.error.clone().unwrap_or_default();
         notify(&mut run, &message, None, Some(json));
         self.ended.insert(run_id.to_string(), run.record);
-        self.keep_interval_log(run_id);
+        self.keep_files(run_id, report);
     }
 
-    /// Writes the run's interval log into the store, on a thread of its
-    /// own: merging a long run's reports must not hold the engine up.
-    fn keep_interval_log(&self, run_id: &str) {
-        if !self.store.keeps_interval_logs() {
+    /// Writes the run's HTML report and interval log into the store, on a
+    /// thread of their own: merging a long run's reports must not hold the
+    /// engine up.
+    fn keep_files(&self, run_id: &str, report: stampede_common::report::Report) {
+        if !self.store.keeps_files() {
             return;
         }
-        let Ok(source) = self.interval_log(run_id) else { return };
-        let spawned = std::thread::Builder::new().name("stampede-hlog".into()).spawn(move || {
+        let source = self.interval_log(run_id).ok();
+        let store = std::sync::Arc::clone(&self.store);
+        let spawned = std::thread::Builder::new().name("stampede-files".into()).spawn(move || {
+            if let Err(error) = store.save_page(&report.run_id, &crate::html::page(&report)) {
+                tracing::warn!(run = %report.run_id, %error, "cannot keep the run's HTML report");
+            }
+            let Some(source) = source else { return };
             let kept = source
                 .write()
                 .and_then(|log| source.store.save_interval_log(&source.run_id, &log).map_err(|e| e.to_string()));

@@ -314,7 +314,8 @@ impl Engine {
         // until then the final report is not acknowledged, and the agent
         // sends it again with the reports it still holds.
         let first = seq.saturating_sub(interval_reports);
-        let received = run.aggregate.count_merged(agent_id, first..seq) + run.store_health.corrupt_from(agent_id, first..seq);
+        let received =
+            run.aggregate.count_merged(agent_id, first..seq) + run.store_health.corrupt_from(agent_id, first..seq);
         if received + reports_dropped < interval_reports {
             tracing::debug!(run = %run_id, agent = %agent_id, received, reports_dropped, interval_reports, "final report before its interval reports are stored");
             return;

@@ -1,6 +1,7 @@
 //! `FileStore`: a data directory with one folder per run: `scenario.yaml`
 //! (passwords hidden), `run.json` (state), `intervals.jsonl` (every merged
-//! report, appended as it arrives), `report.json` and `report.txt`, and
+//! report, appended as it arrives), `report.json`, `report.txt`,
+//! `report.html` and `latency.hlog` once it has ended, and
 //! while the run needs it `scenario.private.yaml` (readable by its owner
 //! only).
 
@@ -101,7 +102,11 @@ impl RunStore for FileStore {
         Self::write_atomically(&self.run_dir(run_id).join("latency.hlog"), log.as_bytes())
     }
 
-    fn keeps_interval_logs(&self) -> bool {
+    fn save_page(&self, run_id: &str, html: &str) -> Result<(), StoreError> {
+        Self::write_atomically(&self.run_dir(run_id).join("report.html"), html.as_bytes())
+    }
+
+    fn keeps_files(&self) -> bool {
         true
     }
 

@@ -186,8 +186,14 @@ pub trait RunStore: Send + Sync {
     fn save_interval_log(&self, _run_id: &str, _log: &str) -> Result<(), StoreError> {
         Ok(())
     }
-    /// Whether [`Self::save_interval_log`] keeps anything.
-    fn keeps_interval_logs(&self) -> bool {
+    /// Keeps the run's HTML report beside its report where the store has
+    /// files (`runs/<id>/report.html`); with other stores `stampede report
+    /// RUN --html FILE` makes it from the stored JSON report.
+    fn save_page(&self, _run_id: &str, _html: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// Whether [`Self::save_interval_log`] and [`Self::save_page`] keep anything.
+    fn keeps_files(&self) -> bool {
         false
     }
     fn list(&self) -> Result<Vec<RunRecord>, StoreError>;

@@ -1,0 +1,81 @@
+//! The HTML report: one self-contained page drawn in the browser from the
+//! JSON report it embeds. uPlot (vendored from the npm registry with its
+//! licence, `assets/uplot`) draws the charts; `assets/report/hdr.js` reads
+//! the embedded HdrHistogram V2 histograms so that a time window selected
+//! on the page gets its exact merged percentiles, the same figures as
+//! `stampede report --window` (`window_figures` here). Everything is
+//! inlined at build time, and the page's Content-Security-Policy forbids
+//! every request: nothing leaves it.
+
+use stampede_common::report::Report;
+
+const UPLOT_JS: &str = include_str!("../assets/uplot/uPlot.iife.min.js");
+const UPLOT_CSS: &str = include_str!("../assets/uplot/uPlot.min.css");
+const UPLOT_LICENSE: &str = include_str!("../assets/uplot/LICENSE");
+const HDR_JS: &str = include_str!("../assets/report/hdr.js");
+const REPORT_JS: &str = include_str!("../assets/report/report.js");
+const REPORT_CSS: &str = include_str!("../assets/report/report.css");
+
+/// The page of `report`.
+pub fn page(report: &Report) -> String {
+    // In a <script> element only `</` could end it early; JSON allows `<`
+    // written as an escape, so none is left.
+    let data = serde_json::to_string(report).unwrap_or_else(|_| "{}".to_string()).replace('<', "\\u003c");
+    let title = escape(&format!("Stampede {}: {} ({})", report.status.as_str(), report.scenario.name, report.run_id));
+    let mut html = String::with_capacity(data.len() + UPLOT_JS.len() + 16_384);
+    html.push_str("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n");
+    html.push_str(
+        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; script-src 'unsafe-inline'; \
+         style-src 'unsafe-inline'; img-src data:\">\n",
+    );
+    html.push_str("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n");
+    html.push_str(&format!("<title>{title}</title>\n"));
+    html.push_str(&format!("<style>\n{UPLOT_CSS}\n{REPORT_CSS}\n</style>\n</head>\n<body>\n"));
+    html.push_str(
+        "<main id=\"report\"><p>Drawing the report\u{2026}</p>\
+         <noscript><p>This report is drawn by JavaScript; allow scripts for this file, or read \
+         `stampede report` in a terminal.</p></noscript></main>\n",
+    );
+    html.push_str("<footer><main><p class=\"hint\">Made by Stampede ");
+    html.push_str(env!("CARGO_PKG_VERSION"));
+    html.push_str(". Charts by uPlot (MIT licence, below).</p></main></footer>\n");
+    html.push_str("<script type=\"application/json\" id=\"report-data\">");
+    html.push_str(&data);
+    html.push_str("</script>\n");
+    html.push_str(&format!("<script>\n/*\nuPlot 1.6.32, https://github.com/leeoniya/uPlot\n{UPLOT_LICENSE}*/\n"));
+    html.push_str(UPLOT_JS);
+    html.push_str("\n</script>\n<script>\n");
+    html.push_str(HDR_JS);
+    html.push_str("\n</script>\n<script>\n");
+    html.push_str(REPORT_JS);
+    html.push_str("\n</script>\n</body>\n</html>\n");
+    html
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_assets_cannot_end_their_script_early_and_the_data_is_escaped() {
+        for (name, asset) in [("uPlot", UPLOT_JS), ("hdr.js", HDR_JS), ("report.js", REPORT_JS)] {
+            assert!(!asset.to_ascii_lowercase().contains("</script"), "{name}");
+        }
+        let mut report: Report = serde_json::from_str(
+            r#"{"schema":"stampede.report.v1","run_id":"r-1","scenario":{"name":"s","target":{"kind":"kv",
+            "endpoints":[]},"workload":"kv","load_model":"closed","connections":1,"pipeline":1,"rate":null},
+            "status":"passed","error":null,"started_at_unix_ms":0,"duration_s":1,"warmup_s":0,"agents":[],
+            "totals":{"ops":0,"errors":0,"throughput":0,"late_starts":0,"clamped":0,"warmup_ops":0},
+            "operations":{},"nodes":{},"intervals":[],"thresholds":[]}"#,
+        )
+        .expect("report");
+        report.scenario.name = "</script><script>alert(1)</script>".to_string();
+        let html = page(&report);
+        assert_eq!(html.matches("</script>").count(), 4, "the data's one and the three scripts'");
+        assert!(html.contains("<title>Stampede passed: &lt;/script&gt;"), "title escaped");
+    }
+}
