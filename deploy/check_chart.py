@@ -242,6 +242,22 @@ def expect_job_pvc(name, docs, stampede):
     check(volumes["scenario"]["configMap"]["name"] == "nightly-scenario", f"{name}: scenario ConfigMap name")
 
 
+def expect_job_baseline(name, docs, stampede):
+    found = expect_job(name, docs, stampede)
+    if not found:
+        return
+    job, c = found
+    script = c["args"][0]
+    gates = "--fail-on 'p99 > +10%' --fail-on 'get.p99.9 > +20%' --fail-on 'throughput < -5%'"
+    check(f'stampede compare "$BASELINE" "$report" {gates}' in script, f"{name}: the baseline is not compared with its gates")
+    check('[ "$code" -eq 0 ] && [ -n "${BASELINE:-}" ]' in script, f"{name}: compared although the run failed")
+    check(env_of(c).get("BASELINE") == "/etc/stampede/baseline/last-release.json", f"{name}: BASELINE")
+    volumes = {v["name"]: v for v in job["spec"]["template"]["spec"]["volumes"]}
+    check(volumes.get("baseline", {}).get("configMap", {}).get("name") == "nightly-baseline", f"{name}: baseline volume")
+    mounts = {m["name"]: m for m in c["volumeMounts"]}
+    check(mounts.get("baseline", {}).get("mountPath") == "/etc/stampede/baseline", f"{name}: baseline mount")
+
+
 EXPECTATIONS = {
     "default": expect_default,
     "daemonset-values.yaml": expect_daemonset,
@@ -250,6 +266,7 @@ EXPECTATIONS = {
     "results-postgres-values.yaml": expect_results_postgres,
     "job-inline-values.yaml": expect_job_inline,
     "job-configmap-pvc-values.yaml": expect_job_pvc,
+    "job-baseline-values.yaml": expect_job_baseline,
 }
 
 # Values that must be refused, with a part of the message that names why.
@@ -257,6 +274,11 @@ REFUSED = [
     ({"agents": {"mode": "statefulset"}}, "mode"),
     ({"coordinator": {"replicas": 2}}, "coordinator.replicas > 1 needs etcd"),
     ({"job": {"enabled": True}}, "job.enabled needs a scenario"),
+    (
+        {"job": {"enabled": True, "scenario": "name: x", "baseline": {"runId": "r-1", "configMap": {"name": "b"}}}},
+        "not both",
+    ),
+    ({"job": {"enabled": True, "scenario": "name: x", "baseline": {"failOn": ["p99 > $(rm -rf /)"]}}}, "failOn"),
     ({"etcd": {"enabled": True, "external": "http://e:2379"}}, "not both"),
     ({"otlp": {"endpoint": "collector:4317"}}, "endpoint"),
     ({"coordinator": {"grpcPort": 70000}}, "grpcPort"),
@@ -304,7 +326,7 @@ def main():
         validate_with_kubernetes(name, docs)
         expect_secure(name, docs)
         expectation = EXPECTATIONS.get(name)
-        if expectation in (expect_job_inline, expect_job_pvc):
+        if expectation in (expect_job_inline, expect_job_pvc, expect_job_baseline):
             expectation(name, docs, args.stampede)
         elif expectation:
             expectation(name, docs)

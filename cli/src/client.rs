@@ -373,6 +373,7 @@ pub async fn compare(
     candidate: &str,
     json: bool,
     fail_on: &[String],
+    html: Option<&Path>,
 ) -> anyhow::Result<u8> {
     let gates: Vec<stampede_coordinator::compare::Gate> = fail_on
         .iter()
@@ -386,6 +387,12 @@ pub async fn compare(
         println!("{}", serde_json::to_string_pretty(&comparison)?);
     } else {
         print!("{}", stampede_coordinator::compare::text(&comparison));
+    }
+    if let Some(path) = html {
+        let page = stampede_coordinator::html::comparison_page(&base_report, &candidate_report, &comparison);
+        std::fs::write(path, page)
+            .with_context(|| format!("cannot write the comparison page to {}", path.display()))?;
+        eprintln!("HTML comparison written to {}", path.display());
     }
     let mut tripped = false;
     for gate in &gates {

@@ -171,7 +171,7 @@ enum Command {
         #[arg(long, value_name = "FROM..TO", conflicts_with_all = ["percentiles", "hlog", "html"])]
         window: Option<String>,
     },
-    /// Compare two runs: per operation throughput, error rate, p50, p90, p99 and p99.9, the
+    /// Compare two runs: per operation and per backend node throughput, error rate, p50, p90, p99 and p99.9, the
     /// change in percent, a 99% bootstrap interval and a verdict (better, worse, no significant
     /// change). Exit 0, or 1 when a --fail-on gate trips, 2 on error.
     Compare {
@@ -188,6 +188,10 @@ enum Command {
         /// `throughput < -5%` (repeatable).
         #[arg(long = "fail-on", value_name = "GATE")]
         fail_on: Vec<String>,
+        /// Also write the comparison as an HTML page: the rows and verdicts, both runs'
+        /// percentile spectra, throughput and p99 over time overlaid.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
     },
     /// Cancel a queued or running run.
     Cancel {
@@ -295,8 +299,8 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
             let files = client::Files { json: json.as_deref(), hlog: hlog.as_deref(), html: html.as_deref() };
             client::submit(&link, &scenario, agents, &endpoints, wait, files, quiet).await
         }
-        Command::Compare { base, candidate, link, json, fail_on } => {
-            client::compare(&link, &base, &candidate, json, &fail_on).await
+        Command::Compare { base, candidate, link, json, fail_on, html } => {
+            client::compare(&link, &base, &candidate, json, &fail_on, html.as_deref()).await
         }
         Command::Runs { link, scenario } => client::runs(&link, scenario.as_deref()).await.map(|()| 0),
         Command::Report { run_id, link, json, percentiles, hlog, html, window } => {

@@ -1,5 +1,5 @@
-//! `stampede compare BASE CANDIDATE`: per operation, throughput, error rate
-//! and latency percentiles of two runs, the change in percent and a verdict
+//! `stampede compare BASE CANDIDATE`: per operation and per backend node,
+//! throughput, error rate and latency percentiles of two runs, the change in percent and a verdict
 //! from a bootstrap over the runs' time windows. Pure: two reports in,
 //! rows out.
 //!
@@ -94,7 +94,12 @@ impl Verdict {
 /// One figure of one operation in both runs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Row {
+    /// The operation; `all` in a node's rows.
     pub operation: String,
+    /// The backend node whose requests (all operations) the row compares;
+    /// absent in an operation's rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
     pub figure: Figure,
     /// In the figure's unit: ops/s, a fraction, or microseconds.
     pub base: Option<f64>,
@@ -137,25 +142,36 @@ struct RawWindow {
     buckets: Vec<(u64, u64)>,
 }
 
-fn windows_of(report: &Report) -> Result<BTreeMap<String, Vec<RawWindow>>, String> {
+/// What rows compare: an operation (over every node), or a node (over
+/// every operation).
+type Series = (Option<String>, String);
+
+fn raw(report: &Report, what: &str, length_s: u64, count: u64, errors: u64, bytes: &[u8]) -> Result<RawWindow, String> {
+    let h = histogram::decode(bytes).map_err(|e| format!("run {}: a window's {what} histogram: {e}", report.run_id))?;
+    let buckets: Vec<(u64, u64)> =
+        h.iter_recorded().map(|v| (h.highest_equivalent(v.value_iterated_to()), v.count_at_value())).collect();
+    Ok(RawWindow { seconds: length_s as f64, count, errors, buckets })
+}
+
+fn windows_of(report: &Report) -> Result<BTreeMap<Series, Vec<RawWindow>>, String> {
     if report.windows.is_empty() && report.totals.ops > 0 {
         return Err(format!(
             "the report of run {} has no time windows (it was written by an older Stampede); compare needs them",
             report.run_id
         ));
     }
-    let mut by_operation: BTreeMap<String, Vec<_>> = BTreeMap::new();
+    let mut by_series: BTreeMap<Series, Vec<_>> = BTreeMap::new();
     for window in &report.windows {
         for (name, op) in &window.operations {
-            let h = histogram::decode(&op.latency.0)
-                .map_err(|e| format!("run {}: a window's {name} histogram: {e}", report.run_id))?;
-            let buckets: Vec<(u64, u64)> =
-                h.iter_recorded().map(|v| (h.highest_equivalent(v.value_iterated_to()), v.count_at_value())).collect();
-            let raw = RawWindow { seconds: window.length_s as f64, count: op.count, errors: op.errors, buckets };
-            by_operation.entry(name.clone()).or_default().push(raw);
+            let w = raw(report, name, window.length_s, op.count, op.errors, &op.latency.0)?;
+            by_series.entry((None, name.clone())).or_default().push(w);
+        }
+        for (node, n) in &window.nodes {
+            let w = raw(report, &format!("node {node}"), window.length_s, n.count, n.errors, &n.latency.0)?;
+            by_series.entry((Some(node.clone()), "all".to_string())).or_default().push(w);
         }
     }
-    Ok(by_operation)
+    Ok(by_series)
 }
 
 /// Indexes both runs' windows of one operation over their common values.
@@ -232,8 +248,9 @@ fn change(base: Option<f64>, candidate: Option<f64>) -> Option<f64> {
 /// ran as not comparable). `seed` makes the bootstrap reproducible.
 pub fn compare(base: &Report, candidate: &Report, seed: u64) -> Result<Comparison, String> {
     let (base_windows, candidate_windows) = (windows_of(base)?, windows_of(candidate)?);
-    let mut names: Vec<&String> = base_windows.keys().chain(candidate_windows.keys()).collect();
-    names.sort();
+    // Operations first, then nodes.
+    let mut names: Vec<&Series> = base_windows.keys().chain(candidate_windows.keys()).collect();
+    names.sort_by_key(|(node, op)| (node.is_some(), node.clone(), op.clone()));
     names.dedup();
     let mut rng = SmallRng::seed_from_u64(seed);
     let mut merged = Vec::new();
@@ -255,7 +272,8 @@ pub fn compare(base: &Report, candidate: &Report, seed: u64) -> Result<Compariso
             let change = change(base_value, candidate_value);
             let interval = intervals[i].filter(|_| change.is_some());
             rows.push(Row {
-                operation: name.clone(),
+                operation: name.1.clone(),
+                node: name.0.clone(),
                 figure,
                 base: base_value,
                 candidate: candidate_value,
@@ -334,10 +352,13 @@ pub fn text(c: &Comparison) -> String {
     let _ = writeln!(out, "compare {} (base) with {} (candidate)", c.base, c.candidate);
     let _ = writeln!(
         out,
-        "{:<12} {:<10} {:>12} {:>12} {:>9} {:>19}  verdict",
+        "{:<16} {:<10} {:>12} {:>12} {:>9} {:>19}  verdict",
         "operation", "figure", "base", "candidate", "change", "99% interval"
     );
-    for row in &c.rows {
+    for (i, row) in c.rows.iter().enumerate() {
+        if row.node.is_some() && c.rows.get(i.wrapping_sub(1)).is_none_or(|r| r.node.is_none()) {
+            let _ = writeln!(out, "per backend node (its requests of every operation):");
+        }
         let shown = |v: Option<f64>| match (v, row.figure) {
             (None, _) => "-".to_string(),
             (Some(v), Figure::Throughput) => format!("{v:.1}/s"),
@@ -347,10 +368,11 @@ pub fn text(c: &Comparison) -> String {
         let change = row.change.map_or("-".to_string(), |c| format!("{:+.1}%", c * 100.0));
         let interval =
             row.interval.map_or("-".to_string(), |(l, h)| format!("[{:+.1}%, {:+.1}%]", l * 100.0, h * 100.0));
+        let series = row.node.as_ref().map_or_else(|| row.operation.clone(), |node| format!("node {node}"));
         let _ = writeln!(
             out,
-            "{:<12} {:<10} {:>12} {:>12} {:>9} {:>19}  {}",
-            row.operation,
+            "{:<16} {:<10} {:>12} {:>12} {:>9} {:>19}  {}",
+            series,
             row.figure.as_str(),
             shown(row.base),
             shown(row.candidate),
@@ -412,7 +434,7 @@ impl Gate {
         comparison
             .rows
             .iter()
-            .filter(|row| row.figure == self.figure)
+            .filter(|row| row.figure == self.figure && row.node.is_none())
             .filter(|row| self.operation.as_ref().is_none_or(|op| *op == row.operation))
             .filter(|row| matches!(row.verdict, Verdict::Better | Verdict::Worse))
             .filter(|row| row.change.is_some_and(|c| if self.above { c > self.limit } else { c < self.limit }))

@@ -14,15 +14,46 @@ const UPLOT_CSS: &str = include_str!("../assets/uplot/uPlot.min.css");
 const UPLOT_LICENSE: &str = include_str!("../assets/uplot/LICENSE");
 const HDR_JS: &str = include_str!("../assets/report/hdr.js");
 const REPORT_JS: &str = include_str!("../assets/report/report.js");
+const COMPARE_JS: &str = include_str!("../assets/report/compare.js");
 const REPORT_CSS: &str = include_str!("../assets/report/report.css");
 
 /// The page of `report`.
 pub fn page(report: &Report) -> String {
+    let title = format!("Stampede {}: {} ({})", report.status.as_str(), report.scenario.name, report.run_id);
+    document(&title, "report-data", &drawn(report).to_string())
+}
+
+/// What the page draws from: the report without its per-second series
+/// (`intervals` and the distribution's `intervals`), which the windows
+/// hold at a bounded size. A day-long run's per-second series are some
+/// 25 MB; its windows a few.
+fn drawn(report: &Report) -> serde_json::Value {
+    let mut value = serde_json::to_value(report).unwrap_or_default();
+    if let Some(object) = value.as_object_mut() {
+        object.remove("intervals");
+        if let Some(distribution) = object.get_mut("distribution").and_then(|d| d.as_object_mut()) {
+            distribution.remove("intervals");
+        }
+    }
+    value
+}
+
+/// The page of `stampede compare --html`: both runs' spectra and time
+/// series overlaid, with the comparison's rows and verdicts.
+pub fn comparison_page(base: &Report, candidate: &Report, comparison: &crate::compare::Comparison) -> String {
+    let title = format!("Stampede compare: {} and {}", base.run_id, candidate.run_id);
+    let data = serde_json::json!({"base": drawn(base), "candidate": drawn(candidate), "comparison": comparison});
+    document(&title, "compare-data", &data.to_string())
+}
+
+/// One self-contained page: `data` (JSON) in a script element of `data_id`,
+/// which tells the scripts what to draw.
+fn document(title: &str, data_id: &str, data: &str) -> String {
     // In a <script> element only `</` could end it early; JSON allows `<`
     // written as an escape, so none is left.
-    let data = serde_json::to_string(report).unwrap_or_else(|_| "{}".to_string()).replace('<', "\\u003c");
-    let title = escape(&format!("Stampede {}: {} ({})", report.status.as_str(), report.scenario.name, report.run_id));
-    let mut html = String::with_capacity(data.len() + UPLOT_JS.len() + 16_384);
+    let data = data.replace('<', "\\u003c");
+    let title = escape(title);
+    let mut html = String::with_capacity(data.len() + UPLOT_JS.len() + 32_768);
     html.push_str("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n");
     html.push_str(
         "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; script-src 'unsafe-inline'; \
@@ -39,15 +70,15 @@ pub fn page(report: &Report) -> String {
     html.push_str("<footer><main><p class=\"hint\">Made by Stampede ");
     html.push_str(env!("CARGO_PKG_VERSION"));
     html.push_str(". Charts by uPlot (MIT licence, below).</p></main></footer>\n");
-    html.push_str("<script type=\"application/json\" id=\"report-data\">");
+    html.push_str(&format!("<script type=\"application/json\" id=\"{data_id}\">"));
     html.push_str(&data);
     html.push_str("</script>\n");
     html.push_str(&format!("<script>\n/*\nuPlot 1.6.32, https://github.com/leeoniya/uPlot\n{UPLOT_LICENSE}*/\n"));
     html.push_str(UPLOT_JS);
-    html.push_str("\n</script>\n<script>\n");
-    html.push_str(HDR_JS);
-    html.push_str("\n</script>\n<script>\n");
-    html.push_str(REPORT_JS);
+    for script in [HDR_JS, REPORT_JS, COMPARE_JS] {
+        html.push_str("\n</script>\n<script>\n");
+        html.push_str(script);
+    }
     html.push_str("\n</script>\n</body>\n</html>\n");
     html
 }
@@ -62,7 +93,9 @@ mod tests {
 
     #[test]
     fn the_assets_cannot_end_their_script_early_and_the_data_is_escaped() {
-        for (name, asset) in [("uPlot", UPLOT_JS), ("hdr.js", HDR_JS), ("report.js", REPORT_JS)] {
+        for (name, asset) in
+            [("uPlot", UPLOT_JS), ("hdr.js", HDR_JS), ("report.js", REPORT_JS), ("compare.js", COMPARE_JS)]
+        {
             assert!(!asset.to_ascii_lowercase().contains("</script"), "{name}");
         }
         let mut report: Report = serde_json::from_str(
@@ -75,7 +108,7 @@ mod tests {
         .expect("report");
         report.scenario.name = "</script><script>alert(1)</script>".to_string();
         let html = page(&report);
-        assert_eq!(html.matches("</script>").count(), 4, "the data's one and the three scripts'");
+        assert_eq!(html.matches("</script>").count(), 5, "the data's one and the four scripts'");
         assert!(html.contains("<title>Stampede passed: &lt;/script&gt;"), "title escaped");
     }
 }

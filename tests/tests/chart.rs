@@ -27,12 +27,13 @@ fn the_chart_lints_renders_and_validates_for_every_option_set() {
         "daemonset-values.yaml",
         "etcd-ha-values.yaml",
         "job-inline-values.yaml",
+        "job-baseline-values.yaml",
         "results-postgres-values.yaml",
     ] {
         assert!(stdout.contains(&format!("option set {set}:")), "{set} not checked:\n{stdout}");
     }
-    assert_eq!(stdout.matches("manifests valid").count(), 9, "seven option sets and two plain files:\n{stdout}");
-    assert_eq!(stdout.matches("refused {").count(), 9, "every bad value set is refused:\n{stdout}");
+    assert_eq!(stdout.matches("manifests valid").count(), 10, "eight option sets and two plain files:\n{stdout}");
+    assert_eq!(stdout.matches("refused {").count(), 11, "every bad value set is refused:\n{stdout}");
     assert!(stdout.contains("chart checks passed"), "{stdout}");
 }
 
@@ -153,4 +154,88 @@ fn the_submission_jobs_command_passes_on_the_runs_verdict_and_report() {
 
     let kept = std::fs::read_dir(&reports).expect("reports").count();
     assert_eq!(kept, 2, "both runs' JSON reports stay in REPORT_DIR (the volume)");
+}
+
+/// Stops and continues `pid` (30 ms of every 100 ms) while `f` runs.
+fn slowed<T>(pid: u32, f: impl FnOnce() -> T) -> T {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = std::sync::Arc::clone(&stop);
+    let bursts = std::thread::spawn(move || {
+        let signal = |name: &str| {
+            let _ = Command::new("kill").args([name, &pid.to_string()]).status();
+        };
+        while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+            signal("-STOP");
+            std::thread::sleep(Duration::from_millis(30));
+            signal("-CONT");
+            std::thread::sleep(Duration::from_millis(70));
+        }
+        signal("-CONT");
+    });
+    let result = f();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    bursts.join().expect("bursts");
+    result
+}
+
+#[test]
+fn the_submission_job_fails_on_a_regression_against_its_baseline() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let servers = kv_servers(1);
+    let (kv_pid, kv) = (servers[0].0.pid(), servers[0].1.clone());
+    let values = write_file(
+        data.path(),
+        "values.yaml",
+        "job:\n  enabled: true\n  scenario: \"name: x\"\n  baseline:\n    configMap:\n      name: b\n      key: base.json\n    \
+         failOn: [\"p99 > +10%\"]\n",
+    );
+    let job = job_command(&values);
+    assert_eq!(
+        job.env.iter().find(|(k, _)| k == "BASELINE").map(|(_, v)| v.as_str()),
+        Some("/etc/stampede/baseline/base.json")
+    );
+    let scenario = write_file(
+        data.path(),
+        "scenario.yaml",
+        &format!(
+            "name: nightly\nduration: 11s\nwarmup: 1s\ntarget:\n  kind: kv\n  endpoints: [\"{kv}\"]\n\
+             load:\n  model: open\n  rate: 1000/s\n  connections: 8\nworkload:\n  kind: kv\n  keys: 100\n"
+        ),
+    );
+    let grpc = format!("127.0.0.1:{}", free_port());
+    let url = format!("http://{grpc}");
+    let token = write_file(data.path(), "token", "baseline-test-token");
+    let _coordinator =
+        CoordinatorBuilder::new(data.path().join("data")).listen(&grpc).args(&["--token-file", &token]).start();
+    let _agent = AgentBuilder::new("job-agent").coordinator(&url).args(&["--token-file", &token]).start();
+    let run = |name: &str, baseline: Option<&std::path::Path>| {
+        let reports = data.path().join(name);
+        std::fs::create_dir_all(&reports).expect("reports dir");
+        let mut env = vec![
+            ("STAMPEDE_COORDINATOR", url.clone()),
+            ("STAMPEDE_TOKEN_FILE", token.clone()),
+            ("SCENARIO", scenario.clone()),
+            ("REPORT_DIR", reports.to_string_lossy().into_owned()),
+        ];
+        env.push(("BASELINE", baseline.map(|b| b.to_string_lossy().into_owned()).unwrap_or_default()));
+        let (code, stdout, stderr, _) = run_job(&job, &env);
+        let report = std::fs::read_dir(&reports).expect("reports").next().expect("a report").expect("entry").path();
+        (code, stdout, stderr, report)
+    };
+    // A slowed run first, then one at full speed compared with it: better,
+    // so the gate holds.
+    let (code, stdout, stderr, slow) = slowed(kv_pid, || run("slow", None));
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(!stdout.contains("compared with the baseline"), "no baseline given: {stdout}");
+    let (code, stdout, stderr, fast) = run("fast", Some(&slow));
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(stdout.contains("no regression against the baseline"), "{stdout}");
+    // A slowed run against the fast one: p99 worse, the Job fails.
+    let (code, stdout, stderr, _) = slowed(kv_pid, || run("regressed", Some(&fast)));
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("regression against the baseline") && stderr.contains("gate tripped: p99 > +10%"),
+        "{stderr}"
+    );
+    assert!(stdout.contains("worse"), "{stdout}");
 }

@@ -2,13 +2,15 @@
 //! `stampede kv-server`, once as it is and once while the server is stopped
 //! (SIGSTOP) for 30 ms of every 100 ms. The comparison calls the slowed run
 //! worse, with the change and its interval, and a `--fail-on` gate fails
-//! the command; the server's own count shows both runs were served.
+//! the command; the server's own count shows both runs were served. The
+//! comparison's HTML page is loaded in headless chromium.
 
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use stampede_tests::browser::Browser;
 use stampede_tests::cluster::KvServerBuilder;
 use stampede_tests::{RunBuilder, ScenarioBuilder, get_set_calls, run_stampede};
 
@@ -73,9 +75,43 @@ fn a_target_slowed_by_stop_bursts_is_called_worse_and_fails_the_gate() {
         let (change, low) = (row["change"].as_f64().expect("change"), row["interval"][0].as_f64().expect("interval"));
         assert!(change > 0.5 && low > 0.0 && low <= change, "{row}");
     }
-    let (code, stdout, stderr) =
-        run_stampede(&["compare", base, candidate, "--fail-on", "p99 > +10%"], Duration::from_secs(60));
+    // The node's own rows say the same: the one node served every request.
+    let node_p99 = comparison["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .find(|r| r["node"] == "kv-0" && r["figure"] == "p99")
+        .expect("a node row");
+    assert_eq!(node_p99["verdict"], "worse", "{node_p99}");
+
+    let page = dir.path().join("compare.html");
+    let (code, stdout, stderr) = run_stampede(
+        &["compare", base, candidate, "--fail-on", "p99 > +10%", "--html", page.to_str().expect("path")],
+        Duration::from_secs(60),
+    );
     assert_eq!(code, 1, "{stdout}{stderr}");
+    // The page, in a real browser: drawn without a problem, its verdicts the
+    // JSON's, both runs on every chart.
+    let mut browser = Browser::start(1280, 1000);
+    browser.open(&format!("file://{}", page.display()));
+    browser.wait_for("window.stampedeReport.ready || window.stampedeReport.error !== null", Duration::from_secs(30));
+    assert_eq!(browser.eval("window.stampedeReport.error"), serde_json::Value::Null);
+    let worse = comparison["rows"].as_array().expect("rows").iter().filter(|r| r["verdict"] == "worse").count();
+    assert_eq!(browser.eval("+document.getElementById('verdict').dataset.worse"), serde_json::json!(worse));
+    let shown = browser.eval("document.querySelector('[data-figure=\"verdict.get.p99\"]').dataset.value");
+    assert_eq!(shown, "\"worse\"");
+    let drawn = browser.eval(
+        "Object.entries(window.stampedeReport.charts).map(([name, u]) =>
+           [name, u.data.slice(1).map(s => s.filter(v => v !== null && Number.isFinite(v)).length)])",
+    );
+    let drawn = drawn.as_array().expect("charts");
+    assert!(drawn.len() >= 3, "{drawn:?}");
+    for chart in drawn {
+        let per_run = chart[1].as_array().expect("series");
+        assert!(per_run.len() == 2 && per_run.iter().all(|n| n.as_u64() > Some(5)), "both runs drawn: {chart}");
+    }
+    let problems = browser.problems();
+    assert!(problems.is_empty(), "{problems:#?}");
     assert!(stderr.contains("gate tripped: p99 > +10% (get p99 changed +"), "{stderr}");
     assert!(stdout.contains("worse"), "{stdout}");
     // Compared with itself, nothing changes and no gate trips.

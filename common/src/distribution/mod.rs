@@ -117,6 +117,25 @@ fn totals(by_agent: &BTreeMap<String, BTreeMap<String, u64>>) -> BTreeMap<String
     sum
 }
 
+/// Share changes listed per node at most; a node that flaps all day gets
+/// these and a count of the rest, not one finding per flap.
+const MAX_CHANGES_LISTED: usize = 10;
+
+/// Adds a node's share-change findings, at most [`MAX_CHANGES_LISTED`].
+fn bounded(findings: &mut Vec<Finding>, node: &str, mut changes: Vec<Finding>) {
+    let more = changes.len().saturating_sub(MAX_CHANGES_LISTED);
+    changes.truncate(MAX_CHANGES_LISTED);
+    findings.extend(changes);
+    if more > 0 {
+        findings.push(Finding {
+            kind: "share_change".into(),
+            message: format!(
+                "node {node}'s share changed in {more} more spans (the first {MAX_CHANGES_LISTED} are listed)"
+            ),
+        });
+    }
+}
+
 /// Expected shares over `seen` nodes (uniform) or the weighted nodes.
 fn expected_shares(seen: &BTreeMap<String, u64>, expect: &Expectation) -> BTreeMap<String, f64> {
     match &expect.weights {
@@ -255,8 +274,9 @@ pub fn analyse(observations: &Observations, expect: &Expectation) -> Distributio
         let share_in = |i: &IntervalShares| i.shares.get(node).copied().unwrap_or(0.0);
         // Windows where the node served nothing at all: it left, or had not
         // come yet.
+        let mut changes = Vec::new();
         for (first, last) in windows(&judged, |i| share_in(i) == 0.0) {
-            findings.push(Finding {
+            changes.push(Finding {
                 kind: "share_change".into(),
                 message: format!(
                     "node {node} served no requests in {} (it had {} over the run)",
@@ -269,7 +289,10 @@ pub fn analyse(observations: &Observations, expect: &Expectation) -> Distributio
         // (the median over the intervals in which it served).
         let mut sorted: Vec<f64> = judged.iter().map(|i| share_in(i)).filter(|s| *s > 0.0).collect();
         sorted.sort_by(f64::total_cmp);
-        let Some(&typical) = sorted.get(sorted.len() / 2) else { continue };
+        let Some(&typical) = sorted.get(sorted.len() / 2) else {
+            bounded(&mut findings, node, changes);
+            continue;
+        };
         for above in [true, false] {
             let off = |i: &IntervalShares| {
                 let share = share_in(i);
@@ -278,7 +301,7 @@ pub fn analyse(observations: &Observations, expect: &Expectation) -> Distributio
             for (first, last) in windows(&judged, off) {
                 let shares = judged.iter().filter(|i| (first..=last).contains(&i.index)).map(|i| share_in(i));
                 let extreme = if above { shares.fold(0.0, f64::max) } else { shares.fold(1.0, f64::min) };
-                findings.push(Finding {
+                changes.push(Finding {
                     kind: "share_change".into(),
                     message: format!(
                         "node {node}'s share was {} in {}, against a typical {} per interval",
@@ -289,6 +312,7 @@ pub fn analyse(observations: &Observations, expect: &Expectation) -> Distributio
                 });
             }
         }
+        bounded(&mut findings, node, changes);
     }
     let verdict = match (requests.total, requests.balanced) {
         (0, _) => "no data",

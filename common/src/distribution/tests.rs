@@ -140,3 +140,29 @@ fn no_requests_is_no_data_not_balanced() {
     assert_eq!(d.verdict, "no data");
     assert_eq!(d.requests.p_value, None);
 }
+
+#[test]
+fn a_node_that_flaps_all_run_is_listed_a_bounded_number_of_times() {
+    // kv-1 serves every other pair of intervals for 400 intervals: 100
+    // spans without requests.
+    let mut intervals = BTreeMap::new();
+    let mut requests: BTreeMap<String, u64> = BTreeMap::new();
+    for i in 0..400u64 {
+        let mut nodes: BTreeMap<String, u64> = [("kv-0".to_string(), 100)].into();
+        if i % 4 < 2 {
+            nodes.insert("kv-1".into(), 100);
+        }
+        for (node, n) in &nodes {
+            *requests.entry(node.clone()).or_insert(0) += n;
+        }
+        intervals.insert(i, nodes);
+    }
+    let observations =
+        Observations { requests: [("a1".to_string(), requests)].into(), intervals, ..Default::default() };
+    let d = analyse(&observations, &Expectation::default());
+    let about_kv1: Vec<&str> =
+        d.findings.iter().filter(|f| f.message.starts_with("node kv-1")).map(|f| f.message.as_str()).collect();
+    assert_eq!(about_kv1.len(), MAX_CHANGES_LISTED + 1, "{about_kv1:?}");
+    assert!(about_kv1[MAX_CHANGES_LISTED].contains("more spans (the first 10 are listed)"), "{about_kv1:?}");
+    assert!(about_kv1[0].contains("served no requests in intervals 2-3"), "{about_kv1:?}");
+}

@@ -550,15 +550,20 @@ async function main() {
   for (const part of parts) part.draw();
 }
 
-window.stampedeReport = { charts, ready: false, error: null, show: (from, to) => showSelection(from, to), state: () => state };
-main().then(
-  () => {
-    window.stampedeReport.ready = true;
-    document.body.setAttribute('data-ready', 'true');
-  },
-  (error) => {
-    window.stampedeReport.error = String(error);
-    document.getElementById('report').prepend(el('p', { class: 'fail' }, `The report could not be drawn: ${error}`));
-    throw error;
-  },
-);
+// The page is a report, or (compare.js) a comparison of two.
+function start(draw) {
+  window.stampedeReport = { charts, ready: false, error: null, show: (from, to) => showSelection(from, to), state: () => state };
+  draw().then(
+    () => {
+      window.stampedeReport.ready = true;
+      document.body.setAttribute('data-ready', 'true');
+    },
+    (error) => {
+      window.stampedeReport.error = String(error);
+      document.getElementById('report').prepend(el('p', { class: 'fail' }, `The page could not be drawn: ${error}`));
+      throw error;
+    },
+  );
+}
+
+if (document.getElementById('report-data')) start(main);

@@ -96,3 +96,43 @@ fn gates_trip_on_significant_changes_beyond_their_limit() {
     assert!(Gate::parse("latency > +10%").unwrap_err().contains("not a figure"));
     assert!(Gate::parse("p99 > 10ms").unwrap_err().contains("in percent"));
 }
+
+/// `report` with its windows' requests split over two nodes, kv-1's
+/// latency `slow` times kv-0's.
+fn two_nodes(run_id: &str, slow: f64, seed: u64) -> Report {
+    let mut report = report(run_id, 20, 400, 1000.0, seed);
+    let mut rng = SmallRng::seed_from_u64(seed + 1);
+    for window in &mut report.windows {
+        for (node, factor) in [("kv-0", 1.0), ("kv-1", slow)] {
+            let normal = Normal::new(1000.0 * factor, 200.0 * factor).expect("normal");
+            let mut h = histogram::new_histogram();
+            for _ in 0..200 {
+                histogram::record_clamped(&mut h, normal.sample(&mut rng).max(1.0) as u64);
+            }
+            let latency = EncodedHistogram(histogram::encode(&h).expect("encode"));
+            window
+                .nodes
+                .insert(node.to_string(), stampede_common::report::WindowNode { count: 200, errors: 0, latency });
+        }
+    }
+    report
+}
+
+#[test]
+fn each_backend_node_is_compared_on_its_own_and_gates_stay_on_operations() {
+    let c = compare(&two_nodes("a", 1.0, 1), &two_nodes("b", 1.5, 2), 7).expect("compare");
+    let node = |name: &str, figure: Figure| {
+        c.rows.iter().find(|r| r.node.as_deref() == Some(name) && r.figure == figure).expect("a node row")
+    };
+    assert_eq!(node("kv-1", Figure::P50).verdict, Verdict::Worse, "{:?}", node("kv-1", Figure::P50));
+    assert_eq!(node("kv-1", Figure::P50).operation, "all");
+    assert_eq!(node("kv-0", Figure::P50).verdict, Verdict::NoSignificantChange);
+    // Operation rows come first, then the nodes'.
+    let first_node = c.rows.iter().position(|r| r.node.is_some()).expect("node rows");
+    assert!(c.rows[..first_node].iter().all(|r| r.operation == "get"));
+    let text = text(&c);
+    assert!(text.contains("per backend node") && text.contains("node kv-1"), "{text}");
+    // The operation's own windows did not change: no gate trips on p50.
+    let gate = Gate::parse("p50 > +10%").expect("gate");
+    assert!(gate.tripped(&c).is_empty(), "{:?}", gate.tripped(&c));
+}
