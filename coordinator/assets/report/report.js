@@ -165,7 +165,7 @@ function header(report) {
         ['threshold', 'observed', 'result'],
         report.thresholds.map((t, i) => [
           t.expr,
-          { text: t.observed === null ? 'nothing measured' : `${+t.observed.toFixed(3)} ${t.unit}`, figure: `threshold.${i}.observed`, value: t.observed },
+          { text: t.observed === null ? 'nothing measured' : t.unit === 'us' ? micros(t.observed) : t.unit === 'ratio' ? percent(t.observed) : `${+t.observed.toFixed(3)} ${t.unit}`, figure: `threshold.${i}.observed`, value: t.observed },
           { text: t.passed ? 'passed' : 'FAILED', class: t.passed ? 'pass' : 'fail', figure: `threshold.${i}.passed`, value: t.passed },
         ]),
         { id: 'thresholds' },

@@ -107,7 +107,7 @@ impl Engine {
             }
         });
         if let Err(error) = spawned {
-            tracing::warn!(run = %run_id, %error, "cannot start writing the run's interval log");
+            tracing::warn!(run = %run_id, %error, "cannot start writing the run's HTML report and interval log");
         }
     }
 
