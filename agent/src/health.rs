@@ -75,6 +75,15 @@ pub fn process_ticks() -> Option<u64> {
     Some(user + system)
 }
 
+/// This process's resident memory in bytes (`VmRSS` of
+/// `/proc/self/status`); `None` where /proc is missing.
+pub fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+    let kib: u64 = line["VmRSS:".len()..].trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kib * 1024)
+}
+
 /// Nanoseconds this process's live threads spent ready to run but waiting
 /// on a run queue (the second field of each thread's `schedstat`); `None`
 /// where the kernel does not keep it.

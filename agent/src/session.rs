@@ -304,6 +304,7 @@ impl Agent {
         set_ready(self.health.as_ref(), true).await;
         self.outbox.resend_all();
         let mut ticker = tokio::time::interval(heartbeat);
+        let mut cpu = crate::health::CpuMeter::new();
         loop {
             for message in self.outbox.take_unsent() {
                 send(&tx, convert::outgoing(message)).await?;
@@ -315,7 +316,11 @@ impl Agent {
                 },
                 () = self.outbox.notify.notified() => {}
                 _ = ticker.tick() => {
-                    send(&tx, pb::session_request::Body::Heartbeat(pb::Heartbeat { cpu_percent: 0.0 })).await?;
+                    let beat = pb::Heartbeat {
+                        cpu_percent: cpu.sample().cpu_percent,
+                        rss_bytes: crate::health::resident_bytes().unwrap_or(0),
+                    };
+                    send(&tx, pb::session_request::Body::Heartbeat(beat)).await?;
                     let resent = self.outbox.resend_overdue(RESEND_AFTER);
                     if resent > 0 {
                         tracing::debug!(resent, "sending again what the coordinator did not acknowledge");

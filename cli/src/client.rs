@@ -450,12 +450,22 @@ pub async fn agents(link: &CoordinatorLink) -> anyhow::Result<()> {
         println!("no agents; start one with `stampede agent --coordinator URL`");
         return Ok(());
     }
-    println!("{:<24} {:<16} {:<10} {:>12} {:>10} run", "agent", "host", "state", "clock offset", "rtt");
+    println!(
+        "{:<24} {:<16} {:<10} {:>12} {:>10} {:>6} {:>9} run",
+        "agent", "host", "state", "clock offset", "rtt", "cpu", "memory"
+    );
     for a in agents.agents {
         let state = if a.connected { "connected" } else { "lost" };
         println!(
-            "{:<24} {:<16} {:<10} {:>10}us {:>8}us {}",
-            a.agent_id, a.host, state, a.clock_offset_us, a.clock_rtt_us, a.busy_with
+            "{:<24} {:<16} {:<10} {:>10}us {:>8}us {:>5.0}% {:>6}MiB {}",
+            a.agent_id,
+            a.host,
+            state,
+            a.clock_offset_us,
+            a.clock_rtt_us,
+            a.cpu_percent,
+            a.rss_bytes >> 20,
+            a.busy_with
         );
     }
     Ok(())

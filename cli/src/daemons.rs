@@ -189,6 +189,7 @@ pub async fn coordinator(args: CoordinatorArgs) -> anyhow::Result<()> {
         advertise: args.advertise.clone(),
         http_listen: args.http_listen,
         results: args.results.clone().filter(|url| !url.is_empty()),
+        http_token: None,
     };
     if config.etcd.is_some() && config.advertise.is_none() && args.listen.ip().is_unspecified() {
         anyhow::bail!(

@@ -38,6 +38,29 @@ pub struct RunOptions {
     pub quiet: bool,
     /// `None`: the scenario's duration plus [`TIMEOUT_MARGIN`]; zero: none.
     pub timeout: Option<Duration>,
+    /// Where to serve the live dashboard, if anywhere.
+    pub dashboard: Option<Dashboard>,
+}
+
+/// `--dashboard-listen` and the token its page asks for.
+pub struct Dashboard {
+    pub listen: SocketAddr,
+    pub token_file: Option<PathBuf>,
+}
+
+impl Dashboard {
+    /// The token the dashboard asks for: the user's, or none on loopback.
+    fn check(&self) -> anyhow::Result<stampede_proto::security::TokenCheck> {
+        let token = Token::resolve(self.token_file.as_deref())?;
+        if token.is_none() && !self.listen.ip().is_loopback() {
+            anyhow::bail!(
+                "--dashboard-listen {} is reachable from other hosts: give the token its page asks for with \
+                 --token-file FILE or STAMPEDE_TOKEN, or listen on 127.0.0.1",
+                self.listen
+            );
+        }
+        Ok(stampede_proto::security::TokenCheck::new(token))
+    }
 }
 
 /// What the default `--timeout` allows beyond the scenario's duration:
@@ -47,7 +70,8 @@ const TIMEOUT_MARGIN: Duration = Duration::from_secs(600);
 const CANCEL_GRACE: Duration = Duration::from_secs(30);
 
 pub async fn run(path: Option<&Path>, endpoints: &[String], options: RunOptions) -> anyhow::Result<u8> {
-    let RunOptions { agents, json, hlog, html, data_dir, quiet, timeout } = options;
+    let RunOptions { agents, json, hlog, html, data_dir, quiet, timeout, dashboard } = options;
+    let http_token = dashboard.as_ref().map(Dashboard::check).transpose()?;
     let files = crate::client::Files { json: json.as_deref(), hlog: hlog.as_deref(), html: html.as_deref() };
     let (text, origin) = match path {
         Some(path) => (
@@ -99,12 +123,17 @@ pub async fn run(path: Option<&Path>, endpoints: &[String], options: RunOptions)
         security: ServerSecurity { token: Some(token.clone()), ..ServerSecurity::default() },
         etcd: None,
         advertise: None,
-        http_listen: None,
+        http_listen: dashboard.as_ref().map(|d| d.listen),
         results: None,
+        http_token,
     };
     let loopback: SocketAddr = "127.0.0.1:0".parse()?;
     let coordinator = Coordinator::bind(loopback, config).await.context("cannot start the in-process coordinator")?;
     let url = format!("http://{}", coordinator.local_addr()?);
+    if let Some(http) = coordinator.http_addr() {
+        // Printed even with --quiet: it is what the user asked for.
+        eprintln!("dashboard: http://{http}/");
+    }
     let coordinator_task = tokio::spawn(coordinator.serve(stopped(stop_rx.clone())));
 
     for index in 1..=agent_count {

@@ -100,6 +100,14 @@ enum Command {
         /// waits for ever.
         #[arg(long, value_parser = duration)]
         timeout: Option<std::time::Duration>,
+        /// Serve the live web dashboard (and /metrics) on this address while the run lasts,
+        /// e.g. 127.0.0.1:8080. On loopback it needs no token; elsewhere give one with
+        /// --token-file or STAMPEDE_TOKEN, which the dashboard's login form then asks for.
+        #[arg(long, value_name = "ADDR")]
+        dashboard_listen: Option<std::net::SocketAddr>,
+        /// The token the dashboard asks for (default: STAMPEDE_TOKEN, if set).
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
     },
     /// Run the coordinator: agents connect to it, clients submit scenarios to it.
     Coordinator(daemons::CoordinatorArgs),
@@ -288,8 +296,21 @@ fn run_command(command: Command) -> ExitCode {
 
 async fn dispatch(command: Command) -> anyhow::Result<u8> {
     match command {
-        Command::Run { scenario, agents, endpoints, json, hlog, html, data_dir, quiet, timeout } => {
-            let options = local::RunOptions { agents, json, hlog, html, data_dir, quiet, timeout };
+        Command::Run {
+            scenario,
+            agents,
+            endpoints,
+            json,
+            hlog,
+            html,
+            data_dir,
+            quiet,
+            timeout,
+            dashboard_listen,
+            token_file,
+        } => {
+            let dashboard = dashboard_listen.map(|listen| local::Dashboard { listen, token_file });
+            let options = local::RunOptions { agents, json, hlog, html, data_dir, quiet, timeout, dashboard };
             local::run(scenario.as_deref(), &endpoints, options).await
         }
         Command::Coordinator(args) => daemons::coordinator(args).await.map(|()| 0),

@@ -125,6 +125,9 @@ pub struct IntervalReport {
     /// Time the slots spent waiting on the target, over slots x interval.
     #[serde(default)]
     pub slot_occupancy: f64,
+    /// The agent's resident memory at the end of the interval, in bytes.
+    #[serde(default)]
+    pub rss_bytes: u64,
     /// Why the generator, not the target, limited the load in this interval
     /// ([`crate::saturation::Reason`] names); empty when it did not.
     #[serde(default)]

@@ -9,6 +9,7 @@ pub mod distribution;
 pub mod endpoint;
 pub mod histogram;
 pub mod interval;
+pub mod live;
 pub mod locate;
 pub mod loss;
 pub mod report;

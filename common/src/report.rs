@@ -104,6 +104,11 @@ pub struct GeneratorReport {
     pub schedule_lag_us_max: u64,
     /// Mean share of time its slots spent waiting on the target.
     pub slot_occupancy_mean: f64,
+    /// Its resident memory in bytes: the mean and the highest interval.
+    #[serde(default)]
+    pub rss_bytes_mean: u64,
+    #[serde(default)]
+    pub rss_bytes_max: u64,
     /// Measured intervals in which the generator limited the load.
     pub saturated_intervals: u64,
     /// Of those, per reason (`rate`, `cpu`, `cpu_wait`, `runtime_lag`,

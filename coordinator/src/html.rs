@@ -16,6 +16,8 @@ const HDR_JS: &str = include_str!("../assets/report/hdr.js");
 const REPORT_JS: &str = include_str!("../assets/report/report.js");
 const COMPARE_JS: &str = include_str!("../assets/report/compare.js");
 const REPORT_CSS: &str = include_str!("../assets/report/report.css");
+const DASHBOARD_JS: &str = include_str!("../assets/dashboard/dashboard.js");
+const DASHBOARD_CSS: &str = include_str!("../assets/dashboard/dashboard.css");
 
 /// The page of `report`.
 pub fn page(report: &Report) -> String {
@@ -81,6 +83,75 @@ fn document(title: &str, data_id: &str, data: &str) -> String {
     }
     html.push_str("\n</script>\n</body>\n</html>\n");
     html
+}
+
+/// The live dashboard the coordinator serves at `/`: the page holds no
+/// data; `dashboard.js` reads `/events` (Server-Sent Events) and draws with
+/// report.js's helpers and uPlot.
+pub fn dashboard_page() -> String {
+    let mut html = String::with_capacity(UPLOT_JS.len() + REPORT_JS.len() + DASHBOARD_JS.len() + 8192);
+    head(&mut html, "Stampede dashboard");
+    html.push_str(&format!("<style>\n{UPLOT_CSS}\n{REPORT_CSS}\n{DASHBOARD_CSS}\n</style>\n</head>\n<body>\n"));
+    html.push_str(
+        "<main id=\"dashboard\">\n<div class=\"topbar\"><h1>Stampede</h1><span id=\"connection\" class=\"hint\">\
+         connecting\u{2026}</span><form class=\"inline\" method=\"post\" action=\"logout\"><button>Log out</button>\
+         </form></div>\n\
+         <section id=\"run\" hidden><div id=\"run-head\"><p>Waiting for the run\u{2026}</p></div>\
+         <h3>Thresholds so far</h3><div id=\"run-thresholds\"></div>\
+         <h3>Operations</h3><div id=\"run-operations\"></div>\
+         <figure class=\"chart\" id=\"chart-throughput\"></figure><figure class=\"chart\" id=\"chart-errors\"></figure>\
+         <figure class=\"chart\" id=\"chart-latency\"></figure>\
+         <h3>Backend nodes</h3><div id=\"run-nodes\"></div><figure class=\"chart\" id=\"chart-shares\"></figure>\
+         <h3>Agents of the run</h3><div id=\"run-agents\"></div></section>\n\
+         <section><h2>Runs</h2><div id=\"runs\"><p class=\"hint\">Loading\u{2026}</p></div></section>\n\
+         <section><h2>Agents</h2><div id=\"agents\"></div></section>\n\
+         <noscript><p>The dashboard is drawn by JavaScript; allow scripts for this page, or use \
+         `stampede watch RUN_ID` in a terminal.</p></noscript></main>\n",
+    );
+    footer(&mut html);
+    html.push_str(&format!("<script>\n/*\nuPlot 1.6.32, https://github.com/leeoniya/uPlot\n{UPLOT_LICENSE}*/\n"));
+    html.push_str(UPLOT_JS);
+    for script in [REPORT_JS, DASHBOARD_JS] {
+        html.push_str("\n</script>\n<script>\n");
+        html.push_str(script);
+    }
+    html.push_str("\n</script>\n</body>\n</html>\n");
+    html
+}
+
+/// The form a browser gives the coordinator's token in, once; `problem`
+/// says why the last attempt was refused.
+pub fn login_page(problem: Option<&str>) -> String {
+    let mut html = String::with_capacity(4096);
+    head(&mut html, "Stampede dashboard: log in");
+    html.push_str(&format!("<style>\n{REPORT_CSS}\n{DASHBOARD_CSS}\n</style>\n</head>\n<body>\n<main>\n"));
+    html.push_str("<h1>Stampede</h1>\n<section><h2>Log in</h2>\n");
+    if let Some(problem) = problem {
+        html.push_str(&format!("<p class=\"fail\" id=\"login-problem\">{}</p>\n", escape(problem)));
+    }
+    html.push_str(
+        "<p>This coordinator has a token. Give it once here: the dashboard then keeps a session cookie \
+         (HttpOnly, SameSite=Strict) for 12 hours; the token itself is not stored in the browser.</p>\n\
+         <form class=\"login\" method=\"post\" action=\"login\" id=\"login\">\
+         <label for=\"token\">Token (the contents of the coordinator's --token-file, or its STAMPEDE_TOKEN)</label>\
+         <input type=\"password\" id=\"token\" name=\"token\" autocomplete=\"current-password\" required autofocus>\
+         <button type=\"submit\">Log in</button></form>\n</section>\n</main>\n",
+    );
+    footer(&mut html);
+    html.push_str("</body>\n</html>\n");
+    html
+}
+
+fn head(html: &mut String, title: &str) {
+    html.push_str("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n");
+    html.push_str("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n");
+    html.push_str(&format!("<title>{}</title>\n", escape(title)));
+}
+
+fn footer(html: &mut String) {
+    html.push_str("<footer><main><p class=\"hint\">Stampede ");
+    html.push_str(env!("CARGO_PKG_VERSION"));
+    html.push_str(". Charts by uPlot (MIT licence, in the page's script).</p></main></footer>\n");
 }
 
 fn escape(text: &str) -> String {

@@ -30,6 +30,10 @@ pub struct AgentEntry {
     pub clock_rtt_us: i64,
     pub clock_synced: bool,
     pub busy_with: Option<String>,
+    /// The agent's own load from its last heartbeat: percent of one core
+    /// and resident bytes.
+    pub cpu_percent: f64,
+    pub rss_bytes: u64,
     outbox: Option<UnboundedSender<ToAgent>>,
 }
 
@@ -54,6 +58,8 @@ impl Registry {
                 clock_rtt_us: 0,
                 clock_synced: false,
                 busy_with,
+                cpu_percent: 0.0,
+                rss_bytes: 0,
                 outbox: Some(outbox),
             },
         );
@@ -74,6 +80,15 @@ impl Registry {
     pub fn seen(&mut self, agent_id: &str, now: Instant) {
         if let Some(agent) = self.agents.get_mut(agent_id) {
             agent.last_seen = now;
+        }
+    }
+
+    /// A heartbeat: the agent is alive, and this is its own load.
+    pub fn heartbeat(&mut self, agent_id: &str, now: Instant, cpu_percent: f64, rss_bytes: u64) {
+        if let Some(agent) = self.agents.get_mut(agent_id) {
+            agent.last_seen = now;
+            agent.cpu_percent = cpu_percent;
+            agent.rss_bytes = rss_bytes;
         }
     }
 

@@ -128,14 +128,14 @@ fn write_agents_and_thresholds(out: &mut String, r: &Report) -> std::fmt::Result
     writeln!(out)?;
     writeln!(
         out,
-        "{:<20} {:<16} {:>11} {:>8} {:>14} {:>10} {:>13} {:>9}",
-        "agent", "host", "ops", "errors", "clock offset", "clock rtt", "cpu mean/max", "saturated"
+        "{:<20} {:<16} {:>11} {:>8} {:>14} {:>10} {:>13} {:>15} {:>9}",
+        "agent", "host", "ops", "errors", "clock offset", "clock rtt", "cpu mean/max", "memory mean/max", "saturated"
     )?;
     for a in &r.agents {
         let g = &a.generator;
         writeln!(
             out,
-            "{:<20} {:<16} {:>11} {:>8} {:>12}us {:>8}us {:>13} {:>9}",
+            "{:<20} {:<16} {:>11} {:>8} {:>12}us {:>8}us {:>13} {:>15} {:>9}",
             a.id,
             a.host,
             a.ops,
@@ -143,6 +143,7 @@ fn write_agents_and_thresholds(out: &mut String, r: &Report) -> std::fmt::Result
             a.clock_offset_us,
             a.clock_rtt_us,
             format!("{:.0}/{:.0}%", g.cpu_percent_mean, g.cpu_percent_max),
+            format!("{}/{}MiB", g.rss_bytes_mean >> 20, g.rss_bytes_max >> 20),
             g.saturated_intervals
         )?;
     }

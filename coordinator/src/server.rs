@@ -46,6 +46,10 @@ pub struct CoordinatorConfig {
     /// `postgres://...`: keep runs, interval reports and reports in
     /// PostgreSQL instead of the data directory or etcd.
     pub results: Option<String>,
+    /// The token the HTTP port (metrics, dashboard) asks for, when it is not
+    /// the gRPC one (`stampede run` keeps a random token for gRPC and takes
+    /// the user's, or none on loopback, for its dashboard).
+    pub http_token: Option<TokenCheck>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -150,8 +154,9 @@ impl Coordinator {
             let state = HttpState {
                 engine: engine.clone(),
                 leading: gate.leading.clone(),
-                check: gate.check.clone(),
+                check: self.config.http_token.clone().unwrap_or_else(|| gate.check.clone()),
                 tls: self.http_tls,
+                sessions: Default::default(),
             };
             tokio::spawn(serve_http(listener, state, async {
                 let _ = http_stopped.await;

@@ -112,6 +112,11 @@ impl TokenCheck {
 }
 
 impl TokenCheck {
+    /// Whether calls must carry a token.
+    pub fn required(&self) -> bool {
+        self.0.is_some()
+    }
+
     /// Checks an `authorization` header value (`Bearer TOKEN`); the error
     /// says what to do.
     pub fn accepts(&self, authorization: Option<&[u8]>) -> Result<(), &'static str> {

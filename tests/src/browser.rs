@@ -24,6 +24,8 @@ pub struct Browser {
     /// outside requests.
     problems: Vec<String>,
     loaded: bool,
+    /// Origins the page may request (a dashboard's own server).
+    allowed: Vec<String>,
 }
 
 fn chromium() -> &'static str {
@@ -108,7 +110,15 @@ impl Browser {
             // Reads return now and then so that waits can check their deadline.
             stream.set_read_timeout(Some(Duration::from_millis(200))).expect("read timeout");
         }
-        let mut browser = Self { child, _profile: profile, socket, next_id: 0, problems: Vec::new(), loaded: false };
+        let mut browser = Self {
+            child,
+            _profile: profile,
+            socket,
+            next_id: 0,
+            problems: Vec::new(),
+            loaded: false,
+            allowed: Vec::new(),
+        };
         for domain in ["Page", "Runtime", "Network", "Log"] {
             browser.call(&format!("{domain}.enable"), json!({}));
         }
@@ -167,15 +177,22 @@ impl Browser {
             "Log.entryAdded" if params["entry"]["level"] == "error" => {
                 self.problems.push(format!("log: {}", params["entry"]["text"]));
             }
+            // A request the page itself ended (an EventSource closed) is no failure.
+            "Network.loadingFailed" if params["canceled"] == true => {}
             "Network.loadingFailed" => self.problems.push(format!("request failed: {params}")),
             "Network.requestWillBeSent" => {
                 let url = params["request"]["url"].as_str().unwrap_or_default();
-                if !url.starts_with("file://") {
+                if !url.starts_with("file://") && !self.allowed.iter().any(|origin| url.starts_with(origin.as_str())) {
                     self.problems.push(format!("request for {url}"));
                 }
             }
             _ => {}
         }
+    }
+
+    /// Lets the page request `origin` (`http://host:port/`), its own server.
+    pub fn allow(&mut self, origin: &str) {
+        self.allowed.push(origin.to_string());
     }
 
     /// Opens `url` and waits for its load event.
@@ -185,6 +202,18 @@ impl Browser {
         let deadline = Instant::now() + Duration::from_secs(60);
         while !self.loaded {
             assert!(Instant::now() < deadline, "{url} did not load");
+            self.read();
+        }
+    }
+
+    /// Submits the page's form `form_id` as a user's click would, and waits
+    /// for the page it leads to.
+    pub fn submit(&mut self, form_id: &str) {
+        self.loaded = false;
+        self.eval(&format!("setTimeout(() => document.getElementById('{form_id}').requestSubmit(), 0); true"));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !self.loaded {
+            assert!(Instant::now() < deadline, "the page after form {form_id} did not load");
             self.read();
         }
     }

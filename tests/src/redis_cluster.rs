@@ -16,7 +16,10 @@ pub struct RedisCluster {
 /// A port (see [`crate::free_port`]) whose cluster bus port (port + 10000)
 /// is free as well and, like it, below the kernel's ephemeral range.
 fn cluster_port() -> u16 {
-    for _ in 0..10_000 {
+    // free_port walks its range from a place that depends on the process id;
+    // a walk that starts above 22000 reaches the low ports only after
+    // wrapping, some 13,000 ports on.
+    for _ in 0..30_000 {
         let port = crate::free_port();
         if port < 22_000 && std::net::TcpListener::bind(("127.0.0.1", port + 10000)).is_ok() {
             return port;

@@ -54,8 +54,20 @@ fn a_starved_generator_is_flagged_and_the_same_load_alone_is_not() {
         .threshold("generator_saturated == 0")
         .yaml();
 
-    let (code, output, alone) = generator_run(dir.path(), "alone", &scenario, false);
-    let served_alone = get_set_calls(&kv.address);
+    // Alone means alone: other tests (or builds) on this machine can starve
+    // the generator too, and then it is flagged rightly. A run flagged for
+    // that is run again, at most three times in all.
+    let mut attempts = 0;
+    let (code, output, alone, served_alone) = loop {
+        attempts += 1;
+        let served_before = get_set_calls(&kv.address);
+        let (code, output, alone) = generator_run(dir.path(), "alone", &scenario, false);
+        let served = get_set_calls(&kv.address) - served_before;
+        if code == 0 || attempts == 3 {
+            break (code, output, alone, served);
+        }
+        eprintln!("attempt {attempts}: the machine was busy and the generator was flagged; running again:\n{output}");
+    };
     assert_eq!(code, 0, "alone, the generator keeps up: {output}");
     assert_eq!(alone["totals"]["generator_saturated"].as_u64(), Some(0), "{output}");
     assert_eq!(
@@ -67,10 +79,11 @@ fn a_starved_generator_is_flagged_and_the_same_load_alone_is_not() {
     assert_eq!(agent["generator"]["cpu_available_percent"].as_f64(), Some(cpus * 100.0), "{agent}");
     assert_eq!(agent["planned_rate"].as_f64(), Some(500.0));
 
+    let served_before_starved = get_set_calls(&kv.address);
     let hogs: Vec<Process> = (0..3).map(|_| busy_loop()).collect();
     let (code, output, starved) = generator_run(dir.path(), "starved", &scenario, true);
     drop(hogs);
-    let served_starved = get_set_calls(&kv.address) - served_alone;
+    let served_starved = get_set_calls(&kv.address) - served_before_starved;
     assert_eq!(code, 1, "the threshold fails when the generator is starved: {output}");
     let totals = &starved["totals"];
     assert_eq!(

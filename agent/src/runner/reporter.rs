@@ -103,6 +103,7 @@ impl Reporter {
         report.cpu_available_percent = cpu.available_percent;
         report.cpu_wait_percent = cpu.wait_percent;
         report.runtime_lag_us = self.lag.take_us();
+        report.rss_bytes = crate::health::resident_bytes().unwrap_or(0);
         report.slot_occupancy =
             if seconds > 0.0 { busy_us as f64 / 1e6 / (seconds * self.slots.max(1) as f64) } else { 0.0 };
         let (ops, errors) = report.operations.iter().fold((0, 0), |(o, e), s| (o + s.count, e + s.error_count()));

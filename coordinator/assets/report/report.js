@@ -38,6 +38,10 @@ function rate(n) {
   return n.toFixed(n >= 100 ? 0 : 1);
 }
 
+function mebibytes(bytes) {
+  return bytes === null || bytes === undefined ? '-' : `${(bytes / 1048576).toFixed(0)} MiB`;
+}
+
 function percent(x) {
   return x === null || x === undefined ? '-' : `${(x * 100).toFixed(1)}%`;
 }
@@ -433,13 +437,14 @@ function agentsSection(report) {
       `${rate(a.achieved_rate)}/s`,
       { text: a.late_starts.toLocaleString('en'), figure: `agent.${a.id}.late_starts`, value: a.late_starts },
       g.cpu_percent_mean === undefined ? '-' : `${g.cpu_percent_mean.toFixed(0)}% (max ${g.cpu_percent_max.toFixed(0)}%)`,
+      g.rss_bytes_max ? `${mebibytes(g.rss_bytes_mean)} (max ${mebibytes(g.rss_bytes_max)})` : '-',
       g.saturated_intervals ? `${g.saturated_intervals} s` : '-',
       `${a.clock_offset_us} us (rtt ${a.clock_rtt_us} us)`,
       `${a.intervals}${a.reports_dropped ? ` (${a.reports_dropped} dropped)` : ''}`,
     ];
   });
   const parts = [
-    table(['agent', 'host', 'ops', 'errors', 'planned', 'achieved', 'late starts', 'CPU', 'saturated', 'clock offset', 'intervals'], rows, { id: 'agents-table' }),
+    table(['agent', 'host', 'ops', 'errors', 'planned', 'achieved', 'late starts', 'CPU', 'memory', 'saturated', 'clock offset', 'intervals'], rows, { id: 'agents-table' }),
   ];
   if (report.totals.generator_saturated > 0) {
     parts.push(el('p', { class: 'fail' }, `The load generator was saturated on ${report.totals.generator_saturated} agent(s): figures may show the generator's limit, not the target's.`));

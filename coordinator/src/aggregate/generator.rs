@@ -13,6 +13,7 @@ struct AgentLoad {
     intervals: u64,
     cpu_sum: f64,
     occupancy_sum: f64,
+    rss_sum: u128,
     report: GeneratorReport,
 }
 
@@ -32,7 +33,9 @@ impl GeneratorAggregate {
         load.intervals += 1;
         load.cpu_sum += report.cpu_percent;
         load.occupancy_sum += report.slot_occupancy;
+        load.rss_sum += u128::from(report.rss_bytes);
         let g = &mut load.report;
+        g.rss_bytes_max = g.rss_bytes_max.max(report.rss_bytes);
         g.cpu_percent_max = g.cpu_percent_max.max(report.cpu_percent);
         g.cpu_available_percent = g.cpu_available_percent.max(report.cpu_available_percent);
         g.cpu_wait_percent_max = g.cpu_wait_percent_max.max(report.cpu_wait_percent);
@@ -55,6 +58,7 @@ impl GeneratorAggregate {
         GeneratorReport {
             cpu_percent_mean: load.cpu_sum / n,
             slot_occupancy_mean: load.occupancy_sum / n,
+            rss_bytes_mean: u64::try_from(load.rss_sum / u128::from(load.intervals.max(1))).unwrap_or(u64::MAX),
             ..load.report.clone()
         }
     }

@@ -79,6 +79,18 @@ struct AgentAggregate {
     /// Operations and intervals after the warm-up.
     measured_ops: u64,
     measured_intervals: u64,
+    /// Its newest interval report, for live views.
+    newest: Option<AgentNewest>,
+}
+
+/// What an agent's newest interval report said of its own load.
+#[derive(Default, Clone, Copy)]
+struct AgentNewest {
+    interval: u64,
+    ops: u64,
+    cpu_percent: f64,
+    rss_bytes: u64,
+    schedule_lag_us: u64,
 }
 
 struct IntervalAggregate {
@@ -132,6 +144,8 @@ pub struct IntervalView {
 }
 
 /// What the aggregator needs to know about the run to write its report.
+pub use live::LiveContext;
+
 pub struct ReportContext<'a> {
     pub run_id: &'a str,
     pub scenario: &'a Scenario,
@@ -259,6 +273,15 @@ impl RunAggregate {
         agent_entry.intervals += 1;
         agent_entry.measured_intervals += u64::from(!warmup);
         agent_entry.late_starts += report.late_starts;
+        if agent_entry.newest.is_none_or(|n| n.interval <= report.interval) {
+            agent_entry.newest = Some(AgentNewest {
+                interval: report.interval,
+                ops: report.operations.iter().map(|s| s.count).sum(),
+                cpu_percent: report.cpu_percent,
+                rss_bytes: report.rss_bytes,
+                schedule_lag_us: report.max_schedule_lag_us,
+            });
+        }
         for (stats, (latency, service)) in report.operations.iter().zip(decoded) {
             let errors = stats.error_count();
             interval.ops += stats.count;
@@ -528,6 +551,7 @@ fn interval_p99(interval: &IntervalAggregate) -> u64 {
 
 mod encoded;
 mod generator;
+mod live;
 mod observe;
 mod windows;
 

@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 
 use hdrhistogram::Histogram;
 use stampede_common::histogram;
+use stampede_common::live::{LiveLatency, LiveSeries, LiveWindow, LiveWindows};
 use stampede_common::report::{EncodedHistogram, ReportWindow, WindowNode, WindowOperation};
 
 /// The most windows a report keeps.
@@ -59,11 +60,34 @@ struct Series {
     count: u64,
     errors: u64,
     histograms: Histograms,
+    /// The latency figures, kept when the histograms are sealed so that
+    /// live viewers get them without decoding.
+    sealed_latency: LiveLatency,
 }
 
 impl Series {
     fn new(histograms: usize) -> Self {
-        Self { count: 0, errors: 0, histograms: Histograms::Open(vec![histogram::new_histogram(); histograms]) }
+        Self {
+            count: 0,
+            errors: 0,
+            histograms: Histograms::Open(vec![histogram::new_histogram(); histograms]),
+            sealed_latency: LiveLatency::default(),
+        }
+    }
+
+    fn seal(&mut self) {
+        if let Histograms::Open(histograms) = &self.histograms {
+            self.sealed_latency = histograms.first().map(LiveLatency::of).unwrap_or_default();
+        }
+        self.histograms.seal();
+    }
+
+    fn live(&self) -> LiveSeries {
+        let latency_us = match &self.histograms {
+            Histograms::Open(histograms) => histograms.first().map(LiveLatency::of).unwrap_or_default(),
+            Histograms::Sealed(_) => self.sealed_latency,
+        };
+        LiveSeries { count: self.count, errors: self.errors, latency_us }
     }
 
     fn add(&mut self, count: u64, errors: u64, histograms: &[&Histogram<u64>]) {
@@ -101,6 +125,10 @@ pub(super) struct Windows {
     /// Window index (first interval / length) -> window.
     windows: BTreeMap<u64, Window>,
     newest_interval: u64,
+    /// Windows changed since [`Windows::take_live`] last ran, and whether
+    /// they were merged into longer ones meanwhile.
+    changed: std::collections::BTreeSet<u64>,
+    coarsened: bool,
 }
 
 impl Windows {
@@ -117,7 +145,9 @@ impl Windows {
         errors: u64,
         h: (&Histogram<u64>, &Histogram<u64>),
     ) {
-        let window = self.windows.entry(interval / self.length).or_default();
+        let index = interval / self.length;
+        self.changed.insert(index);
+        let window = self.windows.entry(index).or_default();
         let op = window.operations.entry(operation.to_string()).or_insert_with(|| Series::new(2));
         op.add(count, errors, &[h.0, h.1]);
         let node = window.nodes.entry(node.to_string()).or_insert_with(|| Series::new(1));
@@ -135,7 +165,7 @@ impl Windows {
         let open_from = self.newest_interval.saturating_sub(OPEN_SECONDS) / self.length;
         for window in self.windows.range_mut(..open_from).map(|(_, w)| w) {
             for series in window.series() {
-                series.histograms.seal();
+                series.seal();
             }
         }
     }
@@ -143,6 +173,8 @@ impl Windows {
     /// Doubles the window length, merging neighbours exactly.
     fn coarsen(&mut self) {
         self.length *= 2;
+        self.coarsened = true;
+        self.changed.clear();
         let old = std::mem::take(&mut self.windows);
         for (index, window) in old {
             let merged = self.windows.entry(index / 2).or_default();
@@ -158,6 +190,32 @@ impl Windows {
             }
         }
         self.seal_old();
+    }
+
+    /// Every window as live viewers see it, oldest first.
+    pub fn live(&self) -> Vec<LiveWindow> {
+        self.windows.iter().map(|(index, window)| self.live_window(*index, window)).collect()
+    }
+
+    /// What changed since the last call: the changed windows, or all of
+    /// them (`reset`) when windows were merged into longer ones.
+    pub fn take_live(&mut self) -> LiveWindows {
+        let changed = std::mem::take(&mut self.changed);
+        if std::mem::take(&mut self.coarsened) {
+            return LiveWindows { reset: true, windows: self.live() };
+        }
+        let windows =
+            changed.into_iter().filter_map(|i| self.windows.get(&i).map(|w| self.live_window(i, w))).collect();
+        LiveWindows { reset: false, windows }
+    }
+
+    fn live_window(&self, index: u64, window: &Window) -> LiveWindow {
+        LiveWindow {
+            start_s: index * self.length,
+            length_s: self.length,
+            operations: window.operations.iter().map(|(name, s)| (name.clone(), s.live())).collect(),
+            nodes: window.nodes.iter().map(|(name, s)| (name.clone(), s.live())).collect(),
+        }
     }
 
     /// The windows for the report, oldest first.
@@ -231,6 +289,34 @@ mod tests {
         }
         assert_eq!((count, all.len()), (seconds, seconds));
         assert_eq!(all.value_at_quantile(0.5), one(500).max());
+    }
+
+    #[test]
+    fn live_viewers_get_the_windows_that_changed_and_all_of_them_when_they_grow_longer() {
+        let mut windows = Windows::new();
+        for interval in 0..5 {
+            let h = one(100 + interval);
+            windows.add(interval, ("get", "kv-0"), 1, 0, (&h, &h));
+        }
+        let first = windows.take_live();
+        assert!(!first.reset);
+        assert_eq!(first.windows.len(), 5);
+        // Sealed windows keep their figures without being decoded.
+        assert_eq!(first.windows[0].operations["get"].latency_us.max, one(100).max());
+        let h = one(7);
+        windows.add(5, ("get", "kv-1"), 1, 1, (&h, &h));
+        let next = windows.take_live();
+        assert_eq!((next.reset, next.windows.len(), next.windows[0].start_s), (false, 1, 5));
+        assert_eq!(next.windows[0].nodes["kv-1"].errors, 1);
+        assert!(windows.take_live().windows.is_empty(), "nothing changed since");
+        for interval in 6..(MAX_WINDOWS as u64 + 10) {
+            windows.add(interval, ("get", "kv-0"), 1, 0, (&h, &h));
+        }
+        let grown = windows.take_live();
+        assert!(grown.reset);
+        assert_eq!(grown.windows.len(), windows.live().len());
+        assert_eq!(grown.windows[0].length_s, 2);
+        assert_eq!(grown.windows.iter().map(|w| w.operations["get"].count).sum::<u64>(), MAX_WINDOWS as u64 + 10);
     }
 
     #[test]

@@ -50,7 +50,9 @@ pub fn session_message(agent_id: &str, body: Option<Body>) -> Inbound {
             });
         }
         Some(Body::ClockSync(c)) => Event::AgentClock { agent_id, offset_us: c.offset_us, rtt_us: c.rtt_us },
-        Some(Body::Heartbeat(_)) => Event::AgentHeartbeat { agent_id },
+        Some(Body::Heartbeat(h)) => {
+            Event::AgentHeartbeat { agent_id, cpu_percent: h.cpu_percent, rss_bytes: h.rss_bytes }
+        }
         Some(Body::Ready(r)) => Event::AgentReady { agent_id, run_id: r.run_id },
         Some(Body::AssignmentFailed(f)) => Event::AgentFailed { agent_id, run_id: f.run_id, error: f.error },
         Some(Body::IntervalReport(r)) => Event::AgentReport { agent_id, report: Box::new(interval_report(r)) },
@@ -151,5 +153,7 @@ pub fn agent_summary(view: AgentView) -> pb::AgentSummary {
         connected: view.connected,
         busy_with: view.busy_with.unwrap_or_default(),
         last_seen_ms_ago: view.last_seen_ms_ago,
+        cpu_percent: view.cpu_percent,
+        rss_bytes: view.rss_bytes,
     }
 }

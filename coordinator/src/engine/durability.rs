@@ -65,6 +65,12 @@ impl StoreHealth {
         ))
     }
 
+    /// What live viewers are told while the store refuses writes.
+    pub(super) fn problem(&self) -> Option<String> {
+        let (_, error) = self.trouble.as_ref()?;
+        Some(format!("store: cannot store interval reports ({error}); nothing unstored is counted"))
+    }
+
     pub(super) fn in_trouble(&self) -> bool {
         self.trouble.is_some()
     }

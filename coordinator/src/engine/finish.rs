@@ -80,6 +80,7 @@ impl Engine {
             || tracing::info!(run = %run_id, status = report.status.as_str(), ops = report.totals.ops, "run ended"),
         );
         let message = report.error.clone().unwrap_or_default();
+        self.live_end(&mut run);
         notify(&mut run, &message, None, Some(json));
         self.ended.insert(run_id.to_string(), run.record);
         self.keep_files(run_id, report);

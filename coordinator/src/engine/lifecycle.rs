@@ -298,6 +298,7 @@ impl Engine {
                 saturated_agents: view.saturated_agents,
             };
             notify(run, "", Some(progress), None);
+            self.live_progress(&run_id);
         }
     }
 

@@ -8,6 +8,7 @@
 mod durability;
 mod finish;
 mod lifecycle;
+mod live;
 mod loss;
 mod queries;
 #[cfg(test)]
@@ -26,6 +27,7 @@ use crate::registry::{AgentHello, Registry};
 use crate::scheduler::AgentPlan;
 use crate::store::{RunRecord, RunState, RunStore};
 
+pub use live::{LiveEvent, LiveFeed};
 pub use queries::{AgentView, IntervalLogSource, RunView};
 
 /// How the engine behaves; the CLI fills it from flags.
@@ -154,6 +156,8 @@ pub enum Event {
     },
     AgentHeartbeat {
         agent_id: String,
+        cpu_percent: f64,
+        rss_bytes: u64,
     },
     AgentReady {
         agent_id: String,
@@ -208,6 +212,11 @@ pub enum Event {
     },
     Metrics {
         reply: oneshot::Sender<crate::metrics::MetricsSnapshot>,
+    },
+    /// A live feed: runs, agents, and the run given, as they change.
+    Live {
+        run_id: Option<String>,
+        reply: oneshot::Sender<Result<LiveFeed, ControlError>>,
     },
 }
 
@@ -341,6 +350,8 @@ pub struct Engine {
     store_errors: u64,
     /// When runs past the retention were last deleted.
     last_prune: Option<Instant>,
+    /// Dashboards and `stampede watch`.
+    live: live::LiveViewers,
 }
 
 /// A handle to send events to the engine.
@@ -415,6 +426,7 @@ impl Engine {
             submissions: 0,
             store_errors: 0,
             last_prune: None,
+            live: live::LiveViewers::default(),
         };
         engine.load_previous_runs();
         engine
@@ -435,8 +447,8 @@ impl Engine {
                 self.registry.seen(&agent_id, now);
                 self.on_agent_back(&agent_id);
             }
-            Event::AgentHeartbeat { agent_id } => {
-                self.registry.seen(&agent_id, now);
+            Event::AgentHeartbeat { agent_id, cpu_percent, rss_bytes } => {
+                self.registry.heartbeat(&agent_id, now, cpu_percent, rss_bytes);
                 self.on_agent_heard(&agent_id);
             }
             Event::AgentReady { agent_id, run_id } => {
@@ -488,6 +500,9 @@ impl Engine {
             Event::ListAgents { reply } => {
                 let _ = reply.send(self.list_agents(now));
             }
+            Event::Live { run_id, reply } => {
+                let _ = reply.send(self.live(run_id));
+            }
             Event::Metrics { reply } => {
                 let _ = reply.send(self.metrics());
             }
@@ -506,6 +521,7 @@ impl Engine {
         self.check_agent_losses(now);
         self.check_deadlines(now);
         self.prune(now);
+        self.live_tick(now);
     }
 }
 

@@ -66,6 +66,9 @@ pub struct AgentView {
     pub connected: bool,
     pub busy_with: Option<String>,
     pub last_seen_ms_ago: u64,
+    /// From its last heartbeat.
+    pub cpu_percent: f64,
+    pub rss_bytes: u64,
 }
 
 const WATCH_BUFFER: usize = 64;
@@ -149,6 +152,8 @@ impl Engine {
                 connected: a.connected,
                 busy_with: a.busy_with.clone(),
                 last_seen_ms_ago: now.saturating_duration_since(a.last_seen).as_millis() as u64,
+                cpu_percent: a.cpu_percent,
+                rss_bytes: a.rss_bytes,
             })
             .collect()
     }

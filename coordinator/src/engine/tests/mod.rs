@@ -113,7 +113,7 @@ impl Harness {
 
     fn heartbeat(&mut self, agents: &[&str]) {
         for agent in agents {
-            self.event(Event::AgentHeartbeat { agent_id: agent.to_string() });
+            self.event(Event::AgentHeartbeat { agent_id: agent.to_string(), cpu_percent: 1.0, rss_bytes: 1 << 20 });
         }
     }
 
