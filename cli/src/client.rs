@@ -366,6 +366,33 @@ async fn load_report(link: &CoordinatorLink, which: &str) -> anyhow::Result<Load
     Ok(Loaded { json, text, report })
 }
 
+/// The baseline that `compare last-passed` means.
+const LAST_PASSED: &str = "last-passed";
+
+/// The newest passed run of the candidate's scenario on the coordinator,
+/// other than the candidate itself (run ids sort by their start).
+async fn last_passed(link: &CoordinatorLink, candidate: &Report) -> anyhow::Result<String> {
+    let name = &candidate.scenario.name;
+    let mut client = connect(link).await?;
+    let runs = client
+        .list_runs(pb::ListRunsRequest { scenario: name.clone() })
+        .await
+        .map_err(|s| anyhow::anyhow!("{}", explain(&s)))?
+        .into_inner();
+    runs.runs
+        .into_iter()
+        .filter(|run| run.state == "passed" && run.run_id != candidate.run_id)
+        .map(|run| run.run_id)
+        .max()
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "no passed run of scenario `{name}` other than {} on this coordinator: run it once to make a \
+                 baseline, or give a run id or a JSON report as the baseline",
+                candidate.run_id
+            )
+        })
+}
+
 /// `stampede compare`: 0, or 1 when a gate trips.
 pub async fn compare(
     link: &CoordinatorLink,
@@ -379,8 +406,14 @@ pub async fn compare(
         .iter()
         .map(|g| stampede_coordinator::compare::Gate::parse(g).map_err(|e| anyhow::anyhow!("--fail-on {e}")))
         .collect::<anyhow::Result<_>>()?;
-    let (base_report, candidate_report) =
-        (load_report(link, base).await?.report, load_report(link, candidate).await?.report);
+    let candidate_report = load_report(link, candidate).await?.report;
+    let base_report = if base == LAST_PASSED {
+        let run_id = last_passed(link, &candidate_report).await?;
+        eprintln!("baseline: {run_id}, the newest passed run of `{}`", candidate_report.scenario.name);
+        load_report(link, &run_id).await?.report
+    } else {
+        load_report(link, base).await?.report
+    };
     let comparison = stampede_coordinator::compare::compare(&base_report, &candidate_report, 0x5eed)
         .map_err(|e| anyhow::anyhow!(e))?;
     if json {

@@ -183,7 +183,8 @@ enum Command {
     /// change in percent, a 99% bootstrap interval and a verdict (better, worse, no significant
     /// change). Exit 0, or 1 when a --fail-on gate trips, 2 on error.
     Compare {
-        /// The baseline: a run id (with --coordinator) or a JSON report file.
+        /// The baseline: a run id (with --coordinator), a JSON report file, or `last-passed`:
+        /// the coordinator's newest passed run of the candidate's scenario (by its `name:`).
         base: String,
         /// The run to judge: a run id or a JSON report file.
         candidate: String,

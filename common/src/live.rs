@@ -1,5 +1,5 @@
-//! What a run looks like while it runs: the figures the web dashboard and
-//! `stampede watch` show, pushed once per second by the coordinator.
+//! What a run looks like while it runs: the figures the web dashboard
+//! shows, pushed once per second by the coordinator.
 //!
 //! Two shapes: a [`LiveWindow`] is one time window of the run (the same
 //! windows as the report's `windows`, each operation's and node's figures

@@ -106,7 +106,7 @@ pub fn dashboard_page() -> String {
          <section><h2>Runs</h2><div id=\"runs\"><p class=\"hint\">Loading\u{2026}</p></div></section>\n\
          <section><h2>Agents</h2><div id=\"agents\"></div></section>\n\
          <noscript><p>The dashboard is drawn by JavaScript; allow scripts for this page, or use \
-         `stampede watch RUN_ID` in a terminal.</p></noscript></main>\n",
+         the live line of `stampede submit --wait` in a terminal.</p></noscript></main>\n",
     );
     footer(&mut html);
     html.push_str(&format!("<script>\n/*\nuPlot 1.6.32, https://github.com/leeoniya/uPlot\n{UPLOT_LICENSE}*/\n"));

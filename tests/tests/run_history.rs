@@ -51,6 +51,23 @@ fn the_runs_of_a_scenario_are_listed_with_their_figures_from_postgresql() {
         assert_eq!(row[5], "0.00%", "no errors:\n{stdout}");
         assert!(row[6].ends_with("KB"), "what PostgreSQL holds for a 3 s run:\n{stdout}");
     }
+
+    // `compare last-passed`: the newest passed run of the candidate's
+    // scenario is the baseline; the failed run is not.
+    let (code, stdout, stderr) = run_stampede(
+        &["compare", "last-passed", rows[1][0], "--json", "--coordinator", &second.url],
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let comparison: serde_json::Value = serde_json::from_str(&stdout).expect("the comparison's JSON");
+    assert_eq!((comparison["base"].as_str(), comparison["candidate"].as_str()), (Some(rows[0][0]), Some(rows[1][0])));
+    assert!(stderr.contains(&format!("baseline: {}", rows[0][0])), "{stderr}");
+    // The only passed run has no other passed run to compare with.
+    let (code, _, stderr) =
+        run_stampede(&["compare", "last-passed", rows[0][0], "--coordinator", &second.url], Duration::from_secs(30));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("no passed run of scenario `history` other than"), "{stderr}");
+
     let (code, _, stderr) =
         run_stampede(&["runs", "--scenario", "nothing-like-it", "--coordinator", &second.url], Duration::from_secs(20));
     assert_ne!(code, 0);

@@ -1,4 +1,4 @@
-//! The run so far, for live viewers (the web dashboard, `stampede watch`):
+//! The run so far, for live viewers (the web dashboard):
 //! the same merged figures the report is made of, at this moment.
 
 use stampede_common::Scenario;

@@ -1,4 +1,4 @@
-//! Live viewers: the web dashboard's event streams and `stampede watch`.
+//! Live viewers: the web dashboard's event streams.
 //! A viewer gets the runs and agents at once and when they change, and,
 //! for the run it follows, every window so far (the run's history, so a
 //! viewer that comes late sees the whole run), then each second the

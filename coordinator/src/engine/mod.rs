@@ -350,7 +350,7 @@ pub struct Engine {
     store_errors: u64,
     /// When runs past the retention were last deleted.
     last_prune: Option<Instant>,
-    /// Dashboards and `stampede watch`.
+    /// The web dashboards' event streams.
     live: live::LiveViewers,
 }
 
