@@ -407,7 +407,19 @@ async fn run_engine(mut engine: Engine, mut events: mpsc::UnboundedReceiver<Even
                 Some(event) => engine.handle(event, Now::read()),
                 None => return,
             },
-            _ = tick.tick() => engine.tick(Now::read()),
+            _ = tick.tick() => {
+                // Events that waited while the engine was held up (a slow
+                // store write) are handled first: a heartbeat queued behind
+                // that write is not silence, and the tick must not call its
+                // agent lost.
+                for _ in 0..events.len() {
+                    match events.try_recv() {
+                        Ok(event) => engine.handle(event, Now::read()),
+                        Err(_) => break,
+                    }
+                }
+                engine.tick(Now::read());
+            }
         }
     }
 }
