@@ -257,11 +257,43 @@ impl Browser {
         base64::engine::general_purpose::STANDARD.decode(shot["data"].as_str().expect("data")).expect("PNG")
     }
 
+    /// Every `data-figure` cell within `selector`: figure -> its
+    /// `data-value`, read as JSON (as text when it is not JSON).
+    pub fn figures(&mut self, selector: &str) -> std::collections::BTreeMap<String, Value> {
+        let script = format!(
+            "Object.fromEntries([...document.querySelectorAll('{selector} [data-figure]')]\
+             .map(c => [c.dataset.figure, c.dataset.value]))"
+        );
+        let cells = self.eval(&script);
+        cells
+            .as_object()
+            .expect("figures")
+            .iter()
+            .map(|(k, v)| {
+                let text = v.as_str().unwrap_or_default();
+                (k.clone(), serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_string())))
+            })
+            .collect()
+    }
+
     /// Everything that went wrong on the page so far.
     pub fn problems(&mut self) -> Vec<String> {
         // Take events already sent without blocking on new ones.
         self.eval("0");
         self.problems.clone()
+    }
+}
+
+/// A figure of a page as a number (true and false as 1 and 0).
+pub fn figure(cells: &std::collections::BTreeMap<String, Value>, name: &str) -> f64 {
+    let value = cells.get(name).unwrap_or_else(|| panic!("the page has no figure {name}: {:?}", cells.keys()));
+    number(value)
+}
+
+pub fn number(value: &Value) -> f64 {
+    match value {
+        Value::Bool(b) => f64::from(u8::from(*b)),
+        other => other.as_f64().unwrap_or_else(|| panic!("{other} is not a number")),
     }
 }
 

@@ -7,39 +7,14 @@
 //! report's and each server's own count; no JavaScript error, and no
 //! request leaves the coordinator.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use stampede_tests::browser::Browser;
+use stampede_tests::browser::{Browser, figure};
 use stampede_tests::cluster::{AgentBuilder, CoordinatorBuilder, KvServerBuilder};
 use stampede_tests::{RunBuilder, ScenarioBuilder, get_set_calls, http_get, write_file};
 
 const TOKEN: &str = "dashboard-test-token";
-
-/// Every `data-figure` cell of the page: figure -> its `data-value`.
-fn figures(browser: &mut Browser) -> BTreeMap<String, Value> {
-    let cells = browser.eval(
-        "Object.fromEntries([...document.querySelectorAll('#run [data-figure]')]\
-         .map(c => [c.dataset.figure, c.dataset.value]))",
-    );
-    cells
-        .as_object()
-        .expect("figures")
-        .iter()
-        .map(|(k, v)| {
-            let text = v.as_str().unwrap_or_default();
-            (k.clone(), serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_string())))
-        })
-        .collect()
-}
-
-fn figure(cells: &BTreeMap<String, Value>, name: &str) -> f64 {
-    match cells.get(name).unwrap_or_else(|| panic!("the page has no figure {name}: {:?}", cells.keys())) {
-        Value::Bool(b) => f64::from(u8::from(*b)),
-        other => other.as_f64().unwrap_or_else(|| panic!("{name}: {other} is not a number")),
-    }
-}
 
 /// A raw HTTP request; returns the status and the whole response.
 fn request(addr: &str, head: &str, body: &str) -> (u16, String) {
@@ -124,9 +99,9 @@ fn the_dashboard_follows_a_distributed_run_live_and_ends_on_the_reports_figures(
         "window.stampedeDashboard.status !== null && window.stampedeDashboard.status.ops > 0",
         Duration::from_secs(30),
     );
-    let before = figure(&figures(&mut first), "total.ops");
+    let before = figure(&first.figures("#run"), "total.ops");
     std::thread::sleep(Duration::from_secs(3));
-    let after = figures(&mut first);
+    let after = first.figures("#run");
     assert!(figure(&after, "total.ops") > before, "the page changed: {before} then {:?}", after.get("total.ops"));
 
     // A browser that comes mid-run gets the run's history at once.
@@ -147,7 +122,7 @@ fn the_dashboard_follows_a_distributed_run_live_and_ends_on_the_reports_figures(
     let report = &outcome.report;
     for browser in [&mut first, &mut late] {
         browser.wait_for("document.body.dataset.ended === 'true'", Duration::from_secs(20));
-        let cells = figures(browser);
+        let cells = browser.figures("#run");
         assert_eq!(figure(&cells, "total.ops"), report["totals"]["ops"].as_f64().expect("ops"));
         assert_eq!(figure(&cells, "total.errors"), report["totals"]["errors"].as_f64().expect("errors"));
         for (name, op) in report["operations"].as_object().expect("operations") {

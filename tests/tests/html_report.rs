@@ -5,44 +5,12 @@
 //! span dragged with the mouse gets the same exact percentiles as
 //! `stampede report --window`.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use stampede_tests::browser::Browser;
+use stampede_tests::browser::{Browser, figure, number};
 use stampede_tests::cluster::{CoordinatorBuilder, KvServerBuilder, agent};
 use stampede_tests::{RunBuilder, ScenarioBuilder, get_set_calls, run_stampede};
-
-/// Every `data-figure` cell of the page: figure -> its `data-value`.
-fn figures(browser: &mut Browser, within: &str) -> BTreeMap<String, Value> {
-    let script = format!(
-        "Object.fromEntries([...document.querySelectorAll('{within} [data-figure]')]\
-         .map(c => [c.dataset.figure, c.dataset.value]))"
-    );
-    let cells = browser.eval(&script);
-    cells
-        .as_object()
-        .expect("figures")
-        .iter()
-        .map(|(k, v)| {
-            let text = v.as_str().unwrap_or_default();
-            (k.clone(), serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_string())))
-        })
-        .collect()
-}
-
-/// A figure of the page as a number (true and false as 1 and 0).
-fn figure(cells: &BTreeMap<String, Value>, name: &str) -> f64 {
-    let value = cells.get(name).unwrap_or_else(|| panic!("the page has no figure {name}: {:?}", cells.keys()));
-    number(value)
-}
-
-fn number(value: &Value) -> f64 {
-    match value {
-        Value::Bool(b) => f64::from(u8::from(*b)),
-        other => other.as_f64().unwrap_or_else(|| panic!("{other} is not a number")),
-    }
-}
 
 /// Pages are long: a difference is shown around where it starts.
 fn same_page(a: &str, b: &str, what: &str) {
@@ -107,7 +75,7 @@ fn the_html_report_of_a_distributed_run_draws_every_section_with_the_runs_own_fi
     assert_eq!(browser.eval("window.stampedeReport.error"), Value::Null);
 
     // The summary: the JSON report's figures, the servers' own counts.
-    let cells = figures(&mut browser, "#report");
+    let cells = browser.figures("#report");
     assert_eq!(browser.eval("document.getElementById('verdict').dataset.status"), "passed");
     assert_eq!(figure(&cells, "threshold.0.passed"), 1.0);
     assert_eq!(figure(&cells, "threshold.0.observed"), number(&report["thresholds"][0]["observed"]));
@@ -185,7 +153,7 @@ fn the_html_report_of_a_distributed_run_draws_every_section_with_the_runs_own_fi
     );
     let (from, to) = (span[0].as_u64().expect("from"), span[1].as_u64().expect("to"));
     assert!(from >= 1 && to > from + 1 && to <= 8, "the drag selected {from}..{to}");
-    let window = figures(&mut browser, "#selection-table");
+    let window = browser.figures("#selection-table");
     let json = dir.path().join("report.json");
     let (code, text, stderr) = run_stampede(
         &["report", json.to_str().expect("path"), "--window", &format!("{from}..{to}"), "--json"],
