@@ -22,6 +22,8 @@ command -v etcdctl >/dev/null 2>&1 || need_packages+=(etcd-client)
 command -v prometheus >/dev/null 2>&1 || need_packages+=(prometheus)
 # A real browser (headless) for the HTML report's page tests
 command -v chromium >/dev/null 2>&1 || need_packages+=(chromium)
+# The terminal dashboard tests drive it in tmux.
+command -v tmux >/dev/null 2>&1 || need_packages+=(tmux)
 if [ ${#need_packages[@]} -gt 0 ]; then
   echo "==> installing ${need_packages[*]}"
   if [ "$(id -u)" -ne 0 ]; then

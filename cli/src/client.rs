@@ -11,7 +11,6 @@ use stampede_proto::v1 as pb;
 use stampede_proto::v1::control_service_client::ControlServiceClient;
 
 use crate::link::CoordinatorLink;
-use crate::output::ProgressLine;
 
 pub type Client = ControlServiceClient<AuthChannel>;
 
@@ -144,7 +143,7 @@ pub async fn submit(
     endpoints: &[String],
     wait: bool,
     files: Files<'_>,
-    quiet: bool,
+    display: crate::watching::Display,
 ) -> anyhow::Result<u8> {
     let text = read_scenario(path)?;
     // Validate locally first: the same code, and errors name the file.
@@ -161,55 +160,11 @@ pub async fn submit(
         return Ok(0);
     }
     eprintln!("submitted run {run_id}");
-    watch(&mut client, &run_id, files, quiet).await
-}
-
-/// Follows a run to its end, prints its report, writes the JSON report and
-/// returns the exit code of its status.
-pub async fn watch(client: &mut Client, run_id: &str, files: Files<'_>, quiet: bool) -> anyhow::Result<u8> {
-    let mut stream = client
-        .watch_run(pb::WatchRunRequest { run_id: run_id.to_string() })
-        .await
-        .map_err(|s| anyhow::anyhow!("cannot watch run {run_id}: {}", explain(&s)))?
-        .into_inner();
-    let mut progress = ProgressLine::new(quiet);
-    let mut report_json = None;
-    while let Some(update) = stream
-        .message()
-        .await
-        .map_err(|s| anyhow::anyhow!("lost the coordinator while watching run {run_id}: {}", explain(&s)))?
-    {
-        if !update.report_json.is_empty() {
-            report_json = Some(update.report_json);
-            break;
-        }
-        progress.update(&update);
-    }
-    progress.finish();
-    let Some(report_json) = report_json else {
-        bail!(
-            "the coordinator closed the watch of run {run_id} before it ended; `stampede report {run_id}` shows it later"
-        );
-    };
-    let report: Report =
-        serde_json::from_str(&report_json).context("the coordinator sent a report that is not valid JSON")?;
-    print!("{}", stampede_coordinator::render::text(&report));
-    if let Some(path) = files.json {
-        std::fs::write(path, &report_json)
-            .with_context(|| format!("cannot write the JSON report to {}", path.display()))?;
-        eprintln!("JSON report written to {}", path.display());
-    }
-    if let Some(path) = files.html {
-        save_html(&report, path)?;
-    }
-    if let Some(path) = files.hlog {
-        save_interval_log(client, run_id, path).await?;
-    }
-    Ok(report.status.exit_code() as u8)
+    crate::watching::watch(&mut client, &run_id, files, display).await
 }
 
 /// Writes the HTML report of `report` to `path`.
-fn save_html(report: &Report, path: &Path) -> anyhow::Result<()> {
+pub fn save_html(report: &Report, path: &Path) -> anyhow::Result<()> {
     std::fs::write(path, stampede_coordinator::html::page(report))
         .with_context(|| format!("cannot write the HTML report to {}", path.display()))?;
     eprintln!("HTML report written to {}", path.display());
@@ -322,7 +277,7 @@ pub async fn report(link: &CoordinatorLink, run_id: &str, shown: Shown, hlog: Op
     let loaded = load_report(link, run_id).await?;
     match shown {
         Shown::Json => println!("{}", loaded.json),
-        Shown::Text => print!("{}", loaded.text),
+        Shown::Text => crate::output::print_report(&loaded.text),
         Shown::Percentiles => {
             print!("{}", stampede_coordinator::spectrum::text(&loaded.report).map_err(|e| anyhow::anyhow!(e))?);
         }

@@ -35,7 +35,8 @@ pub struct RunOptions {
     /// Where the HTML report goes.
     pub html: Option<PathBuf>,
     pub data_dir: Option<PathBuf>,
-    pub quiet: bool,
+    /// The progress line, the terminal dashboard or nothing.
+    pub display: crate::watching::Display,
     /// `None`: the scenario's duration plus [`TIMEOUT_MARGIN`]; zero: none.
     pub timeout: Option<Duration>,
     /// Where to serve the live dashboard, if anywhere.
@@ -70,7 +71,8 @@ const TIMEOUT_MARGIN: Duration = Duration::from_secs(600);
 const CANCEL_GRACE: Duration = Duration::from_secs(30);
 
 pub async fn run(path: Option<&Path>, endpoints: &[String], options: RunOptions) -> anyhow::Result<u8> {
-    let RunOptions { agents, json, hlog, html, data_dir, quiet, timeout, dashboard } = options;
+    let RunOptions { agents, json, hlog, html, data_dir, display, timeout, dashboard } = options;
+    let quiet = display == crate::watching::Display::Quiet;
     let http_token = dashboard.as_ref().map(Dashboard::check).transpose()?;
     let files = crate::client::Files { json: json.as_deref(), hlog: hlog.as_deref(), html: html.as_deref() };
     let (text, origin) = match path {
@@ -161,7 +163,7 @@ pub async fn run(path: Option<&Path>, endpoints: &[String], options: RunOptions)
         eprintln!("\ncancelling run {cancel_id}");
         let _ = cancel_client.cancel_run(pb::CancelRunRequest { run_id: cancel_id }).await;
     });
-    let code = watch_within(&mut client, &run_id, files, quiet, limit).await;
+    let code = watch_within(&mut client, &run_id, files, display, limit).await;
     canceller.abort();
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(3), coordinator_task).await;
@@ -174,11 +176,11 @@ async fn watch_within(
     client: &mut crate::client::Client,
     run_id: &str,
     files: crate::client::Files<'_>,
-    quiet: bool,
+    display: crate::watching::Display,
     limit: Option<Duration>,
 ) -> anyhow::Result<u8> {
     let mut canceller = client.clone();
-    let watching = crate::client::watch(client, run_id, files, quiet);
+    let watching = crate::watching::watch(client, run_id, files, display);
     tokio::pin!(watching);
     let Some(limit) = limit else { return watching.await };
     tokio::select! {

@@ -4,9 +4,11 @@
 
 mod client;
 mod daemons;
+mod dashboard;
 mod link;
 mod local;
 mod output;
+mod watching;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -92,8 +94,13 @@ enum Command {
         #[arg(long, env = "STAMPEDE_DATA_DIR")]
         data_dir: Option<PathBuf>,
         /// No live progress line.
-        #[arg(long, short)]
+        #[arg(long, short, conflicts_with = "dashboard")]
         quiet: bool,
+        /// Show the terminal dashboard while the run lasts (throughput and latency charts,
+        /// nodes, errors, thresholds, agents); `q` asks before cancelling the run, `p` pauses
+        /// the display. Without a terminal on stdout, the progress line instead.
+        #[arg(long)]
+        dashboard: bool,
         /// Cancel the run if it has not ended this long after it was
         /// submitted: the report of what was measured still prints, and the
         /// exit code is 2. Default: the scenario's duration plus 10m; 0s
@@ -140,8 +147,35 @@ enum Command {
         #[arg(long, requires = "wait", value_name = "FILE")]
         html: Option<PathBuf>,
         /// With --wait: no live progress line.
-        #[arg(long, short)]
+        #[arg(long, short, conflicts_with = "dashboard")]
         quiet: bool,
+        /// With --wait: the terminal dashboard instead of the progress line (`q` leaves it and
+        /// the run goes on).
+        #[arg(long, requires = "wait")]
+        dashboard: bool,
+    },
+    /// Follow a queued or running run: the terminal dashboard on a terminal (`q` leaves it and
+    /// the run goes on, `p` pauses the display, `o` shows the next operation's latency), the
+    /// progress line otherwise; at the end its report, and the exit code of its verdict
+    /// (0 passed, 1 failed, 2 error; 0 when you leave before the end).
+    Watch {
+        /// The run's id, as `stampede runs` lists it (or `stampede submit` printed).
+        run_id: String,
+        #[command(flatten)]
+        link: link::CoordinatorLink,
+        /// The progress line even on a terminal.
+        #[arg(long)]
+        lines: bool,
+        /// Keep the dashboard's final figures on the screen when the run has ended, until a key
+        /// is pressed; then the report.
+        #[arg(long, conflicts_with = "lines")]
+        hold: bool,
+        /// Write the JSON report to this file at the end.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Write the HTML report to this file at the end.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
     },
     /// List the coordinator's runs; with --scenario, the history of one
     /// scenario with each run's throughput, p99 and error rate.
@@ -232,6 +266,14 @@ fn service_name(command: &Command) -> &'static str {
     }
 }
 
+fn display(quiet: bool, dashboard: bool, options: dashboard::Options) -> watching::Display {
+    match (quiet, dashboard) {
+        (true, _) => watching::Display::Quiet,
+        (false, true) => watching::Display::Dashboard(options),
+        (false, false) => watching::Display::Line,
+    }
+}
+
 fn duration(text: &str) -> Result<std::time::Duration, String> {
     stampede_common::units::parse_duration(text).map_err(|e| e.0)
 }
@@ -306,20 +348,29 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
             html,
             data_dir,
             quiet,
+            dashboard,
             timeout,
             dashboard_listen,
             token_file,
         } => {
-            let dashboard = dashboard_listen.map(|listen| local::Dashboard { listen, token_file });
-            let options = local::RunOptions { agents, json, hlog, html, data_dir, quiet, timeout, dashboard };
+            let web = dashboard_listen.map(|listen| local::Dashboard { listen, token_file });
+            let display = display(quiet, dashboard, dashboard::Options { mode: dashboard::Mode::Run, hold: false });
+            let options = local::RunOptions { agents, json, hlog, html, data_dir, display, timeout, dashboard: web };
             local::run(scenario.as_deref(), &endpoints, options).await
         }
         Command::Coordinator(args) => daemons::coordinator(args).await.map(|()| 0),
         Command::Agent(args) => daemons::agent(args).await.map(|()| 0),
         Command::KvServer(args) => daemons::kv_server(args).await.map(|()| 0),
-        Command::Submit { scenario, link, agents, endpoints, wait, json, hlog, html, quiet } => {
+        Command::Submit { scenario, link, agents, endpoints, wait, json, hlog, html, quiet, dashboard } => {
             let files = client::Files { json: json.as_deref(), hlog: hlog.as_deref(), html: html.as_deref() };
-            client::submit(&link, &scenario, agents, &endpoints, wait, files, quiet).await
+            let display = display(quiet, dashboard, dashboard::Options { mode: dashboard::Mode::Watch, hold: false });
+            client::submit(&link, &scenario, agents, &endpoints, wait, files, display).await
+        }
+        Command::Watch { run_id, link, lines, hold, json, html } => {
+            let files = client::Files { json: json.as_deref(), hlog: None, html: html.as_deref() };
+            let display = display(false, !lines, dashboard::Options { mode: dashboard::Mode::Watch, hold });
+            let mut client = client::connect(&link).await?;
+            watching::watch(&mut client, &run_id, files, display).await
         }
         Command::Compare { base, candidate, link, json, fail_on, html } => {
             client::compare(&link, &base, &candidate, json, &fail_on, html.as_deref()).await

@@ -10,6 +10,7 @@ pub mod etcd;
 pub mod netns;
 pub mod redis_cluster;
 pub mod scenario;
+pub mod tmux;
 
 pub use scenario::{RunBuilder, RunOutcome, ScenarioBuilder};
 

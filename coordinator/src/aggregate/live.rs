@@ -27,18 +27,32 @@ impl RunAggregate {
     /// The run so far. Throughput is over the measured seconds merged so
     /// far; once the run has ended, over the planned measured time, as in
     /// the report, so the two agree.
+    /// Operations per second over the measured seconds merged so far.
+    pub fn average_rate(&self, scenario: &Scenario) -> f64 {
+        let measured_s = self.measured_seconds(scenario, false);
+        if measured_s > 0.0 { self.ops() as f64 / measured_s } else { 0.0 }
+    }
+
+    /// The measured seconds so far: up to the newest interval merged,
+    /// warm-up excluded; once the run has ended, the planned measured time.
+    fn measured_seconds(&self, scenario: &Scenario, ended: bool) -> f64 {
+        let duration_s = scenario.duration.as_secs_f64();
+        let warmup_s = (self.warmup_intervals as f64).min(duration_s);
+        let planned_measured = (duration_s - warmup_s).max(0.0);
+        if ended {
+            return planned_measured;
+        }
+        let newest = self.intervals.keys().next_back().copied();
+        let seconds = newest.map_or(0, |i| (i + 1).saturating_sub(self.warmup_intervals));
+        (seconds as f64).min(planned_measured)
+    }
+
     pub fn live_status(&self, context: &LiveContext<'_>) -> LiveStatus {
         let scenario = context.scenario;
         let duration_s = scenario.duration.as_secs_f64();
         let warmup_s = (self.warmup_intervals as f64).min(duration_s);
-        let planned_measured = (duration_s - warmup_s).max(0.0);
         let newest = self.intervals.keys().next_back().copied();
-        let measured_s = if context.ended {
-            planned_measured
-        } else {
-            let seconds = newest.map_or(0, |i| (i + 1).saturating_sub(self.warmup_intervals));
-            (seconds as f64).min(planned_measured)
-        };
+        let measured_s = self.measured_seconds(scenario, context.ended);
         let per_second = |n: u64| if measured_s > 0.0 { n as f64 / measured_s } else { 0.0 };
         let distribution = self.distribution(scenario);
         let thresholds =

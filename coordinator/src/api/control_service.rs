@@ -26,6 +26,7 @@ impl ControlService {
 const MAX_SCENARIO_BYTES: usize = 1024 * 1024;
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchRunResponse, Status>> + Send>>;
+type LiveStream = Pin<Box<dyn Stream<Item = Result<pb::LiveEvent, Status>> + Send>>;
 type LogStream = Pin<Box<dyn Stream<Item = Result<pb::IntervalLogChunk, Status>> + Send>>;
 
 /// The largest chunk of an interval log in one message.
@@ -35,6 +36,7 @@ const LOG_CHUNK_BYTES: usize = 1024 * 1024;
 impl pb::control_service_server::ControlService for ControlService {
     type WatchRunStream = WatchStream;
     type GetIntervalLogStream = LogStream;
+    type WatchLiveStream = LiveStream;
 
     async fn submit_run(
         &self,
@@ -58,6 +60,20 @@ impl pb::control_service_server::ControlService for ControlService {
         let updates = self.engine.ask(|reply| Event::Watch { run_id, reply }).await.map_err(status)?.map_err(status)?;
         let stream = ReceiverStream::new(updates).map(|update| Ok(convert::watch_update(update)));
         Ok(Response::new(Box::pin(stream) as WatchStream))
+    }
+
+    async fn watch_live(
+        &self,
+        request: Request<pb::WatchLiveRequest>,
+    ) -> Result<Response<Self::WatchLiveStream>, Status> {
+        let run_id = Some(request.into_inner().run_id);
+        let feed = self.engine.ask(|reply| Event::Live { run_id, reply }).await.map_err(status)?.map_err(status)?;
+        // The runs' and agents' lists are the web page's; a run's viewer
+        // here needs its own events only.
+        let stream = ReceiverStream::new(feed)
+            .filter(|e| matches!(e.name, "windows" | "status" | "end"))
+            .map(|e| Ok(pb::LiveEvent { name: e.name.to_string(), data_json: e.data.to_string() }));
+        Ok(Response::new(Box::pin(stream) as LiveStream))
     }
 
     async fn get_run(&self, request: Request<pb::GetRunRequest>) -> Result<Response<pb::GetRunResponse>, Status> {

@@ -116,6 +116,7 @@ fn progress(p: Progress) -> pb::Progress {
         elapsed_s: p.elapsed_s,
         duration_s: p.duration_s,
         throughput: p.throughput,
+        average_throughput: p.average_throughput,
         p99_us: p.p99_us,
         errors: p.errors,
         agents: p.agents,

@@ -291,6 +291,7 @@ impl Engine {
                 elapsed_s: view.index + 1,
                 duration_s: run.scenario.duration.as_secs_f64().ceil() as u64,
                 throughput: view.ops as f64,
+                average_throughput: run.aggregate.average_rate(&run.scenario),
                 p99_us: view.p99_us,
                 errors: run.aggregate.errors(),
                 agents: view.agents,

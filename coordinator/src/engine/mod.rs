@@ -107,7 +107,10 @@ pub struct WatchUpdate {
 pub struct Progress {
     pub elapsed_s: u64,
     pub duration_s: u64,
+    /// Operations in the newest interval.
     pub throughput: f64,
+    /// Operations per second over the measured time so far.
+    pub average_throughput: f64,
     pub p99_us: u64,
     pub errors: u64,
     pub agents: u32,
