@@ -13,5 +13,12 @@ pub fn outgoing(message: Outgoing) -> Body {
             Body::FinalReport(pb::FinalReport { run_id, seq, interval_reports, error, reports_dropped })
         }
         Outgoing::Report(r) => Body::IntervalReport(stampede_proto::interval::to_wire(*r)),
+        Outgoing::Phase { run_id, state } => Body::PhaseProgress(pb::PhaseProgress {
+            run_id,
+            phase: state.phase,
+            unit: state.unit.to_string(),
+            done: state.done,
+            total: state.total,
+        }),
     }
 }

@@ -25,6 +25,11 @@ pub enum Outgoing {
         error: String,
     },
     Report(Box<IntervalReport>),
+    /// Setup's or teardown's progress; only the newest of a run is kept.
+    Phase {
+        run_id: String,
+        state: crate::drivers::progress::PhaseState,
+    },
     /// `reports_dropped`: this run's reports the full buffer let go.
     Final {
         run_id: String,
@@ -42,7 +47,7 @@ impl Outgoing {
         match self {
             Self::Report(r) => Some((&r.run_id, r.seq)),
             Self::Final { run_id, seq, .. } => Some((run_id, *seq)),
-            Self::Ready { .. } | Self::Failed { .. } => None,
+            Self::Ready { .. } | Self::Failed { .. } | Self::Phase { .. } => None,
         }
     }
 }
@@ -83,6 +88,13 @@ impl Outbox {
         {
             let mut inner = self.lock();
             let queued_final = matches!(message, Outgoing::Final { .. });
+            // A newer progress replaces one not sent yet (while the
+            // coordinator is away they would pile up).
+            if let Outgoing::Phase { run_id, .. } = &message {
+                inner
+                    .entries
+                    .retain(|e| !matches!(&e.message, Outgoing::Phase { run_id: r, .. } if r == run_id && !e.sent));
+            }
             inner.entries.push_back(Entry { message, sent: false, sent_at: None, resends: 0 });
             let Inner { entries, dropped } = &mut *inner;
             let mut evicted = false;

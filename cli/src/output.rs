@@ -1,27 +1,39 @@
-//! The live progress line on stderr and the end of a watched run.
+//! The live progress line on stderr, the progress bars of setup and
+//! teardown, and the end of a watched run.
 
 use std::io::{IsTerminal, Write};
 
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use stampede_common::units::format_micros;
 use stampede_proto::v1 as pb;
 
 /// Prints progress updates: one line per second, rewritten in place on a
-/// terminal.
+/// terminal; while agents set the target up or clean it after the run, a
+/// progress bar on a terminal, else a line at every tenth of the way.
 pub struct ProgressLine {
     terminal: bool,
     quiet: bool,
     dirty: bool,
+    /// The phase shown now and its bar (on a terminal).
+    phase: Option<(String, Option<ProgressBar>)>,
+    /// Without a terminal: the tenth of the phase last printed.
+    printed_tenth: Option<u64>,
 }
 
 impl ProgressLine {
     pub fn new(quiet: bool) -> Self {
-        Self { terminal: std::io::stderr().is_terminal(), quiet, dirty: false }
+        Self { terminal: std::io::stderr().is_terminal(), quiet, dirty: false, phase: None, printed_tenth: None }
     }
 
     pub fn update(&mut self, update: &pb::WatchRunResponse) {
         if self.quiet {
             return;
         }
+        if let Some(phase) = &update.phase {
+            self.show_phase(phase);
+            return;
+        }
+        self.end_phase();
         let line = match &update.progress {
             Some(p) => format!(
                 "[{:>4}/{}s] {}{:>10.0} ops/s{}  p99 {:>8}  errors {}  agents {}{}",
@@ -52,12 +64,74 @@ impl ProgressLine {
         let _ = stderr.flush();
     }
 
+    fn show_phase(&mut self, phase: &pb::Phase) {
+        if self.phase.as_ref().is_none_or(|(name, _)| *name != phase.name) {
+            self.end_phase();
+            if self.dirty {
+                eprintln!();
+                self.dirty = false;
+            }
+            let bar = self.terminal.then(|| new_bar(phase.total));
+            self.phase = Some((phase.name.clone(), bar));
+            self.printed_tenth = None;
+        }
+        let label = format!("{} on {} agent(s)", phase.name, phase.agents);
+        match self.phase.as_ref().and_then(|(_, bar)| bar.as_ref()) {
+            Some(bar) => {
+                bar.set_message(format!("{label} ({})", phase.unit));
+                if phase.total > 0 {
+                    bar.set_length(phase.total);
+                }
+                bar.set_position(phase.done);
+            }
+            None => {
+                let tenth = phase.done.saturating_mul(10).checked_div(phase.total).unwrap_or(0);
+                if self.printed_tenth.is_none_or(|t| tenth > t) {
+                    self.printed_tenth = Some(tenth);
+                    match phase.total {
+                        0 => eprintln!("{label}: {} {}", phase.done, phase.unit),
+                        total => eprintln!("{label}: {}/{total} {}", phase.done, phase.unit),
+                    }
+                }
+            }
+        }
+    }
+
+    fn end_phase(&mut self) {
+        if let Some((_, Some(bar))) = self.phase.take() {
+            bar.finish();
+            // The cursor stays on the bar's line; what comes next goes
+            // beneath it.
+            eprintln!();
+        }
+    }
+
     pub fn finish(&mut self) {
+        self.end_phase();
         if self.dirty {
             eprintln!();
             self.dirty = false;
         }
     }
+}
+
+/// A bar of `total` units (a spinner when that is not known), on stderr.
+fn new_bar(total: u64) -> ProgressBar {
+    let colour = crate::dashboard::colour_wanted();
+    let (template, spinner) = if colour {
+        ("{msg} [{bar:40.cyan/blue}] {human_pos}/{human_len}, {eta} left", "{spinner:.cyan} {msg}: {human_pos}")
+    } else {
+        ("{msg} [{bar:40}] {human_pos}/{human_len}, {eta} left", "{spinner} {msg}: {human_pos}")
+    };
+    let bar = ProgressBar::with_draw_target(if total > 0 { Some(total) } else { None }, ProgressDrawTarget::stderr());
+    let style = if total > 0 { ProgressStyle::with_template(template) } else { ProgressStyle::with_template(spinner) };
+    if let Ok(style) = style {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    if total == 0 {
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    }
+    bar
 }
 
 /// Prints a text report on stdout: verdicts and failing thresholds in

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use stampede_tests::cluster::{AgentBuilder, CoordinatorBuilder, KvServerBuilder};
 use stampede_tests::tmux::Tmux;
-use stampede_tests::{ScenarioBuilder, get_set_calls, run_stampede, write_file};
+use stampede_tests::{ScenarioBuilder, command_calls, get_set_calls, run_stampede, write_file};
 
 /// The number after `label` on the screen (commas skipped).
 fn number_after(screen: &str, label: &str) -> Option<u64> {
@@ -60,7 +60,7 @@ const PANELS: [&str; 8] = [
     "Errors by kind",
     "Thresholds so far",
     "Agents (2)",
-    " of 20 s",
+    " of 30 s",
 ];
 
 #[test]
@@ -72,7 +72,7 @@ fn watch_shows_every_panel_live_leaves_the_run_running_and_ends_on_each_servers_
     let _agents: Vec<_> =
         ["a1", "a2"].iter().map(|id| AgentBuilder::new(id).coordinator(&coordinator.url).start()).collect();
     let scenario = ScenarioBuilder::new("tui")
-        .duration("20s")
+        .duration("30s")
         .warmup("0s")
         .agents(2)
         .endpoints(&[&servers[0].address, &servers[1].address])
@@ -132,6 +132,15 @@ fn watch_shows_every_panel_live_leaves_the_run_running_and_ends_on_each_servers_
     let line = runs.lines().find(|l| l.starts_with(&run_id)).unwrap_or_default();
     assert!(line.contains("running"), "the run did not go on: {runs}");
 
+    // Ctrl-C leaves as well (raw mode makes it a key, not a signal).
+    tmux.run("clear");
+    tmux.run(&format!("stampede watch {run_id} --coordinator {}; echo EXIT=$?", coordinator.url));
+    tmux.wait_for("the dashboard again", Duration::from_secs(20), |s| PANELS.iter().all(|p| s.contains(p)));
+    tmux.key("C-c");
+    let history = tmux.wait_for_history("EXIT=0", Duration::from_secs(10));
+    assert!(history.contains(&format!("left the dashboard; run {run_id} goes on")), "{history}");
+    assert_terminal_usable(&tmux);
+
     // Watching again: the whole run so far at once, then its end held on
     // the screen until a key.
     tmux.run("clear");
@@ -143,7 +152,7 @@ fn watch_shows_every_panel_live_leaves_the_run_running_and_ends_on_each_servers_
     let held = tmux.wait_for("the held end", Duration::from_secs(40), |s| {
         s.contains("press any key for its report") && s.contains(") passed")
     });
-    let x_axis = held.lines().find(|l| l.contains(" 0s ") && l.contains("10s") && l.contains("20s"));
+    let x_axis = held.lines().find(|l| l.contains(" 0s ") && l.contains("15s") && l.contains("30s"));
     assert!(x_axis.is_some(), "the chart does not span the whole run:\n{held}");
     let mut total = 0;
     for (server, name) in servers.iter().zip(["kv-0", "kv-1"]) {
@@ -154,7 +163,7 @@ fn watch_shows_every_panel_live_leaves_the_run_running_and_ends_on_each_servers_
     assert_eq!(number_after(&held, " ops "), Some(total), "{held}");
     assert_eq!(number_after(&held, "errors "), Some(0), "{held}");
     assert!(held.contains("pass p99 < 2s") && held.contains("pass error_rate < 1%"), "{held}");
-    assert!(held.contains("20 s of 20 s: ended"), "{held}");
+    assert!(held.contains("30 s of 30 s: ended"), "{held}");
 
     tmux.key("q");
     let history = tmux.wait_for_history("EXIT=0", Duration::from_secs(20));
@@ -216,4 +225,58 @@ fn without_a_terminal_the_dashboard_falls_back_to_the_progress_lines() {
     // Measured seconds show their average beside the current rate.
     assert!(lines.iter().any(|l| l.contains(" ops/s (avg ")), "{stderr}");
     assert!(stdout.contains("\"no-tty\": PASSED") && !stdout.contains('\x1b'), "{stdout}");
+}
+
+/// A scenario that preloads 100,000 keys on `server` before the run and
+/// deletes them after it, on two agents.
+fn preloading(server: &str) -> String {
+    ScenarioBuilder::new("phases")
+        .duration("2s")
+        .warmup("0s")
+        .agents(2)
+        .endpoints(&[server])
+        .load("connections: 2")
+        .workload("kind: kv")
+        .workload("keys: 100000")
+        .workload("preload: true")
+        .workload("cleanup: true")
+        .yaml()
+}
+
+/// The keys the server was given before the run and deleted after it, by
+/// its own counts: SETs beyond the run's measured ones, and DELs.
+fn preloaded_and_deleted(server: &str, report: &serde_json::Value) -> (u64, u64) {
+    let measured_sets = report["operations"]["set"]["count"].as_u64().expect("set count");
+    (command_calls(server, "set") - measured_sets, command_calls(server, "del"))
+}
+
+#[test]
+fn preload_and_cleanup_show_progress_bars_on_a_terminal_and_lines_without_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let on_terminal = KvServerBuilder::new("kv-bars").start();
+    write_file(dir.path(), "bars.yaml", &preloading(&on_terminal.address));
+    let tmux = Tmux::start(150, 40, dir.path(), &[]);
+    tmux.run("stampede run bars.yaml --json bars.json; echo EXIT=$?");
+    let history = tmux.wait_for_history("EXIT=0", Duration::from_secs(90));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("bars.json")).expect("report")).expect("JSON");
+    assert_eq!(preloaded_and_deleted(&on_terminal.address, &report), (100_000, 100_000));
+    for phase in ["preload", "cleanup"] {
+        let bar = history.lines().find(|l| l.starts_with(&format!("{phase} on 2 agent(s) (keys) [")));
+        let bar = bar.unwrap_or_else(|| panic!("no {phase} bar:\n{history}"));
+        assert!(bar.contains("] 100,000/100,000"), "{bar}");
+    }
+    assert_terminal_usable(&tmux);
+
+    let piped = KvServerBuilder::new("kv-lines").start();
+    let file = write_file(dir.path(), "lines.yaml", &preloading(&piped.address));
+    let json = dir.path().join("lines.json").display().to_string();
+    let (code, stdout, stderr) = run_stampede(&["run", &file, "--json", &json], Duration::from_secs(90));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("report")).expect("JSON");
+    assert_eq!(preloaded_and_deleted(&piped.address, &report), (100_000, 100_000));
+    for phase in ["preload", "cleanup"] {
+        assert!(stderr.contains(&format!("\n{phase} on 2 agent(s): 100000/100000 keys\n")), "{stderr}");
+    }
 }

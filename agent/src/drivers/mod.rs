@@ -14,6 +14,7 @@
 mod conformance;
 pub mod cratedb;
 pub mod postgres;
+pub mod progress;
 pub mod redis_cluster;
 pub mod resp;
 
@@ -26,6 +27,7 @@ use stampede_common::scenario::TargetKind;
 
 use crate::workloads::Operation;
 
+pub use progress::Progress;
 pub use stampede_common::interval::ErrorKind;
 
 /// What every driver is built from: the scenario and this agent's part.
@@ -152,24 +154,28 @@ pub trait Driver: Send + Sync + Sized + 'static {
     /// Opens one connection to `endpoint` and learns the node behind it.
     fn connect(&self, endpoint: &str) -> impl Future<Output = Result<Self::Connection, DriverError>> + Send;
 
-    /// Runs before the agent reports Ready: creates tables, preloads keys.
-    /// Returns notes for the report. An error fails the run before it starts.
+    /// Runs before the agent reports Ready: creates tables, preloads keys,
+    /// telling `progress` how far it got. Returns notes for the report. An
+    /// error fails the run before it starts.
     fn setup(
         &self,
         endpoints: &[String],
         part: &Part,
+        progress: &Progress,
     ) -> impl Future<Output = Result<Vec<String>, DriverError>> + Send {
-        let _ = (endpoints, part);
+        let _ = (endpoints, part, progress);
         async { Ok(Vec::new()) }
     }
 
-    /// Runs after the measured part: drops tables, deletes keys.
+    /// Runs after the measured part: drops tables, deletes keys, telling
+    /// `progress` how far it got.
     fn teardown(
         &self,
         endpoints: &[String],
         part: &Part,
+        progress: &Progress,
     ) -> impl Future<Output = Result<Vec<String>, DriverError>> + Send {
-        let _ = (endpoints, part);
+        let _ = (endpoints, part, progress);
         async { Ok(Vec::new()) }
     }
 }

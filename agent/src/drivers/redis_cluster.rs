@@ -27,7 +27,7 @@ use super::resp::{
     CONNECT_TIMEOUT, Encoder, Phase, RespAddress, RespConfig, classify, interpret, node_from_info, over_range,
     summarize_value,
 };
-use super::{BuildError, Connection, Done, Driver, DriverError, DriverSpec, ErrorKind, Part};
+use super::{BuildError, Connection, Done, Driver, DriverError, DriverSpec, ErrorKind, Part, Progress};
 use crate::workloads::{Action, Operation};
 
 /// Hash slots of a Redis Cluster.
@@ -199,10 +199,15 @@ impl ClusterDriver {
 
     /// Runs `action(n)` for every number of the agent's range, once for
     /// the whole cluster.
-    async fn over_range(&self, part: &Part, action: fn(u64) -> Action) -> Result<u64, DriverError> {
+    async fn over_range(
+        &self,
+        part: &Part,
+        action: fn(u64) -> Action,
+        progress: &Progress,
+    ) -> Result<u64, DriverError> {
         let Some(seed) = self.seeds.first() else { return Ok(0) };
         let mut connection = self.connect(seed).await?;
-        over_range(&mut connection, part, action).await
+        over_range(&mut connection, part, action, progress).await
     }
 }
 
@@ -262,7 +267,7 @@ impl Driver for ClusterDriver {
         Ok(ClusterConnection { client, topology, encoder: Encoder::new(&self.config) })
     }
 
-    async fn setup(&self, endpoints: &[String], part: &Part) -> Result<Vec<String>, DriverError> {
+    async fn setup(&self, endpoints: &[String], part: &Part, progress: &Progress) -> Result<Vec<String>, DriverError> {
         let Some(seed) = endpoints.first() else { return Ok(Vec::new()) };
         let connection = self.connect(seed).await?;
         let masters: Vec<&str> = connection.topology.nodes.iter().map(|n| &**n).collect();
@@ -273,18 +278,25 @@ impl Driver for ClusterDriver {
             masters.join(", ")
         )];
         if self.config.preload {
-            let keys = self.over_range(part, Action::Set).await?;
+            progress.begin("preload", "keys", part.key_end.saturating_sub(part.key_start));
+            let keys = self.over_range(part, Action::Set, progress).await?;
             tracing::info!(keys, "preloaded the key range");
             notes.push("keys preloaded before the run".to_string());
         }
         Ok(notes)
     }
 
-    async fn teardown(&self, _endpoints: &[String], part: &Part) -> Result<Vec<String>, DriverError> {
+    async fn teardown(
+        &self,
+        _endpoints: &[String],
+        part: &Part,
+        progress: &Progress,
+    ) -> Result<Vec<String>, DriverError> {
         if !self.config.cleanup {
             return Ok(Vec::new());
         }
-        self.over_range(part, Action::Delete).await?;
+        progress.begin("cleanup", "keys", part.key_end.saturating_sub(part.key_start));
+        self.over_range(part, Action::Delete, progress).await?;
         Ok(vec!["keys deleted after the run".to_string()])
     }
 }

@@ -19,9 +19,13 @@ use stampede_common::Scenario;
 use tokio::sync::{oneshot, watch};
 use tracing::Instrument;
 
-use crate::drivers::{Driver, DriverSpec, Listen, Part, WithDriver, with_driver};
+use crate::drivers::progress::PhaseState;
+use crate::drivers::{Driver, DriverSpec, Listen, Part, Progress, WithDriver, with_driver};
 use crate::outbox::{Outbox, Outgoing};
 use load::Load;
+
+/// How often setup's and teardown's progress goes to the coordinator.
+const PHASE_EVERY: Duration = Duration::from_millis(250);
 use reporter::Reporter;
 
 /// One agent's part of a run, as the coordinator assigned it.
@@ -129,11 +133,36 @@ impl Runner {
         let assignment = &self.assignment;
         let mut notes = driver.notes();
         if !assignment.rejoin {
-            notes.extend(driver.setup(&assignment.endpoints, &self.part).await.map_err(|e| e.message)?);
+            let progress = Progress::default();
+            let setup = driver.setup(&assignment.endpoints, &self.part, &progress);
+            notes.extend(self.reporting(&progress, setup).await.map_err(|e| e.message)?);
         }
         let connections = open_connections(driver, assignment).await?;
         let listeners = driver.listeners(&assignment.endpoints).await.map_err(|e| e.message)?;
         Ok(Prepared { connections, listeners, notes })
+    }
+
+    /// Runs `work`, sending what `progress` says to the coordinator each
+    /// [`PHASE_EVERY`] when it changed, and once more at the end.
+    async fn reporting<F: Future>(&self, progress: &Progress, work: F) -> F::Output {
+        let mut sent = None;
+        let send = |sent: &mut Option<PhaseState>| {
+            if let Some(state) = progress.snapshot().filter(|s| Some(s) != sent.as_ref()) {
+                self.outbox.push(Outgoing::Phase { run_id: self.assignment.run_id.clone(), state: state.clone() });
+                *sent = Some(state);
+            }
+        };
+        tokio::pin!(work);
+        let mut tick = tokio::time::interval(PHASE_EVERY);
+        loop {
+            tokio::select! {
+                output = &mut work => {
+                    send(&mut sent);
+                    return output;
+                }
+                _ = tick.tick() => send(&mut sent),
+            }
+        }
     }
 
     /// Waits for the start instant the coordinator sends once every agent
@@ -168,7 +197,9 @@ impl Runner {
     /// Drops tables or deletes keys (agent 0, or each agent's own range);
     /// what it says goes into the last report's notes.
     async fn teardown<D: Driver>(&self, driver: &D, reporter: &mut Reporter) {
-        match driver.teardown(&self.assignment.endpoints, &self.part).await {
+        let progress = Progress::default();
+        let teardown = driver.teardown(&self.assignment.endpoints, &self.part, &progress);
+        match self.reporting(&progress, teardown).await {
             Ok(notes) => reporter.notes.extend(notes),
             Err(error) => reporter.notes.push(format!("teardown failed: {}", error.message)),
         }

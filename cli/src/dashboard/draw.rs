@@ -108,6 +108,12 @@ fn header_line(view: &View<'_>) -> Line<'static> {
 
 fn progress_gauge(view: &View<'_>) -> Gauge<'static> {
     let model = view.model;
+    if let Some((label, done)) = &model.phase {
+        return Gauge::default()
+            .ratio(done.unwrap_or(0.0).clamp(0.0, 1.0))
+            .label(label.clone())
+            .gauge_style(view.palette.fg(Color::Yellow));
+    }
     let (left, done) = model.progress();
     let label = match &model.status {
         Some(s) if model.end.is_some() => format!("{} s of {} s: ended", s.elapsed_s.min(s.duration_s), s.duration_s),

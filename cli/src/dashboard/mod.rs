@@ -108,13 +108,20 @@ pub async fn show(
         screen.terminal.draw(|frame| draw::frame(frame, &view))?;
         tokio::select! {
             update = updates.message(), if held.is_none() => match update {
-                Ok(Some(update)) if !update.report_json.is_empty() && options.hold => {
+                // Held only when there is something to hold: a run that had
+                // ended before the watch began has no live figures here.
+                Ok(Some(update)) if !update.report_json.is_empty() && options.hold && model.status.is_some() => {
                     held = Some(update.report_json);
                     model.held = true;
                     frozen = None;
                 }
                 Ok(Some(update)) if !update.report_json.is_empty() => return Ok(Outcome::Report(update.report_json)),
-                Ok(Some(update)) => model.watched(&update.state, &update.message),
+                Ok(Some(update)) => {
+                    model.phase(update.phase.as_ref());
+                    if update.phase.is_none() {
+                        model.watched(&update.state, &update.message);
+                    }
+                }
                 Ok(None) => bail!(
                     "the coordinator closed the watch of run {run_id} before it ended; \
                      `stampede report {run_id}` shows it later"

@@ -31,6 +31,9 @@ pub struct Model {
     /// preparing: what the run waits for).
     pub state: String,
     pub message: String,
+    /// Setup's or teardown's progress: what to show, and the part done
+    /// (`None` when the total is not known).
+    pub phase: Option<(String, Option<f64>)>,
     /// Which operation the latency chart shows (an index into
     /// [`Model::operations`]).
     pub operation: usize,
@@ -80,6 +83,17 @@ impl Model {
         for window in windows.windows {
             self.windows.insert(window.start_s, window);
         }
+    }
+
+    /// A WatchRun update's phase (setup, teardown), or its end.
+    pub fn phase(&mut self, phase: Option<&stampede_proto::v1::Phase>) {
+        self.phase = phase.map(|p| {
+            let label = match p.total {
+                0 => format!("{} on {} agent(s): {} {}", p.name, p.agents, p.done, p.unit),
+                total => format!("{} on {} agent(s): {}/{total} {}", p.name, p.agents, p.done, p.unit),
+            };
+            (label, (p.total > 0).then(|| p.done as f64 / p.total as f64))
+        });
     }
 
     /// The state and message of a WatchRun update.

@@ -8,7 +8,9 @@ use stampede_proto::v1 as pb;
 use stampede_proto::v1::session_request::Body;
 use tonic::Status;
 
-use crate::engine::{AgentView, Event, FinalReport, Progress, RunView, ToAgent, WatchUpdate, now_unix_us};
+use crate::engine::{
+    AgentView, Event, FinalReport, PhaseProgress, Progress, RunView, ToAgent, WatchUpdate, now_unix_us,
+};
 use crate::registry::AgentHello;
 
 /// The hello that opens a session, checked.
@@ -54,6 +56,11 @@ pub fn session_message(agent_id: &str, body: Option<Body>) -> Inbound {
             Event::AgentHeartbeat { agent_id, cpu_percent: h.cpu_percent, rss_bytes: h.rss_bytes }
         }
         Some(Body::Ready(r)) => Event::AgentReady { agent_id, run_id: r.run_id },
+        Some(Body::PhaseProgress(p)) => Event::AgentPhase {
+            agent_id,
+            run_id: p.run_id,
+            phase: PhaseProgress { name: p.phase, unit: p.unit, done: p.done, total: p.total, agents: 1 },
+        },
         Some(Body::AssignmentFailed(f)) => Event::AgentFailed { agent_id, run_id: f.run_id, error: f.error },
         Some(Body::IntervalReport(r)) => Event::AgentReport { agent_id, report: Box::new(interval_report(r)) },
         Some(Body::FinalReport(f)) => Event::AgentFinal {
@@ -106,6 +113,13 @@ pub fn watch_update(update: WatchUpdate) -> pb::WatchRunResponse {
         run_id: update.run_id,
         state: update.state.as_str().to_string(),
         progress: update.progress.map(progress),
+        phase: update.phase.map(|p| pb::Phase {
+            name: p.name,
+            unit: p.unit,
+            done: p.done,
+            total: p.total,
+            agents: p.agents,
+        }),
         report_json: update.report_json.unwrap_or_default(),
         message: update.message,
     }

@@ -427,8 +427,13 @@ pub(super) fn notify(run: &mut ActiveRun, message: &str, progress: Option<Progre
         state: run.record.state,
         message: message.to_string(),
         progress,
+        phase: None,
         report_json,
     };
+    send_update(run, &update);
+}
+
+pub(super) fn send_update(run: &mut ActiveRun, update: &WatchUpdate) {
     run.watchers.retain(|w| match w.try_send(update.clone()) {
         Ok(()) => true,
         // A slow watcher misses a progress line but never the end.

@@ -10,6 +10,7 @@ mod finish;
 mod lifecycle;
 mod live;
 mod loss;
+mod phases;
 mod queries;
 #[cfg(test)]
 mod tests;
@@ -28,6 +29,7 @@ use crate::scheduler::AgentPlan;
 use crate::store::{RunRecord, RunState, RunStore};
 
 pub use live::{LiveEvent, LiveFeed};
+pub use phases::PhaseProgress;
 pub use queries::{AgentView, IntervalLogSource, RunView};
 
 /// How the engine behaves; the CLI fills it from flags.
@@ -99,6 +101,8 @@ pub struct WatchUpdate {
     pub state: RunState,
     pub message: String,
     pub progress: Option<Progress>,
+    /// Setup's or teardown's progress, summed over the agents in it.
+    pub phase: Option<PhaseProgress>,
     /// The JSON report, once the run has ended.
     pub report_json: Option<String>,
 }
@@ -165,6 +169,11 @@ pub enum Event {
     AgentReady {
         agent_id: String,
         run_id: String,
+    },
+    AgentPhase {
+        agent_id: String,
+        run_id: String,
+        phase: PhaseProgress,
     },
     AgentFailed {
         agent_id: String,
@@ -253,6 +262,8 @@ struct ActiveRun {
     assignment_spans: BTreeMap<String, tracing::Span>,
     /// What the store did with this run's writes.
     store_health: durability::StoreHealth,
+    /// Each agent's newest setup or teardown progress.
+    phases: BTreeMap<String, PhaseProgress>,
 }
 
 impl ActiveRun {
@@ -288,6 +299,7 @@ impl ActiveRun {
             span,
             assignment_spans: BTreeMap::new(),
             store_health: Default::default(),
+            phases: BTreeMap::new(),
         }
     }
 
@@ -469,6 +481,10 @@ impl Engine {
             Event::AgentReady { agent_id, run_id } => {
                 self.registry.seen(&agent_id, now);
                 self.on_ready(&agent_id, &run_id);
+            }
+            Event::AgentPhase { agent_id, run_id, phase } => {
+                self.registry.seen(&agent_id, now);
+                self.on_phase(&agent_id, &run_id, phase);
             }
             Event::AgentFailed { agent_id, run_id, error } => {
                 self.registry.seen(&agent_id, now);

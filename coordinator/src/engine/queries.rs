@@ -82,6 +82,7 @@ impl Engine {
                 state: run.record.state,
                 message: String::new(),
                 progress: None,
+                phase: None,
                 report_json: None,
             });
             run.watchers.push(tx);
@@ -93,6 +94,7 @@ impl Engine {
             state: view.record.state,
             message: view.record.error.clone().unwrap_or_default(),
             progress: None,
+            phase: None,
             report_json: view.report_json,
         });
         Ok(rx)

@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use stampede_common::Scenario;
 use stampede_common::scenario::Workload;
 
-use super::{BuildError, Connection, Done, Driver, DriverError, DriverSpec, ErrorKind, Part};
+use super::{BuildError, Connection, Done, Driver, DriverError, DriverSpec, ErrorKind, Part, Progress};
 use crate::workloads::{Action, Operation, QueryKind};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -242,11 +242,12 @@ impl Driver for CrateDriver {
         Ok(CrateConnection { http, node, sampled, plan: Arc::clone(&self.plan) })
     }
 
-    async fn setup(&self, endpoints: &[String], part: &Part) -> Result<Vec<String>, DriverError> {
+    async fn setup(&self, endpoints: &[String], part: &Part, progress: &Progress) -> Result<Vec<String>, DriverError> {
         let plan = &self.plan;
         if plan.table.is_empty() || part.agent_index != 0 {
             return Ok(Vec::new());
         }
+        progress.begin("table set-up", "steps", 0);
         let http = Http::new(endpoints.first().map(String::as_str).unwrap_or_default())?;
         let mut columns = vec![
             "id TEXT PRIMARY KEY",
@@ -287,6 +288,7 @@ impl Driver for CrateDriver {
             let count = http.sql(&json!({ "stmt": format!("SELECT count(*) FROM {}", plan.table) })).await?;
             let rows = count.pointer("/rows/0/0").and_then(Value::as_u64).unwrap_or(0);
             if rows == 0 && w.preload_rows > 0 {
+                progress.begin("preload", "rows", w.preload_rows);
                 let mut start = 0;
                 while start < w.preload_rows {
                     let end = (start + PRELOAD_CHUNK).min(w.preload_rows);
@@ -296,6 +298,7 @@ impl Driver for CrateDriver {
                     if failed > 0 {
                         return Err(DriverError::new(ErrorKind::Server, format!("{failed} preload rows failed")));
                     }
+                    progress.advance(end - start);
                     start = end;
                 }
                 http.sql(&json!({ "stmt": format!("REFRESH TABLE {}", plan.table) })).await?;
@@ -307,19 +310,27 @@ impl Driver for CrateDriver {
         Ok(notes)
     }
 
-    async fn teardown(&self, endpoints: &[String], part: &Part) -> Result<Vec<String>, DriverError> {
+    async fn teardown(
+        &self,
+        endpoints: &[String],
+        part: &Part,
+        progress: &Progress,
+    ) -> Result<Vec<String>, DriverError> {
         let plan = &self.plan;
         if plan.table.is_empty() || part.agent_index != 0 {
             return Ok(Vec::new());
         }
+        progress.begin(if plan.keep { "refresh table" } else { "drop table" }, "tables", 1);
         tokio::time::sleep(TEARDOWN_GRACE).await;
         let http = Http::new(endpoints.first().map(String::as_str).unwrap_or_default())?;
         if plan.keep {
             // Rows become visible to count(*) after a refresh.
             http.sql(&json!({ "stmt": format!("REFRESH TABLE {}", plan.table) })).await?;
+            progress.advance(1);
             return Ok(Vec::new());
         }
         http.sql(&json!({ "stmt": format!("DROP TABLE IF EXISTS {}", plan.table) })).await?;
+        progress.advance(1);
         Ok(vec![format!("table {} dropped after the run (keep: true keeps it)", plan.table)])
     }
 }

@@ -18,7 +18,7 @@ async fn the_driver_passes_the_conformance_checks_against_the_stand_in() {
     let endpoint = format!("http://bench:s3cret@{address}");
     let workload = "  kind: records\n  table: conf\n  batch_size: 5\n  objects: 2\n  keep: true\n";
     let driver: CrateDriver = conformance::build(&scenario_text(&endpoint, workload), &PART);
-    driver.setup(std::slice::from_ref(&endpoint), &PART).await.expect("setup");
+    driver.setup(std::slice::from_ref(&endpoint), &PART, &Progress::default()).await.expect("setup");
     let operations = Operations {
         write: Operation { index: 0, action: Action::Insert(0) },
         read: Operation { index: 0, action: Action::Insert(1) },
@@ -33,7 +33,7 @@ async fn the_driver_passes_the_conformance_checks_against_the_stand_in() {
         let again = CrateStandIn::start_at(&address, "crate-1", Some(("bench", "s3cret")));
         *standin.lock().expect("lock") = Some(again);
         // The new stand-in starts empty: create the table again.
-        driver.setup(std::slice::from_ref(&endpoint), &PART).await.expect("setup again");
+        driver.setup(std::slice::from_ref(&endpoint), &PART, &Progress::default()).await.expect("setup again");
     };
     let target = conformance::Target {
         endpoint: endpoint.clone(),

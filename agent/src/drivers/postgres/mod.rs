@@ -25,7 +25,7 @@ use stampede_common::Scenario;
 use stampede_common::scenario::{InsertMethod, TargetKind, Workload};
 use tokio::sync::Mutex;
 
-use super::{BuildError, Connection, Done, Driver, DriverError, DriverSpec, ErrorKind, Part};
+use super::{BuildError, Connection, Done, Driver, DriverError, DriverSpec, ErrorKind, Part, Progress};
 use crate::workloads::{Action, Operation, QueryKind};
 use rows::{MetricRow, binary_copy, insert_statement};
 
@@ -34,6 +34,8 @@ mod rows;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Seconds between two rows of one host (as in TSBS's devops data).
 const ROW_INTERVAL_S: i64 = 10;
+/// Rows per preload statement: the progress bar moves after each.
+const PRELOAD_CHUNK: u64 = 50_000;
 /// How long agent 0 waits after its own end before dropping the table, so
 /// that other agents' last batches land first.
 const TEARDOWN_GRACE: Duration = Duration::from_secs(2);
@@ -229,11 +231,12 @@ impl Driver for PostgresDriver {
         })
     }
 
-    async fn setup(&self, endpoints: &[String], part: &Part) -> Result<Vec<String>, DriverError> {
+    async fn setup(&self, endpoints: &[String], part: &Part, progress: &Progress) -> Result<Vec<String>, DriverError> {
         let Some(table) = table_of(&self.plan.workload) else { return Ok(Vec::new()) };
         if part.agent_index != 0 {
             return Ok(Vec::new());
         }
+        progress.begin("table set-up", "steps", 0);
         let endpoint = endpoints.first().map(String::as_str).unwrap_or_default();
         let mut connection = open_for_ddl(endpoint).await?;
         let mut notes = Vec::new();
@@ -286,21 +289,30 @@ impl Driver for PostgresDriver {
                 .await
                 .map_err(|e| driver_error("counting rows", &e))?;
             if rows == 0 && w.preload_rows > 0 {
-                let preload = format!(
-                    "INSERT INTO {table} ({}) SELECT now() - (i / {hosts}) * interval '{ROW_INTERVAL_S} seconds', \
-                     'host_' || (i % {hosts}), 'region_' || (i % 4), 'dc_' || (i % 12), {} \
-                     FROM generate_series(0, {last}) AS i",
-                    columns(),
-                    USAGE
-                        .iter()
-                        .enumerate()
-                        .map(|(n, _)| format!("((i * {}) % 10000) / 100.0", 7 + n))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    hosts = w.hosts,
-                    last = w.preload_rows - 1,
-                );
-                run(&mut connection, preload, "preloading rows").await?;
+                // In chunks, so that the progress bar moves; each row
+                // depends on its number only, so the chunks make the same
+                // rows as one statement would.
+                progress.begin("preload", "rows", w.preload_rows);
+                let mut first = 0;
+                while first < w.preload_rows {
+                    let last = (first + PRELOAD_CHUNK).min(w.preload_rows) - 1;
+                    let preload = format!(
+                        "INSERT INTO {table} ({}) SELECT now() - (i / {hosts}) * interval '{ROW_INTERVAL_S} seconds', \
+                         'host_' || (i % {hosts}), 'region_' || (i % 4), 'dc_' || (i % 12), {} \
+                         FROM generate_series({first}, {last}) AS i",
+                        columns(),
+                        USAGE
+                            .iter()
+                            .enumerate()
+                            .map(|(n, _)| format!("((i * {}) % 10000) / 100.0", 7 + n))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        hosts = w.hosts,
+                    );
+                    run(&mut connection, preload, "preloading rows").await?;
+                    progress.advance(last + 1 - first);
+                    first = last + 1;
+                }
                 notes.push(format!("{} rows preloaded into {table}", w.preload_rows));
             } else {
                 notes.push(format!("table {table} had {rows} rows before the run"));
@@ -311,7 +323,12 @@ impl Driver for PostgresDriver {
         Ok(notes)
     }
 
-    async fn teardown(&self, endpoints: &[String], part: &Part) -> Result<Vec<String>, DriverError> {
+    async fn teardown(
+        &self,
+        endpoints: &[String],
+        part: &Part,
+        progress: &Progress,
+    ) -> Result<Vec<String>, DriverError> {
         let keep = match &self.plan.workload {
             Workload::Metrics(w) => w.keep,
             Workload::Query(w) => w.keep,
@@ -321,6 +338,7 @@ impl Driver for PostgresDriver {
         if keep || part.agent_index != 0 {
             return Ok(Vec::new());
         }
+        progress.begin("drop table", "tables", 1);
         tokio::time::sleep(TEARDOWN_GRACE).await;
         let drop = async {
             let mut connection = open_for_ddl(endpoints.first().map(String::as_str).unwrap_or_default()).await?;
@@ -331,7 +349,10 @@ impl Driver for PostgresDriver {
             Ok::<_, DriverError>(())
         };
         match tokio::time::timeout(TEARDOWN_LIMIT, drop).await {
-            Ok(dropped) => dropped?,
+            Ok(dropped) => {
+                dropped?;
+                progress.advance(1);
+            }
             Err(_) => {
                 return Err(DriverError::new(
                     ErrorKind::Timeout,

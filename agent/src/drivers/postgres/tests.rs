@@ -43,7 +43,7 @@ async fn the_driver_passes_the_conformance_checks() {
             "  kind: metrics\n  table: {table}\n  hosts: 2\n  batch_size: 4\n  method: {method}\n  keep: true\n"
         );
         let driver: PostgresDriver = conformance::build(&scenario_text(&server.url(), &workload), &part);
-        let notes = driver.setup(&[server.url()], &part).await.expect("setup");
+        let notes = driver.setup(&[server.url()], &part, &Progress::default()).await.expect("setup");
         assert!(notes.iter().any(|n| n.contains("plain table")), "{notes:?}");
         // The range query of the query workload reads the same table.
         let operations = Operations {

@@ -26,7 +26,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 
-use super::{BuildError, Connection, Done, Driver, DriverError, DriverSpec, ErrorKind, Listen, Part};
+use super::{BuildError, Connection, Done, Driver, DriverError, DriverSpec, ErrorKind, Listen, Part, Progress};
 use crate::workloads::{Action, Operation};
 pub(crate) use address::RespAddress;
 pub use config::{RespConfig, Subscriptions};
@@ -177,22 +177,25 @@ impl RespDriver {
         endpoints: &[String],
         part: &Part,
         action: fn(u64) -> Action,
+        progress: &Progress,
     ) -> Result<u64, DriverError> {
         let mut written = 0;
         for endpoint in endpoints {
             let mut connection = connect_with(&self.config, endpoint, true).await?;
-            written += over_range(&mut connection, part, action).await?;
+            written += over_range(&mut connection, part, action, progress).await?;
         }
         Ok(written)
     }
 }
 
 /// Runs `action(n)` for every number of the agent's range on `connection`,
-/// in batches of `BULK_CHUNK`; returns how many ran.
+/// in batches of `BULK_CHUNK`, each counted on `progress`; returns how many
+/// ran.
 pub(crate) async fn over_range<C: Connection>(
     connection: &mut C,
     part: &Part,
     action: fn(u64) -> Action,
+    progress: &Progress,
 ) -> Result<u64, DriverError> {
     let mut results = Vec::with_capacity(BULK_CHUNK as usize);
     let mut start = part.key_start;
@@ -212,6 +215,7 @@ pub(crate) async fn over_range<C: Connection>(
         if let Some(Err(error)) = results.iter().find(|r| r.is_err()) {
             return Err(error.clone());
         }
+        progress.advance(end - start);
         start = end;
     }
     Ok(part.key_end.saturating_sub(part.key_start))
@@ -236,21 +240,28 @@ impl Driver for RespDriver {
         connect_with(&self.config, endpoint, self.config.exclusive).await
     }
 
-    async fn setup(&self, endpoints: &[String], part: &Part) -> Result<Vec<String>, DriverError> {
+    async fn setup(&self, endpoints: &[String], part: &Part, progress: &Progress) -> Result<Vec<String>, DriverError> {
         let mut notes = Vec::new();
         if self.config.preload {
-            let keys = self.over_range(endpoints, part, Action::Set).await?;
+            progress.begin("preload", "keys", part.key_end.saturating_sub(part.key_start) * endpoints.len() as u64);
+            let keys = self.over_range(endpoints, part, Action::Set, progress).await?;
             tracing::info!(keys, "preloaded the key range");
             notes.push("keys preloaded before the run".to_string());
         }
         Ok(notes)
     }
 
-    async fn teardown(&self, endpoints: &[String], part: &Part) -> Result<Vec<String>, DriverError> {
+    async fn teardown(
+        &self,
+        endpoints: &[String],
+        part: &Part,
+        progress: &Progress,
+    ) -> Result<Vec<String>, DriverError> {
         if !self.config.cleanup {
             return Ok(Vec::new());
         }
-        self.over_range(endpoints, part, Action::Delete).await?;
+        progress.begin("cleanup", "keys", part.key_end.saturating_sub(part.key_start) * endpoints.len() as u64);
+        self.over_range(endpoints, part, Action::Delete, progress).await?;
         Ok(vec!["keys deleted after the run".to_string()])
     }
 }

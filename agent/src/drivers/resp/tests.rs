@@ -122,7 +122,8 @@ async fn every_key_value_action_runs_against_the_kv_server() {
     let n = owned.stream.read(&mut reply).await.expect("read");
     assert_eq!(&reply[..n], b":3\r\n");
     drop(owned);
-    let _ = driver.teardown(&[server.addr.to_string()], &Part { agent_index: 0, key_start: 0, key_end: 10 }).await;
+    let part = Part { agent_index: 0, key_start: 0, key_end: 10 };
+    let _ = driver.teardown(&[server.addr.to_string()], &part, &Progress::default()).await;
     server.stop().await.expect("stop");
 }
 
@@ -143,7 +144,8 @@ impl Connection for Unanswered {
 #[tokio::test(start_paused = true)]
 async fn a_preload_chunk_that_is_never_answered_fails_instead_of_waiting_for_ever() {
     let part = Part { agent_index: 0, key_start: 0, key_end: 2500 };
-    let error = over_range(&mut Unanswered, &part, Action::Set).await.expect_err("no answer is an error");
+    let error =
+        over_range(&mut Unanswered, &part, Action::Set, &Progress::default()).await.expect_err("no answer is an error");
     assert_eq!(error.kind, ErrorKind::Timeout);
     assert!(error.message.contains("keys 0..1000 got no complete answer within 30s"), "{}", error.message);
 }
