@@ -164,6 +164,9 @@ fn watch_shows_every_panel_live_leaves_the_run_running_and_ends_on_each_servers_
     assert_eq!(number_after(&held, "errors "), Some(0), "{held}");
     assert!(held.contains("pass p99 < 2s") && held.contains("pass error_rate < 1%"), "{held}");
     assert!(held.contains("30 s of 30 s: ended"), "{held}");
+    if let Ok(path) = std::env::var("STAMPEDE_TUI_CAPTURE") {
+        std::fs::write(path, &held).expect("capture");
+    }
 
     tmux.key("q");
     let history = tmux.wait_for_history("EXIT=0", Duration::from_secs(20));
