@@ -198,10 +198,14 @@ fn run_dashboard_asks_before_cancelling_and_prints_the_report_of_what_was_measur
         PANELS[..6].iter().all(|p| s.contains(p)) && number_after(s, " ops ").is_some_and(|n| n > 0)
     });
     assert!(!coloured(&tmux.screen_with_colours()), "colours despite NO_COLOR");
-    // `q` asks; `n` goes back to watching; `q` then `y` cancels.
+    // `q` asks (also on a paused display); `n` goes back to watching; `q`
+    // then `y` cancels.
+    tmux.key("p");
+    tmux.wait_for("the pause", Duration::from_secs(5), |s| s.contains("PAUSED"));
     tmux.key("q");
     tmux.wait_for("the question", Duration::from_secs(5), |s| s.contains("Cancel run r-"));
     tmux.key("n");
+    tmux.key("p");
     tmux.wait_for("the question to go", Duration::from_secs(5), |s| {
         !s.contains("Cancel run r-") && s.contains("q: cancel the run")
     });

@@ -104,6 +104,12 @@ pub async fn show(
     let signal = crate::daemons::shutdown_signal();
     tokio::pin!(signal);
     loop {
+        // A paused display still shows the question it asks and what it
+        // waits for.
+        if let Some(frozen) = frozen.as_mut() {
+            frozen.prompt = model.prompt;
+            frozen.cancelling = model.cancelling;
+        }
         let view = draw::View { model: frozen.as_ref().unwrap_or(&model), mode, paused: frozen.is_some(), palette };
         screen.terminal.draw(|frame| draw::frame(frame, &view))?;
         tokio::select! {
