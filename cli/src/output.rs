@@ -36,7 +36,7 @@ impl ProgressLine {
         self.end_phase();
         let line = match &update.progress {
             Some(p) => format!(
-                "[{:>4}/{}s] {}{:>10.0} ops/s{}  p99 {:>8}  errors {}  agents {}{}",
+                "[{:>4}/{}s] {}{:>10.0} ops/s{}  p99 {:>8}  errors {}{}  agents {}{}",
                 p.elapsed_s,
                 p.duration_s,
                 if p.warmup { "warm-up " } else { "" },
@@ -45,6 +45,7 @@ impl ProgressLine {
                 if p.warmup { String::new() } else { format!(" (avg {:.0})", p.average_throughput) },
                 format_micros(p.p99_us as f64),
                 p.errors,
+                if p.top_error.is_empty() { String::new() } else { format!(" ({})", p.top_error) },
                 p.agents,
                 match p.saturated_agents {
                     0 => String::new(),

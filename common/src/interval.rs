@@ -72,6 +72,41 @@ impl Counter {
     }
 }
 
+/// Distinct error messages kept per error kind (of one operation at one
+/// node); later distinct ones are counted in the kind's total only.
+pub const MESSAGES_PER_KIND: usize = 5;
+/// Characters kept of an error message.
+pub const MESSAGE_CHARS: usize = 200;
+
+/// What a target said when it refused or failed operations, and how often.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorMessage {
+    pub kind: String,
+    pub message: String,
+    pub count: u64,
+}
+
+/// Adds `count` errors of `kind` with `message` to `list`: to the same
+/// message's count, or as a new message (cut to [`MESSAGE_CHARS`]) while
+/// the kind has fewer than [`MESSAGES_PER_KIND`]. Returns whether it was
+/// kept.
+pub fn add_error_message(list: &mut Vec<ErrorMessage>, kind: &str, message: &str, count: u64) -> bool {
+    let message = message.trim();
+    let cut = match message.char_indices().nth(MESSAGE_CHARS) {
+        Some((end, _)) => &message[..end],
+        None => message,
+    };
+    if let Some(known) = list.iter_mut().find(|m| m.kind == kind && m.message == cut) {
+        known.count += count;
+        return true;
+    }
+    if list.iter().filter(|m| m.kind == kind).count() >= MESSAGES_PER_KIND {
+        return false;
+    }
+    list.push(ErrorMessage { kind: kind.to_string(), message: cut.to_string(), count });
+    true
+}
+
 /// One operation against one backend node within one interval.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct OperationStats {
@@ -80,6 +115,9 @@ pub struct OperationStats {
     /// Operations completed, errors included.
     pub count: u64,
     pub errors: BTreeMap<String, u64>,
+    /// The first distinct messages of those errors, with their counts.
+    #[serde(default)]
+    pub error_messages: Vec<ErrorMessage>,
     /// HdrHistogram V2 + deflate bytes, microseconds from the intended start.
     #[serde(with = "base64_bytes")]
     pub latency: Vec<u8>,
@@ -168,6 +206,26 @@ mod tests {
         assert!(Counter::ALL.iter().enumerate().all(|(i, counter)| counter.index() == i));
         let names: std::collections::BTreeSet<_> = Counter::ALL.iter().map(|c| c.as_str()).collect();
         assert_eq!(names.len(), Counter::ALL.len());
+    }
+
+    #[test]
+    fn error_messages_are_counted_cut_and_bounded_per_kind() {
+        let mut list = Vec::new();
+        assert!(add_error_message(&mut list, "server", " Column obj_2 unknown\n", 2));
+        assert!(add_error_message(&mut list, "server", "Column obj_2 unknown", 3));
+        assert_eq!(
+            list,
+            vec![ErrorMessage { kind: "server".into(), message: "Column obj_2 unknown".into(), count: 5 }]
+        );
+        for i in 1..MESSAGES_PER_KIND {
+            assert!(add_error_message(&mut list, "server", &format!("error {i}"), 1));
+        }
+        assert!(!add_error_message(&mut list, "server", "one too many", 1), "a sixth distinct message");
+        assert!(add_error_message(&mut list, "timeout", "one too many", 1), "another kind has room");
+        let long = "é".repeat(MESSAGE_CHARS + 50);
+        let mut cut = Vec::new();
+        add_error_message(&mut cut, "protocol", &long, 1);
+        assert_eq!(cut[0].message.chars().count(), MESSAGE_CHARS);
     }
 
     #[test]

@@ -150,6 +150,20 @@ pub struct OperationReport {
     pub latency_us: LatencySummary,
     /// Time from the real send to the answer.
     pub service_time_us: LatencySummary,
+    /// What the target said, per node and error kind: the first distinct
+    /// messages (at most 5 per node and kind, each cut to 200 characters),
+    /// most frequent first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub error_messages: Vec<NodeErrorMessage>,
+}
+
+/// One error message of one operation at one node, and how often it came.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeErrorMessage {
+    pub node: String,
+    pub kind: String,
+    pub message: String,
+    pub count: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -48,6 +48,7 @@ fn report(seconds: u64) -> stampede_common::report::Report {
                 node: node.to_string(),
                 count,
                 errors: BTreeMap::new(),
+                error_messages: Vec::new(),
                 latency: histogram::encode(&l).expect("encode"),
                 service: histogram::encode(&s).expect("encode"),
                 clamped: 0,

@@ -89,6 +89,11 @@ fn write_report(out: &mut String, r: &Report) -> std::fmt::Result {
     if !with_errors.is_empty() {
         writeln!(out, "errors by kind: {}", with_errors.join("; "))?;
     }
+    for (name, op) in &r.operations {
+        for m in &op.error_messages {
+            writeln!(out, "  {name} at {} ({}, x{}): {}", m.node, m.kind, m.count, m.message)?;
+        }
+    }
     if r.totals.late_starts > 0 {
         write!(out, "late starts (open model, sent >1ms after their intended time): {}", r.totals.late_starts)?;
         if r.totals.unsent_starts > 0 {

@@ -3,7 +3,7 @@
 //! compact form the PostgreSQL results store keeps.
 
 use prost::Message;
-use stampede_common::interval::{IntervalReport, OperationStats};
+use stampede_common::interval::{IntervalReport, OperationStats, add_error_message};
 
 use crate::v1 as pb;
 
@@ -21,6 +21,11 @@ pub fn to_wire(r: IntervalReport) -> pb::IntervalReport {
                 node: op.node,
                 count: op.count,
                 errors: op.errors.into_iter().map(|(kind, count)| pb::ErrorCount { kind, count }).collect(),
+                error_messages: op
+                    .error_messages
+                    .into_iter()
+                    .map(|m| pb::ErrorMessage { kind: m.kind, message: m.message, count: m.count })
+                    .collect(),
                 latency_histogram: op.latency,
                 service_histogram: op.service,
                 clamped: op.clamped,
@@ -64,6 +69,11 @@ pub fn from_wire(message: pb::IntervalReport) -> IntervalReport {
                 node: op.node,
                 count: op.count,
                 errors: op.errors.into_iter().map(|e| (e.kind, e.count)).collect(),
+                // Bounded again: what arrives is not trusted to be.
+                error_messages: op.error_messages.into_iter().fold(Vec::new(), |mut list, m| {
+                    add_error_message(&mut list, &m.kind, &m.message, m.count);
+                    list
+                }),
                 latency: op.latency_histogram,
                 service: op.service_histogram,
                 clamped: op.clamped,
@@ -111,6 +121,11 @@ mod tests {
                 node: "kv-0".into(),
                 count: 10,
                 errors: [("timeout".to_string(), 2)].into(),
+                error_messages: vec![stampede_common::interval::ErrorMessage {
+                    kind: "timeout".into(),
+                    message: "no answer within 5s".into(),
+                    count: 2,
+                }],
                 latency: vec![1, 2, 3],
                 service: vec![4, 5],
                 clamped: 1,

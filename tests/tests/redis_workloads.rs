@@ -140,3 +140,40 @@ fn values_are_written_in_the_chosen_format() {
     let record: Value = serde_json::from_slice(&json).expect("a JSON record");
     assert_eq!(record["body"].as_str().map(str::len), Some(300));
 }
+
+#[test]
+fn what_redis_said_reaches_the_report_and_the_live_line_with_redis_own_error_count() {
+    let (_redis, port) = start_redis();
+    let target = format!("127.0.0.1:{port}");
+    // Every key the run reads holds a list: each GET is refused with WRONGTYPE.
+    for key in 0..=50 {
+        redis_query(&target, &["LPUSH", &format!("t:{key}"), "x"]);
+    }
+    let text = format!(
+        "name: refused\nduration: 2s\nwarmup: 0s\nagents: 1\ntarget:\n  kind: redis\n  endpoints: [\"{target}\"]\n\
+         load:\n  connections: 2\nworkload:\n  kind: kv\n  read_ratio: 1.0\n  key_prefix: \"t:\"\n  keys: 50\n"
+    );
+    let RunOutcome { code, report, stdout, stderr } = run_local(&text, &[], &[], Duration::from_secs(90));
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let info = match redis_query(&target, &["INFO", "errorstats"]) {
+        redis::Value::BulkString(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        redis::Value::VerbatimString { text, .. } => text,
+        other => panic!("INFO errorstats: {other:?}"),
+    };
+    let refused: u64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("errorstat_WRONGTYPE:count="))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no WRONGTYPE count in {info}"));
+    assert!(refused > 100, "{info}");
+    let get = &report["operations"]["get"];
+    assert_eq!(get["errors"].as_u64(), Some(refused), "the report's errors are Redis's own count");
+    let messages = get["error_messages"].as_array().expect("error_messages");
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert_eq!(messages[0]["kind"], "server");
+    assert_eq!(messages[0]["count"].as_u64(), Some(refused));
+    let said = messages[0]["message"].as_str().expect("message");
+    assert!(said.starts_with("WRONGTYPE"), "{said}");
+    assert!(stdout.contains(&format!("(server, x{refused}): {said}")), "the text report:\n{stdout}");
+    assert!(stderr.contains("(server: WRONGTYPE"), "the live line:\n{stderr}");
+}

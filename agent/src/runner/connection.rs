@@ -175,6 +175,10 @@ fn record_batch(
             Some(Ok(Done { node, .. }) | Err(DriverError { node, .. })) => node.as_ref(),
             None => None,
         };
+        let said = match results.get(index) {
+            Some(Err(failed)) => failed.message.as_str(),
+            _ => "",
+        };
         if let Some(node) = served_by {
             // Served by another node than the connection's (a new
             // connection per operation, a sampled node, or a cluster's
@@ -182,12 +186,18 @@ fn record_batch(
             let home = r.node().cloned();
             r.set_node(Arc::clone(node));
             r.record(operation.index(), latency, service, error);
+            if let Some(kind) = error {
+                r.note_error(operation.index(), kind, said);
+            }
             if let Some(home) = home {
                 r.set_node(home);
             }
             continue;
         }
         let operation = operation.index();
+        if let Some(kind) = error {
+            r.note_error(operation, kind, said);
+        }
         match groups[..group_count].iter_mut().find(|g| g.operation == operation && g.error == error) {
             Some(group) => group.count += 1,
             None if group_count < GROUPS => {

@@ -8,13 +8,15 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use hdrhistogram::Histogram;
 use stampede_common::histogram;
-use stampede_common::interval::{Counter, IntervalReport, OperationStats};
+use stampede_common::interval::{Counter, ErrorMessage, IntervalReport, OperationStats, add_error_message};
 
 use crate::drivers::{Done, ErrorKind};
 
 pub struct OperationRecorder {
     pub count: u64,
     pub errors: [u64; 4],
+    /// The first distinct error messages, bounded per kind.
+    pub messages: Vec<ErrorMessage>,
     pub latency: Histogram<u64>,
     pub service: Histogram<u64>,
     pub clamped: u64,
@@ -25,6 +27,7 @@ impl OperationRecorder {
         Self {
             count: 0,
             errors: [0; 4],
+            messages: Vec::new(),
             latency: histogram::new_histogram(),
             service: histogram::new_histogram(),
             clamped: 0,
@@ -34,6 +37,7 @@ impl OperationRecorder {
     fn reset(&mut self) {
         self.count = 0;
         self.errors = [0; 4];
+        self.messages.clear();
         self.latency.reset();
         self.service.reset();
         self.clamped = 0;
@@ -129,6 +133,16 @@ impl Recorder {
         self.record_n(operation, latency_us, service_us, error, 1);
     }
 
+    /// Keeps what the target said about one failed operation (its count is
+    /// recorded by [`Recorder::record`]), against the current node.
+    #[inline]
+    pub fn note_error(&mut self, operation: usize, kind: ErrorKind, message: &str) {
+        if message.is_empty() {
+            return;
+        }
+        add_error_message(&mut self.operations[operation].messages, kind.as_str(), message, 1);
+    }
+
     /// Records `n` operations that finished with the same latency and
     /// outcome (a pipelined batch answers together).
     #[inline]
@@ -201,6 +215,9 @@ pub fn collect(
                 for (t, e) in target.errors.iter_mut().zip(op.errors) {
                     *t += e;
                 }
+                for m in &op.messages {
+                    add_error_message(&mut target.messages, &m.kind, &m.message, m.count);
+                }
                 let _ = target.latency.add(&op.latency);
                 let _ = target.service.add(&op.service);
                 target.clamped += op.clamped;
@@ -219,6 +236,7 @@ pub fn collect(
                 .filter(|kind| op.errors[kind.index()] > 0)
                 .map(|kind| (kind.as_str().to_string(), op.errors[kind.index()]))
                 .collect(),
+            error_messages: op.messages,
             latency: histogram::encode(&op.latency).unwrap_or_default(),
             service: histogram::encode(&op.service).unwrap_or_default(),
             clamped: op.clamped,

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use stampede_common::endpoint::{password, redact_text};
 use stampede_common::interval::IntervalReport;
 use stampede_common::saturation::{self, Signals};
 use stampede_common::scenario::LoadModel;
@@ -17,6 +18,8 @@ use crate::outbox::{Outbox, Outgoing};
 const INTERVAL: Duration = Duration::from_secs(1);
 
 pub(super) struct Reporter {
+    /// The run's endpoints, whose passwords no error message may show.
+    endpoints: Vec<String>,
     run_id: String,
     pub operation_names: &'static [&'static str],
     /// One per connection, then one per listener.
@@ -54,6 +57,7 @@ impl Reporter {
         };
         Self {
             run_id: assignment.run_id.clone(),
+            endpoints: assignment.endpoints.clone(),
             operation_names: scenario.workload.operations(),
             recorders,
             notes,
@@ -86,6 +90,7 @@ impl Reporter {
         let (mut report, busy_us) =
             collect(&self.recorders, self.operation_names, &self.run_id, self.seq, self.interval, warmup);
         self.judge(&mut report, busy_us);
+        scrub(&mut report, &self.endpoints);
         report.notes = std::mem::take(&mut self.notes);
         outbox.push(Outgoing::Report(Box::new(report)));
         self.seq += 1;
@@ -135,5 +140,57 @@ impl Reporter {
         let (seq, interval_reports) = (self.seq, self.seq - self.first_seq);
         outbox.push(Outgoing::Final { run_id: run_id.clone(), seq, interval_reports, reports_dropped, error });
         tracing::info!(run = %run_id, intervals = seq, "assignment finished");
+    }
+}
+
+/// The error messages of `report` with the endpoints' passwords hidden,
+/// also a password cut short where a message was cut.
+fn scrub(report: &mut IntervalReport, endpoints: &[String]) {
+    let secrets: Vec<&str> = endpoints.iter().filter_map(|e| password(e)).collect();
+    if secrets.is_empty() {
+        return;
+    }
+    for m in report.operations.iter_mut().flat_map(|op| op.error_messages.iter_mut()) {
+        m.message = redact_text(&m.message, endpoints);
+        for secret in &secrets {
+            let cut = (3..secret.len()).rev().filter_map(|len| secret.get(..len)).find(|p| m.message.ends_with(p));
+            if let Some(prefix) = cut {
+                m.message.truncate(m.message.len() - prefix.len());
+                m.message.push_str("***");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod scrub_tests {
+    use super::*;
+    use stampede_common::interval::{ErrorMessage, OperationStats};
+
+    #[test]
+    fn error_messages_never_show_a_password() {
+        let endpoints = vec!["redis://bench:s3cret-pass@db:6379".to_string()];
+        let message = |text: &str| ErrorMessage { kind: "connection".into(), message: text.into(), count: 1 };
+        let mut report = IntervalReport {
+            operations: vec![OperationStats {
+                error_messages: vec![
+                    message("cannot connect to redis://bench:s3cret-pass@db:6379: refused"),
+                    message("AUTH s3cret-pass failed"),
+                    message("a message cut inside the password: s3cret-p"),
+                ],
+                ..OperationStats::default()
+            }],
+            ..IntervalReport::default()
+        };
+        scrub(&mut report, &endpoints);
+        let shown: Vec<&str> = report.operations[0].error_messages.iter().map(|m| m.message.as_str()).collect();
+        assert_eq!(
+            shown,
+            [
+                "cannot connect to redis://bench:***@db:6379: refused",
+                "AUTH *** failed",
+                "a message cut inside the password: ***"
+            ]
+        );
     }
 }

@@ -71,6 +71,7 @@ mod tests {
             node: node.into(),
             count: latencies_us.len() as u64,
             errors: Default::default(),
+            error_messages: Vec::new(),
             latency: histogram::encode(&h).expect("encode"),
             service: histogram::encode(&h).expect("encode"),
             clamped: 0,

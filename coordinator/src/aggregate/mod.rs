@@ -12,10 +12,10 @@ use hdrhistogram::Histogram;
 use stampede_common::Scenario;
 use stampede_common::distribution::{self, Distribution, Observations};
 use stampede_common::histogram::{self, HistogramError, LatencySummary};
-use stampede_common::interval::{Counter, IntervalReport};
+use stampede_common::interval::{Counter, ErrorMessage, IntervalReport, add_error_message};
 use stampede_common::report::{
-    AgentReport, IntervalSummary, NodeOperationReport, NodeReport, OperationReport, REPORT_SCHEMA, Report, RunStatus,
-    ScenarioInfo, TargetInfo, Totals,
+    AgentReport, IntervalSummary, NodeErrorMessage, NodeOperationReport, NodeReport, OperationReport, REPORT_SCHEMA,
+    Report, RunStatus, ScenarioInfo, TargetInfo, Totals,
 };
 use stampede_common::scenario::LoadModel;
 use stampede_common::threshold::ThresholdResult;
@@ -51,6 +51,8 @@ struct OperationAggregate {
     errors_by_kind: BTreeMap<String, u64>,
     latency: Histogram<u64>,
     service: Histogram<u64>,
+    /// Per node: the first distinct error messages of each kind.
+    messages: BTreeMap<String, Vec<ErrorMessage>>,
 }
 
 impl Default for OperationAggregate {
@@ -60,6 +62,7 @@ impl Default for OperationAggregate {
             errors_by_kind: BTreeMap::new(),
             latency: histogram::new_histogram(),
             service: histogram::new_histogram(),
+            messages: BTreeMap::new(),
         }
     }
 }
@@ -67,6 +70,24 @@ impl Default for OperationAggregate {
 impl OperationAggregate {
     fn errors(&self) -> u64 {
         self.errors_by_kind.values().sum()
+    }
+
+    /// Every node's messages, most frequent first.
+    fn error_messages(&self) -> Vec<NodeErrorMessage> {
+        let mut all: Vec<NodeErrorMessage> = self
+            .messages
+            .iter()
+            .flat_map(|(node, list)| {
+                list.iter().map(|m| NodeErrorMessage {
+                    node: node.clone(),
+                    kind: m.kind.clone(),
+                    message: m.message.clone(),
+                    count: m.count,
+                })
+            })
+            .collect();
+        all.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.message.cmp(&b.message)));
+        all
     }
 }
 
@@ -308,6 +329,12 @@ impl RunAggregate {
             let _ = histogram::add_into(&mut op.service, &service);
             let _ = histogram::add_into(&mut self.overall, &latency);
             let name = name_of(&self.node_names, &stats.node);
+            if !stats.error_messages.is_empty() {
+                let list = op.messages.entry(name.clone()).or_default();
+                for m in &stats.error_messages {
+                    add_error_message(list, &m.kind, &m.message, m.count);
+                }
+            }
             self.windows.add(report.interval, (&stats.operation, &name), stats.count, errors, (&latency, &service));
             let node_op = self.node_operations.entry((name.clone(), stats.operation.clone())).or_default();
             node_op.count += stats.count;
@@ -418,6 +445,7 @@ impl RunAggregate {
                     throughput: per_second(op.count),
                     latency_us: LatencySummary::of(&op.latency),
                     service_time_us: LatencySummary::of(&op.service),
+                    error_messages: op.error_messages(),
                 };
                 (name.clone(), report)
             })
@@ -561,3 +589,14 @@ mod loss;
 
 #[cfg(test)]
 mod tests;
+
+impl RunAggregate {
+    /// The most frequent error message so far, as `kind: message xN`.
+    pub fn top_error(&self) -> Option<String> {
+        self.operations
+            .values()
+            .flat_map(|op| op.messages.values().flatten())
+            .max_by_key(|m| m.count)
+            .map(|m| format!("{}: {} x{}", m.kind, m.message, m.count))
+    }
+}

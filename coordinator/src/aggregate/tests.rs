@@ -22,6 +22,7 @@ fn stats(op: &str, node: &str, samples: &[u64], errors: u64) -> OperationStats {
         node: node.into(),
         count: samples.len() as u64,
         errors: by_kind,
+        error_messages: Vec::new(),
         latency: histogram::encode(&h).expect("encode"),
         service: histogram::encode(&h).expect("encode"),
         clamped: 0,

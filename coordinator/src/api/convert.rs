@@ -131,6 +131,7 @@ fn progress(p: Progress) -> pb::Progress {
         duration_s: p.duration_s,
         throughput: p.throughput,
         average_throughput: p.average_throughput,
+        top_error: p.top_error,
         p99_us: p.p99_us,
         errors: p.errors,
         agents: p.agents,

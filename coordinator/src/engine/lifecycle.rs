@@ -292,6 +292,7 @@ impl Engine {
                 duration_s: run.scenario.duration.as_secs_f64().ceil() as u64,
                 throughput: view.ops as f64,
                 average_throughput: run.aggregate.average_rate(&run.scenario),
+                top_error: run.aggregate.top_error().unwrap_or_default(),
                 p99_us: view.p99_us,
                 errors: run.aggregate.errors(),
                 agents: view.agents,

@@ -115,6 +115,8 @@ pub struct Progress {
     pub throughput: f64,
     /// Operations per second over the measured time so far.
     pub average_throughput: f64,
+    /// The most frequent error message so far (`kind: message xN`).
+    pub top_error: String,
     pub p99_us: u64,
     pub errors: u64,
     pub agents: u32,

@@ -50,6 +50,7 @@ fn report(run_id: &str, seq: u64, interval: u64, ops: u64) -> IntervalReport {
         node: "kv-0".to_string(),
         count: ops,
         errors: BTreeMap::new(),
+        error_messages: Vec::new(),
         latency: bytes.clone(),
         service: bytes,
         clamped: 0,
