@@ -45,6 +45,8 @@ struct State {
     /// that breaks a constraint; see [`CrateStandIn::refuse_every_nth_row`].
     refuse_every: u64,
     offered: u64,
+    /// `/_sql` requests answered with an error, by CrateDB error code.
+    errors_by_code: BTreeMap<u64, u64>,
 }
 
 /// A running stand-in; it stops accepting when dropped.
@@ -173,6 +175,12 @@ impl CrateStandIn {
         self.state.lock().expect("state").refuse_every = n;
     }
 
+    /// `/_sql` requests the cluster answered with error `code` (4043: an
+    /// unknown column), as CrateDB's own logs would count them.
+    pub fn errors_answered(&self, code: u64) -> u64 {
+        self.state.lock().expect("state").errors_by_code.get(&code).copied().unwrap_or(0)
+    }
+
     pub fn has_table(&self, table: &str) -> bool {
         self.state.lock().expect("state").tables.contains_key(table)
     }
@@ -280,7 +288,11 @@ fn serve<S: Read + Write>(stream: S, state: &Mutex<State>, rejected: &AtomicU64,
                     let is_json =
                         request.headers.get("content-type").is_some_and(|t| t.starts_with("application/json"));
                     if is_json {
-                        sql(state, &request.body)
+                        let (status, body) = sql(state, &request.body);
+                        if let Some(code) = body.pointer("/error/code").and_then(Value::as_u64) {
+                            *state.lock().expect("state").errors_by_code.entry(code).or_default() += 1;
+                        }
+                        (status, body)
                     } else {
                         error(400, 4000, "Content-Type must be application/json")
                     }
@@ -381,7 +393,7 @@ fn sql(state: &Mutex<State>, body: &[u8]) -> (u16, Value) {
             false => error(404, 4041, format!("Relation '{name}' unknown")),
         },
         ["INSERT", "INTO", name, ..] => {
-            let State { tables, refuse_every, offered } = &mut *state;
+            let State { tables, refuse_every, offered, .. } = &mut *state;
             let Some(table) = tables.get_mut(*name) else {
                 return error(404, 4041, format!("Relation '{name}' unknown"));
             };

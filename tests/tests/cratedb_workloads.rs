@@ -177,3 +177,35 @@ fn sampled_node_follows_an_http_balancer_that_routes_each_request() {
     );
     assert_eq!(a.row_count("balanced"), Some(count(&report, "/counters/rows") as usize), "both nodes wrote one table");
 }
+
+#[test]
+fn what_cratedb_said_reaches_the_report_with_the_stand_ins_count_of_refused_requests() {
+    let standin = CrateStandIn::start("crate-e", None);
+    let scenario = |objects: u32| {
+        format!(
+            "name: crate\nduration: 2s\nwarmup: 0s\nagents: 1\ntarget:\n  kind: cratedb\n  endpoints: [\"{}\"]\n\
+             load:\n  connections: 2\nworkload:\n  kind: records\n  table: kept\n  batch_size: 20\n  \
+             objects: {objects}\n  keep: true\n",
+            standin.address
+        )
+    };
+    let (code, _, output) = run_scenario(&scenario(2), &[]);
+    assert_eq!(code, 0, "{output}");
+    let rows = standin.row_count("kept").expect("the kept table");
+    // The kept table has obj_0 and obj_1; a run that writes obj_0..obj_4 is
+    // refused on every batch.
+    let (code, report, output) = run_scenario(&scenario(5), &[]);
+    assert_eq!(code, 0, "{output}");
+    let refused = standin.errors_answered(4043);
+    assert!(refused > 10, "{output}");
+    let insert = &report["operations"]["insert"];
+    assert_eq!(insert["errors"].as_u64(), Some(refused), "the report's errors are the requests the stand-in refused");
+    assert_eq!(standin.row_count("kept"), Some(rows), "nothing more was written");
+    let messages = insert["error_messages"].as_array().expect("error_messages");
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert_eq!(messages[0]["node"], "crate-e");
+    assert_eq!(messages[0]["count"].as_u64(), Some(refused));
+    let said = messages[0]["message"].as_str().expect("message");
+    assert!(said.contains("Column obj_2 unknown") && said.contains("4043"), "{said}");
+    assert!(output.contains(&format!("insert at crate-e (server, x{refused}): {said}")), "{output}");
+}

@@ -102,3 +102,39 @@ fn a_drop_blocked_by_another_sessions_lock_gives_up_with_a_note_and_the_run_keep
     assert!(note.contains("lock timeout") && note.contains("another session held a lock on cpu_locked"), "{note}");
     assert_eq!(server.psql("SELECT count(*) FROM pg_tables WHERE tablename = 'cpu_locked'"), "1");
 }
+
+#[test]
+fn what_postgresql_said_reaches_the_report_with_its_own_count_of_failed_transactions() {
+    let server = Postgres::start();
+    // A kept table without the columns the workload writes: every insert is
+    // refused.
+    server.psql("CREATE TABLE cpu_old (time TIMESTAMPTZ NOT NULL, hostname TEXT NOT NULL)");
+    let rolled_back = || -> u64 {
+        server.psql("SELECT pg_stat_force_next_flush()");
+        server.psql("SELECT xact_rollback FROM pg_stat_database WHERE datname = 'postgres'").parse().expect("number")
+    };
+    let before = rolled_back();
+    let text = format!(
+        "name: refused\nduration: 2s\nwarmup: 0s\nagents: 1\ntarget:\n  kind: postgres\n  endpoints: [\"{}\"]\n\
+         load:\n  connections: 2\nworkload:\n  kind: metrics\n  table: cpu_old\n  batch_size: 10\n  keep: true\n",
+        server.url()
+    );
+    let RunOutcome { code, report, stdout, stderr } = run_local(&text, &[], &[], Duration::from_secs(120));
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    // The agents' sessions have closed, so their counts are in the statistics.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let insert = &report["operations"]["insert"];
+    let errors = insert["errors"].as_u64().expect("errors");
+    while rolled_back() - before < errors && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(errors > 10, "{report}");
+    assert_eq!(rolled_back() - before, errors, "the report's errors are PostgreSQL's own failed transactions");
+    assert_eq!(server.psql("SELECT count(*) FROM cpu_old"), "0");
+    let messages = insert["error_messages"].as_array().expect("error_messages");
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert_eq!(messages[0]["count"].as_u64(), Some(errors));
+    let said = messages[0]["message"].as_str().expect("message");
+    assert!(said.contains("does not exist") && said.contains("cpu_old"), "{said}");
+    assert!(stdout.contains(&format!("x{errors}): {said}")), "the text report:\n{stdout}");
+}
