@@ -278,7 +278,28 @@ fn duration(text: &str) -> Result<std::time::Duration, String> {
     stampede_common::units::parse_duration(text).map_err(|e| e.0)
 }
 
+/// `stampede ... | head -1`: once the reader has gone, printing fails.
+/// End as Unix tools do when their reader leaves (status 141, as if by
+/// SIGPIPE) instead of with a panic. Files are written before or apart
+/// from what is printed, and the report is printed without panicking.
+fn end_quietly_when_stdout_closes() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
+}
+
 fn main() -> ExitCode {
+    end_quietly_when_stdout_closes();
     let cli = Cli::parse();
     let quiet_default = matches!(cli.command, Command::Run { .. } | Command::Submit { .. } | Command::Validate { .. });
     let settings = stampede_telemetry::Settings {

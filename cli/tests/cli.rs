@@ -13,7 +13,9 @@ fn help_lists_every_subcommand() {
     let output = stampede(&["--help"]);
     assert!(output.status.success());
     let text = String::from_utf8_lossy(&output.stdout);
-    for command in ["run", "coordinator", "agent", "kv-server", "submit", "runs", "report", "agents", "validate"] {
+    for command in
+        ["run", "coordinator", "agent", "kv-server", "submit", "runs", "report", "agents", "validate", "watch"]
+    {
         assert!(text.contains(command), "missing {command} in:\n{text}");
     }
     assert!(text.contains("Exit codes"));
@@ -34,4 +36,21 @@ fn an_unreachable_coordinator_is_named() {
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("cannot reach the coordinator at http://127.0.0.1:1"), "{stderr}");
+}
+
+#[test]
+fn a_reader_that_leaves_early_ends_the_output_without_a_panic() {
+    // A pipe whose reader has gone, as with `stampede validate FILE | head -0`.
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/../scenarios/quickstart.yaml");
+    let output = Command::new(env!("CARGO_BIN_EXE_stampede"))
+        .args(["validate", scenario])
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("run stampede");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(output.status.code(), Some(141), "{stderr}");
 }
