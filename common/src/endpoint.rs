@@ -99,6 +99,28 @@ pub fn redact_text(text: &str, endpoints: &[String]) -> String {
     shown
 }
 
+/// The user or password of an endpoint's user info, percent-decoded as RFC
+/// 3986 says: `%XX` is a byte, and `+` is a plus (not a space, as in a form).
+pub fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// An endpoint with its password replaced by `***`, for messages and logs.
 pub fn redact(endpoint: &str) -> String {
     let Some((scheme, rest)) = endpoint.split_once("://") else { return endpoint.to_string() };
@@ -110,5 +132,18 @@ pub fn redact(endpoint: &str) -> String {
             None => endpoint.to_string(),
         },
         None => endpoint.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_info_is_percent_decoded_as_rfc_3986_says() {
+        assert_eq!(percent_decode("p+a%25b%40c%3Ad"), "p+a%b@c:d", "a plus stays a plus");
+        assert_eq!(percent_decode("%E2%82%AC"), "€");
+        assert_eq!(percent_decode("100%"), "100%", "a lone percent sign is kept");
+        assert_eq!(percent_decode("%zz"), "%zz");
     }
 }

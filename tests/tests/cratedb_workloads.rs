@@ -209,3 +209,18 @@ fn what_cratedb_said_reaches_the_report_with_the_stand_ins_count_of_refused_requ
     assert!(said.contains("Column obj_2 unknown") && said.contains("4043"), "{said}");
     assert!(output.contains(&format!("insert at crate-e (server, x{refused}): {said}")), "{output}");
 }
+
+#[test]
+fn a_password_with_plus_percent_at_and_colon_reaches_cratedb_as_written() {
+    let standin = CrateStandIn::start("crate-p", Some(("bench", "p+a%b@c:d")));
+    // RFC 3986: `%`, `@` and `:` percent-encoded, `+` as it is.
+    let endpoint = format!("http://bench:p+a%25b%40c%3Ad@{}", standin.address);
+    let (code, report, output) =
+        run(&endpoint, "  kind: records\n  table: secret\n  batch_size: 10\n  keep: true", &[]);
+    assert_eq!(code, 0, "{output}");
+    assert_eq!(count(&report, "/totals/errors"), 0, "{output}");
+    let rows = count(&report, "/counters/rows");
+    assert!(rows > 0);
+    assert_eq!(standin.row_count("secret"), Some(rows as usize), "the stand-in let every batch in");
+    assert!(!report.to_string().contains("p+a") && !output.contains("p+a"), "the password is not shown");
+}

@@ -177,3 +177,18 @@ fn what_redis_said_reaches_the_report_and_the_live_line_with_redis_own_error_cou
     assert!(stdout.contains(&format!("(server, x{refused}): {said}")), "the text report:\n{stdout}");
     assert!(stderr.contains("(server: WRONGTYPE"), "the live line:\n{stderr}");
 }
+
+#[test]
+fn a_password_with_plus_percent_at_and_colon_reaches_redis_as_written() {
+    let (_redis, port) = start_redis();
+    let password = "p+a%b@c:d";
+    redis_query(&format!("127.0.0.1:{port}"), &["CONFIG", "SET", "requirepass", password]);
+    // RFC 3986: `%`, `@` and `:` percent-encoded, `+` as it is.
+    let target = format!("redis://:p+a%25b%40c%3Ad@127.0.0.1:{port}");
+    let report = run("redis", &target, "  connections: 2", "  kind: kv\n  keys: 100");
+    let served = command_calls(&target, "get") + command_calls(&target, "set");
+    assert!(served > 0);
+    assert_eq!(report["totals"]["ops"].as_u64(), Some(served), "every operation was let in");
+    let text = report.to_string();
+    assert!(!text.contains("p+a") && !text.contains("%25b"), "the password is not in the report");
+}

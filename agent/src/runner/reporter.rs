@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use stampede_common::endpoint::{password, redact_text};
+use stampede_common::endpoint::{password, percent_decode, redact_text};
 use stampede_common::interval::IntervalReport;
 use stampede_common::saturation::{self, Signals};
 use stampede_common::scenario::LoadModel;
@@ -146,12 +146,23 @@ impl Reporter {
 /// The error messages of `report` with the endpoints' passwords hidden,
 /// also a password cut short where a message was cut.
 fn scrub(report: &mut IntervalReport, endpoints: &[String]) {
-    let secrets: Vec<&str> = endpoints.iter().filter_map(|e| password(e)).collect();
+    // As written in the endpoint, and as the driver sent it (decoded).
+    let mut secrets: Vec<String> = Vec::new();
+    for written in endpoints.iter().filter_map(|e| password(e)) {
+        secrets.push(written.to_string());
+        secrets.push(percent_decode(written));
+    }
+    secrets.retain(|s| s.len() >= 3 && s != "***");
     if secrets.is_empty() {
         return;
     }
     for m in report.operations.iter_mut().flat_map(|op| op.error_messages.iter_mut()) {
         m.message = redact_text(&m.message, endpoints);
+        for secret in &secrets {
+            if m.message.contains(secret.as_str()) {
+                m.message = m.message.replace(secret.as_str(), "***");
+            }
+        }
         for secret in &secrets {
             let cut = (3..secret.len()).rev().filter_map(|len| secret.get(..len)).find(|p| m.message.ends_with(p));
             if let Some(prefix) = cut {
@@ -169,7 +180,8 @@ mod scrub_tests {
 
     #[test]
     fn error_messages_never_show_a_password() {
-        let endpoints = vec!["redis://bench:s3cret-pass@db:6379".to_string()];
+        let endpoints =
+            vec!["redis://bench:s3cret-pass@db:6379".to_string(), "http://u:a%2Bb%40cd@crate:4200".to_string()];
         let message = |text: &str| ErrorMessage { kind: "connection".into(), message: text.into(), count: 1 };
         let mut report = IntervalReport {
             operations: vec![OperationStats {
@@ -177,6 +189,7 @@ mod scrub_tests {
                     message("cannot connect to redis://bench:s3cret-pass@db:6379: refused"),
                     message("AUTH s3cret-pass failed"),
                     message("a message cut inside the password: s3cret-p"),
+                    message("basic auth u:a+b@cd refused"),
                 ],
                 ..OperationStats::default()
             }],
@@ -189,7 +202,8 @@ mod scrub_tests {
             [
                 "cannot connect to redis://bench:***@db:6379: refused",
                 "AUTH *** failed",
-                "a message cut inside the password: ***"
+                "a message cut inside the password: ***",
+                "basic auth u:*** refused"
             ]
         );
     }

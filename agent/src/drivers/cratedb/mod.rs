@@ -95,7 +95,7 @@ impl Http {
         let mut url = url::Url::parse(&text)
             .map_err(|e| DriverError::new(ErrorKind::Connection, format!("bad endpoint `{shown}`: {e}")))?;
         let credentials = (!url.username().is_empty()).then(|| {
-            let decode = |s: &str| url::form_urlencoded::parse(s.as_bytes()).map(|(k, _)| k.into_owned()).collect();
+            let decode = stampede_common::endpoint::percent_decode;
             (decode(url.username()), url.password().map(decode))
         });
         let _ = url.set_username("");

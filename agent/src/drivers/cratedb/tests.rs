@@ -60,3 +60,10 @@ fn bulk_answers_are_checked_strictly() {
     let error = crate_error(404, &json!({"message": "Relation 'x' unknown", "code": 4041}));
     assert!(error.message.contains("unknown relation") && error.message.contains("4041"), "{}", error.message);
 }
+
+#[test]
+fn credentials_in_the_endpoint_are_decoded_as_rfc_3986_says() {
+    let http = Http::new("http://bench:p+a%25b%40c%3Ad@127.0.0.1:4200").expect("endpoint");
+    assert_eq!(http.credentials, Some(("bench".to_string(), Some("p+a%b@c:d".to_string()))));
+    assert!(!http.shown.contains("p+a"), "{}", http.shown);
+}

@@ -22,26 +22,6 @@ impl fmt::Debug for RespAddress {
     }
 }
 
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
-        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                i += 3;
-            }
-            (byte, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 impl RespAddress {
     pub fn parse(endpoint: &str) -> Self {
         let shown = redact(endpoint);
@@ -55,8 +35,8 @@ impl RespAddress {
         };
         let (user, password) = match credentials.map(|c| c.split_once(':').unwrap_or(("", c))) {
             Some((user, password)) => (
-                Some(percent_decode(user)).filter(|u| !u.is_empty()),
-                Some(percent_decode(password)).filter(|p| !p.is_empty()),
+                Some(stampede_common::endpoint::percent_decode(user)).filter(|u| !u.is_empty()),
+                Some(stampede_common::endpoint::percent_decode(password)).filter(|p| !p.is_empty()),
             ),
             None => (None, None),
         };
