@@ -159,6 +159,26 @@ fn workload_fields_are_checked_by_name() {
 }
 
 #[test]
+fn table_names_the_databases_refuse_are_refused_with_the_reason() {
+    for (target, endpoint, workload) in [
+        ("postgres", "127.0.0.1:5432", "metrics"),
+        ("cratedb", "127.0.0.1:4200", "records"),
+        ("cratedb", "127.0.0.1:4200", "query"),
+    ] {
+        let text = with_workload(target, endpoint, &format!("  kind: {workload}\n  table: User\n"));
+        let message = Scenario::parse(&text).unwrap_err().to_string();
+        assert!(message.contains("workload.table") && message.contains("`User` is a reserved word"), "{message}");
+        let text = with_workload(target, endpoint, &format!("  kind: {workload}\n  table: user_events\n"));
+        assert!(Scenario::parse(&text).is_ok(), "{workload}: a name that only starts with a reserved word");
+    }
+    let text = with_workload("cratedb", "127.0.0.1:4200", "  kind: records\n  table: _events\n");
+    let message = Scenario::parse(&text).unwrap_err().to_string();
+    assert!(message.contains("CrateDB refuses table names that start with `_`"), "{message}");
+    let text = with_workload("postgres", "127.0.0.1:5432", "  kind: metrics\n  table: _events\n");
+    assert!(Scenario::parse(&text).is_ok(), "PostgreSQL takes `_events`");
+}
+
+#[test]
 fn endpoint_urls_are_checked_per_kind_and_passwords_are_redacted_in_errors() {
     let text = with_workload("postgres", "http://u:hunter2@h:5432", "  kind: pool\n");
     let message = Scenario::parse(&text).unwrap_err().to_string();

@@ -127,7 +127,7 @@ pub(crate) fn validate(raw: RawWorkload, check: &mut Checker<'_>) -> Workload {
                 check.fail("workload.shards", "must be at least 1");
             }
             Workload::Records(RecordsWorkload {
-                table: table(raw.table, "stampede_records", check),
+                table: crate_table(raw.table, "stampede_records", check),
                 batch_size,
                 batch_interval: duration(raw.batch_interval.as_ref(), Duration::ZERO, "workload.batch_interval", check),
                 objects,
@@ -181,8 +181,104 @@ fn hosts(value: Option<u64>, check: &mut Checker<'_>) -> u64 {
     hosts
 }
 
+/// Words PostgreSQL reserves (its SQL key words appendix, "reserved" and not
+/// usable as a table name); CrateDB reserves them too. A table name is
+/// written into statements unquoted, so none of them can be one.
+const RESERVED: [&str; 77] = [
+    "all",
+    "analyse",
+    "analyze",
+    "and",
+    "any",
+    "array",
+    "as",
+    "asc",
+    "asymmetric",
+    "both",
+    "case",
+    "cast",
+    "check",
+    "collate",
+    "column",
+    "constraint",
+    "create",
+    "current_catalog",
+    "current_date",
+    "current_role",
+    "current_time",
+    "current_timestamp",
+    "current_user",
+    "default",
+    "deferrable",
+    "desc",
+    "distinct",
+    "do",
+    "else",
+    "end",
+    "except",
+    "false",
+    "fetch",
+    "for",
+    "foreign",
+    "from",
+    "grant",
+    "group",
+    "having",
+    "in",
+    "initially",
+    "intersect",
+    "into",
+    "lateral",
+    "leading",
+    "limit",
+    "localtime",
+    "localtimestamp",
+    "not",
+    "null",
+    "offset",
+    "on",
+    "only",
+    "or",
+    "order",
+    "placing",
+    "primary",
+    "references",
+    "returning",
+    "select",
+    "session_user",
+    "some",
+    "symmetric",
+    "table",
+    "then",
+    "to",
+    "trailing",
+    "true",
+    "union",
+    "unique",
+    "user",
+    "using",
+    "variadic",
+    "when",
+    "where",
+    "window",
+    "with",
+];
+
+/// A CrateDB table name: [`table`]'s rules, and not starting with `_`
+/// (CrateDB keeps those names for its own tables and refuses them).
+fn crate_table(value: Option<String>, default: &str, check: &mut Checker<'_>) -> String {
+    let name = table(value, default, check);
+    if name.starts_with('_') {
+        check.fail(
+            "workload.table",
+            format!("`{name}`: CrateDB refuses table names that start with `_`; start it with a letter"),
+        );
+    }
+    name
+}
+
 /// A table name: letters, digits and underscores, not starting with a digit
-/// (it is written into SQL statements unquoted).
+/// (it is written into SQL statements unquoted), and no reserved word.
 fn table(value: Option<String>, default: &str, check: &mut Checker<'_>) -> String {
     let name = value.unwrap_or_else(|| default.to_string());
     let valid = name.len() <= 63
@@ -192,6 +288,14 @@ fn table(value: Option<String>, default: &str, check: &mut Checker<'_>) -> Strin
         check.fail(
             "workload.table",
             format!("`{name}` is not a plain table name (letters, digits, `_`, at most 63, not starting with a digit)"),
+        );
+    } else if RESERVED.contains(&name.to_ascii_lowercase().as_str()) {
+        check.fail(
+            "workload.table",
+            format!(
+                "`{name}` is a reserved word in SQL, which PostgreSQL and CrateDB refuse as a table name; \
+                 choose another, e.g. `{name}_events`"
+            ),
         );
     }
     name
