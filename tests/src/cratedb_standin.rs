@@ -61,6 +61,11 @@ pub struct CrateStandIn {
     pub certificate_pem: Option<String>,
     /// `POST /_sql` requests this node answered.
     pub sql_requests: Arc<AtomicU64>,
+    /// While set, `GET /` answers 503 and `"ok": false`, as an unhealthy
+    /// CrateDB node does.
+    pub unhealthy: Arc<AtomicBool>,
+    /// `GET /` requests answered so.
+    pub unhealthy_answers: Arc<AtomicU64>,
     credentials: Option<(String, String)>,
 }
 
@@ -120,6 +125,8 @@ impl CrateStandIn {
         let stop = Arc::new(AtomicBool::new(false));
         let rejected = Arc::new(AtomicU64::new(0));
         let sql_requests = Arc::new(AtomicU64::new(0));
+        let unhealthy = Arc::new(AtomicBool::new(false));
+        let unhealthy_answers = Arc::new(AtomicU64::new(0));
         let expected_auth = credentials.map(|(user, password)| {
             use base64::Engine;
             format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")))
@@ -127,6 +134,7 @@ impl CrateStandIn {
         {
             let (state, stop, rejected, node) = (state.clone(), stop.clone(), rejected.clone(), node.to_string());
             let sql_requests = Arc::clone(&sql_requests);
+            let (unhealthy, unhealthy_answers) = (Arc::clone(&unhealthy), Arc::clone(&unhealthy_answers));
             std::thread::spawn(move || {
                 for stream in listener.incoming() {
                     if stop.load(Ordering::Relaxed) {
@@ -137,8 +145,15 @@ impl CrateStandIn {
                     let (state, rejected, node, auth) =
                         (state.clone(), rejected.clone(), node.clone(), expected_auth.clone());
                     let (stop, tls, sql_requests) = (stop.clone(), tls.clone(), sql_requests.clone());
+                    let (unhealthy, unhealthy_answers) = (unhealthy.clone(), unhealthy_answers.clone());
                     std::thread::spawn(move || {
-                        let node = Node { name: &node, auth: auth.as_deref(), sql_requests: &sql_requests };
+                        let node = Node {
+                            name: &node,
+                            auth: auth.as_deref(),
+                            sql_requests: &sql_requests,
+                            unhealthy: &unhealthy,
+                            unhealthy_answers: &unhealthy_answers,
+                        };
                         match tls {
                             None => serve(stream, &state, &rejected, &node, &stop),
                             Some(config) => {
@@ -160,6 +175,8 @@ impl CrateStandIn {
             rejected,
             certificate_pem: None,
             sql_requests,
+            unhealthy,
+            unhealthy_answers,
             credentials,
         }
     }
@@ -242,6 +259,7 @@ fn respond(stream: &mut impl Write, status: u16, body: &Value) -> std::io::Resul
         401 => "Unauthorized",
         404 => "Not Found",
         409 => "Conflict",
+        503 => "Service Unavailable",
         _ => "Error",
     };
     // One write: several small ones would wait on Nagle's algorithm.
@@ -263,6 +281,8 @@ struct Node<'a> {
     /// The expected `Authorization` header, when credentials are required.
     auth: Option<&'a str>,
     sql_requests: &'a AtomicU64,
+    unhealthy: &'a AtomicBool,
+    unhealthy_answers: &'a AtomicU64,
 }
 
 fn serve<S: Read + Write>(stream: S, state: &Mutex<State>, rejected: &AtomicU64, node: &Node<'_>, stop: &AtomicBool) {
@@ -278,6 +298,10 @@ fn serve<S: Read + Write>(stream: S, state: &Mutex<State>, rejected: &AtomicU64,
             error(401, 4011, "trying to access the cluster with an unknown user or a wrong password")
         } else {
             match (request.method.as_str(), request.path.as_str()) {
+                ("GET", "/") if node.unhealthy.load(Ordering::Relaxed) => {
+                    node.unhealthy_answers.fetch_add(1, Ordering::Relaxed);
+                    (503, json!({ "ok": false, "status": 503, "name": node.name, "cluster_name": "stampede-standin" }))
+                }
                 ("GET", "/") => (
                     200,
                     json!({ "ok": true, "status": 200, "name": node.name, "cluster_name": "stampede-standin",

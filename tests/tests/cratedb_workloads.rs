@@ -224,3 +224,41 @@ fn a_password_with_plus_percent_at_and_colon_reaches_cratedb_as_written() {
     assert_eq!(standin.row_count("secret"), Some(rows as usize), "the stand-in let every batch in");
     assert!(!report.to_string().contains("p+a") && !output.contains("p+a"), "the password is not shown");
 }
+
+#[test]
+fn a_node_that_says_it_is_unhealthy_fails_the_preparation_or_counts_errors_mid_run() {
+    let standin = CrateStandIn::start("crate-u", None);
+    standin.unhealthy.store(true, Ordering::Relaxed);
+    let (code, _, output) = run(&standin.address, "  kind: records\n  table: sick\n  batch_size: 10", &[]);
+    assert_eq!(code, 2, "{output}");
+    assert!(output.contains("CrateDB node crate-u") && output.contains("not healthy"), "{output}");
+    assert!(standin.unhealthy_answers.load(Ordering::Relaxed) > 0);
+
+    // Healthy when the run starts, unhealthy once it is under way: each
+    // sample of the node that finds it unhealthy is an error against it.
+    standin.unhealthy.store(false, Ordering::Relaxed);
+    let answers_before = standin.unhealthy_answers.load(Ordering::Relaxed);
+    let (flag, requests) = (std::sync::Arc::clone(&standin.unhealthy), std::sync::Arc::clone(&standin.sql_requests));
+    let requests_before = requests.load(Ordering::Relaxed);
+    let sicken = std::thread::spawn(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while requests.load(Ordering::Relaxed) < requests_before + 200 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        flag.store(true, Ordering::Relaxed);
+    });
+    let text = format!(
+        "name: crate\nduration: 3s\nwarmup: 0s\nagents: 1\ntarget:\n  kind: cratedb\n  endpoints: [\"{}\"]\n\
+         load:\n  connections: 2\nworkload:\n  kind: records\n  table: sick\n  batch_size: 10\n  keep: true\n",
+        standin.address
+    );
+    let (code, report, output) = run_scenario(&text, &[]);
+    sicken.join().expect("thread");
+    assert_eq!(code, 0, "{output}");
+    let answered = standin.unhealthy_answers.load(Ordering::Relaxed) - answers_before;
+    let errors = count(&report, "/operations/insert/errors");
+    assert!(answered > 0, "{output}");
+    assert_eq!(errors, answered, "an error for each unhealthy answer the stand-in gave");
+    let said = report["operations"]["insert"]["error_messages"][0]["message"].as_str().unwrap_or_default();
+    assert!(said.contains("not healthy"), "{said}");
+}

@@ -184,8 +184,10 @@ fn crate_error(status: u16, error: &Value) -> DriverError {
     DriverError::new(ErrorKind::Server, format!("CrateDB {cause} (HTTP {status}, code {code}): {message}"))
 }
 
-/// The node name from CrateDB's root endpoint (`GET /`).
-async fn probe(http: &Http) -> Result<Arc<str>, DriverError> {
+/// The node name from CrateDB's root endpoint (`GET /`), and whether the
+/// node says it is healthy (`"ok": true`; an unhealthy one answers 503 and
+/// `"ok": false`).
+async fn probe(http: &Http) -> Result<(Arc<str>, bool), DriverError> {
     let root = async {
         let response = http
             .authorize(http.client.get(format!("{}/", http.base)))
@@ -202,13 +204,27 @@ async fn probe(http: &Http) -> Result<Arc<str>, DriverError> {
         if let Some(error) = answer.get("error") {
             return Err(crate_error(status.as_u16(), error));
         }
-        Ok::<_, DriverError>(answer)
+        Ok::<_, DriverError>((answer, status.as_u16()))
     };
-    let answer = tokio::time::timeout(CONNECT_TIMEOUT, root)
+    let (answer, status) = tokio::time::timeout(CONNECT_TIMEOUT, root)
         .await
         .map_err(|_| DriverError::new(ErrorKind::Timeout, format!("connecting to {} took over 5s", http.shown)))??;
     let node = answer.get("name").and_then(Value::as_str).unwrap_or(&http.shown).to_string();
-    Ok(node.into())
+    let healthy = status != 503 && answer.get("ok").and_then(Value::as_bool) != Some(false);
+    Ok((node.into(), healthy))
+}
+
+/// The error of a node that says it is not healthy.
+fn unhealthy(http: &Http, node: &Arc<str>) -> DriverError {
+    DriverError::new(
+        ErrorKind::Server,
+        format!(
+            "CrateDB node {node} at {} says it is not healthy (GET / answered HTTP 503, \"ok\": false); \
+             see its log and `SELECT * FROM sys.checks WHERE NOT passed`",
+            http.shown
+        ),
+    )
+    .at(Arc::clone(node))
 }
 
 /// The node requests are counted against, renewed every `SAMPLE_EVERY`.
@@ -237,7 +253,10 @@ impl Driver for CrateDriver {
 
     async fn connect(&self, endpoint: &str) -> Result<CrateConnection, DriverError> {
         let http = Http::new(endpoint)?;
-        let node = probe(&http).await?;
+        let (node, healthy) = probe(&http).await?;
+        if !healthy {
+            return Err(unhealthy(&http, &node));
+        }
         let sampled = Arc::new(Sampled { operations: AtomicU64::new(0), node: Mutex::new(Arc::clone(&node)) });
         Ok(CrateConnection { http, node, sampled, plan: Arc::clone(&self.plan) })
     }
@@ -449,9 +468,14 @@ impl Connection for CrateConnection {
 
     async fn execute(&mut self, operation: &Operation) -> Result<Done, DriverError> {
         // An HTTP balancer may send every request elsewhere: sample the node.
+        // A node that says it is unhealthy fails the operation, counted
+        // against it.
         if self.sampled.operations.fetch_add(1, Ordering::Relaxed) % SAMPLE_EVERY == SAMPLE_EVERY - 1
-            && let Ok(node) = probe(&self.http).await
+            && let Ok((node, healthy)) = probe(&self.http).await
         {
+            if !healthy {
+                return Err(unhealthy(&self.http, &node));
+            }
             *self.sampled.node.lock().unwrap_or_else(PoisonError::into_inner) = node;
         }
         let mut done = match operation.action {
