@@ -138,3 +138,18 @@ fn what_postgresql_said_reaches_the_report_with_its_own_count_of_failed_transact
     assert!(said.contains("does not exist") && said.contains("cpu_old"), "{said}");
     assert!(stdout.contains(&format!("x{errors}): {said}")), "the text report:\n{stdout}");
 }
+
+#[test]
+fn slow_statements_are_measured_not_logged_whole() {
+    let server = Postgres::start();
+    let text = format!(
+        "name: slow\nduration: 3s\nwarmup: 0s\nagents: 1\ntarget:\n  kind: postgres\n  endpoints: [\"{}\"]\n\
+         load:\n  connections: 1\nworkload:\n  kind: pool\n  query: \"SELECT pg_sleep(1.2), repeat('long statement text ', 500)\"\n",
+        server.url()
+    );
+    let RunOutcome { code, report, stdout, stderr } = run_local(&text, &[], &[], Duration::from_secs(120));
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let p50 = report["operations"]["cycle"]["latency_us"]["p50"].as_f64().expect("p50");
+    assert!(p50 >= 1_200_000.0, "the statements took their 1.2 s: {p50}");
+    assert!(!stderr.contains("long statement text"), "a statement was logged:\n{stderr}");
+}

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgRow};
-use sqlx::{Connection as _, Row as _};
+use sqlx::{ConnectOptions as _, Connection as _, Row as _};
 use stampede_common::Scenario;
 use stampede_common::scenario::{InsertMethod, TargetKind, Workload};
 use tokio::sync::Mutex;
@@ -153,8 +153,11 @@ fn options(endpoint: &str) -> Result<PgConnectOptions, DriverError> {
         format!("postgres://postgres@{endpoint}/postgres")
     };
     let redacted = stampede_common::scenario::redact(&url);
+    // sqlx would log each statement slower than 1 s at warn, whole: a
+    // 1,000-row INSERT is a 100 KB line on stderr. How slow statements are
+    // is what the report measures.
     PgConnectOptions::from_str(&url)
-        .map(|o| o.application_name("stampede"))
+        .map(|o| o.application_name("stampede").disable_statement_logging())
         .map_err(|e| DriverError::new(ErrorKind::Connection, format!("bad endpoint `{redacted}`: {e}")))
 }
 
