@@ -27,6 +27,15 @@ impl RunAggregate {
     /// The run so far. Throughput is over the measured seconds merged so
     /// far; once the run has ended, over the planned measured time, as in
     /// the report, so the two agree.
+    /// The most frequent error message so far, as `kind: message xN`.
+    pub fn top_error(&self) -> Option<String> {
+        self.operations
+            .values()
+            .flat_map(|op| op.messages.values().flatten())
+            .max_by_key(|m| m.count)
+            .map(|m| format!("{}: {} x{}", m.kind, m.message, m.count))
+    }
+
     /// Operations per second over the measured seconds merged so far.
     pub fn average_rate(&self, scenario: &Scenario) -> f64 {
         let measured_s = self.measured_seconds(scenario, false);

@@ -589,14 +589,3 @@ mod loss;
 
 #[cfg(test)]
 mod tests;
-
-impl RunAggregate {
-    /// The most frequent error message so far, as `kind: message xN`.
-    pub fn top_error(&self) -> Option<String> {
-        self.operations
-            .values()
-            .flat_map(|op| op.messages.values().flatten())
-            .max_by_key(|m| m.count)
-            .map(|m| format!("{}: {} x{}", m.kind, m.message, m.count))
-    }
-}
