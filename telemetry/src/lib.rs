@@ -121,8 +121,11 @@ impl Telemetry {
 pub fn init(settings: &Settings<'_>) -> Result<Telemetry, TelemetryError> {
     let filter = tracing_subscriber::EnvFilter::try_new(settings.log_filter.unwrap_or(settings.default_filter))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(settings.default_filter));
-    // Colours only for a terminal: `docker logs`, journald and files get plain text.
-    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal());
+    // Colours only for a terminal (`docker logs`, journald and files get
+    // plain text), and none when NO_COLOR is set.
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let ansi = std::io::stderr().is_terminal() && !no_color;
+    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi);
     let logs = match settings.log_format {
         LogFormat::Text => logs.with_filter(filter).boxed(),
         LogFormat::Json => logs.json().with_filter(filter).boxed(),

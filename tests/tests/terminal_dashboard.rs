@@ -287,3 +287,18 @@ fn preload_and_cleanup_show_progress_bars_on_a_terminal_and_lines_without_one() 
         assert!(stderr.contains(&format!("\n{phase} on 2 agent(s): 100000/100000 keys\n")), "{stderr}");
     }
 }
+
+#[test]
+fn logs_on_a_terminal_are_coloured_unless_no_color_is_set() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (env, want_colour) in [(vec![], true), (vec![("NO_COLOR", "1")], false)] {
+        let tmux = Tmux::start(200, 20, dir.path(), &env);
+        // An agent with no coordinator to reach warns each retry; `timeout`
+        // ends it.
+        tmux.run("timeout 3 stampede agent --coordinator http://127.0.0.1:1; echo EXIT=$?");
+        tmux.wait_for("the agent's warning", Duration::from_secs(20), |s| {
+            s.contains("cannot reach the coordinator") && s.contains("EXIT=")
+        });
+        assert_eq!(coloured(&tmux.screen_with_colours()), want_colour, "NO_COLOR: {env:?}\n{}", tmux.screen());
+    }
+}
