@@ -179,6 +179,10 @@ pub struct IntervalReport {
     /// Connections opened in this interval, per node.
     #[serde(default)]
     pub opened: BTreeMap<String, u64>,
+    /// Samples of the node in this interval, per node found, from drivers
+    /// that sample the node instead of knowing it for every request.
+    #[serde(default)]
+    pub node_samples: BTreeMap<String, u64>,
 }
 
 pub(crate) mod base64_bytes {

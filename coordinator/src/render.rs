@@ -304,6 +304,24 @@ fn distribution(out: &mut impl Write, r: &Report, d: &Distribution) -> std::fmt:
             writeln!(out, "source affinity (Cramér's V, 0 none .. 1 pinned): {v:.2}")?;
         }
     }
+    if let Some(sampling) = &d.sampling {
+        writeln!(
+            out,
+            "shares are sampled: {} samples of the node; {:.0}% confidence intervals of each node's true share:",
+            sampling.samples,
+            sampling.confidence * 100.0
+        )?;
+        for (node, share) in &sampling.nodes {
+            writeln!(
+                out,
+                "  {node:<20} {:>7} samples {:>6.1}%  [{:.1}%, {:.1}%]",
+                share.samples,
+                share.share * 100.0,
+                share.low * 100.0,
+                share.high * 100.0
+            )?;
+        }
+    }
     for finding in &d.findings {
         writeln!(out, "finding: {}", finding.message)?;
     }

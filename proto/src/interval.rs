@@ -51,6 +51,7 @@ pub fn to_wire(r: IntervalReport) -> pb::IntervalReport {
         counters: r.counters.into_iter().collect(),
         notes: r.notes,
         opened: r.opened.into_iter().map(|(node, connections)| pb::NodeConnections { node, connections }).collect(),
+        node_samples: r.node_samples.into_iter().collect(),
     }
 }
 
@@ -93,6 +94,7 @@ pub fn from_wire(message: pb::IntervalReport) -> IntervalReport {
         counters: message.counters.into_iter().collect(),
         notes: message.notes,
         opened: message.opened.into_iter().map(|c| (c.node, c.connections)).collect(),
+        node_samples: message.node_samples.into_iter().collect(),
     }
 }
 
@@ -143,6 +145,7 @@ mod tests {
             counters: [("rows".to_string(), 5)].into(),
             notes: vec!["values: raw".into()],
             opened: [("kv-0".to_string(), 1)].into(),
+            node_samples: [("kv-0".to_string(), 3)].into(),
             ..Default::default()
         };
         assert_eq!(decode(&encode(&report)).expect("decode"), report);

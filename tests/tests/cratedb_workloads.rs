@@ -3,8 +3,8 @@
 //! itself cannot be installed on the test machines): the rows the report
 //! says were inserted are the rows the stand-in holds, refused rows are
 //! counted as errors, https works with a certificate the client trusts, and
-//! behind an HTTP balancer that routes each request the sampled node
-//! follows the balancer's choices.
+//! behind haproxy (HTTP mode with and without a node header, TCP mode) the
+//! report's per-node requests and connections are each node's own counts.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -108,9 +108,20 @@ fn https_works_with_a_trusted_certificate_and_fails_clearly_without() {
     assert!(output.contains("SSL_CERT_FILE"), "the way out is named: {output}");
 }
 
-/// haproxy in HTTP mode on loopback, balancing each request over `servers`
-/// (name, address, weight) round robin.
-fn http_balancer(dir: &std::path::Path, servers: &[(&str, &str, u32)]) -> (Process, String) {
+/// How haproxy balances in front of the stand-ins.
+#[derive(Clone, Copy, PartialEq)]
+enum Balancer {
+    /// Layer 7: a server is chosen for every request.
+    Http,
+    /// Layer 7, and each answer names its server in `X-Served-By`.
+    HttpWithHeader,
+    /// Layer 4: a server is chosen for every TCP connection.
+    Tcp,
+}
+
+/// haproxy on loopback, balancing over `servers` (name, address, weight)
+/// round robin.
+fn balancer(dir: &std::path::Path, mode: Balancer, servers: &[(&str, &str, u32)]) -> (Process, String) {
     assert!(
         which("haproxy").is_some(),
         "haproxy is not installed; deploy/test.sh installs it (apt-get install haproxy)"
@@ -118,9 +129,15 @@ fn http_balancer(dir: &std::path::Path, servers: &[(&str, &str, u32)]) -> (Proce
     let address = format!("127.0.0.1:{}", free_port());
     let lines: String =
         servers.iter().map(|(name, server, weight)| format!("  server {name} {server} weight {weight}\n")).collect();
+    let (layer, header) = match mode {
+        Balancer::Http => ("http", ""),
+        Balancer::HttpWithHeader => ("http", "  http-response set-header X-Served-By %s\n"),
+        Balancer::Tcp => ("tcp", ""),
+    };
     let config = format!(
-        "global\n  maxconn 200\ndefaults\n  mode http\n  timeout connect 2s\n  timeout client 30s\n  timeout server 30s\n\
-         frontend front\n  bind {address}\n  default_backend back\nbackend back\n  balance roundrobin\n{lines}"
+        "global\n  maxconn 200\ndefaults\n  mode {layer}\n  timeout connect 2s\n  timeout client 30s\n  \
+         timeout server 30s\nfrontend front\n  bind {address}\n  default_backend back\nbackend back\n  \
+         balance roundrobin\n{header}{lines}"
     );
     let path = write_file(dir, "haproxy.cfg", &config);
     let mut check = std::process::Command::new("haproxy");
@@ -138,44 +155,111 @@ fn http_balancer(dir: &std::path::Path, servers: &[(&str, &str, u32)]) -> (Proce
     (process, address)
 }
 
-#[test]
-fn sampled_node_follows_an_http_balancer_that_routes_each_request() {
-    // Two nodes of one stand-in cluster behind haproxy in HTTP mode, which
-    // chooses a server for every request (weights 3:1). One connection, so
-    // the balancer's sequence is not mixed with another client's and every
-    // `GET /` sample lands at a different place of its 4-request cycle.
-    let a = CrateStandIn::start("crate-a", None);
-    let b = a.add_node("crate-b");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (_haproxy, address) = http_balancer(dir.path(), &[("a", &a.address, 3), ("b", &b.address, 1)]);
+/// A records run of `agents` x `connections` through `address`, with the
+/// weights 3:1 expected, measured from the first request (no warm-up, so
+/// that every request a node served is in the report).
+fn balanced_run(address: &str, agents: u32, connections: u32, extra_target: &str) -> (Value, String) {
     let text = format!(
-        "name: crate-behind-http-balancer\nduration: 4s\nwarmup: 1s\nagents: 1\n\
-         target:\n  kind: cratedb\n  endpoints: [\"{address}\"]\nload:\n  connections: 1\n\
+        "name: crate-behind-balancer\nduration: 3s\nwarmup: 0s\nagents: {agents}\n\
+         target:\n  kind: cratedb\n  endpoints: [\"{address}\"]\n{extra_target}load:\n  connections: {connections}\n\
          workload:\n  kind: records\n  table: balanced\n  batch_size: 5\n  keep: true\n\
          distribution:\n  expect: {{crate-a: 3, crate-b: 1}}\n  tolerance: 3%\n"
     );
     let (code, report, output) = run_scenario(&text, &[]);
     assert_eq!(code, 0, "{output}");
-    let nodes = &report["distribution"]["requests"]["nodes"];
-    let share = |node: &str| nodes[node]["share"].as_f64();
-    let (sampled_a, sampled_b) = (share("crate-a"), share("crate-b"));
-    let (served_a, served_b) = (a.sql_requests.load(Ordering::Relaxed), b.sql_requests.load(Ordering::Relaxed));
-    let served_a = served_a as f64 / (served_a + served_b) as f64;
-    assert!((served_a - 0.75).abs() < 0.01, "haproxy sent 3 of 4 inserts to crate-a: {served_a}");
-    let sampled_a = sampled_a.unwrap_or_else(|| panic!("crate-a in {nodes}"));
-    eprintln!("crate-a: served {served_a:.4} of the requests, sampled share {sampled_a:.4}");
-    assert!(sampled_b.is_some_and(|b| b > 0.0), "crate-b was sampled too: {nodes}");
-    assert!(
-        (sampled_a - served_a).abs() < 0.03,
-        "the sampled share of crate-a ({sampled_a}) is within 3 points of what it served ({served_a}): {nodes}"
+    (report, output)
+}
+
+/// The report's measured requests of one node.
+fn node_requests(report: &Value, node: &str) -> u64 {
+    report["nodes"][node]["ops"].as_u64().unwrap_or(0)
+}
+
+#[test]
+fn behind_an_http_balancer_that_names_its_server_every_request_counts_against_it() {
+    let a = CrateStandIn::start("crate-a", None);
+    let b = a.add_node("crate-b");
+    let dir = tempfile::tempdir().expect("tempdir");
+    // haproxy's server names are the node names (%s in the header).
+    let servers = [("crate-a", a.address.as_str(), 3), ("crate-b", b.address.as_str(), 1)];
+    let (_haproxy, address) = balancer(dir.path(), Balancer::HttpWithHeader, &servers);
+    let (report, output) = balanced_run(&address, 2, 3, "  node_header: X-Served-By\n");
+    let (served_a, served_b) = (a.served.inserts(), b.served.inserts());
+    eprintln!("served {served_a} + {served_b}; report {}", report["nodes"]);
+    assert!(served_a > 0 && served_b > 0, "haproxy used both nodes: {output}");
+    assert_eq!(node_requests(&report, "crate-a"), served_a, "crate-a's own count: {}", report["nodes"]);
+    assert_eq!(node_requests(&report, "crate-b"), served_b, "crate-b's own count: {}", report["nodes"]);
+    let distribution = &report["distribution"];
+    assert!(distribution.get("sampling").is_none(), "nothing is sampled with a node header: {distribution}");
+    assert_eq!(distribution["verdict"], "balanced", "{distribution}");
+    let notes = report["notes"].to_string();
+    assert!(notes.contains("`X-Served-By` header"), "{notes}");
+    assert_eq!(a.row_count("balanced"), Some(count(&report, "/counters/rows") as usize), "one table on both nodes");
+}
+
+#[test]
+fn behind_a_tcp_balancer_requests_and_connections_count_exactly() {
+    let a = CrateStandIn::start("crate-a", None);
+    let b = a.add_node("crate-b");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let servers = [("a", a.address.as_str(), 3), ("b", b.address.as_str(), 1)];
+    let (_haproxy, address) = balancer(dir.path(), Balancer::Tcp, &servers);
+    let (report, output) = balanced_run(&address, 2, 4, "");
+    for (name, node) in [("crate-a", &a), ("crate-b", &b)] {
+        let served = &node.served;
+        eprintln!(
+            "{name}: served {} inserts on {} of {} connections; report {}",
+            served.inserts(),
+            served.insert_connections(),
+            served.connections(),
+            report["nodes"][name]
+        );
+        assert_eq!(node_requests(&report, name), served.inserts(), "{name}'s own count of inserts: {output}");
+        let opened = report["nodes"][name]["opened"].as_u64().unwrap_or(0);
+        assert_eq!(opened, served.insert_connections(), "{name}: the connections that carried its inserts");
+    }
+    // No socket the report does not count: the stand-ins accepted the
+    // run's connections and three more: the test's own check that haproxy
+    // listens, set-up's and teardown's.
+    let opened = count(&report, "/nodes/crate-a/opened") + count(&report, "/nodes/crate-b/opened");
+    assert_eq!(opened, 4, "4 connections over 2 agents: {}", report["nodes"]);
+    assert_eq!(a.served.connections() + b.served.connections(), opened + 3, "no hidden connections");
+}
+
+#[test]
+fn behind_an_http_balancer_without_a_header_shares_are_sampled_and_the_interval_holds_the_truth() {
+    // haproxy chooses a server for every request (weights 3:1); the node is
+    // sampled with `GET /` at random gaps.
+    let a = CrateStandIn::start("crate-a", None);
+    let b = a.add_node("crate-b");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let servers = [("a", a.address.as_str(), 3), ("b", b.address.as_str(), 1)];
+    let (_haproxy, address) = balancer(dir.path(), Balancer::Http, &servers);
+    let (report, output) = balanced_run(&address, 1, 2, "");
+    let (served_a, served_b) = (a.served.inserts(), b.served.inserts());
+    let truth = served_a as f64 / (served_a + served_b) as f64;
+    assert!((truth - 0.75).abs() < 0.01, "haproxy sent 3 of 4 inserts to crate-a: {truth}");
+    let sampling = &report["distribution"]["sampling"];
+    // Every sample is a `GET /` the node answered.
+    assert_eq!(sampling["nodes"]["crate-a"]["samples"].as_u64(), Some(a.served.probes()), "{sampling}");
+    assert_eq!(sampling["nodes"]["crate-b"]["samples"].as_u64(), Some(b.served.probes()), "{sampling}");
+    let (low, high) = (
+        sampling["nodes"]["crate-a"]["low"].as_f64().expect("low"),
+        sampling["nodes"]["crate-a"]["high"].as_f64().expect("high"),
     );
-    assert_eq!(report["distribution"]["verdict"], "balanced", "{}", report["distribution"]);
-    assert!(
-        report["notes"].to_string().contains("cratedb nodes are sampled"),
-        "the report says so: {}",
-        report["notes"]
-    );
-    assert_eq!(a.row_count("balanced"), Some(count(&report, "/counters/rows") as usize), "both nodes wrote one table");
+    eprintln!("crate-a served {truth:.4}; sampled interval [{low:.4}, {high:.4}] from {}", sampling["samples"]);
+    assert!(low <= truth && truth <= high, "the stated interval holds what crate-a served: {sampling}");
+    assert!(high - low < 0.2, "enough samples for a useful interval: {sampling}");
+    let verdict = report["distribution"]["verdict"].as_str().unwrap_or_default();
+    assert!(["balanced", "inconclusive"].contains(&verdict), "a healthy balancer is not blamed: {verdict}");
+    assert!(output.contains("shares are sampled:"), "the text report says so: {output}");
+    assert!(report["notes"].to_string().contains("cratedb nodes are sampled"), "{}", report["notes"]);
+    // Per-second shares come only from intervals with enough samples.
+    for interval in report["distribution"]["intervals"].as_array().expect("intervals") {
+        let samples = interval["samples"].as_u64().expect("samples per interval");
+        let drawn = interval["shares"].as_object().is_some_and(|s| !s.is_empty());
+        assert_eq!(drawn, samples >= 30, "{interval}");
+    }
 }
 
 #[test]

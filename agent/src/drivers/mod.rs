@@ -13,6 +13,7 @@
 #[cfg(test)]
 mod conformance;
 pub mod cratedb;
+pub mod http;
 pub mod postgres;
 pub mod progress;
 pub mod redis_cluster;
@@ -189,6 +190,21 @@ pub trait Connection: Clone + Send + Sync + 'static {
     /// [`Connection::node`] (a cluster client); counted as connections.
     fn nodes(&self) -> &[Arc<str>] {
         &[]
+    }
+
+    /// Whether this connection can carry no more requests (the server
+    /// closed it, or a request on it was abandoned half way); the runner
+    /// then opens a new one, counted as any other. `false` by default.
+    fn is_closed(&self) -> bool {
+        false
+    }
+
+    /// The node a sample found since the last call, for drivers that
+    /// sample the node instead of knowing it for every request (an HTTP
+    /// balancer may route each request elsewhere); counted so that the
+    /// report can say how sure its shares are. `None` by default.
+    fn take_sample(&self) -> Option<Arc<str>> {
+        None
     }
 
     /// Executes one operation.

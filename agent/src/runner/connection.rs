@@ -47,6 +47,9 @@ impl SlotContext {
 enum SlotEnd {
     Finished,
     ConnectionLost,
+    /// The connection can carry no more requests (the server closed it
+    /// between requests, or a timed-out request was abandoned on it).
+    Closed,
     /// The connection served its `reconnect_every` requests.
     Renew,
 }
@@ -116,8 +119,14 @@ async fn run_slot<C: Connection>(
         };
         let times = BatchTimes { intended: intended.unwrap_or(sent), sent, done: Instant::now() };
         let lost = record_batch(recorder, &operations, &results, finished, &times);
+        if let Some(node) = connection.take_sample() {
+            *lock(recorder).samples.entry(node).or_default() += 1;
+        }
         if lost {
             return SlotEnd::ConnectionLost;
+        }
+        if connection.is_closed() {
+            return SlotEnd::Closed;
         }
         if !context.pause.is_zero() {
             tokio::time::sleep(context.pause).await;
@@ -251,6 +260,9 @@ pub async fn drive<D: Driver>(
             }
             r.set_node(node);
             r.connected = true;
+            if let Some(sampled) = current.take_sample() {
+                *r.samples.entry(sampled).or_default() += 1;
+            }
         }
         let budget = context.reconnect_every.map(|n| AtomicI64::new(n.min(i64::MAX as u64) as i64));
         // Closed model: one slot writes `pipeline` requests at a time.
@@ -267,7 +279,7 @@ pub async fn drive<D: Driver>(
         let (mut lost, mut renew) = (false, false);
         while let Some(end) = slots.next().await {
             lost |= matches!(end, SlotEnd::ConnectionLost);
-            renew |= matches!(end, SlotEnd::Renew);
+            renew |= matches!(end, SlotEnd::Renew | SlotEnd::Closed);
         }
         lock(&recorder).connected = false;
         generation += 1;

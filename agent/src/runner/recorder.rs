@@ -66,6 +66,9 @@ pub struct Recorder {
     pub counters: [u64; Counter::ALL.len()],
     /// Connections opened since the last collection, per node.
     pub opened: BTreeMap<Arc<str>, u64>,
+    /// Samples of the node since the last collection, per node found (for
+    /// drivers that sample it, [`crate::drivers::Connection::take_sample`]).
+    pub samples: BTreeMap<Arc<str>, u64>,
 }
 
 pub type SharedRecorder = Arc<Mutex<Recorder>>;
@@ -84,6 +87,7 @@ impl Recorder {
             busy_us: 0,
             counters: [0; Counter::ALL.len()],
             opened: BTreeMap::new(),
+            samples: BTreeMap::new(),
         }))
     }
 
@@ -182,10 +186,14 @@ pub fn collect(
     let mut busy_us = 0;
     let mut counters = [0u64; Counter::ALL.len()];
     let mut opened: BTreeMap<String, u64> = BTreeMap::new();
+    let mut node_samples: BTreeMap<String, u64> = BTreeMap::new();
     for recorder in recorders {
         let mut r = lock(recorder);
         for (node, n) in std::mem::take(&mut r.opened) {
             *opened.entry(node.to_string()).or_default() += n;
+        }
+        for (node, n) in std::mem::take(&mut r.samples) {
+            *node_samples.entry(node.to_string()).or_default() += n;
         }
         for (total, n) in counters.iter_mut().zip(std::mem::take(&mut r.counters)) {
             *total += n;
@@ -259,6 +267,7 @@ pub fn collect(
             .map(|(counter, n)| (counter.as_str().to_string(), n))
             .collect(),
         opened,
+        node_samples,
         ..IntervalReport::default()
     };
     (report, busy_us)

@@ -42,6 +42,11 @@ pub struct Observations {
     pub connections: BTreeMap<String, BTreeMap<String, u64>>,
     /// Measured requests per interval index and node.
     pub intervals: BTreeMap<u64, BTreeMap<String, u64>>,
+    /// Samples of the node per node found, when the driver samples the
+    /// node instead of knowing it for every request (empty otherwise).
+    pub samples: BTreeMap<String, u64>,
+    /// The same per interval index.
+    pub interval_samples: BTreeMap<u64, BTreeMap<String, u64>>,
 }
 
 /// One node's part.
@@ -85,7 +90,66 @@ pub struct Finding {
 pub struct IntervalShares {
     pub index: u64,
     pub total: u64,
+    /// Per node; from the samples when the node was sampled, and empty
+    /// when the interval had too few samples to say.
     pub shares: BTreeMap<String, f64>,
+    /// Samples of the node in the interval, when the node was sampled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub samples: Option<u64>,
+}
+
+/// Confidence of the intervals stated for sampled shares.
+pub const SAMPLED_CONFIDENCE: f64 = 0.99;
+/// The normal quantile of [`SAMPLED_CONFIDENCE`] (two-sided).
+const SAMPLED_Z: f64 = 2.575_829;
+/// An interval's shares are drawn from samples only when it has this many.
+pub const MIN_INTERVAL_SAMPLES: u64 = 30;
+
+/// How sure sampled shares are: the samples, and per node the share of the
+/// samples with its Wilson score interval at [`SAMPLED_CONFIDENCE`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sampling {
+    pub samples: u64,
+    pub confidence: f64,
+    pub nodes: BTreeMap<String, SampledShare>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SampledShare {
+    pub samples: u64,
+    /// Fraction of the samples, 0..1.
+    pub share: f64,
+    /// The confidence interval of the node's true share.
+    pub low: f64,
+    pub high: f64,
+}
+
+/// The Wilson score interval of a proportion `k / n` at normal quantile `z`.
+pub fn wilson(k: u64, n: u64, z: f64) -> (f64, f64) {
+    if n == 0 {
+        return (0.0, 1.0);
+    }
+    let (k, n) = (k as f64, n as f64);
+    let p = k / n;
+    let z2 = z * z;
+    let centre = (p + z2 / (2.0 * n)) / (1.0 + z2 / n);
+    let half = z / (1.0 + z2 / n) * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt();
+    ((centre - half).max(0.0), (centre + half).min(1.0))
+}
+
+fn sampling(samples: &BTreeMap<String, u64>, expected: &BTreeMap<String, f64>) -> Sampling {
+    let total: u64 = samples.values().sum();
+    let names: BTreeSet<&String> = samples.keys().chain(expected.keys()).collect();
+    let nodes = names
+        .into_iter()
+        .map(|name| {
+            let k = samples.get(name).copied().unwrap_or(0);
+            let (low, high) = wilson(k, total, SAMPLED_Z);
+            let share = if total > 0 { k as f64 / total as f64 } else { 0.0 };
+            (name.clone(), SampledShare { samples: k, share, low, high })
+        })
+        .collect();
+    Sampling { samples: total, confidence: SAMPLED_CONFIDENCE, nodes }
 }
 
 /// The `distribution` key of the report.
@@ -102,7 +166,12 @@ pub struct Distribution {
     /// like the total, 1 when each agent reaches a single node.
     pub affinity: Option<f64>,
     pub intervals: Vec<IntervalShares>,
-    /// `balanced` or `unbalanced` (by requests), `no data`.
+    /// When the node was sampled: how sure the shares are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sampling: Option<Sampling>,
+    /// `balanced` or `unbalanced` (by requests), `no data`; with sampled
+    /// nodes `inconclusive` when a share's interval straddles the
+    /// tolerance band.
     pub verdict: String,
     pub findings: Vec<Finding>,
 }
@@ -214,12 +283,14 @@ pub fn analyse(observations: &Observations, expect: &Expectation) -> Distributio
     let requests = spread(&request_totals, expect);
     let connections = spread(&totals(&observations.connections), expect);
     let mut findings = Vec::new();
+    let sampled = !observations.samples.is_empty();
     if let Some(weights) = &expect.weights {
         for (node, weight) in weights {
             if *weight > 0.0 && request_totals.get(node).copied().unwrap_or(0) == 0 {
+                let seen = if sampled { "no sample found it" } else { "served no request" };
                 findings.push(Finding {
                     kind: "unseen".into(),
-                    message: format!("node {node} was expected (weight {weight}) but served no request"),
+                    message: format!("node {node} was expected (weight {weight}) but {seen}"),
                 });
             }
         }
@@ -253,33 +324,67 @@ pub fn analyse(observations: &Observations, expect: &Expectation) -> Distributio
             ),
         });
     }
+    let empty = BTreeMap::new();
     let intervals: Vec<IntervalShares> = observations
         .intervals
         .iter()
         .map(|(index, nodes)| {
             let total: u64 = nodes.values().sum();
-            let shares = request_totals
-                .keys()
-                .map(|node| {
-                    let n = nodes.get(node).copied().unwrap_or(0);
-                    (node.clone(), if total > 0 { n as f64 / total as f64 } else { 0.0 })
-                })
-                .collect();
-            IntervalShares { index: *index, total, shares }
+            // Sampled nodes: shares from the interval's samples, when
+            // there are enough of them to mean something.
+            let (counts, samples) = match sampled {
+                false => (nodes, None),
+                true => {
+                    let counts = observations.interval_samples.get(index).unwrap_or(&empty);
+                    (counts, Some(counts.values().sum::<u64>()))
+                }
+            };
+            let basis: u64 = counts.values().sum();
+            let shares = if samples.is_some_and(|n| n < MIN_INTERVAL_SAMPLES) {
+                BTreeMap::new()
+            } else {
+                request_totals
+                    .keys()
+                    .map(|node| {
+                        let n = counts.get(node).copied().unwrap_or(0);
+                        (node.clone(), if basis > 0 { n as f64 / basis as f64 } else { 0.0 })
+                    })
+                    .collect()
+            };
+            IntervalShares { index: *index, total, shares, samples }
         })
         .collect();
     let limit_pp = CHANGE_PP.max(expect.tolerance_pp);
-    let judged: Vec<&IntervalShares> = intervals.iter().filter(|i| i.total >= MIN_INTERVAL_REQUESTS).collect();
+    let judged: Vec<&IntervalShares> = intervals
+        .iter()
+        .filter(|i| i.total >= MIN_INTERVAL_REQUESTS && i.samples.is_none_or(|n| n >= MIN_INTERVAL_SAMPLES))
+        .collect();
+    if sampled {
+        let thin: Vec<u64> = intervals.iter().filter_map(|i| i.samples).filter(|n| *n < MIN_INTERVAL_SAMPLES).collect();
+        if !thin.is_empty() {
+            let most = thin.iter().max().copied().unwrap_or(0);
+            findings.push(Finding {
+                kind: "sampled".into(),
+                message: format!(
+                    "{} of {} intervals held fewer than {MIN_INTERVAL_SAMPLES} samples of the node (at most {most}): \
+                     their shares are not drawn or judged; set target.node_header to count every request",
+                    thin.len(),
+                    intervals.len()
+                ),
+            });
+        }
+    }
     for node in requests.nodes.iter().filter(|(_, s)| s.count > 0).map(|(node, _)| node) {
         let share_in = |i: &IntervalShares| i.shares.get(node).copied().unwrap_or(0.0);
         // Windows where the node served nothing at all: it left, or had not
         // come yet.
         let mut changes = Vec::new();
         for (first, last) in windows(&judged, |i| share_in(i) == 0.0) {
+            let none = if sampled { "was in none of the samples" } else { "served no requests" };
             changes.push(Finding {
                 kind: "share_change".into(),
                 message: format!(
-                    "node {node} served no requests in {} (it had {} over the run)",
+                    "node {node} {none} in {} (it had {} over the run)",
                     span(first, last),
                     percent(requests.nodes[node].share)
                 ),
@@ -314,10 +419,12 @@ pub fn analyse(observations: &Observations, expect: &Expectation) -> Distributio
         }
         bounded(&mut findings, node, changes);
     }
-    let verdict = match (requests.total, requests.balanced) {
-        (0, _) => "no data",
-        (_, true) => "balanced",
-        (_, false) => "unbalanced",
+    let sampling = sampled.then(|| sampling(&observations.samples, &expected_shares(&observations.samples, expect)));
+    let verdict = match (&sampling, requests.total, requests.balanced) {
+        (_, 0, _) => "no data",
+        (None, _, true) => "balanced",
+        (None, _, false) => "unbalanced",
+        (Some(sampling), _, _) => sampled_verdict(sampling, &expected_shares(&observations.samples, expect), expect),
     };
     Distribution {
         expected: if expect.weights.is_some() { "weighted" } else { "uniform" }.into(),
@@ -327,9 +434,26 @@ pub fn analyse(observations: &Observations, expect: &Expectation) -> Distributio
         agents: observations.requests.clone(),
         affinity,
         intervals,
+        sampling,
         verdict: verdict.into(),
         findings,
     }
+}
+
+/// With sampled shares: `balanced` when every node's interval lies within
+/// its expected share plus or minus the tolerance, `unbalanced` when one
+/// lies wholly outside, `inconclusive` otherwise (more samples would say).
+fn sampled_verdict(sampling: &Sampling, expected: &BTreeMap<String, f64>, expect: &Expectation) -> &'static str {
+    let tolerance = expect.tolerance_pp / 100.0;
+    let mut inside = true;
+    for (node, share) in &sampling.nodes {
+        let e = expected.get(node).copied().unwrap_or(0.0);
+        if share.high < e - tolerance || share.low > e + tolerance {
+            return "unbalanced";
+        }
+        inside &= share.low >= e - tolerance && share.high <= e + tolerance;
+    }
+    if inside { "balanced" } else { "inconclusive" }
 }
 
 /// Runs of consecutive intervals for which `test` holds, as (first, last).

@@ -124,6 +124,9 @@ struct RawTarget {
     /// Node identity (a Redis run id, `host:port`, ...) -> the name to report.
     #[serde(default)]
     nodes: BTreeMap<String, String>,
+    /// A response header naming the backend of each request (HTTP targets).
+    #[serde(default)]
+    node_header: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -223,6 +226,10 @@ pub struct Target {
     pub endpoints: Vec<String>,
     /// Node identity -> name in the report (`target.nodes`).
     pub nodes: BTreeMap<String, String>,
+    /// `target.node_header`: the response header that names the backend
+    /// which served each request (an HTTP balancer sets it), for HTTP
+    /// targets; without it the node is sampled.
+    pub node_header: Option<String>,
 }
 
 /// A validated scenario.

@@ -24,7 +24,26 @@ pub(super) fn validate_target(raw: RawTarget, check: &mut Checker<'_>) -> Target
             check.fail("target.nodes", "node identities and names must not be empty");
         }
     }
-    Target { kind: raw.kind, endpoints: raw.endpoints, nodes: raw.nodes }
+    if let Some(header) = &raw.node_header {
+        if raw.kind != TargetKind::Cratedb {
+            check.fail(
+                "target.node_header",
+                format!(
+                    "only HTTP targets (cratedb) name their backend in a response header; a {} target's node is \
+                     known from its connection, remove node_header",
+                    raw.kind.as_str()
+                ),
+            );
+        } else if header.is_empty()
+            || !header.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        {
+            check.fail(
+                "target.node_header",
+                format!("`{header}` is not an HTTP header name (letters, digits and -, such as X-Served-By)"),
+            );
+        }
+    }
+    Target { kind: raw.kind, endpoints: raw.endpoints, nodes: raw.nodes, node_header: raw.node_header }
 }
 
 pub(super) fn validate_load(raw: RawLoad, check: &mut Checker<'_>) -> Load {

@@ -346,6 +346,11 @@ function nodesSection(report, decoded) {
         dist.requests.p_value === null ? ')' : `, chi-square p = ${dist.requests.p_value.toPrecision(3)})`,
       ),
     );
+    if (dist.sampling) {
+      const s = dist.sampling;
+      const parts = Object.keys(s.nodes).map((n) => `${n} ${percent(s.nodes[n].share)} [${percent(s.nodes[n].low)}, ${percent(s.nodes[n].high)}]`);
+      box.append(el('p', { class: 'hint', id: 'distribution-sampling' }, `Shares are sampled: ${s.samples.toLocaleString('en')} samples of the node, ${Math.round(s.confidence * 100)}% confidence intervals: ${parts.join('; ')}.`));
+    }
     if (dist.findings.length > 0) box.append(el('ul', { class: 'findings' }, dist.findings.map((f) => el('li', {}, `${f.kind}: ${f.message}`))));
   }
   const rows = nodes.map((n) => {

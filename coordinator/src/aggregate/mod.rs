@@ -363,6 +363,13 @@ impl RunAggregate {
             }
         }
         self.notes.extend(report.notes.iter().cloned());
+        if !warmup {
+            for (identity, n) in &report.node_samples {
+                let name = self.name_of(identity);
+                *self.observations.samples.entry(name.clone()).or_default() += n;
+                *self.observations.interval_samples.entry(report.interval).or_default().entry(name).or_default() += n;
+            }
+        }
         for (identity, opened) in &report.opened {
             let name = self.name_of(identity);
             *self.observations.connections.entry(agent.to_string()).or_default().entry(name.clone()).or_default() +=

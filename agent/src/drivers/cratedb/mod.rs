@@ -1,12 +1,17 @@
-//! CrateDB over its HTTP endpoint (reqwest), target kind `cratedb`.
+//! CrateDB over its HTTP endpoint, target kind `cratedb`.
 //!
 //! Requests follow CrateDB's documented `/_sql` format: a JSON body with
 //! `stmt` and either `args` (one row) or `bulk_args` (many rows); answers
 //! carry `cols`, `rows`, `rowcount` and `duration`, bulk answers a `results`
 //! array with one `rowcount` per row (`-2` for a row that failed), and
-//! errors an `error` object with `message` and `code`. The node is the
-//! `name` that `GET /` returns; HTTP balancers may route each request
-//! elsewhere, so the node is sampled once per connection.
+//! errors an `error` object with `message` and `code`.
+//!
+//! Each connection is one HTTP/1.1 socket of its own ([`super::http`]), so
+//! the connections a layer-4 balancer sees are the ones counted. The node
+//! is the `name` that `GET /` returns on that socket. An HTTP balancer may
+//! route each request elsewhere: with `target.node_header` each answer's
+//! header names its node; without one, `GET /` samples the node again after
+//! a random 8 to 24 requests, and requests count against the last sample.
 //!
 //! Endpoints are `host:port` or `http(s)://user:password@host:port`;
 //! credentials become basic authentication.
@@ -15,20 +20,26 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use bytes::Bytes;
+use hyper::Method;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 use stampede_common::Scenario;
 use stampede_common::scenario::Workload;
 
+use super::http::{Endpoint, Link, LinkState};
 use super::{BuildError, Connection, Done, Driver, DriverError, DriverSpec, ErrorKind, Part, Progress};
 use crate::workloads::{Action, Operation, QueryKind};
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// A set-up or teardown statement (a CREATE, a preload chunk) gets this long.
+const STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Rows per bulk request when the query workload preloads its table.
 const PRELOAD_CHUNK: u64 = 1000;
 const TEARDOWN_GRACE: Duration = Duration::from_secs(2);
+/// Requests between two samples of the node, drawn uniformly (a random gap
+/// cannot keep step with a balancer's round robin); 16 on average.
+const SAMPLE_GAP: std::ops::RangeInclusive<u32> = 8..=24;
 
 const REGIONS: [&str; 4] = ["us-east", "us-west", "eu-central", "ap-southeast"];
 const CATEGORIES: [&str; 5] = ["electronics", "books", "clothing", "home", "sports"];
@@ -49,10 +60,13 @@ struct Plan {
     seed: u64,
     /// Row ids of this agent start with it, so agents never collide.
     agent: u32,
+    node_header: Option<String>,
 }
 
 pub struct CrateDriver {
     plan: Arc<Plan>,
+    /// Connections opened so far (each one's sampling stream differs).
+    opened: AtomicU64,
 }
 
 impl CrateDriver {
@@ -73,97 +87,63 @@ impl CrateDriver {
                 keep,
                 seed,
                 agent: part.agent_index,
+                node_header: scenario.target.node_header.clone(),
             }),
+            opened: AtomicU64::new(0),
         }
+    }
+
+    fn endpoint(&self, endpoint: &str) -> Result<Endpoint, DriverError> {
+        Endpoint::parse(endpoint, self.plan.node_header.as_deref())
     }
 }
 
-/// Where and how to send requests.
-#[derive(Clone)]
-struct Http {
-    client: reqwest::Client,
-    base: String,
-    credentials: Option<(String, Option<String>)>,
-    /// The endpoint without its password, for messages.
+/// A link for set-up and teardown statements, which may take long.
+struct Statements {
+    link: Link,
     shown: Arc<str>,
 }
 
-impl Http {
-    fn new(endpoint: &str) -> Result<Self, DriverError> {
-        let shown: Arc<str> = stampede_common::scenario::redact(endpoint).into();
-        let text = if endpoint.contains("://") { endpoint.to_string() } else { format!("http://{endpoint}") };
-        let mut url = url::Url::parse(&text)
-            .map_err(|e| DriverError::new(ErrorKind::Connection, format!("bad endpoint `{shown}`: {e}")))?;
-        let credentials = (!url.username().is_empty()).then(|| {
-            let decode = stampede_common::endpoint::percent_decode;
-            (decode(url.username()), url.password().map(decode))
-        });
-        let _ = url.set_username("");
-        let _ = url.set_password(None);
-        let base = url.as_str().trim_end_matches('/').to_string();
-        let client = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT)
-            .pool_max_idle_per_host(1)
-            .build()
-            .map_err(|e| DriverError::new(ErrorKind::Connection, format!("HTTP client for {shown}: {e}")))?;
-        Ok(Self { client, base, credentials, shown })
+impl Statements {
+    async fn open(endpoint: &Endpoint) -> Result<Self, DriverError> {
+        Ok(Self { link: endpoint.open().await?, shown: Arc::clone(&endpoint.shown) })
     }
 
-    fn authorize(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        match &self.credentials {
-            Some((user, password)) => request.basic_auth(user, password.as_deref()),
-            None => request,
-        }
+    async fn sql(&mut self, body: &Value) -> Result<Value, DriverError> {
+        let answer = tokio::time::timeout(STATEMENT_TIMEOUT, sql(&mut self.link, &self.shown, body)).await;
+        let statement = body.get("stmt").and_then(Value::as_str).unwrap_or_default();
+        let statement: String = statement.chars().take(60).collect();
+        answer
+            .map_err(|_| {
+                DriverError::new(
+                    ErrorKind::Timeout,
+                    format!("{}: `{statement}...` had no answer after {STATEMENT_TIMEOUT:?}", self.shown),
+                )
+            })?
+            .map(|(value, _)| value)
     }
+}
 
-    fn transport_error(&self, error: &reqwest::Error) -> DriverError {
-        let kind = if error.is_timeout() {
-            ErrorKind::Timeout
-        } else if error.is_connect() || error.is_request() {
-            ErrorKind::Connection
-        } else if error.is_decode() {
-            ErrorKind::Protocol
-        } else {
-            ErrorKind::Connection
-        };
-        // reqwest's own message leaves the cause (a refused connection, a
-        // certificate the system does not trust) to its sources.
-        let mut message = format!("{}: {error}", self.shown);
-        let mut source = std::error::Error::source(error);
-        while let Some(cause) = source {
-            message.push_str(&format!(": {cause}"));
-            source = cause.source();
-        }
-        if message.contains("certificate") {
-            message.push_str(" (the system's CA store decides; for a private CA set SSL_CERT_FILE to its PEM file)");
-        }
-        DriverError::new(kind, message)
+/// Sends one `/_sql` request; returns the answer's JSON and the node header's
+/// value. CrateDB's errors are counted against the node that sent them.
+async fn sql(link: &mut Link, shown: &str, body: &Value) -> Result<(Value, Option<String>), DriverError> {
+    let bytes = Bytes::from(serde_json::to_vec(body).unwrap_or_default());
+    let reply = link.send(Method::POST, "/_sql", Some(bytes)).await?;
+    let status = reply.status;
+    let at = |error: DriverError| match &reply.node {
+        Some(node) => error.at(node.as_str().into()),
+        None => error,
+    };
+    let answer: Value = serde_json::from_slice(&reply.body).map_err(|e| {
+        at(DriverError::new(ErrorKind::Protocol, format!("{shown}: HTTP {status} with a body that is not JSON: {e}")))
+    })?;
+    if let Some(error) = answer.get("error") {
+        return Err(at(crate_error(status, error)));
     }
-
-    /// Sends one `/_sql` request and returns the answer's JSON.
-    async fn sql(&self, body: &Value) -> Result<Value, DriverError> {
-        let request = self.authorize(self.client.post(format!("{}/_sql", self.base)).json(body));
-        let response = request.send().await.map_err(|e| self.transport_error(&e))?;
-        let status = response.status();
-        let bytes = response.bytes().await.map_err(|e| self.transport_error(&e))?;
-        let answer: Value = serde_json::from_slice(&bytes).map_err(|e| {
-            DriverError::new(
-                ErrorKind::Protocol,
-                format!("{}: HTTP {status} with a body that is not JSON: {e}", self.shown),
-            )
-        })?;
-        if let Some(error) = answer.get("error") {
-            return Err(crate_error(status.as_u16(), error));
-        }
-        if !status.is_success() {
-            return Err(DriverError::new(
-                ErrorKind::Server,
-                format!("{}: HTTP {status} without an error object", self.shown),
-            ));
-        }
-        Ok(answer)
+    if !(200..300).contains(&status) {
+        return Err(at(DriverError::new(ErrorKind::Server, format!("{shown}: HTTP {status} without an error object"))));
     }
+    Ok((answer, reply.node))
 }
 
 /// Maps CrateDB's error object to an error: the code's class names the
@@ -184,63 +164,75 @@ fn crate_error(status: u16, error: &Value) -> DriverError {
     DriverError::new(ErrorKind::Server, format!("CrateDB {cause} (HTTP {status}, code {code}): {message}"))
 }
 
-/// The node name from CrateDB's root endpoint (`GET /`), and whether the
-/// node says it is healthy (`"ok": true`; an unhealthy one answers 503 and
+/// What `GET /` said: the node's name (or the node header's value), and
+/// whether the node says it is healthy (an unhealthy one answers 503 and
 /// `"ok": false`).
-async fn probe(http: &Http) -> Result<(Arc<str>, bool), DriverError> {
-    let root = async {
-        let response = http
-            .authorize(http.client.get(format!("{}/", http.base)))
-            .send()
-            .await
-            .map_err(|e| http.transport_error(&e))?;
-        let status = response.status();
-        let answer: Value = response.json().await.map_err(|e| {
-            DriverError::new(
-                ErrorKind::Protocol,
-                format!("{}: GET / answered HTTP {status}, not JSON: {e}", http.shown),
-            )
-        })?;
-        if let Some(error) = answer.get("error") {
-            return Err(crate_error(status.as_u16(), error));
-        }
-        Ok::<_, DriverError>((answer, status.as_u16()))
-    };
-    let (answer, status) = tokio::time::timeout(CONNECT_TIMEOUT, root)
+struct Probe {
+    node: Arc<str>,
+    healthy: bool,
+}
+
+async fn probe(link: &mut Link, endpoint: &Endpoint) -> Result<Probe, DriverError> {
+    let shown = &endpoint.shown;
+    let reply = tokio::time::timeout(super::http::CONNECT_TIMEOUT, link.send(Method::GET, "/", None))
         .await
-        .map_err(|_| DriverError::new(ErrorKind::Timeout, format!("connecting to {} took over 5s", http.shown)))??;
-    let node = answer.get("name").and_then(Value::as_str).unwrap_or(&http.shown).to_string();
+        .map_err(|_| DriverError::new(ErrorKind::Timeout, format!("GET / on {shown} had no answer after 5s")))??;
+    let status = reply.status;
+    let answer: Value = serde_json::from_slice(&reply.body).map_err(|e| {
+        DriverError::new(ErrorKind::Protocol, format!("{shown}: GET / answered HTTP {status}, not JSON: {e}"))
+    })?;
+    if let Some(error) = answer.get("error") {
+        return Err(crate_error(status, error));
+    }
+    let node = match (endpoint.node_header(), reply.node) {
+        (None, _) => answer.get("name").and_then(Value::as_str).unwrap_or(shown).to_string(),
+        (Some(_), Some(node)) if !node.is_empty() => node,
+        (Some(header), _) => {
+            return Err(DriverError::new(
+                ErrorKind::Protocol,
+                format!(
+                    "{shown}: the answer to GET / has no `{header}` header, which target.node_header names; \
+                     make the balancer set it (haproxy: `http-response set-header {header} %s` in the backend) \
+                     or remove node_header to sample the node with GET /"
+                ),
+            ));
+        }
+    };
     let healthy = status != 503 && answer.get("ok").and_then(Value::as_bool) != Some(false);
-    Ok((node.into(), healthy))
+    Ok(Probe { node: node.into(), healthy })
 }
 
 /// The error of a node that says it is not healthy.
-fn unhealthy(http: &Http, node: &Arc<str>) -> DriverError {
+fn unhealthy(shown: &str, node: &Arc<str>) -> DriverError {
     DriverError::new(
         ErrorKind::Server,
         format!(
-            "CrateDB node {node} at {} says it is not healthy (GET / answered HTTP 503, \"ok\": false); \
-             see its log and `SELECT * FROM sys.checks WHERE NOT passed`",
-            http.shown
+            "CrateDB node {node} at {shown} says it is not healthy (GET / answered HTTP 503, \"ok\": false); \
+             see its log and `SELECT * FROM sys.checks WHERE NOT passed`"
         ),
     )
     .at(Arc::clone(node))
 }
 
-/// The node requests are counted against, renewed every `SAMPLE_EVERY`.
-struct Sampled {
-    operations: AtomicU64,
-    node: Mutex<Arc<str>>,
+/// A connection's socket and what it knows of the node behind it.
+struct Session {
+    link: Link,
+    /// The node requests are counted against (the last sample).
+    node: Arc<str>,
+    /// Requests until the next sample.
+    until_sample: u32,
+    rng: SmallRng,
 }
-
-/// Requests per connection between two `GET /` samples of the node.
-const SAMPLE_EVERY: u64 = 32;
 
 #[derive(Clone)]
 pub struct CrateConnection {
-    http: Http,
+    session: Arc<tokio::sync::Mutex<Session>>,
+    state: Arc<LinkState>,
+    /// A sample not yet collected by the runner.
+    sample: Arc<Mutex<Option<Arc<str>>>>,
+    endpoint: Endpoint,
+    /// The node found when the connection opened.
     node: Arc<str>,
-    sampled: Arc<Sampled>,
     plan: Arc<Plan>,
 }
 
@@ -251,14 +243,47 @@ impl Driver for CrateDriver {
         Ok(Self::new(spec.scenario, spec.part, spec.seed))
     }
 
+    fn notes(&self) -> Vec<String> {
+        vec![match &self.plan.node_header {
+            Some(header) => format!(
+                "cratedb: each request is counted against the node its answer's `{header}` header names \
+                 (one HTTP/1.1 socket per connection)"
+            ),
+            None => format!(
+                "cratedb nodes are sampled: GET / on the connection's socket every {} to {} requests names the \
+                 node that requests count against until the next sample; behind an HTTP balancer that routes \
+                 each request, shares are estimates with the confidence interval the distribution states \
+                 (set target.node_header to count every request)",
+                SAMPLE_GAP.start(),
+                SAMPLE_GAP.end()
+            ),
+        }]
+    }
+
     async fn connect(&self, endpoint: &str) -> Result<CrateConnection, DriverError> {
-        let http = Http::new(endpoint)?;
-        let (node, healthy) = probe(&http).await?;
-        if !healthy {
-            return Err(unhealthy(&http, &node));
+        let endpoint = self.endpoint(endpoint)?;
+        let mut link = endpoint.open().await?;
+        let found = probe(&mut link, &endpoint).await?;
+        if !found.healthy {
+            return Err(unhealthy(&endpoint.shown, &found.node));
         }
-        let sampled = Arc::new(Sampled { operations: AtomicU64::new(0), node: Mutex::new(Arc::clone(&node)) });
-        Ok(CrateConnection { http, node, sampled, plan: Arc::clone(&self.plan) })
+        let index = self.opened.fetch_add(1, Ordering::Relaxed);
+        let mut rng = SmallRng::seed_from_u64(self.plan.seed ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let until_sample = rng.random_range(SAMPLE_GAP);
+        let sampled = self.plan.node_header.is_none().then(|| Arc::clone(&found.node));
+        Ok(CrateConnection {
+            state: link.state(),
+            session: Arc::new(tokio::sync::Mutex::new(Session {
+                link,
+                node: Arc::clone(&found.node),
+                until_sample,
+                rng,
+            })),
+            sample: Arc::new(Mutex::new(sampled)),
+            endpoint,
+            node: found.node,
+            plan: Arc::clone(&self.plan),
+        })
     }
 
     async fn setup(&self, endpoints: &[String], part: &Part, progress: &Progress) -> Result<Vec<String>, DriverError> {
@@ -267,7 +292,8 @@ impl Driver for CrateDriver {
             return Ok(Vec::new());
         }
         progress.begin("table set-up", "steps", 0);
-        let http = Http::new(endpoints.first().map(String::as_str).unwrap_or_default())?;
+        let mut http =
+            Statements::open(&self.endpoint(endpoints.first().map(String::as_str).unwrap_or_default())?).await?;
         let mut columns = vec![
             "id TEXT PRIMARY KEY",
             "\"timestamp\" TIMESTAMP WITH TIME ZONE",
@@ -292,16 +318,10 @@ impl Driver for CrateDriver {
             plan.replicas
         );
         http.sql(&json!({ "stmt": create })).await?;
-        let mut notes = vec![
-            format!(
-                "table {} with {} shards and {} replicas ({} object columns)",
-                plan.table, plan.shards, plan.replicas, plan.objects
-            ),
-            format!(
-                "cratedb nodes are sampled: GET / every {SAMPLE_EVERY} requests per connection names the node \
-                 that requests are counted against until the next sample (an HTTP balancer may route each request)"
-            ),
-        ];
+        let mut notes = vec![format!(
+            "table {} with {} shards and {} replicas ({} object columns)",
+            plan.table, plan.shards, plan.replicas, plan.objects
+        )];
         if let Workload::Query(w) = &plan.workload {
             let _ = http.sql(&json!({ "stmt": format!("REFRESH TABLE {}", plan.table) })).await?;
             let count = http.sql(&json!({ "stmt": format!("SELECT count(*) FROM {}", plan.table) })).await?;
@@ -341,7 +361,8 @@ impl Driver for CrateDriver {
         }
         progress.begin(if plan.keep { "refresh table" } else { "drop table" }, "tables", 1);
         tokio::time::sleep(TEARDOWN_GRACE).await;
-        let http = Http::new(endpoints.first().map(String::as_str).unwrap_or_default())?;
+        let mut http =
+            Statements::open(&self.endpoint(endpoints.first().map(String::as_str).unwrap_or_default())?).await?;
         if plan.keep {
             // Rows become visible to count(*) after a refresh.
             http.sql(&json!({ "stmt": format!("REFRESH TABLE {}", plan.table) })).await?;
@@ -427,37 +448,52 @@ fn bulk_counts(answer: &Value, expected: u64) -> Result<(u64, u64), DriverError>
 }
 
 impl CrateConnection {
-    async fn insert(&self, batch: u64) -> Result<Done, DriverError> {
-        let size = u64::from(self.plan.batch_size);
-        let body = insert_body(&self.plan, batch, 0, size, 10_000);
-        let answer = self.http.sql(&body).await?;
-        let (written, failed) = bulk_counts(&answer, size)?;
-        // A request with refused rows counts as a server error (the runner
-        // looks at `rows_failed`); its written rows still count.
-        Ok(Done { rows: written as u32, rows_failed: failed as u32, ..Done::default() })
+    /// The statement an operation sends.
+    fn statement(&self, operation: &Operation) -> Result<(Value, u64), DriverError> {
+        let table = &self.plan.table;
+        Ok(match operation.action {
+            Action::Insert(batch) => {
+                let size = u64::from(self.plan.batch_size);
+                (insert_body(&self.plan, batch, 0, size, 10_000), size)
+            }
+            Action::Query(QueryKind::Bucket, _) => (
+                json!({ "stmt": format!(
+                    "SELECT date_trunc('hour', \"timestamp\") AS bucket, count(*), sum(amount) FROM {table} \
+                     GROUP BY date_trunc('hour', \"timestamp\") ORDER BY bucket"
+                ) }),
+                0,
+            ),
+            Action::Query(QueryKind::LastPoint, _) => (
+                json!({ "stmt": format!("SELECT region, max(\"timestamp\") FROM {table} GROUP BY region ORDER BY region") }),
+                0,
+            ),
+            Action::Query(QueryKind::Range, user) => (
+                json!({
+                    "stmt": format!("SELECT id, amount FROM {table} WHERE user_id = ? ORDER BY \"timestamp\" DESC LIMIT 100"),
+                    "args": [user + 1],
+                }),
+                0,
+            ),
+            other => {
+                return Err(DriverError::new(ErrorKind::Protocol, format!("{other:?} is not a CrateDB operation")));
+            }
+        })
     }
 
-    async fn query(&self, kind: QueryKind, user: u64) -> Result<Done, DriverError> {
-        let table = &self.plan.table;
-        let body = match kind {
-            QueryKind::Bucket => json!({ "stmt": format!(
-                "SELECT date_trunc('hour', \"timestamp\") AS bucket, count(*), sum(amount) FROM {table} \
-                 GROUP BY date_trunc('hour', \"timestamp\") ORDER BY bucket"
-            ) }),
-            QueryKind::LastPoint => {
-                json!({ "stmt": format!("SELECT region, max(\"timestamp\") FROM {table} GROUP BY region ORDER BY region") })
-            }
-            QueryKind::Range => json!({
-                "stmt": format!("SELECT id, amount FROM {table} WHERE user_id = ? ORDER BY \"timestamp\" DESC LIMIT 100"),
-                "args": [user + 1],
-            }),
-        };
-        let answer = self.http.sql(&body).await?;
-        let rows = answer
-            .get("rows")
-            .and_then(Value::as_array)
-            .ok_or_else(|| DriverError::new(ErrorKind::Protocol, "a query answer without `rows`"))?;
-        Ok(Done { rows: rows.len() as u32, ..Done::default() })
+    /// Samples the node again when its gap is over (without a node header).
+    async fn sample(&self, session: &mut Session) -> Result<(), DriverError> {
+        session.until_sample = session.until_sample.saturating_sub(1);
+        if self.plan.node_header.is_some() || session.until_sample > 0 {
+            return Ok(());
+        }
+        session.until_sample = session.rng.random_range(SAMPLE_GAP);
+        let found = probe(&mut session.link, &self.endpoint).await?;
+        *self.sample.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(&found.node));
+        session.node = Arc::clone(&found.node);
+        if !found.healthy {
+            return Err(unhealthy(&self.endpoint.shown, &found.node));
+        }
+        Ok(())
     }
 }
 
@@ -466,27 +502,56 @@ impl Connection for CrateConnection {
         &self.node
     }
 
+    fn is_closed(&self) -> bool {
+        self.state.is_closed()
+    }
+
+    fn take_sample(&self) -> Option<Arc<str>> {
+        self.sample.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+
     async fn execute(&mut self, operation: &Operation) -> Result<Done, DriverError> {
-        // An HTTP balancer may send every request elsewhere: sample the node.
-        // A node that says it is unhealthy fails the operation, counted
-        // against it.
-        if self.sampled.operations.fetch_add(1, Ordering::Relaxed) % SAMPLE_EVERY == SAMPLE_EVERY - 1
-            && let Ok((node, healthy)) = probe(&self.http).await
-        {
-            if !healthy {
-                return Err(unhealthy(&self.http, &node));
+        let (body, size) = self.statement(operation)?;
+        let mut session = self.session.lock().await;
+        self.sample(&mut session).await?;
+        let here = |node: Option<String>, session: &Session| -> Option<Arc<str>> {
+            let node: Arc<str> = node.map_or_else(|| Arc::clone(&session.node), Into::into);
+            (node != self.node).then_some(node)
+        };
+        let (answer, served_by) = match sql(&mut session.link, &self.endpoint.shown, &body).await {
+            Ok(answered) => answered,
+            Err(error) if error.node.is_some() => return Err(error),
+            Err(error) => {
+                return Err(match here(None, &session) {
+                    Some(node) => error.at(node),
+                    None => error,
+                });
             }
-            *self.sampled.node.lock().unwrap_or_else(PoisonError::into_inner) = node;
+        };
+        if self.plan.node_header.is_some() && served_by.as_deref().is_none_or(str::is_empty) {
+            let header = self.plan.node_header.as_deref().unwrap_or_default();
+            return Err(DriverError::new(
+                ErrorKind::Protocol,
+                format!(
+                    "{}: an answer without the `{header}` header that target.node_header names",
+                    self.endpoint.shown
+                ),
+            ));
         }
-        let mut done = match operation.action {
-            Action::Insert(batch) => self.insert(batch).await,
-            Action::Query(kind, user) => self.query(kind, user).await,
-            other => Err(DriverError::new(ErrorKind::Protocol, format!("{other:?} is not a CrateDB operation"))),
-        }?;
-        let node = Arc::clone(&self.sampled.node.lock().unwrap_or_else(PoisonError::into_inner));
-        if *node != *self.node {
-            done.node = Some(node);
-        }
+        let node = here(served_by, &session);
+        let mut done = if matches!(operation.action, Action::Insert(_)) {
+            let (written, failed) = bulk_counts(&answer, size)?;
+            // A request with refused rows counts as a server error (the
+            // runner looks at `rows_failed`); its written rows still count.
+            Done { rows: written as u32, rows_failed: failed as u32, ..Done::default() }
+        } else {
+            let rows = answer
+                .get("rows")
+                .and_then(Value::as_array)
+                .ok_or_else(|| DriverError::new(ErrorKind::Protocol, "a query answer without `rows`"))?;
+            Done { rows: rows.len() as u32, ..Done::default() }
+        };
+        done.node = node;
         Ok(done)
     }
 }

@@ -63,7 +63,11 @@ fn bulk_answers_are_checked_strictly() {
 
 #[test]
 fn credentials_in_the_endpoint_are_decoded_as_rfc_3986_says() {
-    let http = Http::new("http://bench:p+a%25b%40c%3Ad@127.0.0.1:4200").expect("endpoint");
-    assert_eq!(http.credentials, Some(("bench".to_string(), Some("p+a%b@c:d".to_string()))));
-    assert!(!http.shown.contains("p+a"), "{}", http.shown);
+    let endpoint = Endpoint::parse("http://bench:p+a%25b%40c%3Ad@127.0.0.1:4200", None).expect("endpoint");
+    assert_eq!(endpoint.authorization().as_deref(), Some("bench:p+a%b@c:d"));
+    assert!(!endpoint.shown.contains("p+a"), "{}", endpoint.shown);
+    let error = Endpoint::parse("ftp://127.0.0.1:4200", None).expect_err("refused");
+    assert!(error.message.contains("`ftp` is not http or https"), "{}", error.message);
+    let error = Endpoint::parse("127.0.0.1:4200", Some("X Served")).expect_err("refused");
+    assert!(error.message.contains("node_header"), "{}", error.message);
 }

@@ -30,6 +30,9 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 
+mod sql;
+use sql::sql;
+
 #[derive(Default)]
 struct Table {
     columns: Vec<String>,
@@ -49,6 +52,37 @@ struct State {
     errors_by_code: BTreeMap<u64, u64>,
 }
 
+/// One node's own account of what it served.
+#[derive(Debug, Default)]
+pub struct Served {
+    /// TCP connections it accepted.
+    pub connections: AtomicU64,
+    /// `/_sql` INSERT requests it answered (whatever the answer).
+    pub inserts: AtomicU64,
+    /// Connections that carried at least one INSERT.
+    pub insert_connections: AtomicU64,
+    /// `GET /` requests it answered.
+    pub probes: AtomicU64,
+}
+
+impl Served {
+    pub fn inserts(&self) -> u64 {
+        self.inserts.load(Ordering::Relaxed)
+    }
+
+    pub fn connections(&self) -> u64 {
+        self.connections.load(Ordering::Relaxed)
+    }
+
+    pub fn insert_connections(&self) -> u64 {
+        self.insert_connections.load(Ordering::Relaxed)
+    }
+
+    pub fn probes(&self) -> u64 {
+        self.probes.load(Ordering::Relaxed)
+    }
+}
+
 /// A running stand-in; it stops accepting when dropped.
 pub struct CrateStandIn {
     pub address: String,
@@ -66,6 +100,8 @@ pub struct CrateStandIn {
     pub unhealthy: Arc<AtomicBool>,
     /// `GET /` requests answered so.
     pub unhealthy_answers: Arc<AtomicU64>,
+    /// What this node served, as its own logs would count it.
+    pub served: Arc<Served>,
     credentials: Option<(String, String)>,
 }
 
@@ -127,6 +163,7 @@ impl CrateStandIn {
         let sql_requests = Arc::new(AtomicU64::new(0));
         let unhealthy = Arc::new(AtomicBool::new(false));
         let unhealthy_answers = Arc::new(AtomicU64::new(0));
+        let served = Arc::new(Served::default());
         let expected_auth = credentials.map(|(user, password)| {
             use base64::Engine;
             format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")))
@@ -135,13 +172,16 @@ impl CrateStandIn {
             let (state, stop, rejected, node) = (state.clone(), stop.clone(), rejected.clone(), node.to_string());
             let sql_requests = Arc::clone(&sql_requests);
             let (unhealthy, unhealthy_answers) = (Arc::clone(&unhealthy), Arc::clone(&unhealthy_answers));
+            let served = Arc::clone(&served);
             std::thread::spawn(move || {
                 for stream in listener.incoming() {
                     if stop.load(Ordering::Relaxed) {
                         break;
                     }
                     let Ok(stream) = stream else { continue };
+                    served.connections.fetch_add(1, Ordering::Relaxed);
                     let _ = stream.set_nodelay(true);
+                    let served = Arc::clone(&served);
                     let (state, rejected, node, auth) =
                         (state.clone(), rejected.clone(), node.clone(), expected_auth.clone());
                     let (stop, tls, sql_requests) = (stop.clone(), tls.clone(), sql_requests.clone());
@@ -153,6 +193,7 @@ impl CrateStandIn {
                             sql_requests: &sql_requests,
                             unhealthy: &unhealthy,
                             unhealthy_answers: &unhealthy_answers,
+                            served: &served,
                         };
                         match tls {
                             None => serve(stream, &state, &rejected, &node, &stop),
@@ -177,6 +218,7 @@ impl CrateStandIn {
             sql_requests,
             unhealthy,
             unhealthy_answers,
+            served,
             credentials,
         }
     }
@@ -283,10 +325,20 @@ struct Node<'a> {
     sql_requests: &'a AtomicU64,
     unhealthy: &'a AtomicBool,
     unhealthy_answers: &'a AtomicU64,
+    served: &'a Served,
+}
+
+/// Whether a `/_sql` body's `stmt` starts with `word`.
+fn statement_is(body: &[u8], word: &str) -> bool {
+    serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v.get("stmt").and_then(Value::as_str).map(|s| s.trim_start().starts_with(word)))
+        .unwrap_or(false)
 }
 
 fn serve<S: Read + Write>(stream: S, state: &Mutex<State>, rejected: &AtomicU64, node: &Node<'_>, stop: &AtomicBool) {
     let mut reader = BufReader::new(stream);
+    let mut carried_insert = false;
     while let Some(request) = read_request(&mut reader) {
         if stop.load(Ordering::Relaxed) {
             // A stopped stand-in closes its connections, as a dead node would.
@@ -297,6 +349,9 @@ fn serve<S: Read + Write>(stream: S, state: &Mutex<State>, rejected: &AtomicU64,
         let (status, body) = if !authorized {
             error(401, 4011, "trying to access the cluster with an unknown user or a wrong password")
         } else {
+            if (request.method.as_str(), request.path.as_str()) == ("GET", "/") {
+                node.served.probes.fetch_add(1, Ordering::Relaxed);
+            }
             match (request.method.as_str(), request.path.as_str()) {
                 ("GET", "/") if node.unhealthy.load(Ordering::Relaxed) => {
                     node.unhealthy_answers.fetch_add(1, Ordering::Relaxed);
@@ -309,6 +364,13 @@ fn serve<S: Read + Write>(stream: S, state: &Mutex<State>, rejected: &AtomicU64,
                 ),
                 ("POST", path) if path == "/_sql" || path.starts_with("/_sql?") => {
                     node.sql_requests.fetch_add(1, Ordering::Relaxed);
+                    if statement_is(&request.body, "INSERT") {
+                        node.served.inserts.fetch_add(1, Ordering::Relaxed);
+                        if !carried_insert {
+                            carried_insert = true;
+                            node.served.insert_connections.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
                     let is_json =
                         request.headers.get("content-type").is_some_and(|t| t.starts_with("application/json"));
                     if is_json {
@@ -331,182 +393,4 @@ fn serve<S: Read + Write>(stream: S, state: &Mutex<State>, rejected: &AtomicU64,
             return;
         }
     }
-}
-
-/// Handles one `/_sql` request body.
-fn sql(state: &Mutex<State>, body: &[u8]) -> (u16, Value) {
-    let Ok(Value::Object(request)) = serde_json::from_slice::<Value>(body) else {
-        return error(400, 4000, "the request body must be a JSON object");
-    };
-    if let Some(key) = request.keys().find(|k| !["stmt", "args", "bulk_args"].contains(&k.as_str())) {
-        return error(400, 4000, format!("unknown key `{key}` in the request"));
-    }
-    let Some(Value::String(statement)) = request.get("stmt") else {
-        return error(400, 4000, "`stmt` must be a string");
-    };
-    if request.contains_key("args") && request.contains_key("bulk_args") {
-        return error(400, 4000, "`args` and `bulk_args` cannot be used together");
-    }
-    let marks = statement.matches('?').count();
-    let bulk = match request.get("bulk_args") {
-        None => None,
-        Some(Value::Array(rows)) => {
-            let mut checked = Vec::with_capacity(rows.len());
-            for row in rows {
-                match row {
-                    Value::Array(values) if values.len() == marks => checked.push(values.clone()),
-                    _ => return error(400, 4000, format!("every bulk_args row must be an array of {marks} values")),
-                }
-            }
-            Some(checked)
-        }
-        Some(_) => return error(400, 4000, "`bulk_args` must be an array of arrays"),
-    };
-    let args = match request.get("args") {
-        None => Vec::new(),
-        Some(Value::Array(values)) if values.len() == marks => values.clone(),
-        Some(_) => return error(400, 4000, format!("`args` must be an array of {marks} values")),
-    };
-    if bulk.is_none() && args.len() != marks {
-        return error(400, 4000, format!("the statement has {marks} parameters and none were given"));
-    }
-    let started = std::time::Instant::now();
-    let mut state = state.lock().expect("state");
-    let words: Vec<&str> = statement.split_whitespace().collect();
-    let duration = || started.elapsed().as_secs_f64() * 1000.0;
-    let answer = |cols: Vec<&str>, rows: Vec<Value>, rowcount: i64| {
-        (200, json!({ "cols": cols, "rows": rows, "rowcount": rowcount, "duration": duration() }))
-    };
-    match words.as_slice() {
-        ["CREATE", "TABLE", "IF", "NOT", "EXISTS", name, ..] => {
-            let name = name.split('(').next().unwrap_or(name).to_string();
-            let Some(open) = statement.find('(') else { return error(400, 4000, "CREATE TABLE without columns") };
-            let Some(close) = statement.find(") CLUSTERED").or_else(|| statement.rfind(')')) else {
-                return error(400, 4000, "CREATE TABLE without a closing parenthesis");
-            };
-            // Column definitions are split at commas outside parentheses.
-            let mut columns = Vec::new();
-            let mut depth = 0;
-            let mut current = String::new();
-            for c in statement[open + 1..close].chars() {
-                match c {
-                    '(' => depth += 1,
-                    ')' => depth -= 1,
-                    ',' if depth == 0 => {
-                        columns.push(current.split_whitespace().next().unwrap_or("").trim_matches('"').to_string());
-                        current.clear();
-                        continue;
-                    }
-                    _ => {}
-                }
-                current.push(c);
-            }
-            columns.push(current.split_whitespace().next().unwrap_or("").trim_matches('"').to_string());
-            if !statement.contains("number_of_replicas") {
-                return error(400, 4000, "the stand-in expects WITH (number_of_replicas = N)");
-            }
-            state.tables.entry(name).or_insert_with(|| Table { columns, ..Table::default() });
-            answer(vec![], vec![], 1)
-        }
-        ["DROP", "TABLE", "IF", "EXISTS", name] => {
-            let existed = state.tables.remove(*name).is_some();
-            answer(vec![], vec![], i64::from(existed))
-        }
-        ["REFRESH", "TABLE", name] => match state.tables.contains_key(*name) {
-            true => answer(vec![], vec![], 1),
-            false => error(404, 4041, format!("Relation '{name}' unknown")),
-        },
-        ["INSERT", "INTO", name, ..] => {
-            let State { tables, refuse_every, offered, .. } = &mut *state;
-            let Some(table) = tables.get_mut(*name) else {
-                return error(404, 4041, format!("Relation '{name}' unknown"));
-            };
-            let (Some(open), Some(close)) = (statement.find('('), statement.find(") VALUES")) else {
-                return error(400, 4000, "INSERT INTO t (columns) VALUES (...) expected");
-            };
-            let columns: Vec<String> =
-                statement[open + 1..close].split(',').map(|c| c.trim().trim_matches('"').to_string()).collect();
-            if columns.len() != marks {
-                return error(400, 4000, "the number of columns and of `?` marks differ");
-            }
-            if let Some(unknown) = columns.iter().find(|c| !table.columns.contains(c)) {
-                return error(404, 4043, format!("Column {unknown} unknown"));
-            }
-            let mut insert = |values: &[Value]| -> bool {
-                let row: BTreeMap<String, Value> = columns.iter().cloned().zip(values.iter().cloned()).collect();
-                let id = row.get("id").map(Value::to_string).unwrap_or_default();
-                *offered += 1;
-                if *refuse_every > 0 && offered.is_multiple_of(*refuse_every) {
-                    return false;
-                }
-                if !table.ids.insert(id) {
-                    return false;
-                }
-                table.rows.push(row);
-                true
-            };
-            match bulk {
-                Some(rows) => {
-                    let results: Vec<Value> =
-                        rows.iter().map(|r| json!({ "rowcount": if insert(r) { 1 } else { -2 } })).collect();
-                    (200, json!({ "cols": [], "duration": duration(), "results": results }))
-                }
-                None if insert(&args) => answer(vec![], vec![], 1),
-                None => error(409, 4091, "A document with the same primary key exists already"),
-            }
-        }
-        ["SELECT", "count(*)", "FROM", name] => match state.tables.get(*name) {
-            Some(table) => answer(vec!["count(*)"], vec![json!([table.rows.len()])], 1),
-            None => error(404, 4041, format!("Relation '{name}' unknown")),
-        },
-        ["SELECT", ..] => select(&state, statement, &args, answer),
-        _ => error(400, 4000, format!("the stand-in cannot parse `{statement}`")),
-    }
-}
-
-/// The three queries of the `query` workload, computed from the rows.
-fn select(
-    state: &State,
-    statement: &str,
-    args: &[Value],
-    answer: impl Fn(Vec<&str>, Vec<Value>, i64) -> (u16, Value),
-) -> (u16, Value) {
-    let Some(name) = statement.split(" FROM ").nth(1).and_then(|rest| rest.split_whitespace().next()) else {
-        return error(400, 4000, "SELECT without FROM");
-    };
-    let Some(table) = state.tables.get(name) else { return error(404, 4041, format!("Relation '{name}' unknown")) };
-    let number = |row: &BTreeMap<String, Value>, column: &str| row.get(column).and_then(Value::as_f64).unwrap_or(0.0);
-    if statement.contains("date_trunc('hour'") && statement.contains("GROUP BY") {
-        let mut buckets: BTreeMap<i64, (u64, f64)> = BTreeMap::new();
-        for row in &table.rows {
-            let hour = (number(row, "timestamp") as i64 / 3_600_000) * 3_600_000;
-            let entry = buckets.entry(hour).or_default();
-            entry.0 += 1;
-            entry.1 += number(row, "amount");
-        }
-        let rows = buckets.into_iter().map(|(h, (n, sum))| json!([h, n, sum])).collect();
-        let count = i64::try_from(table.rows.len()).unwrap_or(i64::MAX);
-        return answer(vec!["bucket", "count(*)", "sum(amount)"], rows, count);
-    }
-    if statement.contains("max(\"timestamp\")") && statement.contains("GROUP BY region") {
-        let mut latest: BTreeMap<String, f64> = BTreeMap::new();
-        for row in &table.rows {
-            let region = row.get("region").and_then(Value::as_str).unwrap_or_default().to_string();
-            let at = latest.entry(region).or_insert(f64::MIN);
-            *at = at.max(number(row, "timestamp"));
-        }
-        let rows: Vec<Value> = latest.into_iter().map(|(r, t)| json!([r, t])).collect();
-        let n = rows.len() as i64;
-        return answer(vec!["region", "max(\"timestamp\")"], rows, n);
-    }
-    if statement.contains("WHERE user_id = ?") && statement.contains("LIMIT 100") {
-        let user = args.first().and_then(Value::as_f64).unwrap_or(-1.0);
-        let mut rows: Vec<&BTreeMap<String, Value>> =
-            table.rows.iter().filter(|r| number(r, "user_id") == user).collect();
-        rows.sort_by(|a, b| number(b, "timestamp").total_cmp(&number(a, "timestamp")));
-        let rows: Vec<Value> = rows.iter().take(100).map(|r| json!([r["id"], r["amount"]])).collect();
-        let n = rows.len() as i64;
-        return answer(vec!["id", "amount"], rows, n);
-    }
-    error(400, 4000, format!("the stand-in cannot run `{statement}`"))
 }
