@@ -49,11 +49,21 @@ pub enum Counter {
     Fanout,
     /// Messages received by pub/sub subscribers.
     Delivered,
+    /// Rows of writes that timed out before an answer came: the target may
+    /// have applied them.
+    RowsUnconfirmed,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 6] =
-        [Self::Rows, Self::RowsFailed, Self::CacheHits, Self::CacheMisses, Self::Fanout, Self::Delivered];
+    pub const ALL: [Counter; 7] = [
+        Self::Rows,
+        Self::RowsFailed,
+        Self::CacheHits,
+        Self::CacheMisses,
+        Self::Fanout,
+        Self::Delivered,
+        Self::RowsUnconfirmed,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -63,6 +73,7 @@ impl Counter {
             Self::CacheMisses => "cache_misses",
             Self::Fanout => "fanout",
             Self::Delivered => "delivered",
+            Self::RowsUnconfirmed => "rows_unconfirmed",
         }
     }
 

@@ -4,6 +4,7 @@
 use std::fmt::Write;
 
 use stampede_common::distribution::Distribution;
+use stampede_common::interval::Counter;
 use stampede_common::report::Report;
 use stampede_common::units::format_micros;
 
@@ -115,6 +116,13 @@ fn write_report(out: &mut String, r: &Report) -> std::fmt::Result {
             })
             .collect();
         writeln!(out, "counters (whole run; rates over the measured part): {}", counters.join(", "))?;
+        if let Some(rows) = r.counters.get(Counter::RowsUnconfirmed.as_str()) {
+            writeln!(
+                out,
+                "rows_unconfirmed: {rows} rows of writes that timed out before an answer came may have been \
+                 applied: the target may hold up to that many more rows than `rows`"
+            )?;
+        }
     }
     if let Some(ratio) = r.cache_hit_ratio {
         writeln!(out, "cache hit ratio: {:.1}%", ratio * 100.0)?;

@@ -346,3 +346,41 @@ fn a_node_that_says_it_is_unhealthy_fails_the_preparation_or_counts_errors_mid_r
     let said = report["operations"]["insert"]["error_messages"][0]["message"].as_str().unwrap_or_default();
     assert!(said.contains("not healthy"), "{said}");
 }
+
+#[test]
+fn an_insert_that_times_out_is_a_timeout_a_new_counted_connection_and_rows_that_may_have_been_applied() {
+    let standin = CrateStandIn::start("crate-t", None);
+    let served = std::sync::Arc::clone(&standin.served);
+    // After 100 inserts the node holds one for 6 s (the client gives up at
+    // 5 s), then applies it.
+    let stall = std::thread::spawn(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while served.inserts() < 100 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        served.stall_inserts.store(1, Ordering::Relaxed);
+    });
+    let text = format!(
+        "name: crate-stall\nduration: 9s\nwarmup: 0s\nagents: 1\ntarget:\n  kind: cratedb\n  endpoints: [\"{}\"]\n\
+         load:\n  connections: 1\nworkload:\n  kind: records\n  table: stalled\n  batch_size: 10\n  keep: true\n",
+        standin.address
+    );
+    let (code, report, output) = run_scenario(&text, &[]);
+    stall.join().expect("thread");
+    assert_eq!(code, 0, "{output}");
+    assert_eq!(count(&report, "/operations/insert/errors_by_kind/timeout"), 1, "{output}");
+    // The abandoned request's socket is not used again: a new connection,
+    // counted, carried the rest.
+    assert_eq!(count(&report, "/nodes/crate-t/opened"), 2, "{}", report["nodes"]);
+    assert_eq!(standin.served.insert_connections(), 2);
+    assert_eq!(
+        count(&report, "/nodes/crate-t/ops"),
+        standin.served.inserts(),
+        "every insert the node answered or applied"
+    );
+    // The timed-out insert was applied all the same: the report says so.
+    let (rows, unconfirmed) = (count(&report, "/counters/rows"), count(&report, "/counters/rows_unconfirmed"));
+    assert_eq!(unconfirmed, 10, "{}", report["counters"]);
+    assert_eq!(standin.row_count("stalled"), Some((rows + unconfirmed) as usize), "the node holds them");
+    assert!(output.contains("may have been applied"), "{output}");
+}

@@ -207,6 +207,14 @@ pub trait Connection: Clone + Send + Sync + 'static {
         None
     }
 
+    /// Rows `operation` writes, for writes whose answer never came (the
+    /// runner's timeout): the target may have applied them, and the report
+    /// says so. 0 by default.
+    fn rows_of(&self, operation: &Operation) -> u32 {
+        let _ = operation;
+        0
+    }
+
     /// Executes one operation.
     fn execute(&mut self, operation: &Operation) -> impl Future<Output = Result<Done, DriverError>> + Send;
 

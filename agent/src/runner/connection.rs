@@ -14,6 +14,7 @@ use rand::SeedableRng;
 use rand::rngs::SmallRng;
 
 use super::recorder::{SharedRecorder, lock};
+use stampede_common::interval::Counter;
 use stampede_common::scenario::redact;
 
 use crate::backoff::Backoff;
@@ -119,6 +120,14 @@ async fn run_slot<C: Connection>(
         };
         let times = BatchTimes { intended: intended.unwrap_or(sent), sent, done: Instant::now() };
         let lost = record_batch(recorder, &operations, &results, finished, &times);
+        if !finished {
+            // Writes without an answer may still have been applied.
+            let rows: u64 = operations[results.len().min(operations.len())..]
+                .iter()
+                .map(|operation| u64::from(connection.rows_of(operation)))
+                .sum();
+            lock(recorder).counters[Counter::RowsUnconfirmed.index()] += rows;
+        }
         if let Some(node) = connection.take_sample() {
             *lock(recorder).samples.entry(node).or_default() += 1;
         }

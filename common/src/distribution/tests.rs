@@ -166,3 +166,63 @@ fn a_node_that_flaps_all_run_is_listed_a_bounded_number_of_times() {
     assert!(about_kv1[MAX_CHANGES_LISTED].contains("more spans (the first 10 are listed)"), "{about_kv1:?}");
     assert!(about_kv1[0].contains("served no requests in intervals 2-3"), "{about_kv1:?}");
 }
+
+#[test]
+fn wilson_intervals_match_the_published_figures() {
+    // 75 of 100 at 95% (z = 1.96): [0.6569, 0.8245] (Newcombe 1998, method 3).
+    let (low, high) = wilson(75, 100, 1.959_964);
+    assert!((low - 0.6569).abs() < 1e-4 && (high - 0.8245).abs() < 1e-4, "[{low}, {high}]");
+    // None of 10: the lower bound is 0, the upper one above 0.
+    let (low, high) = wilson(0, 10, 1.959_964);
+    assert!(low == 0.0 && (high - 0.2775).abs() < 1e-4, "[{low}, {high}]");
+    assert_eq!(wilson(0, 0, 1.96), (0.0, 1.0));
+}
+
+/// Observations of a sampled node: attributed requests and the samples.
+fn sampled(requests: &[(&str, u64)], samples: &[(&str, u64)]) -> Observations {
+    let samples: BTreeMap<String, u64> = samples.iter().map(|(n, c)| (n.to_string(), *c)).collect();
+    Observations {
+        requests: table(&[("a1", requests)]),
+        intervals: [(0, requests.iter().map(|(n, c)| (n.to_string(), *c)).collect())].into(),
+        interval_samples: [(0, samples.clone())].into(),
+        samples,
+        ..Observations::default()
+    }
+}
+
+#[test]
+fn sampled_shares_are_judged_by_their_interval() {
+    let expect = weights(&[("a", 3.0), ("b", 1.0)]);
+    // 1,000 samples at 75%: the interval lies within 75% +- 5.
+    let d = analyse(&sampled(&[("a", 7500), ("b", 2500)], &[("a", 750), ("b", 250)]), &expect);
+    assert_eq!(d.verdict, "balanced", "{:?}", d.sampling);
+    let s = d.sampling.as_ref().expect("sampling");
+    assert_eq!((s.samples, s.confidence), (1000, SAMPLED_CONFIDENCE));
+    assert!(s.nodes["a"].low > 0.70 && s.nodes["a"].high < 0.80, "{s:?}");
+    // 40 samples at 80%: the interval is wider than the band, so neither.
+    let d = analyse(&sampled(&[("a", 320), ("b", 80)], &[("a", 32), ("b", 8)]), &expect);
+    assert_eq!(d.verdict, "inconclusive", "{:?}", d.sampling);
+    // 1,000 samples at 90%: wholly outside 75% +- 5.
+    let d = analyse(&sampled(&[("a", 9000), ("b", 1000)], &[("a", 900), ("b", 100)]), &expect);
+    assert_eq!(d.verdict, "unbalanced", "{:?}", d.sampling);
+    // Not sampled: no sampling section, the verdict from the counts.
+    let exact = Observations { requests: table(&[("a1", &[("a", 7500), ("b", 2500)])]), ..Observations::default() };
+    let d = analyse(&exact, &expect);
+    assert_eq!((d.verdict.as_str(), d.sampling.is_none()), ("balanced", true));
+}
+
+#[test]
+fn intervals_with_few_samples_are_neither_drawn_nor_judged() {
+    // Interval 0 has 40 samples, interval 1 only 3, none of them of b; an
+    // exact count would call that "b served no requests in interval 1".
+    let mut observations = sampled(&[("a", 1000), ("b", 300)], &[("a", 30), ("b", 10)]);
+    observations.intervals.insert(1, [("a".to_string(), 300)].into());
+    observations.interval_samples.insert(1, [("a".to_string(), 3)].into());
+    let d = analyse(&observations, &Expectation::default());
+    assert_eq!(d.intervals[0].samples, Some(40));
+    assert!((d.intervals[0].shares["a"] - 0.75).abs() < 1e-12, "shares from the samples: {:?}", d.intervals[0]);
+    assert_eq!((d.intervals[1].samples, d.intervals[1].shares.is_empty()), (Some(3), true));
+    assert!(d.findings.iter().all(|f| !f.message.contains("served no requests")), "{:?}", d.findings);
+    let note = d.findings.iter().find(|f| f.kind == "sampled").expect("a finding says why");
+    assert!(note.message.contains("1 of 2 intervals") && note.message.contains("node_header"), "{}", note.message);
+}

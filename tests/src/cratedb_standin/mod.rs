@@ -63,7 +63,13 @@ pub struct Served {
     pub insert_connections: AtomicU64,
     /// `GET /` requests it answered.
     pub probes: AtomicU64,
+    /// While above 0, the next INSERT waits [`STALL`] before it is applied
+    /// and answered (and this drops by one): a node that stalls.
+    pub stall_inserts: AtomicU64,
 }
+
+/// How long a stalled INSERT waits: longer than the client's 5 s timeout.
+pub const STALL: std::time::Duration = std::time::Duration::from_secs(6);
 
 impl Served {
     pub fn inserts(&self) -> u64 {
@@ -365,6 +371,10 @@ fn serve<S: Read + Write>(stream: S, state: &Mutex<State>, rejected: &AtomicU64,
                 ("POST", path) if path == "/_sql" || path.starts_with("/_sql?") => {
                     node.sql_requests.fetch_add(1, Ordering::Relaxed);
                     if statement_is(&request.body, "INSERT") {
+                        let stalls = &node.served.stall_inserts;
+                        if stalls.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1)).is_ok() {
+                            std::thread::sleep(STALL);
+                        }
                         node.served.inserts.fetch_add(1, Ordering::Relaxed);
                         if !carried_insert {
                             carried_insert = true;

@@ -506,6 +506,10 @@ impl Connection for CrateConnection {
         self.state.is_closed()
     }
 
+    fn rows_of(&self, operation: &Operation) -> u32 {
+        if matches!(operation.action, Action::Insert(_)) { self.plan.batch_size } else { 0 }
+    }
+
     fn take_sample(&self) -> Option<Arc<str>> {
         self.sample.lock().unwrap_or_else(PoisonError::into_inner).take()
     }

@@ -449,6 +449,13 @@ impl Connection for PgConnection {
         &self.node
     }
 
+    fn rows_of(&self, operation: &Operation) -> u32 {
+        match (&self.plan.workload, operation.action) {
+            (Workload::Metrics(w), Action::Insert(_)) => w.batch_size,
+            _ => 0,
+        }
+    }
+
     async fn execute(&mut self, operation: &Operation) -> Result<Done, DriverError> {
         match operation.action {
             Action::Insert(batch) => self.insert(batch).await,
