@@ -278,7 +278,8 @@ fn distribution(out: &mut impl Write, r: &Report, d: &Distribution) -> std::fmt:
             report.map_or(0, |n| n.opened),
         )?;
     }
-    for (label, spread) in [("requests", &d.requests), ("connections opened", &d.connections)] {
+    let requests = if d.sampling.is_some() { "requests (chi-square of the samples)" } else { "requests" };
+    for (label, spread) in [(requests, &d.requests), ("connections opened", &d.connections)] {
         if spread.total == 0 {
             continue;
         }

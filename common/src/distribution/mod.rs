@@ -64,6 +64,8 @@ pub struct NodeShare {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Spread {
     pub total: u64,
+    // With sampled nodes, `chi_square`, `degrees_of_freedom` and `p_value`
+    // of `requests` are those of the samples.
     pub nodes: BTreeMap<String, NodeShare>,
     pub chi_square: f64,
     pub degrees_of_freedom: u64,
@@ -280,7 +282,15 @@ fn percent(x: f64) -> String {
 /// The analysis of a run's counts.
 pub fn analyse(observations: &Observations, expect: &Expectation) -> Distribution {
     let request_totals = totals(&observations.requests);
-    let requests = spread(&request_totals, expect);
+    let mut requests = spread(&request_totals, expect);
+    if !observations.samples.is_empty() {
+        // Sampled nodes: the samples are the observations, the requests
+        // only follow them; chi-square is a test of the samples.
+        let of_samples = spread(&observations.samples, expect);
+        requests.chi_square = of_samples.chi_square;
+        requests.degrees_of_freedom = of_samples.degrees_of_freedom;
+        requests.p_value = of_samples.p_value;
+    }
     let connections = spread(&totals(&observations.connections), expect);
     let mut findings = Vec::new();
     let sampled = !observations.samples.is_empty();

@@ -226,3 +226,14 @@ fn intervals_with_few_samples_are_neither_drawn_nor_judged() {
     let note = d.findings.iter().find(|f| f.kind == "sampled").expect("a finding says why");
     assert!(note.message.contains("1 of 2 intervals") && note.message.contains("node_header"), "{}", note.message);
 }
+
+#[test]
+fn with_sampled_nodes_chi_square_tests_the_samples_not_the_requests_that_follow_them() {
+    // 10,000 requests at 76% would be far from 75% for chi-square; 400
+    // samples at 76% are not.
+    let d =
+        analyse(&sampled(&[("a", 7600), ("b", 2400)], &[("a", 304), ("b", 96)]), &weights(&[("a", 3.0), ("b", 1.0)]));
+    assert!((d.requests.chi_square - (4.0f64.powi(2) / 300.0 + 4.0f64.powi(2) / 100.0)).abs() < 1e-9);
+    assert!(d.requests.p_value.expect("p") > 0.5, "{:?}", d.requests.p_value);
+    assert_eq!(d.requests.total, 10_000, "the counts stay the requests'");
+}

@@ -21,6 +21,12 @@
 //! [`CrateStandIn::start_tls`] serves the same over https with a
 //! certificate made for the test; its PEM is in `certificate_pem`, for the
 //! client to trust (for example through `SSL_CERT_FILE`).
+//!
+//! Connections stay open for as many requests as the client sends, as
+//! CrateDB's do. Each node counts what it served in [`Served`] (inserts,
+//! `GET /` requests, TCP connections, connections that carried inserts):
+//! the node's own account that tests compare reports with. `sql.rs` holds
+//! the statements.
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead, BufReader, Read, Write};
