@@ -265,33 +265,95 @@ fn behind_an_http_balancer_without_a_header_shares_are_sampled_and_the_interval_
 #[test]
 fn what_cratedb_said_reaches_the_report_with_the_stand_ins_count_of_refused_requests() {
     let standin = CrateStandIn::start("crate-e", None);
-    let scenario = |objects: u32| {
-        format!(
-            "name: crate\nduration: 2s\nwarmup: 0s\nagents: 1\ntarget:\n  kind: cratedb\n  endpoints: [\"{}\"]\n\
-             load:\n  connections: 2\nworkload:\n  kind: records\n  table: kept\n  batch_size: 20\n  \
-             objects: {objects}\n  keep: true\n",
-            standin.address
-        )
+    let text = format!(
+        "name: crate\nduration: 3s\nwarmup: 0s\nagents: 1\ntarget:\n  kind: cratedb\n  endpoints: [\"{}\"]\n\
+         load:\n  connections: 2\nworkload:\n  kind: records\n  table: kept\n  batch_size: 20\n  keep: true\n",
+        standin.address
+    );
+    // Another client drops the table once the run is under way: every
+    // insert from then on is refused with "Relation 'kept' unknown".
+    let served = std::sync::Arc::clone(&standin.served);
+    let dropper = {
+        let standin_drop = standin.dropper("kept");
+        std::thread::spawn(move || {
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while served.inserts() < 50 && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            standin_drop();
+        })
     };
-    let (code, _, output) = run_scenario(&scenario(2), &[]);
+    let (code, report, output) = run_scenario(&text, &[]);
+    dropper.join().expect("thread");
     assert_eq!(code, 0, "{output}");
-    let rows = standin.row_count("kept").expect("the kept table");
-    // The kept table has obj_0 and obj_1; a run that writes obj_0..obj_4 is
-    // refused on every batch.
-    let (code, report, output) = run_scenario(&scenario(5), &[]);
-    assert_eq!(code, 0, "{output}");
-    let refused = standin.errors_answered(4043);
+    let refused = standin.errors_answered(4041);
     assert!(refused > 10, "{output}");
     let insert = &report["operations"]["insert"];
-    assert_eq!(insert["errors"].as_u64(), Some(refused), "the report's errors are the requests the stand-in refused");
-    assert_eq!(standin.row_count("kept"), Some(rows), "nothing more was written");
+    // The teardown's REFRESH is refused too, outside the measured requests.
+    assert_eq!(
+        insert["errors"].as_u64(),
+        Some(refused - 1),
+        "the report's errors are the inserts the stand-in refused"
+    );
     let messages = insert["error_messages"].as_array().expect("error_messages");
     assert_eq!(messages.len(), 1, "{messages:?}");
     assert_eq!(messages[0]["node"], "crate-e");
-    assert_eq!(messages[0]["count"].as_u64(), Some(refused));
+    assert_eq!(messages[0]["count"].as_u64(), Some(refused - 1));
     let said = messages[0]["message"].as_str().expect("message");
-    assert!(said.contains("Column obj_2 unknown") && said.contains("4043"), "{said}");
-    assert!(output.contains(&format!("insert at crate-e (server, x{refused}): {said}")), "{output}");
+    assert!(said.contains("Relation 'kept' unknown") && said.contains("4041"), "{said}");
+    assert!(output.contains(&format!("insert at crate-e (server, x{}): {said}", refused - 1)), "{output}");
+    assert!(report["notes"].to_string().contains("teardown failed"), "{}", report["notes"]);
+}
+
+#[test]
+fn a_kept_table_of_another_shape_is_refused_naming_the_difference_or_recreated() {
+    let standin = CrateStandIn::start("crate-k", None);
+    let scenario = |objects: u32, shards: u32, extra: &str| {
+        format!(
+            "name: crate\nduration: 1s\nwarmup: 0s\nagents: 1\ntarget:\n  kind: cratedb\n  endpoints: [\"{}\"]\n\
+             load:\n  connections: 1\nworkload:\n  kind: records\n  table: shaped\n  batch_size: 10\n  \
+             objects: {objects}\n  shards: {shards}\n  keep: true\n{extra}",
+            standin.address
+        )
+    };
+    let (code, report, output) = run_scenario(&scenario(2, 4, ""), &[]);
+    assert_eq!(code, 0, "{output}");
+    assert!(report["notes"].to_string().contains("table shaped created with 4 shards"), "{}", report["notes"]);
+    let rows = standin.row_count("shaped").expect("the kept table");
+    // The same shape again: kept, and the note says what it is.
+    let (code, report, output) = run_scenario(&scenario(2, 4, ""), &[]);
+    assert_eq!(code, 0, "{output}");
+    let notes = report["notes"].to_string();
+    assert!(
+        notes.contains("table shaped kept as it was: 4 shards, 0 replicas, 12 columns (2 object columns"),
+        "{notes}"
+    );
+    let rows = standin.row_count("shaped").filter(|n| *n > rows).expect("more rows");
+
+    // Five object columns and 3 shards asked of a table with two and 4:
+    // refused before anything is written, naming each difference.
+    let (code, _, output) = run_scenario(&scenario(5, 3, ""), &[]);
+    assert_eq!(code, 2, "{output}");
+    for needle in [
+        "table shaped exists and is not what the scenario asks",
+        "lacks columns obj_2, obj_3, obj_4",
+        "it has 4 shards, not 3",
+        "recreate: true",
+    ] {
+        assert!(output.contains(needle), "{needle}: {output}");
+    }
+    assert_eq!(standin.row_count("shaped"), Some(rows), "nothing was written");
+    let (columns, shards, _) = standin.table_shape("shaped").expect("shape");
+    assert_eq!((columns.len(), shards), (12, 4), "the table is as it was");
+
+    // With recreate: true it is dropped and created as asked.
+    let (code, report, output) = run_scenario(&scenario(5, 3, "  recreate: true\n"), &[]);
+    assert_eq!(code, 0, "{output}");
+    let notes = report["notes"].to_string();
+    assert!(notes.contains("table shaped dropped and created again with 3 shards"), "{notes}");
+    let (columns, shards, _) = standin.table_shape("shaped").expect("shape");
+    assert_eq!((columns.len(), shards), (15, 3), "{columns:?}");
+    assert_eq!(standin.row_count("shaped"), Some(count(&report, "/counters/rows") as usize), "only this run's rows");
 }
 
 #[test]

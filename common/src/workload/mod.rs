@@ -214,6 +214,8 @@ pub(crate) struct RawRecordsWorkload {
     shards: Option<u32>,
     #[serde(default)]
     keep: Option<bool>,
+    #[serde(default)]
+    recreate: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -365,6 +367,9 @@ pub struct RecordsWorkload {
     pub number_of_replicas: u32,
     pub shards: u32,
     pub keep: bool,
+    /// Drop and create a table that exists with another shape than asked
+    /// (otherwise such a table fails the run before it starts).
+    pub recreate: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -134,6 +134,7 @@ pub(crate) fn validate(raw: RawWorkload, check: &mut Checker<'_>) -> Workload {
                 number_of_replicas: raw.number_of_replicas.unwrap_or(0),
                 shards,
                 keep: raw.keep.unwrap_or(false),
+                recreate: raw.recreate.unwrap_or(false),
             })
         }
     }

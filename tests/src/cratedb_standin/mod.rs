@@ -42,6 +42,13 @@ use sql::sql;
 #[derive(Default)]
 struct Table {
     columns: Vec<String>,
+    /// The type of each column as `information_schema.columns` names it.
+    types: Vec<String>,
+    /// Keys seen in each object column's values: CrateDB adds a dynamic
+    /// object's keys as sub-columns (`metadata['browser']`).
+    subcolumns: BTreeMap<String, std::collections::BTreeSet<String>>,
+    shards: u64,
+    replicas: String,
     ids: HashSet<String>,
     /// Rows as column -> value.
     rows: Vec<BTreeMap<String, Value>>,
@@ -250,6 +257,27 @@ impl CrateStandIn {
     /// unknown column), as CrateDB's own logs would count them.
     pub fn errors_answered(&self, code: u64) -> u64 {
         self.state.lock().expect("state").errors_by_code.get(&code).copied().unwrap_or(0)
+    }
+
+    /// Drops a table, as another client's `DROP TABLE` would.
+    pub fn drop_table(&self, table: &str) {
+        self.state.lock().expect("state").tables.remove(table);
+    }
+
+    /// A function that drops `table` when called, for another thread.
+    pub fn dropper(&self, table: &str) -> impl FnOnce() + Send + 'static {
+        let (state, table) = (Arc::clone(&self.state), table.to_string());
+        move || {
+            state.lock().expect("state").tables.remove(&table);
+        }
+    }
+
+    /// The table's columns with their types, shards and replicas, as
+    /// `information_schema` would say.
+    pub fn table_shape(&self, table: &str) -> Option<(Vec<(String, String)>, u64, String)> {
+        let state = self.state.lock().expect("state");
+        let t = state.tables.get(table)?;
+        Some((t.columns.iter().cloned().zip(t.types.iter().cloned()).collect(), t.shards, t.replicas.clone()))
     }
 
     pub fn has_table(&self, table: &str) -> bool {

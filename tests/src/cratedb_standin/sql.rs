@@ -59,7 +59,7 @@ pub(super) fn sql(state: &Mutex<State>, body: &[u8]) -> (u16, Value) {
                 return error(400, 4000, "CREATE TABLE without a closing parenthesis");
             };
             // Column definitions are split at commas outside parentheses.
-            let mut columns = Vec::new();
+            let mut definitions = Vec::new();
             let mut depth = 0;
             let mut current = String::new();
             for c in statement[open + 1..close].chars() {
@@ -67,19 +67,44 @@ pub(super) fn sql(state: &Mutex<State>, body: &[u8]) -> (u16, Value) {
                     '(' => depth += 1,
                     ')' => depth -= 1,
                     ',' if depth == 0 => {
-                        columns.push(current.split_whitespace().next().unwrap_or("").trim_matches('"').to_string());
-                        current.clear();
+                        definitions.push(std::mem::take(&mut current));
                         continue;
                     }
                     _ => {}
                 }
                 current.push(c);
             }
-            columns.push(current.split_whitespace().next().unwrap_or("").trim_matches('"').to_string());
-            if !statement.contains("number_of_replicas") {
-                return error(400, 4000, "the stand-in expects WITH (number_of_replicas = N)");
+            definitions.push(current);
+            let mut columns = Vec::new();
+            let mut types = Vec::new();
+            for definition in &definitions {
+                let mut words = definition.split_whitespace();
+                let name = words.next().unwrap_or("").trim_matches('"').to_string();
+                let rest: Vec<String> = words.map(str::to_lowercase).collect();
+                let Some(kind) = column_type(&rest.join(" ")) else {
+                    return error(400, 4000, format!("the stand-in does not know the type of `{definition}`"));
+                };
+                columns.push(name);
+                types.push(kind.to_string());
             }
-            state.tables.entry(name).or_insert_with(|| Table { columns, ..Table::default() });
+            let Some(replicas) = statement
+                .split("number_of_replicas = ")
+                .nth(1)
+                .and_then(|rest| rest.split(|c: char| c == ')' || c == ',').next())
+            else {
+                return error(400, 4000, "the stand-in expects WITH (number_of_replicas = N)");
+            };
+            let shards = match words.iter().position(|w| *w == "CLUSTERED") {
+                Some(at) if words.get(at + 1) == Some(&"INTO") && words.get(at + 3) == Some(&"SHARDS") => {
+                    match words.get(at + 2).and_then(|n| n.parse().ok()) {
+                        Some(n) => n,
+                        None => return error(400, 4000, "CLUSTERED INTO needs a number of shards"),
+                    }
+                }
+                _ => 4,
+            };
+            let table = Table { columns, types, shards, replicas: replicas.trim().to_string(), ..Table::default() };
+            state.tables.entry(name).or_insert(table);
             answer(vec![], vec![], 1)
         }
         ["DROP", "TABLE", "IF", "EXISTS", name] => {
@@ -108,6 +133,12 @@ pub(super) fn sql(state: &Mutex<State>, body: &[u8]) -> (u16, Value) {
             }
             let mut insert = |values: &[Value]| -> bool {
                 let row: BTreeMap<String, Value> = columns.iter().cloned().zip(values.iter().cloned()).collect();
+                for (column, value) in &row {
+                    if let Value::Object(fields) = value {
+                        let keys = table.subcolumns.entry(column.clone()).or_default();
+                        keys.extend(fields.keys().cloned());
+                    }
+                }
                 let id = row.get("id").map(Value::to_string).unwrap_or_default();
                 *offered += 1;
                 if *refuse_every > 0 && offered.is_multiple_of(*refuse_every) {
@@ -133,6 +164,9 @@ pub(super) fn sql(state: &Mutex<State>, body: &[u8]) -> (u16, Value) {
             Some(table) => answer(vec!["count(*)"], vec![json!([table.rows.len()])], 1),
             None => error(404, 4041, format!("Relation '{name}' unknown")),
         },
+        ["SELECT", ..] if statement.contains("FROM information_schema.") => {
+            information_schema(&state, statement, &args, answer)
+        }
         ["SELECT", ..] => select(&state, statement, &args, answer),
         _ => error(400, 4000, format!("the stand-in cannot parse `{statement}`")),
     }
@@ -181,6 +215,57 @@ fn select(
         let rows: Vec<Value> = rows.iter().take(100).map(|r| json!([r["id"], r["amount"]])).collect();
         let n = rows.len() as i64;
         return answer(vec!["id", "amount"], rows, n);
+    }
+    error(400, 4000, format!("the stand-in cannot run `{statement}`"))
+}
+
+/// The `information_schema` type of a column definition's type words.
+fn column_type(definition: &str) -> Option<&'static str> {
+    let definition = definition.trim_end_matches(" primary key").trim();
+    Some(match definition {
+        "text" | "string" => "text",
+        "timestamp with time zone" => "timestamp with time zone",
+        "integer" | "int" => "integer",
+        "bigint" | "long" => "bigint",
+        "double precision" | "double" => "double precision",
+        "object(dynamic)" | "object" => "object",
+        _ => return None,
+    })
+}
+
+/// The two `information_schema` questions the driver asks about a table:
+/// its shards and replicas, and its columns (with the sub-columns of
+/// dynamic objects, as CrateDB lists them).
+fn information_schema(
+    state: &State,
+    statement: &str,
+    args: &[Value],
+    answer: impl Fn(Vec<&str>, Vec<Value>, i64) -> (u16, Value),
+) -> (u16, Value) {
+    if !statement.contains("table_schema = CURRENT_SCHEMA AND table_name = ?") {
+        return error(400, 4000, format!("the stand-in cannot run `{statement}`"));
+    }
+    let name = args.first().and_then(Value::as_str).unwrap_or_default();
+    let table = state.tables.get(name);
+    if statement.starts_with("SELECT number_of_shards, number_of_replicas FROM information_schema.tables") {
+        let rows: Vec<Value> = table.map(|t| json!([t.shards, t.replicas])).into_iter().collect();
+        let n = rows.len() as i64;
+        return answer(vec!["number_of_shards", "number_of_replicas"], rows, n);
+    }
+    if statement.starts_with("SELECT column_name, data_type FROM information_schema.columns")
+        && statement.ends_with("ORDER BY ordinal_position")
+    {
+        let mut rows = Vec::new();
+        if let Some(t) = table {
+            for (column, kind) in t.columns.iter().zip(&t.types) {
+                rows.push(json!([column, kind]));
+                for key in t.subcolumns.get(column).into_iter().flatten() {
+                    rows.push(json!([format!("{column}['{key}']"), "text"]));
+                }
+            }
+        }
+        let n = rows.len() as i64;
+        return answer(vec!["column_name", "data_type"], rows, n);
     }
     error(400, 4000, format!("the stand-in cannot run `{statement}`"))
 }

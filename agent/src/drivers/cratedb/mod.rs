@@ -57,6 +57,8 @@ struct Plan {
     replicas: u32,
     shards: u32,
     keep: bool,
+    /// Drop and create a table that exists with another shape.
+    recreate: bool,
     seed: u64,
     /// Row ids of this agent start with it, so agents never collide.
     agent: u32,
@@ -76,6 +78,7 @@ impl CrateDriver {
             Workload::Query(w) => (w.table.clone(), 0, 0, 0, 4, w.keep),
             _ => (String::new(), 0, 0, 0, 1, true),
         };
+        let recreate = matches!(&scenario.workload, Workload::Records(w) if w.recreate);
         Self {
             plan: Arc::new(Plan {
                 workload: scenario.workload.clone(),
@@ -85,6 +88,7 @@ impl CrateDriver {
                 replicas,
                 shards,
                 keep,
+                recreate,
                 seed,
                 agent: part.agent_index,
                 node_header: scenario.target.node_header.clone(),
@@ -294,34 +298,7 @@ impl Driver for CrateDriver {
         progress.begin("table set-up", "steps", 0);
         let mut http =
             Statements::open(&self.endpoint(endpoints.first().map(String::as_str).unwrap_or_default())?).await?;
-        let mut columns = vec![
-            "id TEXT PRIMARY KEY",
-            "\"timestamp\" TIMESTAMP WITH TIME ZONE",
-            "region TEXT",
-            "product_category TEXT",
-            "event_type TEXT",
-            "user_id INTEGER",
-            "user_segment TEXT",
-            "amount DOUBLE PRECISION",
-            "quantity INTEGER",
-            "metadata OBJECT(DYNAMIC)",
-        ]
-        .into_iter()
-        .map(String::from)
-        .collect::<Vec<_>>();
-        columns.extend((0..plan.objects).map(|i| format!("obj_{i} OBJECT(DYNAMIC)")));
-        let create = format!(
-            "CREATE TABLE IF NOT EXISTS {} ({}) CLUSTERED INTO {} SHARDS WITH (number_of_replicas = {})",
-            plan.table,
-            columns.join(", "),
-            plan.shards,
-            plan.replicas
-        );
-        http.sql(&json!({ "stmt": create })).await?;
-        let mut notes = vec![format!(
-            "table {} with {} shards and {} replicas ({} object columns)",
-            plan.table, plan.shards, plan.replicas, plan.objects
-        )];
+        let mut notes = vec![prepare_table(plan, &mut http).await?];
         if let Workload::Query(w) = &plan.workload {
             let _ = http.sql(&json!({ "stmt": format!("REFRESH TABLE {}", plan.table) })).await?;
             let count = http.sql(&json!({ "stmt": format!("SELECT count(*) FROM {}", plan.table) })).await?;
@@ -373,6 +350,175 @@ impl Driver for CrateDriver {
         progress.advance(1);
         Ok(vec![format!("table {} dropped after the run (keep: true keeps it)", plan.table)])
     }
+}
+
+/// The table's columns: name, as created, as `information_schema` names
+/// its type.
+fn table_columns(plan: &Plan) -> Vec<(String, String, &'static str)> {
+    let fixed = [
+        ("id", "TEXT PRIMARY KEY", "text"),
+        ("timestamp", "TIMESTAMP WITH TIME ZONE", "timestamp with time zone"),
+        ("region", "TEXT", "text"),
+        ("product_category", "TEXT", "text"),
+        ("event_type", "TEXT", "text"),
+        ("user_id", "INTEGER", "integer"),
+        ("user_segment", "TEXT", "text"),
+        ("amount", "DOUBLE PRECISION", "double precision"),
+        ("quantity", "INTEGER", "integer"),
+        ("metadata", "OBJECT(DYNAMIC)", "object"),
+    ];
+    let mut columns: Vec<(String, String, &'static str)> =
+        fixed.iter().map(|(name, ddl, info)| ((*name).to_string(), (*ddl).to_string(), *info)).collect();
+    columns.extend((0..plan.objects).map(|i| (format!("obj_{i}"), "OBJECT(DYNAMIC)".to_string(), "object")));
+    columns
+}
+
+/// A table as CrateDB describes it.
+struct Shape {
+    /// Top-level columns and their types, in order.
+    columns: Vec<(String, String)>,
+    shards: u64,
+    replicas: String,
+}
+
+impl Shape {
+    fn describe(&self) -> String {
+        let objects = self.columns.iter().filter(|(name, _)| name.starts_with("obj_")).count();
+        format!(
+            "{} shards, {} replicas, {} columns ({objects} object columns obj_N)",
+            self.shards,
+            self.replicas,
+            self.columns.len()
+        )
+    }
+}
+
+/// The table's shape from `information_schema`, or `None` if it does not
+/// exist. Sub-columns of objects (`metadata['browser']`) are left out.
+async fn describe_table(plan: &Plan, http: &mut Statements) -> Result<Option<Shape>, DriverError> {
+    let tables = http
+        .sql(&json!({
+            "stmt": "SELECT number_of_shards, number_of_replicas FROM information_schema.tables \
+                     WHERE table_schema = CURRENT_SCHEMA AND table_name = ?",
+            "args": [plan.table],
+        }))
+        .await?;
+    let Some(row) = tables.pointer("/rows/0") else { return Ok(None) };
+    let shards = row.get(0).and_then(Value::as_u64).unwrap_or(0);
+    let replicas = match row.get(1) {
+        Some(Value::String(text)) => text.clone(),
+        Some(other) => other.to_string(),
+        None => String::new(),
+    };
+    let answer = http
+        .sql(&json!({
+            "stmt": "SELECT column_name, data_type FROM information_schema.columns \
+                     WHERE table_schema = CURRENT_SCHEMA AND table_name = ? ORDER BY ordinal_position",
+            "args": [plan.table],
+        }))
+        .await?;
+    let columns = answer
+        .get("rows")
+        .and_then(Value::as_array)
+        .map(|rows| {
+            rows.iter()
+                .filter_map(|row| Some((row.get(0)?.as_str()?.to_string(), row.get(1)?.as_str()?.to_lowercase())))
+                .filter(|(name, _)| !name.contains('['))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(Some(Shape { columns, shards, replicas }))
+}
+
+/// How an existing table differs from what the plan asks, one phrase per
+/// difference.
+fn differences(plan: &Plan, shape: &Shape) -> Vec<String> {
+    let asked = table_columns(plan);
+    let mut found = Vec::new();
+    let missing: Vec<&str> = asked
+        .iter()
+        .filter(|(name, _, _)| !shape.columns.iter().any(|(n, _)| n == name))
+        .map(|(name, _, _)| name.as_str())
+        .collect();
+    if !missing.is_empty() {
+        found.push(format!("it lacks column{} {}", if missing.len() == 1 { "" } else { "s" }, missing.join(", ")));
+    }
+    let extra: Vec<&str> = shape
+        .columns
+        .iter()
+        .filter(|(name, _)| !asked.iter().any(|(n, _, _)| n == name))
+        .map(|(name, _)| name.as_str())
+        .collect();
+    if !extra.is_empty() {
+        found.push(format!(
+            "it has column{} {} that the scenario does not write",
+            if extra.len() == 1 { "" } else { "s" },
+            extra.join(", ")
+        ));
+    }
+    for (name, _, info) in &asked {
+        if let Some((_, kind)) = shape.columns.iter().find(|(n, _)| n == name)
+            && kind != info
+        {
+            found.push(format!("column {name} is {kind}, not {info}"));
+        }
+    }
+    if shape.shards != u64::from(plan.shards) {
+        found.push(format!("it has {} shards, not {}", shape.shards, plan.shards));
+    }
+    if shape.replicas != plan.replicas.to_string() {
+        found.push(format!("it has {} replicas, not {}", shape.replicas, plan.replicas));
+    }
+    found
+}
+
+/// Creates the table, or checks the one that exists against the plan:
+/// refused on a difference, or dropped and created again with `recreate:
+/// true`. Returns the note that describes the table as it is.
+async fn prepare_table(plan: &Plan, http: &mut Statements) -> Result<String, DriverError> {
+    let mut recreated = None;
+    if let Some(shape) = describe_table(plan, http).await? {
+        let found = differences(plan, &shape);
+        if found.is_empty() {
+            return Ok(format!("table {} kept as it was: {}", plan.table, shape.describe()));
+        }
+        if !plan.recreate {
+            let recreate = if matches!(plan.workload, Workload::Records(_)) {
+                "set `recreate: true` to drop it and create it as asked, "
+            } else {
+                ""
+            };
+            return Err(DriverError::new(
+                ErrorKind::Server,
+                format!(
+                    "table {} exists and is not what the scenario asks: {}; {recreate}drop it, or name another \
+                     `table:` (nothing was written)",
+                    plan.table,
+                    found.join("; ")
+                ),
+            ));
+        }
+        http.sql(&json!({ "stmt": format!("DROP TABLE IF EXISTS {}", plan.table) })).await?;
+        recreated = Some(found.join("; "));
+    }
+    let columns = table_columns(plan);
+    let definitions: Vec<String> = columns
+        .iter()
+        .map(|(name, ddl, _)| if name == "timestamp" { format!("\"{name}\" {ddl}") } else { format!("{name} {ddl}") })
+        .collect();
+    let create = format!(
+        "CREATE TABLE IF NOT EXISTS {} ({}) CLUSTERED INTO {} SHARDS WITH (number_of_replicas = {})",
+        plan.table,
+        definitions.join(", "),
+        plan.shards,
+        plan.replicas
+    );
+    http.sql(&json!({ "stmt": create })).await?;
+    let shape = format!("{} shards and {} replicas ({} object columns)", plan.shards, plan.replicas, plan.objects);
+    Ok(match recreated {
+        Some(why) => format!("table {} dropped and created again with {shape} (recreate: true; {why})", plan.table),
+        None => format!("table {} created with {shape}", plan.table),
+    })
 }
 
 /// The INSERT of `count` generated records, starting at row `first` of
