@@ -65,6 +65,9 @@ struct State {
     errors_by_code: BTreeMap<u64, u64>,
 }
 
+/// A table's (column, type) list, shards and replicas.
+pub type TableShape = (Vec<(String, String)>, u64, String);
+
 /// One node's own account of what it served.
 #[derive(Debug, Default)]
 pub struct Served {
@@ -274,7 +277,7 @@ impl CrateStandIn {
 
     /// The table's columns with their types, shards and replicas, as
     /// `information_schema` would say.
-    pub fn table_shape(&self, table: &str) -> Option<(Vec<(String, String)>, u64, String)> {
+    pub fn table_shape(&self, table: &str) -> Option<TableShape> {
         let state = self.state.lock().expect("state");
         let t = state.tables.get(table)?;
         Some((t.columns.iter().cloned().zip(t.types.iter().cloned()).collect(), t.shards, t.replicas.clone()))

@@ -90,7 +90,7 @@ pub(super) fn sql(state: &Mutex<State>, body: &[u8]) -> (u16, Value) {
             let Some(replicas) = statement
                 .split("number_of_replicas = ")
                 .nth(1)
-                .and_then(|rest| rest.split(|c: char| c == ')' || c == ',').next())
+                .and_then(|rest| rest.split([')', ',']).next())
             else {
                 return error(400, 4000, "the stand-in expects WITH (number_of_replicas = N)");
             };
