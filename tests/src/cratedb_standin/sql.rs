@@ -87,10 +87,8 @@ pub(super) fn sql(state: &Mutex<State>, body: &[u8]) -> (u16, Value) {
                 columns.push(name);
                 types.push(kind.to_string());
             }
-            let Some(replicas) = statement
-                .split("number_of_replicas = ")
-                .nth(1)
-                .and_then(|rest| rest.split([')', ',']).next())
+            let Some(replicas) =
+                statement.split("number_of_replicas = ").nth(1).and_then(|rest| rest.split([')', ',']).next())
             else {
                 return error(400, 4000, "the stand-in expects WITH (number_of_replicas = N)");
             };
@@ -196,16 +194,25 @@ fn select(
         let count = i64::try_from(table.rows.len()).unwrap_or(i64::MAX);
         return answer(vec!["bucket", "count(*)", "sum(amount)"], rows, count);
     }
-    if statement.contains("max(\"timestamp\")") && statement.contains("GROUP BY region") {
-        let mut latest: BTreeMap<String, f64> = BTreeMap::new();
+    if statement.starts_with(
+        "SELECT region, max(\"timestamp\"), max_by(id, \"timestamp\"), max_by(amount, \"timestamp\") FROM ",
+    ) && statement.ends_with(" GROUP BY region ORDER BY region")
+    {
+        // The newest row of each region.
+        let mut latest: BTreeMap<String, &BTreeMap<String, Value>> = BTreeMap::new();
         for row in &table.rows {
             let region = row.get("region").and_then(Value::as_str).unwrap_or_default().to_string();
-            let at = latest.entry(region).or_insert(f64::MIN);
-            *at = at.max(number(row, "timestamp"));
+            let newer = latest.get(&region).is_none_or(|r| number(row, "timestamp") > number(r, "timestamp"));
+            if newer {
+                latest.insert(region, row);
+            }
         }
-        let rows: Vec<Value> = latest.into_iter().map(|(r, t)| json!([r, t])).collect();
+        let rows: Vec<Value> =
+            latest.iter().map(|(region, r)| json!([region, r["timestamp"], r["id"], r["amount"]])).collect();
         let n = rows.len() as i64;
-        return answer(vec!["region", "max(\"timestamp\")"], rows, n);
+        let columns =
+            vec!["region", "max(\"timestamp\")", "max_by(id, \"timestamp\")", "max_by(amount, \"timestamp\")"];
+        return answer(columns, rows, n);
     }
     if statement.contains("WHERE user_id = ?") && statement.contains("LIMIT 100") {
         let user = args.first().and_then(Value::as_f64).unwrap_or(-1.0);

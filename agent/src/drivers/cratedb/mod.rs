@@ -609,8 +609,13 @@ impl CrateConnection {
                 ) }),
                 0,
             ),
+            // The newest row per region: its time, id and amount (max_by,
+            // CrateDB 5.2 and later).
             Action::Query(QueryKind::LastPoint, _) => (
-                json!({ "stmt": format!("SELECT region, max(\"timestamp\") FROM {table} GROUP BY region ORDER BY region") }),
+                json!({ "stmt": format!(
+                    "SELECT region, max(\"timestamp\"), max_by(id, \"timestamp\"), max_by(amount, \"timestamp\") \
+                     FROM {table} GROUP BY region ORDER BY region"
+                ) }),
                 0,
             ),
             Action::Query(QueryKind::Range, user) => (

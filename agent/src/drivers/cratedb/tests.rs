@@ -71,3 +71,22 @@ fn credentials_in_the_endpoint_are_decoded_as_rfc_3986_says() {
     let error = Endpoint::parse("127.0.0.1:4200", Some("X Served")).expect_err("refused");
     assert!(error.message.contains("node_header"), "{}", error.message);
 }
+
+/// `last_point` reads the newest row of each region: as many rows as the
+/// table has regions.
+#[tokio::test]
+async fn last_point_returns_the_newest_row_of_each_region() {
+    let standin = CrateStandIn::start("crate-l", None);
+    let workload = "  kind: records\n  table: newest\n  batch_size: 50\n  keep: true\n";
+    let driver: CrateDriver = conformance::build(&scenario_text(&standin.address, workload), &PART);
+    driver.setup(std::slice::from_ref(&standin.address), &PART, &Progress::default()).await.expect("setup");
+    let mut connection = driver.connect(&standin.address).await.expect("connect");
+    for batch in 0..4 {
+        connection.execute(&Operation { index: 0, action: Action::Insert(batch) }).await.expect("insert");
+    }
+    let regions: std::collections::BTreeSet<String> =
+        standin.column("newest", "region").iter().filter_map(|r| r.as_str().map(String::from)).collect();
+    let done = connection.execute(&Operation { index: 1, action: Action::Query(QueryKind::LastPoint, 0) }).await;
+    assert_eq!(done.expect("answered").rows as usize, regions.len(), "one row per region of {regions:?}");
+    assert_eq!(standin.rejected.load(std::sync::atomic::Ordering::Relaxed), 0, "the stand-in took the statement");
+}
