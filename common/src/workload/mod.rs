@@ -173,6 +173,10 @@ pub(crate) struct RawMetricsWorkload {
     method: Option<InsertMethod>,
     #[serde(default)]
     keep: Option<bool>,
+    #[serde(default)]
+    start: Option<Scalar>,
+    #[serde(default)]
+    step: Option<Scalar>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -336,6 +340,28 @@ pub struct MetricsWorkload {
     pub batch_size: u32,
     pub method: InsertMethod,
     pub keep: bool,
+    /// Where the rows' times come from.
+    pub times: RowTimes,
+}
+
+/// The timestamps of generated rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowTimes {
+    /// The clock when the batch is made: the data ends at now, as it does
+    /// in production (the default).
+    Clock,
+    /// A series: row `n` is at `start + (n / hosts) * step`, every host
+    /// once per step (TSBS's devops data).
+    Series { start: SeriesStart, step: Duration },
+}
+
+/// Where a series of row times begins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeriesStart {
+    /// Milliseconds since the Unix epoch.
+    At(i64),
+    /// This long before the agent starts.
+    Before(Duration),
 }
 
 /// The operations of the `query` workload, in order.

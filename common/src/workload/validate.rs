@@ -97,6 +97,7 @@ pub(crate) fn validate(raw: RawWorkload, check: &mut Checker<'_>) -> Workload {
                 batch_size,
                 method,
                 keep: raw.keep.unwrap_or(false),
+                times: row_times(raw.start.as_ref(), raw.step.as_ref(), check),
             })
         }
         RawWorkload::Query(raw) => Workload::Query(QueryWorkload {
@@ -146,6 +147,49 @@ fn ratio(value: Option<f64>, default: f64, field: &str, check: &mut Checker<'_>)
         check.fail(field, "must be between 0 and 1");
     }
     value
+}
+
+/// `start` (an RFC 3339 time, or `-24h`: that long before the run) and
+/// `step` (default 10s) make a series; without `start`, rows take the clock.
+fn row_times(start: Option<&Scalar>, step: Option<&Scalar>, check: &mut Checker<'_>) -> RowTimes {
+    let Some(start) = start else {
+        if step.is_some() {
+            check.fail("workload.step", "is the time between rounds of a series; give `start` too (e.g. start: -24h)");
+        }
+        return RowTimes::Clock;
+    };
+    let step = duration(step, Duration::from_secs(10), "workload.step", check);
+    if step.is_zero() {
+        check.fail("workload.step", "must be more than 0");
+    }
+    let text = start.text();
+    let start = if let Some(ago) = text.strip_prefix('-') {
+        match parse_duration(ago) {
+            Ok(d) if d <= Duration::from_secs(100 * 365 * 86_400) => SeriesStart::Before(d),
+            Ok(_) => {
+                check.fail("workload.start", "reaches back more than 100 years");
+                SeriesStart::Before(Duration::ZERO)
+            }
+            Err(e) => {
+                check.fail("workload.start", format!("`{text}`: {}", e.0));
+                SeriesStart::Before(Duration::ZERO)
+            }
+        }
+    } else {
+        match chrono::DateTime::parse_from_rfc3339(&text) {
+            Ok(at) => SeriesStart::At(at.timestamp_millis()),
+            Err(e) => {
+                check.fail(
+                    "workload.start",
+                    format!(
+                        "`{text}` is neither an RFC 3339 time (2026-01-01T00:00:00Z) nor `-<duration>` (-24h): {e}"
+                    ),
+                );
+                SeriesStart::Before(Duration::ZERO)
+            }
+        }
+    };
+    RowTimes::Series { start, step }
 }
 
 fn duration(value: Option<&Scalar>, default: Duration, field: &str, check: &mut Checker<'_>) -> Duration {

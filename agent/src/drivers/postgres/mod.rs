@@ -30,9 +30,11 @@ use crate::workloads::{Action, Operation, QueryKind};
 use rows::{MetricRow, binary_copy, insert_statement};
 
 mod rows;
+mod timescale;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Seconds between two rows of one host (as in TSBS's devops data).
+/// Seconds between two rows of one host in preloaded data (as in TSBS's
+/// devops data).
 const ROW_INTERVAL_S: i64 = 10;
 /// Rows per preload statement: the progress bar moves after each.
 const PRELOAD_CHUNK: u64 = 50_000;
@@ -71,14 +73,39 @@ struct Plan {
     /// The agent's hosts: `[start, start + count)`.
     host_start: u64,
     host_count: u64,
-    /// Timestamp of row 0.
-    base: DateTime<Utc>,
+    /// Where row times come from: the clock, or a series from `base`
+    /// with `step` per round of hosts.
+    times: PlanTimes,
     /// The full-batch INSERT statement, built once.
     insert_sql: Arc<str>,
     /// `host_<n>` for the agent's hosts, made once (rows borrow them).
     hostnames: Vec<String>,
     /// Region plus zone letter, by `host % 12`.
     datacenters: Vec<String>,
+}
+
+/// Row times as the plan makes them.
+#[derive(Debug, Clone, Copy)]
+enum PlanTimes {
+    Clock,
+    Series { base: DateTime<Utc>, step: chrono::TimeDelta },
+}
+
+impl PlanTimes {
+    fn of(workload: &Workload) -> Self {
+        use stampede_common::workload::{RowTimes, SeriesStart};
+        let Workload::Metrics(w) = workload else { return Self::Clock };
+        match w.times {
+            RowTimes::Clock => Self::Clock,
+            RowTimes::Series { start, step } => {
+                let base = match start {
+                    SeriesStart::At(ms) => DateTime::from_timestamp_millis(ms).unwrap_or_else(Utc::now),
+                    SeriesStart::Before(ago) => Utc::now() - chrono::TimeDelta::from_std(ago).unwrap_or_default(),
+                };
+                Self::Series { base, step: chrono::TimeDelta::from_std(step).unwrap_or(chrono::TimeDelta::seconds(10)) }
+            }
+        }
+    }
 }
 
 pub struct PostgresDriver {
@@ -115,7 +142,7 @@ impl PostgresDriver {
                 workload: scenario.workload.clone(),
                 host_start,
                 host_count,
-                base: Utc::now(),
+                times: PlanTimes::of(&scenario.workload),
                 insert_sql,
                 hostnames: (host_start..host_start + host_count.min(MAX_NAMED_HOSTS))
                     .map(|h| format!("host_{h}"))
@@ -214,6 +241,9 @@ pub struct PgConnection {
     endpoint: Arc<str>,
     node: Arc<str>,
     plan: Arc<Plan>,
+    /// The timescaledb extension is on in this database: queries use
+    /// `time_bucket`.
+    timescale: bool,
 }
 
 impl Driver for PostgresDriver {
@@ -226,11 +256,15 @@ impl Driver for PostgresDriver {
     async fn connect(&self, endpoint: &str) -> Result<PgConnection, DriverError> {
         let mut connection = open(endpoint).await?;
         let node = identity(&mut connection).await?;
+        let timescale = self.plan.kind == TargetKind::Timescaledb
+            && matches!(self.plan.workload, Workload::Query(_))
+            && timescale::version(&mut connection).await?.is_some();
         Ok(PgConnection {
             connection: Arc::new(Mutex::new(connection)),
             endpoint: endpoint.into(),
             node,
             plan: Arc::clone(&self.plan),
+            timescale,
         })
     }
 
@@ -264,24 +298,17 @@ impl Driver for PostgresDriver {
         run(&mut connection, create, &format!("creating table {table}"))
             .await
             .map_err(|e| explain_lock_wait(e, table))?;
-        if self.plan.kind == TargetKind::Timescaledb {
-            // Without the extension available this fails; the table stays plain.
-            let _ = run(&mut connection, "CREATE EXTENSION IF NOT EXISTS timescaledb".into(), "").await;
-        }
-        let timescale: Option<String> =
-            sqlx::query_scalar("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'")
-                .fetch_optional(&mut connection)
-                .await
-                .map_err(|e| driver_error("looking for the timescaledb extension", &e))?;
+        let timescale = match self.plan.kind {
+            TargetKind::Timescaledb => timescale::enable(&mut connection, endpoint).await?,
+            _ => timescale::Timescale::Plain("a postgres target".into()),
+        };
         match timescale {
-            Some(version) => {
+            timescale::Timescale::Active(version) => {
                 let hypertable = format!("SELECT create_hypertable('{table}', 'time', if_not_exists => TRUE)");
                 run(&mut connection, hypertable, &format!("making {table} a hypertable")).await?;
                 notes.push(format!("table {table} is a hypertable (timescaledb {version})"));
             }
-            None => {
-                notes.push(format!("table {table} is a plain table (the timescaledb extension is not installed)"));
-            }
+            timescale::Timescale::Plain(why) => notes.push(format!("table {table} is a plain table ({why})")),
         }
         let index = format!("CREATE INDEX IF NOT EXISTS {table}_host_time ON {table} (hostname, time DESC)");
         run(&mut connection, index, "creating the index").await.map_err(|e| explain_lock_wait(e, table))?;
@@ -372,7 +399,14 @@ impl PgConnection {
         let Workload::Metrics(w) = &self.plan.workload else { return Err(unsupported("insert")) };
         let size = w.batch_size as usize;
         let first = batch * size as u64;
-        let rows: Vec<MetricRow> = (0..size as u64).map(|i| MetricRow::new(&self.plan, first + i)).collect();
+        // On the clock, a batch's rows end at now, a microsecond apart.
+        let now = Utc::now();
+        let rows: Vec<MetricRow> = (0..size as u64)
+            .map(|i| {
+                let clock = now - chrono::TimeDelta::microseconds((size as u64 - 1 - i) as i64);
+                MetricRow::new(&self.plan, first + i, clock)
+            })
+            .collect();
         let mut connection = self.connection.lock().await;
         let written = match w.method {
             InsertMethod::Insert => {
@@ -403,9 +437,12 @@ impl PgConnection {
     async fn query(&self, kind: QueryKind, host: u64) -> Result<Done, DriverError> {
         let table = table_of(&self.plan.workload).ok_or_else(|| unsupported("query"))?;
         let sql = match kind {
+            // TSBS's cpu-max-all shape over the last hour, per minute:
+            // TimescaleDB's time_bucket on a hypertable, date_trunc else.
             QueryKind::Bucket => format!(
-                "SELECT date_trunc('minute', time) AS bucket, avg(usage_user), max(usage_system) FROM {table} \
-                 WHERE time > now() - interval '1 hour' GROUP BY bucket ORDER BY bucket"
+                "SELECT {} AS bucket, avg(usage_user), max(usage_system) FROM {table} \
+                 WHERE time > now() - interval '1 hour' GROUP BY bucket ORDER BY bucket",
+                if self.timescale { "time_bucket('1 minute', time)" } else { "date_trunc('minute', time)" }
             ),
             QueryKind::LastPoint => format!(
                 "SELECT DISTINCT ON (hostname) hostname, time, usage_user FROM {table} ORDER BY hostname, time DESC"

@@ -1,9 +1,9 @@
 //! The rows of the `metrics` workload: the multi-row INSERT statement, the
 //! generated rows, and their binary COPY encoding.
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 
-use super::{COLUMNS_PER_ROW, Plan, REGIONS, ROW_INTERVAL_S, USAGE, columns};
+use super::{COLUMNS_PER_ROW, Plan, PlanTimes, REGIONS, USAGE, columns};
 
 /// Microseconds from the Unix epoch to PostgreSQL's (2000-01-01).
 pub(super) const PG_EPOCH_US: i64 = 946_684_800_000_000;
@@ -36,13 +36,16 @@ pub(super) struct MetricRow {
 }
 
 impl MetricRow {
-    /// Row `index` of the agent's stream: hosts take turns, and each round
-    /// of hosts is `ROW_INTERVAL_S` later than the last. The figures are a
-    /// cheap deterministic function of the index.
-    pub(super) fn new(plan: &Plan, index: u64) -> Self {
+    /// Row `index` of the agent's stream: hosts take turns; the time is
+    /// `clock` or, in a series, one step later for each round of hosts.
+    /// The figures are a cheap deterministic function of the index.
+    pub(super) fn new(plan: &Plan, index: u64, clock: DateTime<Utc>) -> Self {
         let host = plan.host_start + index % plan.host_count;
-        let round = (index / plan.host_count) as i64;
-        let time = plan.base + TimeDelta::seconds(round * ROW_INTERVAL_S);
+        let round = (index / plan.host_count).min(i32::MAX as u64) as i32;
+        let time = match plan.times {
+            PlanTimes::Clock => clock,
+            PlanTimes::Series { base, step } => base + step * round,
+        };
         let mut usage = [0.0; USAGE.len()];
         let mut x = index.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ host;
         for value in &mut usage {

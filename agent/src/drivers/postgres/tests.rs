@@ -11,16 +11,48 @@ fn the_insert_statement_binds_every_column_of_every_row() {
 
 #[test]
 fn rows_cycle_through_the_agents_hosts_and_advance_in_time() {
-    let scenario = Scenario::parse(
-        "name: t\nduration: 1s\ntarget:\n  kind: postgres\n  endpoints: [\"h:1\"]\nworkload:\n  kind: metrics\n  hosts: 10\n",
-    )
-    .expect("valid");
-    let driver = PostgresDriver::new(&scenario, &Part { agent_index: 1, key_start: 4, key_end: 7 });
-    let rows: Vec<MetricRow> = (0..6).map(|i| MetricRow::new(&driver.plan, i)).collect();
+    let text = |times: &str| {
+        format!(
+            "name: t\nduration: 1s\ntarget:\n  kind: postgres\n  endpoints: [\"h:1\"]\nworkload:\n  kind: metrics\n  \
+             hosts: 10\n{times}"
+        )
+    };
+    let part = Part { agent_index: 1, key_start: 4, key_end: 7 };
+    let clock = Utc::now();
+    // A series from a given time, 30 s per round of hosts.
+    let scenario = Scenario::parse(&text("  start: 2026-01-01T00:00:00Z\n  step: 30s\n")).expect("valid");
+    let driver = PostgresDriver::new(&scenario, &part);
+    let rows: Vec<MetricRow> = (0..6).map(|i| MetricRow::new(&driver.plan, i, clock)).collect();
     let hosts: Vec<u64> = rows.iter().map(|r| r.host).collect();
     assert_eq!(hosts, vec![4, 5, 6, 4, 5, 6]);
-    assert_eq!((rows[3].time - rows[0].time).num_seconds(), ROW_INTERVAL_S);
+    assert_eq!(rows[0].time.to_rfc3339(), "2026-01-01T00:00:00+00:00");
+    assert_eq!((rows[3].time - rows[0].time).num_seconds(), 30);
     assert!(rows.iter().all(|r| r.usage.iter().all(|u| (0.0..100.0).contains(u))));
+    // A series that starts a day ago, 10 s a round by default.
+    let scenario = Scenario::parse(&text("  start: -24h\n")).expect("valid");
+    let driver = PostgresDriver::new(&scenario, &part);
+    let first = MetricRow::new(&driver.plan, 0, clock).time;
+    assert!(((clock - first).num_seconds() - 86_400).abs() <= 2, "{first}");
+    assert_eq!((MetricRow::new(&driver.plan, 3, clock).time - first).num_seconds(), 10);
+    // By default the clock: the data ends at now.
+    let driver = PostgresDriver::new(&Scenario::parse(&text("")).expect("valid"), &part);
+    assert_eq!(MetricRow::new(&driver.plan, 1_000_000, clock).time, clock);
+}
+
+#[test]
+fn row_time_settings_that_make_no_sense_are_refused_with_the_way_out() {
+    for (times, needle) in [
+        ("  step: 10s\n", "give `start` too"),
+        ("  start: yesterday\n", "neither an RFC 3339 time"),
+        ("  start: -24x\n", "workload.start"),
+        ("  start: -1h\n  step: 0s\n", "more than 0"),
+    ] {
+        let text = format!(
+            "name: t\nduration: 1s\ntarget:\n  kind: postgres\n  endpoints: [\"h:1\"]\nworkload:\n  kind: metrics\n{times}"
+        );
+        let error = Scenario::parse(&text).expect_err(times).to_string();
+        assert!(error.contains(needle), "{times}: {error}");
+    }
 }
 
 fn scenario_text(endpoint: &str, workload: &str) -> String {
@@ -99,7 +131,7 @@ fn endpoints_become_connection_options() {
 fn binary_copy_data_has_the_documented_layout() {
     let scenario = scenario("  kind: metrics\n  hosts: 2\n  method: copy\n");
     let driver = PostgresDriver::new(&scenario, &Part { agent_index: 0, key_start: 0, key_end: 2 });
-    let rows: Vec<MetricRow> = (0..3).map(|i| MetricRow::new(&driver.plan, i)).collect();
+    let rows: Vec<MetricRow> = (0..3).map(|i| MetricRow::new(&driver.plan, i, Utc::now())).collect();
     let data = binary_copy(&driver.plan, &rows);
     assert!(data.starts_with(b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0"));
     assert!(data.ends_with(&[0xff, 0xff]), "the trailer is a field count of -1");
