@@ -422,6 +422,7 @@ impl Agent {
             key_start: a.key_start,
             key_end: a.key_end,
             seed: a.seed,
+            operations: a.operations,
             endpoints: a.endpoints,
             first_seq: a.first_seq,
             rejoin: a.rejoin,

@@ -50,6 +50,7 @@ fn assignment(target: &str) -> Out {
         first_seq: 0,
         rejoin: false,
         trace_context: Default::default(),
+        operations: None,
     })
 }
 

@@ -111,18 +111,30 @@ fn describe(s: &Scenario) -> Vec<(&'static str, String)> {
         ("target", target),
         ("workload", format!("{} (operations: {})", s.workload.kind(), s.workload.operations().join(", "))),
         ("load", load),
-        (
-            "time",
-            format!(
-                "{:?} in all: {:?} warm-up (reported apart), then {:?} measured, on {} agent(s)",
-                s.duration,
-                s.warmup,
-                s.duration.saturating_sub(s.warmup),
-                s.agents
-            ),
-        ),
+        ("time", time_line(s)),
         ("thresholds", thresholds),
     ]
+}
+
+/// How long the run lasts, and for a count-limited one how many
+/// operations it makes.
+fn time_line(s: &Scenario) -> String {
+    let agents = s.agents;
+    match (s.load.operations, s.duration_given) {
+        (None, _) => format!(
+            "{:?} in all: {:?} warm-up (reported apart), then {:?} measured, on {agents} agent(s)",
+            s.duration,
+            s.warmup,
+            s.duration.saturating_sub(s.warmup)
+        ),
+        (Some(n), given) => format!(
+            "until {n} operations are done (warm-up's included) or {:?} have passed{}; {:?} warm-up (reported \
+             apart), on {agents} agent(s)",
+            s.duration,
+            if given { "" } else { " (the limit without a duration)" },
+            s.warmup
+        ),
+    }
 }
 
 /// The files a finished run's report goes to, besides the terminal.

@@ -36,9 +36,8 @@ impl ProgressLine {
         self.end_phase();
         let line = match &update.progress {
             Some(p) => format!(
-                "[{:>4}/{}s] {}{:>10.0} ops/s{}  p99 {:>8}  errors {}{}  agents {}{}",
-                p.elapsed_s,
-                p.duration_s,
+                "{} {}{:>10.0} ops/s{}  p99 {:>8}  errors {}{}  agents {}{}",
+                how_far(p, self.terminal),
                 if p.warmup { "warm-up " } else { "" },
                 p.throughput,
                 // The average is over measured seconds: none during warm-up.
@@ -214,5 +213,65 @@ mod tests {
         // Without the escape codes it is the same text.
         let plain = coloured.replace(GREEN, "").replace(RED, "").replace(YELLOW, "").replace(RESET, "");
         assert_eq!(plain, text);
+    }
+}
+
+/// How far the run has got: seconds of its duration, or for a
+/// count-limited run the operations done of its count (with a bar on a
+/// terminal).
+fn how_far(p: &pb::Progress, terminal: bool) -> String {
+    if p.operations_total == 0 {
+        return format!("[{:>4}/{}s]", p.elapsed_s, p.duration_s);
+    }
+    let done = p.operations_done.min(p.operations_total);
+    let fraction = done as f64 / p.operations_total as f64;
+    let counted = format!(
+        "{}/{} ops {:>3.0}% {}s",
+        thousands(done),
+        thousands(p.operations_total),
+        (fraction * 100.0).floor(),
+        p.elapsed_s
+    );
+    if terminal {
+        const WIDTH: usize = 20;
+        let filled = ((fraction * WIDTH as f64) as usize).min(WIDTH);
+        format!("[{}{}] {counted}", "#".repeat(filled), "-".repeat(WIDTH - filled))
+    } else {
+        format!("[{counted}]")
+    }
+}
+
+/// 1234567 as 1,234,567.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod how_far_tests {
+    use super::*;
+
+    #[test]
+    fn a_count_limited_run_shows_operations_done_of_its_count() {
+        let p = pb::Progress {
+            elapsed_s: 3,
+            duration_s: 86_400,
+            operations_done: 50_002,
+            operations_total: 100_003,
+            ..Default::default()
+        };
+        assert_eq!(how_far(&p, false), "[50,002/100,003 ops  50% 3s]");
+        assert_eq!(how_far(&p, true), "[##########----------] 50,002/100,003 ops  50% 3s");
+        let timed = pb::Progress { elapsed_s: 3, duration_s: 10, ..Default::default() };
+        assert_eq!(how_far(&timed, true), "[   3/10s]");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1_000), "1,000");
     }
 }

@@ -194,6 +194,11 @@ pub struct IntervalReport {
     /// that sample the node instead of knowing it for every request.
     #[serde(default)]
     pub node_samples: BTreeMap<String, u64>,
+    /// When this agent's load ended before the run's time limit (its part
+    /// of `load.operations` done), microseconds from the start instant; 0
+    /// unless it ended within this interval.
+    #[serde(default)]
+    pub load_end_us: u64,
 }
 
 pub(crate) mod base64_bytes {

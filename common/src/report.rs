@@ -59,6 +59,9 @@ pub struct ScenarioInfo {
     pub connections: u32,
     pub pipeline: u32,
     pub rate: Option<f64>,
+    /// A count-limited run's `load.operations`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operations: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -50,8 +50,14 @@ fn write_report(out: &mut String, r: &Report) -> std::fmt::Result {
     }
     writeln!(
         out,
-        "measured {:.1}s after {:.1}s warm-up ({} warm-up operations not counted)",
-        r.duration_s, r.warmup_s, r.totals.warmup_ops
+        "measured {:.1}s after {:.1}s warm-up ({} warm-up operations not counted){}",
+        r.duration_s,
+        r.warmup_s,
+        r.totals.warmup_ops,
+        match r.scenario.operations {
+            Some(n) => format!("; the run was limited to {n} operations, warm-up's included"),
+            None => String::new(),
+        }
     )?;
     writeln!(out)?;
     writeln!(

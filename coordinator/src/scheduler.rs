@@ -20,6 +20,10 @@ pub struct AgentPlan {
     pub key_start: u64,
     pub key_end: u64,
     pub seed: u64,
+    /// This agent's operations of a count-limited run (`load.operations`),
+    /// in proportion to its connections, the parts adding up exactly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operations: Option<u64>,
 }
 
 /// Why a run cannot be planned over the given agents.
@@ -48,6 +52,7 @@ pub fn plan(scenario: &Scenario, agents: &[String], run_seed: u64) -> Result<Vec
     let key_space = scenario.workload.key_space();
     let keys = split_proportionally(key_space, &connections);
     let rate = scenario.rate().unwrap_or(0.0);
+    let operations = scenario.load.operations.map(|n| split_proportionally(n, &connections));
     let mut key_start = 0;
     let plans = agents
         .iter()
@@ -63,6 +68,7 @@ pub fn plan(scenario: &Scenario, agents: &[String], run_seed: u64) -> Result<Vec
                 key_start,
                 key_end: key_start + keys[index],
                 seed: mix(run_seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+                operations: operations.as_ref().map(|parts| parts[index]),
             };
             key_start = plan.key_end;
             plan
@@ -141,7 +147,41 @@ mod tests {
         assert!(matches!(plan(&scenario(2, 10, None), &agents(3), 1), Err(PlanError::TooFewConnections { .. })));
     }
 
+    #[test]
+    fn a_count_is_split_exactly_in_proportion_to_connections() {
+        let text =
+            "name: t\ntarget:\n  kind: kv\nload:\n  connections: 7\n  operations: 100_003\nworkload:\n  kind: kv\n";
+        let scenario = Scenario::parse(text).expect("valid");
+        let plans = plan(&scenario, &agents(3), 1).expect("plan");
+        let parts: Vec<Option<u64>> = plans.iter().map(|p| p.operations).collect();
+        // 3, 2 and 2 connections of 7.
+        assert_eq!(parts, vec![Some(42_859), Some(28_572), Some(28_572)]);
+        assert!(plan(&scenario_for_rate(None), &agents(2), 1).expect("plan").iter().all(|p| p.operations.is_none()));
+    }
+
+    fn scenario_for_rate(rate: Option<u32>) -> Scenario {
+        scenario(4, 100, rate)
+    }
+
     proptest! {
+        #[test]
+        fn counts_add_up_whatever_the_split(
+            operations in 1u64..10_000_000_000, connections in 1u32..500, agent_count in 1usize..64,
+        ) {
+            prop_assume!(connections as usize >= agent_count);
+            let text = format!(
+                "name: t\ntarget:\n  kind: kv\nload:\n  connections: {connections}\n  operations: {operations}\n\
+                 workload:\n  kind: kv\n"
+            );
+            let plans = plan(&Scenario::parse(&text).expect("valid"), &agents(agent_count), 7).expect("plan");
+            prop_assert_eq!(plans.iter().map(|p| p.operations.unwrap_or(0)).sum::<u64>(), operations);
+            for p in &plans {
+                // Within one operation of the connections' share.
+                let share = operations as f64 * f64::from(p.connections) / f64::from(connections);
+                prop_assert!((p.operations.unwrap_or(0) as f64 - share).abs() <= 1.0 + share * 1e-12);
+            }
+        }
+
         #[test]
         fn shares_add_up_and_nobody_gets_nothing(
             connections in 1u32..5000, agent_count in 1usize..64, keys in 1u64..10_000_000,

@@ -52,6 +52,7 @@ pub fn to_wire(r: IntervalReport) -> pb::IntervalReport {
         notes: r.notes,
         opened: r.opened.into_iter().map(|(node, connections)| pb::NodeConnections { node, connections }).collect(),
         node_samples: r.node_samples.into_iter().collect(),
+        load_end_us: r.load_end_us,
     }
 }
 
@@ -95,6 +96,7 @@ pub fn from_wire(message: pb::IntervalReport) -> IntervalReport {
         notes: message.notes,
         opened: message.opened.into_iter().map(|c| (c.node, c.connections)).collect(),
         node_samples: message.node_samples.into_iter().collect(),
+        load_end_us: message.load_end_us,
     }
 }
 

@@ -37,11 +37,69 @@ pub struct SlotContext {
     pub seed: u64,
     /// `load.reconnect_every`: requests per connection before it is renewed.
     pub reconnect_every: Option<u64>,
+    /// A count-limited run's operations left to this agent.
+    pub count: Option<Arc<OperationCount>>,
 }
 
 impl SlotContext {
     fn running(&self) -> bool {
-        !self.stop.load(Ordering::Relaxed) && Instant::now() < self.end
+        !self.stop.load(Ordering::Relaxed)
+            && Instant::now() < self.end
+            && self.count.as_ref().is_none_or(|count| !count.is_spent())
+    }
+}
+
+/// The operations a count-limited run (`load.operations`) leaves this
+/// agent, claimed by its slots before they send: every claimed operation is
+/// sent, so the agent sends exactly its part. The count is done when every
+/// operation has been answered (or failed), not merely claimed: an open
+/// model slot claims before it waits for its intended start.
+#[derive(Debug)]
+pub struct OperationCount {
+    /// Not yet claimed (below 0 once slots have asked past the end).
+    left: AtomicI64,
+    /// Not yet recorded.
+    unfinished: AtomicI64,
+    /// Becomes true when the last operation is recorded.
+    done: tokio::sync::watch::Sender<bool>,
+}
+
+impl OperationCount {
+    pub fn new(operations: u64) -> Arc<Self> {
+        let operations = operations.min(i64::MAX as u64) as i64;
+        Arc::new(Self {
+            left: AtomicI64::new(operations),
+            unfinished: AtomicI64::new(operations),
+            done: tokio::sync::watch::Sender::new(operations == 0),
+        })
+    }
+
+    /// Claims up to `wanted` operations; returns how many it got (0 when
+    /// none are left).
+    pub fn claim(&self, wanted: usize) -> usize {
+        let wanted = wanted as i64;
+        // Each slot subtracts at most once more after the count is spent,
+        // so the counter stays far from overflow.
+        let before = self.left.fetch_sub(wanted, Ordering::Relaxed);
+        before.clamp(0, wanted) as usize
+    }
+
+    /// `n` claimed operations were recorded; the last ones wake
+    /// [`Self::done`].
+    pub fn finished(&self, n: usize) {
+        let n = n as i64;
+        if self.unfinished.fetch_sub(n, Ordering::AcqRel) == n {
+            self.done.send_replace(true);
+        }
+    }
+
+    fn is_spent(&self) -> bool {
+        self.left.load(Ordering::Relaxed) <= 0
+    }
+
+    /// Resolves once every operation has been recorded.
+    pub async fn done(&self) {
+        let _ = self.done.subscribe().wait_for(|done| *done).await;
     }
 }
 
@@ -90,6 +148,14 @@ async fn run_slot<C: Connection>(
         {
             return SlotEnd::Renew;
         }
+        // A count-limited run: this batch's operations, fewer for the last.
+        let batch = match &context.count {
+            None => batch,
+            Some(count) => match count.claim(batch) {
+                0 => return SlotEnd::Finished,
+                claimed => claimed,
+            },
+        };
         let intended = match &context.arrivals {
             None => None,
             Some(arrivals) => match arrivals.recv().await {
@@ -105,7 +171,7 @@ async fn run_slot<C: Connection>(
         if deadline.deadline().into_std() < exact {
             deadline.as_mut().reset((exact + TIMEOUT_SLACK).into());
         }
-        let finished = if batch == 1 {
+        let finished = if operations.len() == 1 {
             tokio::select! {
                 biased;
                 result = connection.execute(&operations[0]) => { results.push(result); true }
@@ -120,6 +186,9 @@ async fn run_slot<C: Connection>(
         };
         let times = BatchTimes { intended: intended.unwrap_or(sent), sent, done: Instant::now() };
         let lost = record_batch(recorder, &operations, &results, finished, &times);
+        if let Some(count) = &context.count {
+            count.finished(operations.len());
+        }
         if !finished {
             // Writes without an answer may still have been applied.
             let rows: u64 = operations[results.len().min(operations.len())..]

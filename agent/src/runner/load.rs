@@ -10,7 +10,7 @@ use stampede_common::interval::Counter;
 use stampede_common::scenario::LoadModel;
 use tokio::sync::watch;
 
-use super::connection::{OPERATION_TIMEOUT, SlotContext, drive};
+use super::connection::{OPERATION_TIMEOUT, OperationCount, SlotContext, drive};
 use super::recorder::{Recorder, SharedRecorder, lock};
 use super::reporter::Reporter;
 use super::{Assignment, Opened};
@@ -73,6 +73,7 @@ impl Load {
             arrivals,
             seed: assignment.seed,
             reconnect_every: scenario.load.reconnect_every,
+            count: assignment.operations.map(OperationCount::new),
         });
         tokio::time::sleep_until(start_at.into()).await;
         let operations = scenario.workload.operations().len();
@@ -120,11 +121,24 @@ impl Load {
         }
     }
 
+    /// Resolves when a count-limited run's operations have all been done
+    /// (never for a run limited by time only).
+    pub async fn count_spent(&self) {
+        match &self.context.count {
+            Some(count) => count.done().await,
+            None => std::future::pending().await,
+        }
+    }
+
     /// Stops issuing, lets operations in flight finish (at most the
     /// operation timeout and a second), and counts the open model's
-    /// arrivals that were due within the run but never sent as late starts.
+    /// arrivals that were due within the run but never sent as late starts
+    /// (not when the run was cancelled, or ended with its count done: the
+    /// starts left then were beyond it).
     pub async fn drain(mut self, cancelled: bool, reporter: &mut Reporter) {
-        if cancelled && let Some(arrivals) = &self.arrivals {
+        let counted_out = self.context.count.is_some() && Instant::now() < self.end;
+        let starts_left_over = cancelled || counted_out;
+        if starts_left_over && let Some(arrivals) = &self.arrivals {
             arrivals.cancel.store(true, Ordering::Relaxed);
         }
         self.stop.store(true, Ordering::Relaxed);
@@ -153,7 +167,7 @@ impl Load {
         }
         if let Some(arrivals) = &self.context.arrivals
             && let Some(first) = reporter.recorders.first()
-            && !cancelled
+            && !starts_left_over
         {
             // Intended within the run, never sent: released but not taken,
             // and never released at all.

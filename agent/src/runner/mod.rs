@@ -39,6 +39,8 @@ pub struct Assignment {
     pub key_start: u64,
     pub key_end: u64,
     pub seed: u64,
+    /// This agent's part of a count-limited run's operations.
+    pub operations: Option<u64>,
     pub endpoints: Vec<String>,
     /// The sequence number of the first report.
     pub first_seq: u64,
@@ -115,10 +117,16 @@ impl Runner {
             Ok(started) => started,
             Err(error) => return self.outbox.push(Outgoing::Failed { run_id, error }),
         };
+        let load_end = load.end;
         let mut reporter = Reporter::new(&self.assignment, recorders, start_at, prepared.notes);
         load.listen(prepared.listeners, &mut reporter);
         let cancelled = self.report_until_end(&mut load, &mut reporter).await;
         load.drain(cancelled, &mut reporter).await;
+        if Instant::now() < load_end {
+            // Its operations done before the time limit: the report says
+            // when, so that rates are over the time really taken.
+            reporter.load_ended(Instant::now());
+        }
         if !cancelled {
             self.teardown(&*driver, &mut reporter).await;
         }
@@ -180,16 +188,19 @@ impl Runner {
     }
 
     /// Reports every interval that ends before the run does, then waits for
-    /// the end. Returns whether the run was cancelled meanwhile.
+    /// the end: the time limit, or a count-limited run's last operation
+    /// claimed. Returns whether the run was cancelled meanwhile.
     async fn report_until_end(&mut self, load: &mut Load, reporter: &mut Reporter) -> bool {
         while let Some(boundary) = reporter.next_boundary(load.end) {
             tokio::select! {
                 () = tokio::time::sleep_until(boundary.into()) => reporter.interval(&self.outbox),
+                () = load.count_spent() => return false,
                 _ = self.cancel.wait_for(|c| *c) => return true,
             }
         }
         tokio::select! {
             () = tokio::time::sleep_until(load.end.into()) => false,
+            () = load.count_spent() => false,
             _ = self.cancel.wait_for(|c| *c) => true,
         }
     }

@@ -41,6 +41,8 @@ pub(super) struct Reporter {
     slots: u64,
     /// When the interval under way began being recorded.
     since: Instant,
+    /// When the load ended before the time limit, for the next report.
+    load_end: Option<Instant>,
 }
 
 impl Reporter {
@@ -74,7 +76,13 @@ impl Reporter {
             rate_per_s,
             slots: u64::from(assignment.connections) * u64::from(scenario.load.pipeline),
             since: Instant::now().max(start_at),
+            load_end: None,
         }
+    }
+
+    /// The load ended at `at`, before the time limit (its operations done).
+    pub fn load_ended(&mut self, at: Instant) {
+        self.load_end = Some(at);
     }
 
     /// The end of the interval under way, if it ends before `end` (the
@@ -92,6 +100,9 @@ impl Reporter {
         self.judge(&mut report, busy_us);
         scrub(&mut report, &self.endpoints);
         report.notes = std::mem::take(&mut self.notes);
+        if let Some(at) = self.load_end.take() {
+            report.load_end_us = at.saturating_duration_since(self.start_at).as_micros().max(1) as u64;
+        }
         outbox.push(Outgoing::Report(Box::new(report)));
         self.seq += 1;
         self.interval += 1;

@@ -60,7 +60,9 @@ struct RawScenario {
     name: String,
     #[serde(default)]
     description: Option<String>,
-    duration: Scalar,
+    /// Required unless `load.operations` is given.
+    #[serde(default)]
+    duration: Option<Scalar>,
     #[serde(default)]
     warmup: Option<Scalar>,
     #[serde(default)]
@@ -144,6 +146,10 @@ struct RawLoad {
     arrival: Option<Arrival>,
     #[serde(default)]
     reconnect_every: Option<u64>,
+    /// Operations over all agents and connections; the run ends when they
+    /// are done (or at `duration`, whichever comes first).
+    #[serde(default)]
+    operations: Option<Scalar>,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -217,6 +223,9 @@ pub struct Load {
     /// Close and reopen each connection after this many requests, so that
     /// a layer-4 balancer chooses again (a new source port each time).
     pub reconnect_every: Option<u64>,
+    /// `load.operations`: operations over all agents and connections,
+    /// warm-up's included; the run ends when they are done.
+    pub operations: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -237,7 +246,11 @@ pub struct Target {
 pub struct Scenario {
     pub name: String,
     pub description: Option<String>,
+    /// How long the run lasts at most: `duration`, or, for a count-limited
+    /// run without one, [`COUNT_RUN_LIMIT`].
     pub duration: Duration,
+    /// Whether `duration` was written (a count-limited run may leave it out).
+    pub duration_given: bool,
     pub warmup: Duration,
     /// Agents the run needs before it starts.
     pub agents: u32,
@@ -254,6 +267,11 @@ pub struct Scenario {
 pub const MAX_CONNECTIONS: u32 = 100_000;
 pub const MAX_PIPELINE: u32 = 1024;
 pub const MAX_AGENTS: u32 = 10_000;
+/// The time limit of a count-limited run (`load.operations`) that gives no
+/// `duration`: it ends when its operations are done, or after a day.
+pub const COUNT_RUN_LIMIT: Duration = Duration::from_secs(24 * 3600);
+/// The most operations a count-limited run may ask for.
+pub const MAX_OPERATIONS: u64 = 1_000_000_000_000_000;
 
 pub(crate) struct Checker<'a> {
     text: &'a str,
@@ -387,13 +405,23 @@ fn validate(raw: RawScenario, check: &mut Checker<'_>) -> Scenario {
     if raw.name.trim().is_empty() {
         check.fail("name", "must not be empty");
     }
-    let duration = match parse_duration(&raw.duration.text()) {
-        Ok(d) if d.is_zero() => {
+    let duration_given = raw.duration.is_some();
+    let duration = match raw.duration.as_ref().map(|d| parse_duration(&d.text())) {
+        None if raw.load.operations.is_some() => COUNT_RUN_LIMIT,
+        None => {
+            check.fail(
+                "duration",
+                "is missing: say how long the run lasts (`duration: 60s`), or how many operations it makes \
+                 (`load.operations: 1000000`), or both",
+            );
+            Duration::ZERO
+        }
+        Some(Ok(d)) if d.is_zero() => {
             check.fail("duration", "must be longer than 0s");
             d
         }
-        Ok(d) => d,
-        Err(e) => {
+        Some(Ok(d)) => d,
+        Some(Err(e)) => {
             check.fail("duration", e.0);
             Duration::ZERO
         }
@@ -486,6 +514,7 @@ fn validate(raw: RawScenario, check: &mut Checker<'_>) -> Scenario {
         name: raw.name,
         description: raw.description,
         duration,
+        duration_given,
         warmup,
         agents,
         target,

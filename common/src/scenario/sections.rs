@@ -87,7 +87,34 @@ pub(super) fn validate_load(raw: RawLoad, check: &mut Checker<'_>) -> Load {
     if raw.reconnect_every == Some(0) {
         check.fail("load.reconnect_every", "must be at least 1 request (leave it out to keep connections)");
     }
-    Load { model, connections, pipeline, reconnect_every: raw.reconnect_every }
+    let operations = raw.operations.as_ref().and_then(|n| match operation_count(n) {
+        Ok(n) => Some(n),
+        Err(problem) => {
+            check.fail("load.operations", problem);
+            None
+        }
+    });
+    Load { model, connections, pipeline, reconnect_every: raw.reconnect_every, operations }
+}
+
+/// `load.operations`: a whole number from 1 to [`MAX_OPERATIONS`], written
+/// as a number or as text with `_` or `,` between digits (`1_000_000`).
+fn operation_count(value: &Scalar) -> Result<u64, String> {
+    let text = value.text();
+    let digits: String = text.trim().chars().filter(|c| !matches!(c, '_' | ',')).collect();
+    let count = match value {
+        // A cast saturates: anything too large is refused as such below.
+        Scalar::Number(n) if n.fract() == 0.0 && *n >= 0.0 => Some(*n as u64),
+        Scalar::Number(_) => None,
+        Scalar::Text(_) if digits.len() > 20 && digits.bytes().all(|b| b.is_ascii_digit()) => Some(u64::MAX),
+        Scalar::Text(_) => digits.parse::<u64>().ok(),
+    };
+    match count {
+        Some(0) => Err("must be at least 1 (leave it out to run for `duration`)".to_string()),
+        Some(n) if n <= MAX_OPERATIONS => Ok(n),
+        Some(_) => Err(format!("`{text}` is more than {MAX_OPERATIONS} operations")),
+        None => Err(format!("`{text}` is not a whole number of operations (like 1000000 or 1_000_000)")),
+    }
 }
 
 pub(super) fn validate_distribution(

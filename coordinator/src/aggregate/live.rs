@@ -45,7 +45,7 @@ impl RunAggregate {
     /// The measured seconds so far: up to the newest interval merged,
     /// warm-up excluded; once the run has ended, the planned measured time.
     fn measured_seconds(&self, scenario: &Scenario, ended: bool) -> f64 {
-        let duration_s = scenario.duration.as_secs_f64();
+        let duration_s = self.load_seconds(scenario);
         let warmup_s = (self.warmup_intervals as f64).min(duration_s);
         let planned_measured = (duration_s - warmup_s).max(0.0);
         if ended {

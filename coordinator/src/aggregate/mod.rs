@@ -102,6 +102,9 @@ struct AgentAggregate {
     measured_intervals: u64,
     /// Its newest interval report, for live views.
     newest: Option<AgentNewest>,
+    /// When its load ended before the time limit (a count-limited run's
+    /// part done), microseconds from the start instant.
+    load_end_us: Option<u64>,
 }
 
 /// What an agent's newest interval report said of its own load.
@@ -294,6 +297,9 @@ impl RunAggregate {
         agent_entry.intervals += 1;
         agent_entry.measured_intervals += u64::from(!warmup);
         agent_entry.late_starts += report.late_starts;
+        if report.load_end_us > 0 {
+            agent_entry.load_end_us = Some(report.load_end_us);
+        }
         if agent_entry.newest.is_none_or(|n| n.interval <= report.interval) {
             agent_entry.newest = Some(AgentNewest {
                 interval: report.interval,
@@ -422,11 +428,34 @@ impl RunAggregate {
         self.operations.values().map(|o| o.count).sum()
     }
 
+    /// Operations merged from `agent` so far, warm-up's included.
+    pub fn agent_ops(&self, agent: &str) -> u64 {
+        self.agents.get(agent).map_or(0, |a| a.ops)
+    }
+
+    /// Operations so far, warm-up's included.
+    pub fn all_ops(&self) -> u64 {
+        self.ops() + self.warmup_ops
+    }
+
     /// Writes the report: merged figures, per-agent figures and verdicts.
+    /// How long the load lasted: until the last agent's load ended when
+    /// every agent's ended before the time limit (a count-limited run),
+    /// otherwise the time limit.
+    pub fn load_seconds(&self, scenario: &Scenario) -> f64 {
+        let limit = scenario.duration.as_secs_f64();
+        let ends: Option<Vec<u64>> = self.agents.values().map(|a| a.load_end_us).collect();
+        match ends {
+            Some(ends) if !ends.is_empty() => (ends.iter().max().copied().unwrap_or(0) as f64 / 1e6).min(limit),
+            _ => limit,
+        }
+    }
+
     pub fn report(&self, context: &ReportContext<'_>) -> Report {
         let scenario = context.scenario;
-        let warmup_s = (self.warmup_intervals as f64).min(scenario.duration.as_secs_f64());
-        let measured_s = (scenario.duration.as_secs_f64() - warmup_s).max(0.0);
+        let load_s = self.load_seconds(scenario);
+        let warmup_s = (self.warmup_intervals as f64).min(load_s);
+        let measured_s = (load_s - warmup_s).max(0.0);
         let distribution = self.distribution(scenario);
         let thresholds: Vec<ThresholdResult> = scenario
             .thresholds
@@ -497,6 +526,7 @@ impl RunAggregate {
                 connections: scenario.load.connections,
                 pipeline: scenario.load.pipeline,
                 rate,
+                operations: scenario.load.operations,
             },
             status,
             error: context.failure.as_ref().map(|(_, message)| message.clone()),

@@ -100,6 +100,7 @@ pub fn to_agent(message: ToAgent) -> pb::SessionResponse {
             first_seq: a.first_seq,
             rejoin: a.rejoin,
             trace_context: a.trace_context.into_iter().collect(),
+            operations: a.plan.operations,
         }),
         ToAgent::Start { run_id, start_at_us } => Body::Start(pb::Start { run_id, start_at_us }),
         ToAgent::Ack { run_id, seq } => Body::Ack(pb::Ack { run_id, seq }),
@@ -137,6 +138,8 @@ fn progress(p: Progress) -> pb::Progress {
         agents: p.agents,
         warmup: p.warmup,
         saturated_agents: p.saturated_agents,
+        operations_done: p.operations_done,
+        operations_total: p.operations_total,
     }
 }
 

@@ -298,6 +298,8 @@ impl Engine {
                 agents: view.agents,
                 warmup: view.warmup,
                 saturated_agents: view.saturated_agents,
+                operations_done: run.scenario.load.operations.map_or(0, |_| run.aggregate.all_ops()),
+                operations_total: run.scenario.load.operations.unwrap_or(0),
             };
             notify(run, "", Some(progress), None);
             self.live_progress(&run_id);

@@ -137,7 +137,9 @@ impl Engine {
             }
             // It restarted: give it its part again, numbered after every
             // report of its earlier self.
-            let Some(plan) = run.plans.iter().find(|p| p.agent_id == agent_id).cloned() else { continue };
+            let Some(mut plan) = run.plans.iter().find(|p| p.agent_id == agent_id).cloned() else { continue };
+            // A count-limited run: what its earlier self had not reported.
+            plan.operations = plan.operations.map(|n| n.saturating_sub(run.aggregate.agent_ops(agent_id)));
             run.ready.remove(agent_id);
             let message = AssignmentMessage {
                 run_id: run_id.clone(),

@@ -123,6 +123,10 @@ pub struct Progress {
     pub warmup: bool,
     /// Agents whose generator limited the load in this interval.
     pub saturated_agents: u32,
+    /// A count-limited run's operations so far (warm-up's included) and in
+    /// all; 0 and 0 for a run limited by time.
+    pub operations_done: u64,
+    pub operations_total: u64,
 }
 
 /// Why a control request failed.
