@@ -256,7 +256,12 @@ fn behind_an_http_balancer_without_a_header_shares_are_sampled_and_the_interval_
     );
     eprintln!("crate-a served {truth:.4}; sampled interval [{low:.4}, {high:.4}] from {}", sampling["samples"]);
     assert!(low <= truth && truth <= high, "the stated interval holds what crate-a served: {sampling}");
-    assert!(high - low < 0.2, "enough samples for a useful interval: {sampling}");
+    // A sample at most 24 requests after the last on each connection
+    // (gaps of 8 to 24): how many there are follows from what was served,
+    // however fast the machine was.
+    let samples = sampling["samples"].as_u64().expect("samples");
+    assert!(samples * 24 + 2 * 24 >= served_a + served_b, "{samples} samples of {} requests", served_a + served_b);
+    assert!(samples * 8 <= served_a + served_b + 2 * 8, "{samples} samples of {} requests", served_a + served_b);
     let verdict = report["distribution"]["verdict"].as_str().unwrap_or_default();
     assert!(["balanced", "inconclusive"].contains(&verdict), "a healthy balancer is not blamed: {verdict}");
     assert!(output.contains("shares are sampled:"), "the text report says so: {output}");
