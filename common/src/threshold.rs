@@ -8,6 +8,7 @@
 //! against merged results through a closure, so this module knows nothing
 //! about histograms or runs.
 
+use crate::interval::Counter;
 use crate::units::{parse_duration, parse_rate};
 
 /// What a threshold measures.
@@ -35,6 +36,39 @@ pub enum Metric {
     /// `generator_saturated`: measured intervals, summed over agents, in
     /// which the generator, not the target, limited the load.
     GeneratorSaturated,
+    /// A workload counter over the whole run, warm-up included, as the
+    /// report's `counters` (`rows > 50000`, `rows_failed == 0`).
+    Counter(Counter),
+    /// A workload counter per second over the measured part, as the
+    /// report's `counter_rates` (`rows > 50000/s`).
+    CounterRate(Counter),
+    /// One counter over another, measured part (`delivered / fanout > 99%`).
+    CounterRatio(Counter, Counter),
+    /// `cache_hit_ratio`: cache hits / (hits + misses), measured part.
+    CacheHitRatio,
+    /// A count of the report's totals over the measured part: `errors`,
+    /// `late_starts`, `unsent_starts`.
+    Total(Total),
+}
+
+/// The totals a threshold may count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Total {
+    Errors,
+    LateStarts,
+    UnsentStarts,
+}
+
+const TOTALS: [(&str, Total); 3] =
+    [("errors", Total::Errors), ("late_starts", Total::LateStarts), ("unsent_starts", Total::UnsentStarts)];
+
+fn counter_named(name: &str) -> Option<Counter> {
+    Counter::ALL.into_iter().find(|c| c.as_str() == name.trim())
+}
+
+/// The names of the counters, for messages.
+fn counter_names() -> String {
+    Counter::ALL.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ")
 }
 
 /// The `distribution.` metrics, as written.
@@ -49,9 +83,17 @@ impl Metric {
     /// The unit of observed values: `us`, `ratio` or `ops/s`.
     pub fn unit(&self) -> &'static str {
         match self {
-            Self::ErrorRate | Self::Share | Self::MaxDeviation => "ratio",
+            Self::ErrorRate | Self::Share | Self::MaxDeviation | Self::CounterRatio(..) | Self::CacheHitRatio => {
+                "ratio"
+            }
             Self::Throughput => "ops/s",
-            Self::PValue | Self::ChiSquare | Self::MaxMinRatio | Self::GeneratorSaturated => "number",
+            Self::CounterRate(_) => "/s",
+            Self::PValue
+            | Self::ChiSquare
+            | Self::MaxMinRatio
+            | Self::GeneratorSaturated
+            | Self::Counter(_)
+            | Self::Total(_) => "number",
             _ => "us",
         }
     }
@@ -147,10 +189,37 @@ impl Threshold {
         })?;
         let left = text[..position].trim();
         let right = text[position + symbol.len()..].trim();
-        if left == "generator_saturated" {
-            let metric = Metric::GeneratorSaturated;
+        let whole_run = |metric: Metric| -> Result<Self, ThresholdError> {
             let limit = parse_limit(metric, right)?;
-            return Ok(Self { expr: text.to_string(), operation: None, node: None, metric, comparison, limit });
+            Ok(Self { expr: text.to_string(), operation: None, node: None, metric, comparison, limit })
+        };
+        if left == "generator_saturated" {
+            return whole_run(Metric::GeneratorSaturated);
+        }
+        if let Some((over, under)) = left.split_once('/') {
+            let (over, under) = (counter_named(over), counter_named(under));
+            return match (over, under) {
+                (Some(over), Some(under)) => whole_run(Metric::CounterRatio(over, under)),
+                _ => Err(ThresholdError(format!(
+                    "`{left}`: a ratio is one counter over another, like `delivered / fanout > 99%`; the counters \
+                     are {}",
+                    counter_names()
+                ))),
+            };
+        }
+        if left == "cache_hit_ratio" {
+            return whole_run(Metric::CacheHitRatio);
+        }
+        if let Some(counter) = counter_named(left) {
+            // `rows > 50000` counts, `rows > 50000/s` is a rate.
+            return whole_run(if right.contains('/') {
+                Metric::CounterRate(counter)
+            } else {
+                Metric::Counter(counter)
+            });
+        }
+        if let Some((_, total)) = TOTALS.iter().find(|(name, _)| *name == left) {
+            return whole_run(Metric::Total(*total));
         }
         if left.ends_with(".generator_saturated") {
             return Err(ThresholdError(format!(
@@ -159,7 +228,8 @@ impl Threshold {
         }
         if comparison == Comparison::Equal {
             return Err(ThresholdError(format!(
-                "`{text}`: `==` is for counts such as `generator_saturated == 0`; use <, <=, > or >= for `{left}`"
+                "`{text}`: `==` is for counts such as `generator_saturated == 0` or `errors == 0`; use <, <=, > \
+                 or >= for `{left}`"
             )));
         }
         if let Some(name) = left.strip_prefix("distribution.") {
@@ -203,7 +273,9 @@ impl Threshold {
                 let (operation, metric_name) = left.split_once('.').ok_or_else(|| {
                     ThresholdError(format!(
                         "`{left}` is not a metric; use p50..p99.99, min, max, mean, \
-                         error_rate or throughput, optionally after an operation like `get.p99`"
+                         error_rate or throughput, optionally after an operation like `get.p99`; a counter ({}), \
+                         one counter over another, cache_hit_ratio, errors, late_starts or unsent_starts",
+                        counter_names()
                     ))
                 })?;
                 let metric = Metric::parse(metric_name).ok_or_else(|| {
@@ -238,7 +310,18 @@ impl Threshold {
 
 fn parse_limit(metric: Metric, text: &str) -> Result<f64, ThresholdError> {
     match metric {
-        Metric::ErrorRate | Metric::Share | Metric::MaxDeviation => {
+        Metric::CounterRatio(..) => {
+            let (number, scale) = match text.strip_suffix('%') {
+                Some(number) => (number.trim(), 0.01),
+                None => (text, 1.0),
+            };
+            match number.parse::<f64>() {
+                Ok(value) if value.is_finite() && value >= 0.0 => Ok(value * scale),
+                _ => Err(ThresholdError(format!("`{text}` is not a ratio; write it like `99%` or `0.99`"))),
+            }
+        }
+        Metric::CounterRate(_) => parse_rate(text).map_err(|e| ThresholdError(e.0)),
+        Metric::ErrorRate | Metric::Share | Metric::MaxDeviation | Metric::CacheHitRatio => {
             let (number, scale) = match text.strip_suffix('%') {
                 Some(number) => (number.trim(), 0.01),
                 None => (text, 1.0),
@@ -252,7 +335,12 @@ fn parse_limit(metric: Metric, text: &str) -> Result<f64, ThresholdError> {
             }
             Ok(fraction)
         }
-        Metric::PValue | Metric::ChiSquare | Metric::MaxMinRatio | Metric::GeneratorSaturated => {
+        Metric::PValue
+        | Metric::ChiSquare
+        | Metric::MaxMinRatio
+        | Metric::GeneratorSaturated
+        | Metric::Counter(_)
+        | Metric::Total(_) => {
             let value: f64 = text.parse().map_err(|_| ThresholdError(format!("`{text}` is not a number")))?;
             if !value.is_finite() || value < 0.0 {
                 return Err(ThresholdError(format!("`{text}` must be a number of 0 or more")));
@@ -323,6 +411,27 @@ mod tests {
         assert!(Threshold::parse("generator_saturated <= 3").expect("valid").evaluate(|_| Some(3.0)).passed);
         assert!(Threshold::parse("get.generator_saturated == 0").unwrap_err().0.contains("whole intervals"));
         assert!(Threshold::parse("p99 == 5ms").unwrap_err().0.contains("`==` is for counts"));
+    }
+
+    #[test]
+    fn counters_rates_ratios_and_totals_are_thresholds_too() {
+        let t = Threshold::parse("rows > 50000").expect("valid");
+        assert_eq!((t.metric, t.limit, t.metric.unit()), (Metric::Counter(Counter::Rows), 50000.0, "number"));
+        let t = Threshold::parse("rows > 50000/s").expect("valid");
+        assert_eq!((t.metric, t.limit, t.metric.unit()), (Metric::CounterRate(Counter::Rows), 50000.0, "/s"));
+        let t = Threshold::parse("rows_failed == 0").expect("valid");
+        assert_eq!((t.metric, t.comparison), (Metric::Counter(Counter::RowsFailed), Comparison::Equal));
+        let t = Threshold::parse("delivered / fanout > 99%").expect("valid");
+        assert_eq!(t.metric, Metric::CounterRatio(Counter::Delivered, Counter::Fanout));
+        assert!((t.limit - 0.99).abs() < 1e-12);
+        let t = Threshold::parse("cache_hit_ratio > 90%").expect("valid");
+        assert_eq!((t.metric, t.limit), (Metric::CacheHitRatio, 0.9));
+        let t = Threshold::parse("errors == 0").expect("valid");
+        assert_eq!(t.metric, Metric::Total(Total::Errors));
+        assert_eq!(Threshold::parse("unsent_starts <= 10").expect("valid").metric, Metric::Total(Total::UnsentStarts));
+        assert!(Threshold::parse("delivered / sent > 1").unwrap_err().0.contains("fanout"));
+        assert!(Threshold::parse("rows > lots").unwrap_err().0.contains("not a number"));
+        assert!(Threshold::parse("cache_hit_ratio > 190%").unwrap_err().0.contains("between"));
     }
 
     #[test]

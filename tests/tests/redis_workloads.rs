@@ -192,3 +192,37 @@ fn a_password_with_plus_percent_at_and_colon_reaches_redis_as_written() {
     let text = report.to_string();
     assert!(!text.contains("p+a") && !text.contains("%25b"), "the password is not in the report");
 }
+
+#[test]
+fn thresholds_grade_counters_their_rates_ratios_and_totals_as_the_server_counted_them() {
+    let KvServer { process: _kv, address: target } = KvServerBuilder::new("kv-graded").start();
+    let text = format!(
+        "name: graded\nduration: 3s\nagents: 2\ntarget:\n  kind: kv\n  endpoints: [\"{target}\"]\nload:\n  \
+         connections: 4\nworkload:\n  kind: cache\n  keys: 500\n  ttl: 1s\n  key_distribution: zipfian\n\
+         thresholds:\n  - cache_misses > 0\n  - cache_misses > 1/s\n  - cache_hit_ratio > 1%\n  \
+         - cache_hits / cache_misses > 0.01\n  - errors == 0\n  - rows > 0\n"
+    );
+    let RunOutcome { code, report, stdout, stderr } = run_local(&text, &[], &[], Duration::from_secs(90));
+    // `rows > 0` fails: a cache workload writes no rows; the rest pass.
+    assert_eq!(code, 1, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let observed = |expr: &str| {
+        let t = report["thresholds"].as_array().expect("thresholds").iter().find(|t| t["expr"] == expr).cloned();
+        let t = t.unwrap_or_else(|| panic!("{expr} in {}", report["thresholds"]));
+        (t["observed"].as_f64().unwrap_or(f64::NAN), t["passed"].as_bool().unwrap_or(false))
+    };
+    // The KV server's own counts: a SET per miss and per preloaded key, a
+    // GET per read.
+    let misses = command_calls(&target, "set") - 500;
+    let hits = command_calls(&target, "get") - misses;
+    assert_eq!(observed("cache_misses > 0"), (misses as f64, true));
+    let (rate, passed) = observed("cache_misses > 1/s");
+    let measured_s = report["duration_s"].as_f64().expect("duration_s");
+    assert!(passed && (rate - misses as f64 / measured_s).abs() < 1e-6, "{rate}");
+    let (ratio, passed) = observed("cache_hit_ratio > 1%");
+    assert!(passed && (ratio - hits as f64 / (hits + misses) as f64).abs() < 1e-9, "{ratio}");
+    let (over, passed) = observed("cache_hits / cache_misses > 0.01");
+    assert!(passed && (over - hits as f64 / misses as f64).abs() < 1e-9, "{over}");
+    assert_eq!(observed("errors == 0"), (0.0, true));
+    assert_eq!(observed("rows > 0"), (0.0, false), "a counter the run never counted is 0, and fails");
+    assert!(stdout.contains("FAIL  rows > 0"), "{stdout}");
+}

@@ -316,7 +316,7 @@ fn threshold_value(t: &ThresholdResult) -> String {
         (None, _) => "no data".to_string(),
         (Some(v), "us") => format_micros(v),
         (Some(v), "ratio") => format!("{:.3}%", v * 100.0),
-        (Some(v), "ops/s") => format!("{}/s", rate(v)),
+        (Some(v), "ops/s" | "/s") => format!("{}/s", rate(v)),
         (Some(v), _) => format!("{v}"),
     }
 }

@@ -4,7 +4,8 @@
 use hdrhistogram::Histogram;
 use stampede_common::distribution::Distribution;
 use stampede_common::histogram;
-use stampede_common::threshold::{Metric, Threshold};
+use stampede_common::interval::Counter;
+use stampede_common::threshold::{Metric, Threshold, Total};
 
 use super::{OperationAggregate, RunAggregate};
 
@@ -23,6 +24,25 @@ impl RunAggregate {
             (Metric::ChiSquare, _) => Some(distribution.requests.chi_square),
             (Metric::MaxMinRatio, _) => distribution.requests.max_min_ratio,
             (Metric::GeneratorSaturated, _) => Some(self.generator.total() as f64),
+            (Metric::Counter(counter), _) => self.counter_value(&self.counters, counter),
+            (Metric::CounterRate(counter), _) => self
+                .counter_value(&self.measured_counters, counter)
+                .and_then(|n| (measured_s > 0.0).then(|| n / measured_s)),
+            (Metric::CounterRatio(over, under), _) => {
+                let under = self.counter_value(&self.measured_counters, under)?;
+                let over = self.counter_value(&self.measured_counters, over)?;
+                (under > 0.0).then(|| over / under)
+            }
+            (Metric::CacheHitRatio, _) => {
+                let hits = self.counter_value(&self.measured_counters, Counter::CacheHits)?;
+                let misses = self.counter_value(&self.measured_counters, Counter::CacheMisses)?;
+                (hits + misses > 0.0).then(|| hits / (hits + misses))
+            }
+            (Metric::Total(total), _) => (self.all_ops() > 0).then(|| match total {
+                Total::Errors => self.errors() as f64,
+                Total::LateStarts => self.late_starts as f64,
+                Total::UnsentStarts => self.unsent_starts as f64,
+            }),
             (Metric::Share, Some(node)) => {
                 let total = self.ops();
                 (total > 0).then(|| self.nodes.get(node).map_or(0, |n| n.ops) as f64 / total as f64)
@@ -43,6 +63,15 @@ impl RunAggregate {
                 observe(&metric, merged.count, merged.errors(), &merged.latency, measured_s)
             }
             (metric, None) => self.observe(&metric, threshold.operation.as_deref(), measured_s),
+        }
+    }
+
+    /// A counter of `counters`: 0 when the run did something but never
+    /// counted it, `None` when it did nothing at all (silence is no pass).
+    fn counter_value(&self, counters: &std::collections::BTreeMap<String, u64>, counter: Counter) -> Option<f64> {
+        match counters.get(counter.as_str()) {
+            Some(n) => Some(*n as f64),
+            None => (self.all_ops() > 0).then_some(0.0),
         }
     }
 
@@ -79,6 +108,11 @@ fn observe(metric: &Metric, count: u64, errors: u64, latency: &Histogram<u64>, m
         | Metric::PValue
         | Metric::ChiSquare
         | Metric::MaxMinRatio
-        | Metric::GeneratorSaturated => None,
+        | Metric::GeneratorSaturated
+        | Metric::Counter(_)
+        | Metric::CounterRate(_)
+        | Metric::CounterRatio(..)
+        | Metric::CacheHitRatio
+        | Metric::Total(_) => None,
     }
 }
