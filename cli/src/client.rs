@@ -6,6 +6,7 @@ use std::path::Path;
 use anyhow::{Context, bail};
 use stampede_common::Scenario;
 use stampede_common::report::Report;
+use stampede_common::scenario::ScenarioError;
 use stampede_proto::security::{AuthChannel, ClientSecurity};
 use stampede_proto::v1 as pb;
 use stampede_proto::v1::control_service_client::ControlServiceClient;
@@ -54,13 +55,22 @@ pub fn explain(status: &tonic::Status) -> String {
     text
 }
 
-fn read_scenario(path: &Path) -> anyhow::Result<String> {
-    std::fs::read_to_string(path).with_context(|| format!("cannot read scenario {}", path.display()))
+/// A scenario file's text with its `${VARIABLES}` replaced from the
+/// environment (see `stampede_common::scenario::variables`).
+pub fn read_scenario(path: &Path) -> anyhow::Result<String> {
+    match read_scenario_text(path)? {
+        Ok(text) => Ok(text),
+        Err(error) => bail!("{}: {error}", path.display()),
+    }
+}
+
+fn read_scenario_text(path: &Path) -> anyhow::Result<Result<String, ScenarioError>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read scenario {}", path.display()))?;
+    Ok(stampede_common::scenario::variables::expand(&text, |name| std::env::var(name).ok()))
 }
 
 pub fn validate(path: &Path) -> anyhow::Result<u8> {
-    let text = read_scenario(path)?;
-    match Scenario::parse(&text) {
+    match read_scenario_text(path)?.and_then(|text| Scenario::parse(&text)) {
         Ok(s) => {
             println!("{}: valid scenario `{}`", path.display(), s.name);
             for (label, value) in describe(&s) {

@@ -76,10 +76,7 @@ pub async fn run(path: Option<&Path>, endpoints: &[String], options: RunOptions)
     let http_token = dashboard.as_ref().map(Dashboard::check).transpose()?;
     let files = crate::client::Files { json: json.as_deref(), hlog: hlog.as_deref(), html: html.as_deref() };
     let (text, origin) = match path {
-        Some(path) => (
-            std::fs::read_to_string(path).with_context(|| format!("cannot read scenario {}", path.display()))?,
-            path.display().to_string(),
-        ),
+        Some(path) => (crate::client::read_scenario(path)?, path.display().to_string()),
         None => (QUICKSTART.to_string(), "built-in quickstart".to_string()),
     };
     let (scenario, text) = Scenario::with_endpoints(&text, endpoints).map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;

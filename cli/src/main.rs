@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod client;
+mod config;
 mod daemons;
 mod dashboard;
 mod link;
@@ -24,11 +25,18 @@ Start with `stampede run`: it runs a 10-second quickstart against the built-in K
 in-process coordinator and two agents. For several hosts, run `stampede coordinator` on one host, \
 `stampede agent --coordinator URL` on each load host, and `stampede submit SCENARIO --wait`.\n\n\
 Exit codes: 0 passed, 1 thresholds failed, 2 error.")]
-struct Cli {
+pub(crate) struct Cli {
+    /// Read flags from this file too (TOML, YAML or JSON, by its extension): `name = value` per flag
+    /// by its long name, at the top for every command, or in a table per command (`[coordinator]`).
+    /// The command line wins over the environment (and a `.env` file in the working directory),
+    /// which wins over this file.
+    #[arg(long, global = true, value_name = "FILE", env = "STAMPEDE_CONFIG")]
+    config: Option<PathBuf>,
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value = "text", env = "STAMPEDE_LOG_FORMAT")]
     log_format: LogFormat,
-    /// Log filter (tracing syntax, e.g. `info` or `stampede_agent=debug`).
+    /// Log filter (tracing syntax, e.g. `info` or `stampede_agent=debug`); without it and
+    /// STAMPEDE_LOG, RUST_LOG is read.
     #[arg(long, global = true, env = "STAMPEDE_LOG")]
     log: Option<String>,
     /// Export trace spans (one trace per run: the run, each agent's assignment, agent sessions) to this
@@ -300,11 +308,19 @@ fn end_quietly_when_stdout_closes() {
 
 fn main() -> ExitCode {
     end_quietly_when_stdout_closes();
-    let cli = Cli::parse();
+    let (args, dotenv) = match config::prepare(std::env::args_os().collect()) {
+        Ok(prepared) => (prepared.args, prepared.dotenv),
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let cli = Cli::parse_from(args);
+    let log_filter = cli.log.clone().or_else(|| std::env::var("RUST_LOG").ok().filter(|f| !f.trim().is_empty()));
     let quiet_default = matches!(cli.command, Command::Run { .. } | Command::Submit { .. } | Command::Validate { .. });
     let settings = stampede_telemetry::Settings {
         log_format: cli.log_format.into(),
-        log_filter: cli.log.as_deref(),
+        log_filter: log_filter.as_deref(),
         default_filter: if quiet_default { "warn" } else { "info" },
         otlp_endpoint: cli.otlp_endpoint.as_deref(),
         otlp_tls: stampede_telemetry::OtlpTls {
@@ -321,6 +337,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(path) = dotenv {
+        tracing::info!(file = %path.display(), "variables the environment did not set were read from .env");
+    }
     let code = run_command(cli.command);
     // The runtime is gone by now, so every span has ended; send the last ones.
     telemetry.shutdown();

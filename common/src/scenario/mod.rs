@@ -529,6 +529,7 @@ fn validate(raw: RawScenario, check: &mut Checker<'_>) -> Scenario {
 }
 
 mod sections;
+pub mod variables;
 use sections::{validate_distribution, validate_load, validate_target};
 
 #[cfg(test)]
