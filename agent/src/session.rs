@@ -417,6 +417,7 @@ impl Agent {
             run_id: run_id.clone(),
             scenario,
             agent_index: a.agent_index,
+            agent_count: a.agent_count,
             connections: a.connections,
             rate_per_s: a.rate_per_s,
             key_start: a.key_start,

@@ -15,6 +15,7 @@ pub mod loss;
 pub mod report;
 pub mod saturation;
 pub mod scenario;
+pub mod stages;
 pub mod threshold;
 pub mod units;
 pub mod workload;

@@ -201,6 +201,36 @@ pub struct IntervalSummary {
     /// Agents whose generator limited the load in this interval.
     #[serde(default)]
     pub saturated_agents: Vec<String>,
+    /// The open model's planned operations per second in this interval
+    /// (the rate, or the stages' mean over the interval).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub planned_rate: Option<f64>,
+    /// Closed-model stages: the planned active connections (the interval's mean).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub planned_connections: Option<f64>,
+}
+
+/// One stage of `load.stages`: what was planned and what was measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageReport {
+    /// 1 for the first, as `stage(N).` thresholds count.
+    pub stage: u32,
+    /// Seconds since the start.
+    pub from_s: f64,
+    pub to_s: f64,
+    /// The planned target at its start and end (ops/s, or connections).
+    pub planned_from: f64,
+    pub planned_to: f64,
+    /// `ops/s` (open model) or `connections` (closed model).
+    pub unit: String,
+    /// Measured seconds in the stage (its intervals after the warm-up).
+    pub measured_s: f64,
+    pub ops: u64,
+    pub errors: u64,
+    pub throughput: f64,
+    pub p50_us: Option<u64>,
+    pub p99_us: Option<u64>,
+    pub p999_us: Option<u64>,
 }
 
 /// The whole report.
@@ -243,6 +273,9 @@ pub struct Report {
     /// operations that were not done because of it.
     #[serde(default)]
     pub agent_losses: Vec<crate::loss::AgentLoss>,
+    /// `load.stages`, planned against measured, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<StageReport>,
     /// The merged histograms behind the figures (measured part), for
     /// percentile spectra and comparing runs; null in reports written
     /// before they were kept.

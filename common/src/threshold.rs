@@ -148,6 +148,9 @@ pub struct Threshold {
     pub operation: Option<String>,
     /// The backend node it applies to (`node(NAME).`); `None` for all.
     pub node: Option<String>,
+    /// The stage of `load.stages` it applies to, 1 for the first
+    /// (`stage(2).p99 < 5ms`); `None` for the whole run.
+    pub stage: Option<u32>,
     pub metric: Metric,
     pub comparison: Comparison,
     /// The limit in the metric's unit (microseconds, fraction, ops/s).
@@ -175,6 +178,36 @@ impl Threshold {
     /// expected.
     pub fn parse(expr: &str) -> Result<Self, ThresholdError> {
         let text = expr.trim();
+        if let Some(rest) = text.strip_prefix("stage(") {
+            let (number, rest) = rest.split_once(')').ok_or_else(|| {
+                ThresholdError(format!("`{text}`: write a stage threshold like `stage(2).p99 < 5ms`"))
+            })?;
+            let stage: u32 = number.trim().parse().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                ThresholdError(format!("`stage({number})`: stages are numbered from 1, as in `stage(1).p99 < 5ms`"))
+            })?;
+            let rest = rest
+                .strip_prefix('.')
+                .ok_or_else(|| ThresholdError(format!("`{text}`: a metric must follow `stage({stage})`")))?;
+            let mut threshold = Self::parse_whole_run(rest)?;
+            let per_stage = matches!(
+                threshold.metric,
+                Metric::Quantile(_) | Metric::Min | Metric::Max | Metric::Mean | Metric::ErrorRate | Metric::Throughput
+            );
+            if !per_stage || threshold.node.is_some() {
+                return Err(ThresholdError(format!(
+                    "`{text}`: a stage has latency (p50..p99.99, min, max, mean), error_rate and throughput, \
+                     optionally of one operation (`stage(2).get.p99`)"
+                )));
+            }
+            threshold.stage = Some(stage);
+            threshold.expr = text.to_string();
+            return Ok(threshold);
+        }
+        Self::parse_whole_run(text)
+    }
+
+    fn parse_whole_run(expr: &str) -> Result<Self, ThresholdError> {
+        let text = expr.trim();
         let (position, symbol, comparison) = [
             ("<=", Comparison::LessOrEqual),
             (">=", Comparison::GreaterOrEqual),
@@ -191,7 +224,7 @@ impl Threshold {
         let right = text[position + symbol.len()..].trim();
         let whole_run = |metric: Metric| -> Result<Self, ThresholdError> {
             let limit = parse_limit(metric, right)?;
-            Ok(Self { expr: text.to_string(), operation: None, node: None, metric, comparison, limit })
+            Ok(Self { expr: text.to_string(), operation: None, node: None, stage: None, metric, comparison, limit })
         };
         if left == "generator_saturated" {
             return whole_run(Metric::GeneratorSaturated);
@@ -239,7 +272,15 @@ impl Threshold {
                 ))
             })?;
             let limit = parse_limit(metric, right)?;
-            return Ok(Self { expr: text.to_string(), operation: None, node: None, metric, comparison, limit });
+            return Ok(Self {
+                expr: text.to_string(),
+                operation: None,
+                node: None,
+                stage: None,
+                metric,
+                comparison,
+                limit,
+            });
         }
         let (node, left) = match left.strip_prefix("node(") {
             None => (None, left),
@@ -262,6 +303,7 @@ impl Threshold {
                 expr: text.to_string(),
                 operation: None,
                 node,
+                stage: None,
                 metric: Metric::Share,
                 comparison,
                 limit,
@@ -291,7 +333,7 @@ impl Threshold {
             }
         };
         let limit = parse_limit(metric, right)?;
-        Ok(Self { expr: text.to_string(), operation, node, metric, comparison, limit })
+        Ok(Self { expr: text.to_string(), operation, node, stage: None, metric, comparison, limit })
     }
 
     /// Evaluates the threshold; `observe` gives the value of its metric (for
@@ -432,6 +474,20 @@ mod tests {
         assert!(Threshold::parse("delivered / sent > 1").unwrap_err().0.contains("fanout"));
         assert!(Threshold::parse("rows > lots").unwrap_err().0.contains("not a number"));
         assert!(Threshold::parse("cache_hit_ratio > 190%").unwrap_err().0.contains("between"));
+    }
+
+    #[test]
+    fn a_threshold_may_apply_to_one_stage() {
+        let t = Threshold::parse("stage(2).p99 < 5ms").expect("valid");
+        assert_eq!(
+            (t.stage, t.metric, t.limit, t.expr.as_str()),
+            (Some(2), Metric::Quantile(0.99), 5000.0, "stage(2).p99 < 5ms")
+        );
+        let t = Threshold::parse("stage(1).get.throughput > 100/s").expect("valid");
+        assert_eq!((t.stage, t.operation.as_deref(), t.metric), (Some(1), Some("get"), Metric::Throughput));
+        assert!(Threshold::parse("stage(0).p99 < 5ms").unwrap_err().0.contains("numbered from 1"));
+        assert!(Threshold::parse("stage(2).rows > 5").unwrap_err().0.contains("a stage has latency"));
+        assert!(Threshold::parse("stage(2) p99 < 5ms").unwrap_err().0.contains("a metric must follow"));
     }
 
     #[test]

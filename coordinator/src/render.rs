@@ -84,6 +84,7 @@ fn write_report(out: &mut String, r: &Report) -> std::fmt::Result {
         )?;
     }
     writeln!(out, "{:<12} {:>11} {:>11.1} {:>8}", "total", r.totals.ops, r.totals.throughput, r.totals.errors)?;
+    write_stages(out, r)?;
     let with_errors: Vec<String> = r
         .operations
         .iter()
@@ -345,4 +346,39 @@ fn distribution(out: &mut impl Write, r: &Report, d: &Distribution) -> std::fmt:
 
 fn truncate(text: &str, width: usize) -> String {
     text.chars().take(width).collect()
+}
+
+/// `load.stages`: planned against measured, one line per stage.
+fn write_stages(out: &mut impl std::fmt::Write, r: &Report) -> std::fmt::Result {
+    if r.stages.is_empty() {
+        return Ok(());
+    }
+    writeln!(out)?;
+    writeln!(
+        out,
+        "{:<6} {:>15} {:>25} {:>12} {:>11} {:>9} {:>9} {:>9} {:>8}",
+        "stage", "time", "planned", "ops", "ops/s", "p50", "p99", "p99.9", "errors"
+    )?;
+    for stage in &r.stages {
+        let planned = if stage.unit == "ops/s" {
+            format!("{:.0} -> {:.0}/s", stage.planned_from, stage.planned_to)
+        } else {
+            format!("{:.0} -> {:.0} connections", stage.planned_from, stage.planned_to)
+        };
+        let us = |v: Option<u64>| v.map_or("-".to_string(), |v| format_micros(v as f64));
+        writeln!(
+            out,
+            "{:<6} {:>15} {:>25} {:>12} {:>11.1} {:>9} {:>9} {:>9} {:>8}",
+            stage.stage,
+            format!("{:.0}s-{:.0}s", stage.from_s, stage.to_s),
+            planned,
+            stage.ops,
+            stage.throughput,
+            us(stage.p50_us),
+            us(stage.p99_us),
+            us(stage.p999_us),
+            stage.errors
+        )?;
+    }
+    Ok(())
 }

@@ -39,6 +39,27 @@ pub struct SlotContext {
     pub reconnect_every: Option<u64>,
     /// A count-limited run's operations left to this agent.
     pub count: Option<Arc<OperationCount>>,
+    /// Closed-model stages: which connections are active when.
+    pub ramp: Option<Ramp>,
+}
+
+/// The closed model's `load.stages`: the run's active connections ramp;
+/// this agent's connections are numbered among all agents' by
+/// interleaving (connection k of agent a is `k * agents + a`), and one is
+/// active while its number is below the stages' target.
+pub struct Ramp {
+    pub stages: stampede_common::stages::Stages,
+    pub start: Instant,
+    pub agent_index: u32,
+    pub agent_count: u32,
+}
+
+impl Ramp {
+    fn active(&self, connection: u64) -> bool {
+        let number = connection * u64::from(self.agent_count) + u64::from(self.agent_index);
+        let t = Instant::now().saturating_duration_since(self.start).as_secs_f64();
+        (number as f64) < self.stages.target_at(t).round()
+    }
 }
 
 impl SlotContext {
@@ -134,6 +155,7 @@ async fn run_slot<C: Connection>(
     seed: u64,
     batch: usize,
     budget: Option<&AtomicI64>,
+    connection_index: u64,
 ) -> SlotEnd {
     let mut rng = SmallRng::seed_from_u64(seed);
     let deadline = tokio::time::sleep(OPERATION_TIMEOUT + TIMEOUT_SLACK);
@@ -141,6 +163,13 @@ async fn run_slot<C: Connection>(
     let mut operations = Vec::with_capacity(batch);
     let mut results = Vec::with_capacity(batch);
     while context.running() {
+        // Closed-model stages: wait while this connection is not active.
+        if let Some(ramp) = &context.ramp
+            && !ramp.active(connection_index)
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        }
         // The connection's remaining requests before it is renewed, shared
         // by its slots.
         if let Some(budget) = budget
@@ -349,7 +378,7 @@ pub async fn drive<D: Driver>(
         let slots = (0..slot_count).map(|slot| {
             let seed = context.seed ^ (connection_index << 20) ^ (generation << 40) ^ u64::from(slot);
             let seed = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-            run_slot(current.clone(), &context, &recorder, seed, batch, budget.as_ref())
+            run_slot(current.clone(), &context, &recorder, seed, batch, budget.as_ref(), connection_index)
         });
         // FuturesUnordered polls only the slots that were woken; join_all
         // would poll every slot on every wake-up.
@@ -390,4 +419,34 @@ async fn reconnect<D: Driver>(
         }
     }
     None
+}
+
+#[cfg(test)]
+mod ramp_tests {
+    use super::*;
+    use stampede_common::stages::{Stage, Stages};
+
+    #[test]
+    fn connections_become_active_in_their_interleaved_order_as_the_target_grows() {
+        // 1 connection, then a ramp to 5 over 4 s, over 2 agents (3 + 2 connections).
+        let stages = Stages {
+            start: 1.0,
+            stages: vec![
+                Stage { duration: Duration::from_secs(2), target: 1.0 },
+                Stage { duration: Duration::from_secs(4), target: 5.0 },
+            ],
+        };
+        let active_at = |seconds: f64, agent_index: u32, connection: u64| {
+            let start = Instant::now() - Duration::from_secs_f64(seconds);
+            Ramp { stages: stages.clone(), start, agent_index, agent_count: 2 }.active(connection)
+        };
+        // Numbers: agent 0 has 0, 2, 4; agent 1 has 1, 3.
+        assert!(active_at(1.0, 0, 0));
+        assert!(!active_at(1.0, 1, 0), "one connection: agent 0's first");
+        // At 4 s the target is 3: numbers 0, 1, 2.
+        assert!(active_at(4.1, 1, 0) && active_at(4.1, 0, 1));
+        assert!(!active_at(4.1, 1, 1));
+        // Past the end the last target holds: all five.
+        assert!(active_at(9.0, 0, 2) && active_at(9.0, 1, 1));
+    }
 }

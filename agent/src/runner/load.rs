@@ -10,7 +10,7 @@ use stampede_common::interval::Counter;
 use stampede_common::scenario::LoadModel;
 use tokio::sync::watch;
 
-use super::connection::{OPERATION_TIMEOUT, OperationCount, SlotContext, drive};
+use super::connection::{OPERATION_TIMEOUT, OperationCount, Ramp, SlotContext, drive};
 use super::recorder::{Recorder, SharedRecorder, lock};
 use super::reporter::Reporter;
 use super::{Assignment, Opened};
@@ -58,9 +58,22 @@ impl Load {
                 let flag = Arc::clone(&cancel);
                 // One intended start in hand per slot, however far behind.
                 let slots = connections.len() * scenario.load.pipeline as usize;
-                let (rx, thread) =
-                    super::arrivals::start(assignment.rate_per_s, arrival, start_at, end, assignment.seed, slots, flag)
-                        .map_err(|e| format!("cannot start the arrival thread: {e}"))?;
+                // Staged: this agent's share of the stages' rates.
+                let stages = scenario.load.stages.as_ref().map(|stages| {
+                    let peak = stages.peak();
+                    stages.scaled(if peak > 0.0 { assignment.rate_per_s / peak } else { 0.0 })
+                });
+                let (rx, thread) = super::arrivals::start(
+                    assignment.rate_per_s,
+                    stages,
+                    arrival,
+                    start_at,
+                    end,
+                    assignment.seed,
+                    slots,
+                    flag,
+                )
+                .map_err(|e| format!("cannot start the arrival thread: {e}"))?;
                 (Some(rx), Some(ArrivalThread { thread, cancel }))
             }
         };
@@ -74,6 +87,15 @@ impl Load {
             seed: assignment.seed,
             reconnect_every: scenario.load.reconnect_every,
             count: assignment.operations.map(OperationCount::new),
+            ramp: match (&scenario.load.model, &scenario.load.stages) {
+                (LoadModel::Closed, Some(stages)) => Some(Ramp {
+                    stages: stages.clone(),
+                    start: start_at,
+                    agent_index: assignment.agent_index,
+                    agent_count: assignment.agent_count.max(1),
+                }),
+                _ => None,
+            },
         });
         tokio::time::sleep_until(start_at.into()).await;
         let operations = scenario.workload.operations().len();

@@ -34,6 +34,8 @@ pub struct Assignment {
     pub run_id: String,
     pub scenario: Scenario,
     pub agent_index: u32,
+    /// The run's agents.
+    pub agent_count: u32,
     pub connections: u32,
     pub rate_per_s: f64,
     pub key_start: u64,

@@ -38,6 +38,9 @@ pub(super) struct Reporter {
     _probe: tokio::sync::oneshot::Sender<()>,
     /// The open model's rate on this agent.
     rate_per_s: Option<f64>,
+    /// The open model's stages, this agent's share: the planned rate of
+    /// each interval.
+    stages: Option<stampede_common::stages::Stages>,
     slots: u64,
     /// When the interval under way began being recorded.
     since: Instant,
@@ -74,6 +77,10 @@ impl Reporter {
             lag,
             _probe: probe,
             rate_per_s,
+            stages: match (rate_per_s, &scenario.load.stages) {
+                (Some(rate), Some(stages)) if stages.peak() > 0.0 => Some(stages.scaled(rate / stages.peak())),
+                _ => None,
+            },
             slots: u64::from(assignment.connections) * u64::from(scenario.load.pipeline),
             since: Instant::now().max(start_at),
             load_end: None,
@@ -123,8 +130,13 @@ impl Reporter {
         report.slot_occupancy =
             if seconds > 0.0 { busy_us as f64 / 1e6 / (seconds * self.slots.max(1) as f64) } else { 0.0 };
         let (ops, errors) = report.operations.iter().fold((0, 0), |(o, e), s| (o + s.count, e + s.error_count()));
+        let start = self.interval as f64;
+        let rate_per_s = match &self.stages {
+            Some(stages) => Some(stages.mean(start, start + 1.0)),
+            None => self.rate_per_s,
+        };
         let signals = Signals {
-            rate_per_s: self.rate_per_s,
+            rate_per_s,
             slots: self.slots,
             seconds,
             late_sent: report.late_starts.saturating_sub(report.unsent_starts),

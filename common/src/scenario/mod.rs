@@ -150,6 +150,21 @@ struct RawLoad {
     /// are done (or at `duration`, whichever comes first).
     #[serde(default)]
     operations: Option<Scalar>,
+    /// A load that changes during the run, stage by stage.
+    #[serde(default)]
+    stages: Option<Vec<RawStage>>,
+}
+
+/// One of `load.stages`: how long, and the rate (open model) or the
+/// connections (closed model) it ramps to.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStage {
+    duration: Scalar,
+    #[serde(default)]
+    rate: Option<Scalar>,
+    #[serde(default)]
+    connections: Option<u32>,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -226,6 +241,10 @@ pub struct Load {
     /// `load.operations`: operations over all agents and connections,
     /// warm-up's included; the run ends when they are done.
     pub operations: Option<u64>,
+    /// `load.stages`: the open model's rate or the closed model's active
+    /// connections over time (then `model`'s rate is the peak, and
+    /// `connections` the most that are open).
+    pub stages: Option<crate::stages::Stages>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -407,6 +426,8 @@ fn validate(raw: RawScenario, check: &mut Checker<'_>) -> Scenario {
     }
     let duration_given = raw.duration.is_some();
     let duration = match raw.duration.as_ref().map(|d| parse_duration(&d.text())) {
+        // Stages say how long the run lasts (fixed below).
+        None if raw.load.stages.is_some() => Duration::ZERO,
         None if raw.load.operations.is_some() => COUNT_RUN_LIMIT,
         None => {
             check.fail(
@@ -445,6 +466,24 @@ fn validate(raw: RawScenario, check: &mut Checker<'_>) -> Scenario {
     }
     let target = validate_target(raw.target, check);
     let load = validate_load(raw.load, check);
+    let mut duration = duration;
+    if let Some(stages) = &load.stages {
+        let total = stages.duration();
+        if !duration_given {
+            duration = total;
+            if !warmup.is_zero() && warmup >= duration {
+                check.fail("warmup", "must be shorter than the stages together (warm-up is part of them)");
+            }
+        } else if duration != total {
+            check.fail(
+                "duration",
+                format!(
+                    "is {duration:?} but load.stages last {total:?}; leave duration out (the stages say how long) \
+                     or make them add up"
+                ),
+            );
+        }
+    }
     if load.connections < agents {
         check
             .fail("load.connections", format!("{} connections cannot be split over {agents} agents", load.connections));
@@ -492,6 +531,14 @@ fn validate(raw: RawScenario, check: &mut Checker<'_>) -> Scenario {
         let field = format!("thresholds[{i}]");
         match Threshold::parse(expr) {
             Ok(threshold) => {
+                if let Some(stage) = threshold.stage {
+                    let stages = load.stages.as_ref().map_or(0, |s| s.stages.len());
+                    if stages == 0 {
+                        check.fail(&field, "applies to a stage, but the run has no load.stages");
+                    } else if stage as usize > stages {
+                        check.fail(&field, format!("names stage {stage}, but load.stages has {stages}"));
+                    }
+                }
                 if let Some(op) = &threshold.operation
                     && let Some(workload) = &workload
                     && !workload.operations().contains(&op.as_str())

@@ -47,7 +47,13 @@ pub(super) fn validate_target(raw: RawTarget, check: &mut Checker<'_>) -> Target
 }
 
 pub(super) fn validate_load(raw: RawLoad, check: &mut Checker<'_>) -> Load {
-    let connections = raw.connections.unwrap_or(16);
+    let open = raw.model == LoadModelKind::Open;
+    let stages = raw.stages.as_deref().map(|stages| validate_stages(stages, open, &raw, check));
+    let connections = match &stages {
+        // Closed model stages: the most connections any stage wants are open.
+        Some(stages) if !open => stages.peak().round() as u32,
+        _ => raw.connections.unwrap_or(16),
+    };
     if connections == 0 || connections > MAX_CONNECTIONS {
         check.fail("load.connections", format!("must be between 1 and {MAX_CONNECTIONS}"));
     }
@@ -65,6 +71,10 @@ pub(super) fn validate_load(raw: RawLoad, check: &mut Checker<'_>) -> Load {
             }
             LoadModel::Closed
         }
+        LoadModelKind::Open if stages.is_some() => LoadModel::Open {
+            rate: stages.as_ref().map_or(0.0, crate::stages::Stages::peak),
+            arrival: raw.arrival.unwrap_or(Arrival::Uniform),
+        },
         LoadModelKind::Open => {
             let rate = match raw.rate.as_ref().map(|r| parse_rate(&r.text())) {
                 None => {
@@ -94,7 +104,78 @@ pub(super) fn validate_load(raw: RawLoad, check: &mut Checker<'_>) -> Load {
             None
         }
     });
-    Load { model, connections, pipeline, reconnect_every: raw.reconnect_every, operations }
+    Load { model, connections, pipeline, reconnect_every: raw.reconnect_every, operations, stages }
+}
+
+/// `load.stages`: each a duration and a rate (open model) or connections
+/// (closed model); `load.rate` or `load.connections`, when given, is where
+/// the first stage starts from.
+fn validate_stages(raw: &[RawStage], open: bool, load: &RawLoad, check: &mut Checker<'_>) -> crate::stages::Stages {
+    use crate::stages::{Stage, Stages};
+    if raw.is_empty() {
+        check.fail("load.stages", "is empty; give at least one stage, like [{duration: 30s, rate: 1000/s}]");
+    }
+    let mut stages = Vec::with_capacity(raw.len());
+    for (i, stage) in raw.iter().enumerate() {
+        let field = format!("load.stages[{i}]");
+        let duration = match parse_duration(&stage.duration.text()) {
+            Ok(d) if !d.is_zero() => d,
+            Ok(_) => {
+                check.fail(&format!("{field}.duration"), "must be longer than 0s");
+                Duration::ZERO
+            }
+            Err(e) => {
+                check.fail(&format!("{field}.duration"), e.0);
+                Duration::ZERO
+            }
+        };
+        let target = match (open, &stage.rate, stage.connections) {
+            (true, Some(rate), None) => match parse_rate(&rate.text()) {
+                Ok(rate) if rate.is_finite() => rate,
+                Ok(_) => 0.0,
+                Err(e) => {
+                    check.fail(&format!("{field}.rate"), e.0);
+                    0.0
+                }
+            },
+            (false, None, Some(connections)) => {
+                if connections == 0 || connections > MAX_CONNECTIONS {
+                    check.fail(&format!("{field}.connections"), format!("must be between 1 and {MAX_CONNECTIONS}"));
+                }
+                f64::from(connections)
+            }
+            (true, _, _) => {
+                check.fail(&field, "an open-model stage ramps the rate: give `rate` (like 5000/s), not connections");
+                0.0
+            }
+            (false, _, _) => {
+                check.fail(
+                    &field,
+                    "a closed-model stage ramps the connections: give `connections`, or `model: open` to ramp a rate",
+                );
+                1.0
+            }
+        };
+        stages.push(Stage { duration, target });
+    }
+    let first = stages.first().map_or(0.0, |s| s.target);
+    let start = if open {
+        match load.rate.as_ref().map(|r| parse_rate(&r.text())) {
+            Some(Ok(rate)) => rate,
+            Some(Err(e)) => {
+                check.fail("load.rate", e.0);
+                first
+            }
+            None => first,
+        }
+    } else {
+        load.connections.map_or(first, f64::from)
+    };
+    let stages = Stages { start, stages };
+    if open && stages.peak() <= 0.0 {
+        check.fail("load.stages", "every rate is 0/s: at least one stage needs a rate above 0");
+    }
+    stages
 }
 
 /// `load.operations`: a whole number from 1 to [`MAX_OPERATIONS`], written

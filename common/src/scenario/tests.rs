@@ -259,3 +259,31 @@ fn every_error_names_its_field_path_and_line() {
         assert!(!issue.message.is_empty() && !issue.message.contains("untagged"), "{section}: {issue}");
     }
 }
+
+#[test]
+fn stages_say_how_long_the_run_lasts_and_what_each_ramps() {
+    let text = |duration: &str, load: &str, thresholds: &str| {
+        format!("name: s\n{duration}target:\n  kind: kv\nload:\n{load}workload:\n  kind: kv\n{thresholds}")
+    };
+    let open = "  model: open\n  stages:\n    - {duration: 10s, rate: 100/s}\n    - {duration: 20s, rate: 300/s}\n";
+    let s = Scenario::parse(&text("", open, "thresholds:\n  - stage(2).p99 < 5ms\n")).expect("valid");
+    assert_eq!(s.duration, Duration::from_secs(30));
+    assert_eq!(s.rate(), Some(300.0), "the open model's rate is the peak");
+    let stages = s.load.stages.expect("stages");
+    assert_eq!((stages.start, stages.stages.len()), (100.0, 2));
+    let closed = "  connections: 2\n  stages:\n    - {duration: 5s, connections: 8}\n";
+    let s = Scenario::parse(&text("", closed, "")).expect("valid");
+    assert_eq!((s.load.connections, s.load.stages.expect("stages").start), (8, 2.0), "open the most, start at 2");
+    for (duration, load, thresholds, needle) in [
+        ("duration: 20s\n", open, "", "but load.stages last 30s"),
+        ("", "  model: open\n  stages:\n    - {duration: 10s, connections: 4}\n", "", "give `rate`"),
+        ("", "  stages:\n    - {duration: 10s, rate: 5/s}\n", "", "give `connections`"),
+        ("", "  stages: []\n", "", "is empty"),
+        ("", open, "thresholds:\n  - stage(3).p99 < 5ms\n", "names stage 3, but load.stages has 2"),
+        ("duration: 5s\n", "  connections: 2\n", "thresholds:\n  - stage(1).p99 < 5ms\n", "has no load.stages"),
+        ("", "  model: open\n  stages:\n    - {duration: 0s, rate: 5/s}\n", "", "longer than 0s"),
+    ] {
+        let error = Scenario::parse(&text(duration, load, thresholds)).expect_err(load).to_string();
+        assert!(error.contains(needle), "{load}{thresholds}: {error}");
+    }
+}

@@ -153,6 +153,10 @@ pub struct RunAggregate {
     observations: Observations,
     generator: generator::GeneratorAggregate,
     windows: windows::Windows,
+    /// `load.stages`: figures per stage.
+    stages: Option<stages::StageAggregates>,
+    /// The open model's constant rate, for each interval's planned rate.
+    rate: Option<f64>,
 }
 
 /// A one-interval view for live progress.
@@ -211,6 +215,30 @@ impl RunAggregate {
             observations: Observations::default(),
             generator: generator::GeneratorAggregate::default(),
             windows: windows::Windows::new(),
+            stages: None,
+            rate: None,
+        }
+    }
+
+    /// Knows the run's load plan: its stages (figures per stage, `stage(N).`
+    /// thresholds) and what each interval planned.
+    pub fn planned(mut self, load: &stampede_common::scenario::Load) -> Self {
+        let open = matches!(load.model, stampede_common::scenario::LoadModel::Open { .. });
+        self.stages = load.stages.clone().map(|stages| stages::StageAggregates::new(stages, open));
+        if let stampede_common::scenario::LoadModel::Open { rate, .. } = load.model {
+            self.rate = Some(rate);
+        }
+        self
+    }
+
+    /// The planned rate (open model) and connections (closed-model stages)
+    /// of an interval.
+    fn planned_in(&self, index: u64) -> (Option<f64>, Option<f64>) {
+        let (a, b) = (index as f64, index as f64 + 1.0);
+        match (&self.stages, self.rate) {
+            (Some(stages), Some(_)) => (Some(stages.stages().mean(a, b)), None),
+            (Some(stages), None) => (None, Some(stages.stages().mean(a, b))),
+            (None, rate) => (rate, None),
         }
     }
 
@@ -334,6 +362,9 @@ impl RunAggregate {
             let _ = histogram::add_into(&mut op.latency, &latency);
             let _ = histogram::add_into(&mut op.service, &service);
             let _ = histogram::add_into(&mut self.overall, &latency);
+            if let Some(stages) = self.stages.as_mut() {
+                stages.add(report.interval, &stats.operation, &stats.errors, stats.count, &latency);
+            }
             let name = name_of(&self.node_names, &stats.node);
             if !stats.error_messages.is_empty() {
                 let list = op.messages.entry(name.clone()).or_default();
@@ -569,14 +600,19 @@ impl RunAggregate {
             intervals: self
                 .intervals
                 .iter()
-                .map(|(index, i)| IntervalSummary {
-                    index: *index,
-                    warmup: i.warmup,
-                    ops: i.ops,
-                    errors: i.errors,
-                    p99_us: interval_p99(i),
-                    agents: i.agents.len() as u32,
-                    saturated_agents: self.generator.saturated_in(*index),
+                .map(|(index, i)| {
+                    let (planned_rate, planned_connections) = self.planned_in(*index);
+                    IntervalSummary {
+                        index: *index,
+                        warmup: i.warmup,
+                        ops: i.ops,
+                        errors: i.errors,
+                        p99_us: interval_p99(i),
+                        agents: i.agents.len() as u32,
+                        saturated_agents: self.generator.saturated_in(*index),
+                        planned_rate,
+                        planned_connections,
+                    }
                 })
                 .collect(),
             thresholds,
@@ -590,6 +626,7 @@ impl RunAggregate {
             notes: self.notes.iter().cloned().collect(),
             distribution: (!self.nodes.is_empty()).then_some(distribution),
             agent_losses: self.losses(context.losses, scenario.duration.as_secs_f64().ceil() as u64),
+            stages: self.stages.as_ref().map(stages::StageAggregates::report).unwrap_or_default(),
             histograms: Some(self.encoded_histograms()),
             windows: self.windows.report(),
             scenario_yaml: None,
@@ -618,6 +655,7 @@ mod encoded;
 mod generator;
 mod live;
 mod observe;
+mod stages;
 mod windows;
 
 pub mod metrics;

@@ -18,6 +18,9 @@ impl RunAggregate {
         distribution: &Distribution,
         measured_s: f64,
     ) -> Option<f64> {
+        if threshold.stage.is_some() {
+            return self.stages.as_ref()?.observe(threshold);
+        }
         match (threshold.metric, threshold.node.as_deref()) {
             (Metric::MaxDeviation, _) => Some(distribution.requests.max_deviation_pp / 100.0),
             (Metric::PValue, _) => distribution.requests.p_value,
@@ -90,7 +93,13 @@ impl RunAggregate {
 }
 
 /// A metric's value from a count, its errors and its latency histogram.
-fn observe(metric: &Metric, count: u64, errors: u64, latency: &Histogram<u64>, measured_s: f64) -> Option<f64> {
+pub(super) fn observe(
+    metric: &Metric,
+    count: u64,
+    errors: u64,
+    latency: &Histogram<u64>,
+    measured_s: f64,
+) -> Option<f64> {
     if count == 0 {
         return None;
     }

@@ -107,7 +107,8 @@ impl Engine {
         self.store.create(&record, &shown, private).map_err(|e| ControlError::Store(e.to_string()))?;
         span.in_scope(|| tracing::info!(run = %run_id, name = %scenario.name, agents = agent_count, "run queued"));
         let warmup_intervals = scenario.warmup.as_secs_f64().ceil() as u64;
-        let mut aggregate = RunAggregate::new(warmup_intervals).naming(scenario.target.nodes.clone());
+        let mut aggregate =
+            RunAggregate::new(warmup_intervals).naming(scenario.target.nodes.clone()).planned(&scenario.load);
         let (connections, pipeline) = (scenario.load.connections, scenario.load.pipeline);
         if let Some(note) =
             scenario.rate().and_then(|rate| rate_beyond_bounds(rate, agent_count, connections, pipeline))

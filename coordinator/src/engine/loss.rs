@@ -177,8 +177,9 @@ impl Engine {
         let yaml = self.store.load_scenario(&record.run_id)?;
         let scenario = Scenario::parse(&yaml)?;
         let intervals = self.store.load_intervals(&record.run_id)?;
-        let mut aggregate =
-            RunAggregate::new(scenario.warmup.as_secs_f64().ceil() as u64).naming(scenario.target.nodes.clone());
+        let mut aggregate = RunAggregate::new(scenario.warmup.as_secs_f64().ceil() as u64)
+            .naming(scenario.target.nodes.clone())
+            .planned(&scenario.load);
         for stored in &intervals {
             if let Err(error) = aggregate.merge(&stored.agent_id, &stored.report) {
                 tracing::warn!(run = %record.run_id, %error, "stored interval not merged");
