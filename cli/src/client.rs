@@ -172,17 +172,43 @@ pub async fn submit(
     let (_, text) =
         Scenario::with_endpoints(&text, endpoints).map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))?;
     let mut client = connect(link).await?;
-    let response = client
-        .submit_run(pb::SubmitRunRequest { scenario_yaml: text, agents: agents.unwrap_or(0) })
+    let run_id = submit_when_ready(&mut client, text, agents.unwrap_or(0))
         .await
         .map_err(|s| anyhow::anyhow!("the coordinator refused the run: {}", explain(&s)))?;
-    let run_id = response.into_inner().run_id;
     if !wait {
         println!("{run_id}");
         return Ok(0);
     }
     eprintln!("submitted run {run_id}");
     crate::watching::watch(&mut client, &run_id, files, display).await
+}
+
+/// How long a submission waits for a coordinator that has just started
+/// and is still opening its store.
+const STORE_OPENING_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Submits a run; a coordinator still opening its store (it answers
+/// Unavailable and says so) is asked again for up to [`STORE_OPENING_WAIT`].
+pub async fn submit_when_ready(
+    client: &mut Client,
+    scenario_yaml: String,
+    agents: u32,
+) -> Result<String, tonic::Status> {
+    let deadline = tokio::time::Instant::now() + STORE_OPENING_WAIT;
+    loop {
+        let request = pb::SubmitRunRequest { scenario_yaml: scenario_yaml.clone(), agents };
+        match client.submit_run(request).await {
+            Ok(response) => return Ok(response.into_inner().run_id),
+            Err(status)
+                if status.code() == tonic::Code::Unavailable
+                    && status.message().contains("still opening its store")
+                    && tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            Err(status) => return Err(status),
+        }
+    }
 }
 
 /// Writes the HTML report of `report` to `path`.

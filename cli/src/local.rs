@@ -89,66 +89,14 @@ pub async fn run(path: Option<&Path>, endpoints: &[String], options: RunOptions)
     if agent_count == 0 {
         anyhow::bail!("--agents must be at least 1");
     }
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let stopped = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
-
-    let mut embedded_kv = None;
-    if scenario.target.kind == TargetKind::Kv && scenario.target.endpoints.is_empty() {
-        let listener =
-            tokio::net::TcpListener::bind("127.0.0.1:0").await.context("cannot start the built-in KV server")?;
-        let addr = listener.local_addr()?;
-        let config = stampede_kvserver::ServerConfig { node_id: "kv-0".to_string(), ..Default::default() };
-        tokio::spawn(stampede_kvserver::serve(listener, config, stopped(stop_rx.clone())));
-        embedded_kv = Some(addr.to_string());
+    if scenario.sweep.is_some() {
+        anyhow::bail!("{origin} has a `sweep:` section: run it with `stampede sweep {origin}`");
     }
-
-    let (data_dir, _cleanup) = match data_dir {
-        Some(dir) => (dir, None),
-        None => {
-            let dir = std::env::temp_dir().join(format!("stampede-run-{}", std::process::id()));
-            (dir.clone(), Some(TempDir(dir)))
-        }
-    };
-    let token = Token::random();
-    let client_security = ClientSecurity { token: Some(token.clone()), ..ClientSecurity::default() };
-    let config = CoordinatorConfig {
-        data_dir,
-        engine: EngineConfig { embedded_kv, coordinator_id: "local".to_string(), ..EngineConfig::default() },
-        heartbeat_interval: Duration::from_secs(1),
-        // A fresh token: other users of this machine cannot reach the
-        // in-process coordinator's loopback port to submit or report.
-        security: ServerSecurity { token: Some(token.clone()), ..ServerSecurity::default() },
-        etcd: None,
-        advertise: None,
-        http_listen: dashboard.as_ref().map(|d| d.listen),
-        results: None,
-        http_token,
-    };
-    let loopback: SocketAddr = "127.0.0.1:0".parse()?;
-    let coordinator = Coordinator::bind(loopback, config).await.context("cannot start the in-process coordinator")?;
-    let url = format!("http://{}", coordinator.local_addr()?);
-    if let Some(http) = coordinator.http_addr() {
-        // Printed even with --quiet: it is what the user asked for.
-        eprintln!("dashboard: http://{http}/");
-    }
-    let coordinator_task = tokio::spawn(coordinator.serve(stopped(stop_rx.clone())));
-
-    for index in 1..=agent_count {
-        let mut config = AgentConfig::new(url.clone());
-        config.agent_id = format!("local-{index}");
-        config.security = client_security.clone();
-        tokio::spawn(stampede_agent::run_agent(config, stopped(stop_rx.clone())));
-    }
-
-    let mut client = crate::client::connect_with(&url, &client_security).await?;
-    let run_id = client
-        .submit_run(pb::SubmitRunRequest { scenario_yaml: text, agents: agent_count })
+    let mut cluster = Cluster::start(&scenario, agent_count, data_dir, dashboard.as_ref(), http_token).await?;
+    let client = &mut cluster.client;
+    let run_id = crate::client::submit_when_ready(client, text, agent_count)
         .await
-        .map_err(|s| anyhow::anyhow!("{origin}: {}", crate::client::explain(&s)))?
-        .into_inner()
-        .run_id;
+        .map_err(|s| anyhow::anyhow!("{origin}: {}", crate::client::explain(&s)))?;
     if !quiet {
         eprintln!("run {run_id}: {} on {agent_count} in-process agent(s), {origin}", scenario.name);
     }
@@ -160,11 +108,92 @@ pub async fn run(path: Option<&Path>, endpoints: &[String], options: RunOptions)
         eprintln!("\ncancelling run {cancel_id}");
         let _ = cancel_client.cancel_run(pb::CancelRunRequest { run_id: cancel_id }).await;
     });
-    let code = watch_within(&mut client, &run_id, files, display, limit).await;
+    let code = watch_within(client, &run_id, files, display, limit).await;
     canceller.abort();
-    let _ = stop_tx.send(true);
-    let _ = tokio::time::timeout(Duration::from_secs(3), coordinator_task).await;
+    cluster.stop().await;
     code
+}
+
+/// An in-process coordinator on a loopback port with its agents (and the
+/// built-in KV server when the scenario's `kv` target names no endpoint),
+/// talking real gRPC: what `run` and `sweep` submit their runs to.
+pub struct Cluster {
+    pub client: crate::client::Client,
+    stop_tx: watch::Sender<bool>,
+    coordinator_task: tokio::task::JoinHandle<Result<(), stampede_coordinator::server::ServeError>>,
+    _cleanup: Option<TempDir>,
+}
+
+impl Cluster {
+    pub async fn start(
+        scenario: &Scenario,
+        agent_count: u32,
+        data_dir: Option<PathBuf>,
+        dashboard: Option<&Dashboard>,
+        http_token: Option<stampede_proto::security::TokenCheck>,
+    ) -> anyhow::Result<Self> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let stopped = |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+
+        let mut embedded_kv = None;
+        if scenario.target.kind == TargetKind::Kv && scenario.target.endpoints.is_empty() {
+            let listener =
+                tokio::net::TcpListener::bind("127.0.0.1:0").await.context("cannot start the built-in KV server")?;
+            let addr = listener.local_addr()?;
+            let config = stampede_kvserver::ServerConfig { node_id: "kv-0".to_string(), ..Default::default() };
+            tokio::spawn(stampede_kvserver::serve(listener, config, stopped(stop_rx.clone())));
+            embedded_kv = Some(addr.to_string());
+        }
+
+        let (data_dir, cleanup) = match data_dir {
+            Some(dir) => (dir, None),
+            None => {
+                let dir = std::env::temp_dir().join(format!("stampede-run-{}", std::process::id()));
+                (dir.clone(), Some(TempDir(dir)))
+            }
+        };
+        let token = Token::random();
+        let client_security = ClientSecurity { token: Some(token.clone()), ..ClientSecurity::default() };
+        let config = CoordinatorConfig {
+            data_dir,
+            engine: EngineConfig { embedded_kv, coordinator_id: "local".to_string(), ..EngineConfig::default() },
+            heartbeat_interval: Duration::from_secs(1),
+            // A fresh token: other users of this machine cannot reach the
+            // in-process coordinator's loopback port to submit or report.
+            security: ServerSecurity { token: Some(token.clone()), ..ServerSecurity::default() },
+            etcd: None,
+            advertise: None,
+            http_listen: dashboard.map(|d| d.listen),
+            results: None,
+            http_token,
+        };
+        let loopback: SocketAddr = "127.0.0.1:0".parse()?;
+        let coordinator =
+            Coordinator::bind(loopback, config).await.context("cannot start the in-process coordinator")?;
+        let url = format!("http://{}", coordinator.local_addr()?);
+        if let Some(http) = coordinator.http_addr() {
+            // Printed even with --quiet: it is what the user asked for.
+            eprintln!("dashboard: http://{http}/");
+        }
+        let coordinator_task = tokio::spawn(coordinator.serve(stopped(stop_rx.clone())));
+
+        for index in 1..=agent_count {
+            let mut config = AgentConfig::new(url.clone());
+            config.agent_id = format!("local-{index}");
+            config.security = client_security.clone();
+            tokio::spawn(stampede_agent::run_agent(config, stopped(stop_rx.clone())));
+        }
+        let client = crate::client::connect_with(&url, &client_security).await?;
+        Ok(Self { client, stop_tx, coordinator_task, _cleanup: cleanup })
+    }
+
+    /// Stops the agents, the KV server and the coordinator.
+    pub async fn stop(self) {
+        let _ = self.stop_tx.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(3), self.coordinator_task).await;
+    }
 }
 
 /// Follows the run as [`crate::client::watch`] does; past `limit` cancels

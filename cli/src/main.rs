@@ -9,6 +9,7 @@ mod dashboard;
 mod link;
 mod local;
 mod output;
+mod sweep;
 mod watching;
 
 use std::path::PathBuf;
@@ -256,6 +257,30 @@ enum Command {
         #[command(flatten)]
         link: link::CoordinatorLink,
     },
+    /// Run a scenario's `sweep:` section: the scenario at successive load levels (a list, or a
+    /// search that grows until the SLO fails and bisects to the knee) on one in-process
+    /// coordinator and the same agents; prints each step, the knee and, for closed-model
+    /// concurrency sweeps, a Universal Scalability Law fit. Exit 0 when a knee was found, 1 when
+    /// even the first step failed the SLO, 2 on error.
+    Sweep {
+        /// Scenario file (YAML) with a `sweep:` section.
+        scenario: PathBuf,
+        /// Agents to start (default: the scenario's `agents`; a sweep over agents starts the most it needs).
+        #[arg(long)]
+        agents: Option<u32>,
+        /// Target endpoint instead of the scenario's `target.endpoints` (repeat for several).
+        #[arg(long = "endpoint", short = 'e', value_name = "ENDPOINT")]
+        endpoints: Vec<String>,
+        /// Also write the sweep (every step, the knee, the fit) as JSON to this file.
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+        /// Keep each step's JSON report in this directory (`step-N.json`).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// No line per step on stderr.
+        #[arg(long, short)]
+        quiet: bool,
+    },
     /// Check a scenario file and print what it means, or every problem with its line.
     Validate {
         /// Scenario file (YAML).
@@ -269,7 +294,7 @@ fn service_name(command: &Command) -> &'static str {
         Command::Coordinator(_) => "stampede-coordinator",
         Command::Agent(_) => "stampede-agent",
         Command::KvServer(_) => "stampede-kv-server",
-        Command::Run { .. } => "stampede-run",
+        Command::Run { .. } | Command::Sweep { .. } => "stampede-run",
         _ => "stampede-client",
     }
 }
@@ -317,7 +342,10 @@ fn main() -> ExitCode {
     };
     let cli = Cli::parse_from(args);
     let log_filter = cli.log.clone().or_else(|| std::env::var("RUST_LOG").ok().filter(|f| !f.trim().is_empty()));
-    let quiet_default = matches!(cli.command, Command::Run { .. } | Command::Submit { .. } | Command::Validate { .. });
+    let quiet_default = matches!(
+        cli.command,
+        Command::Run { .. } | Command::Submit { .. } | Command::Validate { .. } | Command::Sweep { .. }
+    );
     let settings = stampede_telemetry::Settings {
         log_format: cli.log_format.into(),
         log_filter: log_filter.as_deref(),
@@ -435,5 +463,8 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Cancel { run_id, link } => client::cancel(&link, &run_id).await.map(|()| 0),
         Command::Agents { link } => client::agents(&link).await.map(|()| 0),
         Command::Validate { scenario } => client::validate(&scenario),
+        Command::Sweep { scenario, agents, endpoints, json, out, quiet } => {
+            sweep::sweep(&scenario, &endpoints, sweep::SweepOptions { agents, json, out, quiet }).await
+        }
     }
 }

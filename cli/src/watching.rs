@@ -61,6 +61,18 @@ pub async fn watch(client: &mut Client, run_id: &str, files: Files<'_>, display:
     Ok(report.status.exit_code() as u8)
 }
 
+/// Waits for a run's report without showing anything; the report and its JSON.
+pub async fn wait_for_report(client: &mut Client, run_id: &str) -> anyhow::Result<(Report, String)> {
+    let mut stream = client
+        .watch_run(pb::WatchRunRequest { run_id: run_id.to_string() })
+        .await
+        .map_err(|s| anyhow::anyhow!("cannot watch run {run_id}: {}", explain(&s)))?
+        .into_inner();
+    let json = follow_lines(&mut stream, run_id, true).await?;
+    let report = serde_json::from_str(&json).context("the coordinator sent a report that is not valid JSON")?;
+    Ok((report, json))
+}
+
 /// The progress line until the report arrives; its JSON.
 async fn follow_lines(
     stream: &mut tonic::Streaming<pb::WatchRunResponse>,

@@ -16,6 +16,7 @@ pub mod report;
 pub mod saturation;
 pub mod scenario;
 pub mod stages;
+pub mod sweep;
 pub mod threshold;
 pub mod units;
 pub mod workload;

@@ -58,9 +58,19 @@ fn the_percentile_spectrum_agrees_with_the_report_and_the_server() {
             assert_eq!(last.0, op[summary]["max"].as_f64().expect("max") / 1000.0, "{name} {title}: max");
             // 50% and 90% are rows of the spectrum; 99% falls between two.
             for (q, key) in [(0.5, "p50"), (0.9, "p90")] {
-                let row = rows.iter().find(|r| r.1 >= q).expect("row");
+                let at = rows.iter().position(|r| r.1 >= q).expect("row");
+                let row = rows[at];
                 let expected = op[summary][key].as_f64().expect("percentile") / 1000.0;
-                assert_eq!(row.0, expected, "{name} {title} {key}: {row:?}");
+                // The row's tick is a sum of float increments: when exactly
+                // q of the operations lie at or below a value, the tick may
+                // sit a hair above q and the row land on the next value,
+                // where value_at_quantile (a ceiling of q x count) stays.
+                let before = if at > 0 { rows[at - 1].0 } else { row.0 };
+                let exact_boundary = (last.2 as f64 * q).fract() == 0.0;
+                assert!(
+                    row.0 == expected || (exact_boundary && before <= expected && expected <= row.0),
+                    "{name} {title} {key}: {expected} against {row:?}"
+                );
             }
             let p99 = op[summary]["p99"].as_f64().expect("p99") / 1000.0;
             let below = rows.iter().rev().find(|r| r.1 <= 0.99).expect("row below 99%");

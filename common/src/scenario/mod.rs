@@ -79,6 +79,9 @@ struct RawScenario {
     distribution: Option<RawDistribution>,
     #[serde(default)]
     on_agent_loss: Option<crate::loss::RawAgentLoss>,
+    /// Read by [`crate::sweep::Sweep::parse`]; `stampede sweep` runs it.
+    #[serde(default)]
+    sweep: Option<serde_yaml::Value>,
 }
 
 /// `distribution:` what spread over the backend nodes is expected.
@@ -281,6 +284,8 @@ pub struct Scenario {
     pub distribution: crate::distribution::Expectation,
     /// What the run does when an agent is lost (`on_agent_loss`).
     pub on_agent_loss: crate::loss::AgentLossPolicy,
+    /// `sweep:`: the levels `stampede sweep` runs this scenario at.
+    pub sweep: Option<crate::sweep::Sweep>,
 }
 
 pub const MAX_CONNECTIONS: u32 = 100_000;
@@ -465,7 +470,14 @@ fn validate(raw: RawScenario, check: &mut Checker<'_>) -> Scenario {
         check.fail("agents", format!("must be between 1 and {MAX_AGENTS}"));
     }
     let target = validate_target(raw.target, check);
-    let load = validate_load(raw.load, check);
+    // A sweep over the rate gives each step its rate.
+    let rate_swept = raw
+        .sweep
+        .as_ref()
+        .and_then(|v| v.get("over"))
+        .and_then(serde_yaml::Value::as_str)
+        .is_some_and(|over| matches!(over, "load.rate" | "rate"));
+    let load = validate_load(raw.load, rate_swept, check);
     let mut duration = duration;
     if let Some(stages) = &load.stages {
         let total = stages.duration();
@@ -557,8 +569,20 @@ fn validate(raw: RawScenario, check: &mut Checker<'_>) -> Scenario {
             Err(error) => check.fail(&field, error.0),
         }
     }
+    let open_model = matches!(load.model, LoadModel::Open { .. });
+    let sweep = raw.sweep.as_ref().and_then(|value| match crate::sweep::Sweep::parse(value, open_model) {
+        Ok(sweep) => Some(sweep),
+        Err(problems) => {
+            for problem in problems {
+                let (field, message) = problem.split_once(": ").unwrap_or(("sweep", problem.as_str()));
+                check.fail(field, message);
+            }
+            None
+        }
+    });
     Scenario {
         name: raw.name,
+        sweep,
         description: raw.description,
         duration,
         duration_given,

@@ -46,7 +46,7 @@ pub(super) fn validate_target(raw: RawTarget, check: &mut Checker<'_>) -> Target
     Target { kind: raw.kind, endpoints: raw.endpoints, nodes: raw.nodes, node_header: raw.node_header }
 }
 
-pub(super) fn validate_load(raw: RawLoad, check: &mut Checker<'_>) -> Load {
+pub(super) fn validate_load(raw: RawLoad, rate_swept: bool, check: &mut Checker<'_>) -> Load {
     let open = raw.model == LoadModelKind::Open;
     let stages = raw.stages.as_deref().map(|stages| validate_stages(stages, open, &raw, check));
     let connections = match &stages {
@@ -77,6 +77,8 @@ pub(super) fn validate_load(raw: RawLoad, check: &mut Checker<'_>) -> Load {
         },
         LoadModelKind::Open => {
             let rate = match raw.rate.as_ref().map(|r| parse_rate(&r.text())) {
+                // Each step of the sweep sets it.
+                None if rate_swept => 1.0,
                 None => {
                     check.fail("load.rate", "the open model needs a rate, like `rate: 20000/s`");
                     0.0
