@@ -92,7 +92,8 @@ pub async fn run(path: Option<&Path>, endpoints: &[String], options: RunOptions)
     if scenario.sweep.is_some() {
         anyhow::bail!("{origin} has a `sweep:` section: run it with `stampede sweep {origin}`");
     }
-    let mut cluster = Cluster::start(&scenario, agent_count, data_dir, dashboard.as_ref(), http_token).await?;
+    let mut cluster =
+        Cluster::start(needs_embedded_kv(&scenario), agent_count, data_dir, dashboard.as_ref(), http_token).await?;
     let client = &mut cluster.client;
     let run_id = crate::client::submit_when_ready(client, text, agent_count)
         .await
@@ -114,6 +115,11 @@ pub async fn run(path: Option<&Path>, endpoints: &[String], options: RunOptions)
     code
 }
 
+/// Whether `scenario` runs against the built-in KV server.
+pub fn needs_embedded_kv(scenario: &Scenario) -> bool {
+    scenario.target.kind == TargetKind::Kv && scenario.target.endpoints.is_empty()
+}
+
 /// An in-process coordinator on a loopback port with its agents (and the
 /// built-in KV server when the scenario's `kv` target names no endpoint),
 /// talking real gRPC: what `run` and `sweep` submit their runs to.
@@ -125,8 +131,10 @@ pub struct Cluster {
 }
 
 impl Cluster {
+    /// `embed_kv`: start the built-in KV server for `kv` targets that name
+    /// no endpoint ([`needs_embedded_kv`]).
     pub async fn start(
-        scenario: &Scenario,
+        embed_kv: bool,
         agent_count: u32,
         data_dir: Option<PathBuf>,
         dashboard: Option<&Dashboard>,
@@ -138,7 +146,7 @@ impl Cluster {
         };
 
         let mut embedded_kv = None;
-        if scenario.target.kind == TargetKind::Kv && scenario.target.endpoints.is_empty() {
+        if embed_kv {
             let listener =
                 tokio::net::TcpListener::bind("127.0.0.1:0").await.context("cannot start the built-in KV server")?;
             let addr = listener.local_addr()?;

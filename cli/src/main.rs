@@ -9,6 +9,7 @@ mod dashboard;
 mod link;
 mod local;
 mod output;
+mod suite;
 mod sweep;
 mod watching;
 
@@ -281,6 +282,30 @@ enum Command {
         #[arg(long, short)]
         quiet: bool,
     },
+    /// Run a suite: a list of scenarios and sweeps (paths or inline), each with a name and tags,
+    /// one after the other on one in-process coordinator and the same agents. Each entry's report
+    /// goes to DIR/<entry>/ (report.txt, report.json, report.html; sweep.txt, sweep.json), and
+    /// DIR/summary.txt and summary.json put them side by side. Exit code: the worst verdict.
+    Suite {
+        /// Suite file (YAML): `name`, `entries: [{name, scenario: PATH or {...}, tags, agents, endpoints}]`.
+        suite: PathBuf,
+        /// Shorten every entry: durations (run, warm-up, stages) and load.operations divided by 10,
+        /// a run's duration kept at 3s or more (warm-up and stages 1s) unless it was shorter.
+        #[arg(long)]
+        quick: bool,
+        /// Run only the entries with this tag (repeat for several).
+        #[arg(long = "only", value_name = "TAG")]
+        only: Vec<String>,
+        /// Where the results go.
+        #[arg(long, value_name = "DIR", default_value = "stampede-results")]
+        out: PathBuf,
+        /// Stop at the first entry that does not pass (the rest are listed as not run).
+        #[arg(long)]
+        fail_fast: bool,
+        /// Agents to start for every entry (default: each entry's or its scenario's).
+        #[arg(long)]
+        agents: Option<u32>,
+    },
     /// Check a scenario file and print what it means, or every problem with its line.
     Validate {
         /// Scenario file (YAML).
@@ -294,7 +319,7 @@ fn service_name(command: &Command) -> &'static str {
         Command::Coordinator(_) => "stampede-coordinator",
         Command::Agent(_) => "stampede-agent",
         Command::KvServer(_) => "stampede-kv-server",
-        Command::Run { .. } | Command::Sweep { .. } => "stampede-run",
+        Command::Run { .. } | Command::Sweep { .. } | Command::Suite { .. } => "stampede-run",
         _ => "stampede-client",
     }
 }
@@ -344,7 +369,11 @@ fn main() -> ExitCode {
     let log_filter = cli.log.clone().or_else(|| std::env::var("RUST_LOG").ok().filter(|f| !f.trim().is_empty()));
     let quiet_default = matches!(
         cli.command,
-        Command::Run { .. } | Command::Submit { .. } | Command::Validate { .. } | Command::Sweep { .. }
+        Command::Run { .. }
+            | Command::Submit { .. }
+            | Command::Validate { .. }
+            | Command::Sweep { .. }
+            | Command::Suite { .. }
     );
     let settings = stampede_telemetry::Settings {
         log_format: cli.log_format.into(),
@@ -463,6 +492,9 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Cancel { run_id, link } => client::cancel(&link, &run_id).await.map(|()| 0),
         Command::Agents { link } => client::agents(&link).await.map(|()| 0),
         Command::Validate { scenario } => client::validate(&scenario),
+        Command::Suite { suite, quick, only, out, fail_fast, agents } => {
+            suite::suite(&suite, suite::SuiteOptions { quick, only, out, fail_fast, agents }).await
+        }
         Command::Sweep { scenario, agents, endpoints, json, out, quiet } => {
             sweep::sweep(&scenario, &endpoints, sweep::SweepOptions { agents, json, out, quiet }).await
         }

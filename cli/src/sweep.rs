@@ -72,32 +72,71 @@ pub async fn sweep(path: &Path, endpoints: &[String], options: SweepOptions) -> 
              slo: [\"p99 < 5ms\"]}}` (README, \"Sweeps\"), or run it with `stampede run`"
         );
     };
-    let mut base: Value = serde_yaml::from_str(&text).with_context(|| format!("{origin}: not YAML"))?;
-    let Value::Mapping(map) = &mut base else { bail!("{origin}: a scenario is a mapping") };
-    map.remove("sweep");
-    map.insert("thresholds".into(), Value::Sequence(sweep.slo.iter().map(|t| Value::from(t.expr.clone())).collect()));
-    let agent_count = match (sweep.over, &sweep.levels) {
-        (Dimension::Agents, Levels::Steps(levels)) => levels.iter().copied().fold(1.0, f64::max) as u32,
-        (Dimension::Agents, Levels::Search { max: Some(max), .. }) => *max as u32,
-        (Dimension::Agents, Levels::Search { max: None, .. }) => {
-            bail!("{origin}: a search over agents needs `sweep.search.max`: the agents this machine starts")
-        }
-        _ => options.agents.unwrap_or(scenario.agents),
-    };
-    if agent_count == 0 {
-        bail!("--agents must be at least 1");
-    }
+    let agent_count = agents_needed(&sweep, options.agents.unwrap_or(scenario.agents))
+        .map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
     if let Some(dir) = &options.out {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    let mut cluster = crate::local::Cluster::start(&scenario, agent_count, None, None, None).await?;
+    let mut cluster =
+        crate::local::Cluster::start(crate::local::needs_embedded_kv(&scenario), agent_count, None, None, None).await?;
+    let outcome = run(&mut cluster.client, &scenario, &text, agent_count, options.out.as_deref(), options.quiet).await;
+    cluster.stop().await;
+    let (report, failure) = outcome?;
+    print!("{}", render(&report, &sweep));
+    if let Some(path) = &options.json {
+        let json = serde_json::to_string_pretty(&report)?;
+        std::fs::write(path, json).with_context(|| format!("cannot write {}", path.display()))?;
+        eprintln!("sweep JSON written to {}", path.display());
+    }
+    if let Some(failure) = failure {
+        bail!("the sweep stopped at {failure}");
+    }
+    Ok(report.exit_code())
+}
+
+/// The agents a sweep needs: the most a sweep over agents names, else
+/// `agents`.
+pub fn agents_needed(sweep: &Sweep, agents: u32) -> Result<u32, String> {
+    let count = match (sweep.over, &sweep.levels) {
+        (Dimension::Agents, Levels::Steps(levels)) => levels.iter().copied().fold(1.0, f64::max) as u32,
+        (Dimension::Agents, Levels::Search { max: Some(max), .. }) => *max as u32,
+        (Dimension::Agents, Levels::Search { max: None, .. }) => {
+            return Err("a search over agents needs `sweep.search.max`: the agents this machine starts".to_string());
+        }
+        _ => agents,
+    };
+    if count == 0 { Err("--agents must be at least 1".to_string()) } else { Ok(count) }
+}
+
+impl SweepReport {
+    /// 0 when a knee was found, 1 when even the first step failed.
+    pub fn exit_code(&self) -> u8 {
+        if self.knee.is_some() { 0 } else { 1 }
+    }
+}
+
+/// Runs every step of `scenario`'s sweep on `client`'s coordinator; the
+/// sweep so far, and why it stopped early if it did.
+pub async fn run(
+    client: &mut crate::client::Client,
+    scenario: &Scenario,
+    text: &str,
+    agent_count: u32,
+    out: Option<&Path>,
+    quiet: bool,
+) -> anyhow::Result<(SweepReport, Option<String>)> {
+    let Some(sweep) = scenario.sweep.clone() else { bail!("the scenario has no `sweep:` section") };
+    let mut base: Value = serde_yaml::from_str(text).context("the scenario is not YAML")?;
+    let Value::Mapping(map) = &mut base else { bail!("a scenario is a mapping") };
+    map.remove("sweep");
+    map.insert("thresholds".into(), Value::Sequence(sweep.slo.iter().map(|t| Value::from(t.expr.clone())).collect()));
     let mut steps: Vec<StepResult> = Vec::new();
     let mut failure = None;
     while let Some(level) = sweep.next(&steps.iter().map(|s| (s.level, s.passed)).collect::<Vec<_>>()) {
         let step = steps.len() + 1;
-        match run_step(&mut cluster.client, &base, &sweep, level, agent_count, step, options.out.as_deref()).await {
+        match run_step(client, &base, &sweep, level, agent_count, step, out).await {
             Ok(result) => {
-                if !options.quiet {
+                if !quiet {
                     eprintln!("{}", progress_line(&sweep, &result));
                 }
                 steps.push(result);
@@ -109,7 +148,6 @@ pub async fn sweep(path: &Path, endpoints: &[String], options: SweepOptions) -> 
             }
         }
     }
-    cluster.stop().await;
     let knee = steps.iter().filter(|s| s.passed).max_by(|a, b| a.level.total_cmp(&b.level)).cloned();
     let closed = matches!(scenario.load.model, LoadModel::Closed);
     let usl = (closed && matches!(sweep.over, Dimension::Connections | Dimension::Pipeline | Dimension::Agents))
@@ -125,16 +163,7 @@ pub async fn sweep(path: &Path, endpoints: &[String], options: SweepOptions) -> 
         knee,
         usl,
     };
-    print!("{}", render(&report, &sweep));
-    if let Some(path) = &options.json {
-        let json = serde_json::to_string_pretty(&report)?;
-        std::fs::write(path, json).with_context(|| format!("cannot write {}", path.display()))?;
-        eprintln!("sweep JSON written to {}", path.display());
-    }
-    if let Some(failure) = failure {
-        bail!("the sweep stopped at {failure}");
-    }
-    Ok(if report.knee.is_some() { 0 } else { 1 })
+    Ok((report, failure))
 }
 
 /// A level as the scenario writes it.
@@ -192,14 +221,7 @@ async fn run_step(
     if report.status.exit_code() == 2 {
         bail!("run {run_id} ended in error: {}", report.error.clone().unwrap_or_default());
     }
-    let mut latency = histogram::new_histogram();
-    if let Some(histograms) = &report.histograms {
-        for op in histograms.operations.values() {
-            if let Ok(h) = histogram::decode(&op.latency.0) {
-                let _ = histogram::add_into(&mut latency, &h);
-            }
-        }
-    }
+    let latency = merged_latency(&report);
     let filled = !latency.is_empty();
     let quantile = |q: f64| filled.then(|| latency.value_at_quantile(q));
     let mean_us = filled.then(|| latency.mean());
@@ -239,6 +261,19 @@ async fn run_step(
     })
 }
 
+/// Every operation's latency (from the intended start) of a report, merged.
+pub fn merged_latency(report: &stampede_common::report::Report) -> hdrhistogram::Histogram<u64> {
+    let mut latency = histogram::new_histogram();
+    if let Some(histograms) = &report.histograms {
+        for op in histograms.operations.values() {
+            if let Ok(h) = histogram::decode(&op.latency.0) {
+                let _ = histogram::add_into(&mut latency, &h);
+            }
+        }
+    }
+    latency
+}
+
 fn micros(v: Option<u64>) -> String {
     v.map_or("-".to_string(), |v| stampede_common::units::format_micros(v as f64))
 }
@@ -257,7 +292,7 @@ fn progress_line(sweep: &Sweep, s: &StepResult) -> String {
 }
 
 /// The text table, the knee and the fit.
-fn render(report: &SweepReport, sweep: &Sweep) -> String {
+pub fn render(report: &SweepReport, sweep: &Sweep) -> String {
     use std::fmt::Write;
     let mut out = String::new();
     let _ = writeln!(out, "sweep of \"{}\" over {}; SLO: {}", report.scenario, report.over, report.slo.join(", "));
