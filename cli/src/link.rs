@@ -110,3 +110,52 @@ impl ServerGuard {
         })
     }
 }
+
+/// `sweep` and `suite` run on an in-process coordinator unless given one:
+/// `--coordinator` (or `--etcd`, its leader) and its agents.
+#[derive(Args, Clone, Debug)]
+pub struct RemoteLink {
+    /// Run on this coordinator and its agents (`host:port` or a URL; `https://` for TLS)
+    /// instead of an in-process one.
+    #[arg(long, value_name = "URL")]
+    pub coordinator: Option<String>,
+    /// File holding the coordinator's token (else STAMPEDE_TOKEN, if set).
+    #[arg(long, env = "STAMPEDE_TOKEN_FILE", value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// CA certificate (PEM) that signed the coordinator's certificate; connects with TLS.
+    #[arg(long, env = "STAMPEDE_TLS_CA", value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM), for a coordinator that requires one (mutual TLS).
+    #[arg(long, env = "STAMPEDE_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Key (PEM) of --tls-cert.
+    #[arg(long, env = "STAMPEDE_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// etcd address(es): run on the coordinator that leads there.
+    #[arg(long, value_name = "URL", conflicts_with = "coordinator")]
+    pub etcd: Option<String>,
+    /// Key prefix in etcd.
+    #[arg(long, default_value = DEFAULT_PREFIX, value_name = "PREFIX")]
+    pub etcd_prefix: String,
+}
+
+impl RemoteLink {
+    /// The coordinator to use, or None for an in-process one.
+    pub fn link(&self) -> Option<CoordinatorLink> {
+        if self.coordinator.is_none() && self.etcd.is_none() {
+            return None;
+        }
+        Some(CoordinatorLink {
+            coordinator: self.coordinator.clone().unwrap_or_else(|| crate::DEFAULT_COORDINATOR.to_string()),
+            token_file: self.token_file.clone(),
+            tls_ca: self.tls_ca.clone(),
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
+            etcd: EtcdArgs {
+                etcd: self.etcd.clone(),
+                etcd_prefix: self.etcd_prefix.clone(),
+                etcd_lease_ttl: DEFAULT_LEASE_TTL_S,
+            },
+        })
+    }
+}

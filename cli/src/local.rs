@@ -236,3 +236,36 @@ async fn watch_within(
         ),
     }
 }
+
+/// Where `sweep` and `suite` run their runs: an in-process [`Cluster`], or
+/// a coordinator given with `--coordinator`/`--etcd` and its own agents.
+pub enum Place {
+    Local(Cluster),
+    Remote(crate::client::Client),
+}
+
+impl Place {
+    pub async fn open(
+        remote: Option<&crate::link::CoordinatorLink>,
+        embed_kv: bool,
+        agents: u32,
+    ) -> anyhow::Result<Self> {
+        match remote {
+            Some(link) => Ok(Self::Remote(crate::client::connect(link).await?)),
+            None => Ok(Self::Local(Cluster::start(embed_kv, agents, None, None, None).await?)),
+        }
+    }
+
+    pub fn client(&mut self) -> &mut crate::client::Client {
+        match self {
+            Self::Local(cluster) => &mut cluster.client,
+            Self::Remote(client) => client,
+        }
+    }
+
+    pub async fn close(self) {
+        if let Self::Local(cluster) = self {
+            cluster.stop().await;
+        }
+    }
+}

@@ -260,9 +260,9 @@ enum Command {
     },
     /// Run a scenario's `sweep:` section: the scenario at successive load levels (a list, or a
     /// search that grows until the SLO fails and bisects to the knee) on one in-process
-    /// coordinator and the same agents; prints each step, the knee and, for closed-model
-    /// concurrency sweeps, a Universal Scalability Law fit. Exit 0 when a knee was found, 1 when
-    /// even the first step failed the SLO, 2 on error.
+    /// coordinator and the same agents (or on --coordinator/--etcd and its agents); prints each
+    /// step, the knee and, for closed-model concurrency sweeps, a Universal Scalability Law fit.
+    /// Exit 0 when a knee was found, 1 when even the first step failed the SLO, 2 on error.
     Sweep {
         /// Scenario file (YAML) with a `sweep:` section.
         scenario: PathBuf,
@@ -275,17 +275,24 @@ enum Command {
         /// Also write the sweep (every step, the knee, the fit) as JSON to this file.
         #[arg(long, value_name = "FILE")]
         json: Option<PathBuf>,
+        /// Also write the sweep's page (latency against throughput, the knee marked) to this file.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
         /// Keep each step's JSON report in this directory (`step-N.json`).
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
         /// No line per step on stderr.
         #[arg(long, short)]
         quiet: bool,
+        #[command(flatten)]
+        remote: link::RemoteLink,
     },
     /// Run a suite: a list of scenarios and sweeps (paths or inline), each with a name and tags,
-    /// one after the other on one in-process coordinator and the same agents. Each entry's report
-    /// goes to DIR/<entry>/ (report.txt, report.json, report.html; sweep.txt, sweep.json), and
-    /// DIR/summary.txt and summary.json put them side by side. Exit code: the worst verdict.
+    /// one after the other on one in-process coordinator and the same agents (or on
+    /// --coordinator/--etcd and its agents). Each entry's report goes to DIR/<entry>/
+    /// (report.txt, report.json, report.html; sweep.txt, sweep.json, sweep.html), and
+    /// DIR/summary.txt, summary.json and summary.html put them side by side. Exit code: the
+    /// worst verdict.
     Suite {
         /// Suite file (YAML): `name`, `entries: [{name, scenario: PATH or {...}, tags, agents, endpoints}]`.
         suite: PathBuf,
@@ -305,6 +312,8 @@ enum Command {
         /// Agents to start for every entry (default: each entry's or its scenario's).
         #[arg(long)]
         agents: Option<u32>,
+        #[command(flatten)]
+        remote: link::RemoteLink,
     },
     /// Check a scenario file and print what it means, or every problem with its line.
     Validate {
@@ -492,11 +501,13 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Cancel { run_id, link } => client::cancel(&link, &run_id).await.map(|()| 0),
         Command::Agents { link } => client::agents(&link).await.map(|()| 0),
         Command::Validate { scenario } => client::validate(&scenario),
-        Command::Suite { suite, quick, only, out, fail_fast, agents } => {
-            suite::suite(&suite, suite::SuiteOptions { quick, only, out, fail_fast, agents }).await
+        Command::Suite { suite, quick, only, out, fail_fast, agents, remote } => {
+            let remote = remote.link();
+            suite::suite(&suite, suite::SuiteOptions { quick, only, out, fail_fast, agents, remote }).await
         }
-        Command::Sweep { scenario, agents, endpoints, json, out, quiet } => {
-            sweep::sweep(&scenario, &endpoints, sweep::SweepOptions { agents, json, out, quiet }).await
+        Command::Sweep { scenario, agents, endpoints, json, html, out, quiet, remote } => {
+            let remote = remote.link();
+            sweep::sweep(&scenario, &endpoints, sweep::SweepOptions { agents, json, html, remote, out, quiet }).await
         }
     }
 }

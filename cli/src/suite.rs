@@ -1,7 +1,8 @@
 //! `stampede suite FILE`: a list of scenarios and sweeps, each with a name
 //! and tags, run one after the other on one in-process coordinator and the
-//! same agents; every entry's report goes to `DIR/<entry>/`, and
-//! `DIR/summary.{txt,json}` puts them side by side. A failed entry does not
+//! same agents (or on a coordinator given with `--coordinator`/`--etcd`
+//! and its agents); every entry's report goes to `DIR/<entry>/`, and
+//! `DIR/summary.{txt,json,html}` puts them side by side. A failed entry does not
 //! stop the suite unless `--fail-fast`; the exit code is the worst verdict.
 
 use std::path::{Path, PathBuf};
@@ -18,6 +19,8 @@ pub struct SuiteOptions {
     pub out: PathBuf,
     pub fail_fast: bool,
     pub agents: Option<u32>,
+    /// A coordinator (and its agents) instead of an in-process one.
+    pub remote: Option<crate::link::CoordinatorLink>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -62,11 +65,19 @@ pub struct EntrySummary {
     /// passed, failed, error, or not run (after --fail-fast).
     pub verdict: String,
     pub exit_code: u8,
+    /// Operations measured (warm-up excluded); a sweep's knee step's.
+    pub ops: Option<u64>,
     pub throughput: Option<f64>,
+    pub p50_us: Option<u64>,
     pub p99_us: Option<u64>,
+    pub p999_us: Option<u64>,
     pub errors: Option<u64>,
     /// A sweep's knee level.
     pub knee: Option<f64>,
+    /// The entry's own page, relative to the summary (`<entry>/report.html`).
+    pub page: Option<String>,
+    /// The run's id (a sweep's knee step's) on the coordinator.
+    pub run_id: Option<String>,
     pub note: Option<String>,
 }
 
@@ -220,8 +231,8 @@ pub async fn suite(path: &Path, options: SuiteOptions) -> anyhow::Result<u8> {
     let out = &options.out;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let agents = entries.iter().map(|e| e.agents).max().unwrap_or(1);
-    let embed = entries.iter().any(|e| crate::local::needs_embedded_kv(&e.scenario));
-    let mut cluster = crate::local::Cluster::start(embed, agents, None, None, None).await?;
+    let embed = options.remote.is_none() && entries.iter().any(|e| crate::local::needs_embedded_kv(&e.scenario));
+    let mut place = crate::local::Place::open(options.remote.as_ref(), embed, agents).await?;
     let total = entries.len();
     let mut summaries: Vec<EntrySummary> = Vec::new();
     let mut stop = false;
@@ -233,7 +244,7 @@ pub async fn suite(path: &Path, options: SuiteOptions) -> anyhow::Result<u8> {
         eprintln!("[{}/{total}] {} ...", index + 1, entry.name);
         let dir = out.join(&entry.name);
         let summary = match std::fs::create_dir_all(&dir) {
-            Ok(()) => run_entry(&mut cluster.client, entry, &dir).await,
+            Ok(()) => run_entry(place.client(), entry, &dir).await,
             Err(e) => Err(anyhow::anyhow!("cannot create {}: {e}", dir.display())),
         }
         .unwrap_or_else(|error| EntrySummary {
@@ -246,7 +257,7 @@ pub async fn suite(path: &Path, options: SuiteOptions) -> anyhow::Result<u8> {
         stop = options.fail_fast && summary.exit_code != 0;
         summaries.push(summary);
     }
-    cluster.stop().await;
+    place.close().await;
     let exit_code = summaries.iter().map(|s| s.exit_code).max().unwrap_or(0);
     let summary = SuiteSummary {
         schema: "stampede.suite.v1",
@@ -262,6 +273,8 @@ pub async fn suite(path: &Path, options: SuiteOptions) -> anyhow::Result<u8> {
     std::fs::write(out.join("summary.txt"), &text).context("cannot write summary.txt")?;
     std::fs::write(out.join("summary.json"), serde_json::to_string_pretty(&summary)?)
         .context("cannot write summary.json")?;
+    let page = stampede_coordinator::html::suite_page(&serde_json::to_value(&summary)?);
+    std::fs::write(out.join("summary.html"), page).context("cannot write summary.html")?;
     eprintln!("results in {}", out.display());
     Ok(exit_code)
 }
@@ -273,10 +286,15 @@ fn not_run(entry: &Entry) -> EntrySummary {
         tags: entry.tags.clone(),
         verdict: "not run".to_string(),
         exit_code: 0,
+        ops: None,
         throughput: None,
+        p50_us: None,
         p99_us: None,
+        p999_us: None,
         errors: None,
         knee: None,
+        page: None,
+        run_id: None,
         note: Some("--fail-fast: an entry before it did not pass".to_string()),
     }
 }
@@ -287,6 +305,7 @@ async fn run_entry(client: &mut crate::client::Client, entry: &Entry, dir: &Path
             crate::sweep::run(client, &entry.scenario, &entry.text, entry.agents, Some(dir), true).await?;
         std::fs::write(dir.join("sweep.txt"), crate::sweep::render(&report, sweep))?;
         std::fs::write(dir.join("sweep.json"), serde_json::to_string_pretty(&report)?)?;
+        std::fs::write(dir.join("sweep.html"), crate::sweep::page(&report))?;
         let exit_code = if failure.is_some() { 2 } else { report.exit_code() };
         let knee = report.knee.clone();
         return Ok(EntrySummary {
@@ -299,9 +318,14 @@ async fn run_entry(client: &mut crate::client::Client, entry: &Entry, dir: &Path
                 _ => "error".to_string(),
             },
             exit_code,
+            ops: knee.as_ref().map(|k| k.ops),
             throughput: knee.as_ref().map(|k| k.achieved),
+            p50_us: knee.as_ref().and_then(|k| k.p50_us),
             p99_us: knee.as_ref().and_then(|k| k.p99_us),
+            p999_us: knee.as_ref().and_then(|k| k.p999_us),
             errors: knee.as_ref().map(|k| k.errors),
+            page: Some(format!("{}/sweep.html", entry.name)),
+            run_id: knee.as_ref().map(|k| k.run_id.clone()),
             knee: knee.map(|k| k.level),
             note: failure,
         });
@@ -314,17 +338,22 @@ async fn run_entry(client: &mut crate::client::Client, entry: &Entry, dir: &Path
     std::fs::write(dir.join("report.txt"), stampede_coordinator::render::text(&report))?;
     std::fs::write(dir.join("report.html"), stampede_coordinator::html::page(&report))?;
     let latency = crate::sweep::merged_latency(&report);
-    let p99 = (!latency.is_empty()).then(|| latency.value_at_quantile(0.99));
+    let quantile = |q: f64| (!latency.is_empty()).then(|| latency.value_at_quantile(q));
     Ok(EntrySummary {
         name: entry.name.clone(),
         kind: "run",
         tags: entry.tags.clone(),
         verdict: report.status.as_str().to_string(),
         exit_code: report.status.exit_code() as u8,
+        ops: Some(report.totals.ops),
         throughput: Some(report.totals.throughput),
-        p99_us: p99,
+        p50_us: quantile(0.5),
+        p99_us: quantile(0.99),
+        p999_us: quantile(0.999),
         errors: Some(report.totals.errors),
         knee: None,
+        page: Some(format!("{}/report.html", entry.name)),
+        run_id: Some(run_id.clone()),
         note: report.error.clone(),
     })
 }

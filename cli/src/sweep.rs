@@ -18,6 +18,10 @@ use stampede_common::sweep::{Dimension, Levels, Sweep, UslFit, littles_law};
 pub struct SweepOptions {
     pub agents: Option<u32>,
     pub json: Option<PathBuf>,
+    /// The page: latency against throughput, the knee marked.
+    pub html: Option<PathBuf>,
+    /// A coordinator (and its agents) instead of an in-process one.
+    pub remote: Option<crate::link::CoordinatorLink>,
     /// Each step's JSON report goes here (`step-N.json`).
     pub out: Option<PathBuf>,
     pub quiet: bool,
@@ -77,10 +81,10 @@ pub async fn sweep(path: &Path, endpoints: &[String], options: SweepOptions) -> 
     if let Some(dir) = &options.out {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    let mut cluster =
-        crate::local::Cluster::start(crate::local::needs_embedded_kv(&scenario), agent_count, None, None, None).await?;
-    let outcome = run(&mut cluster.client, &scenario, &text, agent_count, options.out.as_deref(), options.quiet).await;
-    cluster.stop().await;
+    let embed = options.remote.is_none() && crate::local::needs_embedded_kv(&scenario);
+    let mut place = crate::local::Place::open(options.remote.as_ref(), embed, agent_count).await?;
+    let outcome = run(place.client(), &scenario, &text, agent_count, options.out.as_deref(), options.quiet).await;
+    place.close().await;
     let (report, failure) = outcome?;
     print!("{}", render(&report, &sweep));
     if let Some(path) = &options.json {
@@ -88,10 +92,19 @@ pub async fn sweep(path: &Path, endpoints: &[String], options: SweepOptions) -> 
         std::fs::write(path, json).with_context(|| format!("cannot write {}", path.display()))?;
         eprintln!("sweep JSON written to {}", path.display());
     }
+    if let Some(path) = &options.html {
+        std::fs::write(path, page(&report)).with_context(|| format!("cannot write {}", path.display()))?;
+        eprintln!("sweep page written to {}", path.display());
+    }
     if let Some(failure) = failure {
         bail!("the sweep stopped at {failure}");
     }
     Ok(report.exit_code())
+}
+
+/// The sweep's HTML page.
+pub fn page(report: &SweepReport) -> String {
+    stampede_coordinator::html::sweep_page(&serde_json::to_value(report).unwrap_or_default())
 }
 
 /// The agents a sweep needs: the most a sweep over agents names, else
@@ -134,7 +147,7 @@ pub async fn run(
     let mut failure = None;
     while let Some(level) = sweep.next(&steps.iter().map(|s| (s.level, s.passed)).collect::<Vec<_>>()) {
         let step = steps.len() + 1;
-        match run_step(client, &base, &sweep, level, agent_count, step, out).await {
+        match run_step(client, &base, &sweep, PerAgent::of(scenario), level, agent_count, step, out).await {
             Ok(result) => {
                 if !quiet {
                     eprintln!("{}", progress_line(&sweep, &result));
@@ -171,14 +184,40 @@ fn shown(over: Dimension, level: f64) -> String {
     if over == Dimension::Rate { format!("{level:.0}/s") } else { format!("{level:.0}") }
 }
 
+/// A sweep over agents scales the load with them: the scenario's
+/// connections, open-model rate and operation count are one agent's.
+#[derive(Debug, Clone, Copy)]
+struct PerAgent {
+    connections: u32,
+    rate: Option<f64>,
+    operations: Option<u64>,
+}
+
+impl PerAgent {
+    fn of(scenario: &Scenario) -> Self {
+        Self { connections: scenario.load.connections, rate: scenario.rate(), operations: scenario.load.operations }
+    }
+}
+
 /// The scenario at `level`.
-fn at_level(base: &Value, over: Dimension, level: f64, agent_count: u32) -> (String, u32) {
+fn at_level(base: &Value, over: Dimension, per_agent: PerAgent, level: f64, agent_count: u32) -> (String, u32) {
     let mut value = base.clone();
     let mut agents = agent_count;
     if let Value::Mapping(map) = &mut value {
         if over == Dimension::Agents {
             agents = level as u32;
             map.insert("agents".into(), Value::from(agents));
+            let load = map.entry("load".into()).or_insert_with(|| Value::Mapping(Default::default()));
+            if let Value::Mapping(load) = load {
+                let n = u64::from(agents);
+                load.insert("connections".into(), Value::from(u64::from(per_agent.connections) * n));
+                if let Some(rate) = per_agent.rate {
+                    load.insert("rate".into(), Value::from(format!("{}/s", rate * n as f64)));
+                }
+                if let Some(operations) = per_agent.operations {
+                    load.insert("operations".into(), Value::from(operations.saturating_mul(n)));
+                }
+            }
         } else {
             let load = map.entry("load".into()).or_insert_with(|| Value::Mapping(Default::default()));
             if let Value::Mapping(load) = load {
@@ -199,16 +238,18 @@ fn at_level(base: &Value, over: Dimension, level: f64, agent_count: u32) -> (Str
     (serde_yaml::to_string(&value).unwrap_or_default(), agents)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run_step(
     client: &mut crate::client::Client,
     base: &Value,
     sweep: &Sweep,
+    per_agent: PerAgent,
     level: f64,
     agent_count: u32,
     step: usize,
     out: Option<&Path>,
 ) -> anyhow::Result<StepResult> {
-    let (text, agents) = at_level(base, sweep.over, level, agent_count);
+    let (text, agents) = at_level(base, sweep.over, per_agent, level, agent_count);
     let scenario = Scenario::parse(&text).map_err(|e| anyhow::anyhow!("{e}"))?;
     let run_id = crate::client::submit_when_ready(client, text, agents)
         .await

@@ -15,6 +15,7 @@ const UPLOT_LICENSE: &str = include_str!("../assets/uplot/LICENSE");
 const HDR_JS: &str = include_str!("../assets/report/hdr.js");
 const REPORT_JS: &str = include_str!("../assets/report/report.js");
 const COMPARE_JS: &str = include_str!("../assets/report/compare.js");
+const LEVELS_JS: &str = include_str!("../assets/report/levels.js");
 const REPORT_CSS: &str = include_str!("../assets/report/report.css");
 const DASHBOARD_JS: &str = include_str!("../assets/dashboard/dashboard.js");
 const DASHBOARD_CSS: &str = include_str!("../assets/dashboard/dashboard.css");
@@ -48,6 +49,22 @@ pub fn comparison_page(base: &Report, candidate: &Report, comparison: &crate::co
     document(&title, "compare-data", &data.to_string())
 }
 
+/// The page of `stampede sweep --html`: latency against throughput with
+/// the knee marked, throughput against the level (with the USL's curve),
+/// every step. `sweep` is the sweep's JSON (`stampede.sweep.v1`).
+pub fn sweep_page(sweep: &serde_json::Value) -> String {
+    let name = sweep["scenario"].as_str().unwrap_or("sweep");
+    let title = format!("Stampede sweep: {name} over {}", sweep["over"].as_str().unwrap_or("?"));
+    document(&title, "sweep-data", &sweep.to_string())
+}
+
+/// A suite's `summary.html`: every entry side by side, each linked to its
+/// own page. `summary` is the suite's JSON (`stampede.suite.v1`).
+pub fn suite_page(summary: &serde_json::Value) -> String {
+    let title = format!("Stampede suite: {}", summary["suite"].as_str().unwrap_or("suite"));
+    document(&title, "suite-data", &summary.to_string())
+}
+
 /// One self-contained page: `data` (JSON) in a script element of `data_id`,
 /// which tells the scripts what to draw.
 fn document(title: &str, data_id: &str, data: &str) -> String {
@@ -77,7 +94,7 @@ fn document(title: &str, data_id: &str, data: &str) -> String {
     html.push_str("</script>\n");
     html.push_str(&format!("<script>\n/*\nuPlot 1.6.32, https://github.com/leeoniya/uPlot\n{UPLOT_LICENSE}*/\n"));
     html.push_str(UPLOT_JS);
-    for script in [HDR_JS, REPORT_JS, COMPARE_JS] {
+    for script in [HDR_JS, REPORT_JS, COMPARE_JS, LEVELS_JS] {
         html.push_str("\n</script>\n<script>\n");
         html.push_str(script);
     }
@@ -164,9 +181,13 @@ mod tests {
 
     #[test]
     fn the_assets_cannot_end_their_script_early_and_the_data_is_escaped() {
-        for (name, asset) in
-            [("uPlot", UPLOT_JS), ("hdr.js", HDR_JS), ("report.js", REPORT_JS), ("compare.js", COMPARE_JS)]
-        {
+        for (name, asset) in [
+            ("uPlot", UPLOT_JS),
+            ("hdr.js", HDR_JS),
+            ("report.js", REPORT_JS),
+            ("compare.js", COMPARE_JS),
+            ("levels.js", LEVELS_JS),
+        ] {
             assert!(!asset.to_ascii_lowercase().contains("</script"), "{name}");
         }
         let mut report: Report = serde_json::from_str(
@@ -179,7 +200,7 @@ mod tests {
         .expect("report");
         report.scenario.name = "</script><script>alert(1)</script>".to_string();
         let html = page(&report);
-        assert_eq!(html.matches("</script>").count(), 5, "the data's one and the four scripts'");
+        assert_eq!(html.matches("</script>").count(), 6, "the data's one and the five scripts'");
         assert!(html.contains("<title>Stampede passed: &lt;/script&gt;"), "title escaped");
     }
 }

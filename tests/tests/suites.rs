@@ -10,6 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
+use stampede_tests::browser::{Browser, figure, number};
 use stampede_tests::{command_calls, repo_root, run_command, stampede_bin, start_redis, write_file};
 
 fn suite(file: &str, out: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, Value, String) {
@@ -42,6 +43,42 @@ fn report_ops(out: &Path, entry: &str) -> u64 {
     let text = std::fs::read_to_string(out.join(entry).join("report.json")).expect("report.json");
     let report: Value = serde_json::from_str(&text).expect("json");
     report["totals"]["ops"].as_u64().unwrap_or(0) + report["totals"]["warmup_ops"].as_u64().unwrap_or(0)
+}
+
+/// `summary.html` in a real browser: each entry's figures are its own
+/// report's (p99 merged from its histograms, so the summary's), the verdict
+/// is the worst, each name links to a page that exists, both bar charts
+/// drew every entry, and nothing went wrong on the page.
+fn the_summary_page_shows(out: &Path, summary: &Value) {
+    let mut browser = Browser::start(1280, 1000);
+    browser.open(&format!("file://{}", out.join("summary.html").display()));
+    browser.wait_for("window.stampedeReport.ready || window.stampedeReport.error !== null", Duration::from_secs(30));
+    assert_eq!(browser.eval("window.stampedeReport.error"), Value::Null);
+    assert_eq!(browser.eval("document.getElementById('verdict').dataset.status"), "failed");
+    let cells = browser.figures("#report");
+    let entries = summary["entries"].as_array().expect("entries");
+    for entry in entries {
+        let name = entry["name"].as_str().expect("name");
+        let report: Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join(name).join("report.json")).expect("report"))
+                .expect("json");
+        assert_eq!(figure(&cells, &format!("entry.{name}.ops")), number(&report["totals"]["ops"]), "{name}");
+        assert_eq!(figure(&cells, &format!("entry.{name}.throughput")), number(&report["totals"]["throughput"]));
+        assert_eq!(figure(&cells, &format!("entry.{name}.errors")), number(&report["totals"]["errors"]));
+        assert_eq!(cells[&format!("entry.{name}.verdict")], report["status"], "{name}");
+        for field in ["p50_us", "p99_us", "p999_us"] {
+            assert_eq!(figure(&cells, &format!("entry.{name}.{field}")), number(&entry[field]), "{name} {field}");
+        }
+        let href = browser.eval(&format!("document.querySelector('a[data-entry=\"{name}\"]').getAttribute('href')"));
+        let href = href.as_str().expect("a link");
+        assert!(out.join(href).is_file(), "{name} links to {href}, which exists");
+    }
+    let bars = browser.eval(
+        "[window.stampedeReport.charts.throughput.data[1].length, window.stampedeReport.charts.p99.data[1].length]",
+    );
+    assert_eq!(bars, serde_json::json!([entries.len(), entries.len()]));
+    let problems = browser.problems();
+    assert!(problems.is_empty(), "{problems:#?}");
 }
 
 const SUITE: &str = r#"name: three
@@ -96,6 +133,7 @@ fn a_failing_entry_leaves_the_others_to_run_and_the_worst_verdict_is_the_exit_co
     assert_eq!(ops, command_calls(&target, "get") + command_calls(&target, "set"), "Redis's own count");
     let text = std::fs::read_to_string(out.join("summary.txt")).expect("summary.txt");
     assert!(text.contains("impossible") && text.contains("exit 1"), "{text}");
+    the_summary_page_shows(&out, &summary);
 
     // --fail-fast stops after `impossible`; --only picks by tag.
     let out = dir.path().join("fail-fast");
