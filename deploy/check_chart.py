@@ -209,7 +209,13 @@ def expect_job(name, docs, stampede):
     check("helm.sh/hook" in job["metadata"].get("annotations", {}), f"{name}: Job is not a hook")
     c = container(job)
     script = c["args"][0]
-    check("stampede submit" in script and "--wait" in script and "exit \"$code\"" in script, f"{name}: verdict not passed on")
+    expected = {
+        "submit": 'stampede submit "$SCENARIO" --wait',
+        "sweep": 'stampede sweep "$SCENARIO" --coordinator "$STAMPEDE_COORDINATOR"',
+        "suite": 'stampede suite "$SCENARIO" --coordinator "$STAMPEDE_COORDINATOR"',
+    }[SETS_MODE.get(name, "submit")]
+    check(expected in script and 'exit "$code"' in script, f"{name}: verdict not passed on")
+    check(script.count("stampede submit") + script.count("stampede sweep") + script.count("stampede suite") == 1, f"{name}: one command per mode")
     check("cat \"$report\"" in script, f"{name}: JSON report not printed to the log")
     return job, c
 
@@ -228,6 +234,36 @@ def expect_job_inline(name, docs, stampede):
             result = subprocess.run([stampede, "validate", f.name], capture_output=True, text=True)
             check(result.returncode == 0, f"{name}: the scenario in the ConfigMap is invalid:\n{result.stdout}{result.stderr}")
             print("  stampede validate: the Job's scenario is valid")
+
+
+def expect_job_suite(name, docs, stampede):
+    found = expect_job(name, docs, stampede)
+    if not found:
+        return
+    _, c = found
+    script = c["args"][0]
+    check(
+        'stampede suite "$SCENARIO" --coordinator "$STAMPEDE_COORDINATOR" --out "$results" --quick --only \'smoke\' "$@"' in script,
+        f"{name}: the suite's command and flags:\n{script}",
+    )
+    check('report="$results/summary.json"' in script, f"{name}: the summary is not the Job's JSON")
+    check("--agents=1" in c["args"], f"{name}: Job flags")
+    config = find(docs, "ConfigMap", "-scenario")
+    if check(config, f"{name}: no suite ConfigMap") and stampede:
+        with tempfile.TemporaryDirectory() as d:
+            path = Path(d) / "suite.yaml"
+            path.write_text(config["data"]["scenario.yaml"])
+            # The suite is read and validated before anything runs: a bad
+            # entry exits 2 naming it; a good one gets as far as connecting.
+            result = subprocess.run(
+                [stampede, "suite", str(path), "--coordinator", "http://127.0.0.1:1", "--out", str(Path(d) / "out")],
+                capture_output=True,
+                text=True,
+            )
+            said = result.stdout + result.stderr
+            valid = result.returncode == 2 and "cannot run" not in said and "127.0.0.1:1" in said
+            check(valid, f"{name}: the suite in the ConfigMap is invalid:\n{said}")
+            print("  stampede suite: the Job's suite is valid")
 
 
 def expect_job_pvc(name, docs, stampede):
@@ -267,7 +303,11 @@ EXPECTATIONS = {
     "job-inline-values.yaml": expect_job_inline,
     "job-configmap-pvc-values.yaml": expect_job_pvc,
     "job-baseline-values.yaml": expect_job_baseline,
+    "job-suite-values.yaml": expect_job_suite,
 }
+
+# The option sets whose Job is not `submit`.
+SETS_MODE = {"job-suite-values.yaml": "suite"}
 
 # Values that must be refused, with a part of the message that names why.
 REFUSED = [
@@ -279,6 +319,10 @@ REFUSED = [
         "not both",
     ),
     ({"job": {"enabled": True, "scenario": "name: x", "baseline": {"failOn": ["p99 > $(rm -rf /)"]}}}, "failOn"),
+    ({"job": {"enabled": True, "scenario": "name: x", "mode": "suite", "baseline": {"runId": "r-1"}}}, "job.mode=submit"),
+    ({"job": {"enabled": True, "scenario": "name: x", "mode": "suite", "endpoints": ["h:1"]}}, "per entry"),
+    ({"job": {"enabled": True, "scenario": "name: x", "mode": "soak"}}, "mode"),
+    ({"job": {"enabled": True, "scenario": "name: x", "mode": "suite", "suite": {"only": ["a'b"]}}}, "only"),
     ({"etcd": {"enabled": True, "external": "http://e:2379"}}, "not both"),
     ({"otlp": {"endpoint": "collector:4317"}}, "endpoint"),
     ({"coordinator": {"grpcPort": 70000}}, "grpcPort"),
@@ -326,7 +370,7 @@ def main():
         validate_with_kubernetes(name, docs)
         expect_secure(name, docs)
         expectation = EXPECTATIONS.get(name)
-        if expectation in (expect_job_inline, expect_job_pvc, expect_job_baseline):
+        if expectation in (expect_job_inline, expect_job_pvc, expect_job_baseline, expect_job_suite):
             expectation(name, docs, args.stampede)
         elif expectation:
             expectation(name, docs)

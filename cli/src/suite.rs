@@ -229,10 +229,13 @@ fn load(path: &Path, options: &SuiteOptions) -> anyhow::Result<(SuiteFile, Vec<E
 pub async fn suite(path: &Path, options: SuiteOptions) -> anyhow::Result<u8> {
     let (suite, entries) = load(path, &options)?;
     let out = &options.out;
-    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let agents = entries.iter().map(|e| e.agents).max().unwrap_or(1);
     let embed = options.remote.is_none() && entries.iter().any(|e| crate::local::needs_embedded_kv(&e.scenario));
     let mut place = crate::local::Place::open(options.remote.as_ref(), embed, agents).await?;
+    if let Err(e) = std::fs::create_dir_all(out) {
+        place.close().await;
+        bail!("cannot create {}: {e}", out.display());
+    }
     let total = entries.len();
     let mut summaries: Vec<EntrySummary> = Vec::new();
     let mut stop = false;

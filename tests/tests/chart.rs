@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use stampede_tests::cluster::{AgentBuilder, CoordinatorBuilder};
-use stampede_tests::{free_port, kv_servers, repo_root, run_command, stampede_bin, write_file};
+use stampede_tests::{free_port, get_set_calls, kv_servers, repo_root, run_command, stampede_bin, write_file};
 
 fn check_chart(args: &[&str]) -> (i32, String, String) {
     let mut command = Command::new("python3");
@@ -28,12 +28,14 @@ fn the_chart_lints_renders_and_validates_for_every_option_set() {
         "etcd-ha-values.yaml",
         "job-inline-values.yaml",
         "job-baseline-values.yaml",
+        "job-suite-values.yaml",
         "results-postgres-values.yaml",
     ] {
         assert!(stdout.contains(&format!("option set {set}:")), "{set} not checked:\n{stdout}");
     }
-    assert_eq!(stdout.matches("manifests valid").count(), 10, "eight option sets and two plain files:\n{stdout}");
-    assert_eq!(stdout.matches("refused {").count(), 11, "every bad value set is refused:\n{stdout}");
+    assert_eq!(stdout.matches("manifests valid").count(), 11, "nine option sets and two plain files:\n{stdout}");
+    assert_eq!(stdout.matches("refused {").count(), 15, "every bad value set is refused:\n{stdout}");
+    assert!(stdout.contains("stampede suite: the Job's suite is valid"), "{stdout}");
     assert!(stdout.contains("chart checks passed"), "{stdout}");
 }
 
@@ -238,4 +240,103 @@ fn the_submission_job_fails_on_a_regression_against_its_baseline() {
         "{stderr}"
     );
     assert!(stdout.contains("worse"), "{stdout}");
+}
+
+/// The Job in `mode: suite` and `mode: sweep`, its command taken from the
+/// rendered chart, against a real coordinator (with a token) and agent: the
+/// suite's and the sweep's verdicts are the Job's exit code, their JSON is
+/// in the log, their results stay in REPORT_DIR, and the KV server counted
+/// every operation their reports count.
+#[test]
+fn the_job_runs_a_suite_or_a_sweep_on_the_releases_coordinator() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let servers = kv_servers(1);
+    let kv = servers[0].1.clone();
+    let token = write_file(data.path(), "token", "job-suite-token");
+    let grpc = format!("127.0.0.1:{}", free_port());
+    let url = format!("http://{grpc}");
+    let data_dir = data.path().join("data").to_string_lossy().into_owned();
+    let _coordinator = CoordinatorBuilder::new(&data_dir).listen(&grpc).args(&["--token-file", &token]).start();
+    let _agent = AgentBuilder::new("job-agent").coordinator(&url).args(&["--token-file", &token]).start();
+    let reports = data.path().join("reports");
+    std::fs::create_dir_all(&reports).expect("reports dir");
+    let local = |scenario: &str| {
+        vec![
+            ("STAMPEDE_COORDINATOR", url.clone()),
+            ("STAMPEDE_TOKEN_FILE", token.clone()),
+            ("SCENARIO", scenario.to_string()),
+            ("REPORT_DIR", reports.to_string_lossy().into_owned()),
+            ("KV_ENDPOINT", kv.clone()),
+        ]
+    };
+    let entry = |name: &str, thresholds: &str| {
+        format!(
+            "  - name: {name}\n    tags: [smoke]\n    scenario:\n      name: {name}\n      duration: 20s\n      \
+             target: {{kind: kv, endpoints: [\"${{KV_ENDPOINT}}\"]}}\n      workload: {{kind: kv, keys: 100}}\n      \
+             thresholds: [\"{thresholds}\"]\n"
+        )
+    };
+    // A suite whose second entry fails its thresholds: the Job exits 1, and
+    // with --quick each entry runs 2 s instead of 20 s.
+    let suite = format!(
+        "name: job-suite\nentries:\n{}{}  - name: not-smoke\n    tags: [slow]\n    scenario: {{name: x, duration: 1s, \
+         target: {{kind: kv, endpoints: [\"127.0.0.1:1\"]}}, workload: {{kind: kv}}}}\n",
+        entry("passes", "error_rate < 1%"),
+        entry("fails", "get.p50 < 1us")
+    );
+    let values = write_file(
+        data.path(),
+        "suite-values.yaml",
+        "job:\n  enabled: true\n  mode: suite\n  agents: 1\n  suite:\n    quick: true\n    only: [smoke]\n  \
+         scenario: \"name: x\"\n",
+    );
+    let job = job_command(&values);
+    let file = write_file(data.path(), "suite.yaml", &suite);
+    let before = get_set_calls(&kv);
+    let (code, stdout, stderr, _) = run_job(&job, &local(&file));
+    assert_eq!(code, 1, "the worst verdict is a failed threshold\n{stdout}\n{stderr}");
+    let summary = json_report(&stdout);
+    let names: Vec<&str> =
+        summary["entries"].as_array().expect("entries").iter().filter_map(|e| e["name"].as_str()).collect();
+    assert_eq!(names, ["passes", "fails"], "only the smoke entries: {summary}");
+    let results = reports.join(
+        std::fs::read_dir(&reports).expect("reports").next().expect("a suite folder").expect("entry").file_name(),
+    );
+    let mut ops = 0;
+    for name in names {
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(results.join(name).join("report.json")).expect("report"))
+                .expect("json");
+        assert!(report["duration_s"].as_f64().is_some_and(|d| d < 5.0), "--quick: {report}");
+        ops += report["totals"]["ops"].as_u64().unwrap_or(0) + report["totals"]["warmup_ops"].as_u64().unwrap_or(0);
+    }
+    assert!(results.join("summary.html").is_file() && results.join("summary.txt").is_file());
+    assert_eq!(get_set_calls(&kv) - before, ops, "the KV server's own count");
+
+    // A sweep: a knee found, exit 0; the sweep's JSON in the log, its page
+    // and steps beside it.
+    let values = write_file(
+        data.path(),
+        "sweep-values.yaml",
+        &format!(
+            "job:\n  enabled: true\n  mode: sweep\n  agents: 1\n  endpoints: [\"{kv}\"]\n  scenario: \"name: x\"\n"
+        ),
+    );
+    let job = job_command(&values);
+    assert!(job.args.contains(&format!("--endpoint={kv}")), "{:?}", job.args);
+    let sweep = write_file(
+        data.path(),
+        "sweep.yaml",
+        "name: job-sweep\nduration: 1s\ntarget:\n  kind: kv\n  endpoints: [\"replaced:1\"]\nworkload:\n  kind: kv\n  \
+         keys: 100\nsweep:\n  over: load.connections\n  steps: [1, 2]\n  slo: [\"error_rate < 1%\"]\n",
+    );
+    let before = get_set_calls(&kv);
+    let (code, stdout, stderr, _) = run_job(&job, &local(&sweep));
+    assert_eq!(code, 0, "a knee: exit 0\n{stdout}\n{stderr}");
+    let report = json_report(&stdout);
+    assert_eq!(report["knee"]["level"], 2.0, "{report}");
+    let steps: u64 = report["steps"].as_array().expect("steps").iter().map(|s| s["ops"].as_u64().unwrap_or(0)).sum();
+    assert_eq!(get_set_calls(&kv) - before, steps, "the KV server's own count");
+    let pages = std::fs::read_dir(&reports).expect("reports").filter_map(Result::ok);
+    assert!(pages.into_iter().any(|e| e.file_name().to_string_lossy().ends_with(".html")), "the sweep's page");
 }

@@ -134,6 +134,13 @@ app.kubernetes.io/component: {{ .component }}
 {{- if and .Values.job.enabled (not .Values.job.scenario) (not .Values.job.scenarioConfigMap.name) -}}
 {{- fail "job.enabled needs a scenario: job.scenario (inline YAML, e.g. --set-file job.scenario=my.yaml) or job.scenarioConfigMap.name" -}}
 {{- end -}}
+{{- $mode := .Values.job.mode | default "submit" -}}
+{{- if and (ne $mode "submit") (or .Values.job.baseline.runId .Values.job.baseline.configMap.name) -}}
+{{- fail (printf "job.baseline compares one run with its baseline: it needs job.mode=submit, not %s (compare a sweep's or suite's runs with `stampede compare` afterwards)" $mode) -}}
+{{- end -}}
+{{- if and (eq $mode "suite") .Values.job.endpoints -}}
+{{- fail "job.endpoints with job.mode=suite: a suite names endpoints per entry (`endpoints:` of an entry, or ${VARIABLES} from the Job's environment)" -}}
+{{- end -}}
 {{- if and .Values.job.scenario .Values.job.scenarioConfigMap.name -}}
 {{- fail "give the Job's scenario once: job.scenario or job.scenarioConfigMap.name, not both" -}}
 {{- end -}}
