@@ -424,6 +424,7 @@ impl Agent {
             key_end: a.key_end,
             seed: a.seed,
             operations: a.operations,
+            operation_counts: (!a.operation_counts.is_empty()).then_some(a.operation_counts),
             endpoints: a.endpoints,
             first_seq: a.first_seq,
             rejoin: a.rejoin,

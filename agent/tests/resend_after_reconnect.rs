@@ -51,6 +51,7 @@ fn assignment(target: &str) -> Out {
         rejoin: false,
         trace_context: Default::default(),
         operations: None,
+        operation_counts: vec![],
     })
 }
 

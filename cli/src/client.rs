@@ -138,8 +138,22 @@ fn time_line(s: &Scenario) -> String {
             s.duration.saturating_sub(s.warmup)
         ),
         (Some(n), given) => format!(
-            "until {n} operations are done (warm-up's included) or {:?} have passed{}; {:?} warm-up (reported \
+            "until {n} operations{} are done (warm-up's included) or {:?} have passed{}; {:?} warm-up (reported \
              apart), on {agents} agent(s)",
+            match &s.load.operation_counts {
+                Some(counts) => format!(
+                    " ({})",
+                    s.workload
+                        .operations()
+                        .iter()
+                        .zip(counts)
+                        .filter(|(_, n)| **n > 0)
+                        .map(|(op, n)| format!("{op} {n}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                None => String::new(),
+            },
             s.duration,
             if given { "" } else { " (the limit without a duration)" },
             s.warmup

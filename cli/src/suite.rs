@@ -121,15 +121,21 @@ pub fn quick(text: &str) -> anyhow::Result<String> {
             }
         }
         if let Some(Value::Mapping(load)) = map.get_mut("load") {
-            if let Some(ops) = load.get_mut("operations") {
+            // One count, or one per operation.
+            let tenth = |ops: &mut Value, floor: u64| {
                 let n = match ops {
                     Value::Number(n) => n.as_u64(),
                     Value::String(s) => s.replace(['_', ','], "").parse().ok(),
                     _ => None,
                 };
                 if let Some(n) = n {
-                    *ops = Value::from((n / 10).max(1));
+                    *ops = Value::from((n / 10).max(floor.min(n)));
                 }
+            };
+            match load.get_mut("operations") {
+                Some(Value::Mapping(each)) => each.values_mut().for_each(|n| tenth(n, 1)),
+                Some(ops) => tenth(ops, 1),
+                None => {}
             }
             if let Some(Value::Sequence(stages)) = load.get_mut("stages") {
                 for stage in stages {
@@ -433,6 +439,13 @@ mod tests {
         let ten: Value = serde_yaml::from_str(&quick("duration: 10s\nwarmup: 1s\n").expect("quick")).expect("yaml");
         assert_eq!((ten["duration"].as_str(), ten["warmup"].as_str()), (Some("3000ms"), Some("1000ms")));
         assert_eq!(q["load"]["operations"], 100_000);
+        let each: Value =
+            serde_yaml::from_str(&quick("load:\n  operations: {get: 95, set: 0, incr: 5}\n").expect("quick"))
+                .expect("yaml");
+        assert_eq!(
+            each["load"]["operations"],
+            serde_yaml::from_str::<Value>("{get: 9, set: 0, incr: 1}").expect("yaml")
+        );
         assert_eq!(q["load"]["stages"][0]["duration"], "12000ms");
         assert_eq!(q["load"]["stages"][1]["duration"], "1000ms", "at least a second");
         let short: Value = serde_yaml::from_str(&quick("duration: 2s\nwarmup: 1s\n").expect("quick")).expect("yaml");

@@ -24,6 +24,11 @@ pub struct AgentPlan {
     /// in proportion to its connections, the parts adding up exactly.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operations: Option<u64>,
+    /// This agent's part of each operation's count (`load.operations` per
+    /// operation, in the workload's order), each split as `operations` is;
+    /// `operations` is their sum.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation_counts: Option<Vec<u64>>,
 }
 
 /// Why a run cannot be planned over the given agents.
@@ -52,7 +57,16 @@ pub fn plan(scenario: &Scenario, agents: &[String], run_seed: u64) -> Result<Vec
     let key_space = scenario.workload.key_space();
     let keys = split_proportionally(key_space, &connections);
     let rate = scenario.rate().unwrap_or(0.0);
-    let operations = scenario.load.operations.map(|n| split_proportionally(n, &connections));
+    // Per operation: each count split on its own, an agent's total their sum.
+    let each: Option<Vec<Vec<u64>>> = scenario
+        .load
+        .operation_counts
+        .as_ref()
+        .map(|counts| counts.iter().map(|n| split_proportionally(*n, &connections)).collect());
+    let operations = match &each {
+        Some(each) => Some((0..count).map(|agent| each.iter().map(|parts| parts[agent]).sum()).collect()),
+        None => scenario.load.operations.map(|n| split_proportionally(n, &connections)),
+    };
     let mut key_start = 0;
     let plans = agents
         .iter()
@@ -68,7 +82,8 @@ pub fn plan(scenario: &Scenario, agents: &[String], run_seed: u64) -> Result<Vec
                 key_start,
                 key_end: key_start + keys[index],
                 seed: mix(run_seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
-                operations: operations.as_ref().map(|parts| parts[index]),
+                operations: operations.as_ref().map(|parts: &Vec<u64>| parts[index]),
+                operation_counts: each.as_ref().map(|each| each.iter().map(|parts| parts[index]).collect()),
             };
             key_start = plan.key_end;
             plan
@@ -157,6 +172,20 @@ mod tests {
         // 3, 2 and 2 connections of 7.
         assert_eq!(parts, vec![Some(42_859), Some(28_572), Some(28_572)]);
         assert!(plan(&scenario_for_rate(None), &agents(2), 1).expect("plan").iter().all(|p| p.operations.is_none()));
+    }
+
+    #[test]
+    fn a_count_per_operation_is_split_exactly_for_each_operation() {
+        let text = "name: t\ntarget:\n  kind: kv\nload:\n  connections: 7\n  operations: {get: 100_003, set: 5}\n\
+                    workload:\n  kind: kv\n";
+        let scenario = Scenario::parse(text).expect("valid");
+        assert_eq!(scenario.load.operations, Some(100_008));
+        let plans = plan(&scenario, &agents(3), 1).expect("plan");
+        let each: Vec<Vec<u64>> = plans.iter().map(|p| p.operation_counts.clone().expect("counts")).collect();
+        assert_eq!(each, vec![vec![42_859, 3], vec![28_572, 1], vec![28_572, 1]]);
+        for p in &plans {
+            assert_eq!(p.operations, Some(p.operation_counts.as_ref().expect("counts").iter().sum()));
+        }
     }
 
     fn scenario_for_rate(rate: Option<u32>) -> Scenario {

@@ -1,7 +1,8 @@
 //! Count-limited runs (`load.operations`): `stampede run` with in-process
 //! agents against a real `redis-server`; the operations a run makes are
-//! counted by Redis itself (`INFO commandstats`), and the report's rates
-//! are over the time the run really took.
+//! counted by Redis itself (`INFO commandstats`), also each operation's
+//! when they are counted one by one, and the report's rates are over the
+//! time the run really took.
 
 use std::time::{Duration, Instant};
 
@@ -100,4 +101,27 @@ fn a_count_that_makes_no_sense_is_refused_with_what_to_write() {
         assert!(outcome.stderr.contains(needle), "{load}: {}", outcome.stderr);
         assert!(!outcome.stderr.contains("panicked"), "{}", outcome.stderr);
     }
+}
+
+#[test]
+fn a_count_per_operation_is_made_exactly_for_each_as_redis_counts_them() {
+    let (_redis, port) = start_redis();
+    let target = format!("127.0.0.1:{port}");
+    // The counts replace the workload's 3:1 mix; none is divisible by the
+    // 3 agents or 7 connections, and incr is named though the weights
+    // leave it out.
+    let (outcome, _) = run(
+        &target,
+        3,
+        "",
+        "  connections: 7\n  pipeline: 4\n  operations: {get: 20_001, set: 30_002, incr: 5, lpush: 0}",
+    );
+    let RunOutcome { code, report, stdout, stderr } = outcome;
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert_eq!(report["totals"]["warmup_ops"].as_u64(), Some(0), "no warm-up: every operation is in its row");
+    for (command, count) in [("get", 20_001), ("set", 30_002), ("incr", 5), ("lpush", 0)] {
+        assert_eq!(command_calls(&target, command), count, "Redis served exactly the count of {command}");
+        assert_eq!(report["operations"][command]["count"].as_u64().unwrap_or(0), count, "{}", report["operations"]);
+    }
+    assert!(stdout.contains("the run was limited to 50008 operations"), "{stdout}");
 }

@@ -79,6 +79,10 @@ impl SlotContext {
 pub struct OperationCount {
     /// Not yet claimed (below 0 once slots have asked past the end).
     left: AtomicI64,
+    /// `load.operations` per operation: each operation's not yet claimed
+    /// (the workload's order). `left` is their sum, claimed first, so an
+    /// operation is always left for each one claimed.
+    each: Option<Vec<AtomicI64>>,
     /// Not yet recorded.
     unfinished: AtomicI64,
     /// Becomes true when the last operation is recorded.
@@ -87,12 +91,59 @@ pub struct OperationCount {
 
 impl OperationCount {
     pub fn new(operations: u64) -> Arc<Self> {
+        Self::build(operations, None)
+    }
+
+    /// A count for each operation of the workload (their sum is the whole).
+    pub fn per_operation(counts: &[u64]) -> Arc<Self> {
+        let each = counts.iter().map(|n| AtomicI64::new((*n).min(i64::MAX as u64) as i64)).collect();
+        Self::build(counts.iter().fold(0u64, |sum, n| sum.saturating_add(*n)), Some(each))
+    }
+
+    fn build(operations: u64, each: Option<Vec<AtomicI64>>) -> Arc<Self> {
         let operations = operations.min(i64::MAX as u64) as i64;
         Arc::new(Self {
             left: AtomicI64::new(operations),
+            each,
             unfinished: AtomicI64::new(operations),
             done: tokio::sync::watch::Sender::new(operations == 0),
         })
+    }
+
+    /// Whether each operation has its own count ([`Self::pick`] chooses).
+    pub fn per_operation_counts(&self) -> bool {
+        self.each.is_some()
+    }
+
+    /// For one claimed operation of a per-operation count: which operation
+    /// it is, drawn with weights of what each has left (so the mix keeps
+    /// the counts' proportions and all end together), and taken from that
+    /// operation's count. A claim from the whole leaves one somewhere, so
+    /// the loop ends; a draw that lost a race gives its unit back.
+    pub fn pick(&self, rng: &mut impl rand::Rng) -> u8 {
+        let Some(each) = &self.each else { return 0 };
+        loop {
+            let left: Vec<i64> = each.iter().map(|n| n.load(Ordering::Relaxed).max(0)).collect();
+            let total: i64 = left.iter().sum();
+            if total == 0 {
+                // Every unit left is held for a moment by a draw that lost
+                // a race: it gives it back.
+                std::hint::spin_loop();
+                continue;
+            }
+            let mut x = rng.random_range(0..total);
+            let index = left
+                .iter()
+                .position(|n| {
+                    x -= n;
+                    x < 0
+                })
+                .unwrap_or(0);
+            if each[index].fetch_sub(1, Ordering::AcqRel) > 0 {
+                return index as u8;
+            }
+            each[index].fetch_add(1, Ordering::AcqRel);
+        }
     }
 
     /// Claims up to `wanted` operations; returns how many it got (0 when
@@ -194,7 +245,13 @@ async fn run_slot<C: Connection>(
         };
         operations.clear();
         results.clear();
-        operations.extend((0..batch).map(|_| context.generator.next(&mut rng)));
+        match context.count.as_deref().filter(|count| count.per_operation_counts()) {
+            Some(count) => operations.extend((0..batch).map(|_| {
+                let index = count.pick(&mut rng);
+                context.generator.next_of(index, &mut rng)
+            })),
+            None => operations.extend((0..batch).map(|_| context.generator.next(&mut rng))),
+        }
         let sent = Instant::now();
         let exact = sent + OPERATION_TIMEOUT;
         if deadline.deadline().into_std() < exact {
@@ -448,5 +505,53 @@ mod ramp_tests {
         assert!(!active_at(4.1, 1, 1));
         // Past the end the last target holds: all five.
         assert!(active_at(9.0, 0, 2) && active_at(9.0, 1, 1));
+    }
+}
+
+#[cfg(test)]
+mod count_tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn a_count_per_operation_is_taken_exactly_by_racing_slots_in_the_counts_proportions() {
+        let counts = [7_001u64, 20_003, 0, 1];
+        let count = OperationCount::per_operation(&counts);
+        let taken: Vec<Vec<u64>> = std::thread::scope(|scope| {
+            let threads: Vec<_> = (0..4)
+                .map(|t| {
+                    let count = &count;
+                    scope.spawn(move || {
+                        let mut rng = SmallRng::seed_from_u64(t);
+                        let mut mine = vec![0u64; counts.len()];
+                        let mut early = vec![0u64; counts.len()];
+                        loop {
+                            let claimed = count.claim(3);
+                            if claimed == 0 {
+                                break;
+                            }
+                            for _ in 0..claimed {
+                                let index = usize::from(count.pick(&mut rng));
+                                mine[index] += 1;
+                                if mine.iter().sum::<u64>() <= 2_000 {
+                                    early[index] += 1;
+                                }
+                            }
+                        }
+                        mine.extend(early);
+                        mine
+                    })
+                })
+                .collect();
+            threads.into_iter().map(|t| t.join().expect("thread")).collect()
+        });
+        let total: Vec<u64> = (0..counts.len()).map(|i| taken.iter().map(|t| t[i]).sum()).collect();
+        assert_eq!(total, counts, "every operation's count exactly");
+        // From the start the mix follows the counts (7,001 : 20,003), not
+        // one operation after the other.
+        let early_get: u64 = taken.iter().map(|t| t[counts.len()]).sum();
+        let early_all: u64 = taken.iter().map(|t| t[counts.len()..].iter().sum::<u64>()).sum();
+        let share = early_get as f64 / early_all as f64;
+        assert!((0.2..0.32).contains(&share), "{share} of the first operations, 0.26 expected");
     }
 }

@@ -86,7 +86,10 @@ impl Load {
             arrivals,
             seed: assignment.seed,
             reconnect_every: scenario.load.reconnect_every,
-            count: assignment.operations.map(OperationCount::new),
+            count: match &assignment.operation_counts {
+                Some(counts) => Some(OperationCount::per_operation(counts)),
+                None => assignment.operations.map(OperationCount::new),
+            },
             ramp: match (&scenario.load.model, &scenario.load.stages) {
                 (LoadModel::Closed, Some(stages)) => Some(Ramp {
                     stages: stages.clone(),

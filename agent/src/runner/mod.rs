@@ -43,6 +43,9 @@ pub struct Assignment {
     pub seed: u64,
     /// This agent's part of a count-limited run's operations.
     pub operations: Option<u64>,
+    /// Its part of each operation's count (`load.operations` per
+    /// operation), in the workload's order; `operations` is their sum.
+    pub operation_counts: Option<Vec<u64>>,
     pub endpoints: Vec<String>,
     /// The sequence number of the first report.
     pub first_seq: u64,

@@ -154,41 +154,57 @@ impl Generator {
         Self { shape, picker: Picker::new(start, end, total, distribution), next_batch: AtomicU64::new(0) }
     }
 
+    /// The next operation, chosen by the workload's mix.
     pub fn next(&self, rng: &mut impl Rng) -> Operation {
-        let (index, action) = match &self.shape {
-            Shape::Kv { read_ratio } => {
+        let index = match &self.shape {
+            Shape::Kv { read_ratio } => u8::from(!rng.random_bool(*read_ratio)),
+            Shape::Chat { read_ratio } => u8::from(rng.random_bool(*read_ratio)),
+            Shape::Mixed(weights) | Shape::Query(weights) => weights.pick(rng),
+            Shape::Cache | Shape::Pubsub | Shape::Batches | Shape::Pool => 0,
+        };
+        self.next_of(index, rng)
+    }
+
+    /// The next operation of kind `index` (its position in
+    /// `Workload::operations()`): what a per-operation count chose.
+    pub fn next_of(&self, index: u8, rng: &mut impl Rng) -> Operation {
+        let action = match &self.shape {
+            Shape::Kv { .. } => {
                 let key = self.picker.pick(rng);
-                if rng.random_bool(*read_ratio) { (0, Action::Get(key)) } else { (1, Action::Set(key)) }
+                if index == 0 { Action::Get(key) } else { Action::Set(key) }
             }
-            Shape::Mixed(weights) => {
-                let index = weights.pick(rng);
+            Shape::Mixed(_) => {
                 let key = self.picker.pick(rng);
-                let action = match index {
+                match index {
                     0 => Action::Set(key),
                     1 => Action::Get(key),
                     2 => Action::Incr(key),
                     3 => Action::LPush(key),
                     _ => Action::HSet(key),
-                };
-                (index, action)
+                }
             }
-            Shape::Cache => (0, Action::CacheRead(self.picker.pick(rng))),
-            Shape::Chat { read_ratio } => {
+            Shape::Cache => Action::CacheRead(self.picker.pick(rng)),
+            Shape::Chat { .. } => {
                 let room = self.picker.pick(rng);
-                if rng.random_bool(*read_ratio) { (1, Action::ChatHistory(room)) } else { (0, Action::ChatPost(room)) }
+                if index == 1 { Action::ChatHistory(room) } else { Action::ChatPost(room) }
             }
-            Shape::Pubsub => (0, Action::Publish(self.picker.pick(rng))),
-            Shape::Batches => (0, Action::Insert(self.next_batch.fetch_add(1, Ordering::Relaxed))),
-            Shape::Query(weights) => {
-                let index = weights.pick(rng);
+            Shape::Pubsub => Action::Publish(self.picker.pick(rng)),
+            Shape::Batches => Action::Insert(self.next_batch.fetch_add(1, Ordering::Relaxed)),
+            Shape::Query(_) => {
                 let kind = match index {
                     0 => QueryKind::Bucket,
                     1 => QueryKind::LastPoint,
                     _ => QueryKind::Range,
                 };
-                (index, Action::Query(kind, self.picker.pick(rng)))
+                Action::Query(kind, self.picker.pick(rng))
             }
-            Shape::Pool => (0, Action::Cycle),
+            Shape::Pool => Action::Cycle,
+        };
+        let index = match &self.shape {
+            Shape::Kv { .. } | Shape::Chat { .. } => index.min(1),
+            Shape::Mixed(_) => index.min(4),
+            Shape::Query(_) => index.min(2),
+            _ => 0,
         };
         Operation { index, action }
     }

@@ -103,6 +103,14 @@ enum RawExpect {
     Weights(BTreeMap<String, f64>),
 }
 
+/// `load.operations`: one count, or one per operation (`{get: 900000, set: 100000}`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum RawOperations {
+    Total(Scalar),
+    Each(BTreeMap<String, Scalar>),
+}
+
 /// A YAML scalar that may be written as a number or a string (`100`, `1KiB`).
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
@@ -150,9 +158,10 @@ struct RawLoad {
     #[serde(default)]
     reconnect_every: Option<u64>,
     /// Operations over all agents and connections; the run ends when they
-    /// are done (or at `duration`, whichever comes first).
+    /// are done (or at `duration`, whichever comes first). A count, or a
+    /// count per operation of the workload.
     #[serde(default)]
-    operations: Option<Scalar>,
+    operations: Option<RawOperations>,
     /// A load that changes during the run, stage by stage.
     #[serde(default)]
     stages: Option<Vec<RawStage>>,
@@ -244,6 +253,10 @@ pub struct Load {
     /// `load.operations`: operations over all agents and connections,
     /// warm-up's included; the run ends when they are done.
     pub operations: Option<u64>,
+    /// `load.operations` per operation: a count for each of the workload's
+    /// operations, in `Workload::operations()` order (0 for one not named);
+    /// `operations` is then their sum.
+    pub operation_counts: Option<Vec<u64>>,
     /// `load.stages`: the open model's rate or the closed model's active
     /// connections over time (then `model`'s rate is the peak, and
     /// `connections` the most that are open).
@@ -477,7 +490,7 @@ fn validate(raw: RawScenario, check: &mut Checker<'_>) -> Scenario {
         .and_then(|v| v.get("over"))
         .and_then(serde_yaml::Value::as_str)
         .is_some_and(|over| matches!(over, "load.rate" | "rate"));
-    let load = validate_load(raw.load, rate_swept, check);
+    let (mut load, named_counts) = validate_load(raw.load, rate_swept, check);
     let mut duration = duration;
     if let Some(stages) = &load.stages {
         let total = stages.duration();
@@ -509,6 +522,9 @@ fn validate(raw: RawScenario, check: &mut Checker<'_>) -> Scenario {
             None
         }
     };
+    if let (Some(named), Some(workload)) = (named_counts, &workload) {
+        load.operation_counts = sections::operation_counts(named, workload, check);
+    }
     let distribution = validate_distribution(raw.distribution, check);
     let on_agent_loss = crate::loss::validate(raw.on_agent_loss).unwrap_or_else(|error| {
         check.fail("on_agent_loss", error.0);

@@ -46,7 +46,13 @@ pub(super) fn validate_target(raw: RawTarget, check: &mut Checker<'_>) -> Target
     Target { kind: raw.kind, endpoints: raw.endpoints, nodes: raw.nodes, node_header: raw.node_header }
 }
 
-pub(super) fn validate_load(raw: RawLoad, rate_swept: bool, check: &mut Checker<'_>) -> Load {
+/// The load, and `load.operations` by operation name when it names them
+/// (checked against the workload by [`operation_counts`]).
+pub(super) fn validate_load(
+    raw: RawLoad,
+    rate_swept: bool,
+    check: &mut Checker<'_>,
+) -> (Load, Option<Vec<(String, u64)>>) {
     let open = raw.model == LoadModelKind::Open;
     let stages = raw.stages.as_deref().map(|stages| validate_stages(stages, open, &raw, check));
     let connections = match &stages {
@@ -99,14 +105,82 @@ pub(super) fn validate_load(raw: RawLoad, rate_swept: bool, check: &mut Checker<
     if raw.reconnect_every == Some(0) {
         check.fail("load.reconnect_every", "must be at least 1 request (leave it out to keep connections)");
     }
-    let operations = raw.operations.as_ref().and_then(|n| match operation_count(n) {
-        Ok(n) => Some(n),
-        Err(problem) => {
-            check.fail("load.operations", problem);
-            None
+    let mut named = None;
+    let operations = match &raw.operations {
+        None => None,
+        Some(RawOperations::Total(n)) => match operation_count(n) {
+            Ok(n) => Some(n),
+            Err(problem) => {
+                check.fail("load.operations", problem);
+                None
+            }
+        },
+        Some(RawOperations::Each(each)) => {
+            let mut counts = Vec::new();
+            for (name, n) in each {
+                // One operation may be left out of the run with 0.
+                if n.text().trim() == "0" {
+                    counts.push((name.clone(), 0));
+                    continue;
+                }
+                match operation_count(n) {
+                    Ok(n) => counts.push((name.clone(), n)),
+                    Err(problem) => check.fail(&format!("load.operations.{name}"), problem),
+                }
+            }
+            let total = counts.iter().fold(0u64, |sum, (_, n)| sum.saturating_add(*n));
+            if each.is_empty() || (total == 0 && counts.len() == each.len()) {
+                check.fail(
+                    "load.operations",
+                    "counts no operation; give a count, or one per operation (at least one above 0)",
+                );
+            } else if total > MAX_OPERATIONS {
+                check.fail("load.operations", format!("adds up to more than {MAX_OPERATIONS} operations"));
+            }
+            named = Some(counts);
+            (total > 0).then_some(total)
         }
-    });
-    Load { model, connections, pipeline, reconnect_every: raw.reconnect_every, operations, stages }
+    };
+    let load = Load {
+        model,
+        connections,
+        pipeline,
+        reconnect_every: raw.reconnect_every,
+        operations,
+        operation_counts: None,
+        stages,
+    };
+    (load, named)
+}
+
+/// `load.operations` per operation, in the workload's operation order:
+/// every name must be one of the operations the workload sends.
+pub(super) fn operation_counts(
+    named: Vec<(String, u64)>,
+    workload: &Workload,
+    check: &mut Checker<'_>,
+) -> Option<Vec<u64>> {
+    // A subscriber's deliveries are received, not sent: they cannot be counted out.
+    let sent: Vec<&str> = workload.operations().iter().copied().filter(|op| *op != "deliver").collect();
+    let mut counts = vec![0; workload.operations().len()];
+    let mut valid = true;
+    for (name, n) in named {
+        match workload.operations().iter().position(|op| *op == name).filter(|_| sent.contains(&name.as_str())) {
+            Some(index) => counts[index] = n,
+            None => {
+                valid = false;
+                check.fail(
+                    &format!("load.operations.{name}"),
+                    format!(
+                        "`{name}` is not an operation workload {} sends (its operations: {})",
+                        workload.kind(),
+                        sent.join(", ")
+                    ),
+                );
+            }
+        }
+    }
+    valid.then_some(counts)
 }
 
 /// `load.stages`: each a duration and a rate (open model) or connections

@@ -287,3 +287,26 @@ fn stages_say_how_long_the_run_lasts_and_what_each_ramps() {
         assert!(error.contains(needle), "{load}{thresholds}: {error}");
     }
 }
+
+#[test]
+fn a_count_per_operation_names_operations_the_workload_sends() {
+    let text = |workload: &str, operations: &str| {
+        format!(
+            "name: s\ntarget:\n  kind: redis\n  endpoints: [\"h:1\"]\nload:\n  operations: {operations}\n\
+             workload:\n  kind: {workload}\n"
+        )
+    };
+    let s = Scenario::parse(&text("mixed", "{get: 900, hset: 1_000, set: 0}")).expect("valid");
+    assert_eq!(s.load.operation_counts, Some(vec![0, 900, 0, 0, 1_000]), "in the workload's order");
+    assert_eq!(s.load.operations, Some(1_900));
+    for (workload, operations, needle) in [
+        ("kv", "{get: 10, put: 5}", "`put` is not an operation workload kv sends (its operations: get, set)"),
+        ("pubsub", "{publish: 10, deliver: 5}", "its operations: publish"),
+        ("kv", "{get: 0, set: 0}", "at least one above 0"),
+        ("kv", "{}", "counts no operation"),
+        ("kv", "{get: -3}", "load.operations.get"),
+    ] {
+        let error = Scenario::parse(&text(workload, operations)).expect_err(operations).to_string();
+        assert!(error.contains(needle), "{operations}: {error}");
+    }
+}

@@ -105,6 +105,9 @@ struct AgentAggregate {
     /// When its load ended before the time limit (a count-limited run's
     /// part done), microseconds from the start instant.
     load_end_us: Option<u64>,
+    /// Its operations by operation name, warm-up's included (what a
+    /// per-operation count leaves it when it rejoins).
+    by_operation: BTreeMap<String, u64>,
 }
 
 /// What an agent's newest interval report said of its own load.
@@ -346,6 +349,12 @@ impl RunAggregate {
                 let _ = histogram::add_into(h, &latency);
             }
             agent_entry.ops += stats.count;
+            match agent_entry.by_operation.get_mut(&stats.operation) {
+                Some(n) => *n += stats.count,
+                None => {
+                    agent_entry.by_operation.insert(stats.operation.clone(), stats.count);
+                }
+            }
             agent_entry.errors += errors;
             if !warmup {
                 agent_entry.measured_ops += stats.count;
@@ -462,6 +471,11 @@ impl RunAggregate {
     /// Operations merged from `agent` so far, warm-up's included.
     pub fn agent_ops(&self, agent: &str) -> u64 {
         self.agents.get(agent).map_or(0, |a| a.ops)
+    }
+
+    /// Operations of `operation` merged from `agent` so far, warm-up's included.
+    pub fn agent_operation_ops(&self, agent: &str, operation: &str) -> u64 {
+        self.agents.get(agent).and_then(|a| a.by_operation.get(operation)).copied().unwrap_or(0)
     }
 
     /// Operations so far, warm-up's included.

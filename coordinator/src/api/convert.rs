@@ -101,6 +101,7 @@ pub fn to_agent(message: ToAgent) -> pb::SessionResponse {
             rejoin: a.rejoin,
             trace_context: a.trace_context.into_iter().collect(),
             operations: a.plan.operations,
+            operation_counts: a.plan.operation_counts.unwrap_or_default(),
         }),
         ToAgent::Start { run_id, start_at_us } => Body::Start(pb::Start { run_id, start_at_us }),
         ToAgent::Ack { run_id, seq } => Body::Ack(pb::Ack { run_id, seq }),

@@ -140,6 +140,13 @@ impl Engine {
             let Some(mut plan) = run.plans.iter().find(|p| p.agent_id == agent_id).cloned() else { continue };
             // A count-limited run: what its earlier self had not reported.
             plan.operations = plan.operations.map(|n| n.saturating_sub(run.aggregate.agent_ops(agent_id)));
+            if let Some(counts) = &mut plan.operation_counts {
+                let names = run.scenario.workload.operations();
+                for (count, name) in counts.iter_mut().zip(names) {
+                    *count = count.saturating_sub(run.aggregate.agent_operation_ops(agent_id, name));
+                }
+                plan.operations = Some(counts.iter().sum());
+            }
             run.ready.remove(agent_id);
             let message = AssignmentMessage {
                 run_id: run_id.clone(),

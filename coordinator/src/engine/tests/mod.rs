@@ -163,10 +163,15 @@ impl Harness {
     /// Submits a run over `agents`, gets every agent ready and returns the
     /// run id once the engine has sent Start.
     fn start_run(&mut self, agents: &[&str], extra: &str) -> String {
+        self.start_run_with(agents, &scenario(agents.len() as u32, extra))
+    }
+
+    /// [`Self::start_run`] of a scenario of its own.
+    fn start_run_with(&mut self, agents: &[&str], yaml: &str) -> String {
         for agent in agents {
             self.connect(agent);
         }
-        let run_id = self.submit(&scenario(agents.len() as u32, extra)).expect("submitted");
+        let run_id = self.submit(yaml).expect("submitted");
         assert_eq!(self.record(&run_id).state, RunState::Queued);
         self.advance(Duration::from_millis(100));
         assert_eq!(self.record(&run_id).state, RunState::Preparing);
@@ -364,6 +369,33 @@ fn a_restarted_agent_rejoins_with_its_assignment_numbered_after_its_reports() {
     h.event(Event::AgentReady { agent_id: "a2".to_string(), run_id: run_id.clone() });
     let start = h.messages("a2");
     assert!(matches!(start.as_slice(), [ToAgent::Start { start_at_us, .. }] if *start_at_us < h.now.unix_us));
+}
+
+#[test]
+fn a_restarted_agent_of_a_counted_run_gets_what_its_earlier_self_had_not_reported() {
+    // 1,001 GETs and 51 SETs over a1 and a2 (2 connections each): a2's
+    // part is 500 and 25; it reported 100 GETs before it was lost.
+    let mut h = Harness::new();
+    let text = scenario(2, "on_agent_loss: continue\n")
+        .replace("duration: 3s\n", "duration: 30s\n")
+        .replace("  connections: 4\n", "  connections: 4\n  operations: {get: 1_001, set: 51}\n");
+    let run_id = h.start_run_with(&["a1", "a2"], &text);
+    let part = |messages: Vec<ToAgent>| {
+        messages.into_iter().find_map(|m| match m {
+            ToAgent::Assignment(a) => Some((a.plan.operations, a.plan.operation_counts.clone(), a.rejoin)),
+            _ => None,
+        })
+    };
+    h.advance(Duration::from_secs(1));
+    h.send_report("a1", report(&run_id, 0, 0, 100));
+    h.send_report("a2", report(&run_id, 0, 0, 100));
+    for _ in 0..6 {
+        h.advance(Duration::from_secs(1));
+        h.heartbeat(&["a1"]);
+    }
+    h.messages("a2");
+    h.connect("a2");
+    assert_eq!(part(h.messages("a2")), Some((Some(425), Some(vec![400, 25]), true)));
 }
 
 #[test]
