@@ -155,4 +155,18 @@ pub struct LiveStatus {
     pub generator_saturated: u64,
     /// What the run waits for or what is wrong (a store refusing writes).
     pub message: String,
+    /// A count-limited run (`load.operations`): operations so far, warm-up's
+    /// included, and its count; both 0 for a run limited by time only.
+    #[serde(default)]
+    pub operations_done: u64,
+    #[serde(default)]
+    pub operations_total: u64,
+    /// Whether the scenario gave `duration` (a count-limited run without
+    /// one has a day at most, not a planned length).
+    #[serde(default = "yes")]
+    pub duration_given: bool,
+}
+
+fn yes() -> bool {
+    true
 }

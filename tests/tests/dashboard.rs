@@ -85,6 +85,7 @@ fn the_dashboard_follows_a_distributed_run_live_and_ends_on_the_reports_figures(
         .threshold("error_rate < 1%")
         .yaml();
     let url = coordinator.url.clone();
+    let token = token_file.clone();
     let run_dir = dir.path().to_path_buf();
     let run = std::thread::spawn(move || {
         RunBuilder::new(&scenario)
@@ -166,6 +167,44 @@ fn the_dashboard_follows_a_distributed_run_live_and_ends_on_the_reports_figures(
     if let Ok(path) = std::env::var("STAMPEDE_SCREENSHOT") {
         std::fs::write(path, first.screenshot()).expect("screenshot");
     }
+
+    // A count-limited run without `duration`: the page shows its
+    // operations done of its count, not the day it may last at most, and
+    // ends on the servers' own count of them.
+    let counted = ScenarioBuilder::new("counted")
+        .warmup("0s")
+        .agents(2)
+        .endpoints(&[&servers[0].address, &servers[1].address])
+        .load("model: open")
+        .load("rate: 1000/s")
+        .load("connections: 4")
+        .load("operations: 6_001")
+        .yaml()
+        .replace("duration: 3s\n", "");
+    let file = write_file(dir.path(), "counted.yaml", &counted);
+    let before: u64 = servers.iter().map(|s| get_set_calls(&s.address)).sum();
+    let (code, stdout, stderr) = stampede_tests::run_stampede(
+        &["submit", &file, "--coordinator", &coordinator.url, "--token-file", &token],
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let counted_id = stdout.trim().to_string();
+    late.open(&format!("http://{http}/?run={counted_id}"));
+    late.wait_for(
+        "document.getElementById('run-progress') !== null && +document.getElementById('run-progress').dataset.done > 0",
+        Duration::from_secs(30),
+    );
+    let line = late.eval("document.getElementById('run-progress').textContent");
+    let line = line.as_str().expect("text");
+    assert!(line.contains("of 6001 operations") && !line.contains("86400"), "{line}");
+    late.wait_for("document.body.dataset.ended === 'true'", Duration::from_secs(30));
+    let served: u64 = servers.iter().map(|s| get_set_calls(&s.address)).sum::<u64>() - before;
+    assert_eq!(served, 6_001, "the servers' own count");
+    assert_eq!(figure(&late.figures("#run"), "total.ops"), 6_001.0, "the page's count at the end");
+    let width = late.eval("document.querySelector('#run-head .gauge-fill').style.width");
+    assert_eq!(width, "100%", "the gauge is full");
+    let problems = late.problems();
+    assert!(problems.is_empty(), "{problems:?}");
 
     // The finished run links its HTML report, served by the coordinator.
     let run_id = report["run_id"].as_str().expect("run id");

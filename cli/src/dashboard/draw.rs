@@ -114,26 +114,12 @@ fn progress_gauge(view: &View<'_>) -> Gauge<'static> {
             .label(label.clone())
             .gauge_style(view.palette.fg(Color::Yellow));
     }
-    let (left, done) = model.progress();
-    let label = match &model.status {
-        Some(s) if model.end.is_some() => format!("{} s of {} s: ended", s.elapsed_s.min(s.duration_s), s.duration_s),
-        Some(s) => {
-            let phase = if s.elapsed_s < s.warmup_s { " (warm-up)" } else { "" };
-            format!("{} s of {} s, {} left{phase}", s.elapsed_s.min(s.duration_s), s.duration_s, clock(left))
-        }
-        None => "waiting for the run's first figures".to_string(),
-    };
+    let (_, done) = model.progress();
+    let label = model.progress_label();
     Gauge::default().ratio(done.clamp(0.0, 1.0)).label(label).gauge_style(view.palette.fg(Color::Cyan))
 }
 
 /// `75 s`, `12m05s`, `3h04m`.
-fn clock(seconds: u64) -> String {
-    match seconds {
-        0..120 => format!("{seconds} s"),
-        120..7200 => format!("{}m{:02}s", seconds / 60, seconds % 60),
-        _ => format!("{}h{:02}m", seconds / 3600, seconds / 60 % 60),
-    }
-}
 
 /// `12,345` operations per second (one decimal below 10).
 fn rate(per_second: f64) -> String {
@@ -413,6 +399,7 @@ fn footer_line(view: &View<'_>) -> Line<'static> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dashboard::model::clock;
 
     #[test]
     fn rates_have_thousands_separators() {

@@ -180,7 +180,46 @@ impl Model {
         }
         let duration = status.duration_s.max(1);
         let elapsed = status.elapsed_s.min(duration);
+        if status.operations_total > 0 {
+            // A count-limited run: how far through its operations.
+            let done = status.operations_done.min(status.operations_total);
+            return (duration - elapsed, done as f64 / status.operations_total as f64);
+        }
         (duration - elapsed, elapsed as f64 / duration as f64)
+    }
+
+    /// The progress gauge's words.
+    pub fn progress_label(&self) -> String {
+        let Some(s) = &self.status else { return "waiting for the run's first figures".to_string() };
+        let (left, done) = self.progress();
+        let phase = if s.elapsed_s < s.warmup_s && self.end.is_none() { " (warm-up)" } else { "" };
+        if s.operations_total > 0 {
+            let limit = match (self.end.is_some(), s.duration_given) {
+                (true, _) => ": ended".to_string(),
+                (false, true) => format!(", {} left at most", clock(left)),
+                (false, false) => String::new(),
+            };
+            return format!(
+                "{} of {} operations ({:.0}%), {} s{limit}{phase}",
+                s.operations_done.min(s.operations_total),
+                s.operations_total,
+                done * 100.0,
+                s.elapsed_s
+            );
+        }
+        match self.end {
+            Some(_) => format!("{} s of {} s: ended", s.elapsed_s.min(s.duration_s), s.duration_s),
+            None => format!("{} s of {} s, {} left{phase}", s.elapsed_s.min(s.duration_s), s.duration_s, clock(left)),
+        }
+    }
+}
+
+/// Seconds left, as `45 s`, `12m05s` or `3h20m`.
+pub fn clock(seconds: u64) -> String {
+    match seconds {
+        0..120 => format!("{seconds} s"),
+        120..7200 => format!("{}m{:02}s", seconds / 60, seconds % 60),
+        _ => format!("{}h{:02}m", seconds / 3600, seconds / 60 % 60),
     }
 }
 
@@ -244,5 +283,25 @@ mod tests {
         model.watched("running", "late update");
         assert_eq!(model.state, "passed");
         assert_eq!(model.message, "late update");
+    }
+
+    #[test]
+    fn a_count_limited_run_shows_its_operations_not_the_days_limit() {
+        let mut model = Model::new("r");
+        let status = LiveStatus {
+            elapsed_s: 6,
+            duration_s: 86_400,
+            operations_done: 25_000,
+            operations_total: 100_000,
+            duration_given: false,
+            state: "running".into(),
+            ..LiveStatus::default()
+        };
+        model.apply("status", &serde_json::to_string(&status).expect("json"));
+        assert_eq!(model.progress().1, 0.25);
+        assert_eq!(model.progress_label(), "25000 of 100000 operations (25%), 6 s");
+        let given = LiveStatus { duration_s: 60, duration_given: true, ..status };
+        model.apply("status", &serde_json::to_string(&given).expect("json"));
+        assert_eq!(model.progress_label(), "25000 of 100000 operations (25%), 6 s, 54 s left at most");
     }
 }

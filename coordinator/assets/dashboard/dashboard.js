@@ -217,8 +217,23 @@ function drawStatus() {
   const s = live.status;
   if (!s) return;
   const measured = Math.max(0, s.duration_s - s.warmup_s);
-  const done = s.duration_s ? Math.min(1, s.elapsed_s / s.duration_s) : 0;
+  const counted = s.operations_total > 0;
+  const done = counted
+    ? Math.min(1, s.operations_done / s.operations_total)
+    : s.duration_s
+      ? Math.min(1, s.elapsed_s / s.duration_s)
+      : 0;
   const left = Math.max(0, s.duration_s - s.elapsed_s);
+  const warming = s.elapsed_s < s.warmup_s ? ' (warm-up)' : '';
+  // A count-limited run shows its operations; without `duration` its time
+  // limit is a day at most, not a planned length.
+  const progress = counted
+    ? el(
+        'span',
+        { id: 'run-progress', 'data-done': String(s.operations_done), 'data-total': String(s.operations_total) },
+        ` \u2014 ${Math.min(s.operations_done, s.operations_total)} of ${s.operations_total} operations (${(done * 100).toFixed(0)}%), ${s.elapsed_s} s${s.duration_given ? `, ${left} s left at most` : ''}${warming}`,
+      )
+    : el('span', { id: 'run-progress' }, ` \u2014 ${s.elapsed_s} of ${s.duration_s} s, ${left} s left${warming}`);
   const ended = live.end !== null;
   const state = ended ? live.end.state : s.state;
   fill(
@@ -230,7 +245,7 @@ function drawStatus() {
       el('span', { class: `state ${verdictClass(state)}`, id: 'run-state' }, state),
       ended
         ? el('span', {}, ' \u2014 ', el('a', { href: live.end.report, id: 'report-link' }, 'the HTML report'), live.end.error ? ` \u2014 ${live.end.error}` : '')
-        : ` \u2014 ${s.elapsed_s} of ${s.duration_s} s, ${left} s left${s.elapsed_s < s.warmup_s ? ' (warm-up)' : ''}`,
+        : progress,
     ),
     el('div', { class: 'gauge', title: `${(done * 100).toFixed(0)}%` }, el('div', { class: 'gauge-fill', style: `width:${(done * 100).toFixed(1)}%` })),
     table(
@@ -242,7 +257,7 @@ function drawStatus() {
           figure(s.ops.toLocaleString('en'), 'total.ops', s.ops),
           figure(s.errors.toLocaleString('en'), 'total.errors', s.errors),
           figure(s.late_starts.toLocaleString('en'), 'total.late_starts', s.late_starts),
-          `${s.measured_s.toFixed(0)} of ${measured} s`,
+          counted && !s.duration_given ? `${s.measured_s.toFixed(0)} s` : `${s.measured_s.toFixed(0)} of ${measured} s`,
           micros(s.latency_us.p50),
           figure(micros(s.latency_us.p99), 'total.p99', s.latency_us.p99),
           micros(s.latency_us.p999),

@@ -148,6 +148,9 @@ impl RunAggregate {
             }),
             generator_saturated: self.generator.total(),
             message: context.message.to_string(),
+            operations_done: scenario.load.operations.map_or(0, |_| self.all_ops()),
+            operations_total: scenario.load.operations.unwrap_or(0),
+            duration_given: scenario.duration_given,
         }
     }
 
