@@ -119,8 +119,6 @@ fn progress_gauge(view: &View<'_>) -> Gauge<'static> {
     Gauge::default().ratio(done.clamp(0.0, 1.0)).label(label).gauge_style(view.palette.fg(Color::Cyan))
 }
 
-/// `75 s`, `12m05s`, `3h04m`.
-
 /// `12,345` operations per second (one decimal below 10).
 fn rate(per_second: f64) -> String {
     if per_second < 10.0 {
