@@ -226,8 +226,9 @@ pub fn collect(
                 for m in &op.messages {
                     add_error_message(&mut target.messages, &m.kind, &m.message, m.count);
                 }
-                let _ = target.latency.add(&op.latency);
-                let _ = target.service.add(&op.service);
+                // The sparse merge: only the slot's recorded buckets.
+                let _ = histogram::add_into(&mut target.latency, &op.latency);
+                let _ = histogram::add_into(&mut target.service, &op.service);
                 target.clamped += op.clamped;
                 op.reset();
             }

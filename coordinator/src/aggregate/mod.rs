@@ -300,7 +300,7 @@ impl RunAggregate {
             };
             let latency = histogram::decode(&stats.latency).map_err(bad)?;
             let service = histogram::decode(&stats.service).map_err(bad)?;
-            if latency.max() > histogram::MAX_LATENCY_US || service.max() > histogram::MAX_LATENCY_US {
+            if !histogram::within_range(&latency) || !histogram::within_range(&service) {
                 return Err(bad(HistogramError::Range));
             }
             decoded.push((latency, service));

@@ -1,0 +1,87 @@
+//! The coordinator's histogram merge, `histogram::add_into` (sparse, only
+//! the recorded buckets, for a source of few values; dense otherwise)
+//! against `Histogram::add` (every one of the ~23,000 counts), on interval
+//! histograms shaped like an agent's: `values` operations a second, most
+//! between 100 us and 2 ms, 2% in a tail to 200 ms (and, in the last row,
+//! one timeout near 5 s). Both merges must give the same histogram; the
+//! ratio is measured in one run. `deploy/bench/histogram_merge.sh` runs it.
+
+use std::time::Instant;
+
+use rand::{Rng, SeedableRng};
+use stampede_common::histogram::{self, SPARSE_BELOW, add_dense, add_into, new_histogram};
+
+fn sources(count: usize, values: usize, timeout: bool, seed: u64) -> Vec<hdrhistogram::Histogram<u64>> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    (0..count)
+        .map(|_| {
+            let mut h = new_histogram();
+            for _ in 0..values {
+                let v = if rng.random_bool(0.02) {
+                    rng.random_range(2_000..200_000)
+                } else {
+                    // Roughly log-uniform between 100 us and 2 ms.
+                    (100.0 * 20f64.powf(rng.random::<f64>())) as u64
+                };
+                histogram::record_clamped(&mut h, v);
+            }
+            if timeout {
+                histogram::record_clamped(&mut h, 5_000_000);
+            }
+            h
+        })
+        .collect()
+}
+
+type Add =
+    fn(&mut hdrhistogram::Histogram<u64>, &hdrhistogram::Histogram<u64>) -> Result<(), histogram::HistogramError>;
+
+/// The fastest of `rounds` rounds, in seconds per add, for each of `adds`:
+/// each round merges every source into one histogram with each in turn
+/// (interleaved, so that all see the same machine, in a rotating order),
+/// and the merged
+/// histograms.
+fn time(sources: &[hdrhistogram::Histogram<u64>], rounds: usize, adds: &[Add]) -> (Vec<f64>, Vec<Vec<u8>>) {
+    let mut targets: Vec<_> = adds.iter().map(|_| new_histogram()).collect();
+    let mut best = vec![f64::MAX; adds.len()];
+    for round in 0..rounds {
+        // Each round in another order: the one after a dense pass finds
+        // the caches cold, and each takes that place as often.
+        for k in 0..adds.len() {
+            let i = (k + round) % adds.len();
+            let (add, merged, best) = (adds[i], &mut targets[i], &mut best[i]);
+            // A fresh target each time, as a merged interval is: no
+            // variant keeps one whose place in memory favours it.
+            *merged = new_histogram();
+            let started = Instant::now();
+            for source in sources {
+                add(merged, source).expect("in range");
+            }
+            *best = best.min(started.elapsed().as_secs_f64() / sources.len() as f64);
+        }
+    }
+    (best, targets.iter().map(|h| histogram::encode(h).expect("encode")).collect())
+}
+
+fn main() {
+    println!(
+        "{:>7} {:>7} {:>7} {:>9} {:>12} {:>15}",
+        "values", "timeout", "path", "dense us", "add_into us", "add_into/dense"
+    );
+    for (values, timeout) in [(20, false), (50, false), (200, false), (1_000, false), (10_000, true)] {
+        let sources = sources(200, values, timeout, values as u64);
+        let (best, merged) = time(&sources, 30, &[add_dense, add_into]);
+        assert_eq!(merged[0], merged[1], "both merges must give the same histogram");
+        println!(
+            "{values:>7} {:>7} {:>7} {:>9.2} {:>12.2} {:>15.3}",
+            if timeout { "5 s" } else { "-" },
+            if (values as u64) < SPARSE_BELOW { "sparse" } else { "dense" },
+            best[0] * 1e6,
+            best[1] * 1e6,
+            best[1] / best[0]
+        );
+    }
+    println!(
+        "us per add of one interval histogram (fastest of 30 rounds); lower is better; both merges gave the same histogram."
+    );
+}
