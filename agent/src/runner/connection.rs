@@ -122,8 +122,19 @@ impl OperationCount {
     /// the loop ends; a draw that lost a race gives its unit back.
     pub fn pick(&self, rng: &mut impl rand::Rng) -> u8 {
         let Some(each) = &self.each else { return 0 };
+        // A workload has at most a handful of operations: no allocation
+        // on the request path.
+        let (mut small, mut large) = ([0i64; MAX_COUNTED_OPERATIONS], Vec::new());
+        let left: &mut [i64] = if each.len() <= MAX_COUNTED_OPERATIONS {
+            &mut small[..each.len()]
+        } else {
+            large.resize(each.len(), 0);
+            &mut large
+        };
         loop {
-            let left: Vec<i64> = each.iter().map(|n| n.load(Ordering::Relaxed).max(0)).collect();
+            for (l, n) in left.iter_mut().zip(each) {
+                *l = n.load(Ordering::Relaxed).max(0);
+            }
             let total: i64 = left.iter().sum();
             if total == 0 {
                 // Every unit left is held for a moment by a draw that lost
@@ -174,6 +185,10 @@ impl OperationCount {
         let _ = self.done.subscribe().wait_for(|done| *done).await;
     }
 }
+
+/// Operations a per-operation count draws among without allocating
+/// (`mixed`, the most, has five).
+const MAX_COUNTED_OPERATIONS: usize = 8;
 
 enum SlotEnd {
     Finished,

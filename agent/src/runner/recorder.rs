@@ -226,7 +226,7 @@ pub fn collect(
                 for m in &op.messages {
                     add_error_message(&mut target.messages, &m.kind, &m.message, m.count);
                 }
-                // The sparse merge: only the slot's recorded buckets.
+                // Sparse for a slot of few values, dense otherwise.
                 let _ = histogram::add_into(&mut target.latency, &op.latency);
                 let _ = histogram::add_into(&mut target.service, &op.service);
                 target.clamped += op.clamped;
