@@ -24,6 +24,8 @@ command -v prometheus >/dev/null 2>&1 || need_packages+=(prometheus)
 command -v chromium >/dev/null 2>&1 || need_packages+=(chromium)
 # The terminal dashboard tests drive it in tmux.
 command -v tmux >/dev/null 2>&1 || need_packages+=(tmux)
+# NATS servers (core, JetStream, a three-server cluster) for the nats target
+command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || need_packages+=(nats-server)
 if [ ${#need_packages[@]} -gt 0 ]; then
   echo "==> installing ${need_packages[*]}"
   if [ "$(id -u)" -ne 0 ]; then

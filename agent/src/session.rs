@@ -358,7 +358,7 @@ impl Agent {
 
     fn handle(&mut self, body: Body, offset_us: i64) {
         match body {
-            Body::Assignment(a) => self.accept(a),
+            Body::Assignment(a) => self.accept(a, offset_us),
             Body::Start(start) => {
                 // The coordinator's instant, moved onto this agent's clock.
                 let local_unix_us = start.start_at_us - offset_us;
@@ -386,7 +386,7 @@ impl Agent {
         }
     }
 
-    fn accept(&mut self, a: pb::Assignment) {
+    fn accept(&mut self, a: pb::Assignment, clock_offset_us: i64) {
         let run_id = a.run_id.clone();
         if self.runs.contains_key(&run_id) {
             return;
@@ -428,6 +428,7 @@ impl Agent {
             endpoints: a.endpoints,
             first_seq: a.first_seq,
             rejoin: a.rejoin,
+            clock_offset_us,
         };
         let (start_tx, start_rx) = oneshot::channel();
         let (cancel_tx, cancel_rx) = watch::channel(false);

@@ -60,6 +60,7 @@ pub(crate) fn check_endpoint(kind: TargetKind, endpoint: &str) -> Result<(), End
         TargetKind::Kv | TargetKind::Redis | TargetKind::RedisCluster => &["redis"],
         TargetKind::Postgres | TargetKind::Timescaledb => &["postgres", "postgresql"],
         TargetKind::Cratedb => &["http", "https"],
+        TargetKind::Nats => &["nats"],
     };
     if !allowed.contains(&scheme) {
         return Err(EndpointError::Scheme(scheme.to_string()));

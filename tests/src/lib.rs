@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod cratedb_standin;
 pub mod disk;
 pub mod etcd;
+pub mod nats;
 pub mod netns;
 pub mod postgres;
 pub mod redis_cluster;

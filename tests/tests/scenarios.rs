@@ -1,13 +1,14 @@
 //! Every example in `scenarios/` runs: each is validated, shortened to a few
 //! seconds and run by `stampede run` against the real service of its target
 //! (the built-in KV server, a real Redis, a real Redis Cluster, a throwaway
-//! PostgreSQL, the CrateDB stand-in), with the endpoint given by `--endpoint`.
+//! PostgreSQL, a NATS server with JetStream, the CrateDB stand-in), with the endpoint given by `--endpoint`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::Value;
 use stampede_tests::cratedb_standin::CrateStandIn;
+use stampede_tests::nats::NatsServer;
 use stampede_tests::redis_cluster::RedisCluster;
 use stampede_tests::{Postgres, RunOutcome, run_local, run_stampede, start_redis};
 
@@ -113,4 +114,16 @@ fn the_cratedb_scenarios_run_against_the_stand_in() {
     }
     // cratedb-records keeps its table: every reported row is there.
     assert!(standin.row_count("stampede_records").is_some_and(|n| n > 0));
+}
+
+#[test]
+fn the_nats_scenarios_run_against_a_nats_server() {
+    let server = NatsServer::start("scenarios", true);
+    let files = scenarios("nats-");
+    assert!(files.len() >= 3, "{files:?}");
+    for path in files {
+        let report = run(&path, Some(&server.address));
+        assert!(report["nodes"]["scenarios"]["ops"].as_u64().is_some_and(|n| n > 0), "{}", report["nodes"]);
+    }
+    assert!(server.stream_messages("BENCH_ORDERS") > 0, "nats-jetstream published to its stream");
 }

@@ -18,7 +18,14 @@ use crate::workloads::Operation;
 pub fn build<D: Driver>(scenario: &str, part: &Part) -> D {
     let scenario = Scenario::parse(scenario).unwrap_or_else(|e| panic!("invalid test scenario: {e}"));
     let endpoints = scenario.target.endpoints.clone();
-    let spec = DriverSpec { scenario: &scenario, part, seed: 7, endpoints: &endpoints };
+    let spec = DriverSpec {
+        scenario: &scenario,
+        part,
+        seed: 7,
+        endpoints: &endpoints,
+        agent_count: 1,
+        clock: super::stamp::Clock::default(),
+    };
     D::build(&spec).unwrap_or_else(|e| panic!("the driver refused the test scenario: {e}"))
 }
 

@@ -14,10 +14,12 @@
 mod conformance;
 pub mod cratedb;
 pub mod http;
+pub mod nats;
 pub mod postgres;
 pub mod progress;
 pub mod redis_cluster;
 pub mod resp;
+pub mod stamp;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -40,6 +42,10 @@ pub struct DriverSpec<'a> {
     pub seed: u64,
     /// Every endpoint of the target (a cluster's seeds).
     pub endpoints: &'a [String],
+    /// How many agents take part in the run.
+    pub agent_count: u32,
+    /// The coordinator's clock, for send times in messages.
+    pub clock: stamp::Clock,
 }
 
 /// A scenario that the driver of its target kind cannot run.
@@ -62,22 +68,27 @@ pub async fn with_driver<W: WithDriver>(spec: &DriverSpec<'_>, user: W) -> Resul
         TargetKind::RedisCluster => user.with(redis_cluster::ClusterDriver::build(spec)?).await,
         TargetKind::Postgres | TargetKind::Timescaledb => user.with(postgres::PostgresDriver::build(spec)?).await,
         TargetKind::Cratedb => user.with(cratedb::CrateDriver::build(spec)?).await,
+        TargetKind::Nats => user.with(nats::NatsDriver::build(spec)?).await,
     })
 }
 
 /// A future that a listener runs on a task of its own.
 pub type ListenFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 
-/// A connection that receives instead of sending (a pub/sub subscriber):
-/// opened with the others during prepare, counted as `delivered`, its
-/// latency recorded under the workload's last operation.
+/// What a listener tells of each message: its delivery latency in
+/// microseconds, or what went wrong (a slow consumer dropping messages).
+pub type Received = Box<dyn FnMut(Result<u64, DriverError>) + Send>;
+
+/// A connection that receives instead of sending (a pub/sub subscriber, a
+/// request responder): opened with the others during prepare, counted as
+/// `delivered`, its latency recorded under the workload's last operation.
 pub trait Listen: Send {
     /// The node this listener is connected to.
     fn node(&self) -> &str;
 
     /// Receives until `until` resolves (or the connection ends), calling
-    /// `received` with each message's delivery latency in microseconds.
-    fn listen(self: Box<Self>, until: ListenFuture, received: Box<dyn FnMut(u64) + Send>) -> ListenFuture;
+    /// `received` for each message and each error.
+    fn listen(self: Box<Self>, until: ListenFuture, received: Received) -> ListenFuture;
 }
 
 /// What a successful operation produced besides its latency; the runner
@@ -259,6 +270,8 @@ mod tests {
             ("postgres", "  kind: metrics\n", "PostgresDriver"),
             ("timescaledb", "  kind: query\n", "PostgresDriver"),
             ("cratedb", "  kind: records\n", "CrateDriver"),
+            ("nats", "  kind: pubsub\n", "NatsDriver"),
+            ("nats", "  kind: request\n", "NatsDriver"),
         ];
         let part = Part { agent_index: 0, key_start: 0, key_end: 10 };
         for (kind, workload, driver) in cases {
@@ -266,7 +279,14 @@ mod tests {
                 "name: t\nduration: 1s\ntarget:\n  kind: {kind}\n  endpoints: [\"127.0.0.1:1\"]\nworkload:\n{workload}"
             );
             let scenario = Scenario::parse(&text).unwrap_or_else(|e| panic!("{kind}: {e}"));
-            let spec = DriverSpec { scenario: &scenario, part: &part, seed: 1, endpoints: &scenario.target.endpoints };
+            let spec = DriverSpec {
+                scenario: &scenario,
+                part: &part,
+                seed: 1,
+                endpoints: &scenario.target.endpoints,
+                agent_count: 1,
+                clock: stamp::Clock::default(),
+            };
             let built = with_driver(&spec, TypeOf).await.unwrap_or_else(|e| panic!("{kind}: {e}"));
             assert!(built.ends_with(driver), "{kind} built {built}");
         }

@@ -14,7 +14,7 @@ use super::connection::{OPERATION_TIMEOUT, OperationCount, Ramp, SlotContext, dr
 use super::recorder::{Recorder, SharedRecorder, lock};
 use super::reporter::Reporter;
 use super::{Assignment, Opened};
-use crate::drivers::{Driver, Listen};
+use crate::drivers::{Driver, DriverError, Listen, Received};
 use crate::workloads::Generator;
 
 /// How long listeners keep listening after the run's end, for messages
@@ -132,10 +132,21 @@ impl Load {
                 let _ = stopped.wait_for(|stop| *stop).await;
             });
             let sink = Arc::clone(&recorder);
-            let received = Box::new(move |latency_us: u64| {
+            let last = operations.saturating_sub(1);
+            let received: Received = Box::new(move |heard: Result<u64, DriverError>| {
                 let mut r = lock(&sink);
-                r.record(operations.saturating_sub(1), latency_us, latency_us, None);
-                r.counters[Counter::Delivered.index()] += 1;
+                match heard {
+                    Ok(latency_us) => {
+                        r.record(last, latency_us, latency_us, None);
+                        r.counters[Counter::Delivered.index()] += 1;
+                    }
+                    // An error without a delivery to time (a slow consumer's
+                    // dropped messages) counts once, at no latency.
+                    Err(error) => {
+                        r.record(last, 0, 0, Some(error.kind));
+                        r.note_error(last, error.kind, &error.message);
+                    }
+                }
             });
             let listening = listener.listen(until, received);
             self.tasks.spawn(async move {

@@ -51,6 +51,8 @@ pub struct Assignment {
     pub first_seq: u64,
     /// Rejoining a run that is going: no setup, start at the current interval.
     pub rejoin: bool,
+    /// Coordinator time minus this agent's, from the session's clock sync.
+    pub clock_offset_us: i64,
 }
 
 impl Assignment {
@@ -70,7 +72,14 @@ pub async fn run(
     cancel: watch::Receiver<bool>,
 ) {
     let (scenario, endpoints, part) = (assignment.scenario.clone(), assignment.endpoints.clone(), assignment.part());
-    let spec = DriverSpec { scenario: &scenario, part: &part, seed: assignment.seed, endpoints: &endpoints };
+    let spec = DriverSpec {
+        scenario: &scenario,
+        part: &part,
+        seed: assignment.seed,
+        endpoints: &endpoints,
+        agent_count: assignment.agent_count,
+        clock: crate::drivers::stamp::Clock::new(assignment.clock_offset_us),
+    };
     let run_id = assignment.run_id.clone();
     let runner = Runner { assignment, part: part.clone(), outbox: Arc::clone(&outbox), start, cancel };
     if let Err(error) = with_driver(&spec, runner).await {

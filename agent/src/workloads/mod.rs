@@ -26,6 +26,8 @@ pub enum Action {
     /// LRANGE one page of a room's history.
     ChatHistory(u64),
     Publish(u64),
+    /// Send a request to a subject and wait for its reply.
+    Request(u64),
     /// Insert batch number `n` of this agent (rows follow from `n`).
     Insert(u64),
     Query(QueryKind, u64),
@@ -125,6 +127,7 @@ enum Shape {
     Cache,
     Chat { read_ratio: f64 },
     Pubsub,
+    Request,
     Batches,
     Query(Weights),
     Pool,
@@ -147,6 +150,7 @@ impl Generator {
             Workload::Cache(w) => (Shape::Cache, w.space.distribution),
             Workload::Chat(w) => (Shape::Chat { read_ratio: w.read_ratio }, uniform),
             Workload::Pubsub(_) => (Shape::Pubsub, uniform),
+            Workload::Request(_) => (Shape::Request, uniform),
             Workload::Metrics(_) | Workload::Records(_) => (Shape::Batches, uniform),
             Workload::Query(w) => (Shape::Query(Weights::new(&w.weights)), uniform),
             Workload::Pool(_) => (Shape::Pool, uniform),
@@ -160,7 +164,7 @@ impl Generator {
             Shape::Kv { read_ratio } => u8::from(!rng.random_bool(*read_ratio)),
             Shape::Chat { read_ratio } => u8::from(rng.random_bool(*read_ratio)),
             Shape::Mixed(weights) | Shape::Query(weights) => weights.pick(rng),
-            Shape::Cache | Shape::Pubsub | Shape::Batches | Shape::Pool => 0,
+            Shape::Cache | Shape::Pubsub | Shape::Request | Shape::Batches | Shape::Pool => 0,
         };
         self.next_of(index, rng)
     }
@@ -189,6 +193,7 @@ impl Generator {
                 if index == 1 { Action::ChatHistory(room) } else { Action::ChatPost(room) }
             }
             Shape::Pubsub => Action::Publish(self.picker.pick(rng)),
+            Shape::Request => Action::Request(self.picker.pick(rng)),
             Shape::Batches => Action::Insert(self.next_batch.fetch_add(1, Ordering::Relaxed)),
             Shape::Query(_) => {
                 let kind = match index {

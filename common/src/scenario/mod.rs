@@ -207,6 +207,9 @@ pub enum TargetKind {
     Timescaledb,
     /// CrateDB over its HTTP `/_sql` endpoint.
     Cratedb,
+    /// A NATS server or cluster (core publish/subscribe, request/reply,
+    /// JetStream); each connection's node is the server named in its INFO.
+    Nats,
 }
 
 impl TargetKind {
@@ -218,6 +221,7 @@ impl TargetKind {
             Self::Postgres => "postgres",
             Self::Timescaledb => "timescaledb",
             Self::Cratedb => "cratedb",
+            Self::Nats => "nats",
         }
     }
 }
@@ -554,6 +558,9 @@ fn validate(raw: RawScenario, check: &mut Checker<'_>) -> Scenario {
             ),
         );
     }
+    if let Some(workload) = &workload {
+        nats_fields(workload, target.kind, check);
+    }
     let mut thresholds = Vec::new();
     for (i, expr) in raw.thresholds.iter().enumerate() {
         let field = format!("thresholds[{i}]");
@@ -618,6 +625,37 @@ fn validate(raw: RawScenario, check: &mut Checker<'_>) -> Scenario {
 mod sections;
 pub mod variables;
 use sections::{validate_distribution, validate_load, validate_target};
+
+/// What only a NATS target takes: JetStream, and prefixes that make valid
+/// subjects (no spaces, and none of the wildcards `*` and `>`).
+fn nats_fields(workload: &Workload, kind: TargetKind, check: &mut Checker<'_>) {
+    let prefix = match workload {
+        Workload::Pubsub(w) => {
+            if w.jetstream && kind != TargetKind::Nats {
+                check.fail(
+                    "workload.jetstream",
+                    format!(
+                        "JetStream is a NATS feature; a {} target publishes without it, remove jetstream",
+                        kind.as_str()
+                    ),
+                );
+            }
+            &w.prefix
+        }
+        Workload::Request(w) => &w.prefix,
+        _ => return,
+    };
+    if kind == TargetKind::Nats
+        && (prefix.is_empty() || prefix.contains(|c: char| c.is_whitespace() || c == '*' || c == '>'))
+    {
+        check.fail(
+            "workload.key_prefix",
+            format!(
+                "`{prefix}` cannot begin a NATS subject: write tokens without spaces, `*` or `>`, such as `bench.`"
+            ),
+        );
+    }
+}
 
 #[cfg(test)]
 mod tests;

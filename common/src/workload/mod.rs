@@ -28,6 +28,7 @@ pub(crate) enum RawWorkload {
     Cache(RawKeyValueWorkload),
     Chat(RawChatWorkload),
     Pubsub(RawPubsubWorkload),
+    Request(RawRequestWorkload),
     Metrics(RawMetricsWorkload),
     Query(RawQueryWorkload),
     Pool(RawPoolWorkload),
@@ -35,7 +36,8 @@ pub(crate) enum RawWorkload {
 }
 
 /// The kinds, as written in `workload.kind`.
-pub const WORKLOAD_KINDS: [&str; 9] = ["kv", "mixed", "cache", "chat", "pubsub", "metrics", "query", "pool", "records"];
+pub const WORKLOAD_KINDS: [&str; 10] =
+    ["kv", "mixed", "cache", "chat", "pubsub", "request", "metrics", "query", "pool", "records"];
 
 /// A problem reading the `workload:` section: the field path inside it
 /// (empty for the section itself) and what is wrong.
@@ -79,6 +81,7 @@ impl RawWorkload {
             "cache" => Self::Cache(fields(rest)?),
             "chat" => Self::Chat(fields(rest)?),
             "pubsub" => Self::Pubsub(fields(rest)?),
+            "request" => Self::Request(fields(rest)?),
             "metrics" => Self::Metrics(fields(rest)?),
             "query" => Self::Query(fields(rest)?),
             "pool" => Self::Pool(fields(rest)?),
@@ -150,10 +153,26 @@ pub(crate) struct RawChatWorkload {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawPubsubWorkload {
-    #[serde(default)]
+    /// Channels (Redis) or subjects (NATS): the same thing.
+    #[serde(default, alias = "subjects")]
     channels: Option<u64>,
     #[serde(default)]
     subscribers: Option<u32>,
+    #[serde(default)]
+    message_size: Option<Scalar>,
+    #[serde(default)]
+    key_prefix: Option<String>,
+    #[serde(default)]
+    pub(crate) jetstream: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRequestWorkload {
+    #[serde(default)]
+    subjects: Option<u64>,
+    #[serde(default)]
+    responders: Option<u32>,
     #[serde(default)]
     message_size: Option<Scalar>,
     #[serde(default)]
@@ -322,6 +341,20 @@ pub struct PubsubWorkload {
     pub subscribers: u32,
     pub message_size: u64,
     pub prefix: String,
+    /// Publish through JetStream and time each publish to its
+    /// acknowledgement (NATS only); the stream is made during setup.
+    pub jetstream: bool,
+}
+
+/// Request/reply (NATS): each request goes to one of `subjects` and waits
+/// for its reply; each agent starts `responders` that answer every subject
+/// in one queue group (0: a service already answers them).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestWorkload {
+    pub subjects: u64,
+    pub responders: u32,
+    pub message_size: u64,
+    pub prefix: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -405,6 +438,7 @@ pub enum Workload {
     Cache(CacheWorkload),
     Chat(ChatWorkload),
     Pubsub(PubsubWorkload),
+    Request(RequestWorkload),
     Metrics(MetricsWorkload),
     Query(QueryWorkload),
     Pool(PoolWorkload),
@@ -419,6 +453,7 @@ impl Workload {
             Self::Cache(_) => "cache",
             Self::Chat(_) => "chat",
             Self::Pubsub(_) => "pubsub",
+            Self::Request(_) => "request",
             Self::Metrics(_) => "metrics",
             Self::Query(_) => "query",
             Self::Pool(_) => "pool",
@@ -434,6 +469,7 @@ impl Workload {
             Self::Cache(_) => &["read"],
             Self::Chat(_) => &["post", "history"],
             Self::Pubsub(_) => &["publish", "deliver"],
+            Self::Request(_) => &["request", "respond"],
             Self::Metrics(_) | Self::Records(_) => &["insert"],
             Self::Query(_) => &QUERY_OPERATIONS,
             Self::Pool(_) => &["cycle"],
@@ -449,6 +485,7 @@ impl Workload {
             Self::Cache(w) => w.space.keys,
             Self::Chat(w) => w.rooms,
             Self::Pubsub(w) => w.channels,
+            Self::Request(w) => w.subjects,
             Self::Metrics(w) => w.hosts,
             Self::Query(w) => w.hosts,
             Self::Pool(_) | Self::Records(_) => 0,
@@ -461,7 +498,8 @@ impl Workload {
         match self {
             Self::Kv(_) | Self::Mixed(_) | Self::Cache(_) | Self::Chat(_) => &[Kv, Redis, RedisCluster],
             // PUBLISH on a cluster node counts only that node's subscribers.
-            Self::Pubsub(_) => &[Kv, Redis],
+            Self::Pubsub(_) => &[Kv, Redis, Nats],
+            Self::Request(_) => &[Nats],
             Self::Metrics(_) | Self::Pool(_) => &[Postgres, Timescaledb],
             Self::Query(_) => &[Postgres, Timescaledb, Cratedb],
             Self::Records(_) => &[Cratedb],

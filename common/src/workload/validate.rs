@@ -74,6 +74,27 @@ pub(crate) fn validate(raw: RawWorkload, check: &mut Checker<'_>) -> Workload {
                 subscribers,
                 message_size,
                 prefix: raw.key_prefix.unwrap_or_else(|| "stampede:room:".into()),
+                jetstream: raw.jetstream.unwrap_or(false),
+            })
+        }
+        RawWorkload::Request(raw) => {
+            let subjects = raw.subjects.unwrap_or(10);
+            if subjects == 0 || subjects > 10_000 {
+                check.fail("workload.subjects", "must be between 1 and 10000");
+            }
+            let responders = raw.responders.unwrap_or(2);
+            if responders > 1_000 {
+                check.fail("workload.responders", "must be at most 1000 per agent (0: a service already answers)");
+            }
+            let message_size = size(raw.message_size.as_ref(), 64, "workload.message_size", check);
+            if message_size < 8 {
+                check.fail("workload.message_size", "must be at least 8B (requests carry their send time)");
+            }
+            Workload::Request(RequestWorkload {
+                subjects,
+                responders,
+                message_size,
+                prefix: raw.key_prefix.unwrap_or_else(|| "stampede.rpc.".into()),
             })
         }
         RawWorkload::Metrics(raw) => {

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use stampede_common::scenario::{Compression, LoadModel, ValueFormat, ValueSpec, Workload};
 
 use super::pubsub;
+use crate::drivers::stamp::Clock;
 use crate::drivers::{BuildError, DriverError, DriverSpec, ErrorKind, Listen};
 use crate::workloads::values;
 
@@ -33,6 +34,8 @@ pub struct RespConfig {
     pub subscriptions: Option<Subscriptions>,
     /// What the report says about the values (none for tests).
     pub note: Option<String>,
+    /// Stamps pub/sub messages with their send time.
+    pub clock: Clock,
 }
 
 /// Pub/sub subscribers: how many, and the channels each subscribes to.
@@ -56,6 +59,7 @@ impl RespConfig {
             cleanup: false,
             subscriptions: None,
             note: None,
+            clock: Clock::default(),
         }
     }
 
@@ -88,8 +92,8 @@ impl RespConfig {
                         subscribers: pubsub.subscribers,
                         channels: (0..pubsub.channels).map(|c| format!("{}{c}", pubsub.prefix)).collect(),
                     });
-                    // A message starts with its send time (`pubsub::message`).
-                    let size = pubsub.message_size.saturating_sub(pubsub::SEND_TIME_BYTES);
+                    // A message starts with its send time (`stamp`).
+                    let size = pubsub.message_size.saturating_sub(crate::drivers::stamp::SEND_TIME_BYTES);
                     ValueSpec { size, format: ValueFormat::Raw, compress: Compression::None }
                 }
                 other => {
@@ -97,6 +101,7 @@ impl RespConfig {
                 }
             }
         };
+        config.clock = spec.clock;
         config.values = values::pool(&values, spec.seed).map_err(|e| BuildError(e.to_string()))?;
         config.note = Some(values::describe(&values, &config.values));
         Ok(config)

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::{RespConfig, pubsub, wire};
+use super::{RespConfig, wire};
 use crate::workloads::Action;
 
 /// The second round of a cache read that missed: fill the key.
@@ -93,7 +93,7 @@ impl Encoder {
             }
             (Action::Publish(channel), _) => {
                 self.set_key(b"", channel);
-                let payload = pubsub::message(&self.config.values, channel);
+                let payload = self.config.clock.message_from(&self.config.values, channel);
                 emit(&[b"PUBLISH", &self.key, &payload]);
                 1
             }
@@ -108,7 +108,7 @@ impl Encoder {
                 emit(&args);
                 1
             }
-            (Action::Insert(_) | Action::Query(..) | Action::Cycle, _) => 0,
+            (Action::Insert(_) | Action::Query(..) | Action::Cycle | Action::Request(_), _) => 0,
         }
     }
 }
