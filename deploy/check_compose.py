@@ -9,16 +9,17 @@
      that reach no image registry, such as where Stampede is built and
      tested) local stand-ins named stampede-standin/*: a Debian bookworm
      base made with debootstrap, this machine's Rust toolchain on it for the
-     build stage, and Debian's etcd, haproxy 2.6, Redis 7.0 and PostgreSQL 15
+     build stage, and Debian's etcd, haproxy 2.6, Redis 7.0, PostgreSQL 15 and NATS 2.9
      (deploy/compose/standin/*.Dockerfile). Either way the Dockerfile and the
      compose file run unchanged; only the image names come from variables.
   3. `compose up -d --build`: the image is built from deploy/Dockerfile with
      BuildKit, then etcd, the coordinator, three agents, three KV nodes,
-     haproxy, Redis and PostgreSQL start.
+     haproxy, Redis, PostgreSQL and NATS start.
   4. Checks: the image runs as uid 10001 with the one binary; the three
      agents connect (the coordinator's /metrics on the published port);
      `stampede submit --wait` in the coordinator container passes against
-     haproxy (every KV node served requests), Redis and PostgreSQL; haproxy's
+     haproxy (every KV node served requests), Redis, PostgreSQL and NATS (its
+     monitoring port counts what the report says was published); haproxy's
      stats page answers; a restarted coordinator still lists the runs.
   5. `compose down -v`; the private dockerd stops, and the host's iptables
      rules, forwarding sysctls and bridges are put back as they were.
@@ -61,6 +62,7 @@ RUNS = [
     ("kv-mixed", "haproxy:6379"),
     ("redis-mixed", "redis:6379"),
     ("postgres-metrics", "postgres://stampede:stampede@postgres:5432/stampede"),
+    ("nats-pubsub", "nats:4222"),
 ]
 
 failures = []
@@ -290,7 +292,7 @@ def build_standins(engine, cli):
     _, version = run(["rustc", "--version"], timeout=30)
     rust_version = version.split()[1]
     rust = f"stampede-standin/rust:{rust_version}"
-    step(f"building the stand-in images (Rust {rust_version} from this machine, etcd, haproxy, Redis, PostgreSQL)")
+    step(f"building the stand-in images (Rust {rust_version} from this machine, etcd, haproxy, Redis, PostgreSQL, NATS)")
     _, sysroot = run(["rustc", "--print", "sysroot"], timeout=30)
     sysroot = Path(sysroot.strip())
     ca = Path(os.environ.get("SSL_CERT_FILE", "/etc/ssl/certs/ca-certificates.crt"))
@@ -308,6 +310,7 @@ def build_standins(engine, cli):
         ("haproxy", "2.6", "STAMPEDE_HAPROXY_IMAGE"),
         ("redis", "7.0", "STAMPEDE_REDIS_IMAGE"),
         ("postgres", "15", "STAMPEDE_POSTGRES_IMAGE"),
+        ("nats", "2.9", "STAMPEDE_NATS_IMAGE"),
     ]:
         image = f"stampede-standin/{name}:{tag}"
         dockerfile = STANDIN / f"{name}.Dockerfile"
@@ -416,6 +419,20 @@ def main():
         if "postgres-metrics" in reports:
             notes = reports["postgres-metrics"]["notes"]
             check(any("dropped after the run" in n for n in notes), "postgres-metrics dropped its table after the run")
+
+        if "nats-pubsub" in reports:
+            report = reports["nats-pubsub"]
+            try:
+                with urllib.request.urlopen("http://127.0.0.1:8222/varz", timeout=5) as response:
+                    varz = json.loads(response.read().decode())
+                # The server also counted the warm-up, which the measured figures leave out.
+                published = report["operations"]["publish"]["count"]
+                delivered = report["operations"]["deliver"]["count"]
+                check(published > 0 and varz["in_msgs"] >= published and varz["out_msgs"] >= delivered > 0,
+                      f"nats: the server received {varz['in_msgs']} and sent {varz['out_msgs']} messages; the "
+                      f"measured part published {published} and delivered {delivered}")  # fmt: skip
+            except (urllib.error.URLError, OSError, KeyError, ValueError) as error:
+                check(False, f"http://127.0.0.1:8222/varz: {error}")
 
         step("haproxy's stats page (published port 8404)")
         try:

@@ -28,8 +28,20 @@ fn the_compose_file_runs_the_promised_services_with_commands_stampede_accepts() 
     let services = compose["services"].as_mapping().expect("services");
     let names: Vec<&str> = services.keys().filter_map(Value::as_str).collect();
     for wanted in
-        ["etcd", "coordinator", "agent-1", "agent-2", "agent-3", "kv-0", "kv-1", "kv-2", "haproxy", "redis", "postgres"]
-    {
+    [
+        "etcd",
+        "coordinator",
+        "agent-1",
+        "agent-2",
+        "agent-3",
+        "kv-0",
+        "kv-1",
+        "kv-2",
+        "haproxy",
+        "redis",
+        "postgres",
+        "nats",
+    ] {
         assert!(names.contains(&wanted), "service {wanted} missing: {names:?}");
     }
     let mut checked = 0;
@@ -61,12 +73,17 @@ fn the_compose_file_runs_the_promised_services_with_commands_stampede_accepts() 
         ("haproxy", "STAMPEDE_HAPROXY_IMAGE", "haproxy:2.6"),
         ("redis", "STAMPEDE_REDIS_IMAGE", "redis:7.0"),
         ("postgres", "STAMPEDE_POSTGRES_IMAGE", "postgres:15"),
+        ("nats", "STAMPEDE_NATS_IMAGE", "nats:2.9"),
     ] {
         let image = compose["services"][name]["image"].as_str().unwrap_or_default();
         assert!(image.starts_with(&format!("${{{variable}:-{official}")), "{name}: {image}");
     }
     let coordinator = strings(&compose["services"]["coordinator"]["command"]);
     assert!(coordinator.contains(&"--advertise=http://coordinator:7700".to_string()), "{coordinator:?}");
+    // NATS with JetStream and its monitoring port (deploy/check_compose.py
+    // starts it and reads /varz).
+    let nats = strings(&compose["services"]["nats"]["command"]);
+    assert!(nats.contains(&"-js".to_string()) && nats.contains(&"8222".to_string()), "{nats:?}");
 }
 
 #[test]

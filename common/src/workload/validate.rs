@@ -62,8 +62,8 @@ pub(crate) fn validate(raw: RawWorkload, check: &mut Checker<'_>) -> Workload {
                 check.fail("workload.channels", "must be between 1 and 10000");
             }
             let subscribers = raw.subscribers.unwrap_or(4);
-            if subscribers == 0 || subscribers > 10_000 {
-                check.fail("workload.subscribers", "must be between 1 and 10000");
+            if subscribers > 10_000 {
+                check.fail("workload.subscribers", "must be at most 10000 per agent (0: publish only)");
             }
             let message_size = size(raw.message_size.as_ref(), 64, "workload.message_size", check);
             if message_size < 8 {
