@@ -26,6 +26,8 @@ command -v chromium >/dev/null 2>&1 || need_packages+=(chromium)
 command -v tmux >/dev/null 2>&1 || need_packages+=(tmux)
 # NATS servers (core, JetStream, a three-server cluster) for the nats target
 command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || need_packages+=(nats-server)
+# InfluxDB 1.x for the influx target
+command -v influxd >/dev/null 2>&1 || need_packages+=(influxdb)
 if [ ${#need_packages[@]} -gt 0 ]; then
   echo "==> installing ${need_packages[*]}"
   if [ "$(id -u)" -ne 0 ]; then

@@ -61,6 +61,7 @@ pub(crate) fn check_endpoint(kind: TargetKind, endpoint: &str) -> Result<(), End
         TargetKind::Postgres | TargetKind::Timescaledb => &["postgres", "postgresql"],
         TargetKind::Cratedb => &["http", "https"],
         TargetKind::Nats => &["nats"],
+        TargetKind::Influx => &["http", "https"],
     };
     if !allowed.contains(&scheme) {
         return Err(EndpointError::Scheme(scheme.to_string()));

@@ -52,10 +52,12 @@ pub enum Counter {
     /// Rows of writes that timed out before an answer came: the target may
     /// have applied them.
     RowsUnconfirmed,
+    /// Field values written (line protocol: points x fields).
+    Values,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 7] = [
+    pub const ALL: [Counter; 8] = [
         Self::Rows,
         Self::RowsFailed,
         Self::CacheHits,
@@ -63,6 +65,7 @@ impl Counter {
         Self::Fanout,
         Self::Delivered,
         Self::RowsUnconfirmed,
+        Self::Values,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -74,6 +77,7 @@ impl Counter {
             Self::Fanout => "fanout",
             Self::Delivered => "delivered",
             Self::RowsUnconfirmed => "rows_unconfirmed",
+            Self::Values => "values",
         }
     }
 

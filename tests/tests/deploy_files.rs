@@ -27,8 +27,7 @@ fn the_compose_file_runs_the_promised_services_with_commands_stampede_accepts() 
     let compose = compose();
     let services = compose["services"].as_mapping().expect("services");
     let names: Vec<&str> = services.keys().filter_map(Value::as_str).collect();
-    for wanted in
-    [
+    for wanted in [
         "etcd",
         "coordinator",
         "agent-1",

@@ -214,6 +214,14 @@ impl LinkState {
     }
 }
 
+/// A request's body and how it is written.
+pub struct Body {
+    pub bytes: Bytes,
+    pub content_type: &'static str,
+    /// `Content-Encoding` (`gzip`), when the bytes are compressed.
+    pub encoding: Option<&'static str>,
+}
+
 /// A response: its status, the node header's value and the body.
 pub struct Answer {
     pub status: u16,
@@ -227,8 +235,14 @@ impl Link {
         Arc::clone(&self.state)
     }
 
-    /// Sends one request and reads its whole answer.
+    /// Sends one request (a JSON body, if any) and reads its whole answer.
     pub async fn send(&mut self, method: Method, path: &str, body: Option<Bytes>) -> Result<Answer, DriverError> {
+        self.send_as(method, path, body.map(|b| Body { bytes: b, content_type: "application/json", encoding: None }))
+            .await
+    }
+
+    /// Sends one request with a body of any type and reads its whole answer.
+    pub async fn send_as(&mut self, method: Method, path: &str, body: Option<Body>) -> Result<Answer, DriverError> {
         if self.state.busy.swap(true, Ordering::Relaxed) {
             return Err(DriverError::new(
                 ErrorKind::Connection,
@@ -240,11 +254,14 @@ impl Link {
         if let Some(authorization) = &endpoint.authorization {
             request = request.header(header::AUTHORIZATION, authorization);
         }
-        if body.is_some() {
-            request = request.header(header::CONTENT_TYPE, "application/json");
+        if let Some(body) = &body {
+            request = request.header(header::CONTENT_TYPE, body.content_type);
+            if let Some(encoding) = body.encoding {
+                request = request.header(header::CONTENT_ENCODING, encoding);
+            }
         }
         let request = request
-            .body(Full::new(body.unwrap_or_default()))
+            .body(Full::new(body.map(|b| b.bytes).unwrap_or_default()))
             .map_err(|e| DriverError::new(ErrorKind::Protocol, format!("{}: {e}", endpoint.shown)))?;
         self.sender.ready().await.map_err(|e| endpoint.error(ErrorKind::Connection, &e))?;
         let response =

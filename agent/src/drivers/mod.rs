@@ -14,6 +14,7 @@
 mod conformance;
 pub mod cratedb;
 pub mod http;
+pub mod influx;
 pub mod nats;
 pub mod postgres;
 pub mod progress;
@@ -69,6 +70,7 @@ pub async fn with_driver<W: WithDriver>(spec: &DriverSpec<'_>, user: W) -> Resul
         TargetKind::Postgres | TargetKind::Timescaledb => user.with(postgres::PostgresDriver::build(spec)?).await,
         TargetKind::Cratedb => user.with(cratedb::CrateDriver::build(spec)?).await,
         TargetKind::Nats => user.with(nats::NatsDriver::build(spec)?).await,
+        TargetKind::Influx => user.with(influx::InfluxDriver::build(spec)?).await,
     })
 }
 
@@ -99,6 +101,10 @@ pub struct Done {
     pub rows: u32,
     /// Rows of a bulk request that the target refused.
     pub rows_failed: u32,
+    /// Field values written (line protocol points x fields).
+    pub values: u32,
+    /// What the target said about the rows it refused (`rows_failed`).
+    pub said: Option<String>,
     /// `Some(true)` for a cache hit, `Some(false)` for a miss.
     pub hit: Option<bool>,
     /// Subscribers a published message reached, as the server counted them.
@@ -272,6 +278,8 @@ mod tests {
             ("cratedb", "  kind: records\n", "CrateDriver"),
             ("nats", "  kind: pubsub\n", "NatsDriver"),
             ("nats", "  kind: request\n", "NatsDriver"),
+            ("influx", "  kind: write\n", "InfluxDriver"),
+            ("influx", "  kind: query\n", "InfluxDriver"),
         ];
         let part = Part { agent_index: 0, key_start: 0, key_end: 10 };
         for (kind, workload, driver) in cases {

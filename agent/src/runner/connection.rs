@@ -365,6 +365,7 @@ fn record_batch(
         };
         let said = match results.get(index) {
             Some(Err(failed)) => failed.message.as_str(),
+            Some(Ok(Done { said: Some(said), .. })) => said.as_str(),
             _ => "",
         };
         if let Some(node) = served_by {

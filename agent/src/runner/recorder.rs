@@ -123,6 +123,7 @@ impl Recorder {
     pub fn count(&mut self, done: &Done) {
         self.counters[Counter::Rows.index()] += u64::from(done.rows);
         self.counters[Counter::RowsFailed.index()] += u64::from(done.rows_failed);
+        self.counters[Counter::Values.index()] += u64::from(done.values);
         match done.hit {
             Some(true) => self.counters[Counter::CacheHits.index()] += 1,
             Some(false) => self.counters[Counter::CacheMisses.index()] += 1,

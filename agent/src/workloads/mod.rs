@@ -151,7 +151,7 @@ impl Generator {
             Workload::Chat(w) => (Shape::Chat { read_ratio: w.read_ratio }, uniform),
             Workload::Pubsub(_) => (Shape::Pubsub, uniform),
             Workload::Request(_) => (Shape::Request, uniform),
-            Workload::Metrics(_) | Workload::Records(_) => (Shape::Batches, uniform),
+            Workload::Metrics(_) | Workload::Records(_) | Workload::Write(_) => (Shape::Batches, uniform),
             Workload::Query(w) => (Shape::Query(Weights::new(&w.weights)), uniform),
             Workload::Pool(_) => (Shape::Pool, uniform),
         };

@@ -210,6 +210,9 @@ pub enum TargetKind {
     /// A NATS server or cluster (core publish/subscribe, request/reply,
     /// JetStream); each connection's node is the server named in its INFO.
     Nats,
+    /// InfluxDB 1.x (or anything taking its `/write` and `/query`): line
+    /// protocol writes and InfluxQL queries over HTTP.
+    Influx,
 }
 
 impl TargetKind {
@@ -222,6 +225,7 @@ impl TargetKind {
             Self::Timescaledb => "timescaledb",
             Self::Cratedb => "cratedb",
             Self::Nats => "nats",
+            Self::Influx => "influx",
         }
     }
 }
@@ -534,12 +538,13 @@ fn validate(raw: RawScenario, check: &mut Checker<'_>) -> Scenario {
         check.fail("on_agent_loss", error.0);
         crate::loss::AgentLossPolicy::default()
     });
-    if matches!(target.kind, TargetKind::Postgres | TargetKind::Timescaledb | TargetKind::Cratedb) && load.pipeline > 1
+    if matches!(target.kind, TargetKind::Postgres | TargetKind::Timescaledb | TargetKind::Cratedb | TargetKind::Influx)
+        && load.pipeline > 1
     {
         check.fail(
             "load.pipeline",
             format!(
-                "a {} connection runs one statement at a time; leave pipeline at 1 and raise load.connections",
+                "a {} connection runs one request at a time; leave pipeline at 1 and raise load.connections",
                 target.kind.as_str()
             ),
         );
@@ -626,8 +631,8 @@ mod sections;
 pub mod variables;
 use sections::{validate_distribution, validate_load, validate_target};
 
-/// What only a NATS target takes: JetStream, and prefixes that make valid
-/// subjects (no spaces, and none of the wildcards `*` and `>`).
+/// What only one target kind takes: JetStream and subject prefixes (NATS:
+/// no spaces, and none of the wildcards `*` and `>`), a database (InfluxDB).
 fn nats_fields(workload: &Workload, kind: TargetKind, check: &mut Checker<'_>) {
     let prefix = match workload {
         Workload::Pubsub(w) => {
@@ -643,6 +648,15 @@ fn nats_fields(workload: &Workload, kind: TargetKind, check: &mut Checker<'_>) {
             &w.prefix
         }
         Workload::Request(w) => &w.prefix,
+        Workload::Query(w) => {
+            if w.database.is_some() && kind != TargetKind::Influx {
+                check.fail(
+                    "workload.database",
+                    format!("only an influx target has databases to name; a {} target's comes with its endpoint, remove database", kind.as_str()),
+                );
+            }
+            return;
+        }
         _ => return,
     };
     if kind == TargetKind::Nats

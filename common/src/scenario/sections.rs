@@ -11,6 +11,7 @@ pub(super) fn validate_target(raw: RawTarget, check: &mut Checker<'_>) -> Target
         }
         TargetKind::Cratedb => "`host:port` or `http(s)://user:password@host:port`",
         TargetKind::Nats => "`host:port` or `nats://user:password@host:port`",
+        TargetKind::Influx => "`host:port` or `http(s)://user:password@host:port`",
     };
     if raw.kind != TargetKind::Kv && raw.endpoints.is_empty() {
         check.fail("target.endpoints", format!("a {} target needs at least one {form} endpoint", raw.kind.as_str()));
@@ -26,12 +27,12 @@ pub(super) fn validate_target(raw: RawTarget, check: &mut Checker<'_>) -> Target
         }
     }
     if let Some(header) = &raw.node_header {
-        if raw.kind != TargetKind::Cratedb {
+        if !matches!(raw.kind, TargetKind::Cratedb | TargetKind::Influx) {
             check.fail(
                 "target.node_header",
                 format!(
-                    "only HTTP targets (cratedb) name their backend in a response header; a {} target's node is \
-                     known from its connection, remove node_header",
+                    "only HTTP targets (cratedb, influx) name their backend in a response header; a {} target's \
+                     node is known from its connection, remove node_header",
                     raw.kind.as_str()
                 ),
             );

@@ -30,14 +30,15 @@ pub(crate) enum RawWorkload {
     Pubsub(RawPubsubWorkload),
     Request(RawRequestWorkload),
     Metrics(RawMetricsWorkload),
+    Write(RawWriteWorkload),
     Query(RawQueryWorkload),
     Pool(RawPoolWorkload),
     Records(RawRecordsWorkload),
 }
 
 /// The kinds, as written in `workload.kind`.
-pub const WORKLOAD_KINDS: [&str; 10] =
-    ["kv", "mixed", "cache", "chat", "pubsub", "request", "metrics", "query", "pool", "records"];
+pub const WORKLOAD_KINDS: [&str; 11] =
+    ["kv", "mixed", "cache", "chat", "pubsub", "request", "metrics", "write", "query", "pool", "records"];
 
 /// A problem reading the `workload:` section: the field path inside it
 /// (empty for the section itself) and what is wrong.
@@ -83,6 +84,7 @@ impl RawWorkload {
             "pubsub" => Self::Pubsub(fields(rest)?),
             "request" => Self::Request(fields(rest)?),
             "metrics" => Self::Metrics(fields(rest)?),
+            "write" => Self::Write(fields(rest)?),
             "query" => Self::Query(fields(rest)?),
             "pool" => Self::Pool(fields(rest)?),
             "records" => Self::Records(fields(rest)?),
@@ -200,7 +202,30 @@ pub(crate) struct RawMetricsWorkload {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub(crate) struct RawWriteWorkload {
+    #[serde(default)]
+    database: Option<String>,
+    #[serde(default)]
+    measurement: Option<String>,
+    #[serde(default)]
+    tags: Option<BTreeMap<String, u64>>,
+    #[serde(default)]
+    fields: Option<u32>,
+    #[serde(default)]
+    batch_size: Option<u32>,
+    #[serde(default)]
+    precision: Option<Precision>,
+    #[serde(default)]
+    gzip: Option<bool>,
+    #[serde(default)]
+    keep: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct RawQueryWorkload {
+    #[serde(default)]
+    pub(crate) database: Option<String>,
     #[serde(default)]
     table: Option<String>,
     #[serde(default)]
@@ -397,11 +422,70 @@ pub enum SeriesStart {
     Before(Duration),
 }
 
+/// The timestamp precision of line protocol points (InfluxDB's `precision`
+/// parameter of `/write`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Precision {
+    #[default]
+    Ns,
+    Us,
+    Ms,
+    S,
+}
+
+impl Precision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ns => "ns",
+            Self::Us => "u",
+            Self::Ms => "ms",
+            Self::S => "s",
+        }
+    }
+
+    /// Units of this precision in one second.
+    pub fn per_second(self) -> u64 {
+        match self {
+            Self::Ns => 1_000_000_000,
+            Self::Us => 1_000_000,
+            Self::Ms => 1_000,
+            Self::S => 1,
+        }
+    }
+}
+
+/// Points in InfluxDB line protocol (`write`), with the series model of
+/// inch and TSBS: every combination of the tags' values is a series.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WriteWorkload {
+    pub database: String,
+    pub measurement: String,
+    /// Tag keys with how many values each takes (`host: 100`), in key order.
+    pub tags: Vec<(String, u64)>,
+    /// Float fields per point (`usage_0`, `usage_1`, ...).
+    pub fields: u32,
+    pub batch_size: u32,
+    pub precision: Precision,
+    pub gzip: bool,
+    /// Keep the measurement after the run (otherwise agent 0 drops it).
+    pub keep: bool,
+}
+
+impl WriteWorkload {
+    /// Series: the product of the tags' cardinalities.
+    pub fn series(&self) -> u64 {
+        self.tags.iter().map(|(_, n)| *n).product::<u64>().max(1)
+    }
+}
+
 /// The operations of the `query` workload, in order.
 pub const QUERY_OPERATIONS: [&str; 3] = ["bucket", "last_point", "range"];
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct QueryWorkload {
+    /// The InfluxDB database (`influx` targets only; `stampede` when not given).
+    pub database: Option<String>,
     pub table: String,
     pub weights: [f64; 3],
     /// Rows written during setup when the table is empty.
@@ -440,6 +524,7 @@ pub enum Workload {
     Pubsub(PubsubWorkload),
     Request(RequestWorkload),
     Metrics(MetricsWorkload),
+    Write(WriteWorkload),
     Query(QueryWorkload),
     Pool(PoolWorkload),
     Records(RecordsWorkload),
@@ -455,6 +540,7 @@ impl Workload {
             Self::Pubsub(_) => "pubsub",
             Self::Request(_) => "request",
             Self::Metrics(_) => "metrics",
+            Self::Write(_) => "write",
             Self::Query(_) => "query",
             Self::Pool(_) => "pool",
             Self::Records(_) => "records",
@@ -471,6 +557,7 @@ impl Workload {
             Self::Pubsub(_) => &["publish", "deliver"],
             Self::Request(_) => &["request", "respond"],
             Self::Metrics(_) | Self::Records(_) => &["insert"],
+            Self::Write(_) => &["write"],
             Self::Query(_) => &QUERY_OPERATIONS,
             Self::Pool(_) => &["cycle"],
         }
@@ -487,6 +574,7 @@ impl Workload {
             Self::Pubsub(w) => w.channels,
             Self::Request(w) => w.subjects,
             Self::Metrics(w) => w.hosts,
+            Self::Write(w) => w.series(),
             Self::Query(w) => w.hosts,
             Self::Pool(_) | Self::Records(_) => 0,
         }
@@ -501,7 +589,8 @@ impl Workload {
             Self::Pubsub(_) => &[Kv, Redis, Nats],
             Self::Request(_) => &[Nats],
             Self::Metrics(_) | Self::Pool(_) => &[Postgres, Timescaledb],
-            Self::Query(_) => &[Postgres, Timescaledb, Cratedb],
+            Self::Query(_) => &[Postgres, Timescaledb, Cratedb, Influx],
+            Self::Write(_) => &[Influx],
             Self::Records(_) => &[Cratedb],
         }
     }

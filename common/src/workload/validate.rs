@@ -121,7 +121,52 @@ pub(crate) fn validate(raw: RawWorkload, check: &mut Checker<'_>) -> Workload {
                 times: row_times(raw.start.as_ref(), raw.step.as_ref(), check),
             })
         }
+        RawWorkload::Write(raw) => {
+            let batch_size = raw.batch_size.unwrap_or(1000);
+            if batch_size == 0 || batch_size > MAX_BATCH_SIZE {
+                check.fail("workload.batch_size", format!("must be between 1 and {MAX_BATCH_SIZE}"));
+            }
+            let fields = raw.fields.unwrap_or(4);
+            if fields == 0 || fields > 100 {
+                check.fail("workload.fields", "must be between 1 and 100 (float fields per point)");
+            }
+            let tags: Vec<(String, u64)> =
+                raw.tags.unwrap_or_else(|| BTreeMap::from([("host".to_string(), 100)])).into_iter().collect();
+            for (key, values) in &tags {
+                if !influx_name(key) {
+                    check.fail("workload.tags", format!("`{key}` is not a tag key (letters, digits, `_` and `-`)"));
+                }
+                if *values == 0 {
+                    check.fail("workload.tags", format!("`{key}` needs at least 1 value"));
+                }
+            }
+            let series = tags.iter().try_fold(1u64, |product, (_, n)| product.checked_mul(*n));
+            if series.is_none_or(|s| s > 10_000_000) {
+                check.fail(
+                    "workload.tags",
+                    "the tags' cardinalities multiply to more than 10000000 series; lower one of them",
+                );
+            }
+            let measurement = raw.measurement.unwrap_or_else(|| "cpu".to_string());
+            if !influx_name(&measurement) {
+                check.fail(
+                    "workload.measurement",
+                    format!("`{measurement}` is not a measurement name (letters, digits, `_` and `-`)"),
+                );
+            }
+            Workload::Write(WriteWorkload {
+                database: database(raw.database, check),
+                measurement,
+                tags,
+                fields,
+                batch_size,
+                precision: raw.precision.unwrap_or_default(),
+                gzip: raw.gzip.unwrap_or(false),
+                keep: raw.keep.unwrap_or(false),
+            })
+        }
         RawWorkload::Query(raw) => Workload::Query(QueryWorkload {
+            database: raw.database.map(|name| database(Some(name), check)),
             table: table(raw.table, "stampede_cpu", check),
             weights: weights(raw.weights, &QUERY_OPERATIONS, [1.0, 1.0, 1.0], check),
             preload_rows: raw.preload_rows.unwrap_or(100_000),
@@ -237,6 +282,22 @@ fn size(value: Option<&Scalar>, default: u64, field: &str, check: &mut Checker<'
             0
         }
     }
+}
+
+/// A measurement, tag key or database name written into line protocol and
+/// InfluxQL unquoted: letters, digits, `_` and `-`, not starting with `-`.
+fn influx_name(name: &str) -> bool {
+    name.len() <= 128
+        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+fn database(value: Option<String>, check: &mut Checker<'_>) -> String {
+    let name = value.unwrap_or_else(|| "stampede".to_string());
+    if !influx_name(&name) {
+        check.fail("workload.database", format!("`{name}` is not a database name (letters, digits, `_` and `-`)"));
+    }
+    name
 }
 
 fn hosts(value: Option<u64>, check: &mut Checker<'_>) -> u64 {
