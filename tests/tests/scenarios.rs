@@ -1,13 +1,14 @@
 //! Every example in `scenarios/` runs: each is validated, shortened to a few
 //! seconds and run by `stampede run` against the real service of its target
 //! (the built-in KV server, a real Redis, a real Redis Cluster, a throwaway
-//! PostgreSQL, a NATS server with JetStream, the CrateDB stand-in), with the endpoint given by `--endpoint`.
+//! PostgreSQL, a NATS server with JetStream, InfluxDB, the CrateDB stand-in), with the endpoint given by `--endpoint`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::Value;
 use stampede_tests::cratedb_standin::CrateStandIn;
+use stampede_tests::influx::Influx;
 use stampede_tests::nats::NatsServer;
 use stampede_tests::redis_cluster::RedisCluster;
 use stampede_tests::{Postgres, RunOutcome, run_local, run_stampede, start_redis};
@@ -126,4 +127,15 @@ fn the_nats_scenarios_run_against_a_nats_server() {
         assert!(report["nodes"]["scenarios"]["ops"].as_u64().is_some_and(|n| n > 0), "{}", report["nodes"]);
     }
     assert!(server.stream_messages("BENCH_ORDERS") > 0, "nats-jetstream published to its stream");
+}
+
+#[test]
+fn the_influx_scenarios_run_against_influxdb() {
+    let server = Influx::start();
+    let files = scenarios("influx-");
+    assert!(files.len() >= 2, "{files:?}");
+    for path in files {
+        let report = run(&path, Some(&server.address));
+        assert!(report["counters"]["rows"].as_u64().is_some_and(|n| n > 0), "{}", path.display());
+    }
 }
