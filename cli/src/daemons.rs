@@ -137,6 +137,68 @@ pub struct KvServerArgs {
     pubsub_queue_limit: u64,
 }
 
+#[derive(clap::Args, Debug)]
+pub struct WsServerArgs {
+    /// Address to listen on (port 0 picks a free port; the bound address is printed).
+    #[arg(long, env = "STAMPEDE_WS_LISTEN", default_value = "127.0.0.1:8765", conflicts_with = "nodes")]
+    listen: SocketAddr,
+    /// Node id sent in the hello of every connection; agents attribute what it served to it.
+    #[arg(long, default_value = "ws-0", conflicts_with = "nodes")]
+    node_id: String,
+    /// Start N nodes in this process, with node ids ws-0..ws-N-1, on ports base-port..base-port+N-1.
+    #[arg(long, requires = "base_port")]
+    nodes: Option<u16>,
+    /// First port for --nodes.
+    #[arg(long)]
+    base_port: Option<u16>,
+    /// Host to bind with --nodes.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: std::net::IpAddr,
+    /// Connections beyond this many are closed at once (counted as refused).
+    #[arg(long, default_value_t = 100_000)]
+    max_clients: u64,
+}
+
+/// `stampede ws-server`: chat rooms on /chat, an echo on /echo; the counts
+/// of each node are printed when it stops.
+pub async fn ws_server(args: WsServerArgs) -> anyhow::Result<()> {
+    let nodes: Vec<(SocketAddr, String)> = match (args.nodes, args.base_port) {
+        (Some(0), _) => anyhow::bail!("--nodes must be at least 1"),
+        (Some(count), Some(base)) => {
+            if u32::from(base) + u32::from(count) - 1 > u32::from(u16::MAX) {
+                anyhow::bail!("--base-port {base} with --nodes {count} runs past port 65535");
+            }
+            (0..count).map(|i| (SocketAddr::new(args.host, base + i), format!("ws-{i}"))).collect()
+        }
+        _ => vec![(args.listen, args.node_id.clone())],
+    };
+    let mut listeners = Vec::with_capacity(nodes.len());
+    for (addr, node_id) in nodes {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}; is the port in use?"))?;
+        listeners.push((listener, node_id));
+    }
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut servers = tokio::task::JoinSet::new();
+    for (listener, node_id) in listeners {
+        let bound = listener.local_addr()?;
+        println!("ws-server {node_id} listening on {bound} (chat on ws://{bound}/chat, echo on ws://{bound}/echo)");
+        let config = stampede_wsserver::ServerConfig { node_id, max_clients: args.max_clients };
+        let mut stop = stop_rx.clone();
+        servers.spawn(stampede_wsserver::serve(listener, config, async move {
+            let _ = stop.wait_for(|s| *s).await;
+        }));
+    }
+    shutdown_signal().await;
+    let _ = stop_tx.send(true);
+    while let Some(result) = servers.join_next().await {
+        let counts = result.context("a ws-server node panicked")?;
+        println!("{}", counts.summary());
+    }
+    Ok(())
+}
+
 fn size(text: &str) -> Result<u64, String> {
     stampede_common::units::parse_size(text).map_err(|e| e.0)
 }

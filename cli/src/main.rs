@@ -132,6 +132,8 @@ enum Command {
     Agent(daemons::AgentArgs),
     /// Run the built-in RESP key-value server.
     KvServer(daemons::KvServerArgs),
+    /// Run the built-in WebSocket chat and echo server (rooms, broadcast, its node id in every hello).
+    WsServer(daemons::WsServerArgs),
     /// Submit a scenario to a coordinator.
     Submit {
         /// Scenario file (YAML); validated here before it is sent.
@@ -328,6 +330,7 @@ fn service_name(command: &Command) -> &'static str {
         Command::Coordinator(_) => "stampede-coordinator",
         Command::Agent(_) => "stampede-agent",
         Command::KvServer(_) => "stampede-kv-server",
+        Command::WsServer(_) => "stampede-ws-server",
         Command::Run { .. } | Command::Sweep { .. } | Command::Suite { .. } => "stampede-run",
         _ => "stampede-client",
     }
@@ -467,6 +470,7 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Coordinator(args) => daemons::coordinator(args).await.map(|()| 0),
         Command::Agent(args) => daemons::agent(args).await.map(|()| 0),
         Command::KvServer(args) => daemons::kv_server(args).await.map(|()| 0),
+        Command::WsServer(args) => daemons::ws_server(args).await.map(|()| 0),
         Command::Submit { scenario, link, agents, endpoints, wait, json, hlog, html, quiet, dashboard } => {
             let files = client::Files { json: json.as_deref(), hlog: hlog.as_deref(), html: html.as_deref() };
             let display = display(quiet, dashboard, dashboard::Options { mode: dashboard::Mode::Watch, hold: false });

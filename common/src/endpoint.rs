@@ -62,6 +62,7 @@ pub(crate) fn check_endpoint(kind: TargetKind, endpoint: &str) -> Result<(), End
         TargetKind::Cratedb => &["http", "https"],
         TargetKind::Nats => &["nats"],
         TargetKind::Influx => &["http", "https"],
+        TargetKind::Websocket => &["ws"],
     };
     if !allowed.contains(&scheme) {
         return Err(EndpointError::Scheme(scheme.to_string()));

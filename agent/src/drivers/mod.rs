@@ -21,6 +21,7 @@ pub mod progress;
 pub mod redis_cluster;
 pub mod resp;
 pub mod stamp;
+pub mod websocket;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -71,6 +72,7 @@ pub async fn with_driver<W: WithDriver>(spec: &DriverSpec<'_>, user: W) -> Resul
         TargetKind::Cratedb => user.with(cratedb::CrateDriver::build(spec)?).await,
         TargetKind::Nats => user.with(nats::NatsDriver::build(spec)?).await,
         TargetKind::Influx => user.with(influx::InfluxDriver::build(spec)?).await,
+        TargetKind::Websocket => user.with(websocket::WsDriver::build(spec)?).await,
     })
 }
 
@@ -169,6 +171,13 @@ pub trait Driver: Send + Sync + Sized + 'static {
         async { Ok(Vec::new()) }
     }
 
+    /// The operation under which the runner records how long each
+    /// connection took to open (`Connection::connect_us`), for workloads
+    /// that have one (`connect`); none by default.
+    fn connect_operation(&self) -> Option<usize> {
+        None
+    }
+
     /// Opens one connection to `endpoint` and learns the node behind it.
     fn connect(&self, endpoint: &str) -> impl Future<Output = Result<Self::Connection, DriverError>> + Send;
 
@@ -202,6 +211,12 @@ pub trait Driver: Send + Sync + Sized + 'static {
 pub trait Connection: Clone + Send + Sync + 'static {
     /// The backend node that serves this connection.
     fn node(&self) -> &str;
+
+    /// How long opening this connection took, in microseconds, for drivers
+    /// whose workload times it (`Driver::connect_operation`).
+    fn connect_us(&self) -> Option<u64> {
+        None
+    }
 
     /// Every node this connection holds a socket to, when that is more than
     /// [`Connection::node`] (a cluster client); counted as connections.
@@ -280,6 +295,8 @@ mod tests {
             ("nats", "  kind: request\n", "NatsDriver"),
             ("influx", "  kind: write\n", "InfluxDriver"),
             ("influx", "  kind: query\n", "InfluxDriver"),
+            ("websocket", "  kind: chat\n", "WsDriver"),
+            ("websocket", "  kind: echo\n", "WsDriver"),
         ];
         let part = Part { agent_index: 0, key_start: 0, key_end: 10 };
         for (kind, workload, driver) in cases {

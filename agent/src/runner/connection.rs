@@ -440,6 +440,9 @@ pub async fn drive<D: Driver>(
             }
             r.set_node(node);
             r.connected = true;
+            if let (Some(operation), Some(us)) = (driver.connect_operation(), current.connect_us()) {
+                r.record(operation, us, us, None);
+            }
             if let Some(sampled) = current.take_sample() {
                 *r.samples.entry(sampled).or_default() += 1;
             }

@@ -28,6 +28,8 @@ pub enum Action {
     Publish(u64),
     /// Send a request to a subject and wait for its reply.
     Request(u64),
+    /// Send a frame and wait for it to come back.
+    Echo,
     /// Insert batch number `n` of this agent (rows follow from `n`).
     Insert(u64),
     Query(QueryKind, u64),
@@ -128,6 +130,7 @@ enum Shape {
     Chat { read_ratio: f64 },
     Pubsub,
     Request,
+    Echo,
     Batches,
     Query(Weights),
     Pool,
@@ -149,6 +152,9 @@ impl Generator {
             Workload::Mixed(w) => (Shape::Mixed(Weights::new(&w.weights)), w.space.distribution),
             Workload::Cache(w) => (Shape::Cache, w.space.distribution),
             Workload::Chat(w) => (Shape::Chat { read_ratio: w.read_ratio }, uniform),
+            // Over WebSocket a chat only posts; its members receive.
+            Workload::Room(_) => (Shape::Chat { read_ratio: 0.0 }, uniform),
+            Workload::Echo(_) => (Shape::Echo, uniform),
             Workload::Pubsub(_) => (Shape::Pubsub, uniform),
             Workload::Request(_) => (Shape::Request, uniform),
             Workload::Metrics(_) | Workload::Records(_) | Workload::Write(_) => (Shape::Batches, uniform),
@@ -164,7 +170,7 @@ impl Generator {
             Shape::Kv { read_ratio } => u8::from(!rng.random_bool(*read_ratio)),
             Shape::Chat { read_ratio } => u8::from(rng.random_bool(*read_ratio)),
             Shape::Mixed(weights) | Shape::Query(weights) => weights.pick(rng),
-            Shape::Cache | Shape::Pubsub | Shape::Request | Shape::Batches | Shape::Pool => 0,
+            Shape::Cache | Shape::Pubsub | Shape::Request | Shape::Echo | Shape::Batches | Shape::Pool => 0,
         };
         self.next_of(index, rng)
     }
@@ -194,6 +200,7 @@ impl Generator {
             }
             Shape::Pubsub => Action::Publish(self.picker.pick(rng)),
             Shape::Request => Action::Request(self.picker.pick(rng)),
+            Shape::Echo => Action::Echo,
             Shape::Batches => Action::Insert(self.next_batch.fetch_add(1, Ordering::Relaxed)),
             Shape::Query(_) => {
                 let kind = match index {

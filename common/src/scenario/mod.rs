@@ -213,6 +213,9 @@ pub enum TargetKind {
     /// InfluxDB 1.x (or anything taking its `/write` and `/query`): line
     /// protocol writes and InfluxQL queries over HTTP.
     Influx,
+    /// A WebSocket server: chat rooms with broadcast (`stampede ws-server`'s
+    /// protocol) or any server that echoes; the node is the one its hello names.
+    Websocket,
 }
 
 impl TargetKind {
@@ -226,6 +229,7 @@ impl TargetKind {
             Self::Cratedb => "cratedb",
             Self::Nats => "nats",
             Self::Influx => "influx",
+            Self::Websocket => "websocket",
         }
     }
 }
@@ -522,7 +526,7 @@ fn validate(raw: RawScenario, check: &mut Checker<'_>) -> Scenario {
             .fail("load.connections", format!("{} connections cannot be split over {agents} agents", load.connections));
     }
     let workload = match RawWorkload::from_value(raw.workload) {
-        Ok(workload) => Some(workload::validate(workload, check)),
+        Ok(workload) => Some(chat_over_websocket(workload::validate(workload, check), target.kind, check)),
         Err(error) => {
             let field =
                 if error.field.is_empty() { "workload".to_string() } else { format!("workload.{}", error.field) };
@@ -538,8 +542,14 @@ fn validate(raw: RawScenario, check: &mut Checker<'_>) -> Scenario {
         check.fail("on_agent_loss", error.0);
         crate::loss::AgentLossPolicy::default()
     });
-    if matches!(target.kind, TargetKind::Postgres | TargetKind::Timescaledb | TargetKind::Cratedb | TargetKind::Influx)
-        && load.pipeline > 1
+    if matches!(
+        target.kind,
+        TargetKind::Postgres
+            | TargetKind::Timescaledb
+            | TargetKind::Cratedb
+            | TargetKind::Influx
+            | TargetKind::Websocket
+    ) && load.pipeline > 1
     {
         check.fail(
             "load.pipeline",
@@ -630,6 +640,36 @@ fn validate(raw: RawScenario, check: &mut Checker<'_>) -> Scenario {
 mod sections;
 pub mod variables;
 use sections::{validate_distribution, validate_load, validate_target};
+
+/// A `chat` workload against a WebSocket server is rooms with members
+/// (`Workload::Room`); `members` belongs to that case only.
+fn chat_over_websocket(workload: Workload, kind: TargetKind, check: &mut Checker<'_>) -> Workload {
+    match workload {
+        Workload::Chat(chat) if kind == TargetKind::Websocket => {
+            let members = chat.members.unwrap_or(4);
+            if members > 10_000 {
+                check.fail("workload.members", "must be at most 10000 per agent");
+            }
+            Workload::Room(RoomWorkload {
+                rooms: chat.rooms,
+                members,
+                message_size: chat.value.size,
+                prefix: chat.prefix,
+            })
+        }
+        Workload::Chat(chat) if chat.members.is_some() => {
+            check.fail(
+                "workload.members",
+                format!(
+                    "members are the room connections of a chat over WebSocket; a {} chat keeps rooms as lists, remove members",
+                    kind.as_str()
+                ),
+            );
+            Workload::Chat(chat)
+        }
+        other => other,
+    }
+}
 
 /// What only one target kind takes: JetStream and subject prefixes (NATS:
 /// no spaces, and none of the wildcards `*` and `>`), a database (InfluxDB).

@@ -12,6 +12,7 @@ pub(super) fn validate_target(raw: RawTarget, check: &mut Checker<'_>) -> Target
         TargetKind::Cratedb => "`host:port` or `http(s)://user:password@host:port`",
         TargetKind::Nats => "`host:port` or `nats://user:password@host:port`",
         TargetKind::Influx => "`host:port` or `http(s)://user:password@host:port`",
+        TargetKind::Websocket => "`host:port` or `ws://host:port/path`",
     };
     if raw.kind != TargetKind::Kv && raw.endpoints.is_empty() {
         check.fail("target.endpoints", format!("a {} target needs at least one {form} endpoint", raw.kind.as_str()));

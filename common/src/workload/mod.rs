@@ -27,6 +27,7 @@ pub(crate) enum RawWorkload {
     Mixed(RawKeyValueWorkload),
     Cache(RawKeyValueWorkload),
     Chat(RawChatWorkload),
+    Echo(RawEchoWorkload),
     Pubsub(RawPubsubWorkload),
     Request(RawRequestWorkload),
     Metrics(RawMetricsWorkload),
@@ -37,8 +38,8 @@ pub(crate) enum RawWorkload {
 }
 
 /// The kinds, as written in `workload.kind`.
-pub const WORKLOAD_KINDS: [&str; 11] =
-    ["kv", "mixed", "cache", "chat", "pubsub", "request", "metrics", "write", "query", "pool", "records"];
+pub const WORKLOAD_KINDS: [&str; 12] =
+    ["kv", "mixed", "cache", "chat", "echo", "pubsub", "request", "metrics", "write", "query", "pool", "records"];
 
 /// A problem reading the `workload:` section: the field path inside it
 /// (empty for the section itself) and what is wrong.
@@ -81,6 +82,7 @@ impl RawWorkload {
             "mixed" => Self::Mixed(fields(rest)?),
             "cache" => Self::Cache(fields(rest)?),
             "chat" => Self::Chat(fields(rest)?),
+            "echo" => Self::Echo(fields(rest)?),
             "pubsub" => Self::Pubsub(fields(rest)?),
             "request" => Self::Request(fields(rest)?),
             "metrics" => Self::Metrics(fields(rest)?),
@@ -150,6 +152,17 @@ pub(crate) struct RawChatWorkload {
     compress: Option<Compression>,
     #[serde(default)]
     cleanup: Option<bool>,
+    #[serde(default)]
+    members: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawEchoWorkload {
+    #[serde(default)]
+    message_size: Option<Scalar>,
+    #[serde(default)]
+    binary: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -356,6 +369,29 @@ pub struct ChatWorkload {
     pub prefix: String,
     pub value: ValueSpec,
     pub cleanup: bool,
+    /// Members per agent of a WebSocket chat (given only for one).
+    pub members: Option<u32>,
+}
+
+/// Chat over WebSocket: each agent's `members` connections join the rooms
+/// and time every broadcast they receive; the load's connections post.
+/// Made from a `chat` workload when the target is `websocket`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoomWorkload {
+    pub rooms: u64,
+    /// Member connections per agent; member m of agent a joins room
+    /// (a x members + m) mod rooms.
+    pub members: u32,
+    pub message_size: u64,
+    pub prefix: String,
+}
+
+/// Frames sent to a WebSocket server that sends each back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EchoWorkload {
+    pub message_size: u64,
+    /// Binary frames instead of text.
+    pub binary: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -521,6 +557,8 @@ pub enum Workload {
     Mixed(MixedWorkload),
     Cache(CacheWorkload),
     Chat(ChatWorkload),
+    Room(RoomWorkload),
+    Echo(EchoWorkload),
     Pubsub(PubsubWorkload),
     Request(RequestWorkload),
     Metrics(MetricsWorkload),
@@ -536,7 +574,8 @@ impl Workload {
             Self::Kv(_) => "kv",
             Self::Mixed(_) => "mixed",
             Self::Cache(_) => "cache",
-            Self::Chat(_) => "chat",
+            Self::Chat(_) | Self::Room(_) => "chat",
+            Self::Echo(_) => "echo",
             Self::Pubsub(_) => "pubsub",
             Self::Request(_) => "request",
             Self::Metrics(_) => "metrics",
@@ -554,6 +593,9 @@ impl Workload {
             Self::Mixed(_) => &MIXED_OPERATIONS,
             Self::Cache(_) => &["read"],
             Self::Chat(_) => &["post", "history"],
+            // A listener's deliveries are recorded as the last operation.
+            Self::Room(_) => &["post", "connect", "deliver"],
+            Self::Echo(_) => &["echo", "connect"],
             Self::Pubsub(_) => &["publish", "deliver"],
             Self::Request(_) => &["request", "respond"],
             Self::Metrics(_) | Self::Records(_) => &["insert"],
@@ -571,6 +613,8 @@ impl Workload {
             Self::Mixed(w) => w.space.keys,
             Self::Cache(w) => w.space.keys,
             Self::Chat(w) => w.rooms,
+            Self::Room(w) => w.rooms,
+            Self::Echo(_) => 0,
             Self::Pubsub(w) => w.channels,
             Self::Request(w) => w.subjects,
             Self::Metrics(w) => w.hosts,
@@ -588,6 +632,7 @@ impl Workload {
             // PUBLISH on a cluster node counts only that node's subscribers.
             Self::Pubsub(_) => &[Kv, Redis, Nats],
             Self::Request(_) => &[Nats],
+            Self::Room(_) | Self::Echo(_) => &[Websocket],
             Self::Metrics(_) | Self::Pool(_) => &[Postgres, Timescaledb],
             Self::Query(_) => &[Postgres, Timescaledb, Cratedb, Influx],
             Self::Write(_) => &[Influx],

@@ -54,7 +54,15 @@ pub(crate) fn validate(raw: RawWorkload, check: &mut Checker<'_>) -> Workload {
                     compress: raw.compress.unwrap_or_default(),
                 },
                 cleanup: raw.cleanup.unwrap_or(true),
+                members: raw.members,
             })
+        }
+        RawWorkload::Echo(raw) => {
+            let message_size = size(raw.message_size.as_ref(), 64, "workload.message_size", check);
+            if message_size == 0 || message_size > 16 << 20 {
+                check.fail("workload.message_size", "must be between 1B and 16MiB (a WebSocket frame)");
+            }
+            Workload::Echo(EchoWorkload { message_size, binary: raw.binary.unwrap_or(false) })
         }
         RawWorkload::Pubsub(raw) => {
             let channels = raw.channels.unwrap_or(10);

@@ -108,7 +108,7 @@ impl Encoder {
                 emit(&args);
                 1
             }
-            (Action::Insert(_) | Action::Query(..) | Action::Cycle | Action::Request(_), _) => 0,
+            (Action::Insert(_) | Action::Query(..) | Action::Cycle | Action::Request(_) | Action::Echo, _) => 0,
         }
     }
 }
