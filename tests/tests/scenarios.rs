@@ -1,7 +1,8 @@
 //! Every example in `scenarios/` runs: each is validated, shortened to a few
 //! seconds and run by `stampede run` against the real service of its target
 //! (the built-in KV server, a real Redis, a real Redis Cluster, a throwaway
-//! PostgreSQL, a NATS server with JetStream, InfluxDB, the CrateDB stand-in), with the endpoint given by `--endpoint`.
+//! PostgreSQL, a NATS server with JetStream, InfluxDB, `stampede ws-server`,
+//! the CrateDB stand-in), with the endpoint given by `--endpoint`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -11,7 +12,7 @@ use stampede_tests::cratedb_standin::CrateStandIn;
 use stampede_tests::influx::Influx;
 use stampede_tests::nats::NatsServer;
 use stampede_tests::redis_cluster::RedisCluster;
-use stampede_tests::{Postgres, RunOutcome, run_local, run_stampede, start_redis};
+use stampede_tests::{Postgres, Process, RunOutcome, run_local, run_stampede, start_redis};
 
 fn scenarios(prefix: &str) -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
@@ -137,5 +138,19 @@ fn the_influx_scenarios_run_against_influxdb() {
     for path in files {
         let report = run(&path, Some(&server.address));
         assert!(report["counters"]["rows"].as_u64().is_some_and(|n| n > 0), "{}", path.display());
+    }
+}
+
+#[test]
+fn the_websocket_scenarios_run_against_the_ws_server() {
+    let server = Process::stampede("ws-server", &["ws-server", "--listen", "127.0.0.1:0"]);
+    let address = server.listening_address();
+    let files = scenarios("websocket-");
+    assert!(files.len() >= 2, "{files:?}");
+    for path in files {
+        let report = run(&path, Some(&address));
+        // Connect times fall in the warm-up; what follows is measured.
+        let measured = ["deliver", "echo"].iter().filter_map(|op| report["operations"][op]["count"].as_u64()).sum::<u64>();
+        assert!(measured > 0, "{}: {}", path.display(), report["operations"]);
     }
 }
