@@ -150,7 +150,8 @@ fn the_websocket_scenarios_run_against_the_ws_server() {
     for path in files {
         let report = run(&path, Some(&address));
         // Connect times fall in the warm-up; what follows is measured.
-        let measured = ["deliver", "echo"].iter().filter_map(|op| report["operations"][op]["count"].as_u64()).sum::<u64>();
+        let measured =
+            ["deliver", "echo"].iter().filter_map(|op| report["operations"][op]["count"].as_u64()).sum::<u64>();
         assert!(measured > 0, "{}: {}", path.display(), report["operations"]);
     }
 }

@@ -202,6 +202,10 @@ async fn connection(stream: TcpStream, shared: Arc<Shared>) {
     let mut limits = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default();
     limits.max_message_size = Some(MAX_FRAME);
     limits.max_frame_size = Some(MAX_FRAME);
+    // Small buffers (tungstenite's defaults are 128 KiB each way): a chat
+    // server holds many mostly idle connections.
+    limits.read_buffer_size = 4096;
+    limits.write_buffer_size = 0;
     let callback = |request: &Request, response: Response| {
         path = request.uri().path().to_string();
         Ok(response)

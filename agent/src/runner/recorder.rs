@@ -12,13 +12,106 @@ use stampede_common::interval::{Counter, ErrorMessage, IntervalReport, Operation
 
 use crate::drivers::{Done, ErrorKind};
 
+/// Values a connection kept as they are before it needs a histogram.
+const FEW: usize = 32;
+
+/// The latencies one connection recorded for one operation in one interval:
+/// up to [`FEW`] kept as they are, more in a 1 us..1 h histogram (about
+/// 190 KB). A mostly idle connection so holds a few hundred bytes instead of
+/// histograms it hardly uses, which is what lets an agent hold tens of
+/// thousands of connections; a busy one keeps its histogram from interval
+/// to interval.
+pub enum Samples {
+    /// (value, count) pairs, already clamped to the histogram's range.
+    Few(Vec<(u64, u64)>),
+    Many(Box<Histogram<u64>>),
+}
+
+impl Samples {
+    fn new() -> Self {
+        Self::Few(Vec::new())
+    }
+
+    fn histogram() -> Self {
+        Self::Many(Box::new(histogram::new_histogram()))
+    }
+
+    /// Records `count` values of `micros`; whether it was clamped.
+    fn record_n(&mut self, micros: u64, count: u64) -> bool {
+        match self {
+            Self::Few(values) if values.len() < FEW => {
+                values.push((micros.clamp(1, histogram::MAX_LATENCY_US), count));
+                micros > histogram::MAX_LATENCY_US
+            }
+            Self::Few(values) => {
+                let mut many = histogram::new_histogram();
+                for (value, n) in values.drain(..) {
+                    histogram::record_clamped_n(&mut many, value, n);
+                }
+                let clamped = histogram::record_clamped_n(&mut many, micros, count);
+                *self = Self::Many(Box::new(many));
+                clamped
+            }
+            Self::Many(many) => histogram::record_clamped_n(many, micros, count),
+        }
+    }
+
+    /// Adds these values to `target`.
+    fn add_to(&self, target: &mut Histogram<u64>) {
+        match self {
+            Self::Few(values) => {
+                for (value, n) in values {
+                    histogram::record_clamped_n(target, *value, *n);
+                }
+            }
+            // Sparse for a slot of few values, dense otherwise.
+            Self::Many(many) => {
+                let _ = histogram::add_into(target, many);
+            }
+        }
+    }
+
+    /// Empties them for the next interval; a histogram that held fewer than
+    /// [`FEW`] values is let go.
+    fn reset(&mut self) {
+        match self {
+            Self::Few(values) => values.clear(),
+            Self::Many(many) if many.len() < FEW as u64 => *self = Self::new(),
+            Self::Many(many) => many.reset(),
+        }
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        match self {
+            Self::Many(many) => histogram::encode(many).unwrap_or_default(),
+            Self::Few(_) => {
+                let mut many = histogram::new_histogram();
+                self.add_to(&mut many);
+                histogram::encode(&many).unwrap_or_default()
+            }
+        }
+    }
+
+    fn target(&mut self) -> &mut Histogram<u64> {
+        if let Self::Few(_) = self {
+            let mut many = histogram::new_histogram();
+            self.add_to(&mut many);
+            *self = Self::Many(Box::new(many));
+        }
+        match self {
+            Self::Many(many) => many,
+            Self::Few(_) => unreachable!("made a histogram above"),
+        }
+    }
+}
+
 pub struct OperationRecorder {
     pub count: u64,
     pub errors: [u64; 4],
     /// The first distinct error messages, bounded per kind.
     pub messages: Vec<ErrorMessage>,
-    pub latency: Histogram<u64>,
-    pub service: Histogram<u64>,
+    pub latency: Samples,
+    pub service: Samples,
     pub clamped: u64,
 }
 
@@ -28,10 +121,15 @@ impl OperationRecorder {
             count: 0,
             errors: [0; 4],
             messages: Vec::new(),
-            latency: histogram::new_histogram(),
-            service: histogram::new_histogram(),
+            latency: Samples::new(),
+            service: Samples::new(),
             clamped: 0,
         }
+    }
+
+    /// A recorder that others are added into (the merge of an interval).
+    fn merged() -> Self {
+        Self { latency: Samples::histogram(), service: Samples::histogram(), ..Self::new() }
     }
 
     fn reset(&mut self) {
@@ -157,8 +255,8 @@ impl Recorder {
         if let Some(kind) = error {
             op.errors[kind.index()] += n;
         }
-        op.clamped += n * u64::from(histogram::record_clamped_n(&mut op.latency, latency_us, n));
-        histogram::record_clamped_n(&mut op.service, service_us, n);
+        op.clamped += n * u64::from(op.latency.record_n(latency_us, n));
+        op.service.record_n(service_us, n);
     }
 }
 
@@ -219,7 +317,7 @@ pub fn collect(
                 if op.count == 0 {
                     continue;
                 }
-                let target = merged.entry((index, Arc::clone(node))).or_insert_with(OperationRecorder::new);
+                let target = merged.entry((index, Arc::clone(node))).or_insert_with(OperationRecorder::merged);
                 target.count += op.count;
                 for (t, e) in target.errors.iter_mut().zip(op.errors) {
                     *t += e;
@@ -227,9 +325,8 @@ pub fn collect(
                 for m in &op.messages {
                     add_error_message(&mut target.messages, &m.kind, &m.message, m.count);
                 }
-                // Sparse for a slot of few values, dense otherwise.
-                let _ = histogram::add_into(&mut target.latency, &op.latency);
-                let _ = histogram::add_into(&mut target.service, &op.service);
+                op.latency.add_to(target.latency.target());
+                op.service.add_to(target.service.target());
                 target.clamped += op.clamped;
                 op.reset();
             }
@@ -247,8 +344,8 @@ pub fn collect(
                 .map(|kind| (kind.as_str().to_string(), op.errors[kind.index()]))
                 .collect(),
             error_messages: op.messages,
-            latency: histogram::encode(&op.latency).unwrap_or_default(),
-            service: histogram::encode(&op.service).unwrap_or_default(),
+            latency: op.latency.encode(),
+            service: op.service.encode(),
             clamped: op.clamped,
         })
         .collect();
@@ -278,6 +375,35 @@ pub fn collect(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_few_values_and_a_histogram_report_the_same_and_idle_ones_let_theirs_go() {
+        for n in [1u64, 31, 32, 33, 500] {
+            let mut samples = Samples::new();
+            let mut direct = histogram::new_histogram();
+            for i in 0..n {
+                let value = 1 + i * 37 % 5_000;
+                samples.record_n(value, 2);
+                histogram::record_clamped_n(&mut direct, value, 2);
+            }
+            assert!(samples.record_n(histogram::MAX_LATENCY_US + 5, 1), "clamped");
+            histogram::record_clamped_n(&mut direct, histogram::MAX_LATENCY_US + 5, 1);
+            assert_eq!(samples.encode(), histogram::encode(&direct).expect("encode"), "{n} values");
+            let mut merged = histogram::new_histogram();
+            samples.add_to(&mut merged);
+            assert_eq!(merged, direct);
+        }
+        // A busy interval keeps its histogram; a quiet one after it lets it go.
+        let mut samples = Samples::new();
+        (0..100).for_each(|v| {
+            samples.record_n(v + 1, 1);
+        });
+        samples.reset();
+        assert!(matches!(samples, Samples::Many(_)), "kept for the next busy interval");
+        samples.record_n(5, 1);
+        samples.reset();
+        assert!(matches!(samples, Samples::Few(ref v) if v.is_empty()), "a quiet interval freed it");
+    }
 
     #[test]
     fn operations_stay_with_the_node_that_served_them_when_the_connection_moves() {

@@ -80,7 +80,13 @@ pub(crate) async fn open(endpoint: &str, plan: &Plan) -> Result<(Socket, Arc<str
     let started = Instant::now();
     let address = url(endpoint, plan.path);
     let opening = async {
-        let (mut socket, _) = tokio_tungstenite::connect_async(address.as_str()).await.map_err(|e| {
+        // Small buffers (tungstenite's defaults are 128 KiB each way): an
+        // agent may hold tens of thousands of mostly idle connections.
+        let mut config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default();
+        config.read_buffer_size = 4096;
+        config.write_buffer_size = 0;
+        let connecting = tokio_tungstenite::connect_async_with_config(address.as_str(), Some(config), true);
+        let (mut socket, _) = connecting.await.map_err(|e| {
             use tokio_tungstenite::tungstenite::Error as E;
             let kind = match &e {
                 E::Io(_) | E::ConnectionClosed | E::AlreadyClosed => ErrorKind::Connection,
