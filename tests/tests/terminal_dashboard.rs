@@ -149,8 +149,10 @@ fn watch_shows_every_panel_live_leaves_the_run_running_and_ends_on_each_servers_
         coordinator.url,
         data.path().display()
     ));
+    // The whole held screen: tmux may show a frame whose header is drawn
+    // and whose gauge is not yet.
     let held = tmux.wait_for("the held end", Duration::from_secs(40), |s| {
-        s.contains("press any key for its report") && s.contains(") passed")
+        s.contains("press any key for its report") && s.contains(") passed") && s.contains("30 s of 30 s: ended")
     });
     let x_axis = held.lines().find(|l| l.contains(" 0s ") && l.contains("15s") && l.contains("30s"));
     assert!(x_axis.is_some(), "the chart does not span the whole run:\n{held}");

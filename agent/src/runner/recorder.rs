@@ -315,6 +315,10 @@ pub fn collect(
         for (node, operations) in current.chain(r.parked.iter_mut().map(|(n, ops)| (&*n, ops))) {
             for (index, op) in operations.iter_mut().enumerate() {
                 if op.count == 0 {
+                    // A connection quiet since a busy interval lets its
+                    // histograms go.
+                    op.latency.reset();
+                    op.service.reset();
                     continue;
                 }
                 let target = merged.entry((index, Arc::clone(node))).or_insert_with(OperationRecorder::merged);

@@ -172,10 +172,16 @@ impl Model {
         (first, last)
     }
 
+    /// Whether the run has ended: its end came on the live stream, or its
+    /// report on the watch (which may come first; the display then holds).
+    fn ended(&self) -> bool {
+        self.end.is_some() || self.held
+    }
+
     /// Seconds left of the planned duration, and the part done (0..=1).
     pub fn progress(&self) -> (u64, f64) {
         let Some(status) = &self.status else { return (0, 0.0) };
-        if self.end.is_some() {
+        if self.ended() {
             return (0, 1.0);
         }
         let duration = status.duration_s.max(1);
@@ -192,9 +198,9 @@ impl Model {
     pub fn progress_label(&self) -> String {
         let Some(s) = &self.status else { return "waiting for the run's first figures".to_string() };
         let (left, done) = self.progress();
-        let phase = if s.elapsed_s < s.warmup_s && self.end.is_none() { " (warm-up)" } else { "" };
+        let phase = if s.elapsed_s < s.warmup_s && !self.ended() { " (warm-up)" } else { "" };
         if s.operations_total > 0 {
-            let limit = match (self.end.is_some(), s.duration_given) {
+            let limit = match (self.ended(), s.duration_given) {
                 (true, _) => ": ended".to_string(),
                 (false, true) => format!(", {} left at most", clock(left)),
                 (false, false) => String::new(),
@@ -207,9 +213,10 @@ impl Model {
                 s.elapsed_s
             );
         }
-        match self.end {
-            Some(_) => format!("{} s of {} s: ended", s.elapsed_s.min(s.duration_s), s.duration_s),
-            None => format!("{} s of {} s, {} left{phase}", s.elapsed_s.min(s.duration_s), s.duration_s, clock(left)),
+        if self.ended() {
+            format!("{} s of {} s: ended", s.elapsed_s.min(s.duration_s), s.duration_s)
+        } else {
+            format!("{} s of {} s, {} left{phase}", s.elapsed_s.min(s.duration_s), s.duration_s, clock(left))
         }
     }
 }
@@ -303,5 +310,17 @@ mod tests {
         let given = LiveStatus { duration_s: 60, duration_given: true, ..status };
         model.apply("status", &serde_json::to_string(&given).expect("json"));
         assert_eq!(model.progress_label(), "25000 of 100000 operations (25%), 6 s, 54 s left at most");
+    }
+
+    #[test]
+    fn a_held_run_is_ended_before_the_live_streams_end_comes() {
+        let mut model = Model::new("r");
+        let status = LiveStatus { elapsed_s: 30, duration_s: 30, state: "running".into(), ..LiveStatus::default() };
+        model.apply("status", &serde_json::to_string(&status).expect("json"));
+        assert_eq!(model.progress_label(), "30 s of 30 s, 0 s left");
+        // The report came on the watch first: the display holds the end.
+        model.held = true;
+        assert_eq!(model.progress_label(), "30 s of 30 s: ended");
+        assert_eq!(model.progress(), (0, 1.0));
     }
 }

@@ -574,7 +574,7 @@ fn validate(raw: RawScenario, check: &mut Checker<'_>) -> Scenario {
         );
     }
     if let Some(workload) = &workload {
-        nats_fields(workload, target.kind, check);
+        kind_fields(workload, target.kind, check);
     }
     let mut thresholds = Vec::new();
     for (i, expr) in raw.thresholds.iter().enumerate() {
@@ -673,7 +673,7 @@ fn chat_over_websocket(workload: Workload, kind: TargetKind, check: &mut Checker
 
 /// What only one target kind takes: JetStream and subject prefixes (NATS:
 /// no spaces, and none of the wildcards `*` and `>`), a database (InfluxDB).
-fn nats_fields(workload: &Workload, kind: TargetKind, check: &mut Checker<'_>) {
+fn kind_fields(workload: &Workload, kind: TargetKind, check: &mut Checker<'_>) {
     let prefix = match workload {
         Workload::Pubsub(w) => {
             if w.jetstream && kind != TargetKind::Nats {

@@ -129,6 +129,12 @@ fn every_workload_kind_parses_with_its_defaults() {
         ("postgres", "127.0.0.1:5432", "pool", 1),
         ("cratedb", "https://crate:secret@db.example:4200", "records", 1),
         ("cratedb", "127.0.0.1:4200", "query", 3),
+        ("nats", "nats://127.0.0.1:4222", "pubsub", 2),
+        ("nats", "127.0.0.1:4222", "request", 2),
+        ("influx", "http://127.0.0.1:8086", "write", 1),
+        ("influx", "127.0.0.1:8086", "query", 3),
+        ("websocket", "ws://127.0.0.1:8765/chat", "chat", 3),
+        ("websocket", "127.0.0.1:8765", "echo", 2),
     ];
     for (target, endpoint, kind, operations) in cases {
         let text = with_workload(target, endpoint, &format!("  kind: {kind}\n"));
@@ -309,4 +315,31 @@ fn a_count_per_operation_names_operations_the_workload_sends() {
         let error = Scenario::parse(&text(workload, operations)).expect_err(operations).to_string();
         assert!(error.contains(needle), "{operations}: {error}");
     }
+}
+
+#[test]
+fn fields_of_one_target_kind_are_refused_elsewhere_with_what_to_do() {
+    let cases = [
+        ("redis", "127.0.0.1:6379", "  kind: pubsub\n  jetstream: true\n", "workload.jetstream", "NATS feature"),
+        ("redis", "127.0.0.1:6379", "  kind: chat\n  members: 3\n", "workload.members", "over WebSocket"),
+        ("postgres", "127.0.0.1:5432", "  kind: query\n  database: x\n", "workload.database", "only an influx"),
+        ("nats", "127.0.0.1:4222", "  kind: pubsub\n  key_prefix: \"a b.\"\n", "workload.key_prefix", "NATS subject"),
+        ("nats", "127.0.0.1:4222", "  kind: request\n  key_prefix: \"x.>\"\n", "workload.key_prefix", "`>`"),
+        ("influx", "127.0.0.1:8086", "  kind: write\n  tags: {a: 10000, b: 10000}\n", "workload.tags", "10000000"),
+        ("influx", "127.0.0.1:8086", "  kind: write\n  tags: {\"a b\": 2}\n", "workload.tags", "not a tag key"),
+        ("influx", "127.0.0.1:8086", "  kind: write\n  fields: 0\n", "workload.fields", "between 1 and 100"),
+        ("influx", "127.0.0.1:8086", "  kind: write\n  precision: h\n", "workload.precision", "ns"),
+        ("websocket", "127.0.0.1:8765", "  kind: echo\n  message_size: 0B\n", "workload.message_size", "16MiB"),
+        ("nats", "http://127.0.0.1:4222", "  kind: pubsub\n", "target.endpoints[0]", "nats://"),
+        ("influx", "127.0.0.1:8086", "  kind: pubsub\n", "workload.kind", "kv, redis, nats"),
+    ];
+    for (target, endpoint, workload, field, words) in cases {
+        let text = with_workload(target, endpoint, workload);
+        let error = Scenario::parse(&text).expect_err(workload);
+        let issue = error.issues.iter().find(|i| i.field == field).unwrap_or_else(|| panic!("{field}: {error}"));
+        assert!(issue.message.contains(words), "{field}: {}", issue.message);
+    }
+    let pipelined = with_workload("websocket", "127.0.0.1:8765", "  kind: echo\n")
+        .replace("connections: 2", "connections: 2\n  pipeline: 4");
+    assert!(Scenario::parse(&pipelined).expect_err("pipeline").to_string().contains("one request at a time"));
 }

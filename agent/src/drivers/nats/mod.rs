@@ -111,7 +111,7 @@ pub(crate) async fn open(
         options = options.event_callback(move |event| {
             let events = events.clone();
             async move {
-                // Bounded: a flood of events is summarised, never queued without end.
+                // Bounded: events beyond 64 waiting are dropped, never queued without end.
                 let _ = events.try_send(event);
             }
         });
