@@ -55,6 +55,14 @@ impl NatsServer {
         Self::start_with(name, jetstream, &[])
     }
 
+    /// A single server with `config` (nats-server's configuration format)
+    /// beside the ports and name given on its command line.
+    pub fn start_configured(name: &str, config: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("stampede-nats-{name}-{}.conf", std::process::id()));
+        std::fs::write(&dir, config).expect("nats config");
+        Self::start_with(name, false, &["-c".to_string(), dir.to_string_lossy().into_owned()])
+    }
+
     fn start_with(name: &str, jetstream: bool, extra: &[String]) -> Self {
         let store = tempfile::tempdir().expect("tempdir");
         let (port, monitor) = (free_port(), free_port());

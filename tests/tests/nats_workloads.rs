@@ -168,3 +168,25 @@ fn a_server_restarted_mid_run_is_seen_in_latency_and_connections_and_the_run_sti
     let Served { in_msgs, .. } = server.served();
     assert!(in_msgs > 0, "the restarted server served requests");
 }
+
+#[test]
+fn subscribers_the_server_drops_as_slow_consumers_are_errors_it_counted_too() {
+    // 2 KiB of pending output per client at most: fast publishers overrun
+    // the subscribers' share, and the server closes them.
+    let server =
+        NatsServer::start_configured("slow", "max_payload: 1024\nmax_pending: 2048\nwrite_deadline: \"50ms\"\n");
+    let text = scenario(
+        &[&server.address],
+        1,
+        "  connections: 4\n  pipeline: 16",
+        "  kind: pubsub\n  subjects: 1\n  subscribers: 2\n  message_size: 1000B",
+    );
+    let RunOutcome { code, report, stdout, stderr } = run(&text);
+    assert!(code == 0 || code == 1, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let deliver = &report["operations"]["deliver"];
+    let lost = deliver["errors_by_kind"]["connection"].as_u64().unwrap_or(0);
+    let slow = server.slow_consumers();
+    assert!(slow > 0, "the server saw slow consumers");
+    assert_eq!(lost, slow, "every subscriber the server dropped is an error of deliver: {deliver}");
+    assert!(deliver["error_messages"].to_string().contains("slow_consumers"), "{deliver}");
+}

@@ -109,7 +109,10 @@ impl Listener {
                     ))),
                     Some(async_nats::Event::Disconnected) => received(Err(DriverError::new(
                         ErrorKind::Connection,
-                        format!("lost the connection to NATS server {node}"),
+                        format!(
+                            "lost the connection to NATS server {node} (a server closes a subscriber that falls \
+                             behind, counting it in its /varz slow_consumers)"
+                        ),
                     ))),
                     Some(_) => {}
                     None => return,
