@@ -159,26 +159,49 @@ pub struct WsServerArgs {
     max_clients: u64,
 }
 
+/// The nodes a built-in server starts: one on `--listen` named `--node-id`,
+/// or `--nodes N` named PREFIX-0.. on consecutive ports from `--base-port`.
+struct Nodes<'a> {
+    listen: SocketAddr,
+    node_id: &'a str,
+    count: Option<u16>,
+    base_port: Option<u16>,
+}
+
+impl Nodes<'_> {
+    /// Binds every node's port before any is announced: a node that cannot
+    /// listen stops the start without announcing nodes that then go away.
+    async fn bind(
+        &self,
+        host: std::net::IpAddr,
+        prefix: &str,
+    ) -> anyhow::Result<Vec<(tokio::net::TcpListener, String)>> {
+        let nodes: Vec<(SocketAddr, String)> = match (self.count, self.base_port) {
+            (Some(0), _) => anyhow::bail!("--nodes must be at least 1"),
+            (Some(count), Some(base)) => {
+                if u32::from(base) + u32::from(count) - 1 > u32::from(u16::MAX) {
+                    anyhow::bail!("--base-port {base} with --nodes {count} runs past port 65535");
+                }
+                (0..count).map(|i| (SocketAddr::new(host, base + i), format!("{prefix}-{i}"))).collect()
+            }
+            _ => vec![(self.listen, self.node_id.to_string())],
+        };
+        let mut listeners = Vec::with_capacity(nodes.len());
+        for (addr, node_id) in nodes {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr}; is the port in use?"))?;
+            listeners.push((listener, node_id));
+        }
+        Ok(listeners)
+    }
+}
+
 /// `stampede ws-server`: chat rooms on /chat, an echo on /echo; the counts
 /// of each node are printed when it stops.
 pub async fn ws_server(args: WsServerArgs) -> anyhow::Result<()> {
-    let nodes: Vec<(SocketAddr, String)> = match (args.nodes, args.base_port) {
-        (Some(0), _) => anyhow::bail!("--nodes must be at least 1"),
-        (Some(count), Some(base)) => {
-            if u32::from(base) + u32::from(count) - 1 > u32::from(u16::MAX) {
-                anyhow::bail!("--base-port {base} with --nodes {count} runs past port 65535");
-            }
-            (0..count).map(|i| (SocketAddr::new(args.host, base + i), format!("ws-{i}"))).collect()
-        }
-        _ => vec![(args.listen, args.node_id.clone())],
-    };
-    let mut listeners = Vec::with_capacity(nodes.len());
-    for (addr, node_id) in nodes {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot listen on {addr}; is the port in use?"))?;
-        listeners.push((listener, node_id));
-    }
+    let nodes = Nodes { listen: args.listen, node_id: &args.node_id, count: args.nodes, base_port: args.base_port };
+    let listeners = nodes.bind(args.host, "ws").await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut servers = tokio::task::JoinSet::new();
     for (listener, node_id) in listeners {
@@ -320,25 +343,8 @@ pub async fn kv_server(args: KvServerArgs) -> anyhow::Result<()> {
         busy_poll: (!args.busy_poll.is_zero()).then_some(args.busy_poll),
         pubsub_queue_limit: usize::try_from(args.pubsub_queue_limit).unwrap_or(usize::MAX),
     };
-    let nodes: Vec<(SocketAddr, String)> = match (args.nodes, args.base_port) {
-        (Some(0), _) => anyhow::bail!("--nodes must be at least 1"),
-        (Some(count), Some(base)) => {
-            if u32::from(base) + u32::from(count) - 1 > u32::from(u16::MAX) {
-                anyhow::bail!("--base-port {base} with --nodes {count} runs past port 65535");
-            }
-            (0..count).map(|i| (SocketAddr::new(args.host, base + i), format!("kv-{i}"))).collect()
-        }
-        _ => vec![(args.listen, args.node_id.clone())],
-    };
-    // Every port is bound before any is announced: a node that cannot
-    // listen stops the start without announcing nodes that then go away.
-    let mut listeners = Vec::with_capacity(nodes.len());
-    for (addr, node_id) in nodes {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot listen on {addr}; is the port in use?"))?;
-        listeners.push((listener, node_id));
-    }
+    let nodes = Nodes { listen: args.listen, node_id: &args.node_id, count: args.nodes, base_port: args.base_port };
+    let listeners = nodes.bind(args.host, "kv").await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut servers = tokio::task::JoinSet::new();
     for (listener, node_id) in listeners {
