@@ -140,6 +140,22 @@ pub struct OperationStats {
     #[serde(with = "base64_bytes")]
     pub service: Vec<u8>,
     pub clamped: u64,
+    /// Bytes these operations sent and received, as their driver counts
+    /// them (the README's "Bytes on the wire" says how, per target).
+    #[serde(default)]
+    pub bytes_sent: u64,
+    #[serde(default)]
+    pub bytes_received: u64,
+}
+
+/// A step timed inside the operations (`encode`, `decode` with
+/// `codec_in_path`), merged over the agent's connections.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Timing {
+    pub name: String,
+    /// HdrHistogram V2 + deflate bytes, nanoseconds.
+    #[serde(with = "base64_bytes")]
+    pub histogram: Vec<u8>,
 }
 
 impl OperationStats {
@@ -203,6 +219,9 @@ pub struct IntervalReport {
     /// unless it ended within this interval.
     #[serde(default)]
     pub load_end_us: u64,
+    /// Steps timed inside the operations, in nanoseconds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub timings: Vec<Timing>,
 }
 
 pub(crate) mod base64_bytes {

@@ -141,6 +141,47 @@ pub struct Totals {
     /// a statement about the generator.
     #[serde(default)]
     pub generator_saturated: u64,
+    /// Bytes sent and received by the measured operations.
+    #[serde(default)]
+    pub transfer: Transfer,
+}
+
+/// Bytes that operations sent and received (of those that succeeded), per
+/// operation and per second. MB is 10^6 bytes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Transfer {
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    /// Per operation, over the operations that succeeded.
+    pub sent_per_op: f64,
+    pub received_per_op: f64,
+    pub sent_mb_per_s: f64,
+    pub received_mb_per_s: f64,
+}
+
+impl Transfer {
+    /// The figures of `sent` and `received` bytes over `succeeded`
+    /// operations in `seconds`.
+    pub fn of(sent: u64, received: u64, succeeded: u64, seconds: f64) -> Self {
+        let per_op = |bytes: u64| if succeeded > 0 { bytes as f64 / succeeded as f64 } else { 0.0 };
+        let per_s = |bytes: u64| if seconds > 0.0 { bytes as f64 / seconds / 1e6 } else { 0.0 };
+        Self {
+            bytes_sent: sent,
+            bytes_received: received,
+            sent_per_op: per_op(sent),
+            received_per_op: per_op(received),
+            sent_mb_per_s: per_s(sent),
+            received_mb_per_s: per_s(received),
+        }
+    }
+}
+
+/// A step timed inside the operations (`encode`, `decode` with
+/// `codec_in_path`): how often and how long, in nanoseconds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TimingReport {
+    pub count: u64,
+    pub ns: LatencySummary,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -158,6 +199,9 @@ pub struct OperationReport {
     /// most frequent first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub error_messages: Vec<NodeErrorMessage>,
+    /// Bytes these operations sent and received.
+    #[serde(default)]
+    pub transfer: Transfer,
 }
 
 /// One error message of one operation at one node, and how often it came.
@@ -178,6 +222,11 @@ pub struct NodeReport {
     /// Connections opened to the node over the run.
     #[serde(default)]
     pub opened: u64,
+    /// Bytes the measured operations sent to and received from the node.
+    #[serde(default)]
+    pub bytes_sent: u64,
+    #[serde(default)]
+    pub bytes_received: u64,
     /// Per operation: count, errors and latency, merged over agents.
     #[serde(default)]
     pub operations: BTreeMap<String, NodeOperationReport>,
@@ -263,6 +312,10 @@ pub struct Report {
     /// Cache hits / (hits + misses) over the measured part (`cache` workload).
     #[serde(default)]
     pub cache_hit_ratio: Option<f64>,
+    /// Steps timed inside the operations (`codec_in_path`'s `encode` and
+    /// `decode`), in nanoseconds, over the measured part.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub timings: BTreeMap<String, TimingReport>,
     /// Facts about the target that agents reported, each once.
     #[serde(default)]
     pub notes: Vec<String>,

@@ -52,6 +52,8 @@ fn report(seconds: u64) -> stampede_common::report::Report {
                 latency: histogram::encode(&l).expect("encode"),
                 service: histogram::encode(&s).expect("encode"),
                 clamped: 0,
+                bytes_sent: 0,
+                bytes_received: 0,
             });
         }
         let report = IntervalReport { run_id: "r".into(), seq: interval, interval, operations, ..Default::default() };

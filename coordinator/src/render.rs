@@ -84,6 +84,8 @@ fn write_report(out: &mut String, r: &Report) -> std::fmt::Result {
         )?;
     }
     writeln!(out, "{:<12} {:>11} {:>11.1} {:>8}", "total", r.totals.ops, r.totals.throughput, r.totals.errors)?;
+    write_transfer(out, r)?;
+    write_timings(out, r)?;
     write_stages(out, r)?;
     let with_errors: Vec<String> = r
         .operations
@@ -141,6 +143,51 @@ fn write_report(out: &mut String, r: &Report) -> std::fmt::Result {
         distribution(out, r, d)?;
     }
     write_agents_and_thresholds(out, r)
+}
+
+/// Bytes per operation and MB/s, when the drivers counted any.
+fn write_transfer(out: &mut String, r: &Report) -> std::fmt::Result {
+    let total = &r.totals.transfer;
+    if total.bytes_sent + total.bytes_received == 0 {
+        return Ok(());
+    }
+    writeln!(out)?;
+    writeln!(
+        out,
+        "{:<12} {:>11} {:>11} {:>11} {:>11}   (bytes of the operations that succeeded; MB = 10^6 B)",
+        "transfer", "sent B/op", "recv B/op", "sent MB/s", "recv MB/s"
+    )?;
+    let rows = r.operations.iter().map(|(name, op)| (name.as_str(), &op.transfer));
+    for (name, t) in rows.chain(std::iter::once(("total", total))) {
+        writeln!(
+            out,
+            "{:<12} {:>11.1} {:>11.1} {:>11.3} {:>11.3}",
+            name, t.sent_per_op, t.received_per_op, t.sent_mb_per_s, t.received_mb_per_s
+        )?;
+    }
+    Ok(())
+}
+
+/// Steps timed inside the operations (`codec_in_path`), in nanoseconds.
+fn write_timings(out: &mut String, r: &Report) -> std::fmt::Result {
+    if r.timings.is_empty() {
+        return Ok(());
+    }
+    writeln!(out)?;
+    writeln!(
+        out,
+        "{:<12} {:>11} {:>9} {:>9} {:>9} {:>9} {:>9}   (ns per value, inside the latency above)",
+        "codec", "count", "mean", "p50", "p99", "p99.9", "max"
+    )?;
+    for (name, t) in &r.timings {
+        let ns = &t.ns;
+        writeln!(
+            out,
+            "{:<12} {:>11} {:>9.0} {:>9} {:>9} {:>9} {:>9}",
+            name, t.count, ns.mean, ns.p50, ns.p99, ns.p999, ns.max
+        )?;
+    }
+    Ok(())
 }
 
 /// The agent table, what agents lost or dropped, and the thresholds.

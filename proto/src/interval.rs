@@ -3,7 +3,7 @@
 //! compact form the PostgreSQL results store keeps.
 
 use prost::Message;
-use stampede_common::interval::{IntervalReport, OperationStats, add_error_message};
+use stampede_common::interval::{IntervalReport, OperationStats, Timing, add_error_message};
 
 use crate::v1 as pb;
 
@@ -29,6 +29,8 @@ pub fn to_wire(r: IntervalReport) -> pb::IntervalReport {
                 latency_histogram: op.latency,
                 service_histogram: op.service,
                 clamped: op.clamped,
+                bytes_sent: op.bytes_sent,
+                bytes_received: op.bytes_received,
             })
             .collect(),
         connections: r
@@ -53,6 +55,7 @@ pub fn to_wire(r: IntervalReport) -> pb::IntervalReport {
         opened: r.opened.into_iter().map(|(node, connections)| pb::NodeConnections { node, connections }).collect(),
         node_samples: r.node_samples.into_iter().collect(),
         load_end_us: r.load_end_us,
+        timings: r.timings.into_iter().map(|t| pb::Timing { name: t.name, histogram: t.histogram }).collect(),
     }
 }
 
@@ -79,6 +82,8 @@ pub fn from_wire(message: pb::IntervalReport) -> IntervalReport {
                 latency: op.latency_histogram,
                 service: op.service_histogram,
                 clamped: op.clamped,
+                bytes_sent: op.bytes_sent,
+                bytes_received: op.bytes_received,
             })
             .collect(),
         connections: message.connections.into_iter().map(|c| (c.node, c.connections)).collect(),
@@ -97,6 +102,7 @@ pub fn from_wire(message: pb::IntervalReport) -> IntervalReport {
         opened: message.opened.into_iter().map(|c| (c.node, c.connections)).collect(),
         node_samples: message.node_samples.into_iter().collect(),
         load_end_us: message.load_end_us,
+        timings: message.timings.into_iter().map(|t| Timing { name: t.name, histogram: t.histogram }).collect(),
     }
 }
 
@@ -133,7 +139,10 @@ mod tests {
                 latency: vec![1, 2, 3],
                 service: vec![4, 5],
                 clamped: 1,
+                bytes_sent: 300,
+                bytes_received: 40,
             }],
+            timings: vec![Timing { name: "encode".into(), histogram: vec![9, 8] }],
             connections: [("kv-0".to_string(), 2)].into(),
             late_starts: 4,
             unsent_starts: 3,

@@ -79,9 +79,18 @@ pub async fn with_driver<W: WithDriver>(spec: &DriverSpec<'_>, user: W) -> Resul
 /// A future that a listener runs on a task of its own.
 pub type ListenFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 
-/// What a listener tells of each message: its delivery latency in
-/// microseconds, or what went wrong (a slow consumer dropping messages).
-pub type Received = Box<dyn FnMut(Result<u64, DriverError>) + Send>;
+/// What a listener tells of each message: its delivery latency and size,
+/// or what went wrong (a slow consumer dropping messages).
+pub type Received = Box<dyn FnMut(Result<Heard, DriverError>) + Send>;
+
+/// One message a listener received.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Heard {
+    /// From its send time (on the coordinator's clock) to now.
+    pub latency_us: u64,
+    /// Bytes it took, counted as the driver counts its operations' bytes.
+    pub bytes: u32,
+}
 
 /// A connection that receives instead of sending (a pub/sub subscriber, a
 /// request responder): opened with the others during prepare, counted as
@@ -114,6 +123,15 @@ pub struct Done {
     /// The node that served this operation when it is not the connection's
     /// (a new connection per operation, or a node sampled per request).
     pub node: Option<Arc<str>>,
+    /// Bytes the operation sent and received, as the driver counts them
+    /// (its protocol's framing where it writes and reads the wire itself,
+    /// the payloads where a client library does; the README says which).
+    pub sent: u32,
+    pub received: u32,
+    /// Nanoseconds spent encoding the value sent and decoding the value
+    /// read (`codec_in_path`), part of the operation's latency.
+    pub encode_ns: Option<u32>,
+    pub decode_ns: Option<u32>,
 }
 
 /// The part of the run one agent does, as drivers need it for setup and

@@ -301,6 +301,15 @@ impl Driver for ClusterDriver {
     }
 }
 
+/// One round of an operation's commands: the node that owns its key, the
+/// replies, the bytes of the commands and the time encoding took.
+struct Round {
+    node: Option<Arc<str>>,
+    replies: Result<Vec<Value>, DriverError>,
+    sent: u32,
+    encode_ns: Option<u32>,
+}
+
 /// A cluster client (a socket to every master) with the slot map it
 /// attributes operations by.
 #[derive(Clone)]
@@ -313,11 +322,13 @@ pub struct ClusterConnection {
 impl ClusterConnection {
     /// Sends the commands of one phase of an operation; returns the node
     /// that owns its (first) key and the replies.
-    async fn round(&mut self, action: Action, phase: Phase) -> (Option<Arc<str>>, Result<Vec<Value>, DriverError>) {
+    async fn round(&mut self, action: Action, phase: Phase) -> Round {
         let mut commands: Vec<redis::Cmd> = Vec::with_capacity(2);
         let mut node = None;
         let topology = &self.topology;
+        let mut sent = 0;
         self.encoder.commands(action, phase, &mut |args| {
+            sent += super::resp::wire::command_len(args);
             if node.is_none() {
                 node = args.get(1).and_then(|key| topology.node_of(key)).cloned();
             }
@@ -339,24 +350,36 @@ impl ClusterConnection {
                 self.client.req_packed_commands(&pipeline, 0, n).await
             }
         };
-        (node, replies.map_err(|e| DriverError::new(classify(&e), e.to_string())))
+        let (replies, encode_ns) = match self.encoder.take_encoded() {
+            Some(Err(message)) => (Err(DriverError::new(ErrorKind::Protocol, message)), None),
+            encoded => {
+                (replies.map_err(|e| DriverError::new(classify(&e), e.to_string())), encoded.and_then(Result::ok))
+            }
+        };
+        Round { node, replies, sent: sent as u32, encode_ns }
     }
 
     async fn run(&mut self, operation: &Operation) -> Result<Done, DriverError> {
         let action = operation.action;
-        let (node, replies) = self.round(action, Phase::Main).await;
+        let Round { node, replies, sent, encode_ns } = self.round(action, Phase::Main).await;
         let at = |error: DriverError| match &node {
             Some(node) => error.at(Arc::clone(node)),
             None => error,
         };
-        let summaries: Vec<_> = replies.map_err(at)?.iter().map(summarize_value).collect();
+        let replies = replies.map_err(at)?;
+        let summaries: Vec<_> = replies.iter().map(|value| summarize_value(value, self.encoder.codec())).collect();
         let mut done = interpret(action, &summaries).map_err(at)?;
+        done.sent = sent;
+        done.encode_ns = encode_ns;
         if done.hit == Some(false) {
             // A cache read that missed fills the key.
-            let (_, filled) = self.round(action, Phase::Fill).await;
-            if let Some(error) = filled.map_err(at)?.iter().map(summarize_value).find_map(|s| s.error) {
+            let fill = self.round(action, Phase::Fill).await;
+            let filled: Vec<_> = fill.replies.map_err(at)?.iter().map(|value| summarize_value(value, None)).collect();
+            if let Some(error) = filled.iter().find_map(|s| s.error.clone()) {
                 return Err(at(DriverError::new(ErrorKind::Server, error)));
             }
+            done.sent += fill.sent;
+            done.received += filled.iter().map(|s| s.bytes).sum::<u32>();
         }
         done.node = node.clone();
         Ok(done)

@@ -375,6 +375,9 @@ fn record_batch(
             let home = r.node().cloned();
             r.set_node(Arc::clone(node));
             r.record(operation.index(), latency, service, error);
+            if let Some(Ok(done)) = results.get(index) {
+                r.transfer(operation.index(), done);
+            }
             if let Some(kind) = error {
                 r.note_error(operation.index(), kind, said);
             }
@@ -384,6 +387,9 @@ fn record_batch(
             continue;
         }
         let operation = operation.index();
+        if let Some(Ok(done)) = results.get(index) {
+            r.transfer(operation, done);
+        }
         if let Some(kind) = error {
             r.note_error(operation, kind, said);
         }

@@ -14,7 +14,7 @@ use super::connection::{OPERATION_TIMEOUT, OperationCount, Ramp, SlotContext, dr
 use super::recorder::{Recorder, SharedRecorder, lock};
 use super::reporter::Reporter;
 use super::{Assignment, Opened};
-use crate::drivers::{Driver, DriverError, Listen, Received};
+use crate::drivers::{Done, Driver, DriverError, Heard, Listen, Received};
 use crate::workloads::Generator;
 
 /// How long listeners keep listening after the run's end, for messages
@@ -133,11 +133,12 @@ impl Load {
             });
             let sink = Arc::clone(&recorder);
             let last = operations.saturating_sub(1);
-            let received: Received = Box::new(move |heard: Result<u64, DriverError>| {
+            let received: Received = Box::new(move |heard: Result<Heard, DriverError>| {
                 let mut r = lock(&sink);
                 match heard {
-                    Ok(latency_us) => {
+                    Ok(Heard { latency_us, bytes }) => {
                         r.record(last, latency_us, latency_us, None);
+                        r.transfer(last, &Done { received: bytes, ..Done::default() });
                         r.counters[Counter::Delivered.index()] += 1;
                     }
                     // An error without a delivery to time (a slow consumer's

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use hdrhistogram::Histogram;
 use stampede_common::histogram;
-use stampede_common::interval::{Counter, ErrorMessage, IntervalReport, OperationStats, add_error_message};
+use stampede_common::interval::{Counter, ErrorMessage, IntervalReport, OperationStats, Timing, add_error_message};
 
 use crate::drivers::{Done, ErrorKind};
 
@@ -81,6 +81,13 @@ impl Samples {
         }
     }
 
+    fn is_empty(&self) -> bool {
+        match self {
+            Self::Few(values) => values.is_empty(),
+            Self::Many(many) => many.is_empty(),
+        }
+    }
+
     fn encode(&self) -> Vec<u8> {
         match self {
             Self::Many(many) => histogram::encode(many).unwrap_or_default(),
@@ -113,6 +120,9 @@ pub struct OperationRecorder {
     pub latency: Samples,
     pub service: Samples,
     pub clamped: u64,
+    /// Bytes sent and received by the operations that succeeded.
+    pub sent: u64,
+    pub received: u64,
 }
 
 impl OperationRecorder {
@@ -124,6 +134,8 @@ impl OperationRecorder {
             latency: Samples::new(),
             service: Samples::new(),
             clamped: 0,
+            sent: 0,
+            received: 0,
         }
     }
 
@@ -139,6 +151,8 @@ impl OperationRecorder {
         self.latency.reset();
         self.service.reset();
         self.clamped = 0;
+        self.sent = 0;
+        self.received = 0;
     }
 }
 
@@ -167,7 +181,14 @@ pub struct Recorder {
     /// Samples of the node since the last collection, per node found (for
     /// drivers that sample it, [`crate::drivers::Connection::take_sample`]).
     pub samples: BTreeMap<Arc<str>, u64>,
+    /// Nanoseconds spent encoding values sent and decoding values read
+    /// (`codec_in_path`), in the order of [`TIMINGS`].
+    timings: [Samples; 2],
 }
+
+/// The steps a driver may time inside an operation ([`Done::encode_ns`],
+/// [`Done::decode_ns`]).
+pub const TIMINGS: [&str; 2] = ["encode", "decode"];
 
 pub type SharedRecorder = Arc<Mutex<Recorder>>;
 
@@ -186,6 +207,7 @@ impl Recorder {
             counters: [0; Counter::ALL.len()],
             opened: BTreeMap::new(),
             samples: BTreeMap::new(),
+            timings: [Samples::new(), Samples::new()],
         }))
     }
 
@@ -228,6 +250,20 @@ impl Recorder {
             None => {}
         }
         self.counters[Counter::Fanout.index()] += u64::from(done.fanout);
+        for (samples, ns) in self.timings.iter_mut().zip([done.encode_ns, done.decode_ns]) {
+            if let Some(ns) = ns {
+                samples.record_n(u64::from(ns), 1);
+            }
+        }
+    }
+
+    /// Adds the bytes a successful operation sent and received to
+    /// `operation` at the current node.
+    #[inline]
+    pub fn transfer(&mut self, operation: usize, done: &Done) {
+        let op = &mut self.operations[operation];
+        op.sent += u64::from(done.sent);
+        op.received += u64::from(done.received);
     }
 
     /// Records one finished operation.
@@ -286,8 +322,15 @@ pub fn collect(
     let mut counters = [0u64; Counter::ALL.len()];
     let mut opened: BTreeMap<String, u64> = BTreeMap::new();
     let mut node_samples: BTreeMap<String, u64> = BTreeMap::new();
+    let mut timings: [Option<Samples>; 2] = [None, None];
     for recorder in recorders {
         let mut r = lock(recorder);
+        for (merged, samples) in timings.iter_mut().zip(r.timings.iter_mut()) {
+            if !samples.is_empty() {
+                samples.add_to(merged.get_or_insert_with(Samples::histogram).target());
+            }
+            samples.reset();
+        }
         for (node, n) in std::mem::take(&mut r.opened) {
             *opened.entry(node.to_string()).or_default() += n;
         }
@@ -332,6 +375,8 @@ pub fn collect(
                 op.latency.add_to(target.latency.target());
                 op.service.add_to(target.service.target());
                 target.clamped += op.clamped;
+                target.sent += op.sent;
+                target.received += op.received;
                 op.reset();
             }
         }
@@ -351,6 +396,8 @@ pub fn collect(
             latency: op.latency.encode(),
             service: op.service.encode(),
             clamped: op.clamped,
+            bytes_sent: op.sent,
+            bytes_received: op.received,
         })
         .collect();
     let report = IntervalReport {
@@ -371,6 +418,11 @@ pub fn collect(
             .collect(),
         opened,
         node_samples,
+        timings: TIMINGS
+            .iter()
+            .zip(timings)
+            .filter_map(|(name, samples)| samples.map(|s| Timing { name: name.to_string(), histogram: s.encode() }))
+            .collect(),
         ..IntervalReport::default()
     };
     (report, busy_us)

@@ -129,6 +129,8 @@ pub(crate) struct RawKeyValueWorkload {
     preload: Option<bool>,
     #[serde(default)]
     cleanup: Option<bool>,
+    #[serde(default)]
+    pub(crate) codec_in_path: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -305,6 +307,31 @@ pub enum ValueFormat {
     Json,
     /// The same record as a protobuf message.
     Protobuf,
+    /// The record in bitcode's compact binary form.
+    Bitcode,
+    /// The record as MessagePack (a map of named fields).
+    Msgpack,
+    /// The record as an rkyv archive, read in place without copying.
+    Rkyv,
+    /// The record as a FlatBuffers table, read in place without copying.
+    Flatbuffers,
+}
+
+impl ValueFormat {
+    pub const ALL: [ValueFormat; 7] =
+        [Self::Raw, Self::Json, Self::Protobuf, Self::Bitcode, Self::Msgpack, Self::Rkyv, Self::Flatbuffers];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Raw => "raw",
+            Self::Json => "json",
+            Self::Protobuf => "protobuf",
+            Self::Bitcode => "bitcode",
+            Self::Msgpack => "msgpack",
+            Self::Rkyv => "rkyv",
+            Self::Flatbuffers => "flatbuffers",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -334,6 +361,10 @@ pub struct KeySpace {
     pub preload: bool,
     /// Delete the agent's keys after the run.
     pub cleanup: bool,
+    /// Encode each value as it is sent and decode each value read, timing
+    /// both (`encode`, `decode`), instead of sending a pool encoded before
+    /// the run.
+    pub codec_in_path: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]

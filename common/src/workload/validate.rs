@@ -466,6 +466,8 @@ fn only_for(raw: &mut RawKeyValueWorkload, kind: &str, check: &mut Checker<'_>) 
         ("read_ratio", "kv", raw.read_ratio.is_some()),
         ("weights", "mixed", raw.weights.is_some()),
         ("ttl", "cache", raw.ttl.is_some()),
+        // The seed's format comparison is a GET/SET one.
+        ("codec_in_path", "kv", raw.codec_in_path.is_some()),
     ];
     for (field, owner, present) in owners {
         if present && owner != kind {
@@ -505,5 +507,6 @@ fn keys(raw: RawKeyValueWorkload, preload_default: bool, check: &mut Checker<'_>
         },
         preload: raw.preload.unwrap_or(preload_default),
         cleanup: raw.cleanup.unwrap_or(false),
+        codec_in_path: raw.codec_in_path.unwrap_or(false),
     }
 }

@@ -75,6 +75,8 @@ mod tests {
             latency: histogram::encode(&h).expect("encode"),
             service: histogram::encode(&h).expect("encode"),
             clamped: 0,
+            bytes_sent: 0,
+            bytes_received: 0,
         }
     }
 

@@ -15,7 +15,7 @@ use stampede_common::histogram::{self, HistogramError, LatencySummary};
 use stampede_common::interval::{Counter, ErrorMessage, IntervalReport, add_error_message};
 use stampede_common::report::{
     AgentReport, IntervalSummary, NodeErrorMessage, NodeOperationReport, NodeReport, OperationReport, REPORT_SCHEMA,
-    Report, RunStatus, ScenarioInfo, TargetInfo, Totals,
+    Report, RunStatus, ScenarioInfo, TargetInfo, TimingReport, Totals, Transfer,
 };
 use stampede_common::scenario::LoadModel;
 use stampede_common::threshold::ThresholdResult;
@@ -44,6 +44,7 @@ pub enum MergeOutcome {
 /// the check and the merge.
 pub struct Checked {
     histograms: Vec<(Histogram<u64>, Histogram<u64>)>,
+    timings: Vec<Histogram<u64>>,
 }
 
 struct OperationAggregate {
@@ -53,6 +54,8 @@ struct OperationAggregate {
     service: Histogram<u64>,
     /// Per node: the first distinct error messages of each kind.
     messages: BTreeMap<String, Vec<ErrorMessage>>,
+    bytes_sent: u64,
+    bytes_received: u64,
 }
 
 impl Default for OperationAggregate {
@@ -63,6 +66,8 @@ impl Default for OperationAggregate {
             latency: histogram::new_histogram(),
             service: histogram::new_histogram(),
             messages: BTreeMap::new(),
+            bytes_sent: 0,
+            bytes_received: 0,
         }
     }
 }
@@ -160,6 +165,8 @@ pub struct RunAggregate {
     stages: Option<stages::StageAggregates>,
     /// The open model's constant rate, for each interval's planned rate.
     rate: Option<f64>,
+    /// Steps timed inside the operations (nanoseconds), measured part.
+    timings: BTreeMap<String, Histogram<u64>>,
 }
 
 /// A one-interval view for live progress.
@@ -220,6 +227,7 @@ impl RunAggregate {
             windows: windows::Windows::new(),
             stages: None,
             rate: None,
+            timings: BTreeMap::new(),
         }
     }
 
@@ -305,7 +313,21 @@ impl RunAggregate {
             }
             decoded.push((latency, service));
         }
-        Ok(Some(Checked { histograms: decoded }))
+        let mut timings = Vec::with_capacity(report.timings.len());
+        for timing in &report.timings {
+            let bad = |source| AggregateError::BadHistogram {
+                agent: agent.to_string(),
+                seq: report.seq,
+                operation: timing.name.clone(),
+                source,
+            };
+            let histogram = histogram::decode(&timing.histogram).map_err(bad)?;
+            if !histogram::within_range(&histogram) {
+                return Err(bad(HistogramError::Range));
+            }
+            timings.push(histogram);
+        }
+        Ok(Some(Checked { histograms: decoded, timings }))
     }
 
     /// Merges a report [`Self::check`] accepted.
@@ -365,6 +387,8 @@ impl RunAggregate {
             }
             let op = self.operations.entry(stats.operation.clone()).or_default();
             op.count += stats.count;
+            op.bytes_sent += stats.bytes_sent;
+            op.bytes_received += stats.bytes_received;
             for (kind, n) in &stats.errors {
                 *op.errors_by_kind.entry(kind.clone()).or_default() += n;
             }
@@ -395,9 +419,21 @@ impl RunAggregate {
             let node = self.nodes.entry(name).or_default();
             node.ops += stats.count;
             node.errors += errors;
+            node.bytes_sent += stats.bytes_sent;
+            node.bytes_received += stats.bytes_received;
             self.clamped += stats.clamped;
         }
         if !warmup {
+            for (timing, histogram) in report.timings.iter().zip(checked.timings) {
+                match self.timings.get_mut(&timing.name) {
+                    Some(merged) => {
+                        let _ = histogram::add_into(merged, &histogram);
+                    }
+                    None => {
+                        self.timings.insert(timing.name.clone(), histogram);
+                    }
+                }
+            }
             self.late_starts += report.late_starts;
             self.unsent_starts += report.unsent_starts;
             self.generator.add(agent, report);
@@ -527,6 +563,7 @@ impl RunAggregate {
                     latency_us: LatencySummary::of(&op.latency),
                     service_time_us: LatencySummary::of(&op.service),
                     error_messages: op.error_messages(),
+                    transfer: Transfer::of(op.bytes_sent, op.bytes_received, op.count - op.errors(), measured_s),
                 };
                 (name.clone(), report)
             })
@@ -588,6 +625,12 @@ impl RunAggregate {
                 clamped: self.clamped,
                 warmup_ops: self.warmup_ops,
                 generator_saturated: self.generator.total(),
+                transfer: Transfer::of(
+                    self.operations.values().map(|op| op.bytes_sent).sum(),
+                    self.operations.values().map(|op| op.bytes_received).sum(),
+                    self.ops() - self.errors(),
+                    measured_s,
+                ),
             },
             operations,
             nodes: self
@@ -637,6 +680,11 @@ impl RunAggregate {
                 let misses = self.measured_counters.get(Counter::CacheMisses.as_str()).copied().unwrap_or(0);
                 (hits + misses > 0).then(|| hits as f64 / (hits + misses) as f64)
             },
+            timings: self
+                .timings
+                .iter()
+                .map(|(name, h)| (name.clone(), TimingReport { count: h.len(), ns: LatencySummary::of(h) }))
+                .collect(),
             notes: self.notes.iter().cloned().collect(),
             distribution: (!self.nodes.is_empty()).then_some(distribution),
             agent_losses: self.losses(context.losses, scenario.duration.as_secs_f64().ceil() as u64),

@@ -26,6 +26,8 @@ fn stats(op: &str, node: &str, samples: &[u64], errors: u64) -> OperationStats {
         latency: histogram::encode(&h).expect("encode"),
         service: histogram::encode(&h).expect("encode"),
         clamped: 0,
+        bytes_sent: 0,
+        bytes_received: 0,
     }
 }
 

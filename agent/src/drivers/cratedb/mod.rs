@@ -124,15 +124,17 @@ impl Statements {
                     format!("{}: `{statement}...` had no answer after {STATEMENT_TIMEOUT:?}", self.shown),
                 )
             })?
-            .map(|(value, _)| value)
+            .map(|(value, ..)| value)
     }
 }
 
-/// Sends one `/_sql` request; returns the answer's JSON and the node header's
-/// value. CrateDB's errors are counted against the node that sent them.
-async fn sql(link: &mut Link, shown: &str, body: &Value) -> Result<(Value, Option<String>), DriverError> {
+/// Sends one `/_sql` request; returns the answer's JSON, the node header's
+/// value and the bytes of the request's and the answer's bodies. CrateDB's errors are counted against the node that sent them.
+async fn sql(link: &mut Link, shown: &str, body: &Value) -> Result<(Value, Option<String>, [u32; 2]), DriverError> {
     let bytes = Bytes::from(serde_json::to_vec(body).unwrap_or_default());
+    let sent = bytes.len() as u32;
     let reply = link.send(Method::POST, "/_sql", Some(bytes)).await?;
+    let transfer = [sent, reply.body.len() as u32];
     let status = reply.status;
     let at = |error: DriverError| match &reply.node {
         Some(node) => error.at(node.as_str().into()),
@@ -147,7 +149,7 @@ async fn sql(link: &mut Link, shown: &str, body: &Value) -> Result<(Value, Optio
     if !(200..300).contains(&status) {
         return Err(at(DriverError::new(ErrorKind::Server, format!("{shown}: HTTP {status} without an error object"))));
     }
-    Ok((answer, reply.node))
+    Ok((answer, reply.node, transfer))
 }
 
 /// Maps CrateDB's error object to an error: the code's class names the
@@ -673,7 +675,7 @@ impl Connection for CrateConnection {
             let node: Arc<str> = node.map_or_else(|| Arc::clone(&session.node), Into::into);
             (node != self.node).then_some(node)
         };
-        let (answer, served_by) = match sql(&mut session.link, &self.endpoint.shown, &body).await {
+        let (answer, served_by, [sent, received]) = match sql(&mut session.link, &self.endpoint.shown, &body).await {
             Ok(answered) => answered,
             Err(error) if error.node.is_some() => return Err(error),
             Err(error) => {
@@ -707,6 +709,7 @@ impl Connection for CrateConnection {
             Done { rows: rows.len() as u32, ..Done::default() }
         };
         done.node = node;
+        (done.sent, done.received) = (sent, received);
         Ok(done)
     }
 }

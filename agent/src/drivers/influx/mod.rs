@@ -222,13 +222,15 @@ impl InfluxConnection {
         } else {
             Body { bytes: text.into(), content_type: "text/plain; charset=utf-8", encoding: None }
         };
+        let sent = body.bytes.len() as u32;
         let (status, answer, node) = self.send(Method::POST, &self.plan.write_path(*precision), Some(body)).await?;
+        let received = answer.len() as u32;
         let at = |error: DriverError| match &node {
             Some(node) => error.at(Arc::clone(node)),
             None => error,
         };
         if status == 204 || status == 200 {
-            return Ok(Done { rows: n, values: n * points.fields, node, ..Done::default() });
+            return Ok(Done { rows: n, values: n * points.fields, node, sent, received, ..Done::default() });
         }
         let error = refusal(&self.shown, status, &answer);
         // A partial write kept the points it did not drop.
@@ -240,6 +242,8 @@ impl InfluxConnection {
                 values: kept * points.fields,
                 said: Some(error.message),
                 node,
+                sent,
+                received,
                 ..Done::default()
             });
         }
@@ -272,7 +276,10 @@ impl InfluxConnection {
                 rows += series.get("values").and_then(Value::as_array).map_or(0, |v| v.len() as u64);
             }
         }
-        Ok(Done { rows: rows.min(u64::from(u32::MAX)) as u32, node, ..Done::default() })
+        // A GET has no body: the query travels in the path.
+        let sent = path.len() as u32;
+        let received = answer.len() as u32;
+        Ok(Done { rows: rows.min(u64::from(u32::MAX)) as u32, node, sent, received, ..Done::default() })
     }
 
     /// Runs an InfluxQL statement that changes something (POST), within

@@ -14,7 +14,7 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 
 use super::{Mode, NatsConfig, open};
-use crate::drivers::{DriverError, ErrorKind, Listen, ListenFuture, Received};
+use crate::drivers::{DriverError, ErrorKind, Heard, Listen, ListenFuture, Received};
 
 /// A subscriber or responder: its client and its subscriptions.
 struct Listener {
@@ -120,6 +120,7 @@ impl Listener {
                 message = messages.next() => {
                     let Some(message) = message else { return };
                     let latency = config.clock.latency_us(&message.payload);
+                    let bytes = message.payload.len() as u32;
                     if respond
                         && let Some(reply) = message.reply
                         && let Err(error) = client.publish(reply, message.payload).await
@@ -127,8 +128,8 @@ impl Listener {
                         received(Err(DriverError::new(ErrorKind::Connection, format!("cannot reply on {node}: {error}"))));
                         continue;
                     }
-                    if let Some(latency) = latency {
-                        received(Ok(latency));
+                    if let Some(latency_us) = latency {
+                        received(Ok(Heard { latency_us, bytes }));
                     }
                 }
             }

@@ -275,13 +275,20 @@ impl NatsConnection {
                     continue;
                 };
                 let message = self.config.clock.message_from(&self.config.values, n);
+                let sent = message.len() as u32;
                 let subject = self.config.subject(n).to_string();
-                acks.push(jetstream.publish(subject, message.into()).await.map_err(|e| self.publish_error(e)));
+                acks.push(
+                    jetstream
+                        .publish(subject, message.into())
+                        .await
+                        .map(|ack| (ack, sent))
+                        .map_err(|e| self.publish_error(e)),
+                );
             }
             for ack in acks {
                 let result = match ack {
-                    Ok(ack) => match tokio::time::timeout(ANSWER_TIMEOUT, ack).await {
-                        Ok(Ok(_)) => Ok(done.clone()),
+                    Ok((ack, sent)) => match tokio::time::timeout(ANSWER_TIMEOUT, ack).await {
+                        Ok(Ok(_)) => Ok(Done { sent, ..done.clone() }),
                         Ok(Err(e)) => Err(self.publish_error(e)),
                         Err(_) => Err(failure(ErrorKind::Timeout, &self.node, "no JetStream acknowledgement in 10s")),
                     },
@@ -291,9 +298,12 @@ impl NatsConnection {
             }
             return;
         }
+        let mut sent = 0;
         for operation in operations {
             let Action::Publish(n) = operation.action else { continue };
             let message = self.config.clock.message_from(&self.config.values, n);
+            // Every message of a run has the same size.
+            sent = message.len() as u32;
             let subject = self.config.subject(n).to_string();
             if let Err(error) = self.client.publish(subject, message.into()).await {
                 let error = failure(ErrorKind::Connection, &self.node, format!("publish failed: {error}"));
@@ -302,7 +312,7 @@ impl NatsConnection {
             }
         }
         let confirmed = match tokio::time::timeout(ANSWER_TIMEOUT, self.client.flush()).await {
-            Ok(Ok(())) => Ok(done),
+            Ok(Ok(())) => Ok(Done { sent, ..done }),
             Ok(Err(error)) => {
                 Err(failure(ErrorKind::Connection, &self.node, format!("publish not confirmed: {error}")))
             }
@@ -332,8 +342,9 @@ impl NatsConnection {
         use async_nats::RequestErrorKind as K;
         let subject = self.config.subject(n).to_string();
         let message = self.config.clock.message_from(&self.config.values, n);
+        let sent = message.len() as u32;
         match self.client.request(subject.clone(), message.into()).await {
-            Ok(_) => Ok(Done::default()),
+            Ok(reply) => Ok(Done { sent, received: reply.payload.len() as u32, ..Done::default() }),
             Err(error) => Err(match error.kind() {
                 K::TimedOut => failure(ErrorKind::Timeout, &self.node, format!("no reply on {subject} in 10s")),
                 K::NoResponders => failure(

@@ -408,10 +408,23 @@ impl PgConnection {
             })
             .collect();
         let mut connection = self.connection.lock().await;
+        let sent;
         let written = match w.method {
             InsertMethod::Insert => {
                 let plan = &*self.plan;
                 let mut query = sqlx::query(&plan.insert_sql);
+                // The statement and its parameters as PostgreSQL's binary
+                // format carries them (8-byte timestamps and floats).
+                sent = plan.insert_sql.len()
+                    + rows
+                        .iter()
+                        .map(|row| {
+                            8 + row.hostname(plan).len()
+                                + row.region().len()
+                                + row.datacenter(plan).len()
+                                + 8 * row.usage.len()
+                        })
+                        .sum::<usize>();
                 for row in &rows {
                     query = query.bind(row.time).bind(row.hostname(plan)).bind(row.region()).bind(row.datacenter(plan));
                     for value in row.usage {
@@ -422,6 +435,7 @@ impl PgConnection {
             }
             InsertMethod::Copy => {
                 let data = binary_copy(&self.plan, &rows);
+                sent = data.len();
                 let statement = format!("COPY {} ({}) FROM STDIN (FORMAT binary)", w.table, columns());
                 let mut copy = connection.copy_in_raw(&statement).await.map_err(|e| driver_error("COPY", &e))?;
                 if let Err(error) = copy.send(data.as_slice()).await {
@@ -431,7 +445,7 @@ impl PgConnection {
                 copy.finish().await.map_err(|e| driver_error("COPY", &e))?
             }
         };
-        Ok(Done { rows: written.min(u64::from(u32::MAX)) as u32, ..Done::default() })
+        Ok(Done { rows: written.min(u64::from(u32::MAX)) as u32, sent: sent as u32, ..Done::default() })
     }
 
     async fn query(&self, kind: QueryKind, host: u64) -> Result<Done, DriverError> {
@@ -458,7 +472,8 @@ impl PgConnection {
         }
         let mut connection = self.connection.lock().await;
         let rows: Vec<PgRow> = query.fetch_all(&mut *connection).await.map_err(|e| driver_error("query", &e))?;
-        Ok(Done { rows: rows.len() as u32, ..Done::default() })
+        let sent = sql.len() + if kind == QueryKind::Range { format!("host_{host}").len() } else { 0 };
+        Ok(Done { rows: rows.len() as u32, sent: sent as u32, received: row_bytes(&rows), ..Done::default() })
     }
 
     async fn cycle(&self) -> Result<Done, DriverError> {
@@ -475,6 +490,22 @@ impl PgConnection {
         closed?;
         Ok(Done { node: Some(node), ..Done::default() })
     }
+}
+
+/// The bytes of the values in `rows`, as the server sent them.
+fn row_bytes(rows: &[PgRow]) -> u32 {
+    use sqlx::{Row, ValueRef};
+    let mut bytes = 0usize;
+    for row in rows {
+        for i in 0..row.len() {
+            if let Ok(value) = row.try_get_raw(i)
+                && !value.is_null()
+            {
+                bytes += value.as_bytes().map_or(0, <[u8]>::len);
+            }
+        }
+    }
+    bytes.min(u32::MAX as usize) as u32
 }
 
 fn unsupported(what: &str) -> DriverError {

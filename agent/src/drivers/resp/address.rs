@@ -56,7 +56,9 @@ impl RespAddress {
     pub fn connection_info(&self) -> Result<redis::ConnectionInfo, redis::RedisError> {
         use redis::IntoConnectionInfo;
         let info = format!("redis://{}/", self.address).into_connection_info()?;
-        let mut settings = info.redis_settings().clone();
+        // No `CLIENT SETINFO` on connect: a connection's only commands are
+        // `INFO server` and the workload's, as on the owned transport.
+        let mut settings = info.redis_settings().clone().set_skip_set_lib_name();
         if let Some(user) = &self.user {
             settings = settings.set_username(user.clone());
         }

@@ -36,6 +36,9 @@ pub struct RespConfig {
     pub note: Option<String>,
     /// Stamps pub/sub messages with their send time.
     pub clock: Clock,
+    /// `codec_in_path`: each connection encodes every value it writes and
+    /// decodes every value it reads with its own copy of this codec.
+    pub codec: Option<values::Codec>,
 }
 
 /// Pub/sub subscribers: how many, and the channels each subscribes to.
@@ -60,6 +63,7 @@ impl RespConfig {
             subscriptions: None,
             note: None,
             clock: Clock::default(),
+            codec: None,
         }
     }
 
@@ -75,6 +79,9 @@ impl RespConfig {
             config.cleanup = space.cleanup;
             if let Workload::Cache(cache) = workload {
                 config.ttl_ms = cache.ttl.as_millis().max(1) as u64;
+            }
+            if space.codec_in_path {
+                config.codec = Some(values::Codec::new(&space.value, spec.seed));
             }
             space.value
         } else {
@@ -103,7 +110,11 @@ impl RespConfig {
         };
         config.clock = spec.clock;
         config.values = values::pool(&values, spec.seed).map_err(|e| BuildError(e.to_string()))?;
-        config.note = Some(values::describe(&values, &config.values));
+        let mut note = values::describe(&values, &config.values);
+        if config.codec.is_some() {
+            note.push_str("; codec_in_path: each value encoded as it is sent and decoded as it is read");
+        }
+        config.note = Some(note);
         Ok(config)
     }
 

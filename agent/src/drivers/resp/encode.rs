@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::{RespConfig, wire};
 use crate::workloads::Action;
+use crate::workloads::values::Codec;
 
 /// The second round of a cache read that missed: fill the key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,11 +20,33 @@ pub(crate) struct Encoder {
     config: Arc<RespConfig>,
     key: Vec<u8>,
     scratch: Vec<u8>,
+    /// `codec_in_path`: this connection's codec.
+    codec: Option<Codec>,
+    /// The time the last `commands` spent encoding its value, or why it
+    /// could not.
+    encoded: Option<Result<u32, String>>,
 }
 
 impl Encoder {
     pub(crate) fn new(config: &Arc<RespConfig>) -> Self {
-        Self { config: Arc::clone(config), key: Vec::with_capacity(64), scratch: Vec::with_capacity(64) }
+        Self {
+            config: Arc::clone(config),
+            key: Vec::with_capacity(64),
+            scratch: Vec::with_capacity(64),
+            codec: config.codec.clone(),
+            encoded: None,
+        }
+    }
+
+    /// The codec that decodes values read (`codec_in_path`).
+    pub(crate) fn codec(&mut self) -> Option<&mut Codec> {
+        self.codec.as_mut()
+    }
+
+    /// What encoding the value of the last `commands` took: its time in
+    /// nanoseconds, or the error that left the operation without commands.
+    pub(crate) fn take_encoded(&mut self) -> Option<Result<u32, String>> {
+        self.encoded.take()
     }
 
     /// Sets the key buffer to prefix + `tag` + number.
@@ -46,6 +69,23 @@ impl Encoder {
                 self.set_key(b"", k);
                 emit(&[b"GET", &self.key]);
                 1
+            }
+            (Action::Set(k), _) if self.codec.is_some() => {
+                self.set_key(b"", k);
+                let Some(codec) = self.codec.as_mut() else { return 0 };
+                let start = std::time::Instant::now();
+                match codec.encode(k) {
+                    Ok(value) => {
+                        let ns = start.elapsed().as_nanos().min(u128::from(u32::MAX)) as u32;
+                        emit(&[b"SET", &self.key, value]);
+                        self.encoded = Some(Ok(ns));
+                        1
+                    }
+                    Err(error) => {
+                        self.encoded = Some(Err(error.to_string()));
+                        0
+                    }
+                }
             }
             (Action::Set(k), _) | (Action::CacheRead(k), Phase::Fill) => {
                 self.set_key(b"", k);

@@ -64,6 +64,10 @@ pub struct RespConnection {
     encoder: Encoder,
     summaries: Vec<wire::Summary>,
     counts: Vec<u8>,
+    /// Per operation of the round: the bytes of its commands, and what
+    /// encoding its value took (`codec_in_path`).
+    sent: Vec<u32>,
+    encoded: Vec<Option<Result<u32, String>>>,
     /// The batch being sent (kept to reuse its allocation).
     plan: Vec<(Action, Phase)>,
 }
@@ -284,6 +288,8 @@ async fn connect_with(
         encoder: Encoder::new(config),
         summaries: Vec::new(),
         counts: Vec::new(),
+        sent: Vec::new(),
+        encoded: Vec::new(),
         plan: Vec::new(),
     })
 }
@@ -295,6 +301,8 @@ impl RespConnection {
     async fn round(&mut self, plan: &[(Action, Phase)]) -> Result<(), DriverError> {
         self.summaries.clear();
         self.counts.clear();
+        self.sent.clear();
+        self.encoded.clear();
         match self.transport.clone() {
             Transport::Exclusive(owned) => {
                 let mut guard = owned.lock().await;
@@ -303,15 +311,22 @@ impl RespConnection {
                 let mut total = 0usize;
                 for (action, phase) in plan {
                     let output = &mut owned.output;
+                    let before = output.len();
                     let n = self.encoder.commands(*action, *phase, &mut |args| wire::encode_command(output, args));
                     self.counts.push(n);
+                    self.sent.push((output.len() - before) as u32);
+                    self.encoded.push(self.encoder.take_encoded());
                     total += usize::from(n);
                 }
                 owned.stream.write_all(&owned.output).await.map_err(|e| io_error(&self.node, &e))?;
                 while self.summaries.len() < total {
                     match wire::scan_reply(&owned.input) {
                         Ok(Some(reply)) => {
-                            self.summaries.push(wire::summarize(&owned.input, reply));
+                            let mut summary = wire::summarize(&owned.input, reply);
+                            if let Some(body) = wire::bulk_body(&owned.input, reply) {
+                                summary.decode(body, self.encoder.codec());
+                            }
+                            self.summaries.push(summary);
                             owned.input.advance(reply.len);
                             continue;
                         }
@@ -339,7 +354,9 @@ impl RespConnection {
             Transport::Shared(mut connection) => {
                 let mut pipeline = redis::pipe();
                 for (action, phase) in plan {
+                    let mut bytes = 0;
                     let n = self.encoder.commands(*action, *phase, &mut |args| {
+                        bytes += wire::command_len(args);
                         let mut command = redis::Cmd::new();
                         for arg in args {
                             command.arg(*arg);
@@ -347,6 +364,8 @@ impl RespConnection {
                         pipeline.add_command(command);
                     });
                     self.counts.push(n);
+                    self.sent.push(bytes as u32);
+                    self.encoded.push(self.encoder.take_encoded());
                 }
                 let total: usize = self.counts.iter().map(|n| usize::from(*n)).sum();
                 let values =
@@ -357,7 +376,8 @@ impl RespConnection {
                         format!("{} replies to a pipeline of {total}", values.len()),
                     ));
                 }
-                self.summaries.extend(values.iter().map(summarize_value));
+                let codec = &mut self.encoder;
+                self.summaries.extend(values.iter().map(|value| summarize_value(value, codec.codec())));
                 Ok(())
             }
         }
@@ -378,7 +398,7 @@ impl RespConnection {
             for (i, operation) in operations.iter().enumerate() {
                 let end = self.counts.get(i).map_or(usize::MAX, |n| at + usize::from(*n));
                 results.push(match self.summaries.get(at..end) {
-                    Some(replies) => interpret(operation.action, replies),
+                    Some(replies) => outcome(&self.sent, &self.encoded, i, operation.action, replies),
                     None => Err(error.clone()),
                 });
                 at = end.min(self.summaries.len() + 1);
@@ -387,10 +407,11 @@ impl RespConnection {
         }
         let first = results.len();
         let mut at = 0;
-        for (operation, n) in operations.iter().zip(&self.counts) {
-            let replies = &self.summaries[at..at + usize::from(*n)];
-            at += usize::from(*n);
-            results.push(interpret(operation.action, replies));
+        for (i, operation) in operations.iter().enumerate() {
+            let n = usize::from(self.counts[i]);
+            let replies = &self.summaries[at..at + n];
+            at += n;
+            results.push(outcome(&self.sent, &self.encoded, i, operation.action, replies));
         }
         let misses: Vec<usize> =
             (0..operations.len()).filter(|i| matches!(results[first + i], Ok(Done { hit: Some(false), .. }))).collect();
@@ -406,19 +427,68 @@ impl RespConnection {
                     self.summaries.get(j).and_then(|s| s.error.clone()).map(|e| DriverError::new(ErrorKind::Server, e))
                 }
             };
-            if let Some(error) = failed {
-                results[first + i] = Err(error);
+            match (failed, &mut results[first + i]) {
+                (Some(error), result) => *result = Err(error),
+                (None, Ok(done)) => {
+                    // The fill's bytes are the read's too.
+                    done.sent += self.sent.get(j).copied().unwrap_or(0);
+                    done.received += self.summaries.get(j).map_or(0, |s| s.bytes);
+                }
+                (None, Err(_)) => {}
             }
         }
     }
 }
 
-pub(crate) fn summarize_value(value: &Value) -> wire::Summary {
-    match value {
+/// The outcome of the `i`th operation of a round from its replies, with
+/// the bytes of its commands and the time encoding its value took.
+fn outcome(
+    sent: &[u32],
+    encoded: &[Option<Result<u32, String>>],
+    i: usize,
+    action: Action,
+    replies: &[wire::Summary],
+) -> Result<Done, DriverError> {
+    let encode_ns = match encoded.get(i) {
+        Some(Some(Err(message))) => return Err(DriverError::new(ErrorKind::Protocol, message.clone())),
+        Some(Some(Ok(ns))) => Some(*ns),
+        _ => None,
+    };
+    let done = interpret(action, replies)?;
+    Ok(Done { sent: sent.get(i).copied().unwrap_or(0), encode_ns, ..done })
+}
+
+/// Summarizes a reply the redis crate parsed, decoding a bulk string with
+/// `codec` when there is one.
+pub(crate) fn summarize_value(value: &Value, codec: Option<&mut crate::workloads::values::Codec>) -> wire::Summary {
+    let bytes = value_len(value).min(u32::MAX as usize) as u32;
+    let mut summary = match value {
         Value::ServerError(error) => wire::Summary { error: Some(format!("{error:?}")), ..wire::Summary::default() },
         Value::Nil => wire::Summary { nil: true, ..wire::Summary::default() },
         Value::Int(n) => wire::Summary { integer: Some(*n), ..wire::Summary::default() },
         _ => wire::Summary::default(),
+    };
+    summary.bytes = bytes;
+    if let Value::BulkString(body) = value {
+        summary.decode(body, codec);
+    }
+    summary
+}
+
+/// The bytes a RESP2 reply that the redis crate parsed into `value` took
+/// on the wire (the crate speaks RESP2 unless told otherwise).
+pub(crate) fn value_len(value: &Value) -> usize {
+    let digits = |n: usize| itoa::Buffer::new().format(n).len();
+    match value {
+        Value::Nil => 5,
+        Value::Okay => 5,
+        Value::Int(n) => 1 + itoa::Buffer::new().format(*n).len() + 2,
+        Value::BulkString(body) => 1 + digits(body.len()) + 2 + body.len() + 2,
+        Value::SimpleString(text) => 1 + text.len() + 2,
+        Value::Array(items) => 1 + digits(items.len()) + 2 + items.iter().map(value_len).sum::<usize>(),
+        Value::ServerError(error) => 1 + error.code().len() + error.details().map_or(0, |d| 1 + d.len()) + 2,
+        // RESP3 types do not come on a RESP2 connection.
+        _ => 0,
     }
 }
 
@@ -433,13 +503,19 @@ pub(crate) fn interpret(action: Action, replies: &[wire::Summary]) -> Result<Don
     if let Some(error) = replies.iter().find_map(|r| r.error.as_ref()) {
         return Err(DriverError::new(ErrorKind::Server, error.clone()));
     }
-    Ok(match action {
+    if let Some(error) = replies.iter().find_map(|r| r.undecodable.as_ref()) {
+        return Err(DriverError::new(ErrorKind::Protocol, error.clone()));
+    }
+    let received = replies.iter().map(|r| r.bytes).sum();
+    let decode_ns = replies.iter().find_map(|r| r.decode_ns);
+    let done = match action {
         Action::CacheRead(_) => Done { hit: Some(!replies[0].nil), ..Done::default() },
         Action::Publish(_) => {
             Done { fanout: replies[0].integer.unwrap_or(0).clamp(0, i64::from(u32::MAX)) as u32, ..Done::default() }
         }
         _ => Done::default(),
-    })
+    };
+    Ok(Done { received, decode_ns, ..done })
 }
 
 impl Connection for RespConnection {

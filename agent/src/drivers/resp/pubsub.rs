@@ -10,7 +10,7 @@ use futures::StreamExt;
 
 use super::{CONNECT_TIMEOUT, RespConfig, connect_with};
 use crate::drivers::stamp::Clock;
-use crate::drivers::{DriverError, ErrorKind, Listen, ListenFuture, Received};
+use crate::drivers::{DriverError, ErrorKind, Heard, Listen, ListenFuture, Received};
 
 impl Listen for Subscriber {
     fn node(&self) -> &str {
@@ -68,8 +68,12 @@ impl Subscriber {
                 () = &mut until => return,
                 message = messages.next() => match message {
                     Some(message) => {
-                        if let Some(latency) = self.clock.latency_us(message.get_payload_bytes()) {
-                            delivered(Ok(latency));
+                        let payload = message.get_payload_bytes();
+                        if let Some(latency_us) = self.clock.latency_us(payload) {
+                            // `*3`, `message`, the channel and the payload.
+                            let frame = [&b"message"[..], message.get_channel_name().as_bytes(), payload];
+                            let bytes = super::wire::command_len(&frame) as u32;
+                            delivered(Ok(Heard { latency_us, bytes }));
                         }
                     }
                     None => return,

@@ -18,6 +18,13 @@ pub fn encode_command(out: &mut Vec<u8>, args: &[&[u8]]) {
     }
 }
 
+/// The bytes `encode_command` writes for `args`.
+pub fn command_len(args: &[&[u8]]) -> usize {
+    let digits = |n: usize| itoa::Buffer::new().format(n).len();
+    let frames: usize = args.iter().map(|arg| 1 + digits(arg.len()) + 2 + arg.len() + 2).sum();
+    1 + digits(args.len()) + 2 + frames
+}
+
 /// Appends the decimal digits of `value` without a temporary String.
 pub fn push_decimal(out: &mut Vec<u8>, value: u64) {
     out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
@@ -100,6 +107,38 @@ pub struct Summary {
     pub nil: bool,
     /// The value of an integer reply.
     pub integer: Option<i64>,
+    /// Bytes the reply took on the wire.
+    pub bytes: u32,
+    /// Nanoseconds spent decoding the value it carried (`codec_in_path`).
+    pub decode_ns: Option<u32>,
+    /// Why the value it carried could not be decoded.
+    pub undecodable: Option<String>,
+}
+
+impl Summary {
+    /// Decodes the value `body` with `codec` (when there is one), keeping
+    /// the time it took or why it failed.
+    pub(crate) fn decode(&mut self, body: &[u8], codec: Option<&mut crate::workloads::values::Codec>) {
+        let Some(codec) = codec else { return };
+        let start = std::time::Instant::now();
+        let decoded = codec.decode(body);
+        self.decode_ns = Some(start.elapsed().as_nanos().min(u128::from(u32::MAX)) as u32);
+        if let Err(error) = decoded {
+            self.undecodable = Some(error.to_string());
+        }
+    }
+}
+
+/// The body of a non-null bulk string reply at the start of `buf`.
+pub fn bulk_body(buf: &[u8], reply: Reply) -> Option<&[u8]> {
+    if buf.first() != Some(&b'$') {
+        return None;
+    }
+    let end = line_end(buf, 1)?;
+    if &buf[1..end] == b"-1" {
+        return None;
+    }
+    buf.get(end + 2..reply.len.checked_sub(2)?)
 }
 
 /// Summarizes a reply that `scan_reply` found at the start of `buf`.
@@ -114,6 +153,8 @@ pub fn summarize(buf: &[u8], reply: Reply) -> Summary {
         }),
         nil: matches!(buf[0], b'$' | b'*') && line == b"-1",
         integer: (buf[0] == b':').then(|| std::str::from_utf8(line).ok().and_then(|s| s.parse().ok())).flatten(),
+        bytes: reply.len.min(u32::MAX as usize) as u32,
+        ..Summary::default()
     }
 }
 
@@ -137,6 +178,11 @@ mod tests {
         let mut out = Vec::new();
         encode_command(&mut out, &[b"SET", b"k:10", b""]);
         assert_eq!(out, b"*3\r\n$3\r\nSET\r\n$4\r\nk:10\r\n$0\r\n\r\n");
+        assert_eq!(command_len(&[b"SET", b"k:10", b""]), out.len());
+        let long = vec![b'x'; 12_345];
+        let mut framed = Vec::new();
+        encode_command(&mut framed, &[b"SET", &long, b"1"]);
+        assert_eq!(command_len(&[b"SET", &long, b"1"]), framed.len());
         let mut digits = Vec::new();
         push_decimal(&mut digits, 0);
         push_decimal(&mut digits, 18_446_744_073_709_551_615);
@@ -169,10 +215,13 @@ mod tests {
     #[test]
     fn summaries_tell_errors_nils_and_integers() {
         let summary = |wire: &[u8]| summarize(wire, scan_reply(wire).expect("valid").expect("complete"));
-        assert_eq!(summary(b"$-1\r\n"), Summary { nil: true, ..Summary::default() });
+        assert_eq!(summary(b"$-1\r\n"), Summary { nil: true, bytes: 5, ..Summary::default() });
+        let bulk = b"$5\r\nhello\r\n";
+        assert_eq!(bulk_body(bulk, scan_reply(bulk).expect("valid").expect("complete")), Some(&b"hello"[..]));
+        assert_eq!(bulk_body(b"$-1\r\n", scan_reply(b"$-1\r\n").expect("valid").expect("complete")), None);
         assert_eq!(summary(b":17\r\n").integer, Some(17));
         assert_eq!(summary(b"-WRONGTYPE no\r\n").error.as_deref(), Some("WRONGTYPE no"));
-        assert_eq!(summary(b"$2\r\n-1\r\n"), Summary::default());
+        assert_eq!(summary(b"$2\r\n-1\r\n"), Summary { bytes: 8, ..Summary::default() });
     }
 
     #[test]

@@ -11,7 +11,7 @@ use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::{Mode, Plan, Socket, open};
-use crate::drivers::{DriverError, ErrorKind, Listen, ListenFuture, Received};
+use crate::drivers::{DriverError, ErrorKind, Heard, Listen, ListenFuture, Received};
 
 struct Member {
     socket: Socket,
@@ -94,7 +94,8 @@ impl Member {
                         if value["type"] == "message"
                             && let Some(sent) = value["sent"].as_u64()
                         {
-                            received(Ok(plan.clock.now_us().saturating_sub(sent)));
+                            let latency_us = plan.clock.now_us().saturating_sub(sent);
+                            received(Ok(Heard { latency_us, bytes: text.len() as u32 }));
                         }
                     }
                     Some(Ok(Message::Close(_))) | None => {

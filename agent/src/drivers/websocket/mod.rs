@@ -227,9 +227,11 @@ impl WsConnection {
             serde_json::json!({"type": "post", "room": room, "id": id, "sent": sent, "body": body}).to_string(),
         );
         let shown = &self.shown;
+        let sent = frame.len() as u32;
         let mut socket = self.socket.lock().await;
         exchange(&mut socket, shown, frame, |message| {
             let Message::Text(text) = message else { return None };
+            let received = text.len() as u32;
             let value: Value = match serde_json::from_str(text.as_str()) {
                 Ok(value) => value,
                 Err(e) => return Some(Err(DriverError::new(ErrorKind::Protocol, format!("{shown}: not JSON: {e}")))),
@@ -237,7 +239,7 @@ impl WsConnection {
             match value["type"].as_str() {
                 Some("posted") if value["id"] == id => {
                     let delivered = value["delivered"].as_u64().unwrap_or(0).min(u64::from(u32::MAX)) as u32;
-                    Some(Ok(Done { fanout: delivered, ..Done::default() }))
+                    Some(Ok(Done { fanout: delivered, sent, received, ..Done::default() }))
                 }
                 Some("error") => Some(Err(DriverError::new(
                     ErrorKind::Server,
@@ -256,7 +258,9 @@ impl WsConnection {
         let shown = &self.shown;
         let mut socket = self.socket.lock().await;
         exchange(&mut socket, shown, frame.clone(), |message| match message {
-            Message::Text(_) | Message::Binary(_) if message == frame => Some(Ok(Done::default())),
+            Message::Text(_) | Message::Binary(_) if message == frame => {
+                Some(Ok(Done { sent: frame.len() as u32, received: message.len() as u32, ..Done::default() }))
+            }
             Message::Text(_) | Message::Binary(_) => Some(Err(DriverError::new(
                 ErrorKind::Protocol,
                 format!(

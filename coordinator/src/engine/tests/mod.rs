@@ -54,6 +54,8 @@ fn report(run_id: &str, seq: u64, interval: u64, ops: u64) -> IntervalReport {
         latency: bytes.clone(),
         service: bytes,
         clamped: 0,
+        bytes_sent: 0,
+        bytes_received: 0,
     };
     IntervalReport { run_id: run_id.to_string(), seq, interval, operations: vec![stats], ..IntervalReport::default() }
 }
