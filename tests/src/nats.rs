@@ -28,6 +28,9 @@ pub struct NatsServer {
 pub struct Served {
     pub in_msgs: u64,
     pub out_msgs: u64,
+    /// Payload bytes of those messages.
+    pub in_bytes: u64,
+    pub out_bytes: u64,
     pub connections: u64,
 }
 
@@ -191,6 +194,8 @@ impl NatsServer {
             }
             served.in_msgs += connection["in_msgs"].as_u64().unwrap_or(0);
             served.out_msgs += connection["out_msgs"].as_u64().unwrap_or(0);
+            served.in_bytes += connection["in_bytes"].as_u64().unwrap_or(0);
+            served.out_bytes += connection["out_bytes"].as_u64().unwrap_or(0);
             served.connections += 1;
         }
         served

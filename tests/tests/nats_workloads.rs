@@ -54,9 +54,13 @@ fn a_pubsub_run_over_a_three_server_cluster_matches_each_servers_own_counts() {
     assert_eq!(counter(&report, "delivered"), published * 4, "every message reached every subscriber");
     let (mut all_in, mut all_out) = (0, 0);
     for server in &cluster {
-        let Served { in_msgs, out_msgs, .. } = server.served();
+        let Served { in_msgs, out_msgs, in_bytes, out_bytes, .. } = server.served();
         let name = &server.name;
         eprintln!("{name}: in {in_msgs} out {out_msgs}; report {}", report["nodes"][name]);
+        // Payload bytes, as NATS counts them: publishes in, deliveries out.
+        assert_eq!(report["nodes"][name]["bytes_sent"], in_bytes, "{name}: payload bytes it received");
+        assert_eq!(report["nodes"][name]["bytes_received"], out_bytes, "{name}: payload bytes it delivered");
+        assert_eq!(in_bytes, in_msgs * 100, "{name}: 100-byte messages");
         assert_eq!(node_count(&report, name, "publish"), in_msgs, "{name}: publishes it received from clients");
         assert_eq!(node_count(&report, name, "deliver"), out_msgs, "{name}: deliveries it made to subscribers");
         assert!(in_msgs > 0, "{name} served publishers");
