@@ -40,6 +40,10 @@ fn the_html_report_of_a_distributed_run_draws_every_section_with_the_runs_own_fi
         .load("model: open")
         .load("rate: 2000/s")
         .load("connections: 4")
+        .workload("kind: kv")
+        .workload("keys: 1000")
+        .workload("value_format: json")
+        .workload("codec_in_path: true")
         .threshold("p99 < 2s")
         .yaml();
     let outcome = RunBuilder::new(&scenario)
@@ -91,6 +95,26 @@ fn the_html_report_of_a_distributed_run_draws_every_section_with_the_runs_own_fi
                 );
             }
         }
+    }
+    // Bytes per operation and the codec's times, as the JSON report has them.
+    let mut transfers: Vec<(String, &Value)> = report["operations"]
+        .as_object()
+        .expect("operations")
+        .iter()
+        .map(|(name, op)| (name.clone(), &op["transfer"]))
+        .collect();
+    transfers.push(("total".to_string(), &report["totals"]["transfer"]));
+    for (name, transfer) in transfers {
+        for field in ["sent_per_op", "received_per_op", "sent_mb_per_s", "received_mb_per_s"] {
+            assert_eq!(figure(&cells, &format!("transfer.{name}.{field}")), number(&transfer[field]), "{name} {field}");
+        }
+    }
+    assert!(number(&report["totals"]["transfer"]["sent_per_op"]) > 0.0);
+    for step in ["encode", "decode"] {
+        let timing = &report["timings"][step];
+        assert!(number(&timing["count"]) > 0.0, "{step} timed");
+        assert_eq!(figure(&cells, &format!("codec.{step}.count")), number(&timing["count"]), "{step}");
+        assert_eq!(figure(&cells, &format!("codec.{step}.p99")), number(&timing["ns"]["p99"]), "{step}");
     }
     for (i, server) in servers.iter().enumerate() {
         let node = format!("kv-{i}");

@@ -231,6 +231,33 @@ function operationsSection(report) {
   if (errorRows.length > 0) {
     parts.push(el('h3', {}, 'Errors by kind'), table(['operation', 'kind', 'count'], errorRows, { id: 'errors-table' }));
   }
+  const total = report.totals.transfer;
+  if (total && total.bytes_sent + total.bytes_received > 0) {
+    const cell = (name, t, field, digits) => ({ text: t[field].toFixed(digits), figure: `transfer.${name}.${field}`, value: t[field] });
+    const rows = Object.entries(report.operations)
+      .map(([name, op]) => [name, op.transfer])
+      .concat([['total', total]])
+      .map(([name, t]) => [name, cell(name, t, 'sent_per_op', 1), cell(name, t, 'received_per_op', 1), cell(name, t, 'sent_mb_per_s', 3), cell(name, t, 'received_mb_per_s', 3)]);
+    parts.push(
+      el('h3', {}, 'Bytes on the wire'),
+      table(['operation', 'sent B/op', 'received B/op', 'sent MB/s', 'received MB/s'], rows, { id: 'transfer-table' }),
+      el('p', { class: 'hint' }, 'Of the operations that succeeded, as each driver counts them (the README\u2019s "Bytes on the wire"); MB is 10^6 bytes.'),
+    );
+  }
+  const timings = Object.entries(report.timings || {});
+  if (timings.length > 0) {
+    const fields = [['mean', 'mean'], ['p50', 'p50'], ['p99', 'p99'], ['p999', 'p99.9'], ['max', 'max']];
+    const rows = timings.map(([name, t]) =>
+      [name, { text: t.count.toLocaleString('en'), figure: `codec.${name}.count`, value: t.count }].concat(
+        fields.map(([field]) => ({ text: `${t.ns[field].toFixed(0)} ns`, figure: `codec.${name}.${field}`, value: t.ns[field] })),
+      ),
+    );
+    parts.push(
+      el('h3', {}, 'Codec (codec_in_path)'),
+      table(['step', 'count'].concat(fields.map(([, label]) => label)), rows, { id: 'codec-table' }),
+      el('p', { class: 'hint' }, 'Nanoseconds per value to encode it before a write and decode it after a read, inside the operations\u2019 latency above.'),
+    );
+  }
   return section('operations', 'Operations', parts);
 }
 
