@@ -163,8 +163,10 @@ pub(super) fn operation_counts(
     workload: &Workload,
     check: &mut Checker<'_>,
 ) -> Option<Vec<u64>> {
-    // A subscriber's deliveries are received, not sent: they cannot be counted out.
-    let sent: Vec<&str> = workload.operations().iter().copied().filter(|op| *op != "deliver").collect();
+    // A subscriber's deliveries, a responder's answers and connect times are
+    // received or timed, not sent: they cannot be counted out.
+    const NOT_SENT: [&str; 3] = ["deliver", "respond", "connect"];
+    let sent: Vec<&str> = workload.operations().iter().copied().filter(|op| !NOT_SENT.contains(op)).collect();
     let mut counts = vec![0; workload.operations().len()];
     let mut valid = true;
     for (name, n) in named {

@@ -318,6 +318,26 @@ fn a_count_per_operation_names_operations_the_workload_sends() {
 }
 
 #[test]
+fn operation_counts_name_only_what_a_websocket_or_nats_workload_sends() {
+    let text = |target: &str, workload: &str, operations: &str| {
+        format!(
+            "name: s\ntarget:\n  kind: {target}\n  endpoints: [\"h:1\"]\nload:\n  operations: {operations}\n\
+             workload:\n  kind: {workload}\n"
+        )
+    };
+    for (target, workload, operations, needle) in [
+        ("websocket", "chat", "{post: 10, connect: 5}", "its operations: post)"),
+        ("websocket", "echo", "{connect: 5}", "its operations: echo)"),
+        ("nats", "request", "{request: 5, respond: 5}", "its operations: request)"),
+    ] {
+        let error = Scenario::parse(&text(target, workload, operations)).expect_err(operations).to_string();
+        assert!(error.contains(needle), "{operations}: {error}");
+    }
+    let counted = Scenario::parse(&text("websocket", "chat", "{post: 7}")).expect("valid");
+    assert_eq!(counted.load.operations, Some(7));
+}
+
+#[test]
 fn fields_of_one_target_kind_are_refused_elsewhere_with_what_to_do() {
     let cases = [
         ("redis", "127.0.0.1:6379", "  kind: pubsub\n  jetstream: true\n", "workload.jetstream", "NATS feature"),
@@ -332,6 +352,7 @@ fn fields_of_one_target_kind_are_refused_elsewhere_with_what_to_do() {
         ("websocket", "127.0.0.1:8765", "  kind: echo\n  message_size: 0B\n", "workload.message_size", "16MiB"),
         ("nats", "http://127.0.0.1:4222", "  kind: pubsub\n", "target.endpoints[0]", "nats://"),
         ("influx", "127.0.0.1:8086", "  kind: pubsub\n", "workload.kind", "kv, redis, nats"),
+        ("redis", "127.0.0.1:6379", "  kind: mixed\n  codec_in_path: true\n", "workload.codec_in_path", "`kind: kv`"),
     ];
     for (target, endpoint, workload, field, words) in cases {
         let text = with_workload(target, endpoint, workload);
@@ -339,6 +360,10 @@ fn fields_of_one_target_kind_are_refused_elsewhere_with_what_to_do() {
         let issue = error.issues.iter().find(|i| i.field == field).unwrap_or_else(|| panic!("{field}: {error}"));
         assert!(issue.message.contains(words), "{field}: {}", issue.message);
     }
+    let formats = with_workload("redis", "127.0.0.1:6379", "  kind: kv\n  value_format: rkyv\n  codec_in_path: true\n");
+    let parsed = Scenario::parse(&formats).expect("rkyv with the codec in the path");
+    let space = parsed.workload.key_value_space().expect("a key space");
+    assert_eq!((space.value.format, space.codec_in_path), (crate::scenario::ValueFormat::Rkyv, true));
     let pipelined = with_workload("websocket", "127.0.0.1:8765", "  kind: echo\n")
         .replace("connections: 2", "connections: 2\n  pipeline: 4");
     assert!(Scenario::parse(&pipelined).expect_err("pipeline").to_string().contains("one request at a time"));
