@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod cratedb_standin;
 pub mod disk;
 pub mod etcd;
+pub mod haproxy;
 pub mod influx;
 pub mod nats;
 pub mod netns;

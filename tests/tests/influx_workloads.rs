@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
+use stampede_tests::haproxy::Haproxy;
 use stampede_tests::influx::Influx;
 use stampede_tests::{RunOutcome, run_local};
 
@@ -129,4 +130,44 @@ fn an_unreachable_influxdb_fails_the_run_with_a_message_naming_it() {
     let said = format!("{stdout}{stderr}");
     assert!(said.contains("127.0.0.1:1"), "{said}");
     assert!(!said.contains("panicked"), "{said}");
+}
+
+#[test]
+fn behind_a_balancer_the_header_it_sets_names_the_server_that_took_each_write() {
+    let servers = [Influx::start(), Influx::start()];
+    for server in &servers {
+        // Setup creates the database through the balancer, so on one
+        // server only; the other gets it here.
+        server.query("stampede", "CREATE DATABASE stampede");
+    }
+    let named: Vec<(String, String)> =
+        servers.iter().enumerate().map(|(i, s)| (format!("influx-{i}"), s.address.clone())).collect();
+    let haproxy = Haproxy::http(&named, &["http-response set-header X-Served-By %s"]);
+    let text = scenario(
+        &[&haproxy.address],
+        2,
+        "  connections: 4",
+        "  kind: write\n  measurement: lb\n  tags: {host: 20}\n  fields: 2\n  batch_size: 200\n  keep: true",
+    )
+    .replace("warmup: 1s", "warmup: 0s")
+    .replace("  kind: influx\n", "  kind: influx\n  node_header: X-Served-By\n");
+    let RunOutcome { code, report, stdout, stderr } = run(&text);
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert_eq!(report["totals"]["errors"], 0, "{}", report["operations"]);
+    let requests = haproxy.per_server("req_tot");
+    let mut total = 0;
+    for (i, server) in servers.iter().enumerate() {
+        let node = format!("influx-{i}");
+        let writes = report["nodes"][&node]["ops"].as_u64().unwrap_or(0);
+        let points = server.counts("stampede", "lb").first().copied().unwrap_or(0);
+        eprintln!("{node}: report {writes} writes, count(*) {points}, haproxy {:?} requests", requests.get(&node));
+        assert!(writes > 0, "{node} took writes: {}", report["nodes"]);
+        assert_eq!(points, writes * 200, "{node}: its count(*) is the writes the report names it for");
+        // haproxy also passed the connections' /ping and setup's statement.
+        let passed = requests.get(&node).copied().unwrap_or(0);
+        assert!(passed >= writes && passed <= writes + 8, "{node}: haproxy passed {passed} requests");
+        total += points;
+    }
+    assert_eq!(total, counter(&report, "rows"), "every point the report counts, on the server it names");
+    assert!(report["nodes"].get(&haproxy.address).is_none(), "no write left under the balancer's address");
 }

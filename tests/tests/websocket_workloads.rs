@@ -5,11 +5,11 @@
 //! connect times, and what goes wrong.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
 use std::time::Duration;
 
 use serde_json::Value;
-use stampede_tests::{Process, RunOutcome, free_port, run_command, run_local, which, write_file};
+use stampede_tests::haproxy::Haproxy;
+use stampede_tests::{Process, RunOutcome, free_port, run_local};
 
 /// The counts a ws-server node printed when it stopped, by node.
 fn served(server: &mut Process, nodes: usize) -> BTreeMap<String, BTreeMap<String, u64>> {
@@ -60,65 +60,12 @@ fn node_count(report: &Value, node: &str, operation: &str) -> u64 {
     report["nodes"][node]["operations"][operation]["count"].as_u64().unwrap_or(0)
 }
 
-struct Haproxy {
-    _process: Process,
-    dir: tempfile::TempDir,
-    address: String,
-}
-
-impl Haproxy {
-    /// haproxy in HTTP mode, round robin over `backends` (WebSocket upgrades
-    /// pass through as tunnels).
-    fn http(backends: &[String]) -> Self {
-        assert!(which("haproxy").is_some(), "haproxy is not installed; deploy/test.sh installs it");
-        let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
-        let socket = dir.path().join("haproxy.sock");
-        let servers: String = backends.iter().enumerate().map(|(i, b)| format!("  server ws-{i} {b}\n")).collect();
-        let config = format!(
-            "global\n  maxconn 4000\n  stats socket {} mode 600 level admin\n\
-             defaults\n  mode http\n  timeout connect 2s\n  timeout client 30s\n  timeout server 30s\n  timeout tunnel 1h\n\
-             frontend front\n  bind 127.0.0.1:{port}\n  default_backend back\n\
-             backend back\n  balance roundrobin\n{servers}",
-            socket.display()
-        );
-        let path = write_file(dir.path(), "haproxy.cfg", &config);
-        let mut check = std::process::Command::new("haproxy");
-        check.args(["-c", "-f", &path]);
-        let (code, out, err) = run_command(check, Duration::from_secs(20));
-        assert_eq!(code, 0, "haproxy rejects its configuration: {out}{err}");
-        let process = Process::start("haproxy", &which("haproxy").expect("haproxy"), &["-db", "-f", &path]);
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while !socket.exists() || std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(std::time::Instant::now() < deadline, "haproxy did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Self { _process: process, dir, address: format!("127.0.0.1:{port}") }
-    }
-
-    /// Sessions per server (`stot` of `show stat`).
-    fn sessions(&self) -> BTreeMap<String, u64> {
-        let mut stream =
-            std::os::unix::net::UnixStream::connect(self.dir.path().join("haproxy.sock")).expect("stats socket");
-        stream.write_all(b"show stat\n").expect("ask");
-        let mut csv = String::new();
-        stream.read_to_string(&mut csv).expect("read");
-        let mut lines = csv.lines();
-        let header: Vec<&str> = lines.next().expect("header").trim_start_matches("# ").split(',').collect();
-        let column = |name: &str| header.iter().position(|h| *h == name).expect("column");
-        let (proxy, server, sessions) = (column("pxname"), column("svname"), column("stot"));
-        lines
-            .map(|l| l.split(',').collect::<Vec<_>>())
-            .filter(|f| f.len() > sessions && f[proxy] == "back" && f[server] != "BACKEND")
-            .map(|f| (f[server].to_string(), f[sessions].parse().expect("stot")))
-            .collect()
-    }
-}
-
 #[test]
 fn a_chat_through_haproxy_in_http_mode_matches_each_nodes_own_counts() {
     let (mut server, backends) = ws_servers(2);
-    let haproxy = Haproxy::http(&backends);
+    let named: Vec<(String, String)> =
+        backends.iter().enumerate().map(|(i, b)| (format!("ws-{i}"), b.clone())).collect();
+    let haproxy = Haproxy::http(&named, &[]);
     let text = scenario(
         &[&haproxy.address],
         2,
