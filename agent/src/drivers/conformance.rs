@@ -1,5 +1,6 @@
 //! The checks every driver passes (test builds only): connect and learn the
-//! node, write then read, a read of missing data, a batch, a connection
+//! node, write then read (each counting its bytes), a read of missing
+//! data, a batch, a connection
 //! that cannot be opened in time classified as a timeout, a refused one as
 //! a connection error, and a fresh connection working after the server
 //! dropped the old one.
@@ -82,9 +83,13 @@ pub async fn check<D: Driver>(
     let mut connection = driver.connect(endpoint).await.expect("connect");
     assert!(!connection.node().is_empty(), "a connection knows its node");
 
-    connection.execute(&operations.write).await.expect("write");
+    let write = connection.execute(&operations.write).await.expect("write");
     let read = connection.execute(&operations.read).await.expect("read");
     assert!((operations.check_read)(&read), "read after write: {read:?}");
+    // Every operation counts its bytes: a write sends some, a read of
+    // what was written sends its request and receives an answer.
+    assert!(write.sent > 0, "a write counts the bytes it sent: {write:?}");
+    assert!(read.sent > 0 && read.received > 0, "a read counts both ways: {read:?}");
     let missing = connection.execute(&operations.missing).await.expect("a missing read is not an error");
     assert!((operations.check_missing)(&missing), "missing read: {missing:?}");
 

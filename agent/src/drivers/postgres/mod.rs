@@ -488,7 +488,8 @@ impl PgConnection {
         result?;
         let node = node?;
         closed?;
-        Ok(Done { node: Some(node), ..Done::default() })
+        // The pool query's text; its answer is not read back.
+        Ok(Done { node: Some(node), sent: w.query.len() as u32, ..Done::default() })
     }
 }
 
