@@ -189,7 +189,7 @@ fn the_submission_job_fails_on_a_regression_against_its_baseline() {
         data.path(),
         "values.yaml",
         "job:\n  enabled: true\n  scenario: \"name: x\"\n  baseline:\n    configMap:\n      name: b\n      key: base.json\n    \
-         failOn: [\"p99 > +10%\"]\n",
+         failOn: [\"p90 > +10%\"]\n",
     );
     let job = job_command(&values);
     assert_eq!(
@@ -225,7 +225,9 @@ fn the_submission_job_fails_on_a_regression_against_its_baseline() {
         (code, stdout, stderr, report)
     };
     // A slowed run first, then one at full speed compared with it: better,
-    // so the gate holds.
+    // so the gate holds. The gate is on p90, which the server's pauses (30
+    // of every 100 ms) move in every window; a p99 gate also trips on a
+    // baseline whose own p99 a busy machine spoiled in a few windows.
     let (code, stdout, stderr, slow) = slowed(kv_pid, || run("slow", None));
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert!(!stdout.contains("compared with the baseline"), "no baseline given: {stdout}");
@@ -236,7 +238,7 @@ fn the_submission_job_fails_on_a_regression_against_its_baseline() {
     let (code, stdout, stderr, _) = slowed(kv_pid, || run("regressed", Some(&fast)));
     assert_eq!(code, 1, "{stdout}\n{stderr}");
     assert!(
-        stderr.contains("regression against the baseline") && stderr.contains("gate tripped: p99 > +10%"),
+        stderr.contains("regression against the baseline") && stderr.contains("gate tripped: p90 > +10%"),
         "{stderr}"
     );
     assert!(stdout.contains("worse"), "{stdout}");

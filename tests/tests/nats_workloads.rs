@@ -145,7 +145,9 @@ fn requests_nobody_answers_are_server_errors_that_say_so() {
 fn a_server_restarted_mid_run_is_seen_in_latency_and_connections_and_the_run_still_ends_on_time() {
     let mut server = NatsServer::start("flaky", false);
     let text = scenario(&[&server.address], 1, "  model: open\n  connections: 2\n  rate: 200/s", "  kind: request")
-        .replace("duration: 3s", "duration: 6s");
+        // Five seconds after the restart: under a loaded machine a client's
+        // reconnection can take a few.
+        .replace("duration: 3s", "duration: 8s");
     let started = std::time::Instant::now();
     let run = std::thread::spawn(move || run(&text));
     std::thread::sleep(Duration::from_secs(3));
