@@ -84,4 +84,65 @@ fn main() {
     println!(
         "us per add of one interval histogram (fastest of 30 rounds); lower is better; both merges gave the same histogram."
     );
+    println!();
+    from_the_wire();
+}
+
+/// How many merged histograms the coordinator adds one series of a report
+/// into: the run's, the operation's (latency and service), the node's,
+/// the window's (operation latency and service, node) and the interval's.
+const TARGETS: usize = 8;
+
+/// The coordinator's whole path for one series of a report: V2-deflate
+/// bytes decoded, then added into [`TARGETS`] merged histograms; dense
+/// (`histogram::decode`, then `add_into`) against sparse
+/// (`histogram::decode_sparse`, then `Sparse::add_to`). Fastest of 20
+/// rounds, interleaved; the merged histograms must be equal.
+fn from_the_wire() {
+    println!(
+        "{:>7} {:>9} {:>9} {:>10} {:>13}",
+        "values", "buckets", "dense us", "sparse us", "sparse/dense"
+    );
+    for (values, timeout) in [(20, false), (200, false), (2_000, false), (10_000, true)] {
+        let wire: Vec<Vec<u8>> = sources(100, values, timeout, 7 + values as u64)
+            .iter()
+            .map(|h| histogram::encode(h).expect("encode"))
+            .collect();
+        let buckets = wire.iter().map(|b| histogram::decode_sparse(b).expect("decode").buckets()).sum::<usize>()
+            / wire.len();
+        let mut best = [f64::MAX; 2];
+        let mut merged = [Vec::new(), Vec::new()];
+        for round in 0..20 {
+            for k in 0..2 {
+                let which = (k + round) % 2;
+                let mut targets: Vec<_> = (0..TARGETS).map(|_| new_histogram()).collect();
+                let started = Instant::now();
+                for bytes in &wire {
+                    if which == 0 {
+                        let h = histogram::decode(bytes).expect("decode");
+                        for t in &mut targets {
+                            add_into(t, &h).expect("in range");
+                        }
+                    } else {
+                        let h = histogram::decode_sparse(bytes).expect("decode");
+                        for t in &mut targets {
+                            h.add_to(t).expect("in range");
+                        }
+                    }
+                }
+                best[which] = best[which].min(started.elapsed().as_secs_f64() / wire.len() as f64);
+                merged[which] = targets.iter().map(|h| histogram::encode(h).expect("encode")).collect::<Vec<_>>();
+            }
+        }
+        assert_eq!(merged[0], merged[1], "both paths must give the same histograms");
+        println!(
+            "{values:>7} {buckets:>9} {:>9.1} {:>10.1} {:>13.3}",
+            best[0] * 1e6,
+            best[1] * 1e6,
+            best[1] / best[0]
+        );
+    }
+    println!(
+        "us per series of a report: decode its bytes, add into {TARGETS} merged histograms (fastest of 20 rounds); same histograms both ways."
+    );
 }

@@ -5,7 +5,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use hdrhistogram::Histogram;
 use stampede_common::histogram;
 use stampede_common::report::StageReport;
 use stampede_common::stages::Stages;
@@ -44,7 +43,7 @@ impl StageAggregates {
         operation: &str,
         errors: &BTreeMap<String, u64>,
         count: u64,
-        latency: &Histogram<u64>,
+        latency: &histogram::Sparse,
     ) {
         let stage = self.stages.stage_at(interval as f64 + 0.5);
         self.intervals.entry(stage).or_default().insert(interval);
@@ -53,7 +52,7 @@ impl StageAggregates {
         for (kind, n) in errors {
             *op.errors_by_kind.entry(kind.clone()).or_default() += n;
         }
-        let _ = histogram::add_into(&mut op.latency, latency);
+        let _ = latency.add_to(&mut op.latency);
     }
 
     /// One stage's (0-based) count, errors, latency and measured seconds,

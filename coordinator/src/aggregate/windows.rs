@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 
 use hdrhistogram::Histogram;
-use stampede_common::histogram;
+use stampede_common::histogram::{self, Sparse};
 use stampede_common::live::{LiveLatency, LiveSeries, LiveWindow, LiveWindows};
 use stampede_common::report::{EncodedHistogram, ReportWindow, WindowNode, WindowOperation};
 
@@ -90,19 +90,21 @@ impl Series {
         LiveSeries { count: self.count, errors: self.errors, latency_us }
     }
 
-    fn add(&mut self, count: u64, errors: u64, histograms: &[&Histogram<u64>]) {
+    fn add(&mut self, count: u64, errors: u64, histograms: &[&Sparse]) {
         self.count += count;
         self.errors += errors;
         for (into, h) in self.histograms.open().iter_mut().zip(histograms) {
             // Ranges were checked when the report was, so adding cannot fail.
-            let _ = histogram::add_into(into, h);
+            let _ = h.add_to(into);
         }
     }
 
     fn absorb(&mut self, mut other: Series) {
-        let histograms: Vec<&Histogram<u64>> = other.histograms.open().iter().collect();
-        let (count, errors) = (other.count, other.errors);
-        self.add(count, errors, &histograms);
+        self.count += other.count;
+        self.errors += other.errors;
+        for (into, h) in self.histograms.open().iter_mut().zip(other.histograms.open().iter()) {
+            let _ = histogram::add_into(into, h);
+        }
     }
 }
 
@@ -143,7 +145,7 @@ impl Windows {
         (operation, node): (&str, &str),
         count: u64,
         errors: u64,
-        h: (&Histogram<u64>, &Histogram<u64>),
+        h: (&Sparse, &Sparse),
     ) {
         let index = interval / self.length;
         self.changed.insert(index);
@@ -256,10 +258,14 @@ impl Windows {
 mod tests {
     use super::*;
 
-    fn one(value: u64) -> Histogram<u64> {
+    fn one(value: u64) -> Sparse {
         let mut h = histogram::new_histogram();
         histogram::record_clamped(&mut h, value);
-        h
+        Sparse::of(&h).expect("in range")
+    }
+
+    fn top(value: u64) -> u64 {
+        histogram::new_histogram().highest_equivalent(value)
     }
 
     #[test]
@@ -288,7 +294,7 @@ mod tests {
             histogram::add_into(&mut all, &h).expect("add");
         }
         assert_eq!((count, all.len()), (seconds, seconds));
-        assert_eq!(all.value_at_quantile(0.5), one(500).max());
+        assert_eq!(all.value_at_quantile(0.5), top(500));
     }
 
     #[test]
@@ -302,7 +308,7 @@ mod tests {
         assert!(!first.reset);
         assert_eq!(first.windows.len(), 5);
         // Sealed windows keep their figures without being decoded.
-        assert_eq!(first.windows[0].operations["get"].latency_us.max, one(100).max());
+        assert_eq!(first.windows[0].operations["get"].latency_us.max, top(100));
         let h = one(7);
         windows.add(5, ("get", "kv-1"), 1, 1, (&h, &h));
         let next = windows.take_live();
@@ -330,11 +336,11 @@ mod tests {
         windows.add(2, ("get", "kv-1"), 1, 0, (&late, &late));
         let report = windows.report();
         let h = histogram::decode(&report[2].operations["get"].latency.0).expect("decode");
-        assert_eq!((report[2].operations["get"].count, h.len(), h.max()), (2, 2, late.max()));
+        assert_eq!((report[2].operations["get"].count, h.len(), h.max()), (2, 2, top(5000)));
         // Per node too: the late report was kv-1's.
         let node = &report[2].nodes["kv-1"];
         let h = histogram::decode(&node.latency.0).expect("decode");
-        assert_eq!((node.count, h.len(), h.max()), (1, 1, late.max()));
+        assert_eq!((node.count, h.len(), h.max()), (1, 1, top(5000)));
         assert_eq!(report[2].nodes["kv-0"].count, 1);
     }
 }

@@ -8,6 +8,9 @@
 use hdrhistogram::Histogram;
 use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
 
+mod sparse;
+pub use sparse::{Sparse, decode_sparse};
+
 /// Largest value a histogram holds: one hour in microseconds.
 pub const MAX_LATENCY_US: u64 = 3_600_000_000;
 const SIGNIFICANT_DIGITS: u8 = 3;
