@@ -99,17 +99,14 @@ const TARGETS: usize = 8;
 /// (`histogram::decode_sparse`, then `Sparse::add_to`). Fastest of 20
 /// rounds, interleaved; the merged histograms must be equal.
 fn from_the_wire() {
-    println!(
-        "{:>7} {:>9} {:>9} {:>10} {:>13}",
-        "values", "buckets", "dense us", "sparse us", "sparse/dense"
-    );
+    println!("{:>7} {:>9} {:>9} {:>10} {:>13}", "values", "buckets", "dense us", "sparse us", "sparse/dense");
     for (values, timeout) in [(20, false), (200, false), (2_000, false), (10_000, true)] {
         let wire: Vec<Vec<u8>> = sources(100, values, timeout, 7 + values as u64)
             .iter()
             .map(|h| histogram::encode(h).expect("encode"))
             .collect();
-        let buckets = wire.iter().map(|b| histogram::decode_sparse(b).expect("decode").buckets()).sum::<usize>()
-            / wire.len();
+        let buckets =
+            wire.iter().map(|b| histogram::decode_sparse(b).expect("decode").buckets()).sum::<usize>() / wire.len();
         let mut best = [f64::MAX; 2];
         let mut merged = [Vec::new(), Vec::new()];
         for round in 0..20 {
@@ -135,12 +132,7 @@ fn from_the_wire() {
             }
         }
         assert_eq!(merged[0], merged[1], "both paths must give the same histograms");
-        println!(
-            "{values:>7} {buckets:>9} {:>9.1} {:>10.1} {:>13.3}",
-            best[0] * 1e6,
-            best[1] * 1e6,
-            best[1] / best[0]
-        );
+        println!("{values:>7} {buckets:>9} {:>9.1} {:>10.1} {:>13.3}", best[0] * 1e6, best[1] * 1e6, best[1] / best[0]);
     }
     println!(
         "us per series of a report: decode its bytes, add into {TARGETS} merged histograms (fastest of 20 rounds); same histograms both ways."

@@ -362,7 +362,14 @@ struct Pending {
     last: Option<Instant>,
 }
 
-fn report(index: usize, run: &Run, interval: u64, args: &Args, pool: &[Sample], shared: &SharedRef) -> pb::IntervalReport {
+fn report(
+    index: usize,
+    run: &Run,
+    interval: u64,
+    args: &Args,
+    pool: &[Sample],
+    shared: &SharedRef,
+) -> pb::IntervalReport {
     let mut operations = Vec::with_capacity(args.series);
     let nodes = args.series.div_ceil(OPERATIONS.len());
     let mut s = shared.lock().expect("lock");
