@@ -94,12 +94,17 @@ fn main() {
 const TARGETS: usize = 8;
 
 /// The coordinator's whole path for one series of a report: V2-deflate
-/// bytes decoded, then added into [`TARGETS`] merged histograms; dense
-/// (`histogram::decode`, then `add_into`) against sparse
-/// (`histogram::decode_sparse`, then `Sparse::add_to`). Fastest of 20
-/// rounds, interleaved; the merged histograms must be equal.
+/// bytes decoded, then added into [`TARGETS`] merged histograms, three
+/// ways: dense (`histogram::decode`, then `add_into` a `Histogram`), sparse
+/// (`histogram::decode_sparse`, then `Sparse::add_to` a `Histogram`, one
+/// `record_n` per bucket) and by index (`decode_sparse`, then `Dense::add`,
+/// what the coordinator does). Fastest of 20 rounds, interleaved; the
+/// merged histograms must be equal. The last column is the decode alone.
 fn from_the_wire() {
-    println!("{:>7} {:>9} {:>9} {:>10} {:>13}", "values", "buckets", "dense us", "sparse us", "sparse/dense");
+    println!(
+        "{:>7} {:>9} {:>9} {:>10} {:>10} {:>13} {:>12} {:>10}",
+        "values", "buckets", "dense us", "sparse us", "index us", "sparse/dense", "index/dense", "decode us"
+    );
     for (values, timeout) in [(20, false), (200, false), (2_000, false), (10_000, true)] {
         let wire: Vec<Vec<u8>> = sources(100, values, timeout, 7 + values as u64)
             .iter()
@@ -107,34 +112,60 @@ fn from_the_wire() {
             .collect();
         let buckets =
             wire.iter().map(|b| histogram::decode_sparse(b).expect("decode").buckets()).sum::<usize>() / wire.len();
-        let mut best = [f64::MAX; 2];
-        let mut merged = [Vec::new(), Vec::new()];
+        let mut best = [f64::MAX; 4];
+        let mut merged = [Vec::new(), Vec::new(), Vec::new()];
         for round in 0..20 {
-            for k in 0..2 {
-                let which = (k + round) % 2;
+            for k in 0..4 {
+                let which = (k + round) % 4;
                 let mut targets: Vec<_> = (0..TARGETS).map(|_| new_histogram()).collect();
+                let mut dense: Vec<_> = (0..TARGETS).map(|_| histogram::Dense::new()).collect();
+                let mut decoded = 0;
                 let started = Instant::now();
                 for bytes in &wire {
-                    if which == 0 {
-                        let h = histogram::decode(bytes).expect("decode");
-                        for t in &mut targets {
-                            add_into(t, &h).expect("in range");
+                    match which {
+                        0 => {
+                            let h = histogram::decode(bytes).expect("decode");
+                            for t in &mut targets {
+                                add_into(t, &h).expect("in range");
+                            }
                         }
-                    } else {
-                        let h = histogram::decode_sparse(bytes).expect("decode");
-                        for t in &mut targets {
-                            h.add_to(t).expect("in range");
+                        1 => {
+                            let h = histogram::decode_sparse(bytes).expect("decode");
+                            for t in &mut targets {
+                                h.add_to(t).expect("in range");
+                            }
                         }
+                        2 => {
+                            let h = histogram::decode_sparse(bytes).expect("decode");
+                            for t in &mut dense {
+                                t.add(&h);
+                            }
+                        }
+                        _ => decoded += histogram::decode_sparse(bytes).expect("decode").buckets(),
                     }
                 }
                 best[which] = best[which].min(started.elapsed().as_secs_f64() / wire.len() as f64);
-                merged[which] = targets.iter().map(|h| histogram::encode(h).expect("encode")).collect::<Vec<_>>();
+                assert!(which != 3 || decoded == buckets * wire.len() || decoded > 0);
+                if which < 2 {
+                    merged[which] = targets.iter().map(|h| histogram::encode(h).expect("encode")).collect::<Vec<_>>();
+                } else if which == 2 {
+                    merged[2] = dense.iter().map(|h| histogram::encode(&h.to_histogram()).expect("encode")).collect();
+                }
             }
         }
-        assert_eq!(merged[0], merged[1], "both paths must give the same histograms");
-        println!("{values:>7} {buckets:>9} {:>9.1} {:>10.1} {:>13.3}", best[0] * 1e6, best[1] * 1e6, best[1] / best[0]);
+        assert_eq!(merged[0], merged[1], "the dense and sparse paths must give the same histograms");
+        assert_eq!(merged[0], merged[2], "the dense and index paths must give the same histograms");
+        println!(
+            "{values:>7} {buckets:>9} {:>9.1} {:>10.1} {:>10.1} {:>13.3} {:>12.3} {:>10.1}",
+            best[0] * 1e6,
+            best[1] * 1e6,
+            best[2] * 1e6,
+            best[1] / best[0],
+            best[2] / best[0],
+            best[3] * 1e6
+        );
     }
     println!(
-        "us per series of a report: decode its bytes, add into {TARGETS} merged histograms (fastest of 20 rounds); same histograms both ways."
+        "us per series of a report: decode its bytes, add into {TARGETS} merged histograms (fastest of 20 rounds); same histograms all three ways."
     );
 }

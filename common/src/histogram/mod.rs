@@ -9,7 +9,7 @@ use hdrhistogram::Histogram;
 use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
 
 mod sparse;
-pub use sparse::{Sparse, decode_sparse};
+pub use sparse::{Dense, Sparse, decode_sparse};
 
 /// Largest value a histogram holds: one hour in microseconds.
 pub const MAX_LATENCY_US: u64 = 3_600_000_000;

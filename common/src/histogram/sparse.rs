@@ -127,6 +127,100 @@ impl Sparse {
     }
 }
 
+/// A merged histogram as a bare array of counts by bucket index, in the
+/// layout of [`new_histogram`]: what the coordinator adds every report
+/// into. Adding a [`Sparse`] is one addition per recorded bucket (no
+/// value-to-index arithmetic, no min/max/total bookkeeping per value, as
+/// `record_n` does); the dense `Histogram` is made only when a figure is
+/// read ([`Self::to_histogram`]). The counts are allocated on the first
+/// value, so an empty one costs nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Dense {
+    counts: Vec<u64>,
+    len: u64,
+    /// The lowest and highest index holding a value (meaningful when
+    /// `len > 0`), so that reading and absorbing pass over only that span.
+    low: usize,
+    high: usize,
+}
+
+impl Dense {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many values it holds.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn span(&mut self, low: usize, high: usize) {
+        if self.counts.is_empty() {
+            self.counts = vec![0; bucket_values().len()];
+            (self.low, self.high) = (low, high);
+        } else {
+            self.low = self.low.min(low);
+            self.high = self.high.max(high);
+        }
+    }
+
+    /// Adds every value of `sparse`.
+    pub fn add(&mut self, sparse: &Sparse) {
+        let (Some(first), Some(last)) = (sparse.buckets.first(), sparse.buckets.last()) else {
+            return;
+        };
+        self.span(first.0 as usize, last.0 as usize);
+        for &(index, count) in &sparse.buckets {
+            // Every index is within the layout (checked on decode).
+            if let Some(slot) = self.counts.get_mut(index as usize) {
+                *slot = slot.saturating_add(count);
+            }
+        }
+        self.len = self.len.saturating_add(sparse.len);
+    }
+
+    /// Adds every value of another merged histogram.
+    pub fn absorb(&mut self, other: &Dense) {
+        if other.is_empty() {
+            return;
+        }
+        self.span(other.low, other.high);
+        let span = other.low..=other.high;
+        for (into, from) in self.counts[span.clone()].iter_mut().zip(&other.counts[span]) {
+            *into = into.saturating_add(*from);
+        }
+        self.len = self.len.saturating_add(other.len);
+    }
+
+    /// Adds a dense histogram (of any layout; values beyond the hour are
+    /// refused).
+    pub fn add_histogram(&mut self, histogram: &Histogram<u64>) -> Result<(), HistogramError> {
+        self.add(&Sparse::of(histogram)?);
+        Ok(())
+    }
+
+    /// The recorded buckets, lowest first.
+    pub fn to_sparse(&self) -> Sparse {
+        let mut sparse = Sparse::default();
+        if !self.is_empty() {
+            for (index, &count) in self.counts.iter().enumerate().take(self.high + 1).skip(self.low) {
+                sparse.push(index, count);
+            }
+        }
+        sparse
+    }
+
+    /// The same values as a `Histogram` of [`new_histogram`]'s layout:
+    /// count for count what adding each source into one would give.
+    pub fn to_histogram(&self) -> Histogram<u64> {
+        self.to_sparse().to_histogram()
+    }
+}
+
 /// Reads V2 bytes (deflated or not; empty is an empty histogram) into
 /// their recorded buckets. Corrupt bytes, a histogram of another precision
 /// than Stampede's that cannot be read, and values beyond the hour are
@@ -280,6 +374,39 @@ mod tests {
             assert!(decode_sparse(&good[..cut]).is_err() || cut == 0, "cut at {cut}");
         }
         assert!(decode_sparse(b"definitely not a histogram").is_err());
+    }
+
+    #[test]
+    fn dense_sums_equal_histogram_sums() {
+        let mut parts = Vec::new();
+        for seed in 0..6u64 {
+            let mut h = new_histogram();
+            for i in 0..(200 * seed + 1) {
+                record_clamped_n(&mut h, (i * 7919 + seed * 104_729) % (MAX_LATENCY_US / (seed + 1)) + 1, 1 + i % 3);
+            }
+            parts.push(h);
+        }
+        let (mut dense, mut other, mut sum) = (Dense::new(), Dense::new(), new_histogram());
+        assert!(dense.is_empty() && dense.to_histogram().is_empty());
+        for (i, part) in parts.iter().enumerate() {
+            let sparse = decode_sparse(&encode(part).expect("encode")).expect("decode");
+            if i % 2 == 0 {
+                dense.add(&sparse)
+            } else {
+                other.add_histogram(part).expect("in range")
+            }
+            add_dense(&mut sum, part).expect("add");
+        }
+        dense.absorb(&other);
+        dense.absorb(&Dense::new());
+        assert_eq!(dense.len(), sum.len());
+        let merged = dense.to_histogram();
+        assert_eq!(encode(&merged).expect("encode"), encode(&sum).expect("encode"));
+        assert_eq!(
+            (merged.min_nz(), merged.max(), merged.mean().to_bits()),
+            (sum.min_nz(), sum.max(), sum.mean().to_bits())
+        );
+        assert_eq!(dense.to_sparse(), Sparse::of(&sum).expect("of"));
     }
 
     proptest::proptest! {

@@ -6,10 +6,10 @@ use stampede_common::report::{EncodedHistogram, OperationHistograms, ReportHisto
 
 use super::RunAggregate;
 
-fn encoded(h: &hdrhistogram::Histogram<u64>) -> EncodedHistogram {
+fn encoded(h: &histogram::Dense) -> EncodedHistogram {
     // Encoding into memory fails only for a histogram the codec cannot
     // represent, which the merge never builds; an empty one stands in.
-    EncodedHistogram(histogram::encode(h).unwrap_or_default())
+    EncodedHistogram(histogram::encode(&h.to_histogram()).unwrap_or_default())
 }
 
 impl RunAggregate {

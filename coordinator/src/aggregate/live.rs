@@ -76,7 +76,7 @@ impl RunAggregate {
                     errors: op.errors(),
                     errors_by_kind: op.errors_by_kind.clone(),
                     throughput: per_second(op.count),
-                    latency_us: LiveLatency::of(&op.latency),
+                    latency_us: LiveLatency::of(&op.latency.to_histogram()),
                 };
                 (name.clone(), live)
             })
@@ -133,7 +133,7 @@ impl RunAggregate {
             errors: self.errors(),
             late_starts: self.late_starts,
             measured_s,
-            latency_us: LiveLatency::of(&self.overall),
+            latency_us: LiveLatency::of(&self.overall.to_histogram()),
             operations,
             thresholds: thresholds.collect(),
             nodes,
@@ -143,7 +143,7 @@ impl RunAggregate {
                 warmup: i.warmup,
                 ops: i.ops,
                 errors: i.errors,
-                latency_us: i.latency.as_ref().map(LiveLatency::of).unwrap_or_default(),
+                latency_us: i.latency.as_ref().map(|h| LiveLatency::of(&h.to_histogram())).unwrap_or_default(),
                 saturated_agents: self.generator.saturated_in(index).len() as u32,
             }),
             generator_saturated: self.generator.total(),

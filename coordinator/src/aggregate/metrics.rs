@@ -33,7 +33,7 @@ impl RunAggregate {
             .node_operations
             .iter()
             .map(|((node, operation), aggregate)| {
-                let latency = &aggregate.latency;
+                let latency = &aggregate.latency.to_histogram();
                 let buckets = LATENCY_BUCKETS_S
                     .iter()
                     .map(|&le| (le, latency.count_between(0, (le * 1e6).round() as u64)))

@@ -8,10 +8,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-use hdrhistogram::Histogram;
 use stampede_common::Scenario;
 use stampede_common::distribution::{self, Distribution, Observations};
-use stampede_common::histogram::{self, HistogramError, LatencySummary, Sparse};
+use stampede_common::histogram::{self, Dense, HistogramError, LatencySummary, Sparse};
 use stampede_common::interval::{Counter, ErrorMessage, IntervalReport, add_error_message};
 use stampede_common::report::{
     AgentReport, IntervalSummary, NodeErrorMessage, NodeOperationReport, NodeReport, OperationReport, REPORT_SCHEMA,
@@ -50,8 +49,8 @@ pub struct Checked {
 struct OperationAggregate {
     count: u64,
     errors_by_kind: BTreeMap<String, u64>,
-    latency: Histogram<u64>,
-    service: Histogram<u64>,
+    latency: Dense,
+    service: Dense,
     /// Per node: the first distinct error messages of each kind.
     messages: BTreeMap<String, Vec<ErrorMessage>>,
     bytes_sent: u64,
@@ -63,8 +62,8 @@ impl Default for OperationAggregate {
         Self {
             count: 0,
             errors_by_kind: BTreeMap::new(),
-            latency: histogram::new_histogram(),
-            service: histogram::new_histogram(),
+            latency: Dense::new(),
+            service: Dense::new(),
             messages: BTreeMap::new(),
             bytes_sent: 0,
             bytes_received: 0,
@@ -130,7 +129,7 @@ struct IntervalAggregate {
     ops: u64,
     errors: u64,
     agents: BTreeSet<String>,
-    latency: Option<Histogram<u64>>,
+    latency: Option<Dense>,
     frozen_p99: u64,
 }
 
@@ -139,7 +138,7 @@ pub struct RunAggregate {
     warmup_intervals: u64,
     seen: HashSet<(String, u64)>,
     operations: BTreeMap<String, OperationAggregate>,
-    overall: Histogram<u64>,
+    overall: Dense,
     nodes: BTreeMap<String, NodeReport>,
     /// Open connections per (interval, node), summed over agents; a node's
     /// connection count is the largest of these sums.
@@ -166,7 +165,7 @@ pub struct RunAggregate {
     /// The open model's constant rate, for each interval's planned rate.
     rate: Option<f64>,
     /// Steps timed inside the operations (nanoseconds), measured part.
-    timings: BTreeMap<String, Histogram<u64>>,
+    timings: BTreeMap<String, Dense>,
 }
 
 /// A one-interval view for live progress.
@@ -208,7 +207,7 @@ impl RunAggregate {
             warmup_intervals,
             seen: HashSet::new(),
             operations: BTreeMap::new(),
-            overall: histogram::new_histogram(),
+            overall: Dense::new(),
             nodes: BTreeMap::new(),
             node_connections: BTreeMap::new(),
             agents: BTreeMap::new(),
@@ -338,7 +337,7 @@ impl RunAggregate {
             ops: 0,
             errors: 0,
             agents: BTreeSet::new(),
-            latency: Some(histogram::new_histogram()),
+            latency: Some(Dense::new()),
             frozen_p99: 0,
         });
         interval.agents.insert(agent.to_string());
@@ -363,8 +362,7 @@ impl RunAggregate {
             interval.ops += stats.count;
             interval.errors += errors;
             if let Some(h) = interval.latency.as_mut() {
-                // Ranges were checked above, so adding cannot fail.
-                let _ = latency.add_to(h);
+                h.add(&latency);
             }
             agent_entry.ops += stats.count;
             match agent_entry.by_operation.get_mut(&stats.operation) {
@@ -388,9 +386,9 @@ impl RunAggregate {
             for (kind, n) in &stats.errors {
                 *op.errors_by_kind.entry(kind.clone()).or_default() += n;
             }
-            let _ = latency.add_to(&mut op.latency);
-            let _ = service.add_to(&mut op.service);
-            let _ = latency.add_to(&mut self.overall);
+            op.latency.add(&latency);
+            op.service.add(&service);
+            self.overall.add(&latency);
             if let Some(stages) = self.stages.as_mut() {
                 stages.add(report.interval, &stats.operation, &stats.errors, stats.count, &latency);
             }
@@ -407,7 +405,7 @@ impl RunAggregate {
             for (kind, n) in &stats.errors {
                 *node_op.errors_by_kind.entry(kind.clone()).or_default() += n;
             }
-            let _ = latency.add_to(&mut node_op.latency);
+            node_op.latency.add(&latency);
             *self.observations.requests.entry(agent.to_string()).or_default().entry(name.clone()).or_default() +=
                 stats.count;
             *self.observations.intervals.entry(report.interval).or_default().entry(name.clone()).or_default() +=
@@ -422,11 +420,11 @@ impl RunAggregate {
         if !warmup {
             for (timing, histogram) in report.timings.iter().zip(checked.timings) {
                 match self.timings.get_mut(&timing.name) {
-                    Some(merged) => {
-                        let _ = histogram.add_to(merged);
-                    }
+                    Some(merged) => merged.add(&histogram),
                     None => {
-                        self.timings.insert(timing.name.clone(), histogram.to_histogram());
+                        let mut merged = Dense::new();
+                        merged.add(&histogram);
+                        self.timings.insert(timing.name.clone(), merged);
                     }
                 }
             }
@@ -473,7 +471,7 @@ impl RunAggregate {
         let excess = full - INTERVAL_HISTOGRAMS_KEPT;
         for interval in self.intervals.values_mut().filter(|i| i.latency.is_some()).take(excess) {
             if let Some(h) = interval.latency.take() {
-                interval.frozen_p99 = if h.is_empty() { 0 } else { h.value_at_quantile(0.99) };
+                interval.frozen_p99 = if h.is_empty() { 0 } else { h.to_histogram().value_at_quantile(0.99) };
             }
         }
     }
@@ -556,8 +554,8 @@ impl RunAggregate {
                     errors: op.errors(),
                     errors_by_kind: op.errors_by_kind.clone(),
                     throughput: per_second(op.count),
-                    latency_us: LatencySummary::of(&op.latency),
-                    service_time_us: LatencySummary::of(&op.service),
+                    latency_us: LatencySummary::of(&op.latency.to_histogram()),
+                    service_time_us: LatencySummary::of(&op.service.to_histogram()),
                     error_messages: op.error_messages(),
                     transfer: Transfer::of(op.bytes_sent, op.bytes_received, op.count - op.errors(), measured_s),
                 };
@@ -642,7 +640,7 @@ impl RunAggregate {
                             let report = NodeOperationReport {
                                 count: agg.count,
                                 errors: agg.errors(),
-                                latency_us: LatencySummary::of(&agg.latency),
+                                latency_us: LatencySummary::of(&agg.latency.to_histogram()),
                             };
                             (op.clone(), report)
                         })
@@ -679,7 +677,9 @@ impl RunAggregate {
             timings: self
                 .timings
                 .iter()
-                .map(|(name, h)| (name.clone(), TimingReport { count: h.len(), ns: LatencySummary::of(h) }))
+                .map(|(name, h)| {
+                    (name.clone(), TimingReport { count: h.len(), ns: LatencySummary::of(&h.to_histogram()) })
+                })
                 .collect(),
             notes: self.notes.iter().cloned().collect(),
             distribution: (!self.nodes.is_empty()).then_some(distribution),
@@ -703,7 +703,7 @@ fn name_of(names: &BTreeMap<String, String>, identity: &str) -> String {
 
 fn interval_p99(interval: &IntervalAggregate) -> u64 {
     match &interval.latency {
-        Some(h) if !h.is_empty() => h.value_at_quantile(0.99),
+        Some(h) if !h.is_empty() => h.to_histogram().value_at_quantile(0.99),
         Some(_) => 0,
         None => interval.frozen_p99,
     }

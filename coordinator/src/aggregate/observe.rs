@@ -3,7 +3,6 @@
 
 use hdrhistogram::Histogram;
 use stampede_common::distribution::Distribution;
-use stampede_common::histogram;
 use stampede_common::interval::Counter;
 use stampede_common::threshold::{Metric, Threshold, Total};
 
@@ -61,9 +60,9 @@ impl RunAggregate {
                     for (kind, n) in &agg.errors_by_kind {
                         *merged.errors_by_kind.entry(kind.clone()).or_default() += n;
                     }
-                    let _ = histogram::add_into(&mut merged.latency, &agg.latency);
+                    merged.latency.absorb(&agg.latency);
                 }
-                observe(&metric, merged.count, merged.errors(), &merged.latency, measured_s)
+                observe(&metric, merged.count, merged.errors(), &merged.latency.to_histogram(), measured_s)
             }
             (metric, None) => self.observe(&metric, threshold.operation.as_deref(), measured_s),
         }
@@ -88,7 +87,7 @@ impl RunAggregate {
                 (op.count, op.errors(), &op.latency)
             }
         };
-        observe(metric, count, errors, latency, measured_s)
+        observe(metric, count, errors, &latency.to_histogram(), measured_s)
     }
 }
 

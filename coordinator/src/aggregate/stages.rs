@@ -52,7 +52,7 @@ impl StageAggregates {
         for (kind, n) in errors {
             *op.errors_by_kind.entry(kind.clone()).or_default() += n;
         }
-        let _ = latency.add_to(&mut op.latency);
+        op.latency.add(latency);
     }
 
     /// One stage's (0-based) count, errors, latency and measured seconds,
@@ -67,7 +67,7 @@ impl StageAggregates {
             for (kind, n) in &op.errors_by_kind {
                 *merged.errors_by_kind.entry(kind.clone()).or_default() += n;
             }
-            let _ = histogram::add_into(&mut merged.latency, &op.latency);
+            merged.latency.absorb(&op.latency);
         }
         let seconds = self.intervals.get(&stage).map_or(0, BTreeSet::len) as f64;
         (merged, seconds)
@@ -77,7 +77,13 @@ impl StageAggregates {
     pub fn observe(&self, threshold: &Threshold) -> Option<f64> {
         let stage = (threshold.stage? as usize).checked_sub(1)?;
         let (merged, seconds) = self.merged(stage, threshold.operation.as_deref());
-        super::observe::observe(&threshold.metric, merged.count, merged.errors(), &merged.latency, seconds)
+        super::observe::observe(
+            &threshold.metric,
+            merged.count,
+            merged.errors(),
+            &merged.latency.to_histogram(),
+            seconds,
+        )
     }
 
     /// The report's stage table.
@@ -87,7 +93,8 @@ impl StageAggregates {
             .enumerate()
             .map(|(index, (from_s, to_s, planned_from, planned_to))| {
                 let (merged, measured_s) = self.merged(index, None);
-                let quantile = |q: f64| (!merged.latency.is_empty()).then(|| merged.latency.value_at_quantile(q));
+                let latency = merged.latency.to_histogram();
+                let quantile = |q: f64| (!latency.is_empty()).then(|| latency.value_at_quantile(q));
                 StageReport {
                     stage: index as u32 + 1,
                     from_s,

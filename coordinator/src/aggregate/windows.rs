@@ -7,13 +7,12 @@
 //! [`MAX_WINDOWS`], neighbours are merged in pairs (histograms added, so
 //! exactly) and windows become twice as long: a day-long run keeps windows
 //! of 512 s, and the report stays a few megabytes. The windows still being
-//! filled keep dense histograms; older ones are kept encoded (a few KB),
+//! filled keep dense counts ([`Dense`]); older ones are kept encoded (a few KB),
 //! so memory stays bounded however long the run.
 
 use std::collections::BTreeMap;
 
-use hdrhistogram::Histogram;
-use stampede_common::histogram::{self, Sparse};
+use stampede_common::histogram::{self, Dense, Sparse};
 use stampede_common::live::{LiveLatency, LiveSeries, LiveWindow, LiveWindows};
 use stampede_common::report::{EncodedHistogram, ReportWindow, WindowNode, WindowOperation};
 
@@ -25,14 +24,21 @@ const OPEN_SECONDS: u64 = 3;
 /// A series' histograms (latency and service time for an operation,
 /// latency for a node), dense while their window is open, encoded after.
 enum Histograms {
-    Open(Vec<Histogram<u64>>),
+    Open(Vec<Dense>),
     Sealed(Vec<Vec<u8>>),
 }
 
 impl Histograms {
-    fn open(&mut self) -> &mut [Histogram<u64>] {
+    fn open(&mut self) -> &mut [Dense] {
         if let Self::Sealed(encoded) = self {
-            let decode = |bytes: &Vec<u8>| histogram::decode(bytes).unwrap_or_else(|_| histogram::new_histogram());
+            // They were encoded from counts of this layout, so they decode.
+            let decode = |bytes: &Vec<u8>| {
+                let mut dense = Dense::new();
+                if let Ok(sparse) = histogram::decode_sparse(bytes) {
+                    dense.add(&sparse);
+                }
+                dense
+            };
             *self = Self::Open(encoded.iter().map(decode).collect());
         }
         match self {
@@ -43,13 +49,17 @@ impl Histograms {
 
     fn seal(&mut self) {
         if let Self::Open(histograms) = self {
-            *self = Self::Sealed(histograms.iter().map(|h| histogram::encode(h).unwrap_or_default()).collect());
+            *self = Self::Sealed(
+                histograms.iter().map(|h| histogram::encode(&h.to_histogram()).unwrap_or_default()).collect(),
+            );
         }
     }
 
     fn encoded(&self, which: usize) -> EncodedHistogram {
         EncodedHistogram(match self {
-            Self::Open(histograms) => histograms.get(which).and_then(|h| histogram::encode(h).ok()).unwrap_or_default(),
+            Self::Open(histograms) => {
+                histograms.get(which).and_then(|h| histogram::encode(&h.to_histogram()).ok()).unwrap_or_default()
+            }
             Self::Sealed(encoded) => encoded.get(which).cloned().unwrap_or_default(),
         })
     }
@@ -70,21 +80,23 @@ impl Series {
         Self {
             count: 0,
             errors: 0,
-            histograms: Histograms::Open(vec![histogram::new_histogram(); histograms]),
+            histograms: Histograms::Open(vec![Dense::new(); histograms]),
             sealed_latency: LiveLatency::default(),
         }
     }
 
     fn seal(&mut self) {
         if let Histograms::Open(histograms) = &self.histograms {
-            self.sealed_latency = histograms.first().map(LiveLatency::of).unwrap_or_default();
+            self.sealed_latency = histograms.first().map(|h| LiveLatency::of(&h.to_histogram())).unwrap_or_default();
         }
         self.histograms.seal();
     }
 
     fn live(&self) -> LiveSeries {
         let latency_us = match &self.histograms {
-            Histograms::Open(histograms) => histograms.first().map(LiveLatency::of).unwrap_or_default(),
+            Histograms::Open(histograms) => {
+                histograms.first().map(|h| LiveLatency::of(&h.to_histogram())).unwrap_or_default()
+            }
             Histograms::Sealed(_) => self.sealed_latency,
         };
         LiveSeries { count: self.count, errors: self.errors, latency_us }
@@ -94,8 +106,7 @@ impl Series {
         self.count += count;
         self.errors += errors;
         for (into, h) in self.histograms.open().iter_mut().zip(histograms) {
-            // Ranges were checked when the report was, so adding cannot fail.
-            let _ = h.add_to(into);
+            into.add(h);
         }
     }
 
@@ -103,7 +114,7 @@ impl Series {
         self.count += other.count;
         self.errors += other.errors;
         for (into, h) in self.histograms.open().iter_mut().zip(other.histograms.open().iter()) {
-            let _ = histogram::add_into(into, h);
+            into.absorb(h);
         }
     }
 }
