@@ -299,11 +299,21 @@ fn decode_plain(plain: &[u8], original: &[u8]) -> Result<Sparse, HistogramError>
     let start = 4 + V2_HEADER;
     let payload = plain.get(start..start.saturating_add(payload_length)).ok_or_else(|| short("counts"))?;
     let last = last_index_in_range();
-    let mut sparse = Sparse::default();
+    // Each bucket takes at least one byte, so this is the most there are:
+    // one allocation, no regrowing.
+    let mut buckets = Vec::with_capacity(payload.len().min(last + 1));
+    let mut len = 0u64;
     let (mut at, mut index) = (0usize, 0usize);
-    while at < payload.len() {
-        let (raw, used) = varint(&payload[at..]).ok_or_else(|| short("counts"))?;
-        at += used;
+    while let Some(&first) = payload.get(at) {
+        // Most counts fit one byte: read those without the general loop.
+        let raw = if first < 0x80 {
+            at += 1;
+            u64::from(first)
+        } else {
+            let (raw, used) = varint(&payload[at..]).ok_or_else(|| short("counts"))?;
+            at += used;
+            raw
+        };
         // ZigZag: a negative number is a run of empty buckets.
         let number = ((raw >> 1) as i64) ^ -((raw & 1) as i64);
         if number < 0 {
@@ -314,11 +324,12 @@ fn decode_plain(plain: &[u8], original: &[u8]) -> Result<Sparse, HistogramError>
             if index > last {
                 return Err(HistogramError::Range);
             }
-            sparse.push(index, number as u64);
+            buckets.push((index as u32, number as u64));
+            len = len.saturating_add(number as u64);
         }
         index += 1;
     }
-    Ok(sparse)
+    Ok(Sparse { buckets, len })
 }
 
 /// One LEB128 varint as HdrHistogram writes it: at most 9 bytes, the
