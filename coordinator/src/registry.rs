@@ -77,16 +77,18 @@ impl Registry {
         }
     }
 
-    pub fn seen(&mut self, agent_id: &str, now: Instant) {
+    /// The agent was heard at `at` (never moves its last word back in time:
+    /// queued messages are handled in order, but not always stamped so).
+    pub fn seen(&mut self, agent_id: &str, at: Instant) {
         if let Some(agent) = self.agents.get_mut(agent_id) {
-            agent.last_seen = now;
+            agent.last_seen = agent.last_seen.max(at);
         }
     }
 
     /// A heartbeat: the agent is alive, and this is its own load.
-    pub fn heartbeat(&mut self, agent_id: &str, now: Instant, cpu_percent: f64, rss_bytes: u64) {
+    pub fn heartbeat(&mut self, agent_id: &str, at: Instant, cpu_percent: f64, rss_bytes: u64) {
         if let Some(agent) = self.agents.get_mut(agent_id) {
-            agent.last_seen = now;
+            agent.last_seen = agent.last_seen.max(at);
             agent.cpu_percent = cpu_percent;
             agent.rss_bytes = rss_bytes;
         }

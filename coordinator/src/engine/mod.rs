@@ -378,12 +378,15 @@ pub struct Engine {
 /// A handle to send events to the engine.
 #[derive(Clone, Debug)]
 pub struct EngineHandle {
-    events: mpsc::UnboundedSender<Event>,
+    events: mpsc::UnboundedSender<(Event, Instant)>,
 }
 
 impl EngineHandle {
+    /// Queues `event`, stamped with the time it arrived: an agent is heard
+    /// when its message reaches the coordinator, not when the engine gets
+    /// round to it after a slow store write.
     pub fn send(&self, event: Event) -> Result<(), ControlError> {
-        self.events.send(event).map_err(|_| ControlError::Unavailable)
+        self.events.send((event, Instant::now())).map_err(|_| ControlError::Unavailable)
     }
 
     /// Sends an event built around a reply channel and waits for the answer.
@@ -398,7 +401,7 @@ const TICK: Duration = Duration::from_millis(100);
 
 /// Events waiting for an engine that has not started yet.
 #[derive(Debug)]
-pub struct EngineEvents(mpsc::UnboundedReceiver<Event>);
+pub struct EngineEvents(mpsc::UnboundedReceiver<(Event, Instant)>);
 
 /// A handle and the events it will carry, before the engine runs: the
 /// gRPC services can hold the handle while the coordinator is a standby.
@@ -419,23 +422,24 @@ pub fn start_engine_on(
     tokio::spawn(run_engine(engine, events.0))
 }
 
-async fn run_engine(mut engine: Engine, mut events: mpsc::UnboundedReceiver<Event>) {
+async fn run_engine(mut engine: Engine, mut events: mpsc::UnboundedReceiver<(Event, Instant)>) {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             event = events.recv() => match event {
-                Some(event) => engine.handle(event, Now::read()),
+                Some((event, arrived)) => engine.handle_arrived(event, arrived, Now::read()),
                 None => return,
             },
             _ = tick.tick() => {
-                // Events that waited while the engine was held up (a slow
-                // store write) are handled first: a heartbeat queued behind
-                // that write is not silence, and the tick must not call its
-                // agent lost.
-                for _ in 0..events.len() {
+                // Events that arrived while the engine was held up (slow
+                // store writes, each up to the store's timeout) are handled
+                // first, until none waits: a heartbeat queued behind those
+                // writes is not silence, and the tick must not call its
+                // agent lost. Each counts from when it arrived.
+                for _ in 0..MAX_DRAIN {
                     match events.try_recv() {
-                        Ok(event) => engine.handle(event, Now::read()),
+                        Ok((event, arrived)) => engine.handle_arrived(event, arrived, Now::read()),
                         Err(_) => break,
                     }
                 }
@@ -444,6 +448,10 @@ async fn run_engine(mut engine: Engine, mut events: mpsc::UnboundedReceiver<Even
         }
     }
 }
+
+/// The most queued events handled before a tick (a bound, should events
+/// ever arrive faster than the engine handles them).
+const MAX_DRAIN: usize = 100_000;
 
 impl Engine {
     /// An engine over `store`, with the runs a previous coordinator left in
@@ -467,7 +475,14 @@ impl Engine {
 
     /// Handles one event that happened at `now`.
     pub fn handle(&mut self, event: Event, now: Now) {
+        self.handle_arrived(event, now.at, now);
+    }
+
+    /// Handles at `now` one event that reached the coordinator at
+    /// `arrived`: its agent was last heard then.
+    pub fn handle_arrived(&mut self, event: Event, arrived: Instant, now: Now) {
         self.now = now;
+        let heard = arrived.min(now.at);
         let now = now.at;
         match event {
             Event::AgentConnected { hello, session, outbox } => {
@@ -477,32 +492,32 @@ impl Engine {
             Event::AgentClock { agent_id, offset_us, rtt_us } => {
                 tracing::debug!(agent = %agent_id, offset_us, rtt_us, "agent clock measured");
                 self.registry.set_clock(&agent_id, offset_us, rtt_us);
-                self.registry.seen(&agent_id, now);
+                self.registry.seen(&agent_id, heard);
                 self.on_agent_back(&agent_id);
             }
             Event::AgentHeartbeat { agent_id, cpu_percent, rss_bytes } => {
-                self.registry.heartbeat(&agent_id, now, cpu_percent, rss_bytes);
+                self.registry.heartbeat(&agent_id, heard, cpu_percent, rss_bytes);
                 self.on_agent_heard(&agent_id);
             }
             Event::AgentReady { agent_id, run_id } => {
-                self.registry.seen(&agent_id, now);
+                self.registry.seen(&agent_id, heard);
                 self.on_ready(&agent_id, &run_id);
             }
             Event::AgentPhase { agent_id, run_id, phase } => {
-                self.registry.seen(&agent_id, now);
+                self.registry.seen(&agent_id, heard);
                 self.on_phase(&agent_id, &run_id, phase);
             }
             Event::AgentFailed { agent_id, run_id, error } => {
-                self.registry.seen(&agent_id, now);
+                self.registry.seen(&agent_id, heard);
                 self.on_agent_failed(&agent_id, &run_id, &error);
             }
             Event::AgentReport { agent_id, report } => {
-                self.registry.seen(&agent_id, now);
+                self.registry.seen(&agent_id, heard);
                 self.on_agent_heard(&agent_id);
                 self.on_report(&agent_id, &report);
             }
             Event::AgentFinal { agent_id, report } => {
-                self.registry.seen(&agent_id, now);
+                self.registry.seen(&agent_id, heard);
                 self.on_final(&agent_id, report);
             }
             Event::AgentDisconnected { agent_id, session } => {

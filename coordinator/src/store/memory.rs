@@ -21,6 +21,9 @@ pub struct MemoryStore {
     runs: Mutex<BTreeMap<String, StoredRun>>,
     /// While set, interval writes fail with this message (a full disk, say).
     refusing: Mutex<Option<String>>,
+    /// While set, each interval write takes this long (an etcd whose
+    /// write-ahead log takes seconds to sync).
+    stalling: Mutex<Option<std::time::Duration>>,
 }
 
 impl MemoryStore {
@@ -36,6 +39,12 @@ impl MemoryStore {
     /// a store does when its disk or quota is full.
     pub fn refuse_intervals(&self, message: Option<&str>) {
         *self.refusing.lock().unwrap_or_else(PoisonError::into_inner) = message.map(str::to_string);
+    }
+
+    /// Makes each interval write block its caller for `by` (`None`: answer
+    /// at once again) before it succeeds.
+    pub fn stall_intervals(&self, by: Option<std::time::Duration>) {
+        *self.stalling.lock().unwrap_or_else(PoisonError::into_inner) = by;
     }
 }
 
@@ -66,6 +75,10 @@ impl RunStore for MemoryStore {
     }
 
     fn append_interval(&self, run_id: &str, interval: &StoredInterval) -> Result<(), StoreError> {
+        let stall = *self.stalling.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(by) = stall {
+            std::thread::sleep(by);
+        }
         if let Some(message) = self.refusing.lock().unwrap_or_else(PoisonError::into_inner).clone() {
             return Err(StoreError::Remote { key: run_id.to_string(), message });
         }

@@ -130,3 +130,102 @@ fn ended_runs_past_the_retention_are_deleted_and_running_ones_kept() {
     let listed = h.ask(|reply| Event::ListRuns { scenario: None, reply });
     assert!(listed.iter().all(|run| run.record.run_id != old), "nor does the coordinator list it");
 }
+
+async fn next(inbox: &mut mpsc::UnboundedReceiver<crate::engine::ToAgent>) -> crate::engine::ToAgent {
+    tokio::time::timeout(Duration::from_secs(5), inbox.recv()).await.expect("in time").expect("open")
+}
+
+/// Agents as real sessions would be: a heartbeat and an interval report a
+/// second each, sent from their own task while the engine runs as it does
+/// in the coordinator, on its own task. Returns after the last ones.
+async fn agents_talking(
+    handle: crate::engine::EngineHandle,
+    agents: &'static [&'static str],
+    run_id: String,
+    seconds: u64,
+) {
+    for second in 0..seconds {
+        if second > 0 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        for agent in agents {
+            let heartbeat = Event::AgentHeartbeat { agent_id: agent.to_string(), cpu_percent: 1.0, rss_bytes: 1 };
+            handle.send(heartbeat).expect("the engine runs");
+            let report = Box::new(report(&run_id, second, second, 100));
+            handle.send(Event::AgentReport { agent_id: agent.to_string(), report }).expect("the engine runs");
+        }
+    }
+}
+
+/// A store whose interval writes take seconds (etcd while its write-ahead
+/// log takes seconds to sync, as seen in the compose check) holds the
+/// engine task up. Messages that arrived meanwhile count from when they
+/// arrived, and all of them are handled before the engine judges silence:
+/// no agent is called lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_heard_while_slow_store_writes_held_the_engine_up_are_not_lost() {
+    use crate::engine::{engine_channel, start_engine_on};
+    use crate::registry::AgentHello;
+    use crate::store::MemoryStore;
+
+    const AGENTS: &[&str] = &["a1", "a2", "a3"];
+    let store = Arc::new(MemoryStore::new());
+    let config = EngineConfig { heartbeat_timeout: Duration::from_secs(2), ..config() };
+    let (handle, events) = engine_channel();
+    let engine = start_engine_on(config, Arc::clone(&store) as Arc<dyn RunStore>, events);
+    let mut inboxes = Vec::new();
+    for (session, agent) in AGENTS.iter().enumerate() {
+        let (outbox, inbox) = mpsc::unbounded_channel();
+        let hello = AgentHello {
+            agent_id: agent.to_string(),
+            host: format!("{agent}.test"),
+            labels: Default::default(),
+            capacity: 1,
+            version: "test".to_string(),
+            active_runs: Vec::new(),
+        };
+        handle.send(Event::AgentConnected { hello, session: session as u64, outbox }).expect("send");
+        handle.send(Event::AgentClock { agent_id: agent.to_string(), offset_us: 0, rtt_us: 100 }).expect("send");
+        inboxes.push(inbox);
+    }
+    let yaml = super::scenario(3, "").replace("duration: 3s", "duration: 60s");
+    let run_id = handle
+        .ask(|reply| Event::Submit { scenario_yaml: yaml, agents: 0, reply })
+        .await
+        .expect("the engine answers")
+        .expect("submitted");
+    for (agent, inbox) in AGENTS.iter().zip(&mut inboxes) {
+        let assigned = next(inbox).await;
+        assert!(matches!(assigned, crate::engine::ToAgent::Assignment(_)), "{assigned:?}");
+        handle.send(Event::AgentReady { agent_id: agent.to_string(), run_id: run_id.clone() }).expect("send");
+    }
+    for inbox in &mut inboxes {
+        let started = next(inbox).await;
+        assert!(matches!(started, crate::engine::ToAgent::Start { .. }), "{started:?}");
+    }
+
+    // For 4 s each write takes 1 s: the reports arrive faster than the
+    // engine stores them, and between two words of one agent the engine is
+    // held up for 3 s by the three agents' reports, longer than the
+    // heartbeat timeout.
+    store.stall_intervals(Some(Duration::from_secs(1)));
+    let talking = tokio::spawn(agents_talking(handle.clone(), AGENTS, run_id.clone(), 6));
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    store.stall_intervals(None);
+    talking.await.expect("the agents talked");
+    // The backlog was worked off while the agents went on talking: their
+    // last reports are stored within the heartbeat timeout.
+    let stored = || store.load_intervals(&run_id).expect("load").len();
+    for _ in 0..10 {
+        if stored() < 18 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let record = store.list().expect("list").into_iter().find(|r| r.run_id == run_id).expect("stored");
+    assert_eq!(record.state, RunState::Running, "{:?}", record.error);
+    assert!(record.losses.is_empty(), "{:?}", record.losses);
+    assert_eq!(stored(), 18, "every report is stored");
+    let listed = handle.ask(|reply| Event::ListAgents { reply }).await.expect("the engine answers");
+    assert_eq!(listed.len(), 3);
+    engine.abort();
+}
