@@ -223,3 +223,53 @@ fn reports_beyond_the_agents_buffer_are_dropped_oldest_first_and_counted_in_the_
     assert_eq!(code, 0, "{stderr}");
     assert!(text.contains(&format!("agent agent-0 dropped {dropped} interval reports")), "{text}");
 }
+
+/// Sends `signal` (`-STOP`, `-CONT`) to `pid`.
+fn signal(pid: u32, signal: &str) {
+    let status = std::process::Command::new("kill").args([signal, &pid.to_string()]).status().expect("kill");
+    assert!(status.success(), "kill {signal} {pid}");
+}
+
+#[test]
+fn an_agent_frozen_past_the_timeout_is_judged_lost_then_reconnects_and_serves_the_next_run_alone() {
+    // An agent stopped (SIGSTOP) for longer than the heartbeat timeout
+    // keeps its TCP session: the coordinator aborts the run, gives the
+    // session up, and when the agent runs again it must reconnect, stop the
+    // aborted run's load and take the next run; before, it stayed in a
+    // session nobody answered and the next run waited for it forever.
+    let lab = Lab::start(2);
+    let aborted = lab.submit(&lab.scenario(30, "abort"));
+    lab.wait_for_reports(1);
+    let frozen = lab.agents[1].as_ref().expect("agent-1").pid();
+    signal(frozen, "-STOP");
+    let report = lab.report(&aborted, Duration::from_secs(30));
+    signal(frozen, "-CONT");
+    assert_eq!(report["status"], "aborted", "{}", report["error"]);
+    assert!(report["error"].as_str().unwrap_or_default().contains("agent-1"), "{}", report["error"]);
+
+    // Once agent-1 is back and has stopped the aborted run's load, a run
+    // on both agents: each server's own count over it equals its node's
+    // figure, so no load of the aborted run went on beside it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let before = served(&lab.servers[1].1);
+        std::thread::sleep(Duration::from_secs(1));
+        if served(&lab.servers[1].1) == before {
+            break;
+        }
+        assert!(Instant::now() < deadline, "agent-1 still drives the aborted run's load");
+    }
+    let before: Vec<u64> = lab.servers.iter().map(|(_, address)| served(address)).collect();
+    let next = lab.submit(&lab.scenario(3, "abort"));
+    let report = lab.report(&next, Duration::from_secs(45));
+    assert_eq!(report["status"], "passed", "{}", report["error"]);
+    for (i, (_, address)) in lab.servers.iter().enumerate() {
+        let node = format!("kv-{i}");
+        assert_eq!(
+            node_ops(&report, &node),
+            served(address) - before[i],
+            "{node}: the report equals the server's count"
+        );
+        assert!(node_ops(&report, &node) > 0, "{node} served the run");
+    }
+}

@@ -69,9 +69,17 @@ impl pb::agent_service_server::AgentService for AgentService {
         tokio::spawn(async move {
             while let Some(message) = to_agent_rx.recv().await {
                 if forward_output.send(Ok(convert::to_agent(message))).await.is_err() {
-                    break;
+                    return;
                 }
             }
+            // The engine gave this session up (the agent was silent past the
+            // heartbeat timeout, or a newer session replaced it) while the
+            // stream may still be open: end it, so that a live agent
+            // reconnects instead of talking into a session nobody answers.
+            let status = Status::unavailable(
+                "the coordinator gave this session up (silent past the heartbeat timeout, or replaced); reconnect",
+            );
+            let _ = forward_output.send(Err(status)).await;
         });
 
         let engine = self.engine.clone();

@@ -117,10 +117,20 @@ impl Engine {
     }
 
     /// An agent whose clock is measured (a new session): if it belongs to a
-    /// running run it has not finished, it rejoins it.
+    /// running run it has not finished, it rejoins it. Runs it still drives
+    /// that ended while it was not heard (aborted when it was judged lost,
+    /// say) are cancelled: it missed the cancel, and their load must not
+    /// run on beside its next run's.
     pub(super) fn on_agent_back(&mut self, agent_id: &str) {
         let Some(entry) = self.registry.get(agent_id) else { return };
         let kept: Vec<String> = entry.hello.active_runs.clone();
+        for run_id in &kept {
+            if let Some(record) = self.ended.get(run_id) {
+                let reason = format!("the run ended ({}) while this agent was not heard", record.state);
+                tracing::info!(run = %run_id, agent = %agent_id, "cancelling an ended run the agent still runs");
+                self.registry.send(agent_id, ToAgent::Cancel { run_id: run_id.clone(), reason });
+            }
+        }
         let run_ids: Vec<String> = self
             .active
             .iter()
