@@ -60,6 +60,18 @@ fn report(run_id: &str, seq: u64, interval: u64, ops: u64) -> IntervalReport {
     IntervalReport { run_id: run_id.to_string(), seq, interval, operations: vec![stats], ..IntervalReport::default() }
 }
 
+/// What a test agent says when its session opens.
+fn hello(agent: &str) -> AgentHello {
+    AgentHello {
+        agent_id: agent.to_string(),
+        host: format!("{agent}.test"),
+        labels: BTreeMap::new(),
+        capacity: 1,
+        version: "test".to_string(),
+        active_runs: Vec::new(),
+    }
+}
+
 struct Harness {
     engine: Engine,
     store: Arc<MemoryStore>,
@@ -101,15 +113,7 @@ impl Harness {
     fn connect(&mut self, agent: &str) {
         let (tx, rx) = mpsc::unbounded_channel();
         self.sessions += 1;
-        let hello = AgentHello {
-            agent_id: agent.to_string(),
-            host: format!("{agent}.test"),
-            labels: BTreeMap::new(),
-            capacity: 1,
-            version: "test".to_string(),
-            active_runs: Vec::new(),
-        };
-        self.event(Event::AgentConnected { hello, session: self.sessions, outbox: tx });
+        self.event(Event::AgentConnected { hello: hello(agent), session: self.sessions, outbox: tx });
         self.event(Event::AgentClock { agent_id: agent.to_string(), offset_us: 0, rtt_us: 100 });
         self.inboxes.insert(agent.to_string(), rx);
     }

@@ -165,7 +165,6 @@ async fn agents_talking(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agents_heard_while_slow_store_writes_held_the_engine_up_are_not_lost() {
     use crate::engine::{engine_channel, start_engine_on};
-    use crate::registry::AgentHello;
     use crate::store::MemoryStore;
 
     const AGENTS: &[&str] = &["a1", "a2", "a3"];
@@ -176,15 +175,9 @@ async fn agents_heard_while_slow_store_writes_held_the_engine_up_are_not_lost() 
     let mut inboxes = Vec::new();
     for (session, agent) in AGENTS.iter().enumerate() {
         let (outbox, inbox) = mpsc::unbounded_channel();
-        let hello = AgentHello {
-            agent_id: agent.to_string(),
-            host: format!("{agent}.test"),
-            labels: Default::default(),
-            capacity: 1,
-            version: "test".to_string(),
-            active_runs: Vec::new(),
-        };
-        handle.send(Event::AgentConnected { hello, session: session as u64, outbox }).expect("send");
+        handle
+            .send(Event::AgentConnected { hello: super::hello(agent), session: session as u64, outbox })
+            .expect("send");
         handle.send(Event::AgentClock { agent_id: agent.to_string(), offset_us: 0, rtt_us: 100 }).expect("send");
         inboxes.push(inbox);
     }
